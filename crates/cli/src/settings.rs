@@ -1,0 +1,98 @@
+//! Settings: flags beat environment variables beat the configuration file beat defaults.
+//! Read once here and passed by value; nothing else reads the process environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use latchkey_core::config::{Config, SecretRef};
+use secrecy::SecretString;
+
+#[derive(clap::Args)]
+pub struct Flags {
+    /// The configuration file [default: ./latchkey.toml if it exists]
+    #[arg(long, env = "LATCHKEY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Where the SQLite database and the master key file live
+    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true, default_value = "./latchkey-data")]
+    data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…` [default: sqlite in the data directory]
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:7420]
+    #[arg(long, env = "LATCHKEY_LISTEN", global = true)]
+    listen: Option<SocketAddr>,
+    /// The externally visible base URL
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
+    public_url: Option<String>,
+}
+
+pub struct Settings {
+    pub config: Config,
+    pub config_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// Defaults to `http://` + the address actually bound.
+    pub public_url: Option<String>,
+    pub master_key: Option<SecretString>,
+    pub admin_key: Option<SecretString>,
+    /// The environment variables that the file's `{ env = "VAR" }` references name.
+    pub env_vars: BTreeMap<String, SecretString>,
+    /// `LATCHKEY_FAULT`: a test hook that aborts the process at a named point of a token
+    /// refresh (`after_token_response`, `after_token_commit`), to prove crash safety.
+    pub fault: Option<String>,
+}
+
+impl Settings {
+    pub fn resolve(flags: Flags) -> anyhow::Result<Settings> {
+        let config_file = match flags.config {
+            Some(path) => Some(path),
+            None => Some(PathBuf::from("latchkey.toml")).filter(|p| p.exists()),
+        };
+        let config = match &config_file {
+            Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+            None => Config::default(),
+        };
+        let listen = match (flags.listen, &config.server.listen) {
+            (Some(l), _) => l,
+            (None, Some(l)) => l.parse().context("server.listen")?,
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 7420)),
+        };
+        let public_url = flags.public_url.or_else(|| config.server.public_url.clone());
+        let database_url =
+            flags.database_url.unwrap_or_else(|| format!("sqlite://{}", flags.data_dir.join("latchkey.db").display()));
+        let admin_key = std::env::var("LATCHKEY_ADMIN_KEY").ok().filter(|k| !k.is_empty());
+        if let Some(k) = &admin_key
+            && k.chars().count() < 32
+        {
+            bail!(
+                "LATCHKEY_ADMIN_KEY must be at least 32 characters (it is a credential): generate one with `openssl rand -base64 32`"
+            );
+        }
+        let mut env_vars = BTreeMap::new();
+        let server_refs = config.server.webhook_secret.iter().map(|r| ("webhook_secret", r));
+        for conn in config.connectors.values() {
+            for (_, r) in conn.auth.secret_refs().into_iter().chain(server_refs.clone()) {
+                if let SecretRef::Env(var) = r
+                    && let Ok(v) = std::env::var(var)
+                {
+                    env_vars.insert(var.clone(), SecretString::from(v));
+                }
+            }
+        }
+        Ok(Settings {
+            config,
+            config_file,
+            data_dir: flags.data_dir,
+            database_url,
+            listen,
+            public_url,
+            master_key: std::env::var("LATCHKEY_MASTER_KEY").ok().map(SecretString::from),
+            admin_key: admin_key.map(SecretString::from),
+            env_vars,
+            fault: std::env::var("LATCHKEY_FAULT").ok().filter(|f| !f.is_empty()),
+        })
+    }
+}

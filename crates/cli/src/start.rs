@@ -1,0 +1,198 @@
+//! Opening the store with the right master key, and `latchkey serve`.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use latchkey_core::engine::{Engine, EngineSettings, KeyCheck, check_master_key};
+use latchkey_core::store::{KeyKind, Store};
+use latchkey_vault::{MasterKey, Vault};
+use secrecy::ExposeSecret;
+
+use crate::settings::Settings;
+
+const KEY_FILE: &str = "master.key";
+pub const NEXT_KEY_FILE: &str = "master.key.next";
+pub const PREVIOUS_KEY_FILE: &str = "master.key.previous";
+
+/// Opens the store and the vault, and proves that the key belongs to the store. On a new
+/// store, a missing key is generated (mode 0600); on an existing one it never is.
+pub async fn open(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<Vault>)> {
+    if settings.database_url.starts_with("sqlite:") || settings.master_key.is_none() {
+        create_private_dir(&settings.data_dir)?;
+    }
+    let store = latchkey_store::connect(&settings.database_url)
+        .await
+        .with_context(|| "cannot open the store (check --database-url / LATCHKEY_DATABASE_URL)")?;
+    let store_is_new = store.get_meta("vault.key_check").await?.is_none();
+    let key = master_key(settings, store_is_new)?;
+    let vault = Arc::new(Vault::new(&key));
+    if settings.master_key.is_none() {
+        // A rotation in progress (or interrupted): the next key seals, the previous one opens.
+        for (file, promote) in [(NEXT_KEY_FILE, true), (PREVIOUS_KEY_FILE, false)] {
+            let path = settings.data_dir.join(file);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let k = MasterKey::from_base64(&text)
+                    .map_err(|e| anyhow::anyhow!("{} is not usable: {e}", path.display()))?;
+                if promote { vault.promote(&k) } else { vault.add_old_key(&k) }
+            }
+        }
+    }
+    match check_master_key(store.as_ref(), &vault).await.map_err(anyhow::Error::msg)? {
+        KeyCheck::Initialized => tracing::info!(key_id = %vault.active_key_id(), "new store sealed with master key"),
+        KeyCheck::Matches => {}
+    }
+    Ok((store, vault))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn master_key(settings: &Settings, store_is_new: bool) -> anyhow::Result<MasterKey> {
+    if let Some(text) = &settings.master_key {
+        return MasterKey::from_base64(text.expose_secret())
+            .map_err(|e| anyhow::anyhow!("LATCHKEY_MASTER_KEY is not usable: {e}"));
+    }
+    let path = settings.data_dir.join(KEY_FILE);
+    if path.exists() {
+        let meta = std::fs::metadata(&path)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the master key file is readable by other users: chmod 600 it");
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return MasterKey::from_base64(&text).map_err(|e| anyhow::anyhow!("{} is not usable: {e}", path.display()));
+    }
+    // Interrupted between the two renames of `vault rotate`: the next key is the key.
+    if let Ok(text) = std::fs::read_to_string(settings.data_dir.join(NEXT_KEY_FILE)) {
+        return MasterKey::from_base64(&text).map_err(|e| anyhow::anyhow!("{NEXT_KEY_FILE} is not usable: {e}"));
+    }
+    if !store_is_new {
+        bail!(
+            "this store already holds data sealed with a master key, but no key was given: neither \
+             LATCHKEY_MASTER_KEY nor {} exists. Restore the key file (or set LATCHKEY_MASTER_KEY); \
+             Latchkey never re-keys an existing store. Nothing was changed.",
+            path.display()
+        );
+    }
+    let key = MasterKey::generate();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(key.to_base64().expose_secret().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    eprintln!(
+        "Generated a new master key in {} (mode 0600): back it up; without it the store cannot be opened.",
+        path.display()
+    );
+    Ok(key)
+}
+
+/// The engine for a command that does not listen (its public URL is the configured one).
+/// Writes a key file (mode 0600) durably.
+pub fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(key.to_base64().expose_secret().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+pub async fn engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+    engine_at(settings, public_url).await
+}
+
+async fn engine_at(settings: &Settings, public_url: String) -> anyhow::Result<Arc<Engine>> {
+    let (store, vault) = open(settings).await?;
+    let engine = Engine::start(
+        store,
+        vault,
+        EngineSettings {
+            config: settings.config.clone(),
+            env_vars: settings.env_vars.clone(),
+            bootstrap_admin_key: settings.admin_key.clone(),
+            public_url,
+            fault: settings.fault.clone(),
+            key_dir: settings.master_key.is_none().then(|| settings.data_dir.clone()),
+        },
+    )
+    .await?;
+    Ok(engine)
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let engine = engine_at(&settings, public_url.clone()).await?;
+    if settings.admin_key.is_none() {
+        let keys = engine.list_keys().await?;
+        if !keys.iter().any(|k| k.kind == KeyKind::Admin) {
+            let new = engine.create_key(KeyKind::Admin, "first admin key").await?;
+            println!("Admin key (shown only this once; keep it safe): {}", new.key.expose_secret());
+        }
+    }
+    engine.ensure_signing_key().await?;
+    for p in engine.missing_secrets() {
+        tracing::warn!("{p}");
+    }
+    tokio::spawn(engine.clone().sync_forever(Duration::from_secs(1)));
+    tokio::spawn(engine.clone().keepalive_forever(Duration::from_secs(60)));
+    tracing::info!(%public_url, "public URL");
+    println!("Latchkey listening on http://{addr}");
+    let state = latchkey_server::AppState::new(engine);
+    latchkey_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}
+
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}

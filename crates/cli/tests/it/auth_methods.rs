@@ -1,0 +1,162 @@
+//! Each static auth method against a real server: httpbin (PyPI) for keys and Basic, nginx
+//! (Debian) with `ssl_verify_client on` for client certificates.
+
+use serde_json::json;
+
+use latchkey_testkit::peers::httpbin::httpbin;
+use latchkey_testkit::peers::nginx::nginx_mtls;
+
+use super::*;
+
+const CALLS: &str = r#"
+[connectors.up.calls.get]
+path = "/get"
+[connectors.up.calls.headers]
+path = "/headers"
+[connectors.up.calls.bearer]
+path = "/bearer"
+[connectors.up.calls.basic]
+path = "/basic-auth/<user>/<password>"
+[connectors.up.calls.basic.params]
+user = { required = true }
+password = { required = true }
+[connectors.up.calls.anything]
+method = "POST"
+path = "/anything/<id>"
+query = { q = "<q>" }
+body = '{"id": "<id>", "note": "id is <id>", "tags": "<tags>"}'
+[connectors.up.calls.anything.params]
+id = { required = true }
+q = { default = "dflt" }
+tags = { default = [] }
+"#;
+
+#[tokio::test]
+async fn api_key_in_the_query_reaches_httpbin() {
+    let lk = with_connector(
+        &httpbin().base_url,
+        r#"{ method = "api_key_query", name = "api_key", key = { secret = "k" } }"#,
+        CALLS,
+    );
+    lk.put_secret("k", "live", "query-key-123").await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "get", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["args"]["api_key"], "query-key-123");
+}
+
+#[tokio::test]
+async fn api_key_in_a_header_with_a_prefix_reaches_httpbin() {
+    let lk = with_connector(
+        &httpbin().base_url,
+        r#"{ method = "api_key_header", name = "Authorization", prefix = "Bearer", key = { secret = "k" } }"#,
+        CALLS,
+    );
+    lk.put_secret("k", "live", "header-key-456").await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "bearer", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["token"], "header-key-456");
+
+    let lk = with_connector(
+        &httpbin().base_url,
+        r#"{ method = "api_key_header", name = "X-Api-Key", key = { secret = "k" } }"#,
+        CALLS,
+    );
+    lk.put_secret("k", "live", "plain-key").await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "headers", json!({})).await;
+    assert_eq!(r.json()["headers"]["X-Api-Key"], "plain-key");
+    assert!(r.json()["headers"].get("Authorization").is_none(), "the caller's credential went upstream");
+}
+
+#[tokio::test]
+async fn basic_auth_right_and_wrong_against_httpbin() {
+    let lk = with_connector(
+        &httpbin().base_url,
+        r#"{ method = "basic", username = "ada", password = { secret = "pw" } }"#,
+        CALLS,
+    );
+    lk.put_secret("pw", "live", "s3cret pass:word").await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "basic", json!({"user": "ada", "password": "s3cret pass:word"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"authenticated": true, "user": "ada"}));
+    // httpbin expects other credentials than the ones Latchkey holds: its 401 comes back as is.
+    let r = lk.call(&app, "up", "basic", json!({"user": "ada", "password": "other"})).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error_code(), None, "an upstream 401 is passed through, not a Latchkey error");
+}
+
+#[tokio::test]
+async fn named_call_templates_reach_httpbin_as_configured() {
+    let lk = with_connector(&httpbin().base_url, r#"{ method = "none" }"#, CALLS);
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "anything", json!({"id": 42, "tags": ["a", "b"]})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["method"], "POST");
+    assert!(v["url"].as_str().unwrap().ends_with("/anything/42?q=dflt"), "{v}");
+    assert_eq!(v["json"], json!({"id": 42, "note": "id is 42", "tags": ["a", "b"]}));
+    assert_eq!(v["headers"]["Content-Type"], "application/json");
+}
+
+fn mtls_connector(ca: &str) -> String {
+    format!(
+        "{{ method = \"client_certificate\", certificate = {{ secret = \"cert\" }}, private_key = {{ secret = \"key\" }}, ca_certificate = \"\"\"{ca}\"\"\" }}"
+    )
+}
+
+const ROOT_CALL: &str = "[connectors.up.calls.root]\npath = \"/\"\n";
+
+#[tokio::test]
+async fn client_certificate_is_presented_to_nginx() {
+    let nginx = nginx_mtls();
+    let lk = with_connector(&nginx.base_url, &mtls_connector(&nginx.server_ca_pem), ROOT_CALL);
+    lk.put_secret("cert", "live", &nginx.client.cert_pem).await;
+    lk.put_secret("key", "live", &nginx.client.key_pem).await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("CN=latchkey-test-client"), "{}", r.body);
+    // The proxy uses the same pooled identity.
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("CN=latchkey-test-client"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused_by_nginx() {
+    let nginx = nginx_mtls();
+    let lk = with_connector(&nginx.base_url, &mtls_connector(&nginx.server_ca_pem), ROOT_CALL);
+    lk.put_secret("cert", "live", &nginx.foreign_client.cert_pem).await;
+    lk.put_secret("key", "live", &nginx.foreign_client.key_pem).await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("SSL certificate error") || r.body.contains("400"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_missing_certificate_is_a_clear_error_and_nothing_is_sent() {
+    let nginx = nginx_mtls();
+    let lk = with_connector(&nginx.base_url, &mtls_connector(&nginx.server_ca_pem), ROOT_CALL);
+    lk.put_secret("key", "live", &nginx.client.key_pem).await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("latchkey secret set cert"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_server_outside_the_private_ca_is_not_trusted() {
+    // The connector trusts only the CA it names: nginx's certificate from another CA fails TLS.
+    let nginx = nginx_mtls();
+    let other = latchkey_testkit::peers::certs::Ca::new("unrelated CA");
+    let lk = with_connector(&nginx.base_url, &mtls_connector(&other.cert_pem), ROOT_CALL);
+    lk.put_secret("cert", "live", &nginx.client.cert_pem).await;
+    lk.put_secret("key", "live", &nginx.client.key_pem).await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("upstream_unreachable")), "{}", r.body);
+}

@@ -1,0 +1,33 @@
+//! End-to-end tests: the real `latchkey` binary against real peers (httpbin, nginx) and an
+//! in-process recording upstream. One test binary, modules inside.
+
+mod admin;
+mod at_rest;
+mod auth_methods;
+mod cli;
+mod connections;
+mod crash;
+mod environments;
+mod grants;
+mod hostile;
+mod idp;
+mod leaks;
+mod lifecycle;
+mod multi;
+mod proxy;
+mod raw;
+mod startup;
+
+use std::path::Path;
+
+pub use latchkey_testkit::latchkey::{Latchkey, Options, Reply};
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_latchkey"))
+}
+
+/// A Latchkey with one connector `up` at `base_url` using `auth` (a TOML inline table), plus
+/// any extra TOML.
+pub fn with_connector(base_url: &str, auth: &str, extra: &str) -> Latchkey {
+    Latchkey::start(bin(), &format!("[connectors.up]\nbase_url = \"{base_url}\"\nauth = {auth}\n{extra}"))
+}

@@ -1,0 +1,139 @@
+//! The passthrough proxy: what goes up, what comes back, and how failures are reported.
+
+use latchkey_testkit::recorder::Recorder;
+use serde_json::json;
+
+use super::*;
+
+async fn setup(extra: &str) -> (Recorder, Latchkey, String) {
+    let up = Recorder::start().await;
+    let lk = with_connector(
+        &format!("{}/api", up.base_url),
+        r#"{ method = "api_key_header", name = "X-Api-Key", key = { secret = "k" } }"#,
+        &format!("headers = {{ \"X-Fixed\" = \"1\" }}\n{extra}"),
+    );
+    lk.put_secret("k", "live", "the-real-key").await;
+    let app = lk.app_key("live").await;
+    (up, lk, app)
+}
+
+#[tokio::test]
+async fn forwards_method_path_query_body_and_end_to_end_headers() {
+    let (up, lk, app) = setup("").await;
+    let resp = lk
+        .http
+        .put(lk.url("/v1/proxy/up/v2/things/a%20b?x=1&y=%2F"))
+        .bearer_auth(&app)
+        .header("X-Custom", "kept")
+        .header("X-Api-Key", "caller-tries-its-own")
+        .header("Cookie", "latchkey_session=1")
+        .header("Latchkey-Trace", "internal")
+        .header("Connection", "keep-alive, X-Hop")
+        .header("X-Hop", "dropped")
+        .header("Content-Type", "text/plain")
+        .body("hello body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rec = up.last();
+    assert_eq!(rec.method, "PUT");
+    assert_eq!(rec.uri, "/api/v2/things/a%20b?x=1&y=%2F");
+    assert_eq!(rec.body, b"hello body");
+    assert_eq!(rec.header("x-custom"), Some("kept"));
+    assert_eq!(rec.header("content-type"), Some("text/plain"));
+    assert_eq!(rec.header_all("x-api-key"), vec!["the-real-key"], "the caller overrode the credential");
+    assert_eq!(rec.header("x-fixed"), Some("1"));
+    for dropped in ["authorization", "cookie", "latchkey-trace", "x-hop"] {
+        assert_eq!(rec.header(dropped), None, "{dropped} was forwarded");
+    }
+}
+
+#[tokio::test]
+async fn responses_come_back_as_they_are_minus_cookies_and_hop_by_hop() {
+    let (_up, lk, app) = setup("").await;
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/cookies")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers.get("x-upstream").unwrap(), "kept");
+    assert!(r.headers.get("set-cookie").is_none());
+    assert!(r.headers.get("keep-alive").is_none());
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/status/418")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (418, None));
+}
+
+#[tokio::test]
+async fn redirects_are_returned_not_followed() {
+    let (up, lk, app) = setup("").await;
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/redirect")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.headers.get("location").unwrap(), "http://127.0.0.2:9/elsewhere");
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways() {
+    let (up, lk, app) = setup("").await;
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let stream =
+        futures_util::stream::iter(big.chunks(65536).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let resp = lk
+        .http
+        .post(lk.url("/v1/proxy/up/upload"))
+        .bearer_auth(&app)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.last().body, big);
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/chunks/500")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!(r.body, (0..500).map(|i| format!("chunk{i};")).collect::<String>());
+}
+
+#[tokio::test]
+async fn unreachable_and_slow_upstreams_are_reported_by_kind() {
+    let up = Recorder::start().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = format!(
+        "[connectors.dead]\nbase_url = \"http://{dead}\"\nauth = {{ method = \"none\" }}\n\
+         [connectors.slow]\nbase_url = \"{}\"\ntimeout_ms = 200\nauth = {{ method = \"none\" }}\n",
+        up.base_url
+    );
+    let lk = Latchkey::start(bin(), &config);
+    let app = lk.app_key("live").await;
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/dead/x")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("upstream_unreachable")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("could not connect to"), "{}", r.body);
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/slow/slow/3000")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (504, Some("upstream_timeout")), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("raise `timeout_ms`"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_connector_can_close_the_proxy() {
+    let (up, lk, app) = setup("proxy = false").await;
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/x")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (403, Some("forbidden")));
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/nope/x")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("not_found")));
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/x")).bearer_auth(lk.admin()).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (403, Some("forbidden")), "admin keys do not proxy");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let (up, lk, app) = setup("").await;
+    for _ in 0..20 {
+        let r = lk.http.get(lk.url("/v1/proxy/up/x")).bearer_auth(&app).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(up.count(), 20);
+    assert_eq!(up.connections(), 1, "each request opened its own upstream connection");
+    // Named calls share the same pool.
+    let _ = lk.call(&app, "up", "missing-call", json!({})).await;
+}

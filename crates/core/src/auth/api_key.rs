@@ -1,0 +1,21 @@
+//! `api_key_query` and `api_key_header`.
+
+use http::HeaderName;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Credential, sensitive_header};
+use crate::CallError;
+
+pub(super) fn query(name: &str, key: &SecretString) -> Result<Credential, CallError> {
+    Ok(Credential::Query { name: name.to_owned(), value: key.clone() })
+}
+
+pub(super) fn header(name: &str, prefix: Option<&str>, key: &SecretString) -> Result<Credential, CallError> {
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| CallError::internal(format!("`{name}` is not a valid header name")))?;
+    let text = match prefix {
+        Some(p) if !p.is_empty() => SecretString::from(format!("{p} {}", key.expose_secret())),
+        _ => key.clone(),
+    };
+    Ok(Credential::Header { name, value: sensitive_header(text.expose_secret(), "the API key")? })
+}

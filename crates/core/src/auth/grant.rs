@@ -1,0 +1,213 @@
+//! The OAuth grants behind the token methods, with their secrets resolved: each builds its
+//! token request and, where the grant has one, its refresh request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use secrecy::SecretString;
+
+use crate::CallError;
+use crate::config::{ClientAuth, RefreshOn, TokenIn};
+use crate::store::TokenKey;
+use crate::token::{TokenRequest, TokenRequestBody, TokenResponseShape};
+
+pub use super::jwt_bearer::JwtGrant;
+
+/// Client credentials as the token endpoint wants them.
+pub struct Client {
+    pub id: String,
+    pub secret: Option<SecretString>,
+    pub auth: ClientAuth,
+}
+
+impl Client {
+    /// Adds client authentication to a form request.
+    pub fn authenticate(&self, form: &mut Vec<(String, SecretString)>) -> Option<(String, SecretString)> {
+        match (&self.secret, self.auth) {
+            (Some(secret), ClientAuth::Basic) => Some((self.id.clone(), secret.clone())),
+            (secret, _) => {
+                form.push(("client_id".into(), SecretString::from(self.id.clone())));
+                if let Some(s) = secret {
+                    form.push(("client_secret".into(), s.clone()));
+                }
+                None
+            }
+        }
+    }
+}
+
+pub enum Grant {
+    /// Tokens come from a user's browser flow; only refresh tokens renew them.
+    AuthorizationCode {
+        token_url: String,
+        client: Client,
+        scope: Option<String>,
+        shape: TokenResponseShape,
+    },
+    Password {
+        token_url: String,
+        username: String,
+        password: SecretString,
+        client: Client,
+        scope: Option<String>,
+    },
+    ClientCredentials {
+        token_url: String,
+        client: Client,
+        scope: Option<String>,
+        audience: Option<String>,
+    },
+    Custom {
+        token_url: String,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: SecretString,
+        shape: TokenResponseShape,
+    },
+    JwtBearer(JwtGrant),
+}
+
+fn pair(k: &str, v: &str) -> (String, SecretString) {
+    (k.to_owned(), SecretString::from(v.to_owned()))
+}
+
+impl Grant {
+    pub fn token_url(&self) -> &str {
+        match self {
+            Grant::Password { token_url, .. }
+            | Grant::AuthorizationCode { token_url, .. }
+            | Grant::ClientCredentials { token_url, .. }
+            | Grant::Custom { token_url, .. } => token_url,
+            Grant::JwtBearer(j) => &j.token_url,
+        }
+    }
+
+    /// Whether the grant can be repeated without a person (every grant but the browser flow).
+    pub fn can_regrant(&self) -> bool {
+        !matches!(self, Grant::AuthorizationCode { .. })
+    }
+
+    /// The grant itself (no refresh token involved).
+    pub fn request(&self, now_ms: i64) -> Result<TokenRequest, CallError> {
+        let form_request = |url: &str, mut form: Vec<(String, SecretString)>, client: Option<&Client>| {
+            let basic_auth = client.and_then(|c| c.authenticate(&mut form));
+            TokenRequest {
+                url: url.to_owned(),
+                headers: Vec::new(),
+                basic_auth,
+                body: TokenRequestBody::Form(form),
+                shape: TokenResponseShape::default(),
+                is_refresh: false,
+            }
+        };
+        Ok(match self {
+            Grant::AuthorizationCode { .. } => {
+                return Err(CallError::new(
+                    crate::ErrorCode::ReauthorizationRequired,
+                    "the connection has no usable refresh token: the user must connect again",
+                ));
+            }
+            Grant::Password { token_url, username, password, client, scope } => {
+                let mut form = vec![
+                    pair("grant_type", "password"),
+                    pair("username", username),
+                    ("password".into(), password.clone()),
+                ];
+                if let Some(s) = scope {
+                    form.push(pair("scope", s));
+                }
+                form_request(token_url, form, Some(client))
+            }
+            Grant::ClientCredentials { token_url, client, scope, audience } => {
+                let mut form = vec![pair("grant_type", "client_credentials")];
+                if let Some(s) = scope {
+                    form.push(pair("scope", s));
+                }
+                if let Some(a) = audience {
+                    form.push(pair("audience", a));
+                }
+                form_request(token_url, form, Some(client))
+            }
+            Grant::Custom { token_url, headers, body, shape } => TokenRequest {
+                url: token_url.clone(),
+                headers: headers.clone(),
+                basic_auth: None,
+                body: TokenRequestBody::Json(body.clone()),
+                shape: shape.clone(),
+                is_refresh: false,
+            },
+            Grant::JwtBearer(j) => {
+                let assertion = j.assertion(now_ms)?;
+                let form = vec![
+                    pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion".into(), assertion),
+                ];
+                form_request(&j.token_url, form, None)
+            }
+        })
+    }
+
+    /// A refresh with `refresh_token`, for the grants whose tokens can be refreshed.
+    pub fn refresh_request(&self, refresh_token: &SecretString) -> Option<TokenRequest> {
+        let (token_url, client, scope, shape) = match self {
+            Grant::Password { token_url, client, scope, .. } => {
+                (token_url, client, scope, TokenResponseShape::default())
+            }
+            Grant::ClientCredentials { token_url, client, scope, .. } => {
+                (token_url, client, scope, TokenResponseShape::default())
+            }
+            Grant::AuthorizationCode { token_url, client, scope, shape } => (token_url, client, scope, shape.clone()),
+            Grant::Custom { .. } | Grant::JwtBearer(_) => return None,
+        };
+        let mut form = vec![pair("grant_type", "refresh_token"), ("refresh_token".into(), refresh_token.clone())];
+        if let Some(s) = scope {
+            form.push(pair("scope", s));
+        }
+        let basic_auth = client.authenticate(&mut form);
+        Some(TokenRequest {
+            url: token_url.clone(),
+            headers: Vec::new(),
+            basic_auth,
+            body: TokenRequestBody::Form(form),
+            shape,
+            is_refresh: true,
+        })
+    }
+}
+
+/// Everything the token lifecycle needs for one connector in one environment (and, for the
+/// browser flow, one connection).
+#[derive(Clone)]
+pub struct TokenSource {
+    pub key: TokenKey,
+    pub grant: Arc<Grant>,
+    pub token_in: TokenIn,
+    pub skew_ms: i64,
+    pub keepalive_ms: i64,
+    pub timeout: Duration,
+    pub client: reqwest::Client,
+    /// SHA-256 over the grant's settings and secrets: when it changes, a refused credential
+    /// may be tried again.
+    pub fingerprint: [u8; 32],
+    pub refresh_on: Option<RefreshOn>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+pub type SharedSource = Arc<TokenSource>;
+
+/// Builds the fingerprint from the parts that identify a credential.
+pub fn fingerprint(parts: &[&str]) -> [u8; 32] {
+    let mut buf = Vec::new();
+    for p in parts {
+        buf.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        buf.extend_from_slice(p.as_bytes());
+    }
+    let out = latchkey_vault::sha256(&buf);
+    zeroize::Zeroize::zeroize(&mut buf);
+    out
+}

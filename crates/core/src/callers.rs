@@ -1,0 +1,183 @@
+//! Who is calling: admin keys (`lk_admin_…`) and environment-bound app keys (`lk_live_…`,
+//! `lk_dev_…`). A key is `prefix + id (12) + secret (32)`; only its SHA-256 is stored, and the
+//! presented key's hash is compared in constant time. Verified keys are cached in memory, so
+//! authentication costs no store round trip.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use latchkey_vault::{constant_time_eq, random, sha256};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::store::{KeyKind, KeyRow, Store, StoreResult};
+use crate::{CallError, Env, ErrorCode};
+
+const ID_LEN: usize = 12;
+const SECRET_LEN: usize = 32;
+/// How often `last_used_at` is written for one key, at most.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin { key_id: String },
+    App { key_id: String, env: Env },
+}
+
+fn prefix(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Admin => "lk_admin_",
+        KeyKind::App(Env::Live) => "lk_live_",
+        KeyKind::App(Env::Dev) => "lk_dev_",
+    }
+}
+
+/// The public part of a key, shown in listings: prefix and id.
+pub fn display_prefix(row: &KeyRow) -> String {
+    format!("{}{}", prefix(row.kind), row.id)
+}
+
+/// A key just made: the row to store and the key to show once.
+pub struct NewKey {
+    pub row: KeyRow,
+    pub key: SecretString,
+}
+
+pub fn generate(kind: KeyKind, name: &str) -> NewKey {
+    let id = random::token(ID_LEN);
+    let key = format!("{}{id}{}", prefix(kind), random::token(SECRET_LEN));
+    let row = KeyRow {
+        id,
+        name: name.to_owned(),
+        kind,
+        hash: sha256(key.as_bytes()).to_vec(),
+        created_at: crate::time_fmt::now_ms(),
+        last_used_at: None,
+    };
+    NewKey { row, key: SecretString::from(key) }
+}
+
+fn parse(presented: &str) -> Option<(KeyKind, &str)> {
+    for kind in [KeyKind::Admin, KeyKind::App(Env::Live), KeyKind::App(Env::Dev)] {
+        if let Some(rest) = presented.strip_prefix(prefix(kind))
+            && rest.len() == ID_LEN + SECRET_LEN
+            && rest.is_ascii()
+        {
+            return Some((kind, &rest[..ID_LEN]));
+        }
+    }
+    None
+}
+
+pub struct Callers {
+    store: Arc<dyn Store>,
+    bootstrap_admin: Option<[u8; 32]>,
+    cache: RwLock<HashMap<String, Arc<KeyRow>>>,
+    touched: Mutex<HashMap<String, i64>>,
+}
+
+impl Callers {
+    /// `bootstrap_admin` is `LATCHKEY_ADMIN_KEY`, kept only as its hash.
+    pub fn new(store: Arc<dyn Store>, bootstrap_admin: Option<&SecretString>) -> Self {
+        Self {
+            store,
+            bootstrap_admin: bootstrap_admin.map(|k| sha256(k.expose_secret().as_bytes())),
+            cache: RwLock::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the cache with the store's keys (at start, and when another writer changed them).
+    pub async fn reload(&self) -> StoreResult<()> {
+        let rows = self.store.list_keys().await?;
+        let map = rows.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = map;
+        Ok(())
+    }
+
+    pub fn remember(&self, row: KeyRow) {
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(row.id.clone(), Arc::new(row));
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    pub async fn authenticate(&self, presented: &str) -> Result<Caller, CallError> {
+        let unauthenticated = || {
+            CallError::new(
+                ErrorCode::Unauthenticated,
+                "the bearer credential is not a valid Latchkey key: send `Authorization: Bearer lk_…` \
+                 with an admin or app key (create one with `latchkey key create`)",
+            )
+        };
+        let hash = sha256(presented.as_bytes());
+        if let Some(boot) = &self.bootstrap_admin
+            && constant_time_eq(&hash, boot)
+        {
+            return Ok(Caller::Admin { key_id: "bootstrap".into() });
+        }
+        let (kind, id) = parse(presented).ok_or_else(unauthenticated)?;
+        let cached = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        let row = match cached {
+            Some(row) => row,
+            None => {
+                // A key made by another instance (or the CLI) since the last reload.
+                let row = self
+                    .store
+                    .find_key(id)
+                    .await
+                    .map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?
+                    .ok_or_else(unauthenticated)?;
+                let row = Arc::new(row);
+                self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(row.id.clone(), row.clone());
+                row
+            }
+        };
+        if row.kind != kind || !constant_time_eq(&hash, &row.hash) {
+            return Err(unauthenticated());
+        }
+        self.touch(&row.id);
+        Ok(match kind {
+            KeyKind::Admin => Caller::Admin { key_id: row.id.clone() },
+            KeyKind::App(env) => Caller::App { key_id: row.id.clone(), env },
+        })
+    }
+
+    /// Records the last use, at most once a minute per key, off the request path.
+    fn touch(&self, id: &str) {
+        let now = crate::time_fmt::now_ms();
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            match touched.get(id) {
+                Some(at) if now - at < TOUCH_EVERY_MS => return,
+                _ => touched.insert(id.to_owned(), now),
+            };
+        }
+        let store = self.store.clone();
+        let id = id.to_owned();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = store.touch_key(&id, now).await {
+                    tracing::warn!(key_id = %id, error = %e, "could not record key use");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_hash() {
+        let k = generate(KeyKind::App(Env::Dev), "ci");
+        let text = k.key.expose_secret();
+        assert!(text.starts_with("lk_dev_"));
+        assert_eq!(parse(text), Some((KeyKind::App(Env::Dev), k.row.id.as_str())));
+        assert_eq!(k.row.hash, sha256(text.as_bytes()).to_vec());
+        assert!(!format!("{:?}", k.row).contains(&text[7 + ID_LEN..]));
+        assert_eq!(parse("lk_live_short"), None);
+        assert_eq!(parse("Bearer x"), None);
+    }
+}

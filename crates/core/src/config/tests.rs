@@ -1,0 +1,216 @@
+use super::*;
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::parse(text, "latchkey.toml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn one_problem(text: &str) -> String {
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    p.into_iter().next().unwrap_or_default()
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:7420"
+public_url = "http://127.0.0.1:7420"
+return_to_allow = ["https://app.example.com/"]
+
+[connectors.billing]
+base_url = "https://api.example.com/v1"
+timeout_ms = 10000
+headers = { "Accept" = "application/json" }
+auth = { method = "api_key_header", name = "Authorization", prefix = "Bearer", key = { secret = "billing_key" } }
+
+[connectors.billing.calls.get_customer]
+method = "GET"
+path = "/customers/<customer_id>"
+query = { expand = "<expand>" }
+access = "app"
+[connectors.billing.calls.get_customer.params]
+customer_id = { required = true }
+expand = { default = "subscriptions" }
+tenant = { private = true, value = "acme" }
+
+[connectors.billing.calls.create_note]
+method = "POST"
+path = "/notes"
+headers = { "Idempotency-Key" = "<request_id>" }
+body = '{"customer": "<customer_id>", "text": "<text>", "tags": "<tags>"}'
+[connectors.billing.calls.create_note.params]
+customer_id = { required = true }
+text = { required = true }
+tags = { default = [] }
+request_id = { required = true }
+"#;
+
+#[test]
+fn the_spec_example_is_valid() {
+    let c = Config::parse(GOOD, "latchkey.toml").unwrap();
+    let billing = &c.connectors["billing"];
+    assert_eq!(billing.timeout_ms, 10000);
+    assert!(billing.proxy);
+    assert_eq!(billing.calls.len(), 2);
+    assert_eq!(
+        billing.auth,
+        AuthConfig::ApiKeyHeader(ApiKeyHeader {
+            name: "Authorization".into(),
+            prefix: Some("Bearer".into()),
+            key: SecretRef::Vault("billing_key".into())
+        })
+    );
+}
+
+#[test]
+fn a_plain_string_in_a_secret_field_is_refused_with_the_fix() {
+    let p = one_problem(
+        r#"[connectors.a]
+base_url = "https://x.example"
+auth = { method = "api_key_query", name = "k", key = "sk_live_123" }"#,
+    );
+    assert!(p.contains("connector `a`"), "{p}");
+    assert!(p.contains("auth.key"), "{p}");
+    assert!(p.contains("latchkey secret set"), "{p}");
+    assert!(!p.contains("sk_live_123"), "the literal leaked into the message: {p}");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let p = problems(
+        r#"
+[connectors.a]
+base_url = "ftp://x"
+auth = { method = "none" }
+[connectors.a.calls.c1]
+path = "no-slash/<x>"
+[connectors.a.calls.c2]
+bogus = 1
+[connectors.b]
+base_url = "https://y.example"
+auth = { method = "basic", username = "u" }
+[connectors.c]
+base_url = "https://z.example"
+auth = { method = "digest" }
+[connectors.d]
+base_url = "https://z.example"
+auth = { method = "telepathy" }
+[connectors.e]
+base_url = "https://z.example"
+"#,
+    );
+    let all = p.join("\n");
+    for expected in [
+        "connector `a`, field `base_url`: scheme `ftp`",
+        "connector `a`, field `calls.c1.path`: `no-slash/<x>` must start with `/`",
+        "connector `a`, field `calls.c1.path`: uses `<x>`, which is not declared",
+        "connector `a`, field `calls.c2.bogus`: unknown field `bogus`",
+        "connector `b`, field `auth.password`",
+        "connector `c`, field `auth.method`: `digest` is not available in this version",
+        "connector `d`, field `auth.method`: unknown auth method `telepathy`",
+        "connector `e`, field `auth`: missing",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(all.starts_with("latchkey.toml"), "{all}");
+}
+
+#[test]
+fn toml_syntax_errors_name_the_line() {
+    let p = one_problem("[connectors.a]\nbase_url = \"https://x\"\nauth = {\n");
+    assert!(p.starts_with("latchkey.toml:"), "{p}");
+    assert!(p.contains("not valid TOML"), "{p}");
+}
+
+#[test]
+fn unknown_fields_and_sections_are_refused() {
+    let p = problems(
+        "[connectors.a]\nbase_url = \"https://x.example\"\nauth = { method = \"none\" }\ntimeout = 5\n[srever]\n",
+    );
+    let all = p.join("\n");
+    assert!(all.contains("unknown field `timeout`"), "{all}");
+    assert!(all.contains("field `srever`: unknown section"), "{all}");
+    let p = one_problem("[connectors.a]\nbase_url = \"https://x.example\"\nauth = { method = \"none\", key = 1 }\n");
+    assert!(p.contains("unknown field `key`"), "{p}");
+}
+
+#[test]
+fn parameter_declarations_are_checked() {
+    let all = problems(
+        r#"
+[connectors.a]
+base_url = "https://x.example"
+auth = { method = "none" }
+[connectors.a.calls.c]
+path = "/u/<id>"
+body = '{"a": <b>}'
+[connectors.a.calls.c.params]
+id = {}
+p1 = { private = true }
+p2 = { value = 1 }
+p3 = { required = true, default = 2 }
+"#,
+    )
+    .join("\n");
+    for expected in [
+        "params.id`: is used in the path, so it must be `required = true`",
+        "params.p1`: a private parameter is fixed here: give its `value`",
+        "params.p2`: `value` fixes a private parameter",
+        "params.p3`: is both `required` and has a `default`",
+        "calls.c.body`: is not valid JSON",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn base_urls_are_checked() {
+    let p = one_problem("[connectors.a]\nbase_url = \"http://api.example.com\"\nauth = { method = \"none\" }\n");
+    assert!(p.contains("allow_insecure_http"), "{p}");
+    Config::parse("[connectors.a]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\n", "f").unwrap();
+    let p = one_problem("[connectors.a]\nbase_url = \"https://u:p@api.example.com\"\nauth = { method = \"none\" }\n");
+    assert!(p.contains("must not carry credentials"), "{p}");
+    let p = one_problem("[connectors.a]\nbase_url = \"https://api.example.com?x=1\"\nauth = { method = \"none\" }\n");
+    assert!(p.contains("query"), "{p}");
+}
+
+#[test]
+fn bad_header_names_and_connector_names() {
+    let all = problems(
+        "[connectors.\"a b\"]\nbase_url = \"https://x.example\"\nheaders = { \"Bad Header\" = \"1\", \"Host\" = \"x\" }\nauth = { method = \"none\" }\n",
+    )
+    .join("\n");
+    assert!(all.contains("connector names may use"), "{all}");
+    assert!(all.contains("`Bad Header` is not a valid header name"), "{all}");
+    assert!(all.contains("`Host` is managed by the HTTP connection"), "{all}");
+}
+
+#[test]
+fn json_connectors_use_the_same_rules() {
+    let ok = serde_json::json!({"base_url": "https://x.example", "auth": {"method": "basic", "username": "u", "password": {"secret": "pw"}}});
+    Config::connector_from_json("a", ok, "request body").unwrap();
+    let bad = serde_json::json!({"base_url": "https://x.example", "auth": {"method": "basic", "username": "u", "password": "hunter2"}});
+    let e = Config::connector_from_json("a", bad, "request body").unwrap_err().to_string();
+    assert!(e.contains("auth.password") && e.contains("latchkey secret set") && !e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn body_as_a_table_means_the_same_json() {
+    let c = Config::parse(
+        r#"
+[connectors.a]
+base_url = "https://x.example"
+auth = { method = "none" }
+[connectors.a.calls.c]
+method = "POST"
+body = { customer = "<id>", nested = { list = ["<id>", 1] } }
+[connectors.a.calls.c.params]
+id = { required = true }
+"#,
+        "f",
+    )
+    .unwrap();
+    assert!(c.connectors["a"].calls["c"].body.as_ref().unwrap().is_object());
+}

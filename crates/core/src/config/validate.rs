@@ -1,0 +1,353 @@
+//! Checks that serde cannot express: names, URLs, headers, placeholders and parameters.
+
+use std::collections::BTreeSet;
+
+use super::problems::Problem;
+use super::raw::{AuthConfig, CallConfig, ConnectorConfig, PemSource, ServerConfig};
+use crate::template::{self, Text};
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) {
+    let mut p = |field: &str, msg: String| problems.push(Problem::at(file, None, format!("server.{field}"), msg));
+    if let Some(listen) = &s.listen
+        && listen.parse::<std::net::SocketAddr>().is_err()
+    {
+        p("listen", format!("`{listen}` is not an address and port such as `127.0.0.1:7420`"));
+    }
+    if let Some(u) = &s.public_url {
+        match url::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => p("public_url", format!("`{u}` is not an http(s) URL such as `https://latchkey.example.com`")),
+        }
+    }
+    for (i, entry) in s.return_to_allow.iter().enumerate() {
+        match url::Url::parse(entry) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => p(
+                &format!("return_to_allow[{i}]"),
+                format!("`{entry}` is not an http(s) URL such as `https://app.example.com/`"),
+            ),
+        }
+    }
+    if let Some(a) = &s.token_algorithm
+        && latchkey_vault::identity::SigningAlg::parse(a).is_none()
+    {
+        p("token_algorithm", format!("`{a}` is not offered: use RS256, ES256 or EdDSA (never `none` or HS*)"));
+    }
+    if s.access_token_ttl_s.is_some_and(|t| !(60..=86_400).contains(&t)) {
+        p("access_token_ttl_s", "give 60 to 86400 seconds".into());
+    }
+    if let Some(u) = &s.webhook_url
+        && url::Url::parse(u).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+    {
+        p("webhook_url", format!("`{u}` is not an http(s) URL"));
+    }
+}
+
+pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &mut Vec<Problem>) {
+    let mut p = |field: &str, msg: String| problems.push(Problem::at(file, Some(name), field, msg));
+    if !is_name(name) {
+        p("", "connector names may use letters, digits, `_` and `-` (at most 64), because they appear in URLs".into());
+    }
+    base_url(c, &mut p);
+    if c.timeout_ms == 0 || c.timeout_ms > 600_000 {
+        p("timeout_ms", format!("{} is out of range: give 1 to 600000 milliseconds", c.timeout_ms));
+    }
+    for (h, v) in &c.headers {
+        header(&format!("headers.{h}"), h, v, &mut p);
+        if Text::parse(v).has_params() {
+            p(
+                &format!("headers.{h}"),
+                "connector headers are fixed: `<name>` placeholders belong in a call's headers".into(),
+            );
+        }
+    }
+    for (k, v) in &c.query {
+        if k.is_empty() {
+            p("query", "a query parameter needs a name".into());
+        }
+        if Text::parse(v).has_params() {
+            p(
+                &format!("query.{k}"),
+                "connector query parameters are fixed: `<name>` placeholders belong in a call's query".into(),
+            );
+        }
+    }
+    auth(&c.auth, c.allow_insecure_http, &mut p);
+    if let Some(r) = &c.refresh_on {
+        for s in &r.status {
+            if !(400..=599).contains(s) {
+                p("refresh_on.status", format!("{s} is not an HTTP error status (400-599)"));
+            }
+        }
+    }
+    for (call_name, call_cfg) in &c.calls {
+        call(call_name, call_cfg, &mut |field: &str, msg: String| {
+            p(&format!("calls.{call_name}{}{field}", if field.is_empty() { "" } else { "." }), msg)
+        });
+    }
+}
+
+fn base_url(c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
+    let url = match url::Url::parse(&c.base_url) {
+        Ok(u) => u,
+        Err(e) => {
+            return p(
+                "base_url",
+                format!("`{}` is not a URL ({e}); write e.g. `https://api.example.com/v1`", c.base_url),
+            );
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return p("base_url", format!("scheme `{}` is not supported: use https://", url.scheme()));
+    }
+    if url.host().is_none() {
+        p("base_url", "has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        p("base_url", "must not carry credentials (`user:pass@`): put them in `auth` and the vault".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        p("base_url", "must not have a query or fragment: use the connector's `query` table".into());
+    }
+    if url.scheme() == "http" && !c.allow_insecure_http && !is_loopback(&url) {
+        p(
+            "base_url",
+            "uses http:// to a host that is not loopback, so credentials would cross the network in clear text: \
+             use https://, or set `allow_insecure_http = true` on this connector if the network is trusted"
+                .into(),
+        );
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn header(field: &str, name: &str, value: &str, p: &mut impl FnMut(&str, String)) {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        p(field, format!("`{name}` is not a valid header name"));
+    } else if HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str()) {
+        p(field, format!("`{name}` is managed by the HTTP connection and cannot be set"));
+    }
+    if value.contains(['\r', '\n', '\0']) {
+        p(field, "header values cannot contain line breaks or NUL".into());
+    }
+}
+
+/// A token endpoint or other URL the credential travels to: same rules as `base_url`.
+fn credential_url(field: &str, u: &str, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
+    match url::Url::parse(u) {
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => {}
+        Ok(url) if url.scheme() == "http" && (allow_insecure_http || is_loopback(&url)) => {}
+        Ok(url) if url.scheme() == "http" => p(
+            field,
+            "uses http:// to a host that is not loopback, so credentials would cross the network in clear text: \
+             use https://, or set `allow_insecure_http = true` on this connector"
+                .into(),
+        ),
+        _ => p(field, format!("`{u}` is not an https URL such as `https://auth.example.com/oauth/token`")),
+    }
+}
+
+fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
+    match a {
+        AuthConfig::OAuth2Password(g) => {
+            credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
+            if g.client_id.is_empty() {
+                p("auth.client_id", "cannot be empty".into());
+            }
+        }
+        AuthConfig::OAuth2ClientCredentials(g) => {
+            credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
+            if g.client_id.is_empty() {
+                p("auth.client_id", "cannot be empty".into());
+            }
+        }
+        AuthConfig::OAuth2CustomToken(g) => {
+            credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
+            let mut used: Vec<(String, String)> = Vec::new();
+            match body_template(&g.token_body) {
+                Ok(t) => used.extend(t.params().into_iter().map(|n| (n, "auth.token_body".to_owned()))),
+                Err(e) => p("auth.token_body", e),
+            }
+            for (h, v) in &g.token_headers {
+                header(&format!("auth.token_headers.{h}"), h, v, p);
+                used.extend(Text::parse(v).params().map(|n| (n.to_owned(), format!("auth.token_headers.{h}"))));
+            }
+            let mut seen = BTreeSet::new();
+            for (name, place) in used {
+                if !g.secrets.contains_key(&name) && !g.values.contains_key(&name) && seen.insert(name.clone()) {
+                    p(
+                        &place,
+                        format!(
+                            "uses `<{name}>`, which is not declared: add it to `auth.secrets` (a secret) or `auth.values` (a fixed value)"
+                        ),
+                    );
+                }
+            }
+            for name in g.secrets.keys().filter(|n| g.values.contains_key(*n)) {
+                p(&format!("auth.values.{name}"), "is also a secret: give each placeholder one source".into());
+            }
+        }
+        AuthConfig::OAuth2AuthorizationCode(g) => {
+            credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
+            // `[name]` placeholders are filled at connect time; check the URL with them blanked.
+            let blank = g.authorize_url.replace(['[', ']'], "");
+            match url::Url::parse(&blank) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p("auth.authorize_url", format!("`{}` is not an http(s) URL", g.authorize_url)),
+            }
+            for (field, u) in [("auth.profile_url", &g.profile_url), ("auth.revoke_url", &g.revoke_url)] {
+                if let Some(u) = u {
+                    credential_url(field, u, allow_insecure_http, p);
+                }
+            }
+            if g.client_id.is_empty() {
+                p("auth.client_id", "cannot be empty".into());
+            }
+            if g.client_secret.is_none() && !g.pkce {
+                p("auth.pkce", "a public client (no client_secret) must use PKCE".into());
+            }
+        }
+        AuthConfig::LatchkeyIdentity(g) => {
+            if g.lifetime_s == 0 || g.lifetime_s > 3600 {
+                p("auth.lifetime_s", format!("{} is out of range: give 1 to 3600 seconds", g.lifetime_s));
+            }
+        }
+        AuthConfig::JwtBearer(g) => {
+            if let Some(u) = &g.token_url {
+                credential_url("auth.token_url", u, allow_insecure_http, p);
+            }
+            if g.lifetime_s == 0 || g.lifetime_s > 3600 {
+                p("auth.lifetime_s", format!("{} is out of range: an assertion lives 1 to 3600 seconds", g.lifetime_s));
+            }
+        }
+        AuthConfig::None(_) => {}
+        AuthConfig::ApiKeyQuery(q) => {
+            if q.name.is_empty() {
+                p("auth.name", "name the query parameter that carries the key, e.g. `api_key`".into());
+            }
+        }
+        AuthConfig::ApiKeyHeader(h) => header("auth.name", &h.name, h.prefix.as_deref().unwrap_or(""), p),
+        AuthConfig::Basic(b) => {
+            if b.username.contains(':') {
+                p("auth.username", "a Basic username cannot contain `:`".into());
+            }
+        }
+        AuthConfig::ClientCertificate(c) => {
+            if let Some(PemSource::Inline(pem)) = &c.ca_certificate
+                && !pem.contains("-----BEGIN CERTIFICATE-----")
+            {
+                p("auth.ca_certificate", "is not a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+            }
+        }
+    }
+}
+
+fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
+    if !is_name(name) {
+        p("", "call names may use letters, digits, `_` and `-` (at most 64), because they appear in URLs".into());
+    }
+    if http::Method::from_bytes(c.method.to_ascii_uppercase().as_bytes()).is_err() || c.method.is_empty() {
+        p("method", format!("`{}` is not an HTTP method", c.method));
+    }
+    if !c.path.is_empty() && !c.path.starts_with('/') {
+        p("path", format!("`{}` must start with `/` (it is appended to the connector's base_url)", c.path));
+    }
+    if c.path.contains(['?', '#']) {
+        p("path", "must not contain `?` or `#`: put query parameters in the call's `query` table".into());
+    }
+    let mut used: Vec<(String, String)> = Vec::new(); // (param, where)
+    let path = Text::parse(&c.path);
+    used.extend(path.params().map(|n| (n.to_owned(), "path".to_owned())));
+    for (k, v) in &c.query {
+        used.extend(Text::parse(v).params().map(|n| (n.to_owned(), format!("query.{k}"))));
+    }
+    for (h, v) in &c.headers {
+        header(&format!("headers.{h}"), h, v, p);
+        used.extend(Text::parse(v).params().map(|n| (n.to_owned(), format!("headers.{h}"))));
+    }
+    if let Some(body) = &c.body {
+        match body_template(body) {
+            Ok(t) => used.extend(t.params().into_iter().map(|n| (n, "body".to_owned()))),
+            Err(e) => p("body", e),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (param, place) in &used {
+        if !c.params.contains_key(param) && seen.insert(param.clone()) {
+            p(
+                place,
+                format!(
+                    "uses `<{param}>`, which is not declared: add `{param} = {{ required = true }}` to this call's params"
+                ),
+            );
+        }
+    }
+    for (pname, pc) in &c.params {
+        let field = format!("params.{pname}");
+        if !template::is_param_name(pname) {
+            p(&field, "parameter names start with a letter or `_` and use letters, digits and `_`".into());
+        }
+        if pc.private && pc.value.is_none() {
+            p(&field, "a private parameter is fixed here: give its `value`".into());
+        }
+        if !pc.private && pc.value.is_some() {
+            p(
+                &field,
+                "`value` fixes a private parameter: add `private = true`, or use `default` for a caller-settable value"
+                    .into(),
+            );
+        }
+        if pc.private && (pc.required || pc.default.is_some()) {
+            p(&field, "a private parameter takes only `value`; `required` and `default` are for public ones".into());
+        }
+        if pc.required && pc.default.is_some() {
+            p(&field, "is both `required` and has a `default`: choose one".into());
+        }
+    }
+    for n in path.params() {
+        if let Some(pc) = c.params.get(n)
+            && !pc.required
+            && pc.default.is_none()
+            && !pc.private
+        {
+            p(
+                &format!("params.{n}"),
+                "is used in the path, so it must be `required = true`, have a `default`, or be private".into(),
+            );
+        }
+    }
+}
+
+/// The JSON template of a call body: a string of JSON text, or the JSON itself.
+pub fn body_template(body: &serde_json::Value) -> Result<template::Body, String> {
+    match body {
+        serde_json::Value::String(text) => serde_json::from_str(text)
+            .map(template::Body::new)
+            .map_err(|e| format!("is not valid JSON ({e}); placeholders go inside strings: `\"<name>\"`")),
+        other => Ok(template::Body::new(other.clone())),
+    }
+}

@@ -1,0 +1,166 @@
+//! Writes shared by the admin API and the CLI: secrets, keys and connectors. Each write goes
+//! to the store and then reloads the runtime, so the next call sees it.
+
+use std::collections::BTreeSet;
+
+use secrecy::SecretString;
+
+use super::Engine;
+use crate::callers::{self, NewKey};
+use crate::config::{Config, ConfigErrors, ConnectorConfig, Problem};
+use crate::secrets::{check_secret_name, seal_secret};
+use crate::store::{ConnectorRow, KeyKind, KeyRow, SecretRow, StoreError};
+use crate::time_fmt::now_ms;
+use crate::{CallError, Env, ErrorCode};
+
+/// A secret's names and timestamps, never its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub name: String,
+    pub environments: Vec<Env>,
+    pub updated_at: i64,
+}
+
+fn unavailable(e: StoreError) -> CallError {
+    CallError::new(ErrorCode::Unavailable, e.to_string())
+}
+
+impl Engine {
+    pub async fn put_secret(&self, name: &str, env: Env, value: &SecretString) -> Result<SecretInfo, CallError> {
+        check_secret_name(name).map_err(CallError::invalid_params)?;
+        if secrecy::ExposeSecret::expose_secret(value).is_empty() {
+            return Err(CallError::invalid_params(format!("the value of secret `{name}` is empty")));
+        }
+        let row = SecretRow {
+            name: name.to_owned(),
+            env,
+            sealed: seal_secret(&self.vault, name, env, value),
+            updated_at: now_ms(),
+        };
+        self.store.put_secret(&row).await.map_err(unavailable)?;
+        self.reload().await.map_err(unavailable)?;
+        self.secret_info(name).await?.ok_or_else(|| CallError::internal("the secret vanished after it was written"))
+    }
+
+    pub async fn delete_secret(&self, name: &str) -> Result<bool, CallError> {
+        let deleted = self.store.delete_secret(name).await.map_err(unavailable)?;
+        self.reload().await.map_err(unavailable)?;
+        Ok(deleted)
+    }
+
+    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, CallError> {
+        let rows = self.store.list_secrets().await.map_err(unavailable)?;
+        let mut out: Vec<SecretInfo> = Vec::new();
+        for row in rows {
+            match out.last_mut() {
+                Some(last) if last.name == row.name => {
+                    last.environments.push(row.env);
+                    last.updated_at = last.updated_at.max(row.updated_at);
+                }
+                _ => out.push(SecretInfo { name: row.name, environments: vec![row.env], updated_at: row.updated_at }),
+            }
+        }
+        for s in &mut out {
+            s.environments.sort();
+        }
+        Ok(out)
+    }
+
+    async fn secret_info(&self, name: &str) -> Result<Option<SecretInfo>, CallError> {
+        Ok(self.list_secrets().await?.into_iter().find(|s| s.name == name))
+    }
+
+    /// Creates a key; the returned key text is shown once and never stored.
+    pub async fn create_key(&self, kind: KeyKind, name: &str) -> Result<NewKey, CallError> {
+        if name.len() > 200 {
+            return Err(CallError::invalid_params("a key name is at most 200 characters"));
+        }
+        let new = callers::generate(kind, name);
+        self.store.insert_key(&new.row).await.map_err(unavailable)?;
+        self.callers.remember(new.row.clone());
+        Ok(new)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyRow>, CallError> {
+        self.store.list_keys().await.map_err(unavailable)
+    }
+
+    pub async fn delete_key(&self, id: &str) -> Result<bool, CallError> {
+        let deleted = self.store.delete_key(id).await.map_err(unavailable)?;
+        self.callers.forget(id);
+        Ok(deleted)
+    }
+
+    /// Creates or replaces a connector from JSON of the configuration's shape.
+    pub async fn put_connector(
+        &self,
+        name: &str,
+        json: serde_json::Value,
+    ) -> Result<ConnectorConfig, PutConnectorError> {
+        if self.config.connectors.contains_key(name) {
+            return Err(PutConnectorError::Call(CallError::new(
+                ErrorCode::Forbidden,
+                format!("connector `{name}` is defined in the configuration file; change it there"),
+            )));
+        }
+        let config = Config::connector_from_json(name, json, "request body").map_err(PutConnectorError::Invalid)?;
+        // The process environment belongs to whoever wrote the file, not to API callers: an
+        // API connector reading `{ env = "VAR" }` could send any variable to its upstream.
+        let env_refs: Vec<Problem> = config
+            .auth
+            .secret_refs()
+            .into_iter()
+            .filter(|(_, r)| matches!(r, crate::config::SecretRef::Env(_)))
+            .map(|(field, _)| {
+                Problem::at("request body", Some(name), format!("auth.{field}"), "connectors created through the API take secrets from the vault only: write `{\"secret\": \"NAME\"}` (`{\"env\": ...}` is for the configuration file)")
+            })
+            .collect();
+        if !env_refs.is_empty() {
+            return Err(PutConnectorError::Invalid(ConfigErrors(env_refs)));
+        }
+        let definition =
+            serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
+        let row = ConnectorRow { name: name.to_owned(), definition, updated_at: now_ms() };
+        self.store.put_connector(&row).await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
+        self.reload().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
+        Ok(config)
+    }
+
+    pub async fn delete_connector(&self, name: &str) -> Result<bool, CallError> {
+        if self.config.connectors.contains_key(name) {
+            return Err(CallError::new(
+                ErrorCode::Forbidden,
+                format!("connector `{name}` is defined in the configuration file; remove it there"),
+            ));
+        }
+        let deleted = self.store.delete_connector(name).await.map_err(unavailable)?;
+        self.reload().await.map_err(unavailable)?;
+        Ok(deleted)
+    }
+
+    /// Which secrets the connectors name but the vault lacks, per environment (for `check`).
+    pub fn missing_secrets(&self) -> Vec<Problem> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for conn in self.connectors() {
+            for env in Env::ALL {
+                // Dev falls back to live: when live is missing, one report says it all.
+                if env == Env::Dev && conn.credential_status(Env::Live).is_err() {
+                    continue;
+                }
+                if let Err(e) = conn.credential_status(env)
+                    && seen.insert((conn.name.clone(), e.message.clone()))
+                {
+                    out.push(Problem::at("store", Some(&conn.name), "auth", format!("{env}: {}", e.message)));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+pub enum PutConnectorError {
+    Invalid(ConfigErrors),
+    Call(CallError),
+}

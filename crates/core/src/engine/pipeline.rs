@@ -1,0 +1,527 @@
+//! The call pipeline: named calls and the passthrough proxy.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use serde_json::Value;
+use url::Url;
+
+use super::Engine;
+use super::runtime::{CompiledCall, ConnectorRuntime};
+use crate::auth::{Credential, TokenSource};
+use crate::template::Values;
+use crate::{CallError, Env, ErrorCode};
+
+/// What came back from the upstream: status, headers (hop-by-hop and `set-cookie` removed)
+/// and the body, still streaming.
+pub struct UpstreamResponse {
+    pub status: http::StatusCode,
+    pub headers: HeaderMap,
+    pub body: BodyStream,
+}
+
+pub type BodyStream = futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// A request body: bytes can be sent twice (a retry after a reactive token refresh); a
+/// stream is sent once.
+pub enum OutBody {
+    Bytes(Bytes),
+    Stream(reqwest::Body),
+}
+
+impl OutBody {
+    fn into_body(self) -> reqwest::Body {
+        match self {
+            OutBody::Bytes(b) => reqwest::Body::from(b),
+            OutBody::Stream(s) => s,
+        }
+    }
+}
+
+/// How much of an upstream error body is read to look for a `refresh_on.body_contains` match.
+const SNIFF_LIMIT: usize = 64 * 1024;
+
+/// A passthrough request: the caller's method, path below the connector, raw query, headers
+/// and body.
+pub struct ProxyRequest {
+    /// Whose connection to use (`Latchkey-User`), for per-user connectors.
+    pub user: Option<String>,
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: OutBody,
+}
+
+/// Headers that belong to one connection, never forwarded in either direction (RFC 9110 §7.6.1),
+/// plus `host` and `content-length`, which the client sets for the new connection.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    for h in &named {
+        headers.remove(h);
+    }
+}
+
+impl Engine {
+    fn connector_for(&self, name: &str) -> Result<Arc<ConnectorRuntime>, CallError> {
+        self.connector(name).ok_or_else(|| {
+            CallError::not_found(format!("no connector named `{name}`: list them with GET /v1/admin/connectors"))
+        })
+    }
+
+    /// A named call: `POST /v1/connectors/{connector}/calls/{call}`.
+    pub async fn call(
+        &self,
+        env: Env,
+        connector: &str,
+        call: &str,
+        params: &Value,
+        user: Option<&str>,
+    ) -> Result<UpstreamResponse, CallError> {
+        self.call_checked(env, connector, call, params, user, false).await
+    }
+
+    /// A named call made with a user token: only `access = "user"` calls, only with the
+    /// token's own connection (its public parameters only, as for every caller).
+    pub async fn call_as_user(
+        &self,
+        env: Env,
+        connector: &str,
+        call: &str,
+        params: &Value,
+        user: &str,
+    ) -> Result<UpstreamResponse, CallError> {
+        self.call_checked(env, connector, call, params, Some(user), true).await
+    }
+
+    async fn call_checked(
+        &self,
+        env: Env,
+        connector: &str,
+        call: &str,
+        params: &Value,
+        user: Option<&str>,
+        user_token: bool,
+    ) -> Result<UpstreamResponse, CallError> {
+        let conn = self.connector_for(connector)?;
+        let compiled = conn.calls.get(call).ok_or_else(|| {
+            let mut names: Vec<&str> = conn.calls.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            CallError::not_found(format!(
+                "connector `{connector}` has no call named `{call}`; its calls: {}",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            ))
+        })?;
+        if user_token && compiled.access != crate::config::Access::User {
+            return Err(CallError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "call `{call}` of connector `{connector}` is for the app's backend (access = \"app\"): a user token may make only `access = \"user\"` calls"
+                ),
+            ));
+        }
+        let values = resolve_params(compiled, params)?;
+        let prepared = conn.credential(env)?;
+
+        let path = compiled.path.render_path(&values)?;
+        let mut url = join(&conn, &path)?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &conn.query {
+                pairs.append_pair(k, v);
+            }
+            for (k, t) in &compiled.query {
+                if let Some(v) = t.render_value(&values, "a query parameter")? {
+                    pairs.append_pair(k, &v);
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let mut headers = conn.headers.clone();
+        for (name, t) in &compiled.headers {
+            if let Some(v) = t.render_value(&values, "a header")? {
+                let v = HeaderValue::from_str(&v).map_err(|_| {
+                    CallError::invalid_params(format!(
+                        "a parameter of header `{name}` has characters that cannot go into a header"
+                    ))
+                })?;
+                headers.insert(name.clone(), v);
+            }
+        }
+        let body = match &compiled.body {
+            Some(t) => {
+                headers.entry(header::CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+                OutBody::Bytes(Bytes::from(
+                    serde_json::to_vec(&t.render(&values)).map_err(|e| CallError::internal(e.to_string()))?,
+                ))
+            }
+            None => OutBody::Bytes(Bytes::new()),
+        };
+        prepared.credential.apply(&mut headers, &mut url);
+        self.send(&conn, prepared, env, user, compiled.method.clone(), url, headers, body).await
+    }
+
+    /// The passthrough proxy: `ANY /v1/proxy/{connector}/{path}`.
+    pub async fn proxy(&self, env: Env, connector: &str, req: ProxyRequest) -> Result<UpstreamResponse, CallError> {
+        let conn = self.connector_for(connector)?;
+        if !conn.config.proxy {
+            return Err(CallError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "connector `{connector}` does not allow the passthrough proxy (proxy = false): use its named calls"
+                ),
+            ));
+        }
+        let prepared = conn.credential(env)?;
+        check_proxy_path(&req.path)?;
+        let mut url = join(&conn, &req.path)?;
+        if let Some(q) = &req.query {
+            if q.contains(['#', '\r', '\n', '\0']) || q.contains("%00") {
+                return Err(CallError::invalid_params("the query string contains a fragment, line break or NUL"));
+            }
+            url.set_query(Some(q));
+        }
+        if !conn.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &conn.query {
+                pairs.append_pair(k, v);
+            }
+        }
+        let mut headers = req.headers;
+        strip_hop_by_hop(&mut headers);
+        // The caller's own credential for Latchkey, and its cookies, are not the upstream's.
+        for h in [header::HOST, header::AUTHORIZATION, header::COOKIE] {
+            headers.remove(h);
+        }
+        let private: Vec<HeaderName> =
+            headers.keys().filter(|k| k.as_str().starts_with("latchkey-")).cloned().collect();
+        for k in private {
+            headers.remove(&k);
+        }
+        if let Some(owned) = prepared.credential.owned_header() {
+            headers.remove(owned);
+        }
+        for (k, v) in &conn.headers {
+            headers.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        prepared.credential.apply(&mut headers, &mut url);
+        self.send(&conn, prepared, env, req.user.as_deref(), req.method, url, headers, req.body).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        conn: &ConnectorRuntime,
+        prepared: &crate::auth::Prepared,
+        env: Env,
+        user: Option<&str>,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: OutBody,
+    ) -> Result<UpstreamResponse, CallError> {
+        // The last line of defence: whatever was built, it goes to the configured origin.
+        let same_origin = url.scheme() == conn.base.scheme()
+            && url.host() == conn.base.host()
+            && url.port_or_known_default() == conn.base.port_or_known_default();
+        if !same_origin || !url.path().starts_with(&conn.base_path) {
+            return Err(CallError::invalid_params("the request would leave the connector's base URL"));
+        }
+        let mut connection = None;
+        let per_user;
+        let src: &TokenSource = match (&prepared.credential, user) {
+            (Credential::User(auth), Some(owner)) => {
+                let row = self.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
+                    CallError::not_found(format!(
+                        "user `{owner}` has no connection on connector `{}` ({env}): connect one with POST /v1/connect/{}",
+                        conn.name, conn.name
+                    ))
+                })?;
+                per_user = auth.for_connection(&row.id);
+                connection = Some(row);
+                &per_user
+            }
+            (Credential::User(_), None) => {
+                return Err(CallError::invalid_params(format!(
+                    "connector `{}` holds per-user connections: name whose with `user` (or the `Latchkey-User` header)",
+                    conn.name
+                )));
+            }
+            (Credential::Identity { audience, lifetime_s }, user) => {
+                let user = user.ok_or_else(|| {
+                    CallError::invalid_params(format!(
+                        "connector `{}` sends the calling user's identity: name the user with `user` (or call with a user token)",
+                        conn.name
+                    ))
+                })?;
+                let jwt = self.sign_identity(env, user, audience, *lifetime_s).await?;
+                let mut headers = headers;
+                let mut value = HeaderValue::from_str(&format!("Bearer {jwt}"))
+                    .map_err(|_| CallError::internal("bad identity token"))?;
+                value.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, value);
+                return self.send_once(conn, prepared, method, url, headers, body.into_body()).await;
+            }
+            (_, Some(_)) => {
+                return Err(CallError::invalid_params(format!(
+                    "connector `{}` uses app-level credentials ({}): drop `user` / `Latchkey-User`",
+                    conn.name,
+                    conn.config.auth.method()
+                )));
+            }
+            (Credential::Token(src), None) => src,
+            (_, None) => {
+                return self.send_once(conn, prepared, method, url, headers, body.into_body()).await;
+            }
+        };
+        let reauth = |e: CallError| self.reauthorization(e, connection.as_ref());
+        let obtained = match self.tokens.get(src).await {
+            Ok(o) => o,
+            Err(e) => return Err(reauth(e).await),
+        };
+        let signed = |token: &secrecy::SecretString| -> Result<(HeaderMap, Url), CallError> {
+            let (mut h, mut u) = (headers.clone(), url.clone());
+            crate::auth::apply_token(src.token_in, token, &mut h, &mut u)?;
+            Ok((h, u))
+        };
+        let (h, u) = signed(&obtained.token.access_token)?;
+        let (first_body, replay) = match body {
+            OutBody::Bytes(b) => (reqwest::Body::from(b.clone()), Some(b)),
+            OutBody::Stream(s) => (s, None),
+        };
+        let first = self.send_once(conn, prepared, method.clone(), u, h, first_body).await?;
+        let Some(replay) = replay.filter(|_| !obtained.fresh) else {
+            return Ok(first);
+        };
+        let (expired, first) = token_refused(src, first).await;
+        if !expired {
+            return Ok(first);
+        }
+        // Reactive refresh: the upstream refused a token Latchkey did not just obtain.
+        tracing::info!(connector = %conn.name, status = first.status.as_u16(), "upstream refused the access token; refreshing once");
+        drop(first);
+        let again = match self.tokens.replace(src, &obtained.token.access_token).await {
+            Ok(o) => o,
+            Err(e) => return Err(reauth(e).await),
+        };
+        let (h, u) = signed(&again.token.access_token)?;
+        self.send_once(conn, prepared, method, u, h, reqwest::Body::from(replay)).await
+    }
+
+    /// For a per-user connection, a refused credential becomes `reauthorization_required` with
+    /// a `reconnect_url` that reconnects the same connection.
+    async fn reauthorization(&self, e: CallError, connection: Option<&crate::store::ConnectionRow>) -> CallError {
+        let Some(row) = connection else { return e };
+        let refused =
+            e.code == ErrorCode::ReauthorizationRequired || e.details.get("terminal") == Some(&Value::Bool(true));
+        if !refused {
+            return e;
+        }
+        let mut out = CallError::new(
+            ErrorCode::ReauthorizationRequired,
+            format!(
+                "the provider refused the connection of user `{}` on connector `{}`: send the user to `reconnect_url` to connect again",
+                row.owner, row.connector
+            ),
+        );
+        for k in ["provider_error", "provider_error_description"] {
+            if let Some(v) = e.details.get(k) {
+                out.details.insert(k.into(), v.clone());
+            }
+        }
+        out.details.insert("connection".into(), Value::String(row.id.clone()));
+        if let Some(url) = self.reconnect_url(row).await {
+            out.details.insert("reconnect_url".into(), Value::String(url));
+        }
+        out
+    }
+
+    async fn send_once(
+        &self,
+        conn: &ConnectorRuntime,
+        prepared: &crate::auth::Prepared,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<UpstreamResponse, CallError> {
+        let result =
+            prepared.client.request(method, url).headers(headers).body(body).timeout(conn.timeout).send().await;
+        let response = result.map_err(|e| send_error(&e, conn))?;
+        let status = response.status();
+        let mut headers = response.headers().clone();
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::SET_COOKIE);
+        let body = response.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(e.without_url()))).boxed();
+        Ok(UpstreamResponse { status, headers, body })
+    }
+}
+
+/// Whether the upstream's answer means "this access token is no longer good": a 401, or a
+/// `refresh_on` match (status, and text in the body when `body_contains` is set). A body read
+/// to decide is put back in front of the rest of the stream.
+async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> (bool, UpstreamResponse) {
+    let status = resp.status.as_u16();
+    let rule = src.refresh_on.as_ref();
+    let status_matches = match rule {
+        Some(r) if !r.status.is_empty() => r.status.contains(&status),
+        _ => status == 401,
+    };
+    if !status_matches {
+        return (false, resp);
+    }
+    let Some(needle) = rule.and_then(|r| r.body_contains.clone()) else {
+        return (true, resp);
+    };
+    let UpstreamResponse { status, headers, mut body } = resp;
+    let mut head = Vec::new();
+    let mut rest_error = None;
+    while head.len() < SNIFF_LIMIT {
+        match body.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                rest_error = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    let found = head.windows(needle.len().max(1)).any(|w| w == needle.as_bytes());
+    let prefix = futures_util::stream::iter(std::iter::once(Ok(Bytes::from(head))).chain(rest_error.map(Err)));
+    (found, UpstreamResponse { status, headers, body: prefix.chain(body).boxed() })
+}
+
+/// Classifies a send failure without ever showing the URL (which may carry a query key).
+fn send_error(e: &reqwest::Error, conn: &ConnectorRuntime) -> CallError {
+    let origin = conn.base.origin().ascii_serialization();
+    if e.is_timeout() {
+        return CallError::new(
+            ErrorCode::UpstreamTimeout,
+            format!(
+                "connector `{}`: {origin} did not answer within {} ms; raise `timeout_ms` if it is slow",
+                conn.name,
+                conn.timeout.as_millis()
+            ),
+        );
+    }
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    let what = if e.is_connect() { "could not connect to" } else { "lost the connection to" };
+    CallError::new(
+        ErrorCode::UpstreamUnreachable,
+        format!(
+            "connector `{}`: {what} {origin}{}",
+            conn.name,
+            if cause.is_empty() { String::new() } else { format!(" ({cause})") }
+        ),
+    )
+}
+
+/// base_url + path. The path was rendered (named calls) or checked (proxy) already.
+fn join(conn: &ConnectorRuntime, path: &str) -> Result<Url, CallError> {
+    let mut url = conn.base.clone();
+    let path = if path.is_empty() || path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+    let full = format!("{}{}", conn.base_path, path);
+    url.set_path(if full.is_empty() { "/" } else { &full });
+    Ok(url)
+}
+
+/// Refuses a proxy path that could climb above the base path, reach another host, or smuggle
+/// control characters: `.`/`..` segments (also percent-encoded), encoded slashes and
+/// backslashes, `//`, `\`, CR, LF and NUL.
+fn check_proxy_path(path: &str) -> Result<(), CallError> {
+    let bad = |why: &str| Err(CallError::invalid_params(format!("the proxy path {why}")));
+    if path.contains("//") {
+        return bad("contains an empty segment (`//`)");
+    }
+    if path.contains('\\') || path.chars().any(|c| c.is_control()) {
+        return bad("contains a backslash or a control character");
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "%00", "%0a", "%0d", "%25"].iter().any(|s| lower.contains(s)) {
+        return bad("contains an encoded slash, backslash, percent sign or control character");
+    }
+    for seg in lower.split('/') {
+        let decoded = seg.replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return bad("contains a `.` or `..` segment");
+        }
+    }
+    Ok(())
+}
+
+/// The values of a call's parameters: the caller's public ones, defaults, and private values.
+fn resolve_params(call: &CompiledCall, params: &Value) -> Result<Values, CallError> {
+    let given = match params {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(m) => m.clone(),
+        _ => return Err(CallError::invalid_params("`params` must be a JSON object of parameter names to values")),
+    };
+    let public: Vec<&str> = call.params.iter().filter(|(_, p)| !p.private).map(|(n, _)| n.as_str()).collect();
+    for name in given.keys() {
+        match call.params.get(name) {
+            Some(p) if p.private => {
+                return Err(CallError::invalid_params(format!(
+                    "parameter `{name}` is private: it is fixed in the configuration and cannot be sent"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                return Err(CallError::invalid_params(format!(
+                    "unknown parameter `{name}`; this call takes: {}",
+                    if public.is_empty() { "no parameters".to_owned() } else { public.join(", ") }
+                )));
+            }
+        }
+    }
+    let mut values = Values::new();
+    let mut missing = Vec::new();
+    for (name, p) in &call.params {
+        let v = if p.private { p.value.clone() } else { given.get(name).cloned().or_else(|| p.default.clone()) };
+        match v {
+            Some(v) => {
+                if let Value::String(s) = &v
+                    && s.contains('\0')
+                {
+                    return Err(CallError::invalid_params(format!("parameter `{name}` contains NUL")));
+                }
+                values.insert(name.clone(), v);
+            }
+            None if p.required => missing.push(name.as_str()),
+            None => {}
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CallError::invalid_params(format!("missing required parameter(s): {}", missing.join(", "))));
+    }
+    Ok(values)
+}

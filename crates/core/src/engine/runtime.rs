@@ -1,0 +1,154 @@
+//! The compiled, immutable view the hot path reads: connectors with their calls compiled and
+//! their credentials prepared for each environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use latchkey_vault::Vault;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::auth::{self, ClientPool, Prepared};
+use crate::config::{Access, CallConfig, Config, ConnectorConfig, ParamConfig};
+use crate::secrets::SecretSet;
+use crate::store::{ConnectorRow, SecretRow};
+use crate::template::{Body, Text};
+use crate::{CallError, Env};
+
+#[derive(Default)]
+pub(crate) struct Runtime {
+    pub connectors: HashMap<String, Arc<ConnectorRuntime>>,
+    pub webhook_secret: Option<SecretString>,
+    pub identity: super::identity::IdentityKeys,
+}
+
+pub struct ConnectorRuntime {
+    pub name: String,
+    pub config: ConnectorConfig,
+    /// Defined in the configuration file (read-only through the API) or through the admin API.
+    pub from_file: bool,
+    pub(crate) base: Url,
+    pub(crate) base_path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) timeout: Duration,
+    pub(crate) calls: HashMap<String, CompiledCall>,
+    live: Result<Prepared, CallError>,
+    dev: Result<Prepared, CallError>,
+}
+
+impl ConnectorRuntime {
+    pub fn credential(&self, env: Env) -> Result<&Prepared, CallError> {
+        match env {
+            Env::Live => self.live.as_ref(),
+            Env::Dev => self.dev.as_ref(),
+        }
+        .map_err(Clone::clone)
+    }
+
+    /// Whether credentials for `env` are ready (for `latchkey check` and `/readyz` detail).
+    pub fn credential_status(&self, env: Env) -> Result<(), CallError> {
+        self.credential(env).map(|_| ())
+    }
+}
+
+pub(crate) struct CompiledCall {
+    pub method: Method,
+    pub path: Text,
+    pub query: Vec<(String, Text)>,
+    pub headers: Vec<(HeaderName, Text)>,
+    pub body: Option<Body>,
+    pub access: Access,
+    pub params: BTreeMap<String, ParamConfig>,
+}
+
+impl Runtime {
+    pub fn build(
+        config: &Config,
+        stored: &[ConnectorRow],
+        secret_rows: &[SecretRow],
+        vault: &Vault,
+        env_vars: Arc<BTreeMap<String, SecretString>>,
+        clients: &ClientPool,
+    ) -> Runtime {
+        let secrets = SecretSet::open(secret_rows, vault, env_vars);
+        let mut connectors = HashMap::new();
+        for (name, c) in &config.connectors {
+            connectors.insert(name.clone(), Arc::new(compile(name, c.clone(), true, &secrets, clients)));
+        }
+        for row in stored {
+            if connectors.contains_key(&row.name) {
+                continue; // the file wins; the API refuses to create such a row
+            }
+            let parsed = serde_json::from_str(&row.definition)
+                .map_err(|e| e.to_string())
+                .and_then(|json| Config::connector_from_json(&row.name, json, "admin API").map_err(|e| e.to_string()));
+            match parsed {
+                Ok(c) => {
+                    connectors.insert(row.name.clone(), Arc::new(compile(&row.name, c, false, &secrets, clients)));
+                }
+                Err(e) => tracing::error!(connector = %row.name, error = %e, "stored connector is invalid; skipped"),
+            }
+        }
+        let webhook_secret = config.server.webhook_secret.as_ref().and_then(|r| match secrets.resolve(r, Env::Live) {
+            Ok(s) => Some(s.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "webhook_secret is not available: webhooks go out unsigned");
+                None
+            }
+        });
+        Runtime { connectors, webhook_secret, identity: Default::default() }
+    }
+}
+
+fn compile(
+    name: &str,
+    config: ConnectorConfig,
+    from_file: bool,
+    secrets: &SecretSet,
+    clients: &ClientPool,
+) -> ConnectorRuntime {
+    // Validation already accepted these; the `expect`s document that, they cannot fire.
+    let base = Url::parse(&config.base_url).expect("base_url was validated at load");
+    let base_path = base.path().trim_end_matches('/').to_owned();
+    let mut headers = HeaderMap::new();
+    for (k, v) in &config.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            headers.append(k, v);
+        }
+    }
+    let query = config.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let calls = config.calls.iter().map(|(n, c)| (n.clone(), compile_call(c))).collect();
+    let prepare = |env| auth::prepare(name, &config, env, secrets, clients);
+    ConnectorRuntime {
+        name: name.to_owned(),
+        from_file,
+        base,
+        base_path,
+        headers,
+        query,
+        timeout: Duration::from_millis(config.timeout_ms),
+        calls,
+        live: prepare(Env::Live),
+        dev: prepare(Env::Dev),
+        config,
+    }
+}
+
+fn compile_call(c: &CallConfig) -> CompiledCall {
+    CompiledCall {
+        method: Method::from_bytes(c.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::GET),
+        path: Text::parse(&c.path),
+        query: c.query.iter().map(|(k, v)| (k.clone(), Text::parse(v))).collect(),
+        headers: c
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((HeaderName::from_bytes(k.as_bytes()).ok()?, Text::parse(v))))
+            .collect(),
+        body: c.body.as_ref().and_then(|b| crate::config::validate::body_template(b).ok()),
+        access: c.access,
+        params: c.params.clone(),
+    }
+}

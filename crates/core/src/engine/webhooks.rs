@@ -1,0 +1,124 @@
+//! Webhooks (SPEC §8): `connection.created`, `connection.refresh_failed`,
+//! `connection.recovered`, `connection.deleted`, POSTed to `[server] webhook_url`, signed with
+//! HMAC-SHA256 over `"<timestamp>.<body>"` in `Latchkey-Signature: t=<unix seconds>,v1=<hex>`
+//! (a receiver rejects old timestamps against replay), retried with backoff, and recorded in
+//! the audit log. Payloads carry ids, names and error codes, never a token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::Engine;
+use crate::store::{EventRow, TokenKey};
+use crate::time_fmt::{now_ms, rfc3339};
+
+const ATTEMPTS: u32 = 5;
+
+/// The webhook a recorded event becomes, if any.
+fn webhook_type(e: &EventRow) -> Option<&'static str> {
+    if e.connection.is_empty() {
+        return None;
+    }
+    let detail: Value = serde_json::from_str(&e.detail).unwrap_or(Value::Null);
+    match e.kind.as_str() {
+        "connection.created" => Some("connection.created"),
+        "connection.deleted" => Some("connection.deleted"),
+        "connection.recovered" | "token.recovered" => Some("connection.recovered"),
+        // Once per change of health: terminal refusals, and the first transient failure.
+        "token.refresh_failed"
+            if e.outcome == "terminal" || matches!(detail["previous_state"].as_str(), Some("ok") | Some("empty")) =>
+        {
+            Some("connection.refresh_failed")
+        }
+        _ => None,
+    }
+}
+
+/// `t=<secs>,v1=<hex HMAC-SHA256(secret, "<secs>.<body>")>`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    let tag = latchkey_vault::hmac_sha256(secret, &signed);
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+impl Engine {
+    /// Turns recorded events into webhook deliveries until the channel closes.
+    pub(crate) async fn webhook_loop(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<EventRow>) {
+        while let Some(event) = rx.recv().await {
+            let Some(kind) = webhook_type(&event) else { continue };
+            let Some(url) = self.config.server.webhook_url.clone() else { continue };
+            let engine = self.clone();
+            tokio::spawn(async move { engine.deliver(&url, kind, event).await });
+        }
+    }
+
+    async fn deliver(&self, url: &str, kind: &'static str, event: EventRow) {
+        let connection = self.store.get_connection(&event.connection).await.ok().flatten();
+        let detail: Value = serde_json::from_str(&event.detail).unwrap_or(Value::Null);
+        let mut data = json!({
+            "connection_id": event.connection,
+            "connector": event.connector,
+            "environment": event.env.as_str(),
+            "user": connection.as_ref().map(|c| c.owner.clone()).or_else(|| detail["user"].as_str().map(str::to_owned)),
+        });
+        if kind == "connection.refresh_failed" {
+            data["error"] = detail["error"].clone();
+            data["error_description"] = detail["error_description"].clone();
+            data["terminal"] = Value::Bool(event.outcome == "terminal");
+        }
+        let body = json!({"id": event.id, "type": kind, "created_at": rfc3339(event.at), "data": data}).to_string();
+        let secret = self.runtime.load().webhook_secret.clone();
+        let key = TokenKey { connector: event.connector.clone(), env: event.env, connection: event.connection.clone() };
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            let mut req = self
+                .clients
+                .default_client()
+                .post(url)
+                .timeout(Duration::from_secs(10))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header("latchkey-event", kind)
+                .header("latchkey-delivery", event.id.as_str())
+                .body(body.clone());
+            if let Some(s) = &secret {
+                req = req.header(
+                    "latchkey-signature",
+                    signature(s.expose_secret().as_bytes(), now_ms() / 1000, body.as_bytes()),
+                );
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {
+                    self.tokens
+                        .event(&key, "webhook.delivered", "ok", json!({"type": kind, "attempts": attempt + 1}))
+                        .await;
+                    return;
+                }
+                Ok(r) => last = format!("status {}", r.status().as_u16()),
+                Err(e) => last = if e.is_timeout() { "timeout".into() } else { "unreachable".into() },
+            }
+        }
+        tracing::warn!(kind, error = %last, "webhook not delivered");
+        self.tokens
+            .event(&key, "webhook.failed", "error", json!({"type": kind, "attempts": ATTEMPTS, "error": last}))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signature_is_hmac_over_timestamp_and_body() {
+        // Known answer: HMAC-SHA256("secret", "1700000000.{}").
+        let s = super::signature(b"secret", 1_700_000_000, b"{}");
+        assert!(s.starts_with("t=1700000000,v1="), "{s}");
+        assert_eq!(s.len(), "t=1700000000,v1=".len() + 64);
+        assert_ne!(s, super::signature(b"secret", 1_700_000_001, b"{}"));
+    }
+}

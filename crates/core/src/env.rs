@@ -1,0 +1,37 @@
+use std::fmt;
+use std::str::FromStr;
+
+/// The environment of a request, a key, a secret value or a token. They never mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Env {
+    Live,
+    Dev,
+}
+
+impl Env {
+    pub const ALL: [Env; 2] = [Env::Live, Env::Dev];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Env::Live => "live",
+            Env::Dev => "dev",
+        }
+    }
+}
+
+impl fmt::Display for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Env {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "live" => Ok(Env::Live),
+            "dev" => Ok(Env::Dev),
+            other => Err(format!("unknown environment `{other}`: use `live` or `dev`")),
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! The storage interface. `latchkey-store` implements it on SQLite and PostgreSQL, and one
+//! conformance suite runs against both. Values that are secret arrive here already sealed by
+//! the vault: a store never sees plaintext, and never needs the master key.
+
+use crate::Env;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error. The message names the
+    /// operation, never a value.
+    #[error("store unavailable during {op}: {reason}")]
+    Unavailable { op: &'static str, reason: String },
+    /// A record already exists where a new one was to be inserted.
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One sealed value of a secret in one environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    pub name: String,
+    pub env: Env,
+    pub sealed: Vec<u8>,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("name", &self.name)
+            .field("env", &self.env)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Admin,
+    App(Env),
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Admin => "admin",
+            KeyKind::App(Env::Live) => "live",
+            KeyKind::App(Env::Dev) => "dev",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(KeyKind::Admin),
+            "live" => Some(KeyKind::App(Env::Live)),
+            "dev" => Some(KeyKind::App(Env::Dev)),
+            _ => None,
+        }
+    }
+}
+
+/// An admin or app key, as stored: only the SHA-256 of the key, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub kind: KeyKind,
+    pub hash: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A connector created through the admin API: its definition as JSON of the config shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorRow {
+    pub name: String,
+    pub definition: String,
+    pub updated_at: i64,
+}
+
+#[async_trait::async_trait]
+pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Send + Sync + 'static {
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// A counter bumped by every write to secrets, keys and connectors, so that every
+    /// instance (and a server beside a CLI writing to the same store) notices and reloads.
+    async fn generation(&self) -> StoreResult<i64>;
+
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Inserts `value` under `key` unless the key exists; returns whether it was inserted.
+    async fn insert_meta(&self, key: &str, value: &[u8]) -> StoreResult<bool>;
+
+    async fn put_secret(&self, row: &SecretRow) -> StoreResult<()>;
+    /// Deletes every environment's value; returns whether anything was deleted.
+    async fn delete_secret(&self, name: &str) -> StoreResult<bool>;
+    async fn list_secrets(&self) -> StoreResult<Vec<SecretRow>>;
+
+    async fn insert_key(&self, row: &KeyRow) -> StoreResult<()>;
+    async fn find_key(&self, id: &str) -> StoreResult<Option<KeyRow>>;
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>>;
+    async fn delete_key(&self, id: &str) -> StoreResult<bool>;
+    async fn touch_key(&self, id: &str, at: i64) -> StoreResult<()>;
+
+    async fn put_connector(&self, row: &ConnectorRow) -> StoreResult<()>;
+    async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>>;
+    async fn delete_connector(&self, name: &str) -> StoreResult<bool>;
+}
+
+/// Which token: app-level tokens have an empty `connection`; per-user connections name theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenKey {
+    pub connector: String,
+    pub env: Env,
+    pub connection: String,
+}
+
+impl TokenKey {
+    pub fn app(connector: &str, env: Env) -> Self {
+        Self { connector: connector.to_owned(), env, connection: String::new() }
+    }
+
+    /// The record id the token ciphertext is bound to.
+    pub fn record_id(&self) -> String {
+        format!("{}/{}/{}", self.connector, self.env, self.connection)
+    }
+}
+
+/// A stored token: its sealed token set, health and the refresh lease (with a fencing epoch).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub key: TokenKey,
+    pub sealed: Option<Vec<u8>>,
+    pub expires_at: Option<i64>,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub last_refresh_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    /// Bumped by every committed write of tokens or state.
+    pub version: i64,
+    pub lease_until: i64,
+    /// Bumped by every lease taken: the fencing token for the commit.
+    pub epoch: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("key", &self.key)
+            .field("has_tokens", &self.sealed.is_some())
+            .field("expires_at", &self.expires_at)
+            .field("state", &self.state)
+            .field("version", &self.version)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a refresh commits. `sealed: None` keeps the stored tokens; `Some(None)` erases them.
+#[derive(Clone, Default)]
+pub struct TokenWrite {
+    pub sealed: Option<Option<Vec<u8>>>,
+    pub expires_at: Option<Option<i64>>,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub last_refresh_at: Option<i64>,
+}
+
+/// One audit-log entry. Never carries a token or a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub connector: String,
+    pub env: Env,
+    pub connection: String,
+    pub actor: String,
+    pub outcome: String,
+    /// JSON text: error codes, statuses, descriptions.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub connector: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: i64,
+}
+
+/// Tokens and the audit log: separate from [`Store`] so that each stays readable.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn get_token(&self, key: &TokenKey) -> StoreResult<Option<TokenRow>>;
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRow>>;
+    /// Takes the refresh lease if it is free at `now` (creating an empty row if there is
+    /// none): returns the row with its new epoch, or `None` while another holder's lease runs.
+    async fn take_lease(&self, key: &TokenKey, owner: &str, now: i64, until: i64) -> StoreResult<Option<TokenRow>>;
+    /// Commits `write` and releases the lease, only if `epoch` still holds it (compare-and-swap).
+    async fn commit_token(&self, key: &TokenKey, epoch: i64, write: &TokenWrite, now: i64) -> StoreResult<bool>;
+    /// Commits `write` only if nobody wrote since `version` (for a holder whose lease ran out).
+    async fn commit_token_if_version(
+        &self,
+        key: &TokenKey,
+        version: i64,
+        write: &TokenWrite,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Records a use; never touches tokens or the version.
+    async fn touch_token(&self, key: &TokenKey, at: i64) -> StoreResult<()>;
+    async fn delete_token(&self, key: &TokenKey) -> StoreResult<bool>;
+
+    async fn insert_event(&self, event: &EventRow) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRow>>;
+}
+
+/// A per-user connection: who owns it (the app's user id), whose account it is at the
+/// provider, and the token response's non-secret fields. Its tokens live in `tokens` under
+/// `TokenKey { connection: id }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub connector: String,
+    pub env: Env,
+    pub owner: String,
+    pub provider_user_id: Option<String>,
+    pub email: Option<String>,
+    pub scopes: Option<String>,
+    /// JSON object: the token response's fields other than the tokens.
+    pub metadata: String,
+    /// Where the last connect flow sent the browser back (reused by reconnect links).
+    pub return_to: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    pub connector: Option<String>,
+    pub env: Option<Env>,
+    pub owner: Option<String>,
+}
+
+/// One step of a browser flow, stored under the SHA-256 of its random handle: a connect
+/// session (`kind = "session"`, handed to the app) or an OAuth `state` (`kind = "state"`,
+/// bound to a browser cookie and holding the sealed PKCE verifier).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FlowRow {
+    pub handle_hash: Vec<u8>,
+    pub kind: String,
+    pub connector: String,
+    pub env: Env,
+    pub owner: String,
+    pub return_to: String,
+    pub sealed: Option<Vec<u8>>,
+    pub binding: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl std::fmt::Debug for FlowRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowRow")
+            .field("kind", &self.kind)
+            .field("connector", &self.connector)
+            .field("env", &self.env)
+            .field("owner", &self.owner)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What taking a flow handle found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowTake {
+    /// Unused until now; it is now used.
+    Fresh(FlowRow),
+    /// Used before (a replay).
+    Used(FlowRow),
+    Unknown,
+}
+
+#[async_trait::async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
+    /// Creates the connection for (connector, env, owner), or updates the existing one and
+    /// keeps its id; returns the stored row.
+    async fn upsert_connection(&self, row: &ConnectionRow) -> StoreResult<ConnectionRow>;
+    async fn find_connection(&self, connector: &str, env: Env, owner: &str) -> StoreResult<Option<ConnectionRow>>;
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>>;
+    async fn list_connections(&self, filter: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>>;
+    /// Deletes the connection and its tokens, and bumps the generation (instances forget it).
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+
+    async fn insert_flow(&self, row: &FlowRow) -> StoreResult<()>;
+    /// Marks a flow handle used, atomically: exactly one taker sees `Fresh`.
+    async fn take_flow(&self, handle_hash: &[u8], now: i64) -> StoreResult<FlowTake>;
+    /// Drops flows that expired before `before`.
+    async fn purge_flows(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// A Latchkey user (identity provider): per environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub env: Env,
+    pub id: String,
+    pub email: Option<String>,
+    /// JSON object of the app's attributes.
+    pub attributes: String,
+    /// For users made by sign-in: the login connector and the provider's user id.
+    pub provider: Option<String>,
+    pub provider_user_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An identity signing key: the private key sealed by the vault.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+    /// Published in the JWKS from creation; used for signing from this time.
+    pub activates_at: i64,
+    /// No longer signs from this time; stays in the JWKS until its tokens expired.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+/// A refresh token Latchkey issued, stored only as its SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshRow {
+    pub hash: Vec<u8>,
+    pub family: String,
+    pub env: Env,
+    pub user_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// The pair issued when this token was used, sealed, for the short retry window.
+    pub successor: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RefreshRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRow")
+            .field("family", &self.family)
+            .field("user_id", &self.user_id)
+            .field("used_at", &self.used_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshTake {
+    /// Unused until now; it is now used.
+    Fresh(RefreshRow),
+    /// Used (or revoked) before.
+    Spent(RefreshRow),
+    Unknown,
+}
+
+#[async_trait::async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    async fn upsert_user(&self, row: &UserRow) -> StoreResult<UserRow>;
+    async fn get_user(&self, env: Env, id: &str) -> StoreResult<Option<UserRow>>;
+    async fn find_user_by_provider(
+        &self,
+        env: Env,
+        provider: &str,
+        provider_user_id: &str,
+    ) -> StoreResult<Option<UserRow>>;
+    async fn delete_user(&self, env: Env, id: &str) -> StoreResult<bool>;
+
+    /// Inserts a signing key; bumps the generation so every instance publishes it.
+    async fn insert_signing_key(&self, row: &SigningKeyRow) -> StoreResult<()>;
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+    async fn retire_signing_key(&self, kid: &str, at: i64) -> StoreResult<bool>;
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool>;
+
+    async fn insert_refresh(&self, row: &RefreshRow) -> StoreResult<()>;
+    /// Marks a refresh token used, atomically: exactly one taker sees `Fresh`.
+    async fn take_refresh(&self, hash: &[u8], now: i64) -> StoreResult<RefreshTake>;
+    async fn set_refresh_successor(&self, hash: &[u8], sealed: &[u8]) -> StoreResult<()>;
+    async fn get_refresh(&self, hash: &[u8]) -> StoreResult<Option<RefreshRow>>;
+    /// Revokes every token of a family (and bumps the generation: instances drop its access
+    /// tokens). Returns how many rows changed.
+    async fn revoke_family(&self, family: &str, now: i64) -> StoreResult<u64>;
+    /// Families revoked at or after `since`.
+    async fn revoked_families(&self, since: i64) -> StoreResult<Vec<String>>;
+    /// Revokes every family of a user.
+    async fn revoke_user_families(&self, env: Env, user_id: &str, now: i64) -> StoreResult<u64>;
+
+    async fn insert_login_code(&self, row: &LoginCodeRow) -> StoreResult<()>;
+    /// Marks a sign-in code used, atomically; `None` when unknown or used before.
+    async fn take_login_code(&self, hash: &[u8], now: i64) -> StoreResult<Option<LoginCodeRow>>;
+}
+
+/// A one-time sign-in code, stored as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginCodeRow {
+    pub hash: Vec<u8>,
+    pub env: Env,
+    pub user_id: String,
+    pub connection_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Where a sealed value lives, with what its associated data needs (for `vault rotate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedPlace {
+    Meta(String),
+    Secret(String, Env),
+    Token(TokenKey),
+    Flow { hash: Vec<u8>, kind: String, env: Env },
+    SigningKey(String),
+    RefreshSuccessor { hash: Vec<u8>, env: Env },
+}
+
+#[async_trait::async_trait]
+pub trait SealedStore: Send + Sync + 'static {
+    /// Every sealed value in the store, with its place.
+    async fn sealed_values(&self) -> StoreResult<Vec<(SealedPlace, Vec<u8>)>>;
+    /// Replaces a sealed value if it is still `old` (a concurrent writer wins; the caller
+    /// goes round again). Returns whether it replaced.
+    async fn replace_sealed(&self, place: &SealedPlace, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+}

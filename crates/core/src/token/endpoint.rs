@@ -1,0 +1,317 @@
+//! One token request: build it, send it, read the answer, and classify a failure as terminal
+//! (the provider refused the credential) or transient (try again later, keep every token).
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::TokenSet;
+use crate::{CallError, ErrorCode};
+
+pub enum TokenRequestBody {
+    /// `application/x-www-form-urlencoded`.
+    Form(Vec<(String, SecretString)>),
+    /// A JSON document (custom token requests); may hold secrets.
+    Json(SecretString),
+}
+
+/// Where the token and its lifetime sit in the response (dotted paths).
+#[derive(Debug, Clone)]
+pub struct TokenResponseShape {
+    pub token_path: String,
+    pub expires_in_path: String,
+}
+
+impl Default for TokenResponseShape {
+    fn default() -> Self {
+        Self { token_path: "access_token".into(), expires_in_path: "expires_in".into() }
+    }
+}
+
+pub struct TokenRequest {
+    pub url: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Client id and secret for `Authorization: Basic`.
+    pub basic_auth: Option<(String, SecretString)>,
+    pub body: TokenRequestBody,
+    pub shape: TokenResponseShape,
+    /// Whether this request used a refresh token (a refusal then may fall back to the grant).
+    pub is_refresh: bool,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("url", &self.url)
+            .field("is_refresh", &self.is_refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenRequest {
+    /// Every secret value this request carries, to scrub from anything the provider echoes.
+    fn secret_values(&self) -> Vec<zeroize::Zeroizing<String>> {
+        let mut out = Vec::new();
+        if let Some((_, s)) = &self.basic_auth {
+            out.push(zeroize::Zeroizing::new(s.expose_secret().to_owned()));
+        }
+        match &self.body {
+            TokenRequestBody::Form(pairs) => {
+                for (k, v) in pairs {
+                    if matches!(
+                        k.as_str(),
+                        "client_secret" | "password" | "refresh_token" | "assertion" | "code" | "code_verifier"
+                    ) {
+                        out.push(zeroize::Zeroizing::new(v.expose_secret().to_owned()));
+                    }
+                }
+            }
+            TokenRequestBody::Json(_) => {}
+        }
+        out.retain(|s| s.len() >= 4);
+        out
+    }
+}
+
+/// Why a token request failed. Holds only the provider's `error` and `error_description`
+/// (scrubbed of anything this request sent), never the response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError {
+    /// The provider refused the credential: retrying the same request will not help.
+    pub terminal: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub description: Option<String>,
+    pub retry_after: Option<Duration>,
+    /// No answer at all (timeout, connection refused).
+    pub no_response: bool,
+    pub timed_out: bool,
+}
+
+impl TokenError {
+    fn transport(timed_out: bool, description: String) -> Self {
+        TokenError {
+            terminal: false,
+            status: None,
+            error: None,
+            description: Some(description),
+            retry_after: None,
+            no_response: true,
+            timed_out,
+        }
+    }
+
+    /// A one-line summary: `invalid_grant (400): refresh token expired`.
+    pub fn summary(&self) -> String {
+        let mut s = self.error.clone().unwrap_or_else(|| {
+            if self.timed_out {
+                "timeout".into()
+            } else if self.no_response {
+                "unreachable".into()
+            } else {
+                "error".into()
+            }
+        });
+        if let Some(st) = self.status {
+            s.push_str(&format!(" ({st})"));
+        }
+        if let Some(d) = &self.description {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+        s
+    }
+
+    /// The caller's error: `token_request_failed` with the provider's words.
+    pub fn to_call_error(&self, connector: &str) -> CallError {
+        let what = if self.terminal {
+            "the token endpoint refused the credential"
+        } else {
+            "the token endpoint failed (Latchkey will retry with backoff)"
+        };
+        let mut e = CallError::new(
+            ErrorCode::TokenRequestFailed,
+            format!(
+                "connector `{connector}`: {what}: {}{}",
+                self.summary(),
+                if self.terminal { "; check its client id, secrets and grant settings" } else { "" }
+            ),
+        );
+        if let Some(err) = &self.error {
+            e.details.insert("provider_error".into(), Value::String(err.clone()));
+        }
+        if let Some(d) = &self.description {
+            e.details.insert("provider_error_description".into(), Value::String(d.clone()));
+        }
+        if let Some(st) = self.status {
+            e.details.insert("provider_status".into(), Value::from(st));
+        }
+        if self.terminal {
+            e.details.insert("terminal".into(), Value::Bool(true));
+        }
+        e
+    }
+}
+
+fn lookup<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(v, |v, part| v.get(part))
+}
+
+fn scrub(text: &str, secrets: &[zeroize::Zeroizing<String>]) -> String {
+    let mut out: String = text.chars().take(300).collect();
+    for s in secrets {
+        out = out.replace(s.as_str(), "[REDACTED]");
+    }
+    out
+}
+
+/// Sends one token request and reads the token set from the answer.
+pub async fn request_token(
+    client: &reqwest::Client,
+    req: &TokenRequest,
+    timeout: Duration,
+    now: i64,
+) -> Result<TokenSet, TokenError> {
+    let mut builder = client.post(&req.url).timeout(timeout).header(http::header::ACCEPT, "application/json");
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    if let Some((id, secret)) = &req.basic_auth {
+        // RFC 6749 §2.3.1: both parts form-encoded before Basic encoding.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let user = enc(id);
+        let pass = SecretString::from(enc(secret.expose_secret()));
+        builder = builder.basic_auth(user, Some(pass.expose_secret()));
+    }
+    builder = match &req.body {
+        TokenRequestBody::Form(pairs) => {
+            let body: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.expose_secret())))
+                .finish();
+            builder.header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body)
+        }
+        TokenRequestBody::Json(json) => {
+            builder.header(http::header::CONTENT_TYPE, "application/json").body(json.expose_secret().to_owned())
+        }
+    };
+    let response = match builder.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return Err(TokenError::transport(true, format!("no answer within {} ms", timeout.as_millis())));
+        }
+        Err(e) => {
+            let mut cause = String::new();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                cause = s.to_string();
+                source = s.source();
+            }
+            return Err(TokenError::transport(false, format!("could not reach the token endpoint ({cause})")));
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let is_form = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded") || v.starts_with("text/plain"));
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Err(TokenError::transport(e.is_timeout(), "the answer was cut off".into())),
+    };
+    let json: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        if is_form || bytes.contains(&b'=') {
+            // Some providers answer `access_token=...&expires_in=...`.
+            let map: serde_json::Map<String, Value> = url::form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            Value::Object(map)
+        } else {
+            Value::Null
+        }
+    });
+    let secrets = req.secret_values();
+    if !(200..300).contains(&status) {
+        let error = json.get("error").and_then(Value::as_str).map(|s| scrub(s, &secrets));
+        let description = json.get("error_description").and_then(Value::as_str).map(|s| scrub(s, &secrets));
+        let transient = status == 429 || status == 408 || status >= 500;
+        return Err(TokenError {
+            terminal: !transient,
+            status: Some(status),
+            error,
+            description,
+            retry_after,
+            no_response: false,
+            timed_out: false,
+        });
+    }
+    let Some(access) = lookup(&json, &req.shape.token_path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+        return Err(TokenError {
+            terminal: false,
+            status: Some(status),
+            error: Some("no_token".into()),
+            description: Some(format!("the answer has no `{}`", req.shape.token_path)),
+            retry_after: None,
+            no_response: false,
+            timed_out: false,
+        });
+    };
+    let expires_in = lookup(&json, &req.shape.expires_in_path).and_then(|v| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    });
+    let mut extra = match &json {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    for k in ["access_token", "refresh_token", "id_token", req.shape.token_path.as_str()] {
+        extra.remove(k);
+    }
+    let refresh_token = json
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()));
+    Ok(TokenSet {
+        access_token: SecretString::from(access.to_owned()),
+        refresh_token,
+        token_type: json.get("token_type").and_then(Value::as_str).map(str::to_owned),
+        expires_at: expires_in.filter(|s| *s > 0.0).map(|s| now + (s * 1000.0) as i64),
+        scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),
+        extra,
+        obtained_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_providers_echo_of_a_sent_secret_is_scrubbed() {
+        let req = TokenRequest {
+            url: "https://x.example/token".into(),
+            headers: Vec::new(),
+            basic_auth: Some(("app".into(), SecretString::from("client-secret-1".to_owned()))),
+            body: TokenRequestBody::Form(vec![
+                ("grant_type".into(), SecretString::from("password".to_owned())),
+                ("password".into(), SecretString::from("hunter2-password".to_owned())),
+            ]),
+            shape: TokenResponseShape::default(),
+            is_refresh: false,
+        };
+        let secrets = req.secret_values();
+        let out = scrub("bad password hunter2-password for client client-secret-1", &secrets);
+        assert_eq!(out, "bad password [REDACTED] for client [REDACTED]");
+        assert!(!format!("{req:?}").contains("hunter2"));
+    }
+}

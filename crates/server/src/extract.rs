@@ -1,0 +1,127 @@
+//! Callers as extractors: a handler that takes `AdminCaller` or `AppCaller` is reachable only
+//! with such a credential.
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use latchkey_core::callers::Caller;
+use latchkey_core::{CallError, Env, ErrorCode};
+
+use crate::{ApiError, AppState};
+
+pub struct AdminCaller;
+
+pub struct AppCaller {
+    pub env: Env,
+}
+
+/// An app key, or a user token (a Latchkey-issued JWT) acting for its own user.
+pub enum AppOrUser {
+    App { env: Env },
+    User { env: Env, user: String },
+}
+
+impl AppOrUser {
+    pub fn env(&self) -> Env {
+        match self {
+            AppOrUser::App { env } | AppOrUser::User { env, .. } => *env,
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    single_authorization(parts)?;
+    let header = parts.headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(ErrorCode::Unauthenticated, "missing `Authorization: Bearer <key or user token>`")
+    })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <credential>`")
+        })
+}
+
+impl FromRequestParts<AppState> for AppOrUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if token.matches('.').count() == 2 && !token.starts_with("lk_") {
+            let claims = state.engine.verify_user_token(token)?;
+            let env = claims
+                .env
+                .parse::<Env>()
+                .map_err(|_| CallError::new(ErrorCode::Unauthenticated, "bad token environment"))?;
+            return Ok(AppOrUser::User { env, user: claims.sub });
+        }
+        match authenticate(parts, state).await? {
+            Caller::App { env, .. } => Ok(AppOrUser::App { env }),
+            Caller::Admin { .. } => {
+                Err(CallError::new(ErrorCode::Forbidden, "this route needs an app key or a user token").into())
+            }
+        }
+    }
+}
+
+/// Two `Authorization` headers are ambiguous (which one would an intermediary see?): refused.
+fn single_authorization(parts: &Parts) -> Result<(), ApiError> {
+    if parts.headers.get_all(http::header::AUTHORIZATION).iter().count() > 1 {
+        return Err(ApiError::new(ErrorCode::InvalidParams, "send exactly one Authorization header"));
+    }
+    Ok(())
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    single_authorization(parts)?;
+    let header = parts.headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "missing `Authorization: Bearer <key>`: every /v1 request needs an admin or app key",
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <key>`"))?;
+    if token.matches('.').count() == 2 && !token.starts_with("lk_") {
+        state.engine.verify_user_token(token)?;
+        return Err(CallError::new(
+            ErrorCode::Forbidden,
+            "a user token may make `access = \"user\"` calls and manage its own connections only",
+        )
+        .into());
+    }
+    Ok(state.engine.callers.authenticate(token).await?)
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            Caller::Admin { .. } => Ok(AdminCaller),
+            Caller::App { .. } => Err(CallError::new(
+                ErrorCode::Forbidden,
+                "this route needs an admin key (lk_admin_…); app keys reach calls, proxy and connections",
+            )
+            .into()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AppCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            Caller::App { env, .. } => Ok(AppCaller { env }),
+            Caller::Admin { .. } => Err(CallError::new(
+                ErrorCode::Forbidden,
+                "this route needs an app key (lk_live_… or lk_dev_…), which chooses the environment; \
+                 create one with POST /v1/admin/keys",
+            )
+            .into()),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! `/v1/admin`: connectors, secrets and keys. Never returns a secret value; the one response
+//! that shows a key is the one that creates it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use latchkey_core::callers::display_prefix;
+use latchkey_core::engine::{PutConnectorError, SecretInfo};
+use latchkey_core::store::{KeyKind, KeyRow};
+use latchkey_core::time_fmt::rfc3339;
+use latchkey_core::{CallError, Env, ErrorCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::extract::AdminCaller;
+use crate::{ApiError, AppState};
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParams, format!("the request body must be JSON {shape}: {}", e.body_text()))
+    })
+}
+
+fn connector_json(c: &latchkey_core::engine::ConnectorRuntime) -> Value {
+    json!({
+        "name": c.name,
+        "source": if c.from_file { "file" } else { "api" },
+        "definition": c.config,
+    })
+}
+
+pub async fn list_connectors(_: AdminCaller, State(state): State<AppState>) -> Json<Value> {
+    let mut list = state.engine.connectors();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(json!({"connectors": list.iter().map(|c| connector_json(c)).collect::<Vec<_>>()}))
+}
+
+pub async fn get_connector(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c =
+        state.engine.connector(&name).ok_or_else(|| CallError::not_found(format!("no connector named `{name}`")))?;
+    Ok(Json(connector_json(&c)))
+}
+
+pub async fn put_connector(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    b: JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let json = body(b, "of a connector definition (the shape of `[connectors.NAME]` in the file)")?;
+    let existed = state.engine.connector(&name).is_some();
+    match state.engine.put_connector(&name, json).await {
+        Ok(_) => {
+            let c = state
+                .engine
+                .connector(&name)
+                .ok_or_else(|| CallError::internal("connector vanished after it was written"))?;
+            let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            Ok((status, Json(connector_json(&c))).into_response())
+        }
+        Err(PutConnectorError::Invalid(errors)) => Err(ApiError::config(&errors)),
+        Err(PutConnectorError::Call(e)) => Err(e.into()),
+    }
+}
+
+pub async fn delete_connector(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.engine.delete_connector(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(CallError::not_found(format!("no connector named `{name}` was created through the API")).into())
+    }
+}
+
+fn secret_json(s: &SecretInfo) -> Value {
+    json!({
+        "name": s.name,
+        "environments": s.environments.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "updated_at": rfc3339(s.updated_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    value: SecretString,
+    #[serde(default)]
+    environment: Option<String>,
+}
+
+pub async fn put_secret(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    b: JsonBody<PutSecret>,
+) -> Result<Json<Value>, ApiError> {
+    let req = body(b, r#"`{"value": "...", "environment": "live"|"dev"}`"#)?;
+    let env = match req.environment.as_deref() {
+        None => Env::Live,
+        Some(e) => e.parse::<Env>().map_err(CallError::invalid_params)?,
+    };
+    let info = state.engine.put_secret(&name, env, &req.value).await?;
+    Ok(Json(secret_json(&info)))
+}
+
+pub async fn delete_secret(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.engine.delete_secret(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(CallError::not_found(format!("no secret named `{name}`")).into())
+    }
+}
+
+pub async fn list_secrets(_: AdminCaller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let list = state.engine.list_secrets().await?;
+    Ok(Json(json!({"secrets": list.iter().map(secret_json).collect::<Vec<_>>()})))
+}
+
+fn key_json(k: &KeyRow) -> Value {
+    let env = match k.kind {
+        KeyKind::Admin => Value::Null,
+        KeyKind::App(e) => e.as_str().into(),
+    };
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "kind": if k.kind == KeyKind::Admin { "admin" } else { "app" },
+        "environment": env,
+        "prefix": display_prefix(k),
+        "created_at": rfc3339(k.created_at),
+        "last_used_at": k.last_used_at.map(rfc3339),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    environment: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn create_key(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    b: JsonBody<CreateKey>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"`{"environment": "live"|"dev", "name": "..."}`"#)?;
+    let env = req.environment.parse::<Env>().map_err(CallError::invalid_params)?;
+    let new = state.engine.create_key(KeyKind::App(env), req.name.as_deref().unwrap_or("")).await?;
+    let mut out = key_json(&new.row);
+    out["key"] = Value::String(new.key.expose_secret().to_owned());
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub async fn list_keys(_: AdminCaller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let keys = state.engine.list_keys().await?;
+    Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})))
+}
+
+pub async fn delete_key(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.engine.delete_key(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(CallError::not_found(format!("no key with id `{id}`")).into())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    connector: Option<String>,
+    kind: Option<String>,
+    /// RFC 3339 or Unix milliseconds.
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+}
+
+fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidParams,
+                format!("`{field}` must be an RFC 3339 time (2026-01-31T12:00:00Z) or Unix milliseconds"),
+            )
+        })
+}
+
+/// `GET /v1/admin/events?connector=&kind=&since=&until=&limit=`: the audit log, newest first.
+pub async fn list_events(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    q: Result<axum::extract::Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(q) =
+        q.map_err(|e| ApiError::new(ErrorCode::InvalidParams, format!("bad query: {}", e.body_text())))?;
+    let filter = latchkey_core::store::EventFilter {
+        connector: q.connector,
+        kind: q.kind,
+        since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
+        until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let events = state
+        .engine
+        .store()
+        .list_events(&filter)
+        .await
+        .map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let list: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": rfc3339(e.at),
+                "kind": e.kind,
+                "connector": e.connector,
+                "environment": e.env.as_str(),
+                "connection": if e.connection.is_empty() { Value::Null } else { Value::String(e.connection.clone()) },
+                "actor": e.actor,
+                "outcome": e.outcome,
+                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"events": list})))
+}
+
+/// `GET /v1/admin/tokens`: the health of every app-level token (never the tokens).
+pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let rows =
+        state.engine.store().list_tokens().await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            json!({
+                "connector": t.key.connector,
+                "environment": t.key.env.as_str(),
+                // A refresh in flight (an unexpired lease) shows as `refreshing`.
+                "state": if t.lease_until > latchkey_core::time_fmt::now_ms() { "refreshing" } else { t.state.as_str() },
+                "has_token": t.sealed.is_some(),
+                "expires_at": t.expires_at.map(rfc3339),
+                "last_refresh_at": t.last_refresh_at.map(rfc3339),
+                "last_used_at": t.last_used_at.map(rfc3339),
+                "last_error": t.last_error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"tokens": list})))
+}

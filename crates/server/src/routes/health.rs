@@ -1,0 +1,29 @@
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use http::{StatusCode, header};
+use serde_json::json;
+
+use crate::AppState;
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.engine.store().ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "connectors": state.engine.connectors().len()}))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": e.to_string()}))),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut text = state.metrics.render();
+    text.push_str("# HELP latchkey_token_requests_total Token requests sent to providers.\n");
+    text.push_str("# TYPE latchkey_token_requests_total counter\n");
+    text.push_str(&format!(
+        "latchkey_token_requests_total {}\n",
+        state.engine.tokens.requests.load(std::sync::atomic::Ordering::Relaxed)
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

@@ -1,0 +1,170 @@
+//! The identity provider's routes (SPEC §9): users, user tokens, the token endpoint,
+//! introspection, revocation, the JWKS and the discovery document.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use http::{HeaderValue, StatusCode, header};
+use latchkey_core::engine::identity::JWKS_MAX_AGE_S;
+use latchkey_core::time_fmt::rfc3339;
+use latchkey_core::{CallError, ErrorCode};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::extract::AppCaller;
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    attributes: Value,
+}
+
+fn user_json(u: &latchkey_core::store::UserRow) -> Value {
+    json!({
+        "id": u.id,
+        "environment": u.env.as_str(),
+        "email": u.email,
+        "attributes": serde_json::from_str::<Value>(&u.attributes).unwrap_or(Value::Null),
+        "created_at": rfc3339(u.created_at),
+        "updated_at": rfc3339(u.updated_at),
+    })
+}
+
+/// `POST /v1/users`: creates or updates a user in the key's environment.
+pub async fn upsert_user(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    b: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = b.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(r#"the body must be JSON {{"id": "...", "email": "..."}}: {}"#, e.body_text()),
+        )
+    })?;
+    let u = state.engine.upsert_user(caller.env, &b.id, b.email, b.attributes).await?;
+    Ok(Json(user_json(&u)))
+}
+
+pub async fn get_user(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let u =
+        state.engine.get_user(caller.env, &id).await?.ok_or_else(|| CallError::not_found(format!("no user `{id}`")))?;
+    Ok(Json(user_json(&u)))
+}
+
+/// `DELETE /v1/users/{id}`: its connections (revoked at the providers) and tokens go too.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.engine.delete_user(caller.env, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(CallError::not_found(format!("no user `{id}`")).into())
+    }
+}
+
+/// `POST /v1/users/{id}/tokens`.
+pub async fn mint(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let pair = state.engine.mint_tokens(caller.env, &id).await?;
+    Ok((StatusCode::CREATED, no_store(Json(json!(pair)).into_response())).into_response())
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// An OAuth error body (RFC 6749 §5.2) as well as Latchkey's own shape.
+fn oauth_error(e: CallError) -> Response {
+    let oauth = e.details.get("oauth_error").and_then(Value::as_str).unwrap_or("invalid_request").to_owned();
+    let mut api = ApiError::from(e);
+    api.extra.insert("oauth_error".into(), Value::String(oauth));
+    api.into_response()
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    refresh_token: Option<SecretString>,
+}
+
+/// `POST /v1/token` (form): `grant_type=refresh_token`. The refresh token is the credential.
+pub async fn token(
+    State(state): State<AppState>,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return oauth_error(CallError::invalid_params(
+            "the body must be a form: grant_type=refresh_token&refresh_token=...",
+        ));
+    };
+    if f.grant_type.as_deref() != Some("refresh_token") {
+        let mut e = CallError::invalid_params("only grant_type=refresh_token is supported here");
+        e.details.insert("oauth_error".into(), Value::String("unsupported_grant_type".into()));
+        return oauth_error(e);
+    }
+    let Some(rt) = f.refresh_token else {
+        return oauth_error(CallError::invalid_params("refresh_token is missing"));
+    };
+    match state.engine.refresh_user_tokens(&rt).await {
+        Ok(pair) => no_store(Json(json!(pair)).into_response()),
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenOnly {
+    token: Option<String>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// `POST /v1/token/introspect` (RFC 7662), for app keys: anything not active in the key's
+/// environment is exactly `{"active": false}`.
+pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f): Form<TokenOnly>) -> Response {
+    let v = match f.token {
+        Some(t) => state.engine.introspect(caller.env, &t).await,
+        None => json!({"active": false}),
+    };
+    no_store(Json(v).into_response())
+}
+
+/// `POST /v1/token/revoke` (RFC 7009): 200 whatever the token.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    Form(f): Form<TokenOnly>,
+) -> Result<StatusCode, ApiError> {
+    if let Some(t) = f.token {
+        state.engine.revoke_user_token(caller.env, &t).await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let mut r = Json(state.engine.jwks()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_S}")) {
+        r.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+pub async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.engine.openid_configuration())
+}

@@ -1,0 +1,105 @@
+mod admin;
+mod calls;
+mod health;
+mod identity;
+mod oauth;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post, put};
+use latchkey_core::ErrorCode;
+
+use crate::metrics::Route;
+use crate::{ApiError, AppState};
+
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/connectors", get(admin::list_connectors))
+        .route(
+            "/connectors/{name}",
+            get(admin::get_connector).put(admin::put_connector).delete(admin::delete_connector),
+        )
+        .route("/secrets", get(admin::list_secrets))
+        .route("/secrets/{name}", put(admin::put_secret).delete(admin::delete_secret))
+        .route("/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/keys/{id}", axum::routing::delete(admin::delete_key))
+        .route("/events", get(admin::list_events))
+        .route("/connections", get(oauth::admin_list))
+        .route("/connections/{id}", axum::routing::delete(oauth::admin_delete))
+        .route("/tokens", get(admin::list_tokens));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .nest("/v1/admin", admin)
+        .route("/v1/connectors/{connector}/calls/{call}", post(calls::named_call))
+        .route("/v1/connect/{connector}", post(oauth::connect))
+        .route("/v1/users", post(identity::upsert_user))
+        .route("/v1/users/{id}", get(identity::get_user).delete(identity::delete_user))
+        .route("/v1/users/{id}/tokens", post(identity::mint))
+        .route("/v1/token", post(identity::token))
+        .route("/v1/token/introspect", post(identity::introspect))
+        .route("/v1/token/revoke", post(identity::revoke))
+        .route("/.well-known/jwks.json", get(identity::jwks))
+        .route("/.well-known/openid-configuration", get(identity::openid_configuration))
+        .route("/oauth/{connector}/connect", get(oauth::connect_as_user))
+        .route("/oauth/{connector}/login", get(oauth::login))
+        .route("/v1/login/exchange", post(oauth::exchange))
+        .route("/v1/connections", get(oauth::list))
+        .route("/v1/connections/{connector}", get(oauth::get_one).delete(oauth::delete_one))
+        .route("/oauth/callback", get(oauth::callback))
+        .route("/oauth/{connector}/start", get(oauth::start))
+        .route("/oauth/{connector}/callback", get(oauth::connector_callback))
+        .route("/v1/proxy/{connector}", any(calls::proxy_root))
+        .route("/v1/proxy/{connector}/", any(calls::proxy))
+        .route("/v1/proxy/{connector}/{*path}", any(calls::proxy))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route: see the HTTP API in the README")
+}
+
+/// Counts and logs every request: method, route template, status, error code, duration.
+/// Never the raw path or query, which may carry caller data.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path();
+    let route = if path.starts_with("/v1/proxy/") {
+        Route::Proxy
+    } else if path.starts_with("/v1/connectors/") {
+        Route::Call
+    } else if path.starts_with("/v1/admin/") {
+        Route::Admin
+    } else {
+        Route::Other
+    };
+    let template = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let error = response.headers().get("latchkey-error").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let upstream_error = matches!(error, "upstream_unreachable" | "upstream_timeout");
+    state.metrics.record(route, status, upstream_error);
+    if !matches!(route, Route::Other) || status >= 400 {
+        tracing::info!(
+            %method,
+            route = %template,
+            status,
+            error,
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    response
+}

@@ -1,0 +1,357 @@
+//! The browser side of per-user connections: connect sessions, the start link, the callback,
+//! and the connections routes for app keys and admins.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use latchkey_core::engine::{ConnectionView, FlowError};
+use latchkey_core::store::ConnectionFilter;
+use latchkey_core::time_fmt::{now_ms, rfc3339};
+use latchkey_core::{CallError, Env, ErrorCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::extract::{AdminCaller, AppCaller, AppOrUser};
+use crate::{ApiError, AppState};
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectBody {
+    user: String,
+    return_to: String,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+/// `POST /v1/connect/{connector}`: a single-use link that sends the user's browser to the
+/// provider's login. The owner is the app key's caller plus `user`, never the browser.
+pub async fn connect(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    Path(connector): Path<String>,
+    b: JsonBody<ConnectBody>,
+) -> Result<Response, ApiError> {
+    let Json(b) = b.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(r#"the body must be JSON {{"user": "...", "return_to": "https://..."}}: {}"#, e.body_text()),
+        )
+    })?;
+    let url = state.engine.connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
+    let expires_at = rfc3339(now_ms() + 10 * 60 * 1000);
+    Ok((StatusCode::CREATED, Json(json!({"url": url, "expires_at": expires_at}))).into_response())
+}
+
+fn flow_failure(e: FlowError) -> Response {
+    match e.redirect {
+        Some(to) => redirect(&to, None),
+        None => {
+            let code = match e.code {
+                "unavailable" => ErrorCode::Unavailable,
+                _ => ErrorCode::InvalidParams,
+            };
+            let mut err = ApiError::new(code, e.message);
+            err.extra.insert("flow_error".into(), Value::String(e.code.into()));
+            err.into_response()
+        }
+    }
+}
+
+fn redirect(to: &str, cookie: Option<String>) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+fn cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if state.engine.public_url().starts_with("https://") { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// `GET /oauth/{connector}/start?session=`.
+pub async fn start(
+    State(state): State<AppState>,
+    Path(connector): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = q.get("session") else {
+        return flow_failure(FlowError {
+            code: "session_invalid",
+            message: "the link has no `session`".into(),
+            redirect: None,
+        });
+    };
+    match state.engine.start_flow(&connector, session).await {
+        Ok((login, name, value)) => {
+            let c = cookie(&state, &name, &value, 600);
+            redirect(&login, Some(c))
+        }
+        Err(e) => flow_failure(e),
+    }
+}
+
+fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn finish(
+    state: AppState,
+    connector: Option<String>,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Response {
+    match state.engine.finish_flow(connector.as_deref(), &q, &cookies(&headers)).await {
+        Ok(done) => {
+            let c = cookie(&state, &done.cookie_name, "", 0);
+            redirect(&done.redirect, Some(c))
+        }
+        Err(e) => flow_failure(e),
+    }
+}
+
+/// `GET /oauth/callback` (generic redirect).
+pub async fn callback(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    finish(state, None, q, headers).await
+}
+
+/// `GET /oauth/{connector}/callback` (per-connector redirect).
+pub async fn connector_callback(
+    State(state): State<AppState>,
+    Path(connector): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    finish(state, Some(connector), q, headers).await
+}
+
+fn view_json(v: &ConnectionView) -> Value {
+    let t = v.token.as_ref();
+    let r = &v.row;
+    json!({
+        "id": r.id,
+        "connector": r.connector,
+        "environment": r.env.as_str(),
+        "user": r.owner,
+        "status": t.map_or("empty", |t| if t.lease_until > now_ms() { "refreshing" } else { t.state.as_str() }),
+        "scopes": r.scopes.as_deref().map(|s| s.split_whitespace().collect::<Vec<_>>()).unwrap_or_default(),
+        "expires_at": t.and_then(|t| t.expires_at).map(rfc3339),
+        "provider_user_id": r.provider_user_id,
+        "email": r.email,
+        "last_refresh_at": t.and_then(|t| t.last_refresh_at).map(rfc3339),
+        "last_error": t.and_then(|t| t.last_error.clone()),
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+        "metadata": serde_json::from_str::<Value>(&r.metadata).unwrap_or(Value::Null),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    user: Option<String>,
+}
+
+fn owner(q: &UserQuery) -> Result<&str, ApiError> {
+    q.user
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidParams, "name the user: `?user=<the app's user id>`"))
+}
+
+/// Whose connections: the user token's own user, or the app key's `?user=`.
+fn whose<'a>(caller: &'a AppOrUser, q: &'a UserQuery) -> Result<&'a str, ApiError> {
+    match caller {
+        AppOrUser::User { user, .. } => match q.user.as_deref() {
+            Some(u) if u != user => Err(CallError::not_found("no such connection").into()),
+            _ => Ok(user),
+        },
+        AppOrUser::App { .. } => owner(q),
+    }
+}
+
+/// `GET /v1/connections?user=` (app key) or `GET /v1/connections` (user token: its own).
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AppOrUser,
+    Query(q): Query<UserQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter =
+        ConnectionFilter { connector: None, env: Some(caller.env()), owner: Some(whose(&caller, &q)?.to_owned()) };
+    let views = state.engine.connection_views(&filter).await?;
+    Ok(Json(json!({"connections": views.iter().map(view_json).collect::<Vec<_>>()})))
+}
+
+async fn own(state: &AppState, env: Env, connector: &str, user: &str) -> Result<ConnectionView, ApiError> {
+    state.engine.require_user_connector(connector)?;
+    let filter =
+        ConnectionFilter { connector: Some(connector.to_owned()), env: Some(env), owner: Some(user.to_owned()) };
+    state.engine.connection_views(&filter).await?.into_iter().next().ok_or_else(|| {
+        CallError::not_found(format!("user `{user}` has no connection on connector `{connector}` ({env})")).into()
+    })
+}
+
+/// `GET /v1/connections/{connector}?user=`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: AppOrUser,
+    Path(connector): Path<String>,
+    Query(q): Query<UserQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let v = own(&state, caller.env(), &connector, whose(&caller, &q)?).await?;
+    Ok(Json(view_json(&v)))
+}
+
+/// `DELETE /v1/connections/{connector}?user=`: revokes at the provider, then erases.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    caller: AppOrUser,
+    Path(connector): Path<String>,
+    Query(q): Query<UserQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let v = own(&state, caller.env(), &connector, whose(&caller, &q)?).await?;
+    let revoked = state.engine.delete_connection(&v.row, "app").await?;
+    Ok(Json(json!({"deleted": v.row.id, "revoked": revoked})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminQuery {
+    connector: Option<String>,
+    user: Option<String>,
+    environment: Option<String>,
+}
+
+/// `GET /v1/admin/connections?connector=&user=&environment=`.
+pub async fn admin_list(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Query(q): Query<AdminQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let env = q.environment.as_deref().map(str::parse::<Env>).transpose().map_err(CallError::invalid_params)?;
+    let filter = ConnectionFilter { connector: q.connector, env, owner: q.user };
+    let views = state.engine.connection_views(&filter).await?;
+    Ok(Json(json!({"connections": views.iter().map(view_json).collect::<Vec<_>>()})))
+}
+
+/// `DELETE /v1/admin/connections/{id}`.
+pub async fn admin_delete(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = state
+        .engine
+        .connection_by_id(&id)
+        .await?
+        .ok_or_else(|| CallError::not_found(format!("no connection with id `{id}`")))?;
+    let revoked = state.engine.delete_connection(&row, "admin").await?;
+    Ok(Json(json!({"deleted": id, "revoked": revoked})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectAsUser {
+    return_to: String,
+}
+
+/// `GET /oauth/{connector}/connect?return_to=` with a user token: a connect link for the
+/// token's own user. Answers 302 to the link, or `{"url"}` to `Accept: application/json`.
+pub async fn connect_as_user(
+    State(state): State<AppState>,
+    caller: AppOrUser,
+    Path(connector): Path<String>,
+    Query(q): Query<ConnectAsUser>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let AppOrUser::User { env, user } = caller else {
+        return Err(CallError::new(
+            ErrorCode::Forbidden,
+            "app keys start connections with POST /v1/connect/{connector}",
+        )
+        .into());
+    };
+    let url = state.engine.connect_session(env, &connector, &user, &q.return_to, BTreeMap::new()).await?;
+    let wants_json =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
+    if wants_json { Ok(Json(json!({"url": url})).into_response()) } else { Ok(redirect(&url, None)) }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginQuery {
+    return_to: String,
+    #[serde(default)]
+    environment: Option<String>,
+}
+
+/// `GET /oauth/{connector}/login?return_to=&environment=`: sign-in through the provider.
+pub async fn login(
+    State(state): State<AppState>,
+    Path(connector): Path<String>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let env = match q.environment.as_deref().map(str::parse::<Env>).transpose() {
+        Ok(e) => e.unwrap_or(Env::Live),
+        Err(m) => return ApiError::new(ErrorCode::InvalidParams, m).into_response(),
+    };
+    match state.engine.start_login(&connector, env, &q.return_to).await {
+        Ok((url, name, value)) => {
+            let c = cookie(&state, &name, &value, 600);
+            redirect(&url, Some(c))
+        }
+        Err(e) => flow_failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeBody {
+    code: String,
+}
+
+/// `POST /v1/login/exchange` (app key): the one-time code from a sign-in for the user, its
+/// tokens and its connection.
+pub async fn exchange(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    b: JsonBody<ExchangeBody>,
+) -> Result<Response, ApiError> {
+    let Json(b) = b.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(r#"the body must be JSON {{"code": "lkc_..."}}: {}"#, e.body_text()),
+        )
+    })?;
+    let (user, tokens, connection) = state.engine.exchange_login_code(caller.env, &b.code).await?;
+    let mut resp = Json(json!({
+        "user": {"id": user.id, "email": user.email, "environment": user.env.as_str()},
+        "tokens": tokens,
+        "connection": connection,
+    }))
+    .into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

@@ -1,0 +1,293 @@
+//! The [`Store`] trait of `latchkey-core` on SQLite ([`SqliteStore`], the default) and
+//! PostgreSQL ([`PostgresStore`]), over sqlx.
+//!
+//! - [`connect`] picks the backend from the URL scheme (`sqlite://PATH`, `sqlite::memory:`,
+//!   `postgres://…`, `postgresql://…`), runs the embedded migrations and returns the store.
+//! - Both backends run the same SQL text (`src/sql.rs`) through one implementation,
+//!   expanded once per backend; the schemas live in `migrations/sqlite` and
+//!   `migrations/postgres`.
+//! - Every failure is [`StoreError::Unavailable`] naming the operation (the trait method, or
+//!   `connect` / `migrate`) and sqlx's message, which never carries a bound value. A URL in a
+//!   message is shown without its user and password ([`redact_url`]).
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use latchkey_core::Env;
+use latchkey_core::store::{KeyKind, KeyRow, Store, StoreError, StoreResult};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// How long an operation waits for a free pooled connection, and SQLite for a lock.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Which database a store URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend for `url`'s scheme, or `Unavailable` naming the scheme it does not know.
+    pub fn of_url(url: &str) -> StoreResult<Backend> {
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Ok(Backend::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+            Some(other) if !other.is_empty() && !other.contains(['/', '\\', '@']) => {
+                Err(unsupported(format!("unsupported store URL scheme `{other}:`")))
+            }
+            // Not echoed: without a scheme there is no telling where a password would be.
+            _ => Err(unsupported("the store URL has no scheme".to_owned())),
+        }
+    }
+}
+
+fn unsupported(what: String) -> StoreError {
+    StoreError::Unavailable {
+        op: "connect",
+        reason: format!("{what}: use sqlite://PATH (or sqlite::memory:) or postgres://USER@HOST:PORT/DATABASE"),
+    }
+}
+
+/// Opens the store `url` names, creating (SQLite) and migrating its schema as needed.
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    Ok(match Backend::of_url(url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::connect(url).await?),
+        Backend::Postgres => Arc::new(PostgresStore::connect(url).await?),
+    })
+}
+
+/// `url` without its userinfo (`user:password@`), for messages and logs.
+///
+/// Everything between `://` and the last `@` goes, so a password holding `/`, `?` or `@`
+/// cannot leak; at worst a path holding `@` is shortened too.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}{}", &url[..start], &url[start + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The password in `url`'s userinfo, as written there, if any.
+fn password_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let userinfo = &url[start..start + url[start..].rfind('@')?];
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+/// `Unavailable` for a failure to open or migrate the store at `url`: names the URL without
+/// userinfo, and scrubs the password from the driver's text in case it echoed it.
+fn open_error(op: &'static str, url: &str, error: &dyn std::fmt::Display) -> StoreError {
+    let mut error = error.to_string();
+    if let Some(password) = password_of(url) {
+        error = error.replace(password, "***");
+    }
+    StoreError::Unavailable { op, reason: format!("{}: {error}", redact_url(url)) }
+}
+
+/// Maps a sqlx error to `Unavailable` for the trait method `op`.
+pub(crate) fn fail(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| StoreError::Unavailable { op, reason: error.to_string() }
+}
+
+pub(crate) fn parse_env(op: &'static str, env: &str) -> StoreResult<Env> {
+    env.parse().map_err(|_| StoreError::Unavailable { op, reason: format!("a stored secret has unknown env `{env}`") })
+}
+
+/// The columns of `api_keys` in `sql::*_KEY*` order.
+pub(crate) type TokenTuple = (
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<i64>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+pub(crate) fn token_row(op: &'static str, t: TokenTuple) -> StoreResult<latchkey_core::store::TokenRow> {
+    let (
+        connector,
+        env,
+        connection,
+        sealed,
+        expires_at,
+        state,
+        last_error,
+        last_refresh_at,
+        last_used_at,
+        version,
+        lease_until,
+        epoch,
+        updated_at,
+    ) = t;
+    Ok(latchkey_core::store::TokenRow {
+        key: latchkey_core::store::TokenKey { connector, env: parse_env(op, &env)?, connection },
+        sealed,
+        expires_at,
+        state,
+        last_error,
+        last_refresh_at,
+        last_used_at,
+        version,
+        lease_until,
+        epoch,
+        updated_at,
+    })
+}
+
+pub(crate) type ConnectionTuple =
+    (String, String, String, String, Option<String>, Option<String>, Option<String>, String, Option<String>, i64, i64);
+
+pub(crate) fn connection_row(op: &'static str, t: ConnectionTuple) -> StoreResult<latchkey_core::store::ConnectionRow> {
+    let (id, connector, env, owner, provider_user_id, email, scopes, metadata, return_to, created_at, updated_at) = t;
+    Ok(latchkey_core::store::ConnectionRow {
+        id,
+        connector,
+        env: parse_env(op, &env)?,
+        owner,
+        provider_user_id,
+        email,
+        scopes,
+        metadata,
+        return_to,
+        created_at,
+        updated_at,
+    })
+}
+
+pub(crate) type FlowTuple =
+    (Vec<u8>, String, String, String, String, String, Option<Vec<u8>>, Option<Vec<u8>>, i64, i64, Option<i64>);
+
+pub(crate) fn flow_row(op: &'static str, t: FlowTuple) -> StoreResult<latchkey_core::store::FlowRow> {
+    let (handle_hash, kind, connector, env, owner, return_to, sealed, binding, created_at, expires_at, used_at) = t;
+    Ok(latchkey_core::store::FlowRow {
+        handle_hash,
+        kind,
+        connector,
+        env: parse_env(op, &env)?,
+        owner,
+        return_to,
+        sealed,
+        binding,
+        created_at,
+        expires_at,
+        used_at,
+    })
+}
+
+pub(crate) type UserTuple = (String, String, Option<String>, String, Option<String>, Option<String>, i64, i64);
+
+pub(crate) fn user_row(op: &'static str, t: UserTuple) -> StoreResult<latchkey_core::store::UserRow> {
+    let (env, id, email, attributes, provider, provider_user_id, created_at, updated_at) = t;
+    Ok(latchkey_core::store::UserRow {
+        env: parse_env(op, &env)?,
+        id,
+        email,
+        attributes,
+        provider,
+        provider_user_id,
+        created_at,
+        updated_at,
+    })
+}
+
+pub(crate) type RefreshTuple = (Vec<u8>, String, String, String, i64, i64, Option<i64>, Option<i64>, Option<Vec<u8>>);
+
+pub(crate) fn refresh_row(op: &'static str, t: RefreshTuple) -> StoreResult<latchkey_core::store::RefreshRow> {
+    let (hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, successor) = t;
+    Ok(latchkey_core::store::RefreshRow {
+        hash,
+        family,
+        env: parse_env(op, &env)?,
+        user_id,
+        created_at,
+        expires_at,
+        used_at,
+        revoked_at,
+        successor,
+    })
+}
+
+pub(crate) type EventTuple = (String, i64, String, String, String, String, String, String, String);
+
+pub(crate) fn event_row(op: &'static str, t: EventTuple) -> StoreResult<latchkey_core::store::EventRow> {
+    let (id, at, kind, connector, env, connection, actor, outcome, detail) = t;
+    Ok(latchkey_core::store::EventRow {
+        id,
+        at,
+        kind,
+        connector,
+        env: parse_env(op, &env)?,
+        connection,
+        actor,
+        outcome,
+        detail,
+    })
+}
+
+pub(crate) type KeyTuple = (String, String, String, Vec<u8>, i64, Option<i64>);
+
+pub(crate) fn key_row(op: &'static str, row: KeyTuple) -> StoreResult<KeyRow> {
+    let (id, name, kind, hash, created_at, last_used_at) = row;
+    let Some(kind) = KeyKind::parse(&kind) else {
+        return Err(StoreError::Unavailable { op, reason: format!("stored key `{id}` has unknown kind `{kind}`") });
+    };
+    Ok(KeyRow { id, name, kind, hash, created_at, last_used_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo() {
+        assert_eq!(redact_url("postgres://alice:s3cret@db:5432/lk"), "postgres://db:5432/lk");
+        assert_eq!(redact_url("postgres://alice:pa/ss@w?rd@db/lk?sslmode=require"), "postgres://db/lk?sslmode=require");
+        assert_eq!(redact_url("postgres://db/lk"), "postgres://db/lk");
+        assert_eq!(redact_url("sqlite:///var/lib/lk.db"), "sqlite:///var/lib/lk.db");
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn open_error_scrubs_the_password_from_the_reason() {
+        let url = "postgres://alice:s3cret@db/lk";
+        let error = open_error("connect", url, &"driver said s3cret and alice:s3cret");
+        let text = error.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("postgres://db/lk: driver said *** and alice:***"), "{text}");
+        // A user without a password is no secret, and its name may be a common word.
+        let url = "postgres://postgres@db/lk";
+        let text = open_error("connect", url, &"role \"postgres\" denied").to_string();
+        assert!(text.contains("postgres://db/lk: role \"postgres\" denied"), "{text}");
+    }
+
+    #[test]
+    fn picks_the_backend_from_the_scheme() {
+        assert_eq!(Backend::of_url("sqlite:///x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("SQLite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("postgres://h/d").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of_url("postgresql://h/d").unwrap(), Backend::Postgres);
+        let error = Backend::of_url("mysql://root:pw@h/d").unwrap_err().to_string();
+        assert!(error.contains("`mysql:`") && !error.contains("pw"), "{error}");
+        let error = Backend::of_url("/var/lib/u:pw@x.db").unwrap_err().to_string();
+        assert!(error.contains("no scheme") && !error.contains("pw"), "{error}");
+    }
+}

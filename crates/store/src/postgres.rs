@@ -1,0 +1,55 @@
+//! The store on PostgreSQL, shared by every instance of a deployment.
+
+use std::str::FromStr;
+
+use latchkey_core::store::StoreResult;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::{WAIT, open_error};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// [`latchkey_core::store::Store`] on PostgreSQL.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://…` or `postgresql://…` (an existing database) and migrates it.
+    /// Migrations take PostgreSQL's advisory lock, so instances starting together are safe.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| open_error("connect", url, &e))?.application_name("latchkey");
+        // One connection of its own first: it fails with the driver's own words (refused,
+        // unknown database, authentication) rather than a pool time-out after retries.
+        let mut conn = options.connect().await.map_err(|e| open_error("connect", url, &e))?;
+        MIGRATOR.run(&mut conn).await.map_err(|e| open_error("migrate", url, &e))?;
+        let _ = conn.close().await;
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(WAIT)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error("connect", url, &e))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The underlying pool, for diagnostics and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Waits for queries under way, then closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+crate::sql::impl_store!(PostgresStore);

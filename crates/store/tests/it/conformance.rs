@@ -1,0 +1,540 @@
+//! What every `Store` must do, each case on a fresh, migrated, empty store.
+
+use latchkey_core::Env;
+use latchkey_core::store::{ConnectorRow, KeyKind, KeyRow, SecretRow, Store, StoreError};
+
+use crate::Ctx;
+
+fn secret(name: &str, env: Env, sealed: &[u8], updated_at: i64) -> SecretRow {
+    SecretRow { name: name.to_owned(), env, sealed: sealed.to_vec(), updated_at }
+}
+
+/// A key whose hash holds 0x00 and non-UTF-8 bytes, distinct per id.
+fn key(id: &str, kind: KeyKind, created_at: i64) -> KeyRow {
+    let mut hash = vec![0x00, 0xff, 0xc3, 0x28];
+    hash.extend(id.bytes());
+    hash.resize(32, 0x00);
+    KeyRow { id: id.to_owned(), name: format!("key {id}"), kind, hash, created_at, last_used_at: None }
+}
+
+fn connector(name: &str, definition: &str, updated_at: i64) -> ConnectorRow {
+    ConnectorRow { name: name.to_owned(), definition: definition.to_owned(), updated_at }
+}
+
+async fn generation(store: &dyn Store) -> i64 {
+    store.generation().await.expect("generation")
+}
+
+pub async fn ping(ctx: &Ctx) {
+    ctx.store.ping().await.expect("ping");
+}
+
+pub async fn fresh_store_is_empty(ctx: &Ctx) {
+    let s = &*ctx.store;
+    assert_eq!(generation(s).await, 0);
+    assert_eq!(s.get_meta("vault").await.unwrap(), None);
+    assert!(s.list_secrets().await.unwrap().is_empty());
+    assert!(s.list_keys().await.unwrap().is_empty());
+    assert!(s.list_connectors().await.unwrap().is_empty());
+    assert_eq!(s.find_key("nope").await.unwrap(), None);
+}
+
+pub async fn meta_is_insert_if_absent(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let g = generation(s).await;
+    let salt = [0x00, 0x01, 0xfe, 0xff, 0x00, 0x80];
+
+    assert_eq!(s.get_meta("vault.salt").await.unwrap(), None);
+    assert!(s.insert_meta("vault.salt", &salt).await.unwrap());
+    assert_eq!(s.get_meta("vault.salt").await.unwrap().as_deref(), Some(&salt[..]));
+
+    // A second insert neither fails nor overwrites.
+    assert!(!s.insert_meta("vault.salt", b"other").await.unwrap());
+    assert_eq!(s.get_meta("vault.salt").await.unwrap().as_deref(), Some(&salt[..]));
+
+    // Keys are independent; an empty value is a value.
+    assert!(s.insert_meta("vault.check", b"").await.unwrap());
+    assert_eq!(s.get_meta("vault.check").await.unwrap(), Some(Vec::new()));
+    assert_eq!(s.get_meta("vault.salt").await.unwrap().as_deref(), Some(&salt[..]));
+    assert_eq!(s.get_meta("VAULT.SALT").await.unwrap(), None);
+
+    assert_eq!(generation(s).await, g, "meta is not part of the generation");
+}
+
+pub async fn put_secret_is_an_upsert(ctx: &Ctx) {
+    let s = &*ctx.store;
+    s.put_secret(&secret("stripe", Env::Live, b"live-1", 1)).await.unwrap();
+    s.put_secret(&secret("stripe", Env::Dev, b"dev-1", 2)).await.unwrap();
+    s.put_secret(&secret("stripe", Env::Live, b"live-2", 3)).await.unwrap();
+    assert_eq!(
+        s.list_secrets().await.unwrap(),
+        vec![secret("stripe", Env::Dev, b"dev-1", 2), secret("stripe", Env::Live, b"live-2", 3),]
+    );
+    // A value may also move back in time: the row is replaced, not merged.
+    s.put_secret(&secret("stripe", Env::Dev, b"dev-0", 0)).await.unwrap();
+    assert_eq!(s.list_secrets().await.unwrap()[0], secret("stripe", Env::Dev, b"dev-0", 0));
+}
+
+pub async fn sealed_bytes_round_trip_exactly(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let every_byte: Vec<u8> = (0..=255).collect();
+    let samples: Vec<Vec<u8>> = vec![
+        vec![0x00],
+        vec![0x00; 7],
+        b"\x00nul\x00inside\x00".to_vec(),
+        vec![0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1], // not UTF-8
+        vec![0xed, 0xa0, 0x80],                   // a UTF-16 surrogate, not UTF-8
+        b"'); DROP TABLE secrets; --".to_vec(),
+        every_byte.clone(),
+        every_byte.iter().rev().cycle().take(64 * 1024).copied().collect(),
+        Vec::new(),
+    ];
+    for (i, sealed) in samples.iter().enumerate() {
+        s.put_secret(&secret(&format!("s{i:02}"), Env::Live, sealed, i as i64)).await.unwrap();
+    }
+    let listed = s.list_secrets().await.unwrap();
+    assert_eq!(listed.len(), samples.len());
+    for (i, (row, sealed)) in listed.iter().zip(&samples).enumerate() {
+        assert_eq!(row.name, format!("s{i:02}"));
+        assert!(row.sealed == *sealed, "sealed value {i} changed in the store");
+    }
+
+    // The same holds for key hashes and meta values.
+    let mut k = key("bytes", KeyKind::Admin, 1);
+    k.hash = every_byte.clone();
+    s.insert_key(&k).await.unwrap();
+    assert_eq!(s.find_key("bytes").await.unwrap().unwrap().hash, every_byte);
+    assert!(s.insert_meta("bytes", &every_byte).await.unwrap());
+    assert_eq!(s.get_meta("bytes").await.unwrap().unwrap(), every_byte);
+}
+
+pub async fn delete_secret_removes_every_env(ctx: &Ctx) {
+    let s = &*ctx.store;
+    s.put_secret(&secret("a", Env::Live, b"1", 1)).await.unwrap();
+    s.put_secret(&secret("a", Env::Dev, b"2", 2)).await.unwrap();
+    s.put_secret(&secret("b", Env::Live, b"3", 3)).await.unwrap();
+
+    assert!(s.delete_secret("a").await.unwrap());
+    assert_eq!(s.list_secrets().await.unwrap(), vec![secret("b", Env::Live, b"3", 3)]);
+    assert!(!s.delete_secret("a").await.unwrap());
+    assert!(!s.delete_secret("never").await.unwrap());
+    assert!(!s.delete_secret("B").await.unwrap(), "names are case-sensitive");
+    assert_eq!(s.list_secrets().await.unwrap().len(), 1);
+}
+
+pub async fn list_secrets_is_ordered_by_name_then_env(ctx: &Ctx) {
+    let s = &*ctx.store;
+    // Byte order, whatever the database's locale: upper case before lower, '.' before '_'.
+    let names = ["beta", "alpha_2", "Zulu", "alpha", "a.b", "zulu", "Alpha", "été"];
+    for (i, name) in names.iter().enumerate() {
+        for env in [Env::Live, Env::Dev] {
+            s.put_secret(&secret(name, env, name.as_bytes(), i as i64)).await.unwrap();
+        }
+    }
+    let listed: Vec<(String, Env)> =
+        s.list_secrets().await.unwrap().into_iter().map(|row| (row.name, row.env)).collect();
+    let mut expected: Vec<(String, Env)> =
+        names.iter().flat_map(|name| [Env::Live, Env::Dev].map(|env| (name.to_string(), env))).collect();
+    expected.sort_by(|a, b| (a.0.as_bytes(), a.1.as_str()).cmp(&(b.0.as_bytes(), b.1.as_str())));
+    assert_eq!(listed, expected);
+    assert_eq!(listed[0], ("Alpha".to_owned(), Env::Dev));
+}
+
+pub async fn keys_insert_find_and_list(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let admin = key("k-admin", KeyKind::Admin, 30);
+    let mut live = key("k-live", KeyKind::App(Env::Live), 10);
+    live.last_used_at = Some(12);
+    let dev = key("k-dev", KeyKind::App(Env::Dev), 10);
+    let early = key("z-early", KeyKind::App(Env::Dev), 5);
+    for k in [&admin, &live, &dev, &early] {
+        s.insert_key(k).await.unwrap();
+    }
+
+    for k in [&admin, &live, &dev, &early] {
+        assert_eq!(s.find_key(&k.id).await.unwrap().as_ref(), Some(k));
+    }
+    assert_eq!(s.find_key("k-missing").await.unwrap(), None);
+    assert_eq!(s.find_key("K-ADMIN").await.unwrap(), None, "ids are case-sensitive");
+
+    // By created_at, then id.
+    assert_eq!(s.list_keys().await.unwrap(), vec![early, dev, live, admin]);
+}
+
+pub async fn insert_key_conflicts_on_an_existing_id(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let original = key("dup", KeyKind::Admin, 1);
+    s.insert_key(&original).await.unwrap();
+    let g = generation(s).await;
+
+    let mut again = key("dup", KeyKind::App(Env::Live), 2);
+    again.name = "impostor".to_owned();
+    let error = s.insert_key(&again).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert!(error.to_string().contains("dup"), "{error}");
+
+    assert_eq!(s.find_key("dup").await.unwrap(), Some(original.clone()));
+    assert_eq!(s.list_keys().await.unwrap(), vec![original]);
+    assert_eq!(generation(s).await, g, "a refused insert changes nothing");
+    // The store is still usable after the refusal.
+    s.insert_key(&key("other", KeyKind::Admin, 3)).await.unwrap();
+    assert_eq!(generation(s).await, g + 1);
+}
+
+pub async fn delete_key_reports_whether_it_deleted(ctx: &Ctx) {
+    let s = &*ctx.store;
+    s.insert_key(&key("a", KeyKind::Admin, 1)).await.unwrap();
+    s.insert_key(&key("b", KeyKind::App(Env::Dev), 2)).await.unwrap();
+    assert!(s.delete_key("a").await.unwrap());
+    assert!(!s.delete_key("a").await.unwrap());
+    assert!(!s.delete_key("never").await.unwrap());
+    assert_eq!(s.find_key("a").await.unwrap(), None);
+    assert_eq!(s.list_keys().await.unwrap(), vec![key("b", KeyKind::App(Env::Dev), 2)]);
+    // The id is free again.
+    s.insert_key(&key("a", KeyKind::Admin, 3)).await.unwrap();
+}
+
+pub async fn touch_key_records_last_use_without_a_bump(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let k = key("t", KeyKind::App(Env::Live), 1);
+    s.insert_key(&k).await.unwrap();
+    s.insert_key(&key("u", KeyKind::App(Env::Live), 1)).await.unwrap();
+    let g = generation(s).await;
+    let last_used = async |id: &str| s.find_key(id).await.unwrap().unwrap().last_used_at;
+
+    s.touch_key("t", 100).await.unwrap();
+    assert_eq!(last_used("t").await, Some(100));
+    s.touch_key("t", 50).await.unwrap();
+    assert_eq!(last_used("t").await, Some(100), "last use never moves back");
+    s.touch_key("t", 200).await.unwrap();
+    assert_eq!(last_used("t").await, Some(200));
+    assert_eq!(last_used("u").await, None, "only the touched key changes");
+    s.touch_key("missing", 300).await.unwrap();
+
+    let touched = s.find_key("t").await.unwrap().unwrap();
+    assert_eq!(touched, KeyRow { last_used_at: Some(200), ..k });
+    assert_eq!(generation(s).await, g, "touch_key does not bump the generation");
+}
+
+pub async fn connectors_upsert_list_and_delete(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let json = r#"{"base_url":"https://api.example.com","headers":{"x":"a\"b\n"},"note":"日本 🚀"}"#;
+    s.put_connector(&connector("github", "{}", 1)).await.unwrap();
+    s.put_connector(&connector("Acme", json, 2)).await.unwrap();
+    s.put_connector(&connector("github", r#"{"v":2}"#, 3)).await.unwrap();
+    assert_eq!(
+        s.list_connectors().await.unwrap(),
+        vec![connector("Acme", json, 2), connector("github", r#"{"v":2}"#, 3)]
+    );
+    assert!(s.delete_connector("github").await.unwrap());
+    assert!(!s.delete_connector("github").await.unwrap());
+    assert!(!s.delete_connector("acme").await.unwrap(), "names are case-sensitive");
+    assert_eq!(s.list_connectors().await.unwrap(), vec![connector("Acme", json, 2)]);
+}
+
+pub async fn generation_bumps_on_every_write_and_only_then(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let mut expected = generation(s).await;
+    macro_rules! step {
+        ($bump:expr, $what:expr) => {{
+            let _ = $what;
+            expected += $bump;
+            assert_eq!(generation(s).await, expected, "after {}", stringify!($what));
+        }};
+    }
+    step!(1, s.put_secret(&secret("a", Env::Live, b"1", 1)).await.unwrap());
+    step!(1, s.put_secret(&secret("a", Env::Live, b"1", 1)).await.unwrap());
+    step!(1, s.put_secret(&secret("a", Env::Dev, b"2", 1)).await.unwrap());
+    step!(1, assert!(s.delete_secret("a").await.unwrap()));
+    step!(0, assert!(!s.delete_secret("a").await.unwrap()));
+
+    step!(1, s.insert_key(&key("k", KeyKind::Admin, 1)).await.unwrap());
+    step!(0, s.insert_key(&key("k", KeyKind::Admin, 1)).await.unwrap_err());
+    step!(0, s.touch_key("k", 5).await.unwrap());
+    step!(1, assert!(s.delete_key("k").await.unwrap()));
+    step!(0, assert!(!s.delete_key("k").await.unwrap()));
+
+    step!(1, s.put_connector(&connector("c", "{}", 1)).await.unwrap());
+    step!(1, s.put_connector(&connector("c", "{}", 2)).await.unwrap());
+    step!(1, assert!(s.delete_connector("c").await.unwrap()));
+    step!(0, assert!(!s.delete_connector("c").await.unwrap()));
+
+    step!(0, s.insert_meta("m", b"v").await.unwrap());
+    step!(0, s.insert_meta("m", b"w").await.unwrap());
+    step!(0, s.get_meta("m").await.unwrap());
+    step!(0, s.list_secrets().await.unwrap());
+    step!(0, s.list_keys().await.unwrap());
+    step!(0, s.find_key("k").await.unwrap());
+    step!(0, s.list_connectors().await.unwrap());
+    step!(0, s.ping().await.unwrap());
+}
+
+pub async fn generation_is_shared_by_instances(ctx: &Ctx) {
+    // A second instance on the same database (its migrations find nothing to do) sees the
+    // first's writes and bumps, and the first sees the second's.
+    let other = latchkey_store::connect(&ctx.url).await.expect("second instance");
+    let g = generation(&*ctx.store).await;
+    assert_eq!(generation(&*other).await, g);
+
+    other.put_secret(&secret("x", Env::Dev, b"\x00x", 7)).await.unwrap();
+    assert_eq!(generation(&*ctx.store).await, g + 1);
+    assert_eq!(ctx.store.list_secrets().await.unwrap(), vec![secret("x", Env::Dev, b"\x00x", 7)]);
+
+    ctx.store.insert_key(&key("k", KeyKind::Admin, 1)).await.unwrap();
+    assert_eq!(generation(&*other).await, g + 2);
+    assert!(matches!(other.insert_key(&key("k", KeyKind::Admin, 1)).await, Err(StoreError::Conflict(_))));
+}
+
+pub async fn concurrent_writes_each_bump_once(ctx: &Ctx) {
+    const WRITERS: i64 = 16;
+    let g = generation(&*ctx.store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..WRITERS {
+        let store = ctx.store.clone();
+        tasks.spawn(async move {
+            store.put_secret(&secret(&format!("w{i:02}"), Env::Live, &[i as u8, 0], i)).await.unwrap();
+            store.put_connector(&connector(&format!("c{i:02}"), "{}", i)).await.unwrap();
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("writer");
+    }
+    assert_eq!(generation(&*ctx.store).await, g + 2 * WRITERS);
+    assert_eq!(ctx.store.list_secrets().await.unwrap().len(), WRITERS as usize);
+    assert_eq!(ctx.store.list_connectors().await.unwrap().len(), WRITERS as usize);
+}
+
+// ---- tokens and events ----
+
+use latchkey_core::store::{EventFilter, EventRow, TokenKey, TokenWrite};
+
+fn tkey(connector: &str) -> TokenKey {
+    TokenKey::app(connector, Env::Live)
+}
+
+fn write(sealed: &[u8], state: &str) -> TokenWrite {
+    TokenWrite {
+        sealed: Some(Some(sealed.to_vec())),
+        expires_at: Some(Some(5_000)),
+        state: state.to_owned(),
+        last_error: None,
+        last_refresh_at: Some(1_000),
+    }
+}
+
+pub async fn token_lease_is_exclusive_until_it_runs_out(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let k = tkey("a");
+    assert_eq!(s.get_token(&k).await.unwrap(), None);
+    let first = s.take_lease(&k, "one", 100, 1_100).await.unwrap().expect("a free lease");
+    assert_eq!((first.epoch, first.version, first.state.as_str(), first.sealed.is_none()), (1, 0, "empty", true));
+    assert!(s.take_lease(&k, "two", 500, 1_500).await.unwrap().is_none(), "two holders at once");
+    let second = s.take_lease(&k, "two", 1_100, 2_100).await.unwrap().expect("the lease ran out");
+    assert_eq!(second.epoch, 2);
+    // A commit releases the lease.
+    assert!(s.commit_token(&k, 2, &write(b"t1", "ok"), 1_200).await.unwrap());
+    let third = s.take_lease(&k, "one", 1_201, 2_201).await.unwrap().expect("released by the commit");
+    assert_eq!((third.epoch, third.version, third.sealed.as_deref()), (3, 1, Some(&b"t1"[..])));
+    assert_eq!(s.generation().await.unwrap(), 0, "tokens are not configuration: no generation bump");
+}
+
+pub async fn token_commit_is_fenced_by_the_lease_epoch(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let k = tkey("a");
+    let old = s.take_lease(&k, "slow", 0, 10).await.unwrap().unwrap();
+    let new = s.take_lease(&k, "fast", 20, 30).await.unwrap().unwrap();
+    assert!(s.commit_token(&k, new.epoch, &write(b"newest", "ok"), 21).await.unwrap());
+    assert!(!s.commit_token(&k, old.epoch, &write(b"stale", "ok"), 22).await.unwrap(), "a stale holder overwrote");
+    let row = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!(row.sealed.as_deref(), Some(&b"newest"[..]));
+    // A write that keeps the tokens changes only the state.
+    let l = s.take_lease(&k, "x", 40, 50).await.unwrap().unwrap();
+    let keep = TokenWrite { state: "degraded".into(), last_error: Some("500".into()), ..TokenWrite::default() };
+    assert!(s.commit_token(&k, l.epoch, &keep, 41).await.unwrap());
+    let row = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (row.sealed.as_deref(), row.expires_at, row.state.as_str()),
+        (Some(&b"newest"[..]), Some(5_000), "degraded")
+    );
+    assert_eq!(row.last_error.as_deref(), Some("500"));
+    assert_eq!(row.last_refresh_at, Some(1_000), "kept when not given");
+    // Erasing tokens.
+    let l = s.take_lease(&k, "x", 60, 70).await.unwrap().unwrap();
+    let erase = TokenWrite {
+        sealed: Some(None),
+        expires_at: Some(None),
+        state: "reauthorization_required".into(),
+        ..TokenWrite::default()
+    };
+    assert!(s.commit_token(&k, l.epoch, &erase, 61).await.unwrap());
+    let row = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!((row.sealed, row.expires_at), (None, None));
+}
+
+pub async fn token_commit_if_version_refuses_a_stale_writer(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let k = tkey("a");
+    let l = s.take_lease(&k, "a", 0, 10).await.unwrap().unwrap();
+    assert!(s.commit_token(&k, l.epoch, &write(b"v1", "ok"), 1).await.unwrap());
+    let v = s.get_token(&k).await.unwrap().unwrap().version;
+    assert!(s.commit_token_if_version(&k, v, &write(b"v2", "ok"), 2).await.unwrap());
+    assert!(!s.commit_token_if_version(&k, v, &write(b"v3", "ok"), 3).await.unwrap());
+    assert_eq!(s.get_token(&k).await.unwrap().unwrap().sealed.as_deref(), Some(&b"v2"[..]));
+}
+
+pub async fn token_touch_and_delete(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let k = tkey("a");
+    let l = s.take_lease(&k, "a", 0, 10).await.unwrap().unwrap();
+    assert!(s.commit_token(&k, l.epoch, &write(b"v1", "ok"), 1).await.unwrap());
+    let before = s.get_token(&k).await.unwrap().unwrap();
+    s.touch_token(&k, 50).await.unwrap();
+    s.touch_token(&k, 40).await.unwrap();
+    let after = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!((after.last_used_at, after.version), (Some(50), before.version), "touch moved the version");
+    s.take_lease(&tkey("b"), "a", 0, 10).await.unwrap().unwrap();
+    let all = s.list_tokens().await.unwrap();
+    assert_eq!(all.iter().map(|t| t.key.connector.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(s.delete_token(&k).await.unwrap());
+    assert!(!s.delete_token(&k).await.unwrap());
+    assert_eq!(s.get_token(&k).await.unwrap(), None);
+}
+
+pub async fn concurrent_leases_have_one_winner(ctx: &Ctx) {
+    let k = tkey("race");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = ctx.store.clone();
+        let k = k.clone();
+        tasks.push(tokio::spawn(
+            async move { s.take_lease(&k, &format!("o{i}"), 100, 10_000).await.unwrap().is_some() },
+        ));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn events_filter_and_order(ctx: &Ctx) {
+    let s = &*ctx.store;
+    for (i, (kind, conn)) in
+        [("token.obtained", "a"), ("token.refreshed", "a"), ("token.refresh_failed", "b")].iter().enumerate()
+    {
+        s.insert_event(&EventRow {
+            id: format!("e{i}"),
+            at: 100 * (i as i64 + 1),
+            kind: (*kind).into(),
+            connector: (*conn).into(),
+            env: Env::Live,
+            connection: String::new(),
+            actor: "system".into(),
+            outcome: "ok".into(),
+            detail: "{}".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let ids = |v: Vec<EventRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_events(&EventFilter::default()).await.unwrap()), ["e2", "e1", "e0"]);
+    let f = EventFilter { connector: Some("a".into()), ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e1", "e0"]);
+    let f = EventFilter { kind: Some("token.refresh_failed".into()), ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e2"]);
+    let f = EventFilter { since: Some(200), until: Some(300), ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e1"]);
+    let f = EventFilter { limit: 1, ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e2"]);
+}
+
+// ---- connections and flows ----
+
+use latchkey_core::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake};
+
+fn conn(id: &str, connector: &str, owner: &str, email: &str) -> ConnectionRow {
+    ConnectionRow {
+        id: id.into(),
+        connector: connector.into(),
+        env: Env::Live,
+        owner: owner.into(),
+        provider_user_id: Some(format!("p-{owner}")),
+        email: Some(email.into()),
+        scopes: Some("a b".into()),
+        metadata: "{}".into(),
+        return_to: Some("https://app/".into()),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+pub async fn connections_upsert_keeps_the_id(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let first = s.upsert_connection(&conn("c1", "gh", "alice", "a@x")).await.unwrap();
+    assert_eq!(first.id, "c1");
+    let again =
+        s.upsert_connection(&ConnectionRow { return_to: None, ..conn("c2", "gh", "alice", "new@x") }).await.unwrap();
+    assert_eq!((again.id.as_str(), again.email.as_deref()), ("c1", Some("new@x")), "reconnecting changed the id");
+    assert_eq!(again.return_to.as_deref(), Some("https://app/"), "a missing return_to erased the old one");
+    s.upsert_connection(&conn("c3", "gh", "bob", "b@x")).await.unwrap();
+    s.upsert_connection(&conn("c4", "slack", "alice", "a@x")).await.unwrap();
+    let ids = |v: Vec<ConnectionRow>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let f = ConnectionFilter { owner: Some("alice".into()), ..ConnectionFilter::default() };
+    assert_eq!(ids(s.list_connections(&f).await.unwrap()), ["c1", "c4"]);
+    let f = ConnectionFilter { connector: Some("gh".into()), env: Some(Env::Live), ..ConnectionFilter::default() };
+    assert_eq!(ids(s.list_connections(&f).await.unwrap()), ["c1", "c3"]);
+    assert_eq!(s.find_connection("gh", Env::Dev, "alice").await.unwrap(), None);
+    assert_eq!(s.get_connection("c3").await.unwrap().unwrap().owner, "bob");
+}
+
+pub async fn deleting_a_connection_deletes_its_tokens(ctx: &Ctx) {
+    let s = &*ctx.store;
+    s.upsert_connection(&conn("c1", "gh", "alice", "a@x")).await.unwrap();
+    let k = TokenKey { connector: "gh".into(), env: Env::Live, connection: "c1".into() };
+    let l = s.take_lease(&k, "o", 0, 10).await.unwrap().unwrap();
+    assert!(s.commit_token(&k, l.epoch, &write(b"t", "ok"), 1).await.unwrap());
+    let app = tkey("gh");
+    s.take_lease(&app, "o", 0, 10).await.unwrap().unwrap();
+    assert!(s.delete_connection("c1").await.unwrap());
+    assert_eq!(s.get_token(&k).await.unwrap(), None);
+    assert!(s.get_token(&app).await.unwrap().is_some(), "the app-level token went too");
+    assert!(!s.delete_connection("c1").await.unwrap());
+}
+
+pub async fn flows_are_taken_once(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let row = FlowRow {
+        handle_hash: vec![0x00, 0xff, 1, 2],
+        kind: "state".into(),
+        connector: "gh".into(),
+        env: Env::Dev,
+        owner: "alice".into(),
+        return_to: "https://app/".into(),
+        sealed: Some(vec![9, 0, 9]),
+        binding: Some(vec![7; 32]),
+        created_at: 10,
+        expires_at: 20,
+        used_at: None,
+    };
+    s.insert_flow(&row).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let st = ctx.store.clone();
+        tasks.push(tokio::spawn(async move { st.take_flow(&[0x00, 0xff, 1, 2], 15).await.unwrap() }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            FlowTake::Fresh(r) => {
+                fresh += 1;
+                assert_eq!(r, FlowRow { used_at: Some(15), ..row.clone() });
+            }
+            FlowTake::Used(r) => assert_eq!(r.used_at, Some(15)),
+            FlowTake::Unknown => panic!("a stored flow was unknown"),
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(s.take_flow(b"nope", 15).await.unwrap(), FlowTake::Unknown);
+    assert_eq!(s.purge_flows(21).await.unwrap(), 1);
+    assert_eq!(s.take_flow(&[0x00, 0xff, 1, 2], 22).await.unwrap(), FlowTake::Unknown);
+}

@@ -1,0 +1,69 @@
+//! The one integration-test binary of latchkey-store.
+//!
+//! [`conformance`] holds the behaviour every `Store` must have, written once against
+//! `&dyn Store`; [`conformance_suite!`] turns each case into a `#[tokio::test]` for a backend,
+//! each on a fresh database. The backend modules add what only they have.
+//!
+//! PostgreSQL tests need a server with trust auth at 127.0.0.1:5432 (or
+//! `LATCHKEY_TEST_POSTGRES_URL`); each test creates its own `lk_test_*` database and drops it.
+
+mod conformance;
+mod connect;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use latchkey_core::store::Store;
+
+/// A fresh store for one test, and the URL it was opened from (to open a second instance).
+pub struct Ctx {
+    pub store: Arc<dyn Store>,
+    pub url: String,
+}
+
+/// One `#[tokio::test]` per conformance case, each on a fresh store from `$fresh()`, an async
+/// fn returning `(Ctx, guard)`: the guard cleans up when dropped, after the store.
+macro_rules! conformance_suite {
+    ($fresh:path) => {
+        conformance_suite!(@cases $fresh;
+            ping,
+            fresh_store_is_empty,
+            meta_is_insert_if_absent,
+            put_secret_is_an_upsert,
+            sealed_bytes_round_trip_exactly,
+            delete_secret_removes_every_env,
+            list_secrets_is_ordered_by_name_then_env,
+            keys_insert_find_and_list,
+            insert_key_conflicts_on_an_existing_id,
+            delete_key_reports_whether_it_deleted,
+            touch_key_records_last_use_without_a_bump,
+            connectors_upsert_list_and_delete,
+            generation_bumps_on_every_write_and_only_then,
+            generation_is_shared_by_instances,
+            concurrent_writes_each_bump_once,
+            token_lease_is_exclusive_until_it_runs_out,
+            token_commit_is_fenced_by_the_lease_epoch,
+            token_commit_if_version_refuses_a_stale_writer,
+            token_touch_and_delete,
+            concurrent_leases_have_one_winner,
+            events_filter_and_order,
+            connections_upsert_keeps_the_id,
+            deleting_a_connection_deletes_its_tokens,
+            flows_are_taken_once,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (ctx, guard) = $fresh().await;
+                crate::conformance::$case(&ctx).await;
+                drop(ctx);
+                drop(guard);
+            }
+        )*
+    };
+}
+
+pub(crate) use conformance_suite;

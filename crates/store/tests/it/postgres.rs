@@ -1,0 +1,134 @@
+//! The conformance suite on PostgreSQL, one fresh database per test, and what only it has.
+//!
+//! The server is `LATCHKEY_TEST_POSTGRES_URL` if set (a URL of an existing database whose user
+//! may create databases), else 127.0.0.1:5432 with trust auth as user `postgres`, then `root`,
+//! database `test`. An unreachable server fails these tests: they never skip.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::{Ctx, conformance_suite};
+
+const START_HINT: &str = "start it with: \
+    pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start \
+    (or set LATCHKEY_TEST_POSTGRES_URL to a server that lets you create databases)";
+
+/// The admin URL that answered, and a connection on it.
+async fn admin() -> (String, PgConnection) {
+    let candidates = match std::env::var("LATCHKEY_TEST_POSTGRES_URL") {
+        Ok(url) => vec![url],
+        Err(_) => {
+            vec!["postgres://postgres@127.0.0.1:5432/test".to_owned(), "postgres://root@127.0.0.1:5432/test".to_owned()]
+        }
+    };
+    let mut failures = Vec::new();
+    for url in candidates {
+        match PgConnection::connect(&url).await {
+            Ok(conn) => return (url, conn),
+            Err(e) => failures.push(format!("{}: {e}", latchkey_store::redact_url(&url))),
+        }
+    }
+    panic!("PostgreSQL is not reachable for the store tests ({}); {START_HINT}", failures.join("; "));
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let server = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => server,
+        _ => base.trim_end_matches('/'),
+    };
+    format!("{server}/{database}{query}")
+}
+
+fn unique_database() -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("lk_test_{}_{nanos}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Drops its database when dropped, also when the test panicked.
+pub struct DropDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // A runtime of its own on a thread of its own: Drop cannot await, and may run on the
+        // test's runtime.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// A new, empty database of its own, opened through `connect`.
+async fn fresh() -> (Ctx, DropDatabase) {
+    let (admin, mut conn) = admin().await;
+    let name = unique_database();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    let _ = conn.close().await;
+    let guard = DropDatabase { admin: admin.clone(), name: name.clone() };
+    let url = with_database(&admin, &name);
+    let store = latchkey_store::connect(&url).await.unwrap_or_else(|e| panic!("open PostgreSQL store: {e}"));
+    (Ctx { store, url }, guard)
+}
+
+conformance_suite!(fresh);
+
+#[test]
+fn with_database_replaces_only_the_database() {
+    assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
+    assert_eq!(with_database("postgresql://u@h/test?sslmode=disable", "x"), "postgresql://u@h/x?sslmode=disable");
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
+
+#[tokio::test]
+async fn a_missing_database_is_unavailable_with_the_servers_words() {
+    let (admin, conn) = admin().await;
+    let _ = conn.close().await;
+    let url = with_database(&admin, "lk_test_does_not_exist");
+    let (op, reason) = crate::connect::connect_error(&url).await;
+    assert_eq!(op, "connect");
+    assert!(reason.contains("lk_test_does_not_exist"), "{reason}");
+    assert!(reason.contains("does not exist"), "{reason}");
+}
+
+#[tokio::test]
+async fn names_sort_in_byte_order_whatever_the_locale() {
+    // The columns are COLLATE "C": check the schema says so, beside the conformance case
+    // that checks the order.
+    let (ctx, _guard) = fresh().await;
+    let mut conn = PgConnection::connect(&ctx.url).await.unwrap();
+    let collations: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND data_type = 'text' \
+         AND column_name IN ('name', 'id', 'key') AND collation_name IS DISTINCT FROM 'C'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(collations, vec![], "text keys without COLLATE \"C\"");
+    let _ = conn.close().await;
+}

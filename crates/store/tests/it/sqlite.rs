@@ -1,0 +1,107 @@
+//! The conformance suite on SQLite files in temporary directories, and what only SQLite has.
+
+use latchkey_core::Env;
+use latchkey_core::store::{SecretRow, Store, StoreError};
+use latchkey_store::SqliteStore;
+use tempfile::TempDir;
+
+use crate::{Ctx, conformance_suite};
+
+/// A fresh database file in its own temporary directory, opened through `connect`.
+async fn fresh() -> (Ctx, TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let store = latchkey_store::connect(&url).await.expect("open SQLite store");
+    (Ctx { store, url }, dir)
+}
+
+conformance_suite!(fresh);
+
+fn secret(name: &str) -> SecretRow {
+    SecretRow { name: name.to_owned(), env: Env::Live, sealed: vec![0x00, 0xff, 0x00], updated_at: 1 }
+}
+
+#[tokio::test]
+async fn connections_use_wal_foreign_keys_and_a_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lk.db")).await.unwrap();
+    // Every pooled connection gets the settings: hold several at once and ask each.
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(store.pool().acquire().await.unwrap());
+    }
+    for conn in &mut conns {
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut **conn).await.unwrap();
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut **conn).await.unwrap();
+        let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut **conn).await.unwrap();
+        assert_eq!((journal.as_str(), foreign_keys, busy_timeout), ("wal", 1, 5000));
+    }
+}
+
+#[tokio::test]
+async fn dollar_placeholders_bind_by_number_not_position() {
+    // The shared SQL uses PostgreSQL's `$N`; on SQLite sqlx must bind `$2` to the second
+    // argument even where it comes first in the text, and reuse a repeated `$N`.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lk.db")).await.unwrap();
+    let text: String = sqlx::query_scalar("SELECT $2 || '-' || $1 || '-' || $2")
+        .bind("first")
+        .bind("second")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(text, "second-first-second");
+}
+
+#[tokio::test]
+async fn open_creates_the_file_and_its_directory_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/data/latchkey.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(path.is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the database file is its owner's only");
+    }
+    store.put_secret(&secret("kept")).await.unwrap();
+    assert!(store.insert_meta("salt", b"\x00\x01").await.unwrap());
+    store.close().await;
+    drop(store);
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.list_secrets().await.unwrap(), vec![secret("kept")]);
+    assert_eq!(store.generation().await.unwrap(), 1);
+    assert!(!store.insert_meta("salt", b"other").await.unwrap());
+}
+
+#[tokio::test]
+async fn in_memory_url_keeps_its_data_for_the_life_of_the_store() {
+    let store = latchkey_store::connect("sqlite::memory:").await.unwrap();
+    store.put_secret(&secret("m")).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(store.list_secrets().await.unwrap(), vec![secret("m")]);
+    }
+    assert_eq!(store.generation().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_path_is_unavailable_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let url = format!("sqlite://{}/lk.db", file.display());
+    let (op, reason) = crate::connect::connect_error(&url).await;
+    assert_eq!(op, "connect");
+    assert!(reason.contains("a-file"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x42; 8192]).unwrap();
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+}

@@ -1,0 +1,16 @@
+//! Test support for Latchkey's integration tests.
+//!
+//! - [`latchkey`]: run the real `latchkey` binary in its own data directory on port 0, capture
+//!   everything it prints, and talk to it.
+//! - [`peers`]: real third-party servers on loopback (httpbin under gunicorn, nginx with
+//!   `ssl_verify_client`), started once per test binary; a missing peer fails the test with
+//!   the command that installs it.
+//! - [`recorder`]: an in-process upstream that records exactly what arrived (raw path, headers,
+//!   body) and can misbehave on request (status codes, redirects, cookies, slowness).
+//! - [`canary`]: unique secret values and a scanner for them.
+
+pub mod canary;
+pub mod fake_oauth;
+pub mod latchkey;
+pub mod peers;
+pub mod recorder;
