@@ -1,0 +1,604 @@
+//! The token lifecycle (SPEC §5): tokens cached in memory and persisted sealed; refreshed
+//! `refresh_skew_s` before expiry; one refresh at a time per token, across every instance
+//! sharing the store (a lease with a fencing epoch); a rotated refresh token durable before any
+//! call uses the new access token; terminal refusals erase tokens and mark
+//! `reauthorization_required`; transient failures back off with jitter and keep every token.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latchkey_vault::Vault;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::auth::TokenSource;
+use crate::store::{EventRow, Store, TokenKey, TokenRow, TokenWrite};
+use crate::time_fmt::now_ms;
+use crate::token::{self, TokenError, TokenSet, TokenState, request_token};
+use crate::{CallError, ErrorCode};
+
+/// How long a refresh lease lasts: longer than the token requests of one refresh (each bounded
+/// by the connector's timeout, at most 30 s) plus a margin. A lease held by a process that died
+/// runs out after this; meanwhile a still-valid token keeps being served.
+fn lease_ms(src: &TokenSource) -> i64 {
+    let timeout = i64::try_from(src.timeout.as_millis()).unwrap_or(30_000);
+    2 * timeout + 5_000
+}
+/// Tries of one token request within a call, for transient failures.
+const TRIES: u32 = 3;
+/// `Retry-After` is honoured up to this long within a call (longer waits back off instead).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Backoff between calls after a transient failure: full jitter, from 1 s up to 5 min.
+const BACKOFF_BASE_MS: i64 = 1_000;
+const BACKOFF_CAP_MS: i64 = 300_000;
+/// A token obtained this recently counts as "just obtained" (no reactive refresh for it).
+const JUST_OBTAINED_MS: i64 = 5_000;
+/// `last_used_at` is written at most this often per token.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A token for one call.
+#[derive(Clone)]
+pub struct Obtained {
+    pub token: Arc<TokenSet>,
+    /// Obtained from the provider just now: a 401 with it does not trigger another refresh.
+    pub fresh: bool,
+}
+
+#[derive(Clone)]
+struct Failure {
+    error: CallError,
+    terminal: bool,
+    fingerprint: [u8; 32],
+    next_attempt_at: i64,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct Cached {
+    set: Option<Arc<TokenSet>>,
+    /// The store version this cache reflects; `None` before the first load.
+    version: Option<i64>,
+    failure: Option<Failure>,
+    last_touch: i64,
+}
+
+#[derive(Default)]
+struct Slot {
+    cached: Mutex<Cached>,
+    /// Single flight within this process; the store lease extends it across processes.
+    flight: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Refresh only if the token is stale.
+    IfStale,
+    /// The upstream refused this access token: replace it unless someone already did.
+    Replace,
+    /// Refresh now, to keep the refresh token alive.
+    KeepAlive,
+}
+
+pub struct TokenManager {
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    /// Every recorded event is also sent here (webhooks listen).
+    notify: Option<tokio::sync::mpsc::UnboundedSender<EventRow>>,
+    owner: String,
+    slots: Mutex<HashMap<TokenKey, Arc<Slot>>>,
+    fault: Option<String>,
+    /// Token requests sent to providers (for metrics and tests).
+    pub requests: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn jitter(max_ms: i64) -> i64 {
+    if max_ms <= 0 {
+        return 0;
+    }
+    let r = u64::from_le_bytes(latchkey_vault::random::bytes::<8>());
+    i64::try_from(r % u64::try_from(max_ms).unwrap_or(1)).unwrap_or(0)
+}
+
+fn unavailable(e: crate::store::StoreError) -> CallError {
+    CallError::new(ErrorCode::Unavailable, format!("{e}; tokens cannot be refreshed safely until the store answers"))
+}
+
+impl TokenManager {
+    pub fn new(
+        store: Arc<dyn Store>,
+        vault: Arc<Vault>,
+        fault: Option<String>,
+        notify: Option<tokio::sync::mpsc::UnboundedSender<EventRow>>,
+    ) -> Self {
+        Self {
+            store,
+            vault,
+            notify,
+            owner: latchkey_vault::random::token(16),
+            slots: Mutex::new(HashMap::new()),
+            fault,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, key: &TokenKey) -> Arc<Slot> {
+        lock(&self.slots).entry(key.clone()).or_default().clone()
+    }
+
+    /// Test hook: aborts the process at a named point of a refresh (LATCHKEY_FAULT).
+    fn fault(&self, at: &str) {
+        if self.fault.as_deref() == Some(at) {
+            eprintln!("latchkey: fault injected at {at}: aborting");
+            std::process::abort();
+        }
+    }
+
+    /// A usable access token for `src`: from memory when fresh, else refreshed (once, for
+    /// every concurrent caller).
+    pub async fn get(&self, src: &TokenSource) -> Result<Obtained, CallError> {
+        let slot = self.slot(&src.key);
+        let now = now_ms();
+        {
+            let mut c = lock(&slot.cached);
+            if let Some(set) = &c.set
+                && set.is_fresh(now, src.skew_ms)
+            {
+                let out = Obtained { token: set.clone(), fresh: false };
+                self.touch(&src.key, &mut c, now);
+                return Ok(out);
+            }
+        }
+        self.refresh(src, &slot, Mode::IfStale, None).await
+    }
+
+    /// Replaces an access token the upstream refused (reactive refresh), unless another
+    /// caller already replaced it.
+    pub async fn replace(&self, src: &TokenSource, refused: &SecretString) -> Result<Obtained, CallError> {
+        let slot = self.slot(&src.key);
+        self.refresh(src, &slot, Mode::Replace, Some(refused)).await
+    }
+
+    /// Refreshes now (keep-alive), whatever the token's age.
+    pub async fn keep_alive(&self, src: &TokenSource) -> Result<Obtained, CallError> {
+        let slot = self.slot(&src.key);
+        self.refresh(src, &slot, Mode::KeepAlive, None).await
+    }
+
+    fn touch(&self, key: &TokenKey, c: &mut Cached, now: i64) {
+        if now - c.last_touch < TOUCH_EVERY_MS {
+            return;
+        }
+        c.last_touch = now;
+        let store = self.store.clone();
+        let key = key.clone();
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                if let Err(e) = store.touch_token(&key, now).await {
+                    tracing::warn!(connector = %key.connector, error = %e, "could not record token use");
+                }
+            });
+        }
+    }
+
+    /// What the cache can answer without a token request, if anything.
+    fn answer_from_cache(
+        c: &Cached,
+        src: &TokenSource,
+        mode: Mode,
+        refused: Option<&SecretString>,
+        now: i64,
+    ) -> Option<Result<Obtained, CallError>> {
+        if let Some(set) = &c.set {
+            let just = now - set.obtained_at < JUST_OBTAINED_MS;
+            match mode {
+                Mode::IfStale if set.is_fresh(now, src.skew_ms) => {
+                    return Some(Ok(Obtained { token: set.clone(), fresh: just }));
+                }
+                Mode::Replace if refused.is_some_and(|r| r.expose_secret() != set.access_token.expose_secret()) => {
+                    return Some(Ok(Obtained { token: set.clone(), fresh: true }));
+                }
+                // Another caller (or instance) just renewed it: that keeps it alive too.
+                Mode::KeepAlive if now - set.obtained_at < src.keepalive_ms / 2 => {
+                    return Some(Ok(Obtained { token: set.clone(), fresh: just }));
+                }
+                _ => {}
+            }
+        }
+        if let Some(f) = &c.failure {
+            if f.terminal && f.fingerprint == src.fingerprint {
+                return Some(Err(CallError::new(
+                    ErrorCode::ReauthorizationRequired,
+                    format!(
+                        "connector `{}`: the provider refused its credential ({}); fix the secrets or settings \
+                         (e.g. `latchkey secret set`) and the next call tries again",
+                        src.key.connector,
+                        f.error.details.get("provider_error").and_then(|v| v.as_str()).unwrap_or("refused")
+                    ),
+                )));
+            }
+            // New settings or secrets (a new fingerprint) may be tried at once.
+            if !f.terminal && now < f.next_attempt_at && f.fingerprint == src.fingerprint {
+                if let Some(set) = &c.set
+                    && set.is_valid(now)
+                    && mode == Mode::IfStale
+                {
+                    return Some(Ok(Obtained { token: set.clone(), fresh: false }));
+                }
+                return Some(Err(f.error.clone()));
+            }
+        }
+        None
+    }
+
+    fn adopt_row(&self, c: &mut Cached, row: &TokenRow) {
+        if c.version == Some(row.version) {
+            return;
+        }
+        c.version = Some(row.version);
+        c.set = match &row.sealed {
+            Some(sealed) => match token::open(&self.vault, &row.key, sealed) {
+                Ok(set) => Some(Arc::new(set)),
+                Err(e) => {
+                    tracing::error!(connector = %row.key.connector, env = %row.key.env, error = %e, "stored token failed to decrypt; it will be replaced");
+                    None
+                }
+            },
+            None => None,
+        };
+    }
+
+    async fn refresh(
+        &self,
+        src: &TokenSource,
+        slot: &Slot,
+        mode: Mode,
+        refused: Option<&SecretString>,
+    ) -> Result<Obtained, CallError> {
+        let _flight = slot.flight.lock().await;
+        let key = &src.key;
+        let now = now_ms();
+        if let Some(answer) = Self::answer_from_cache(&lock(&slot.cached), src, mode, refused, now) {
+            return answer;
+        }
+        // Another instance may have refreshed: the store is the truth.
+        let row = self.store.get_token(key).await.map_err(unavailable)?;
+        if let Some(row) = &row {
+            let mut c = lock(&slot.cached);
+            self.adopt_row(&mut c, row);
+            if let Some(answer) = Self::answer_from_cache(&c, src, mode, refused, now).filter(|a| a.is_ok()) {
+                return answer;
+            }
+        }
+        // Take the lease, or wait for the instance that holds it.
+        let waited_since = now_ms();
+        let leased = loop {
+            let now = now_ms();
+            if let Some(row) =
+                self.store.take_lease(key, &self.owner, now, now + lease_ms(src)).await.map_err(unavailable)?
+            {
+                break row;
+            }
+            {
+                let c = lock(&slot.cached);
+                if mode == Mode::IfStale
+                    && let Some(set) = c.set.as_ref().filter(|s| s.is_valid(now))
+                {
+                    // Someone else is refreshing; this token still works meanwhile.
+                    return Ok(Obtained { token: set.clone(), fresh: false });
+                }
+            }
+            if now - waited_since > lease_ms(src) + 5_000 {
+                return Err(CallError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "connector `{}`: another instance holds the token refresh and does not finish",
+                        key.connector
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(row) = self.store.get_token(key).await.map_err(unavailable)? {
+                let mut c = lock(&slot.cached);
+                self.adopt_row(&mut c, &row);
+                if let Some(Ok(answer)) = Self::answer_from_cache(&c, src, mode, refused, now_ms()) {
+                    return Ok(answer);
+                }
+            }
+        };
+        let (early, previous) = {
+            let mut c = lock(&slot.cached);
+            self.adopt_row(&mut c, &leased);
+            match Self::answer_from_cache(&c, src, mode, refused, now_ms()) {
+                Some(Ok(answer)) => (Some(answer), None),
+                _ => (None, c.set.clone()),
+            }
+        };
+        if let Some(answer) = early {
+            self.release(key, &leased).await;
+            return Ok(answer);
+        }
+        let previous_state = TokenState::parse(&leased.state);
+        let result = self.obtain(src, previous.as_ref().and_then(|p| p.refresh_token.as_ref())).await;
+        self.fault("after_token_response");
+        let now = now_ms();
+        match result {
+            Ok(mut new) => {
+                if new.refresh_token.is_none() {
+                    // No new refresh token in the answer: the old one stays valid (RFC 6749 §6).
+                    new.refresh_token = previous.as_ref().and_then(|p| p.refresh_token.clone());
+                }
+                let write = TokenWrite {
+                    sealed: Some(Some(token::seal(&self.vault, key, &new))),
+                    expires_at: Some(new.expires_at),
+                    state: TokenState::Ok.as_str().into(),
+                    last_error: None,
+                    last_refresh_at: Some(now),
+                };
+                // Durable before anyone uses it.
+                let mut committed =
+                    self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)?;
+                if !committed {
+                    committed = self
+                        .store
+                        .commit_token_if_version(key, leased.version, &write, now)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                self.fault("after_token_commit");
+                let new = Arc::new(new);
+                if !committed {
+                    tracing::error!(connector = %key.connector, env = %key.env, "token commit lost to another writer; using the stored token");
+                    self.event(key, "token.commit_conflict", "error", json!({})).await;
+                } else {
+                    let kind = if leased.sealed.is_none() { "token.obtained" } else { "token.refreshed" };
+                    self.event(
+                        key,
+                        kind,
+                        "ok",
+                        json!({"mode": format!("{mode:?}").to_lowercase(), "expires_at": new.expires_at}),
+                    )
+                    .await;
+                    if matches!(previous_state, TokenState::Degraded | TokenState::ReauthorizationRequired) {
+                        self.event(key, "token.recovered", "ok", json!({"previous_state": previous_state.as_str()}))
+                            .await;
+                    }
+                }
+                let mut c = lock(&slot.cached);
+                c.set = Some(new.clone());
+                c.version = Some(leased.version + 1);
+                c.failure = None;
+                c.last_touch = now;
+                Ok(Obtained { token: new, fresh: true })
+            }
+            Err(e) if e.terminal => {
+                let write = TokenWrite {
+                    sealed: Some(None),
+                    expires_at: Some(None),
+                    state: TokenState::ReauthorizationRequired.as_str().into(),
+                    last_error: Some(e.summary()),
+                    last_refresh_at: None,
+                };
+                let committed = self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)?;
+                self.event(key, "token.refresh_failed", "terminal", error_detail(&e)).await;
+                if previous_state != TokenState::ReauthorizationRequired {
+                    self.event(key, "token.reauthorization_required", "terminal", error_detail(&e)).await;
+                }
+                let error = e.to_call_error(&key.connector);
+                let mut c = lock(&slot.cached);
+                c.set = None;
+                c.version = committed.then_some(leased.version + 1);
+                c.failure = Some(Failure {
+                    error: error.clone(),
+                    terminal: true,
+                    fingerprint: src.fingerprint,
+                    next_attempt_at: 0,
+                    attempts: 0,
+                });
+                Err(error)
+            }
+            Err(e) => {
+                let write = TokenWrite {
+                    sealed: None,
+                    expires_at: None,
+                    state: TokenState::Degraded.as_str().into(),
+                    last_error: Some(e.summary()),
+                    last_refresh_at: None,
+                };
+                let committed = self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)?;
+                self.event(key, "token.refresh_failed", "transient", error_detail(&e)).await;
+                let mut error = e.to_call_error(&key.connector);
+                if e.timed_out {
+                    error.code = ErrorCode::TokenRequestFailed;
+                }
+                let mut c = lock(&slot.cached);
+                let attempts = c.failure.as_ref().map_or(0, |f| f.attempts) + 1;
+                let window = (BACKOFF_BASE_MS << attempts.min(16)).min(BACKOFF_CAP_MS);
+                let retry_after =
+                    e.retry_after.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)).min(BACKOFF_CAP_MS);
+                c.failure = Some(Failure {
+                    error: error.clone(),
+                    terminal: false,
+                    fingerprint: src.fingerprint,
+                    next_attempt_at: now + retry_after.max(jitter(window)),
+                    attempts,
+                });
+                if committed {
+                    c.version = Some(leased.version + 1);
+                }
+                match &c.set {
+                    Some(set) if set.is_valid(now) && mode != Mode::Replace => {
+                        Ok(Obtained { token: set.clone(), fresh: false })
+                    }
+                    _ => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Gives the lease back without changing anything (another writer was faster).
+    async fn release(&self, key: &TokenKey, leased: &TokenRow) {
+        let write =
+            TokenWrite { state: leased.state.clone(), last_error: leased.last_error.clone(), ..TokenWrite::default() };
+        if let Err(e) = self.store.commit_token(key, leased.epoch, &write, now_ms()).await {
+            tracing::warn!(connector = %key.connector, error = %e, "could not release the token lease; it runs out by itself");
+        }
+    }
+
+    /// Token requests with retries: the refresh token when there is one (falling back to the
+    /// grant when it is refused), else the grant.
+    async fn obtain(&self, src: &TokenSource, refresh_token: Option<&SecretString>) -> Result<TokenSet, TokenError> {
+        let mut use_refresh = refresh_token.is_some();
+        let mut attempt = 0;
+        loop {
+            let now = now_ms();
+            let request = match (use_refresh, refresh_token) {
+                (true, Some(rt)) => match src.grant.refresh_request(rt) {
+                    Some(r) => r,
+                    None => {
+                        use_refresh = false;
+                        continue;
+                    }
+                },
+                _ => src.grant.request(now).map_err(|e| TokenError {
+                    terminal: true,
+                    status: None,
+                    error: Some(e.code.as_str().into()),
+                    description: Some(e.message),
+                    retry_after: None,
+                    no_response: true,
+                    timed_out: false,
+                })?,
+            };
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            match request_token(&src.client, &request, src.timeout, now).await {
+                Ok(set) => return Ok(set),
+                Err(e) if e.terminal && request.is_refresh && src.grant.can_regrant() => {
+                    // The refresh token was refused; the grant itself may still work.
+                    tracing::info!(connector = %src.key.connector, error = %e.summary(), "refresh token refused; repeating the grant");
+                    self.event(&src.key, "token.refresh_refused", "fallback", error_detail(&e)).await;
+                    use_refresh = false;
+                }
+                Err(e) if e.terminal => return Err(e),
+                Err(e) => {
+                    attempt += 1;
+                    if attempt >= TRIES || e.retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
+                        return Err(e);
+                    }
+                    let base = 200u64 << attempt;
+                    let wait = e
+                        .retry_after
+                        .unwrap_or(Duration::from_millis(base / 2 + jitter(i64::try_from(base).unwrap_or(200)) as u64));
+                    tracing::info!(connector = %src.key.connector, error = %e.summary(), wait_ms = wait.as_millis() as u64, "token request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn event(&self, key: &TokenKey, kind: &str, outcome: &str, detail: serde_json::Value) {
+        let at = now_ms();
+        let row = EventRow {
+            id: event_id(at),
+            at,
+            kind: kind.into(),
+            connector: key.connector.clone(),
+            env: key.env,
+            connection: key.connection.clone(),
+            actor: "latchkey".into(),
+            outcome: outcome.into(),
+            detail: detail.to_string(),
+        };
+        tracing::info!(kind, connector = %key.connector, env = %key.env, outcome, "token event");
+        if let Err(e) = self.store.insert_event(&row).await {
+            tracing::error!(error = %e, kind, "could not record an audit event");
+        }
+        if let Some(tx) = &self.notify {
+            let _ = tx.send(row);
+        }
+    }
+
+    /// Stores the first tokens of a connection (or new ones after a reconnect), durably,
+    /// before the browser is told it worked. Returns the state the token had before.
+    pub async fn install(&self, src: &TokenSource, set: TokenSet) -> Result<TokenState, CallError> {
+        let key = &src.key;
+        let slot = self.slot(key);
+        let _flight = slot.flight.lock().await;
+        let started = now_ms();
+        let leased = loop {
+            let now = now_ms();
+            if let Some(row) =
+                self.store.take_lease(key, &self.owner, now, now + lease_ms(src)).await.map_err(unavailable)?
+            {
+                break row;
+            }
+            if now - started > lease_ms(src) + 5_000 {
+                return Err(CallError::new(
+                    ErrorCode::Unavailable,
+                    "the connection's tokens are locked by another instance",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let previous = TokenState::parse(&leased.state);
+        let now = now_ms();
+        let write = TokenWrite {
+            sealed: Some(Some(token::seal(&self.vault, key, &set))),
+            expires_at: Some(set.expires_at),
+            state: TokenState::Ok.as_str().into(),
+            last_error: None,
+            last_refresh_at: Some(now),
+        };
+        if !self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)? {
+            return Err(CallError::new(
+                ErrorCode::Unavailable,
+                "the connection's tokens changed while they were stored; connect again",
+            ));
+        }
+        let mut c = lock(&slot.cached);
+        c.set = Some(Arc::new(set));
+        c.version = Some(leased.version + 1);
+        c.failure = None;
+        c.last_touch = now;
+        Ok(previous)
+    }
+
+    /// The current token set of a key, from memory or the store (for revocation).
+    pub async fn current(&self, key: &TokenKey) -> Option<Arc<TokenSet>> {
+        let slot = self.slot(key);
+        if let Some(set) = lock(&slot.cached).set.clone() {
+            return Some(set);
+        }
+        let row = self.store.get_token(key).await.ok()??;
+        let mut c = lock(&slot.cached);
+        self.adopt_row(&mut c, &row);
+        c.set.clone()
+    }
+
+    /// Forgets a key's cached token (after its connection was deleted).
+    pub fn forget(&self, key: &TokenKey) {
+        lock(&self.slots).remove(key);
+    }
+
+    /// The stored state of a key (for connection listings).
+    pub async fn state_of(&self, key: &TokenKey) -> Option<TokenRow> {
+        self.store.get_token(key).await.ok().flatten()
+    }
+}
+
+fn error_detail(e: &TokenError) -> serde_json::Value {
+    json!({"error": e.error, "error_description": e.description, "status": e.status, "timed_out": e.timed_out})
+}
+
+/// An event id that sorts in the order this process recorded its events, even within one
+/// millisecond (listing orders by time, then id), and stays unique across instances.
+fn event_id(at: i64) -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:012x}{seq:08x}{}", at.max(0), latchkey_vault::random::token(12))
+}
