@@ -4,7 +4,7 @@ use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use futures_util::StreamExt as _;
+use http_body_util::BodyExt as _;
 use latchkey_core::Env;
 use latchkey_core::store::KeyKind;
 use latchkey_core::time_fmt::rfc3339;
@@ -173,9 +173,11 @@ pub async fn call(settings: Settings, args: CallArgs) -> anyhow::Result<ExitCode
         eprintln!("{name}: {}", value.to_str().unwrap_or("(binary)"));
     }
     let mut out = std::io::stdout().lock();
-    let mut stream = response.body;
-    while let Some(chunk) = stream.next().await {
-        out.write_all(&chunk.context("the upstream's body was cut off")?)?;
+    let mut body = response.body;
+    while let Some(frame) = body.frame().await {
+        if let Ok(chunk) = frame.context("the upstream's body was cut off")?.into_data() {
+            out.write_all(&chunk)?;
+        }
     }
     out.flush()?;
     Ok(if response.status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(2) })

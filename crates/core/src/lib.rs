@@ -23,6 +23,7 @@ pub mod store;
 pub mod template;
 pub mod time_fmt;
 pub mod token;
+pub mod upstream;
 
 pub use env::Env;
 pub use error::{CallError, ErrorCode};

@@ -17,6 +17,7 @@ mod multi;
 mod proxy;
 mod raw;
 mod startup;
+mod upstream_pool;
 
 use std::path::Path;
 

@@ -58,12 +58,12 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// The credential and the HTTP client (pooled; one per client identity) for one connector in
-/// one environment.
+/// The credential and the upstream client (pooled; one per client identity) for one connector
+/// in one environment.
 #[derive(Debug)]
 pub struct Prepared {
     pub credential: Credential,
-    pub client: reqwest::Client,
+    pub upstream: std::sync::Arc<crate::upstream::Upstream>,
 }
 
 pub fn prepare(
@@ -73,7 +73,7 @@ pub fn prepare(
     secrets: &SecretSet,
     clients: &ClientPool,
 ) -> Result<Prepared, CallError> {
-    let with_default = |credential| Prepared { credential, client: clients.default_client() };
+    let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
     let source = |grant: Grant, token_in, identity: String| TokenSource {
         key: TokenKey::app(name, env),
         grant: std::sync::Arc::new(grant),
@@ -87,7 +87,7 @@ pub fn prepare(
     };
     let token = |grant: Grant, token_in, identity: String| Prepared {
         credential: Credential::Token(std::sync::Arc::new(source(grant, token_in, identity))),
-        client: clients.default_client(),
+        upstream: clients.default_upstream(),
     };
     let auth = &connector.auth;
     match auth {
@@ -98,8 +98,8 @@ pub fn prepare(
         }
         AuthConfig::Basic(b) => basic::header(&b.username, secrets.resolve(&b.password, env)?).map(with_default),
         AuthConfig::ClientCertificate(c) => {
-            let client = client_certificate::client(c, env, secrets, clients)?;
-            Ok(Prepared { credential: Credential::None, client })
+            let upstream = client_certificate::client(c, env, secrets, clients)?;
+            Ok(Prepared { credential: Credential::None, upstream })
         }
         AuthConfig::OAuth2Password(c) => {
             let (g, id) = oauth2::password(c, env, secrets)?;
@@ -124,7 +124,10 @@ pub fn prepare(
         AuthConfig::OAuth2AuthorizationCode(c) => {
             let (g, id) = authorization_code::grant(c, env, secrets)?;
             let user = authorization_code::UserAuth { template: source(g, c.token_in, id), config: c.clone() };
-            Ok(Prepared { credential: Credential::User(std::sync::Arc::new(user)), client: clients.default_client() })
+            Ok(Prepared {
+                credential: Credential::User(std::sync::Arc::new(user)),
+                upstream: clients.default_upstream(),
+            })
         }
     }
 }

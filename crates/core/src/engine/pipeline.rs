@@ -5,6 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
 use serde_json::Value;
 use url::Url;
 
@@ -12,6 +14,7 @@ use super::Engine;
 use super::runtime::{CompiledCall, ConnectorRuntime};
 use crate::auth::{Credential, TokenSource};
 use crate::template::Values;
+use crate::upstream::{BoxError, ReqBody, SendError};
 use crate::{CallError, Env, ErrorCode};
 
 /// What came back from the upstream: status, headers (hop-by-hop and `set-cookie` removed)
@@ -19,25 +22,39 @@ use crate::{CallError, Env, ErrorCode};
 pub struct UpstreamResponse {
     pub status: http::StatusCode,
     pub headers: HeaderMap,
-    pub body: BodyStream,
+    pub body: UpstreamBody,
 }
 
-pub type BodyStream = futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+/// A response body streaming from the upstream.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A request body: bytes can be sent twice (a retry after a reactive token refresh); a
 /// stream is sent once.
 pub enum OutBody {
     Bytes(Bytes),
-    Stream(reqwest::Body),
+    Stream(ReqBody),
 }
 
 impl OutBody {
-    fn into_body(self) -> reqwest::Body {
+    /// A body that streams through once, such as the caller's own request body.
+    pub fn stream<B>(body: B) -> OutBody
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        OutBody::Stream(body.map_err(Into::into).boxed_unsync())
+    }
+
+    fn into_body(self) -> ReqBody {
         match self {
-            OutBody::Bytes(b) => reqwest::Body::from(b),
+            OutBody::Bytes(b) => bytes_body(b),
             OutBody::Stream(s) => s,
         }
     }
+}
+
+fn bytes_body(b: Bytes) -> ReqBody {
+    http_body_util::Full::new(b).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// How much of an upstream error body is read to look for a `refresh_on.body_contains` match.
@@ -311,7 +328,7 @@ impl Engine {
         };
         let (h, u) = signed(&obtained.token.access_token)?;
         let (first_body, replay) = match body {
-            OutBody::Bytes(b) => (reqwest::Body::from(b.clone()), Some(b)),
+            OutBody::Bytes(b) => (bytes_body(b.clone()), Some(b)),
             OutBody::Stream(s) => (s, None),
         };
         let first = self.send_once(conn, prepared, method.clone(), u, h, first_body).await?;
@@ -330,7 +347,7 @@ impl Engine {
             Err(e) => return Err(reauth(e).await),
         };
         let (h, u) = signed(&again.token.access_token)?;
-        self.send_once(conn, prepared, method, u, h, reqwest::Body::from(replay)).await
+        self.send_once(conn, prepared, method, u, h, bytes_body(replay)).await
     }
 
     /// For a per-user connection, a refused credential becomes `reauthorization_required` with
@@ -368,17 +385,25 @@ impl Engine {
         method: Method,
         url: Url,
         headers: HeaderMap,
-        body: reqwest::Body,
+        body: ReqBody,
     ) -> Result<UpstreamResponse, CallError> {
-        let result =
-            prepared.client.request(method, url).headers(headers).body(body).timeout(conn.timeout).send().await;
-        let response = result.map_err(|e| send_error(&e, conn))?;
-        let status = response.status();
-        let mut headers = response.headers().clone();
+        let target = http::Uri::try_from(&url[url::Position::BeforePath..])
+            .map_err(|_| CallError::invalid_params("the request's path or query cannot be sent"))?;
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = target;
+        *request.headers_mut() = headers;
+        request
+            .headers_mut()
+            .entry(header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(concat!("latchkey/", env!("CARGO_PKG_VERSION"))));
+        let response =
+            prepared.upstream.send(&conn.origin, request, conn.timeout).await.map_err(|e| send_error(e, conn))?;
+        let (parts, body) = response.into_parts();
+        let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         headers.remove(header::SET_COOKIE);
-        let body = response.bytes_stream().map(|r| r.map_err(|e| std::io::Error::other(e.without_url()))).boxed();
-        Ok(UpstreamResponse { status, headers, body })
+        Ok(UpstreamResponse { status: parts.status, headers, body: body.map_err(std::io::Error::other).boxed_unsync() })
     }
 }
 
@@ -398,12 +423,17 @@ async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> (bool, Upst
     let Some(needle) = rule.and_then(|r| r.body_contains.clone()) else {
         return (true, resp);
     };
-    let UpstreamResponse { status, headers, mut body } = resp;
+    let UpstreamResponse { status, headers, body } = resp;
+    let mut body = http_body_util::BodyStream::new(body);
     let mut head = Vec::new();
     let mut rest_error = None;
     while head.len() < SNIFF_LIMIT {
         match body.next().await {
-            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Ok(frame)) => {
+                if let Some(chunk) = frame.data_ref() {
+                    head.extend_from_slice(chunk);
+                }
+            }
             Some(Err(e)) => {
                 rest_error = Some(e);
                 break;
@@ -412,38 +442,31 @@ async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> (bool, Upst
         }
     }
     let found = head.windows(needle.len().max(1)).any(|w| w == needle.as_bytes());
-    let prefix = futures_util::stream::iter(std::iter::once(Ok(Bytes::from(head))).chain(rest_error.map(Err)));
-    (found, UpstreamResponse { status, headers, body: prefix.chain(body).boxed() })
+    let prefix = futures_util::stream::iter(
+        std::iter::once(Ok(http_body::Frame::data(Bytes::from(head)))).chain(rest_error.map(Err)),
+    );
+    let body = http_body_util::StreamBody::new(prefix.chain(body)).boxed_unsync();
+    (found, UpstreamResponse { status, headers, body })
 }
 
-/// Classifies a send failure without ever showing the URL (which may carry a query key).
-fn send_error(e: &reqwest::Error, conn: &ConnectorRuntime) -> CallError {
+/// Says what went wrong without ever showing the URL (which may carry a query key).
+fn send_error(e: SendError, conn: &ConnectorRuntime) -> CallError {
     let origin = conn.base.origin().ascii_serialization();
-    if e.is_timeout() {
-        return CallError::new(
-            ErrorCode::UpstreamTimeout,
-            format!(
-                "connector `{}`: {origin} did not answer within {} ms; raise `timeout_ms` if it is slow",
-                conn.name,
-                conn.timeout.as_millis()
-            ),
-        );
-    }
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    let what = if e.is_connect() { "could not connect to" } else { "lost the connection to" };
-    CallError::new(
-        ErrorCode::UpstreamUnreachable,
-        format!(
-            "connector `{}`: {what} {origin}{}",
-            conn.name,
-            if cause.is_empty() { String::new() } else { format!(" ({cause})") }
-        ),
-    )
+    let (what, cause) = match e {
+        SendError::Timeout => {
+            return CallError::new(
+                ErrorCode::UpstreamTimeout,
+                format!(
+                    "connector `{}`: {origin} did not answer within {} ms; raise `timeout_ms` if it is slow",
+                    conn.name,
+                    conn.timeout.as_millis()
+                ),
+            );
+        }
+        SendError::Connect(cause) => ("could not connect to", cause),
+        SendError::Lost(cause) => ("lost the connection to", cause),
+    };
+    CallError::new(ErrorCode::UpstreamUnreachable, format!("connector `{}`: {what} {origin} ({cause})", conn.name))
 }
 
 /// base_url + path. The path was rendered (named calls) or checked (proxy) already.

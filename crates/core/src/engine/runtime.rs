@@ -15,6 +15,7 @@ use crate::config::{Access, CallConfig, Config, ConnectorConfig, ParamConfig};
 use crate::secrets::SecretSet;
 use crate::store::{ConnectorRow, SecretRow};
 use crate::template::{Body, Text};
+use crate::upstream::Origin;
 use crate::{CallError, Env};
 
 #[derive(Default)]
@@ -31,6 +32,8 @@ pub struct ConnectorRuntime {
     pub from_file: bool,
     pub(crate) base: Url,
     pub(crate) base_path: String,
+    /// Where requests go, for the upstream client's connection pool.
+    pub(crate) origin: Origin,
     pub(crate) headers: HeaderMap,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) timeout: Duration,
@@ -113,6 +116,7 @@ fn compile(
     // Validation already accepted these; the `expect`s document that, they cannot fire.
     let base = Url::parse(&config.base_url).expect("base_url was validated at load");
     let base_path = base.path().trim_end_matches('/').to_owned();
+    let origin = Origin::from_url(&base).expect("base_url was validated at load");
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
@@ -127,6 +131,7 @@ fn compile(
         from_file,
         base,
         base_path,
+        origin,
         headers,
         query,
         timeout: Duration::from_millis(config.timeout_ms),

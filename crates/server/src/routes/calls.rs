@@ -22,7 +22,7 @@ pub struct CallBody {
 }
 
 fn stream(up: UpstreamResponse) -> Response {
-    let mut resp = Response::new(Body::from_stream(up.body));
+    let mut resp = Response::new(Body::new(up.body));
     *resp.status_mut() = up.status;
     *resp.headers_mut() = up.headers;
     resp
@@ -104,7 +104,7 @@ async fn forward(
             .map_err(|_| ApiError::new(ErrorCode::InvalidParams, "the request body could not be read"))?;
         OutBody::Bytes(bytes)
     } else {
-        OutBody::Stream(reqwest::Body::wrap_stream(body.into_data_stream()))
+        OutBody::stream(body)
     };
     let proxied = ProxyRequest {
         user,

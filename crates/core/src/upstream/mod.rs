@@ -1,0 +1,283 @@
+//! The HTTP/1.1 client of the call path (named calls and the proxy).
+//!
+//! Each connection is driven by the task that uses it: the request's task polls hyper's
+//! connection future while it waits for the response head, and the response body polls it
+//! while the server streams the body out. When the body ends, the connection goes back to
+//! an idle list for its origin. There is no connection task and no channel between tasks
+//! on this path, which is what makes it cheap (see BENCHMARKS.md, issue 5).
+//!
+//! Token requests, profile reads, revocation and webhooks use `reqwest` (`crate::http`):
+//! they are rare, and its conveniences matter more there than its cost.
+
+mod body;
+mod tls;
+
+use std::collections::HashMap;
+use std::future::{Future as _, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use url::Url;
+
+pub use body::PooledBody;
+pub use tls::{TlsError, identity_config};
+
+/// A request body on the call path.
+pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long an idle connection is kept (the upstream may close it sooner; that is noticed
+/// when it is next taken).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per origin; more are closed when they come back.
+const MAX_IDLE_PER_ORIGIN: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a connector's requests go: built once per connector from its `base_url`.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `scheme://host:port`, the idle-list key.
+    key: Arc<str>,
+    https: bool,
+    /// Host name or IP address (IPv6 without brackets), for connecting and for TLS.
+    host: Arc<str>,
+    port: u16,
+    /// The `Host` header: the host, and the port when the URL names one.
+    pub(crate) host_header: HeaderValue,
+}
+
+impl Origin {
+    pub fn from_url(url: &Url) -> Result<Origin, String> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            s => return Err(format!("scheme `{s}` is not http or https")),
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err("the URL has no host".into()),
+        };
+        let port = url.port_or_known_default().ok_or("the URL has no port")?;
+        let host_str = url.host_str().unwrap_or_default();
+        let authority = match url.port() {
+            Some(p) => format!("{host_str}:{p}"),
+            None => host_str.to_owned(),
+        };
+        let host_header = HeaderValue::from_str(&authority).map_err(|_| "the host cannot go into a header")?;
+        Ok(Origin {
+            key: format!("{}://{authority}", url.scheme()).into(),
+            https,
+            host: host.into(),
+            port,
+            host_header,
+        })
+    }
+}
+
+/// Why a request got no response head.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (refused, DNS, TLS handshake, connect timeout).
+    Connect(String),
+    /// The connection failed while the request was sent or the head was awaited.
+    Lost(String),
+    /// No response head within the connector's timeout.
+    Timeout,
+}
+
+type Io = TokioIo<tls::Stream>;
+
+/// One upstream connection: hyper's sender and the connection future that does its I/O.
+struct Conn {
+    send: http1::SendRequest<ReqBody>,
+    io: Pin<Box<http1::Connection<Io, ReqBody>>>,
+    /// The connection future finished (closed or failed): never reuse.
+    done: bool,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// Polls the connection future once, so it does whatever I/O is pending.
+    fn drive(&mut self, cx: &mut std::task::Context<'_>) {
+        if !self.done && self.io.as_mut().poll(cx).is_ready() {
+            self.done = true;
+        }
+    }
+
+    fn reusable(&self) -> bool {
+        !self.done && self.send.is_ready()
+    }
+}
+
+/// The client of one TLS identity: the default one, or one per client certificate.
+pub struct Upstream {
+    tls: Result<Arc<rustls::ClientConfig>, String>,
+    idle: Mutex<HashMap<Arc<str>, Vec<Conn>>>,
+}
+
+impl Upstream {
+    /// The client that verifies servers with the system's trust store and has no client
+    /// certificate.
+    pub fn new() -> Upstream {
+        Upstream::with_tls(tls::default_config().map(Arc::new))
+    }
+
+    pub fn with_tls(tls: Result<Arc<rustls::ClientConfig>, String>) -> Upstream {
+        Upstream { tls, idle: Mutex::new(HashMap::new()) }
+    }
+
+    /// Sends `req` (origin-form URI; the `Host` header is set here) and returns when the
+    /// response head arrived. A request that a reused connection could not take (the
+    /// upstream closed it while idle) is sent again on a new connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        origin: &Origin,
+        mut req: Request<ReqBody>,
+        timeout: Duration,
+    ) -> Result<Response<PooledBody>, SendError> {
+        req.headers_mut().insert(http::header::HOST, origin.host_header.clone());
+        let attempt = async {
+            loop {
+                let (mut conn, reused) = match self.checkout(origin) {
+                    Some(c) => (c, true),
+                    None => (self.connect(origin).await?, false),
+                };
+                match exchange(&mut conn, req).await {
+                    Ok(resp) => return Ok((conn, resp)),
+                    Err(mut e) => match e.take_message() {
+                        Some(back) if reused => req = back,
+                        _ => return Err(SendError::Lost(cause(e.error()))),
+                    },
+                }
+            }
+        };
+        let (conn, resp) = tokio::time::timeout(timeout, attempt).await.map_err(|_| SendError::Timeout)??;
+        let (parts, incoming) = resp.into_parts();
+        let body = PooledBody::new(incoming, conn, Arc::downgrade(self), origin.key.clone());
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// The most recently used idle connection that is still open and ready.
+    fn checkout(&self, origin: &Origin) -> Option<Conn> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            let mut conn = self.lock().get_mut(&origin.key)?.pop()?;
+            if conn.idle_since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            // A connection the upstream closed while it sat idle finishes when polled.
+            conn.drive(&mut cx);
+            if conn.reusable() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn checkin(&self, key: Arc<str>, mut conn: Conn) {
+        if !conn.reusable() {
+            return;
+        }
+        let now = Instant::now();
+        conn.idle_since = now;
+        let mut idle = self.lock();
+        let list = idle.entry(key).or_default();
+        // The oldest are at the front; close those that waited too long.
+        let stale = list.iter().take_while(|c| now.duration_since(c.idle_since) >= IDLE_TIMEOUT).count();
+        list.drain(..stale);
+        if list.len() < MAX_IDLE_PER_ORIGIN {
+            list.push(conn);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Conn>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn connect(&self, origin: &Origin) -> Result<Conn, SendError> {
+        let connect = tokio::net::TcpStream::connect((&*origin.host, origin.port));
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| SendError::Connect(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        tcp.set_nodelay(true).map_err(|e| SendError::Connect(e.to_string()))?;
+        let stream = if origin.https {
+            let config = self.tls.as_ref().map_err(|e| SendError::Connect(format!("TLS is not available: {e}")))?;
+            let name = ServerName::try_from(origin.host.to_string())
+                .map_err(|_| SendError::Connect(format!("`{}` is not a valid TLS server name", origin.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| SendError::Connect(format!("TLS handshake failed: {e}")))?;
+            tls::Stream::Tls(Box::new(tls))
+        } else {
+            tls::Stream::Plain(tcp)
+        };
+        let (send, io) =
+            http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|e| SendError::Connect(cause(&e)))?;
+        let mut conn = Conn { send, io: Box::pin(io), done: false, idle_since: Instant::now() };
+        // A new connection takes a request once its future has been polled.
+        poll_fn(|cx| {
+            conn.drive(cx);
+            if conn.done {
+                return Poll::Ready(Err(SendError::Connect("the upstream closed the new connection".into())));
+            }
+            conn.send.poll_ready(cx).map_err(|e| SendError::Connect(cause(&e)))
+        })
+        .await?;
+        Ok(conn)
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream::new()
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+/// Sends one request on `conn` and drives the connection until the response head is in.
+async fn exchange(
+    conn: &mut Conn,
+    req: Request<ReqBody>,
+) -> Result<Response<hyper::body::Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>> {
+    let mut response = std::pin::pin!(conn.send.try_send_request(req));
+    poll_fn(|cx| {
+        conn.drive(cx);
+        response.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The innermost cause of a hyper error: the part that says what happened.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn send<T: Send>(_: T) {}
+    let up = Arc::new(Upstream::new());
+    let origin = Origin::from_url(&Url::parse("http://127.0.0.1:1/").expect("url")).expect("origin");
+    let req = Request::new(ReqBody::default());
+    send(async move { up.send(&origin, req, Duration::from_secs(1)).await });
+}
