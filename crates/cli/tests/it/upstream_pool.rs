@@ -71,8 +71,12 @@ impl RawUpstream {
 }
 
 async fn setup(base_url: &str) -> (Latchkey, String) {
-    let lk =
-        with_connector(base_url, r#"{ method = "api_key_header", name = "X-Api-Key", key = { secret = "k" } }"#, "");
+    setup_with(base_url, "").await
+}
+
+async fn setup_with(base_url: &str, extra: &str) -> (Latchkey, String) {
+    let auth = r#"{ method = "api_key_header", name = "X-Api-Key", key = { secret = "k" } }"#;
+    let lk = with_connector(base_url, auth, extra);
     lk.put_secret("k", "live", "the-real-key").await;
     let app = lk.app_key("live").await;
     (lk, app)
@@ -156,4 +160,21 @@ async fn concurrent_calls_grow_the_pool_and_reuse_it() {
     }
     assert_eq!(up.count(), 40);
     assert!((1..=8).contains(&up.connections()), "{} upstream connections for 8 concurrent callers", up.connections());
+}
+
+#[tokio::test]
+async fn a_body_that_goes_silent_for_timeout_ms_is_cut_off() {
+    let up = RawUpstream::start().await;
+    let (lk, app) = setup_with(&up.base_url, "timeout_ms = 300").await;
+    let mut resp = lk.http.get(lk.url("/v1/proxy/up/hang")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.chunk().await.unwrap().as_deref(), Some(&b"ab"[..]));
+    // The upstream holds the rest for 30 s; Latchkey gives up after 300 ms of silence and
+    // ends the caller's response as broken (not as complete).
+    let rest = tokio::time::timeout(Duration::from_secs(20), resp.chunk()).await.expect("the body was not cut off");
+    assert!(rest.is_err(), "a truncated body must not look complete: {rest:?}");
+    // The connection is not reused; the next call works.
+    let r = get(&lk, &app, "/keep").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    assert_eq!(up.connections(), 2);
 }

@@ -4,10 +4,12 @@
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future as _;
 
 use super::{Conn, Upstream};
 
@@ -16,11 +18,20 @@ pub struct PooledBody {
     conn: Option<Conn>,
     home: Weak<Upstream>,
     key: Arc<str>,
+    /// The longest the upstream may go silent in the middle of a body.
+    idle: Duration,
+    /// Armed only while a read waits, so a body that is already in costs no timer.
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// The upstream sent part of a body, then nothing for the connector's `timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0} ms in the middle of the response body")]
+pub struct BodyStalled(u128);
+
 impl PooledBody {
-    pub(super) fn new(body: Incoming, conn: Conn, home: Weak<Upstream>, key: Arc<str>) -> PooledBody {
-        PooledBody { body, conn: Some(conn), home, key }
+    pub(super) fn new(body: Incoming, conn: Conn, home: Weak<Upstream>, key: Arc<str>, idle: Duration) -> PooledBody {
+        PooledBody { body, conn: Some(conn), home, key, idle, silence: None }
     }
 
     /// The body was read to its end: the connection can take the next request.
@@ -37,9 +48,9 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if let Some(conn) = this.conn.as_mut() {
             conn.drive(cx);
@@ -49,9 +60,20 @@ impl Body for PooledBody {
             Poll::Ready(None) => this.release(cx),
             Poll::Ready(Some(Err(_))) => this.conn = None,
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(cx),
-            _ => {}
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Pending => {
+                let idle = this.idle;
+                let silence = this.silence.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if silence.as_mut().poll(cx).is_ready() {
+                    this.silence = None;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled(idle.as_millis())))));
+                }
+                return Poll::Pending;
+            }
         }
-        frame
+        this.silence = None;
+        frame.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -136,7 +136,8 @@ impl Upstream {
     }
 
     /// Sends `req` (origin-form URI; the `Host` header is set here) and returns when the
-    /// response head arrived. A request that a reused connection could not take (the
+    /// response head arrived, within `timeout`; the body then fails if the upstream goes
+    /// silent for `timeout` in its middle. A request that a reused connection could not take (the
     /// upstream closed it while idle) is sent again on a new connection.
     pub async fn send(
         self: &Arc<Self>,
@@ -162,7 +163,7 @@ impl Upstream {
         };
         let (conn, resp) = tokio::time::timeout(timeout, attempt).await.map_err(|_| SendError::Timeout)??;
         let (parts, incoming) = resp.into_parts();
-        let body = PooledBody::new(incoming, conn, Arc::downgrade(self), origin.key.clone());
+        let body = PooledBody::new(incoming, conn, Arc::downgrade(self), origin.key.clone(), timeout);
         Ok(Response::from_parts(parts, body))
     }
 

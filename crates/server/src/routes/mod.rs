@@ -81,17 +81,17 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     } else {
         Route::Other
     };
-    let template = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // The matched route only matters for the log line; at `warn` no string is made.
+    let template = tracing::enabled!(tracing::Level::INFO)
+        .then(|| req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let error = response.headers().get("latchkey-error").and_then(|v| v.to_str().ok()).unwrap_or("");
     let upstream_error = matches!(error, "upstream_unreachable" | "upstream_timeout");
     state.metrics.record(route, status, upstream_error);
-    if !matches!(route, Route::Other) || status >= 400 {
+    if let Some(template) = template
+        && (!matches!(route, Route::Other) || status >= 400)
+    {
         tracing::info!(
             %method,
             route = %template,
