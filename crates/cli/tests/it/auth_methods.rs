@@ -160,3 +160,27 @@ async fn a_server_outside_the_private_ca_is_not_trusted() {
     let r = lk.call(&app, "up", "root", json!({})).await;
     assert_eq!((r.status, r.error_code()), (502, Some("upstream_unreachable")), "{}", r.body);
 }
+
+#[tokio::test]
+async fn without_a_private_ca_only_the_system_trust_store_is_trusted() {
+    // nginx's certificate comes from the test CA, which no system trust store holds.
+    let nginx = nginx_mtls();
+    let lk = with_connector(&nginx.base_url, r#"{ method = "none" }"#, ROOT_CALL);
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("upstream_unreachable")), "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("TLS handshake failed") && message.contains("UnknownIssuer"), "{message}");
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_match_the_certificate_is_a_clear_error() {
+    let nginx = nginx_mtls();
+    let lk = with_connector(&nginx.base_url, &mtls_connector(&nginx.server_ca_pem), ROOT_CALL);
+    lk.put_secret("cert", "live", &nginx.client.cert_pem).await;
+    lk.put_secret("key", "live", &nginx.foreign_client.key_pem).await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
+    assert!(r.body.contains("does the key match the certificate?"), "{}", r.body);
+}
