@@ -8,7 +8,7 @@ use super::*;
 
 #[tokio::test]
 async fn app_keys_are_shown_once_listed_without_secrets_and_revocable() {
-    let lk = Latchkey::start(bin(), "");
+    let lk = Latchkey::start(bin(), "[server]\napi_connectors_private_egress = true\n");
     let r = Reply::read(
         lk.admin_req(Method::POST, "/v1/admin/keys")
             .json(&json!({"environment": "dev", "name": "ci"}))
@@ -108,8 +108,10 @@ async fn secrets_are_written_listed_without_values_and_deleted() {
 #[tokio::test]
 async fn connectors_are_created_replaced_and_deleted_through_the_api() {
     let up = Recorder::start().await;
-    let lk =
-        Latchkey::start(bin(), "[connectors.filed]\nbase_url = \"https://x.example\"\nauth = { method = \"none\" }\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\n[connectors.filed]\nbase_url = \"https://x.example\"\nauth = { method = \"none\" }\n",
+    );
     let app = lk.app_key("live").await;
     lk.put_secret("k", "live", "api-secret").await;
     let def = json!({

@@ -29,7 +29,7 @@ async fn setup(client_auth: &str, extra: Value) -> Setup {
     let up = Recorder::start().await;
     let hooks = Recorder::start().await;
     let config = format!(
-        "[server]\nreturn_to_allow = [\"https://app.example.com/\", \"{up}/landing\"]\nwebhook_url = \"{hooks}/hooks\"\n\
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\", \"{up}/landing\"]\nwebhook_url = \"{hooks}/hooks\"\n\
          webhook_secret = {{ secret = \"whsec\" }}\n",
         up = up.base_url,
         hooks = hooks.base_url
@@ -251,7 +251,10 @@ async fn the_whole_flow_with_basic_client_auth_rotation_and_revocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flow_with_body_client_auth_and_a_per_connector_redirect() {
     let up = Recorder::start().await;
-    let lk = Latchkey::start(bin(), "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
     let o = oidc();
     let client = o
         .register("client_secret_post", &["authorization_code", "refresh_token"], &[&lk.url("/oauth/gh/callback")])
@@ -461,7 +464,10 @@ async fn the_flow_in_a_real_browser() {
 async fn a_form_token_response_the_token_in_the_query_and_a_dotted_profile() {
     let fake = FakeOAuth::start().await;
     fake.set_form_response(true);
-    let lk = Latchkey::start(bin(), "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
     lk.put_secret("cs", "live", "fake-secret").await;
     let def = json!({"base_url": fake.base_url, "auth": {
         "method": "oauth2_authorization_code", "authorize_url": format!("{}/authorize", fake.base_url),
@@ -519,7 +525,10 @@ async fn a_form_token_response_the_token_in_the_query_and_a_dotted_profile() {
 
 /// A connection through the in-process provider; returns (Latchkey, app key).
 async fn fake_connection(fake: &FakeOAuth, extra: Value) -> (Latchkey, String) {
-    let lk = Latchkey::start(bin(), "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
     lk.put_secret("cs", "live", "fake-secret").await;
     let mut def = json!({"base_url": fake.base_url, "auth": {
         "method": "oauth2_authorization_code", "authorize_url": format!("{}/authorize", fake.base_url),
@@ -618,7 +627,10 @@ async fn no_code_verifier_or_token_reaches_responses_logs_or_the_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_url_parameters_are_filled_and_checked() {
     let fake = FakeOAuth::start().await;
-    let lk = Latchkey::start(bin(), "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
     let def = json!({"base_url": fake.base_url, "auth": {
         "method": "oauth2_authorization_code", "authorize_url": format!("{}/[tenant]/authorize", fake.base_url),
         "token_url": fake.token_url, "client_id": "public-app"}});
@@ -658,7 +670,7 @@ async fn a_failing_webhook_receiver_gets_retries_and_the_failure_is_recorded() {
     let lk = Latchkey::start(
         bin(),
         &format!(
-            "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\nwebhook_url = \"{}/status/503\"\n",
+            "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\nwebhook_url = \"{}/status/503\"\n",
             hooks.base_url
         ),
     );

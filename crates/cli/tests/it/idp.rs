@@ -230,7 +230,10 @@ async fn key_rotation_publishes_before_signing_and_keeps_old_keys() {
 /// A Latchkey with a per-user connector `fake` (calls: `mine` for users, `admin_only` for the
 /// app, `with_private` with a private parameter), and users alice and bob connected.
 async fn user_setup(fake: &FakeOAuth) -> (Latchkey, String) {
-    let lk = Latchkey::start(bin(), "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
     let def = json!({"base_url": fake.base_url, "auth": {
         "method": "oauth2_authorization_code", "authorize_url": format!("{}/authorize", fake.base_url),
         "token_url": fake.token_url, "client_id": "public-app"},
@@ -482,7 +485,10 @@ async fn a_token_stops_verifying_once_its_key_leaves_the_jwks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_through_oidc_provider_with_a_one_time_code() {
     use latchkey_testkit::peers::oidc::oidc;
-    let lk = Latchkey::start(bin(), "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n");
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
     let o = oidc();
     let client = o
         .register("client_secret_basic", &["authorization_code", "refresh_token"], &[&lk.url("/oauth/callback")])

@@ -7,6 +7,7 @@ mod auth_methods;
 mod cli;
 mod connections;
 mod crash;
+mod egress;
 mod environments;
 mod grants;
 mod hostile;

@@ -16,6 +16,8 @@ use crate::{CallError, Env, ErrorCode};
 /// upstream clients: the shared default and one per client-certificate identity.
 pub struct ClientPool {
     http: reqwest::Client,
+    /// For connectors defined through the admin API: resolves names to public addresses only.
+    http_public: reqwest::Client,
     default: Arc<Upstream>,
     by_identity: Mutex<HashMap<[u8; 32], Arc<Upstream>>>,
 }
@@ -24,6 +26,10 @@ impl Default for ClientPool {
     fn default() -> Self {
         Self {
             http: crate::http::default_client(),
+            http_public: crate::http::client_builder()
+                .dns_resolver(crate::upstream::egress::PublicOnly)
+                .build()
+                .expect("the public-only HTTP client configuration is valid"),
             default: Arc::new(Upstream::new()),
             by_identity: Mutex::new(HashMap::new()),
         }
@@ -33,6 +39,12 @@ impl Default for ClientPool {
 impl ClientPool {
     pub fn default_client(&self) -> reqwest::Client {
         self.http.clone()
+    }
+
+    /// The client for token, profile and revocation requests: public addresses only for
+    /// connectors defined through the admin API (unless the server allows private ones).
+    pub fn client_for(&self, public_only: bool) -> reqwest::Client {
+        if public_only { self.http_public.clone() } else { self.http.clone() }
     }
 
     pub fn default_upstream(&self) -> Arc<Upstream> {

@@ -21,7 +21,7 @@ use url::Url;
 use crate::config::{AuthConfig, ConnectorConfig, TokenIn};
 use crate::secrets::SecretSet;
 use crate::store::TokenKey;
-use crate::{CallError, Env};
+use crate::{CallError, Env, ErrorCode};
 
 /// A credential ready to apply. `Debug` never shows a value.
 pub enum Credential {
@@ -72,7 +72,11 @@ pub fn prepare(
     env: Env,
     secrets: &SecretSet,
     clients: &ClientPool,
+    public_only: bool,
 ) -> Result<Prepared, CallError> {
+    if public_only {
+        check_egress(&connector.auth)?;
+    }
     let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
     let source = |grant: Grant, token_in, identity: String| TokenSource {
         key: TokenKey::app(name, env),
@@ -81,7 +85,7 @@ pub fn prepare(
         skew_ms: i64::try_from(connector.refresh_skew_s).unwrap_or(300).saturating_mul(1000),
         keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
         timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
-        client: clients.default_client(),
+        client: clients.client_for(public_only),
         fingerprint: grant::fingerprint(&[name, env.as_str(), &identity]),
         refresh_on: connector.refresh_on.clone(),
     };
@@ -198,4 +202,17 @@ fn sensitive_header(text: &str, what: &str) -> Result<HeaderValue, CallError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// SECURITY S16 for the URLs Latchkey itself requests (token, profile, revocation): a
+/// non-public IP literal is refused here; names are checked when they are resolved.
+fn check_egress(auth: &AuthConfig) -> Result<(), CallError> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(auth) else { return Ok(()) };
+    for field in ["token_url", "profile_url", "revoke_url"] {
+        if let Some(serde_json::Value::String(url)) = fields.get(field) {
+            crate::upstream::egress::check_url(&format!("auth.{field}"), url)
+                .map_err(|m| CallError::new(ErrorCode::UpstreamUnreachable, m))?;
+        }
+    }
+    Ok(())
 }

@@ -119,6 +119,10 @@ pub struct ServerConfig {
     /// Absolute lifetime of a refresh-token family (default 30 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_ttl_s: Option<u64>,
+    /// Let connectors defined through the admin API reach loopback, private and link-local
+    /// addresses (default: public addresses only, SECURITY S16).
+    #[serde(default)]
+    pub api_connectors_private_egress: bool,
 }
 
 /// The `auth` table: one variant per method, each with its own fields. Deserialized by

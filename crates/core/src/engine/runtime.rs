@@ -77,9 +77,11 @@ impl Runtime {
         clients: &ClientPool,
     ) -> Runtime {
         let secrets = SecretSet::open(secret_rows, vault, env_vars);
+        let private_egress = config.server.api_connectors_private_egress;
         let mut connectors = HashMap::new();
         for (name, c) in &config.connectors {
-            connectors.insert(name.clone(), Arc::new(compile(name, c.clone(), true, &secrets, clients)));
+            connectors
+                .insert(name.clone(), Arc::new(compile(name, c.clone(), true, &secrets, clients, private_egress)));
         }
         for row in stored {
             if connectors.contains_key(&row.name) {
@@ -90,7 +92,10 @@ impl Runtime {
                 .and_then(|json| Config::connector_from_json(&row.name, json, "admin API").map_err(|e| e.to_string()));
             match parsed {
                 Ok(c) => {
-                    connectors.insert(row.name.clone(), Arc::new(compile(&row.name, c, false, &secrets, clients)));
+                    connectors.insert(
+                        row.name.clone(),
+                        Arc::new(compile(&row.name, c, false, &secrets, clients, private_egress)),
+                    );
                 }
                 Err(e) => tracing::error!(connector = %row.name, error = %e, "stored connector is invalid; skipped"),
             }
@@ -112,11 +117,14 @@ fn compile(
     from_file: bool,
     secrets: &SecretSet,
     clients: &ClientPool,
+    private_egress: bool,
 ) -> ConnectorRuntime {
     // Validation already accepted these; the `expect`s document that, they cannot fire.
     let base = Url::parse(&config.base_url).expect("base_url was validated at load");
     let base_path = base.path().trim_end_matches('/').to_owned();
-    let origin = Origin::from_url(&base).expect("base_url was validated at load");
+    // SECURITY S16: admin-API connectors reach public addresses only, unless allowed.
+    let public_only = !from_file && !private_egress;
+    let origin = Origin::from_url(&base, public_only).expect("base_url was validated at load");
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
@@ -125,7 +133,7 @@ fn compile(
     }
     let query = config.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let calls = config.calls.iter().map(|(n, c)| (n.clone(), compile_call(c))).collect();
-    let prepare = |env| auth::prepare(name, &config, env, secrets, clients);
+    let prepare = |env| auth::prepare(name, &config, env, secrets, clients, public_only);
     ConnectorRuntime {
         name: name.to_owned(),
         from_file,

@@ -10,6 +10,7 @@
 //! they are rare, and its conveniences matter more there than its cost.
 
 mod body;
+pub mod egress;
 mod tls;
 
 use std::collections::HashMap;
@@ -51,10 +52,12 @@ pub struct Origin {
     port: u16,
     /// The `Host` header: the host, and the port when the URL names one.
     pub(crate) host_header: HeaderValue,
+    /// Connect only to public addresses (SECURITY S16), checked after resolution.
+    public_only: bool,
 }
 
 impl Origin {
-    pub fn from_url(url: &Url) -> Result<Origin, String> {
+    pub fn from_url(url: &Url, public_only: bool) -> Result<Origin, String> {
         let https = match url.scheme() {
             "https" => true,
             "http" => false,
@@ -73,12 +76,15 @@ impl Origin {
             None => host_str.to_owned(),
         };
         let host_header = HeaderValue::from_str(&authority).map_err(|_| "the host cannot go into a header")?;
+        // A connection made under one egress rule is never handed to the other.
+        let rule = if public_only { "public:" } else { "" };
         Ok(Origin {
-            key: format!("{}://{authority}", url.scheme()).into(),
+            key: format!("{rule}{}://{authority}", url.scheme()).into(),
             https,
             host: host.into(),
             port,
             host_header,
+            public_only,
         })
     }
 }
@@ -204,7 +210,14 @@ impl Upstream {
     }
 
     async fn connect(&self, origin: &Origin) -> Result<Conn, SendError> {
-        let connect = tokio::net::TcpStream::connect((&*origin.host, origin.port));
+        let connect = async {
+            if origin.public_only {
+                let addrs = egress::resolve_public(&origin.host, origin.port).await.map_err(io_error)?;
+                tokio::net::TcpStream::connect(&addrs[..]).await
+            } else {
+                tokio::net::TcpStream::connect((&*origin.host, origin.port)).await
+            }
+        };
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| SendError::Connect(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())))?
@@ -263,6 +276,10 @@ async fn exchange(
     .await
 }
 
+fn io_error(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, message)
+}
+
 /// The innermost cause of a hyper error: the part that says what happened.
 fn cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
@@ -278,7 +295,7 @@ fn cause(e: &(dyn std::error::Error + 'static)) -> String {
 fn _assert_send() {
     fn send<T: Send>(_: T) {}
     let up = Arc::new(Upstream::new());
-    let origin = Origin::from_url(&Url::parse("http://127.0.0.1:1/").expect("url")).expect("origin");
+    let origin = Origin::from_url(&Url::parse("http://127.0.0.1:1/").expect("url"), false).expect("origin");
     let req = Request::new(ReqBody::default());
     send(async move { up.send(&origin, req, Duration::from_secs(1)).await });
 }
