@@ -35,6 +35,7 @@ pub fn check_secret_name(name: &str) -> Result<(), String> {
     }
 }
 
+#[derive(Clone)]
 enum Slot {
     Value(SecretString),
     /// The ciphertext failed to open (tampered, moved, or sealed by an unknown key).
@@ -43,7 +44,7 @@ enum Slot {
 
 /// Every secret value known to this process: vault secrets (per environment) and the
 /// environment variables named by `{ env = "VAR" }` references.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SecretSet {
     vault: HashMap<(String, Env), Slot>,
     env_vars: Arc<BTreeMap<String, SecretString>>,
@@ -72,6 +73,23 @@ impl SecretSet {
             map.insert((row.name.clone(), row.env), slot);
         }
         Self { vault: map, env_vars }
+    }
+
+    /// Records a value just written to the store (instead of opening every row again).
+    pub fn set(&mut self, name: &str, env: Env, value: SecretString) {
+        self.vault.insert((name.to_owned(), env), Slot::Value(value));
+    }
+
+    /// Forgets a secret just deleted from the store, in every environment.
+    pub fn remove(&mut self, name: &str) {
+        for env in Env::ALL {
+            self.vault.remove(&(name.to_owned(), env));
+        }
+    }
+
+    /// The environments that have a value (or a broken one) for `name`.
+    pub fn environments(&self, name: &str) -> Vec<Env> {
+        Env::ALL.into_iter().filter(|env| self.vault.contains_key(&(name.to_owned(), *env))).collect()
     }
 
     /// The value of `r` in `env`. In dev, a secret without a dev value uses its live value.

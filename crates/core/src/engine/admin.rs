@@ -38,13 +38,20 @@ impl Engine {
             updated_at: now_ms(),
         };
         self.store.put_secret(&row).await.map_err(unavailable)?;
-        self.reload().await.map_err(unavailable)?;
-        self.secret_info(name).await?.ok_or_else(|| CallError::internal("the secret vanished after it was written"))
+        self.own_write(|rt| Some(rt.with_secrets(&self.config, &self.clients, |s| s.set(name, env, value.clone()))))
+            .await
+            .map_err(unavailable)?;
+        let environments = self.runtime.load().secrets.environments(name);
+        Ok(SecretInfo { name: name.to_owned(), environments, updated_at: row.updated_at })
     }
 
     pub async fn delete_secret(&self, name: &str) -> Result<bool, CallError> {
         let deleted = self.store.delete_secret(name).await.map_err(unavailable)?;
-        self.reload().await.map_err(unavailable)?;
+        if deleted {
+            self.own_write(|rt| Some(rt.with_secrets(&self.config, &self.clients, |s| s.remove(name))))
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(deleted)
     }
 
@@ -66,10 +73,6 @@ impl Engine {
         Ok(out)
     }
 
-    async fn secret_info(&self, name: &str) -> Result<Option<SecretInfo>, CallError> {
-        Ok(self.list_secrets().await?.into_iter().find(|s| s.name == name))
-    }
-
     /// Creates a key; the returned key text is shown once and never stored.
     pub async fn create_key(&self, kind: KeyKind, name: &str) -> Result<NewKey, CallError> {
         if name.len() > 200 {
@@ -78,6 +81,7 @@ impl Engine {
         let new = callers::generate(kind, name);
         self.store.insert_key(&new.row).await.map_err(unavailable)?;
         self.callers.remember(new.row.clone());
+        self.own_write(|_| None).await.map_err(unavailable)?;
         Ok(new)
     }
 
@@ -87,7 +91,10 @@ impl Engine {
 
     pub async fn delete_key(&self, id: &str) -> Result<bool, CallError> {
         let deleted = self.store.delete_key(id).await.map_err(unavailable)?;
-        self.callers.forget(id);
+        if deleted {
+            self.callers.forget(id);
+            self.own_write(|_| None).await.map_err(unavailable)?;
+        }
         Ok(deleted)
     }
 

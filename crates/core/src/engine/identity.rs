@@ -24,7 +24,7 @@ pub const PUBLISH_BEFORE_SIGNING_S: i64 = 300;
 pub const JWKS_MAX_AGE_S: i64 = 300;
 
 /// The signing keys as the runtime holds them.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct IdentityKeys {
     pub keys: Vec<(SigningKeyRow, Arc<SigningKey>)>,
     pub revoked_families: HashSet<String>,

@@ -129,11 +129,37 @@ impl Engine {
         let keys = self.store.list_signing_keys().await?;
         let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - 2 * 86_400_000).await?;
         let mut rt =
-            runtime::Runtime::build(&self.config, &stored, &secrets, &self.vault, self.env_vars.clone(), &self.clients);
+            runtime::Runtime::load(&self.config, stored, &secrets, &self.vault, self.env_vars.clone(), &self.clients);
         rt.identity = identity::IdentityKeys::load(keys, &self.vault, revoked);
         self.runtime.store(Arc::new(rt));
         self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.generation.store(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Brings memory up to date after this instance's own write, which bumped the store's
+    /// generation by one. When nobody else wrote meanwhile, `change` makes the same change in
+    /// memory (or returns `None` when the runtime is not concerned, such as for app keys):
+    /// no full reload, which reads and decrypts the whole store. Otherwise: a full reload.
+    pub(crate) async fn own_write(
+        &self,
+        change: impl FnOnce(&runtime::Runtime) -> Option<runtime::Runtime>,
+    ) -> Result<(), StoreError> {
+        let guard = self.reload_lock.lock().await;
+        let now = self.store.generation().await?;
+        let seen = self.generation.load(Ordering::SeqCst);
+        if now == seen {
+            return Ok(()); // a reload since the write already read it
+        }
+        if now != seen + 1 {
+            drop(guard);
+            return self.reload().await;
+        }
+        if let Some(rt) = change(&self.runtime.load()) {
+            self.runtime.store(Arc::new(rt));
+            self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        self.generation.store(now, Ordering::SeqCst);
         Ok(())
     }
 

@@ -23,6 +23,10 @@ pub(crate) struct Runtime {
     pub connectors: HashMap<String, Arc<ConnectorRuntime>>,
     pub webhook_secret: Option<SecretString>,
     pub identity: super::identity::IdentityKeys,
+    /// What the connectors were built from, so that this instance's own write of one secret
+    /// rebuilds them without reading the whole store again.
+    pub secrets: Arc<SecretSet>,
+    pub stored: Arc<Vec<ConnectorRow>>,
 }
 
 pub struct ConnectorRuntime {
@@ -68,22 +72,42 @@ pub(crate) struct CompiledCall {
 }
 
 impl Runtime {
-    pub fn build(
+    /// Opens every secret, then builds.
+    pub fn load(
         config: &Config,
-        stored: &[ConnectorRow],
+        stored: Vec<ConnectorRow>,
         secret_rows: &[SecretRow],
         vault: &Vault,
         env_vars: Arc<BTreeMap<String, SecretString>>,
         clients: &ClientPool,
     ) -> Runtime {
         let secrets = SecretSet::open(secret_rows, vault, env_vars);
+        Runtime::build(config, Arc::new(stored), Arc::new(secrets), clients)
+    }
+
+    /// The same runtime with `change` made to its secrets: connectors are compiled again
+    /// from the secrets in memory; signing keys are kept.
+    pub fn with_secrets(&self, config: &Config, clients: &ClientPool, change: impl FnOnce(&mut SecretSet)) -> Runtime {
+        let mut secrets = SecretSet::clone(&self.secrets);
+        change(&mut secrets);
+        let mut rt = Runtime::build(config, self.stored.clone(), Arc::new(secrets), clients);
+        rt.identity = self.identity.clone();
+        rt
+    }
+
+    fn build(
+        config: &Config,
+        stored: Arc<Vec<ConnectorRow>>,
+        secrets: Arc<SecretSet>,
+        clients: &ClientPool,
+    ) -> Runtime {
         let private_egress = config.server.api_connectors_private_egress;
         let mut connectors = HashMap::new();
         for (name, c) in &config.connectors {
             connectors
                 .insert(name.clone(), Arc::new(compile(name, c.clone(), true, &secrets, clients, private_egress)));
         }
-        for row in stored {
+        for row in stored.iter() {
             if connectors.contains_key(&row.name) {
                 continue; // the file wins; the API refuses to create such a row
             }
@@ -107,7 +131,7 @@ impl Runtime {
                 None
             }
         });
-        Runtime { connectors, webhook_secret, identity: Default::default() }
+        Runtime { connectors, webhook_secret, identity: Default::default(), secrets, stored }
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod conformance;
 mod connect;
+mod engine_writes;
 mod postgres;
 mod sqlite;
 

@@ -1,0 +1,73 @@
+//! The engine's own secret writes update memory without reading the whole store again, and
+//! fall back to a full reload when another writer changed the store in between. On a real
+//! SQLite store, with no sync loop running, so nothing else brings memory up to date.
+
+use std::sync::Arc;
+
+use latchkey_core::Env;
+use latchkey_core::config::Config;
+use latchkey_core::engine::{Engine, EngineSettings};
+use latchkey_core::secrets::seal_secret;
+use latchkey_core::store::SecretRow;
+use latchkey_vault::{MasterKey, Vault};
+use secrecy::SecretString;
+
+const CONFIG: &str = r#"
+[connectors.a]
+base_url = "https://a.example"
+auth = { method = "api_key_header", name = "X-Key", key = { secret = "ka" } }
+[connectors.b]
+base_url = "https://b.example"
+auth = { method = "api_key_header", name = "X-Key", key = { secret = "kb" } }
+"#;
+
+/// The key connector `name` would send in live, if it has one.
+fn sent_key(engine: &Engine, name: &str) -> Option<String> {
+    let conn = engine.connector(name)?;
+    let prepared = conn.credential(Env::Live).ok()?;
+    let (mut headers, mut url) = (http::HeaderMap::new(), url::Url::parse("https://x.example/").ok()?);
+    prepared.credential.apply(&mut headers, &mut url);
+    Some(headers.get("x-key")?.to_str().ok()?.to_owned())
+}
+
+#[tokio::test]
+async fn own_secret_writes_apply_in_memory_and_a_foreign_write_forces_a_full_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = latchkey_store::connect(&format!("sqlite://{}", dir.path().join("lk.db").display())).await.unwrap();
+    let vault = Arc::new(Vault::new(&MasterKey::generate()));
+    let settings = EngineSettings {
+        config: Config::parse(CONFIG, "test.toml").unwrap(),
+        public_url: "http://127.0.0.1:1".into(),
+        ..Default::default()
+    };
+    let engine = Engine::start(store.clone(), vault.clone(), settings).await.unwrap();
+    assert_eq!(sent_key(&engine, "a"), None);
+
+    let info = engine.put_secret("ka", Env::Live, &SecretString::from("one")).await.unwrap();
+    assert_eq!(info.environments, [Env::Live]);
+    assert_eq!(sent_key(&engine, "a").as_deref(), Some("one"));
+    assert!(!engine.sync_once().await.unwrap(), "the engine already holds its own write");
+    let info = engine.put_secret("ka", Env::Dev, &SecretString::from("dev-one")).await.unwrap();
+    assert_eq!(info.environments, [Env::Live, Env::Dev]);
+
+    // Another writer (the CLI, another instance) sets `kb`; this engine has not synced.
+    let theirs = SecretString::from("theirs");
+    let row = SecretRow {
+        name: "kb".into(),
+        env: Env::Live,
+        sealed: seal_secret(&vault, "kb", Env::Live, &theirs),
+        updated_at: 1,
+    };
+    store.put_secret(&row).await.unwrap();
+    assert_eq!(sent_key(&engine, "b"), None, "not seen yet");
+    // The next own write finds two generations passed and reloads everything.
+    engine.put_secret("ka", Env::Live, &SecretString::from("two")).await.unwrap();
+    assert_eq!(sent_key(&engine, "a").as_deref(), Some("two"));
+    assert_eq!(sent_key(&engine, "b").as_deref(), Some("theirs"));
+
+    assert!(engine.delete_secret("ka").await.unwrap());
+    assert_eq!(sent_key(&engine, "a"), None);
+    assert!(!engine.delete_secret("ka").await.unwrap());
+    assert!(!engine.sync_once().await.unwrap(), "nothing left for the sync loop");
+    assert_eq!(sent_key(&engine, "b").as_deref(), Some("theirs"));
+}
