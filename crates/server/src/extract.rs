@@ -12,6 +12,7 @@ pub struct AdminCaller;
 
 pub struct AppCaller {
     pub env: Env,
+    pub key_id: String,
 }
 
 /// An app key, or a user token (a Latchkey-issued JWT) acting for its own user.
@@ -115,7 +116,7 @@ impl FromRequestParts<AppState> for AppCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match authenticate(parts, state).await? {
-            Caller::App { env, .. } => Ok(AppCaller { env }),
+            Caller::App { env, key_id } => Ok(AppCaller { env, key_id }),
             Caller::Admin { .. } => Err(CallError::new(
                 ErrorCode::Forbidden,
                 "this route needs an app key (lk_live_… or lk_dev_…), which chooses the environment; \

@@ -5,6 +5,7 @@
 
 mod error;
 mod extract;
+mod limit;
 mod metrics;
 mod routes;
 
@@ -20,13 +21,25 @@ use latchkey_core::engine::Engine;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    /// Introspection requests per app key (SECURITY S33).
+    introspection: Arc<limit::RateLimiter>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine, metrics: Arc::new(Metrics::default()) }
+        let per_second = engine.config().server.introspection_per_second.unwrap_or(DEFAULT_INTROSPECTION_PER_SECOND);
+        Self {
+            engine,
+            metrics: Arc::new(Metrics::default()),
+            introspection: Arc::new(limit::RateLimiter::new(per_second)),
+        }
     }
 }
+
+/// Introspection calls per second per app key, in bursts of twice that, unless `[server]
+/// introspection_per_second` says otherwise: enough for a resource server that introspects
+/// every request at a modest rate, far too few to scan for tokens.
+const DEFAULT_INTROSPECTION_PER_SECOND: u32 = 100;
 
 /// The whole HTTP API. Tests drive it with `oneshot` or on `127.0.0.1:0`.
 pub fn router(state: AppState) -> Router {

@@ -719,3 +719,36 @@ async fn a_user_token_starts_a_connect_flow_for_itself() {
     .await;
     assert_eq!(r.status, 403, "app keys use POST /v1/connect");
 }
+
+#[tokio::test]
+async fn introspection_is_rate_limited_per_app_key() {
+    let lk = Latchkey::start(bin(), "[server]\nintrospection_per_second = 2\n");
+    let (scanner, other) = (lk.app_key("live").await, lk.app_key("live").await);
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for i in 0..20 {
+        let guess = format!("guessed-token-{i}");
+        let r = Reply::read(
+            lk.http
+                .post(lk.url("/v1/token/introspect"))
+                .bearer_auth(&scanner)
+                .form(&[("token", &guess)])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        statuses.push(r.status);
+        if r.status == 429 && refused.is_none() {
+            refused = Some(r);
+        }
+    }
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    assert!((4..=10).contains(&allowed), "a burst of twice the rate (4), refills at 2/s, then refusals: {statuses:?}");
+    let r = refused.expect("scanning is refused");
+    assert_eq!(r.error_code(), Some("rate_limited"), "{}", r.body);
+    let wait: u64 = r.headers.get("retry-after").expect("Retry-After").to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Another app key has its own allowance.
+    assert_eq!(introspect(&lk, &other, "guessed").await, json!({"active": false}));
+}

@@ -123,6 +123,10 @@ pub struct ServerConfig {
     /// addresses (default: public addresses only, SECURITY S16).
     #[serde(default)]
     pub api_connectors_private_egress: bool,
+    /// Token introspection calls allowed per second per app key, in bursts of twice that
+    /// (default 100; SECURITY S33).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_per_second: Option<u32>,
 }
 
 /// The `auth` table: one variant per method, each with its own fields. Deserialized by

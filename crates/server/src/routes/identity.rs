@@ -138,6 +138,15 @@ pub struct TokenOnly {
 /// `POST /v1/token/introspect` (RFC 7662), for app keys: anything not active in the key's
 /// environment is exactly `{"active": false}`.
 pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f): Form<TokenOnly>) -> Response {
+    if let Err(wait) = state.introspection.check(&caller.key_id) {
+        let mut r = ApiError::new(
+            ErrorCode::RateLimited,
+            "too many introspection requests for this app key: wait for `Retry-After` seconds, or raise `[server] introspection_per_second`",
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        return r;
+    }
     let v = match f.token {
         Some(t) => state.engine.introspect(caller.env, &t).await,
         None => json!({"active": false}),
