@@ -474,9 +474,18 @@ async fn a_token_stops_verifying_once_its_key_leaves_the_jwks() {
         .execute(db.pool())
         .await
         .unwrap();
-    lk.put_secret("nudge", "live", "x").await;
-    let jwks = Reply::read(lk.http.get(lk.url("/.well-known/jwks.json")).send().await.unwrap()).await.json();
-    assert!(!jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == old_kid.as_str()), "{jwks}");
+    // Another writer's change makes the server read the store again within its 1 s sync
+    // (its own writes update memory without reading the signing keys).
+    assert!(lk.cli(&["secret", "set", "nudge"], Some("x")).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let jwks = Reply::read(lk.http.get(lk.url("/.well-known/jwks.json")).send().await.unwrap()).await.json();
+        if !jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == old_kid.as_str()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the retired key stayed in the JWKS: {jwks}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (py, js) = verify_old(old).await.unwrap();
     assert!(!py.ok && !js.ok, "a token of a key no longer published still verified");
     assert!(py.error.as_deref().unwrap_or("").contains("Unable to find a signing key"), "{:?}", py.error);
