@@ -13,8 +13,10 @@ use super::*;
 /// A raw HTTP/1.1 upstream on loopback that answers GETs by path:
 /// `/keep` 200 `ok` and keeps the connection; `/close-after` 200 `ok` with keep-alive
 /// headers, then closes the socket (an idle timeout shorter than Latchkey's);
-/// `/close-header` 200 `ok` with `Connection: close`; `/hang` sends the head and 2 of the
-/// 100 bytes it announced, then waits.
+/// `/close-header` 200 `ok` with `Connection: close`; `/drop-second` answers the first
+/// request of a connection and closes the connection on the second without an answer (an
+/// idle timeout that fires just as the request arrives); `/hang` sends the head and 2 of
+/// the 100 bytes it announced, then waits.
 struct RawUpstream {
     base_url: String,
     connections: Arc<AtomicUsize>,
@@ -31,6 +33,7 @@ impl RawUpstream {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
+                    let mut served = 0;
                     loop {
                         let mut chunk = [0u8; 4096];
                         let n = match sock.read(&mut chunk).await {
@@ -43,7 +46,13 @@ impl RawUpstream {
                         buf.drain(..end + 4);
                         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                         let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=60\r\n\r\nok";
-                        if path.ends_with("/keep") {
+                        served += 1;
+                        if path.ends_with("/drop-second") {
+                            if served > 1 {
+                                return;
+                            }
+                            sock.write_all(ok.as_bytes()).await.unwrap();
+                        } else if path.ends_with("/keep") {
                             sock.write_all(ok.as_bytes()).await.unwrap();
                         } else if path.ends_with("/close-after") {
                             sock.write_all(ok.as_bytes()).await.unwrap();
@@ -177,4 +186,32 @@ async fn a_body_that_goes_silent_for_timeout_ms_is_cut_off() {
     let r = get(&lk, &app, "/keep").await;
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
     assert_eq!(up.connections(), 2);
+}
+
+#[tokio::test]
+async fn an_idempotent_request_that_met_a_closing_connection_is_sent_again_once() {
+    let up = RawUpstream::start().await;
+    let (lk, app) = setup(&up.base_url).await;
+    for i in 0..4 {
+        let r = get(&lk, &app, "/drop-second").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "call {i}");
+    }
+    // Each reused connection dropped its second request; each was sent again on a new one.
+    assert_eq!(up.connections(), 4);
+}
+
+#[tokio::test]
+async fn a_post_that_met_a_closing_connection_is_not_sent_again() {
+    let up = RawUpstream::start().await;
+    let (lk, app) = setup(&up.base_url).await;
+    let post = || async {
+        Reply::read(lk.http.post(lk.url("/v1/proxy/up/drop-second")).bearer_auth(&app).send().await.unwrap()).await
+    };
+    assert_eq!(post().await.status, 200);
+    // The second POST went out on the reused connection and got no answer: it may have been
+    // acted on, so it is reported, not repeated.
+    let r = post().await;
+    assert_eq!((r.status, r.error_code()), (502, Some("upstream_unreachable")), "{}", r.body);
+    assert!(r.body.contains("lost the connection"), "{}", r.body);
+    assert_eq!(up.connections(), 1);
 }

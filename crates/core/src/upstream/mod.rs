@@ -143,8 +143,12 @@ impl Upstream {
 
     /// Sends `req` (origin-form URI; the `Host` header is set here) and returns when the
     /// response head arrived, within `timeout`; the body then fails if the upstream goes
-    /// silent for `timeout` in its middle. A request that a reused connection could not take (the
-    /// upstream closed it while idle) is sent again on a new connection.
+    /// silent for `timeout` in its middle.
+    ///
+    /// A reused connection can be closed by the upstream at the moment a request goes out
+    /// (its idle timeout ran out). A request that was not written yet is sent again on a new
+    /// connection; so is an idempotent request without a body (GET, HEAD, OPTIONS, DELETE,
+    /// PUT; RFC 9110 §9.2.2) that got no answer. Anything else fails: it may have been done.
     pub async fn send(
         self: &Arc<Self>,
         origin: &Origin,
@@ -152,19 +156,27 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Response<PooledBody>, SendError> {
         req.headers_mut().insert(http::header::HOST, origin.host_header.clone());
+        let mut again = Replay::of(&req);
         let attempt = async {
+            let mut fresh = false;
             loop {
-                let (mut conn, reused) = match self.checkout(origin) {
+                let (mut conn, reused) = match self.checkout(origin).filter(|_| !fresh) {
                     Some(c) => (c, true),
                     None => (self.connect(origin).await?, false),
                 };
-                match exchange(&mut conn, req).await {
+                let mut failed = match exchange(&mut conn, req).await {
                     Ok(resp) => return Ok((conn, resp)),
-                    Err(mut e) => match e.take_message() {
-                        Some(back) if reused => req = back,
-                        _ => return Err(SendError::Lost(cause(e.error()))),
+                    Err(e) => e,
+                };
+                req = match (reused, failed.take_message()) {
+                    (true, Some(unsent)) => unsent,
+                    (true, None) => match again.take() {
+                        Some(replay) => replay.request(),
+                        None => return Err(SendError::Lost(cause(failed.error()))),
                     },
-                }
+                    (false, _) => return Err(SendError::Lost(cause(failed.error()))),
+                };
+                fresh = true;
             }
         };
         let (conn, resp) = tokio::time::timeout(timeout, attempt).await.map_err(|_| SendError::Timeout)??;
@@ -260,6 +272,34 @@ impl Default for Upstream {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+/// What it takes to send a request again: only for idempotent methods without a body.
+struct Replay {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &Request<ReqBody>) -> Option<Replay> {
+        use http::Method;
+        use http_body::Body as _;
+        let idempotent = [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE, Method::PUT];
+        (idempotent.contains(req.method()) && req.body().is_end_stream()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn request(self) -> Request<ReqBody> {
+        let mut req = Request::new(ReqBody::default());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        req
     }
 }
 
