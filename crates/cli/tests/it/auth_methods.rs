@@ -174,6 +174,32 @@ async fn without_a_private_ca_only_the_system_trust_store_is_trusted() {
 }
 
 #[tokio::test]
+async fn the_system_trust_store_is_what_the_default_client_trusts() {
+    // Point the system trust store (SSL_CERT_FILE, as OpenSSL and rustls-native-certs read it)
+    // at the test CA: the TLS handshake with nginx now succeeds and verifies its name, and
+    // nginx answers itself, asking for the client certificate this connector does not have.
+    let nginx = nginx_mtls();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("ca.pem");
+    std::fs::write(&bundle, &nginx.server_ca_pem).unwrap();
+    let config =
+        format!("[connectors.up]\nbase_url = \"{}\"\nauth = {{ method = \"none\" }}\n{ROOT_CALL}", nginx.base_url);
+    let opts = latchkey_testkit::latchkey::Options {
+        config,
+        env: vec![
+            ("SSL_CERT_FILE".into(), bundle.display().to_string()),
+            ("SSL_CERT_DIR".into(), work.path().display().to_string()),
+        ],
+        ..Default::default()
+    };
+    let lk = Latchkey::start_with(bin(), opts).unwrap();
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "up", "root", json!({})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("No required SSL certificate was sent"), "{}", r.body);
+}
+
+#[tokio::test]
 async fn a_key_that_does_not_match_the_certificate_is_a_clear_error() {
     let nginx = nginx_mtls();
     let lk = with_connector(&nginx.base_url, &mtls_connector(&nginx.server_ca_pem), ROOT_CALL);
