@@ -94,3 +94,14 @@ impl fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+/// The innermost source of an error (the part that says what happened, such as "Connection
+/// refused"), or `None` when it has none. Callers never show the outer error of a reqwest
+/// failure instead: its text carries the URL, which may carry a query key.
+pub fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut inner = e.source()?;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    Some(inner.to_string())
+}

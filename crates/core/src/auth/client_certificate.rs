@@ -82,7 +82,7 @@ pub(super) fn client(
             format!("client_certificate: {e}; store PEM text with `latchkey secret set`"),
         )
     })?;
-    let client = Arc::new(Upstream::with_tls(Ok(Arc::new(tls))));
+    let client = Arc::new(Upstream::with_tls(tls));
     cache.insert(fingerprint, client.clone());
     Ok(client)
 }

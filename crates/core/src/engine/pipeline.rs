@@ -392,7 +392,12 @@ impl Engine {
         body: ReqBody,
     ) -> Result<UpstreamResponse, CallError> {
         let target = http::Uri::try_from(&url[url::Position::BeforePath..])
-            .map_err(|_| CallError::invalid_params("the request's path or query cannot be sent"))?;
+            .map_err(|_| {
+                CallError::invalid_params(format!(
+                    "connector `{}`: the request's path and query do not form a valid HTTP request target; check the call's path and parameters",
+                    conn.name
+                ))
+            })?;
         let mut request = http::Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = target;

@@ -202,12 +202,7 @@ pub async fn request_token(
             return Err(TokenError::transport(true, format!("no answer within {} ms", timeout.as_millis())));
         }
         Err(e) => {
-            let mut cause = String::new();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                cause = s.to_string();
-                source = s.source();
-            }
+            let cause = crate::error::innermost_cause(&e).unwrap_or_default();
             return Err(TokenError::transport(false, format!("could not reach the token endpoint ({cause})")));
         }
     };

@@ -134,11 +134,12 @@ impl Upstream {
     /// The client that verifies servers with the system's trust store and has no client
     /// certificate.
     pub fn new() -> Upstream {
-        Upstream::with_tls(tls::default_config().map(Arc::new))
+        Upstream { tls: tls::default_config().map(Arc::new), idle: Mutex::new(HashMap::new()) }
     }
 
-    pub fn with_tls(tls: Result<Arc<rustls::ClientConfig>, String>) -> Upstream {
-        Upstream { tls, idle: Mutex::new(HashMap::new()) }
+    /// A client with its own TLS configuration (a client certificate, a private CA).
+    pub fn with_tls(tls: rustls::ClientConfig) -> Upstream {
+        Upstream { tls: Ok(Arc::new(tls)), idle: Mutex::new(HashMap::new()) }
     }
 
     /// Sends `req` (origin-form URI; the `Host` header is set here) and returns when the
@@ -223,17 +224,17 @@ impl Upstream {
 
     async fn connect(&self, origin: &Origin) -> Result<Conn, SendError> {
         let connect = async {
-            if origin.public_only {
-                let addrs = egress::resolve_public(&origin.host, origin.port).await.map_err(io_error)?;
+            let connected = if origin.public_only {
+                let addrs = egress::resolve_public(&origin.host, origin.port).await.map_err(SendError::Connect)?;
                 tokio::net::TcpStream::connect(&addrs[..]).await
             } else {
                 tokio::net::TcpStream::connect((&*origin.host, origin.port)).await
-            }
+            };
+            connected.map_err(|e| SendError::Connect(e.to_string()))
         };
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| SendError::Connect(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())))?
-            .map_err(|e| SendError::Connect(e.to_string()))?;
+            .map_err(|_| SendError::Connect(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())))??;
         tcp.set_nodelay(true).map_err(|e| SendError::Connect(e.to_string()))?;
         let stream = if origin.https {
             let config = self.tls.as_ref().map_err(|e| SendError::Connect(format!("TLS is not available: {e}")))?;
@@ -316,26 +317,8 @@ async fn exchange(
     .await
 }
 
-fn io_error(message: String) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::PermissionDenied, message)
-}
-
-/// The innermost cause of a hyper error: the part that says what happened.
-fn cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    text
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn send<T: Send>(_: T) {}
-    let up = Arc::new(Upstream::new());
-    let origin = Origin::from_url(&Url::parse("http://127.0.0.1:1/").expect("url"), false).expect("origin");
-    let req = Request::new(ReqBody::default());
-    send(async move { up.send(&origin, req, Duration::from_secs(1)).await });
+/// What a hyper error says happened: its innermost cause, or its own text (hyper's texts
+/// never carry the URL).
+fn cause(e: &hyper::Error) -> String {
+    crate::error::innermost_cause(e).unwrap_or_else(|| e.to_string())
 }

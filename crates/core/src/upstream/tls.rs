@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::ClientConfig;
+use rustls::client::WantsClientCert;
 use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, ConfigBuilder};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -90,16 +91,7 @@ pub enum TlsError {
 
 /// The default: servers verified against the system's trust store, no client certificate.
 pub(crate) fn default_config() -> Result<ClientConfig, String> {
-    let provider = provider();
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| e.to_string())?;
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(speaking_http1(verifying(None).map_err(|e| e.to_string())?.with_no_client_auth()))
 }
 
 /// Mutual TLS: `chain` and `key` are PEM; with `ca`, only that CA is trusted for the server.
@@ -110,30 +102,33 @@ pub fn identity_config(chain: &str, key: &str, ca: Option<&str>) -> Result<Clien
         return Err(TlsError::Chain);
     }
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| TlsError::Key)?;
+    let config = verifying(ca)?.with_client_auth_cert(certs, key).map_err(|_| TlsError::Mismatch)?;
+    Ok(speaking_http1(config))
+}
+
+/// How every configuration verifies the server: against the system's trust store, or, given
+/// a PEM bundle, against only the CAs in it.
+fn verifying(ca: Option<&str>) -> Result<ConfigBuilder<ClientConfig, WantsClientCert>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let builder = match ca {
-        Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots.add(cert.map_err(|_| TlsError::Ca)?).map_err(|_| TlsError::Ca)?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(TlsError::Ca);
-            }
-            builder.with_root_certificates(roots)
-        }
-        None => {
-            let verifier =
-                rustls_platform_verifier::Verifier::new(provider).map_err(|e| TlsError::Setup(e.to_string()))?;
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
-        }
+    let Some(pem) = ca else {
+        let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(|e| TlsError::Setup(e.to_string()))?;
+        return Ok(builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)));
     };
-    let mut config = builder.with_client_auth_cert(certs, key).map_err(|_| TlsError::Mismatch)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.map_err(|_| TlsError::Ca)?).map_err(|_| TlsError::Ca)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Ca);
+    }
+    Ok(builder.with_root_certificates(roots))
+}
+
+/// The call path speaks HTTP/1.1 (ALPN), whatever else the server offers.
+fn speaking_http1(mut config: ClientConfig) -> ClientConfig {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    config
 }
