@@ -74,24 +74,34 @@ pub fn prepare(
     clients: &ClientPool,
     public_only: bool,
 ) -> Result<Prepared, CallError> {
-    if public_only {
-        check_egress(&connector.auth)?;
-    }
-    let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
-    let source = |grant: Grant, token_in, identity: String| TokenSource {
-        key: TokenKey::app(name, env),
-        grant: std::sync::Arc::new(grant),
-        token_in,
-        skew_ms: i64::try_from(connector.refresh_skew_s).unwrap_or(300).saturating_mul(1000),
-        keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
-        timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
-        client: clients.client_for(public_only),
-        fingerprint: grant::fingerprint(&[name, env.as_str(), &identity]),
-        refresh_on: connector.refresh_on.clone(),
+    // SECURITY S16 for the URLs Latchkey itself sends credentials to: a non-public IP
+    // literal is refused here (names are checked when resolved).
+    let egress = |field: &str, url: &str| -> Result<(), CallError> {
+        if !public_only {
+            return Ok(());
+        }
+        crate::upstream::egress::check_url(field, url).map_err(|m| CallError::new(ErrorCode::UpstreamUnreachable, m))
     };
-    let token = |grant: Grant, token_in, identity: String| Prepared {
-        credential: Credential::Token(std::sync::Arc::new(source(grant, token_in, identity))),
-        upstream: clients.default_upstream(),
+    let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
+    let source = |grant: Grant, token_in, identity: String| -> Result<TokenSource, CallError> {
+        egress("auth.token_url", grant.token_url())?;
+        Ok(TokenSource {
+            key: TokenKey::app(name, env),
+            grant: std::sync::Arc::new(grant),
+            token_in,
+            skew_ms: i64::try_from(connector.refresh_skew_s).unwrap_or(300).saturating_mul(1000),
+            keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
+            timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
+            client: clients.client_for(public_only),
+            fingerprint: grant::fingerprint(&[name, env.as_str(), &identity]),
+            refresh_on: connector.refresh_on.clone(),
+        })
+    };
+    let token = |grant: Grant, token_in, identity: String| -> Result<Prepared, CallError> {
+        Ok(Prepared {
+            credential: Credential::Token(std::sync::Arc::new(source(grant, token_in, identity)?)),
+            upstream: clients.default_upstream(),
+        })
     };
     let auth = &connector.auth;
     match auth {
@@ -107,27 +117,32 @@ pub fn prepare(
         }
         AuthConfig::OAuth2Password(c) => {
             let (g, id) = oauth2::password(c, env, secrets)?;
-            Ok(token(g, c.token_in, id))
+            token(g, c.token_in, id)
         }
         AuthConfig::OAuth2ClientCredentials(c) => {
             let (g, id) = oauth2::client_credentials(c, env, secrets)?;
-            Ok(token(g, c.token_in, id))
+            token(g, c.token_in, id)
         }
         AuthConfig::OAuth2CustomToken(c) => {
             let (g, id) = oauth2::custom(c, env, secrets)?;
-            Ok(token(g, c.token_in, id))
+            token(g, c.token_in, id)
         }
         AuthConfig::JwtBearer(c) => {
             let (g, id) = jwt_bearer::JwtGrant::new(c, secrets.resolve(&c.private_key, env)?)?;
-            Ok(token(Grant::JwtBearer(g), c.token_in, id))
+            token(Grant::JwtBearer(g), c.token_in, id)
         }
         AuthConfig::LatchkeyIdentity(c) => Ok(with_default(Credential::Identity {
             audience: c.audience.clone().unwrap_or_else(|| name.to_owned()),
             lifetime_s: i64::try_from(c.lifetime_s).unwrap_or(60),
         })),
         AuthConfig::OAuth2AuthorizationCode(c) => {
+            for (field, url) in [("auth.profile_url", &c.profile_url), ("auth.revoke_url", &c.revoke_url)] {
+                if let Some(url) = url {
+                    egress(field, url)?;
+                }
+            }
             let (g, id) = authorization_code::grant(c, env, secrets)?;
-            let user = authorization_code::UserAuth { template: source(g, c.token_in, id), config: c.clone() };
+            let user = authorization_code::UserAuth { template: source(g, c.token_in, id)?, config: c.clone() };
             Ok(Prepared {
                 credential: Credential::User(std::sync::Arc::new(user)),
                 upstream: clients.default_upstream(),
@@ -202,17 +217,4 @@ fn sensitive_header(text: &str, what: &str) -> Result<HeaderValue, CallError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// SECURITY S16 for the URLs Latchkey itself requests (token, profile, revocation): a
-/// non-public IP literal is refused here; names are checked when they are resolved.
-fn check_egress(auth: &AuthConfig) -> Result<(), CallError> {
-    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(auth) else { return Ok(()) };
-    for field in ["token_url", "profile_url", "revoke_url"] {
-        if let Some(serde_json::Value::String(url)) = fields.get(field) {
-            crate::upstream::egress::check_url(&format!("auth.{field}"), url)
-                .map_err(|m| CallError::new(ErrorCode::UpstreamUnreachable, m))?;
-        }
-    }
-    Ok(())
 }
