@@ -540,7 +540,7 @@ impl TokenManager {
             if now - started > lease_ms(src) + 5_000 {
                 return Err(CallError::new(
                     ErrorCode::Unavailable,
-                    "the connection's tokens are locked by another instance",
+                    "the connection's tokens are being refreshed by another instance that does not finish; connect again in a few seconds",
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

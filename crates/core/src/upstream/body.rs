@@ -1,6 +1,7 @@
 //! The response body of the call path: it drives its connection while it is read, and
 //! gives the connection back to the idle list once the whole body was read.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -9,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use std::future::Future as _;
 
 use super::{Conn, Upstream};
 
