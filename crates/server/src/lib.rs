@@ -52,5 +52,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(routes::Service::new(state));
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

@@ -137,3 +137,41 @@ async fn upstream_connections_are_reused() {
     // Named calls share the same pool.
     let _ = lk.call(&app, "up", "missing-call", json!({})).await;
 }
+
+/// The proxy and named calls are dispatched by their path's shape before the router (issue 5):
+/// the shapes around them must still answer as the router would.
+#[tokio::test]
+async fn the_hot_routes_are_recognised_by_shape_and_everything_else_is_the_routers() {
+    let (up, lk, app) = setup("[connectors.up.calls.get]\npath = \"/named\"\n").await;
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // Connector names are percent-decoded as a router capture would be.
+    let r = lk.http.get(lk.url("/v1/proxy/%75p/x")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(status(r), 200);
+    assert_eq!(up.last().uri, "/api/x");
+    let r = lk.http.get(lk.url("/v1/proxy/up")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(status(r), 200);
+    assert_eq!(up.last().uri, "/api");
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/%FF/x")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("invalid_params")), "{}", r.body);
+    // The caller is checked before the path, as the router's extractors did.
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/%FF/x")).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (401, Some("unauthenticated")), "{}", r.body);
+    // An empty connector segment is no route at all.
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy//x")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("not_found")), "{}", r.body);
+    // Named calls: POST only, exactly `{connector}/calls/{call}`.
+    let call = |path: &str| lk.http.post(lk.url(path)).bearer_auth(&app).json(&json!({"params": {}}));
+    assert_eq!(status(call("/v1/connectors/up/calls/get").send().await.unwrap()), 200);
+    assert_eq!(up.last().uri, "/api/named");
+    assert_eq!(status(call("/v1/connectors/%75p/calls/g%65t").send().await.unwrap()), 200);
+    let r = lk.http.get(lk.url("/v1/connectors/up/calls/get")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(status(r), 405);
+    let r = Reply::read(call("/v1/connectors/up/calls/get/more").send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("not_found")), "{}", r.body);
+    let r = Reply::read(call("/v1/connectors/up/calls/").send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("not_found")), "{}", r.body);
+    // Both shapes count in the metrics under their own route.
+    let m = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("latchkey_http_requests_total{route=\"proxy\",status=\"2xx\"} 2"), "{m}");
+    assert!(m.contains("latchkey_http_requests_total{route=\"call\",status=\"2xx\"} 2"), "{m}");
+}

@@ -91,17 +91,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let named: Vec<&str> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
         .collect();
-    for h in HOP_BY_HOP {
-        headers.remove(h);
-    }
-    for h in &named {
+    // Only the names present are removed: each removal hashes its name.
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(&k.as_str()) || named.iter().any(|n| n.eq_ignore_ascii_case(k.as_str())))
+        .cloned()
+        .collect();
+    for h in doomed {
         headers.remove(h);
     }
 }

@@ -1,16 +1,17 @@
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::engine::{OutBody, ProxyRequest, UpstreamResponse};
-
-/// Proxy bodies up to this size are held in memory (and can be replayed once).
-const REPLAYABLE_BODY: usize = 1 << 20;
 use latchkey_core::{CallError, ErrorCode};
 use serde::Deserialize;
 
 use crate::extract::{AppCaller, AppOrUser};
+use crate::metrics::Route;
 use crate::{ApiError, AppState};
+
+/// Proxy bodies up to this size are held in memory (and can be replayed once).
+const REPLAYABLE_BODY: usize = 1 << 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,12 +29,72 @@ fn stream(up: UpstreamResponse) -> Response {
     resp
 }
 
-pub async fn named_call(
-    State(state): State<AppState>,
-    caller: AppOrUser,
-    Path((connector, call)): Path<(String, String)>,
-    body: Result<Json<CallBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
+/// A request on one of the routes that carry an app's traffic, known by its path's shape
+/// alone: `/v1/proxy/{connector}[/{*path}]` (any method) and `POST
+/// /v1/connectors/{connector}/calls/{call}`. Anything else, including these paths with an
+/// empty segment, is the router's (which answers 404 or 405 for them).
+#[derive(Clone, Copy)]
+pub enum Hot {
+    Proxy,
+    Call,
+}
+
+impl Hot {
+    pub fn of(method: &http::Method, path: &str) -> Option<Hot> {
+        if let Some(rest) = path.strip_prefix("/v1/proxy/") {
+            return rest.split('/').next().is_some_and(|c| !c.is_empty()).then_some(Hot::Proxy);
+        }
+        let rest = path.strip_prefix("/v1/connectors/")?;
+        (method == http::Method::POST && call_segments(rest).is_some()).then_some(Hot::Call)
+    }
+
+    /// The metrics route and the route template named in the log line.
+    pub fn route(self) -> (Route, &'static str) {
+        match self {
+            Hot::Proxy => (Route::Proxy, "/v1/proxy/{connector}/{*path}"),
+            Hot::Call => (Route::Call, "/v1/connectors/{connector}/calls/{call}"),
+        }
+    }
+}
+
+/// `{connector}/calls/{call}`, both segments non-empty and still percent-encoded.
+fn call_segments(rest: &str) -> Option<(&str, &str)> {
+    let (connector, rest) = rest.split_once('/')?;
+    let call = rest.strip_prefix("calls/")?;
+    (!connector.is_empty() && !call.is_empty() && !call.contains('/')).then_some((connector, call))
+}
+
+/// One path segment, percent-decoded as the router's `Path` extractor does.
+fn segment(raw: &str, what: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(raw).decode_utf8().map(Into::into).map_err(|_| {
+        ApiError::new(ErrorCode::InvalidParams, format!("the {what} name in the path is not percent-encoded UTF-8"))
+    })
+}
+
+pub async fn serve_hot(state: &AppState, hot: Hot, req: Request) -> Response {
+    let answer = match hot {
+        Hot::Proxy => proxy_request(state, req).await,
+        Hot::Call => named_call_request(state, req).await,
+    };
+    answer.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn named_call(State(state): State<AppState>, req: Request) -> Response {
+    serve_hot(&state, Hot::Call, req).await
+}
+
+pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
+    serve_hot(&state, Hot::Proxy, req).await
+}
+
+/// Extractors in the order a handler would run them: caller, path, body.
+async fn named_call_request(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let caller = AppOrUser::from_request_parts(&mut parts, state).await?;
+    let rest = parts.uri.path().strip_prefix("/v1/connectors/").unwrap_or_default();
+    let (connector, call) = call_segments(rest).unwrap_or_default();
+    let (connector, call) = (segment(connector, "connector")?, segment(call, "call")?);
+    let body = Json::<CallBody>::from_request(Request::from_parts(parts, body), state).await;
     let Json(body) = body.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParams,
@@ -52,30 +113,19 @@ pub async fn named_call(
     Ok(stream(up))
 }
 
-pub async fn proxy_root(
-    state: State<AppState>,
-    caller: AppCaller,
-    Path(connector): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    forward(state, caller, connector, String::new(), req).await
-}
-
-pub async fn proxy(
-    state: State<AppState>,
-    caller: AppCaller,
-    Path(params): Path<Vec<(String, String)>>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let connector = params.into_iter().find(|(k, _)| k == "connector").map(|(_, v)| v).unwrap_or_default();
-    // The raw (still percent-encoded) path below the connector, not the decoded capture.
-    let prefix_len = "/v1/proxy/".len() + req.uri().path()["/v1/proxy/".len()..].find('/').unwrap_or(0);
-    let path = req.uri().path()[prefix_len..].to_owned();
-    forward(state, caller, connector, path, req).await
+async fn proxy_request(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let caller = AppCaller::from_request_parts(&mut parts, state).await?;
+    let rest = parts.uri.path().strip_prefix("/v1/proxy/").unwrap_or_default();
+    // The raw (still percent-encoded) path below the connector, not a decoded capture.
+    let (raw_connector, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let connector = segment(raw_connector, "connector")?;
+    let path = path.to_owned();
+    forward(state, caller, connector, path, Request::from_parts(parts, body)).await
 }
 
 async fn forward(
-    State(state): State<AppState>,
+    state: &AppState,
     caller: AppCaller,
     connector: String,
     path: String,
@@ -115,5 +165,5 @@ async fn forward(
         body,
     };
     let up = state.engine.proxy(caller.env, &connector, proxied).await?;
-    Ok(stream(up).into_response())
+    Ok(stream(up))
 }
