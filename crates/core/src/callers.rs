@@ -94,6 +94,17 @@ impl Callers {
         Ok(())
     }
 
+    /// Applies another writer's key changes (deletions first, then the keys as they are now).
+    pub fn apply(&self, keys: Vec<KeyRow>, deleted: &[String]) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for id in deleted {
+            cache.remove(id);
+        }
+        for row in keys {
+            cache.insert(row.id.clone(), Arc::new(row));
+        }
+    }
+
     pub fn remember(&self, row: KeyRow) {
         self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(row.id.clone(), Arc::new(row));
     }

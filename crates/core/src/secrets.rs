@@ -54,7 +54,14 @@ impl SecretSet {
     /// Opens every stored secret. A value that fails its integrity check is kept as broken:
     /// calls that need it fail with a clear error; nothing falls back to another value.
     pub fn open(rows: &[SecretRow], vault: &Vault, env_vars: Arc<BTreeMap<String, SecretString>>) -> Self {
-        let mut map = HashMap::with_capacity(rows.len());
+        let mut set = Self { vault: HashMap::with_capacity(rows.len()), env_vars };
+        set.open_rows(rows, vault);
+        set
+    }
+
+    /// Opens `rows` (written by another writer) over what is held: each replaces its name and
+    /// environment's value, broken or not.
+    pub fn open_rows(&mut self, rows: &[SecretRow], vault: &Vault) {
         for row in rows {
             let slot = match vault.open(&secret_aad(&row.name, row.env), &row.sealed) {
                 Ok(bytes) => match String::from_utf8(bytes.expose_secret().to_vec()) {
@@ -70,9 +77,8 @@ impl SecretSet {
                     Slot::Broken(e.to_string())
                 }
             };
-            map.insert((row.name.clone(), row.env), slot);
+            self.vault.insert((row.name.clone(), row.env), slot);
         }
-        Self { vault: map, env_vars }
     }
 
     /// Records a value just written to the store (instead of opening every row again).

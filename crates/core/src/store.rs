@@ -17,6 +17,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// See [`Store::changes_since`]. Apply the deletions first, then the rows: rows are what the
+/// store holds now, so a name deleted and written again since is present, and one written and
+/// then deleted is not.
+#[derive(Debug, Default)]
+pub struct StoreChanges {
+    pub through: i64,
+    pub secrets: Vec<SecretRow>,
+    pub deleted_secrets: Vec<String>,
+    pub keys: Vec<KeyRow>,
+    pub deleted_keys: Vec<String>,
+}
+
 /// One sealed value of a secret in one environment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretRow {
@@ -96,6 +108,10 @@ pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Se
     /// Deletes every environment's value; returns whether anything was deleted.
     async fn delete_secret(&self, name: &str) -> StoreResult<bool>;
     async fn list_secrets(&self) -> StoreResult<Vec<SecretRow>>;
+    /// What writers changed after generation `since`: the secrets and app keys written since
+    /// (as they are now) and the secret names and key ids deleted since. `through` is the
+    /// generation read before them; every change up to it is included (later ones may be).
+    async fn changes_since(&self, since: i64) -> StoreResult<StoreChanges>;
 
     async fn insert_key(&self, row: &KeyRow) -> StoreResult<()>;
     async fn find_key(&self, id: &str) -> StoreResult<Option<KeyRow>>;

@@ -8,18 +8,32 @@ pub(crate) const PING: &str = "SELECT 1";
 
 pub(crate) const GENERATION: &str = "SELECT value FROM generation WHERE id = 1";
 pub(crate) const BUMP_GENERATION: &str = "UPDATE generation SET value = value + 1 WHERE id = 1";
+/// The first statement of a secret or app key write: the row is stamped with the generation
+/// it bumped to. On PostgreSQL the generation row stays locked until the write commits, so
+/// generations are handed out in commit order and a reader that sees generation `g` also
+/// sees every row stamped `g` or less.
+pub(crate) const BUMP_GENERATION_RETURNING: &str =
+    "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value";
+pub(crate) const RECORD_DELETION: &str = "INSERT INTO deletions (kind, name, changed_gen) VALUES ($1, $2, $3) \
+     ON CONFLICT (kind, name) DO UPDATE SET changed_gen = excluded.changed_gen";
+pub(crate) const DELETIONS_SINCE: &str = "SELECT kind, name FROM deletions WHERE changed_gen > $1 ORDER BY kind, name";
+pub(crate) const SECRETS_CHANGED_SINCE: &str =
+    "SELECT name, env, sealed, updated_at FROM secrets WHERE changed_gen > $1 ORDER BY name, env";
+pub(crate) const KEYS_CHANGED_SINCE: &str = "SELECT id, name, kind, hash, created_at, last_used_at FROM api_keys \
+     WHERE changed_gen > $1 ORDER BY created_at, id";
 
 pub(crate) const GET_META: &str = "SELECT value FROM meta WHERE key = $1";
 pub(crate) const INSERT_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 
-pub(crate) const PUT_SECRET: &str = "INSERT INTO secrets (name, env, sealed, updated_at) \
-     VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (name, env) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at";
+pub(crate) const PUT_SECRET: &str = "INSERT INTO secrets (name, env, sealed, updated_at, changed_gen) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (name, env) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at, \
+     changed_gen = excluded.changed_gen";
 pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE name = $1";
 pub(crate) const LIST_SECRETS: &str = "SELECT name, env, sealed, updated_at FROM secrets ORDER BY name, env";
 
-pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, kind, hash, created_at, last_used_at) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, kind, hash, created_at, last_used_at, changed_gen) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
 pub(crate) const FIND_KEY: &str = "SELECT id, name, kind, hash, created_at, last_used_at FROM api_keys WHERE id = $1";
 pub(crate) const LIST_KEYS: &str =
     "SELECT id, name, kind, hash, created_at, last_used_at FROM api_keys ORDER BY created_at, id";
@@ -167,6 +181,12 @@ macro_rules! bump_and_commit {
     }};
 }
 
+/// Starts a secret or app key write: bumps the generation first and yields the new value,
+/// which the write stamps on its row (`changed_gen`) or its deletion.
+macro_rules! bump_first {
+    ($tx:ident, $op:ident) => {{ sqlx::query_scalar::<_, i64>(sql::BUMP_GENERATION_RETURNING).fetch_one(&mut *$tx).await.map_err(fail($op))? }};
+}
+
 /// Implements `latchkey_core::store::Store` for a struct with a `pool: sqlx::Pool<DB>` field.
 ///
 /// The body is written once and expanded per backend, where every type is concrete: the
@@ -184,9 +204,9 @@ macro_rules! impl_store {
             use latchkey_core::store::{
                 ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow,
                 FlowTake, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow,
-                Store, StoreError, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
+                Store, StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
             };
-            use $crate::sql::{self, bind_write, bump_and_commit};
+            use $crate::sql::{self, bind_write, bump_and_commit, bump_first};
             use $crate::{
                 ConnectionTuple, EventTuple, FlowTuple, KeyTuple, RefreshTuple, TokenTuple, UserTuple, connection_row,
                 event_row, fail, flow_row, key_row, parse_env, refresh_row, token_row, user_row,
@@ -228,25 +248,35 @@ macro_rules! impl_store {
                 async fn put_secret(&self, row: &SecretRow) -> StoreResult<()> {
                     const OP: &str = "put_secret";
                     let mut tx = self.pool.begin().await.map_err(fail(OP))?;
+                    let generation = bump_first!(tx, OP);
                     sqlx::query(sql::PUT_SECRET)
                         .bind(row.name.as_str())
                         .bind(row.env.as_str())
                         .bind(row.sealed.as_slice())
                         .bind(row.updated_at)
+                        .bind(generation)
                         .execute(&mut *tx)
                         .await
                         .map_err(fail(OP))?;
-                    bump_and_commit!(tx, OP)
+                    tx.commit().await.map_err(fail(OP))
                 }
 
                 async fn delete_secret(&self, name: &str) -> StoreResult<bool> {
                     const OP: &str = "delete_secret";
                     let mut tx = self.pool.begin().await.map_err(fail(OP))?;
+                    let generation = bump_first!(tx, OP);
                     let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(&mut *tx).await.map_err(fail(OP))?;
                     if done.rows_affected() == 0 {
-                        return Ok(false);
+                        return Ok(false); // rolled back: no bump
                     }
-                    bump_and_commit!(tx, OP)?;
+                    sqlx::query(sql::RECORD_DELETION)
+                        .bind("secret")
+                        .bind(name)
+                        .bind(generation)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail(OP))?;
+                    tx.commit().await.map_err(fail(OP))?;
                     Ok(true)
                 }
 
@@ -263,9 +293,47 @@ macro_rules! impl_store {
                         .collect()
                 }
 
+                async fn changes_since(&self, since: i64) -> StoreResult<StoreChanges> {
+                    const OP: &str = "changes_since";
+                    // The generation first: every row stamped up to it is committed already.
+                    let through =
+                        sqlx::query_scalar::<_, i64>(sql::GENERATION).fetch_one(&self.pool).await.map_err(fail(OP))?;
+                    let mut changes = StoreChanges { through, ..StoreChanges::default() };
+                    for (kind, name) in sqlx::query_as::<_, (String, String)>(sql::DELETIONS_SINCE)
+                        .bind(since)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(fail(OP))?
+                    {
+                        match kind.as_str() {
+                            "secret" => changes.deleted_secrets.push(name),
+                            _ => changes.deleted_keys.push(name),
+                        }
+                    }
+                    for (name, env, sealed, updated_at) in
+                        sqlx::query_as::<_, (String, String, Vec<u8>, i64)>(sql::SECRETS_CHANGED_SINCE)
+                            .bind(since)
+                            .fetch_all(&self.pool)
+                            .await
+                            .map_err(fail(OP))?
+                    {
+                        changes.secrets.push(SecretRow { env: parse_env(OP, &env)?, name, sealed, updated_at });
+                    }
+                    for row in sqlx::query_as::<_, KeyTuple>(sql::KEYS_CHANGED_SINCE)
+                        .bind(since)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(fail(OP))?
+                    {
+                        changes.keys.push(key_row(OP, row)?);
+                    }
+                    Ok(changes)
+                }
+
                 async fn insert_key(&self, row: &KeyRow) -> StoreResult<()> {
                     const OP: &str = "insert_key";
                     let mut tx = self.pool.begin().await.map_err(fail(OP))?;
+                    let generation = bump_first!(tx, OP);
                     let done = sqlx::query(sql::INSERT_KEY)
                         .bind(row.id.as_str())
                         .bind(row.name.as_str())
@@ -273,13 +341,14 @@ macro_rules! impl_store {
                         .bind(row.hash.as_slice())
                         .bind(row.created_at)
                         .bind(row.last_used_at)
+                        .bind(generation)
                         .execute(&mut *tx)
                         .await
                         .map_err(fail(OP))?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::Conflict(format!("key `{}`", row.id)));
                     }
-                    bump_and_commit!(tx, OP)
+                    tx.commit().await.map_err(fail(OP))
                 }
 
                 async fn find_key(&self, id: &str) -> StoreResult<Option<KeyRow>> {
@@ -307,11 +376,19 @@ macro_rules! impl_store {
                 async fn delete_key(&self, id: &str) -> StoreResult<bool> {
                     const OP: &str = "delete_key";
                     let mut tx = self.pool.begin().await.map_err(fail(OP))?;
+                    let generation = bump_first!(tx, OP);
                     let done = sqlx::query(sql::DELETE_KEY).bind(id).execute(&mut *tx).await.map_err(fail(OP))?;
                     if done.rows_affected() == 0 {
-                        return Ok(false);
+                        return Ok(false); // rolled back: no bump
                     }
-                    bump_and_commit!(tx, OP)?;
+                    sqlx::query(sql::RECORD_DELETION)
+                        .bind("key")
+                        .bind(id)
+                        .bind(generation)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail(OP))?;
+                    tx.commit().await.map_err(fail(OP))?;
                     Ok(true)
                 }
 
@@ -1007,4 +1084,4 @@ macro_rules! impl_store {
     };
 }
 
-pub(crate) use {bind_write, bump_and_commit, impl_store};
+pub(crate) use {bind_write, bump_and_commit, bump_first, impl_store};

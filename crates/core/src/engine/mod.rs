@@ -7,6 +7,9 @@
 //!
 //! The runtime is rebuilt as a whole and swapped in atomically when anything changes: after
 //! this process writes, and when the store's generation counter shows that another writer did.
+//! Rebuilding reads the whole store only at start; afterwards it reads the secrets and app keys
+//! that changed (each row carries the generation of its last write) and compiles connectors
+//! again from the secrets in memory.
 
 mod admin;
 mod connect;
@@ -28,7 +31,7 @@ pub use runtime::ConnectorRuntime;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -38,6 +41,7 @@ use secrecy::SecretString;
 use crate::auth::ClientPool;
 use crate::callers::Callers;
 use crate::config::Config;
+use crate::secrets::SecretSet;
 use crate::store::{Store, StoreError};
 
 /// What the engine needs from the process: the file configuration and the environment
@@ -66,6 +70,8 @@ pub struct Engine {
     clients: ClientPool,
     runtime: ArcSwap<runtime::Runtime>,
     generation: AtomicI64,
+    full_reloads: AtomicU64,
+    catch_ups: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
     pub callers: Callers,
     pub tokens: tokens::TokenManager,
@@ -97,6 +103,8 @@ impl Engine {
             clients: ClientPool::default(),
             runtime: ArcSwap::from_pointee(runtime::Runtime::default()),
             generation: AtomicI64::new(i64::MIN),
+            full_reloads: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
             callers,
             tokens,
@@ -134,6 +142,7 @@ impl Engine {
         self.runtime.store(Arc::new(rt));
         self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.generation.store(generation, Ordering::SeqCst);
+        self.full_reloads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -153,7 +162,7 @@ impl Engine {
         }
         if now != seen + 1 {
             drop(guard);
-            return self.reload().await;
+            return self.catch_up().await;
         }
         if let Some(rt) = change(&self.runtime.load()) {
             self.runtime.store(Arc::new(rt));
@@ -177,16 +186,75 @@ impl Engine {
         }
     }
 
-    /// Reloads when another writer (another instance, or the CLI) changed the store.
+    /// Catches up when another writer (another instance, or the CLI) changed the store.
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
         self.adopt_next_key();
         let now = self.store.generation().await?;
         if now != self.generation.load(Ordering::SeqCst) {
-            self.reload().await?;
-            tracing::info!(generation = now, "reloaded secrets, keys and connectors after a change in the store");
+            self.catch_up().await?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Brings memory up to the store's generation without reading the whole store: only the
+    /// secrets and app keys written or deleted since the generation held are read (and only
+    /// those secrets opened); connectors, signing keys and revocations, which are few, are read
+    /// again; connectors are compiled again from the secrets in memory.
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        self.rebuild(false).await
+    }
+
+    /// After this instance's own write of connectors, signing keys, users or revocations:
+    /// [`Engine::catch_up`], and reads those small tables again even if the generation did
+    /// not move (not every such write bumps it).
+    pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
+        self.rebuild(true).await
+    }
+
+    async fn rebuild(&self, always: bool) -> Result<(), StoreError> {
+        let _guard = self.reload_lock.lock().await;
+        let seen = self.generation.load(Ordering::SeqCst);
+        let changes = self.store.changes_since(seen).await?;
+        if changes.through == seen && !always {
+            return Ok(()); // caught up meanwhile
+        }
+        let stored = self.store.list_connectors().await?;
+        let keys = self.store.list_signing_keys().await?;
+        let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - 2 * 86_400_000).await?;
+        let current = self.runtime.load_full();
+        let secrets = if changes.secrets.is_empty() && changes.deleted_secrets.is_empty() {
+            current.secrets.clone()
+        } else {
+            let mut secrets = SecretSet::clone(&current.secrets);
+            for name in &changes.deleted_secrets {
+                secrets.remove(name);
+            }
+            secrets.open_rows(&changes.secrets, &self.vault);
+            Arc::new(secrets)
+        };
+        let (n_secrets, n_keys) =
+            (changes.secrets.len() + changes.deleted_secrets.len(), changes.keys.len() + changes.deleted_keys.len());
+        self.callers.apply(changes.keys, &changes.deleted_keys);
+        let mut rt = runtime::Runtime::build(&self.config, Arc::new(stored), secrets, &self.clients);
+        rt.identity = identity::IdentityKeys::load(keys, &self.vault, revoked);
+        self.runtime.store(Arc::new(rt));
+        self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.generation.store(changes.through, Ordering::SeqCst);
+        self.catch_ups.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            generation = changes.through,
+            secrets = n_secrets,
+            keys = n_keys,
+            "caught up with changes in the store (secrets and keys read: only those changed)"
+        );
+        Ok(())
+    }
+
+    /// How many times memory was rebuilt from the whole store, and how many times it caught up
+    /// from the changed rows only (tests, metrics).
+    pub fn sync_counts(&self) -> (u64, u64) {
+        (self.full_reloads.load(Ordering::Relaxed), self.catch_ups.load(Ordering::Relaxed))
     }
 
     /// Runs [`Engine::sync_once`] every `every` until the task is dropped.

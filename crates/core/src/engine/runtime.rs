@@ -95,7 +95,7 @@ impl Runtime {
         rt
     }
 
-    fn build(
+    pub(crate) fn build(
         config: &Config,
         stored: Arc<Vec<ConnectorRow>>,
         secrets: Arc<SecretSet>,

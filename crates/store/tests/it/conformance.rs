@@ -304,6 +304,112 @@ pub async fn concurrent_writes_each_bump_once(ctx: &Ctx) {
     assert_eq!(ctx.store.list_connectors().await.unwrap().len(), WRITERS as usize);
 }
 
+fn names(rows: &[SecretRow]) -> Vec<(String, Env)> {
+    rows.iter().map(|r| (r.name.clone(), r.env)).collect()
+}
+
+pub async fn changes_since_holds_only_what_changed(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let g0 = generation(s).await;
+    let nothing = s.changes_since(g0).await.unwrap();
+    assert_eq!(nothing.through, g0);
+    assert!(nothing.secrets.is_empty() && nothing.keys.is_empty());
+    assert!(nothing.deleted_secrets.is_empty() && nothing.deleted_keys.is_empty());
+
+    s.put_secret(&secret("a", Env::Live, b"a1", 1)).await.unwrap();
+    s.put_secret(&secret("b", Env::Live, b"b1", 1)).await.unwrap();
+    s.insert_key(&key("k1", KeyKind::App(Env::Live), 1)).await.unwrap();
+    let c = s.changes_since(g0).await.unwrap();
+    assert_eq!(c.through, g0 + 3);
+    assert_eq!(names(&c.secrets), [("a".into(), Env::Live), ("b".into(), Env::Live)]);
+    assert_eq!(c.secrets[0].sealed, b"a1", "rows come as stored");
+    assert_eq!(c.keys, [key("k1", KeyKind::App(Env::Live), 1)]);
+
+    // From the middle: only the later writes.
+    let c = s.changes_since(g0 + 2).await.unwrap();
+    assert!(c.secrets.is_empty());
+    assert_eq!(c.keys.len(), 1);
+
+    let g1 = g0 + 3;
+    s.put_secret(&secret("a", Env::Dev, b"a-dev", 2)).await.unwrap();
+    assert!(s.delete_secret("b").await.unwrap());
+    assert!(!s.delete_secret("b").await.unwrap(), "nothing to delete");
+    assert!(s.delete_key("k1").await.unwrap());
+    assert!(!s.delete_key("k1").await.unwrap());
+    s.insert_key(&key("k2", KeyKind::Admin, 2)).await.unwrap();
+    let c = s.changes_since(g1).await.unwrap();
+    assert_eq!(c.through, g1 + 4, "a delete that deleted nothing does not bump");
+    assert_eq!(names(&c.secrets), [("a".into(), Env::Dev)]);
+    assert_eq!(c.deleted_secrets, ["b"]);
+    assert_eq!(c.deleted_keys, ["k1"]);
+    assert_eq!(c.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k2"]);
+
+    // Deleted, then written again: both are reported; the row is what the store holds now.
+    let g2 = g1 + 4;
+    assert!(s.delete_secret("a").await.unwrap());
+    s.put_secret(&secret("a", Env::Live, b"a2", 3)).await.unwrap();
+    let c = s.changes_since(g2).await.unwrap();
+    assert_eq!(c.deleted_secrets, ["a"]);
+    assert_eq!(names(&c.secrets), [("a".into(), Env::Live)]);
+    assert_eq!(c.secrets[0].sealed, b"a2");
+    // Written, then deleted: only the deletion.
+    let g3 = g2 + 2;
+    s.put_secret(&secret("c", Env::Live, b"c1", 4)).await.unwrap();
+    assert!(s.delete_secret("c").await.unwrap());
+    let c = s.changes_since(g3).await.unwrap();
+    assert!(c.secrets.is_empty());
+    assert_eq!(c.deleted_secrets, ["c"]);
+    // Key use is not a change.
+    s.touch_key("k2", 9).await.unwrap();
+    assert!(s.changes_since(g3 + 2).await.unwrap().keys.is_empty());
+}
+
+/// A reader that catches up in a loop while writers commit concurrently ends up with every
+/// row: none is stamped with a generation the reader had already passed when it committed.
+pub async fn a_reader_catching_up_during_concurrent_writes_misses_nothing(ctx: &Ctx) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 12;
+    let mut seen = generation(&*ctx.store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let store = ctx.store.clone();
+        tasks.spawn(async move {
+            for i in 0..EACH {
+                store.put_secret(&secret(&format!("s{w}-{i:02}"), Env::Live, &[w as u8, i as u8], 1)).await.unwrap();
+                store.insert_key(&key(&format!("k{w}-{i:02}"), KeyKind::App(Env::Dev), 1)).await.unwrap();
+                if i % 3 == 2 {
+                    assert!(store.delete_secret(&format!("s{w}-{:02}", i - 1)).await.unwrap());
+                }
+            }
+        });
+    }
+    let mut secrets = std::collections::BTreeSet::new();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut catch_up = async |seen: &mut i64| {
+        let c = ctx.store.changes_since(*seen).await.unwrap();
+        for name in &c.deleted_secrets {
+            secrets.remove(name);
+        }
+        secrets.extend(c.secrets.into_iter().map(|r| r.name));
+        keys.extend(c.keys.into_iter().map(|k| k.id));
+        *seen = c.through;
+    };
+    while !tasks.is_empty() {
+        catch_up(&mut seen).await;
+        if let Some(done) = tasks.try_join_next() {
+            done.expect("writer");
+        }
+        tokio::task::yield_now().await;
+    }
+    catch_up(&mut seen).await;
+    let stored: std::collections::BTreeSet<String> =
+        ctx.store.list_secrets().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(stored.len(), WRITERS * (EACH - EACH / 3));
+    assert_eq!(secrets, stored, "the reader's view is the store's");
+    assert_eq!(keys.len(), WRITERS * EACH);
+    assert_eq!(seen, generation(&*ctx.store).await);
+}
+
 // ---- tokens and events ----
 
 use latchkey_core::store::{EventFilter, EventRow, TokenKey, TokenWrite};

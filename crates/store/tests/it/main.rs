@@ -43,6 +43,8 @@ macro_rules! conformance_suite {
             generation_bumps_on_every_write_and_only_then,
             generation_is_shared_by_instances,
             concurrent_writes_each_bump_once,
+            changes_since_holds_only_what_changed,
+            a_reader_catching_up_during_concurrent_writes_misses_nothing,
             token_lease_is_exclusive_until_it_runs_out,
             token_commit_is_fenced_by_the_lease_epoch,
             token_commit_if_version_refuses_a_stale_writer,
