@@ -26,6 +26,9 @@ pub struct Flags {
     /// The externally visible base URL
     #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
     public_url: Option<String>,
+    /// Serving threads [default: one per CPU]
+    #[arg(long, env = "LATCHKEY_THREADS", global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 pub struct Settings {
@@ -34,6 +37,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
+    /// Serving threads (`serve`), each with its own single-threaded runtime.
+    pub threads: usize,
     /// Defaults to `http://` + the address actually bound.
     pub public_url: Option<String>,
     pub master_key: Option<SecretString>,
@@ -59,6 +64,11 @@ impl Settings {
             (Some(l), _) => l,
             (None, Some(l)) => l.parse().context("server.listen")?,
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 7420)),
+        };
+        let threads = match flags.threads.or(config.server.threads) {
+            Some(0) => bail!("server.threads must be at least 1 (or left out: one per CPU)"),
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, usize::from),
         };
         let public_url = flags.public_url.or_else(|| config.server.public_url.clone());
         let database_url =
@@ -88,6 +98,7 @@ impl Settings {
             data_dir: flags.data_dir,
             database_url,
             listen,
+            threads,
             public_url,
             master_key: std::env::var("LATCHKEY_MASTER_KEY").ok().map(SecretString::from),
             admin_key: admin_key.map(SecretString::from),

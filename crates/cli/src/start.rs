@@ -165,7 +165,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");
     let state = latchkey_server::AppState::new(engine);
-    latchkey_server::serve(listener, state, shutdown_signal()).await?;
+    latchkey_server::serve_threaded(listener, state, settings.threads, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -8,9 +8,11 @@ mod extract;
 mod limit;
 mod metrics;
 mod routes;
+mod threads;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use threads::serve_threaded;
 
 use std::sync::Arc;
 

@@ -179,6 +179,11 @@ impl Latchkey {
         let _ = self.child.wait();
     }
 
+    /// The process id (to read `/proc/<pid>/…`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

@@ -175,3 +175,49 @@ async fn the_hot_routes_are_recognised_by_shape_and_everything_else_is_the_route
     assert!(m.contains("latchkey_http_requests_total{route=\"proxy\",status=\"2xx\"} 2"), "{m}");
     assert!(m.contains("latchkey_http_requests_total{route=\"call\",status=\"2xx\"} 2"), "{m}");
 }
+
+/// Serving threads (issue 5): `threads` of them, each with its own runtime; new connections go
+/// to the thread with the fewest, and each thread reuses only its own upstream connections
+/// (a connection is registered with the runtime that opened it).
+#[tokio::test]
+async fn connections_are_spread_over_serving_threads_each_with_its_own_upstream_connections() {
+    let up = Recorder::start().await;
+    let config = format!(
+        "[server]\nthreads = 3\n[connectors.up]\nbase_url = \"{}/api\"\nauth = {{ method = \"api_key_header\", name = \"X-Api-Key\", key = {{ secret = \"k\" }} }}\n",
+        up.base_url
+    );
+    let lk = Latchkey::start_with(bin(), latchkey_testkit::latchkey::Options { config, ..Default::default() }).unwrap();
+    lk.put_secret("k", "live", "the-real-key").await;
+    let app = lk.app_key("live").await;
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", lk.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("latchkey-http"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["latchkey-http-0", "latchkey-http-1", "latchkey-http-2"]);
+
+    // Three keep-alive clients, one connection each; their requests interleave one at a time.
+    let clients: Vec<reqwest::Client> = (0..3).map(|_| latchkey_testkit::latchkey::test_client()).collect();
+    let before = up.connections();
+    for _ in 0..5 {
+        for c in &clients {
+            let r = c.get(lk.url("/v1/proxy/up/x")).bearer_auth(&app).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    }
+    // One thread would have reused one upstream connection for all 15; three threads open one
+    // each and reuse it.
+    assert_eq!(up.connections() - before, 3, "one upstream connection per serving thread");
+    assert_eq!(up.count(), 15);
+
+    let refused = Latchkey::start_with(
+        bin(),
+        latchkey_testkit::latchkey::Options { config: "[server]\nthreads = 0\n".into(), ..Default::default() },
+    )
+    .err()
+    .expect("0 threads is refused");
+    assert!(refused.contains("server.threads must be at least 1"), "{refused}");
+}

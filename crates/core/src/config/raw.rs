@@ -127,6 +127,9 @@ pub struct ServerConfig {
     /// (default 100; SECURITY S33).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection_per_second: Option<u32>,
+    /// Serving threads, each with its own single-threaded runtime (default: one per CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u16>,
 }
 
 /// The `auth` table: one variant per method, each with its own fields. Deserialized by

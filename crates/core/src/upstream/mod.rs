@@ -109,6 +109,8 @@ struct Conn {
     /// The connection future finished (closed or failed): never reuse.
     done: bool,
     idle_since: Instant,
+    /// The serving thread whose I/O driver this connection is registered with.
+    thread: usize,
 }
 
 impl Conn {
@@ -124,22 +126,41 @@ impl Conn {
     }
 }
 
+thread_local! {
+    static SERVING_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as serving thread `index` (one single-threaded runtime per CPU):
+/// connections it opens go back to its own idle lists, and it takes only those, so a
+/// connection is always driven by the runtime it is registered with. Other threads share
+/// index 0's lists, which is right for one multi-threaded runtime.
+pub fn set_serving_thread(index: usize) {
+    SERVING_THREAD.set(index);
+}
+
+fn serving_thread() -> usize {
+    SERVING_THREAD.get()
+}
+
+/// Idle connections: per serving thread, per origin.
+type IdleLists = Vec<HashMap<Arc<str>, Vec<Conn>>>;
+
 /// The client of one TLS identity: the default one, or one per client certificate.
 pub struct Upstream {
     tls: Result<Arc<rustls::ClientConfig>, String>,
-    idle: Mutex<HashMap<Arc<str>, Vec<Conn>>>,
+    idle: Mutex<IdleLists>,
 }
 
 impl Upstream {
     /// The client that verifies servers with the system's trust store and has no client
     /// certificate.
     pub fn new() -> Upstream {
-        Upstream { tls: tls::default_config().map(Arc::new), idle: Mutex::new(HashMap::new()) }
+        Upstream { tls: tls::default_config().map(Arc::new), idle: Mutex::new(Vec::new()) }
     }
 
     /// A client with its own TLS configuration (a client certificate, a private CA).
     pub fn with_tls(tls: rustls::ClientConfig) -> Upstream {
-        Upstream { tls: Ok(Arc::new(tls)), idle: Mutex::new(HashMap::new()) }
+        Upstream { tls: Ok(Arc::new(tls)), idle: Mutex::new(Vec::new()) }
     }
 
     /// Sends `req` (origin-form URI; the `Host` header is set here) and returns when the
@@ -190,7 +211,7 @@ impl Upstream {
     fn checkout(&self, origin: &Origin) -> Option<Conn> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         loop {
-            let mut conn = self.lock().get_mut(&origin.key)?.pop()?;
+            let mut conn = self.lock().get_mut(serving_thread())?.get_mut(&origin.key)?.pop()?;
             if conn.idle_since.elapsed() >= IDLE_TIMEOUT {
                 continue;
             }
@@ -209,7 +230,10 @@ impl Upstream {
         let now = Instant::now();
         conn.idle_since = now;
         let mut idle = self.lock();
-        let list = idle.entry(key).or_default();
+        if idle.len() <= conn.thread {
+            idle.resize_with(conn.thread + 1, HashMap::new);
+        }
+        let list = idle[conn.thread].entry(key).or_default();
         // The oldest are at the front; close those that waited too long.
         let stale = list.iter().take_while(|c| now.duration_since(c.idle_since) >= IDLE_TIMEOUT).count();
         list.drain(..stale);
@@ -218,7 +242,7 @@ impl Upstream {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Conn>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleLists> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -250,7 +274,8 @@ impl Upstream {
         };
         let (send, io) =
             http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|e| SendError::Connect(cause(&e)))?;
-        let mut conn = Conn { send, io: Box::pin(io), done: false, idle_since: Instant::now() };
+        let mut conn =
+            Conn { send, io: Box::pin(io), done: false, idle_since: Instant::now(), thread: serving_thread() };
         // A new connection takes a request once its future has been polled.
         poll_fn(|cx| {
             conn.drive(cx);

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use latchkey_core::ErrorCode;
 
@@ -130,11 +130,20 @@ fn record(
 pub struct Service {
     router: Router,
     state: AppState,
+    /// Where requests other than the hot routes run, when set: the main runtime, so that an
+    /// admin write that compiles every connector again does not stall a serving thread's
+    /// connections (see `threads.rs`).
+    elsewhere: Option<tokio::runtime::Handle>,
 }
 
 impl Service {
     pub fn new(state: AppState) -> Self {
-        Self { router: router(state.clone()), state }
+        Self { router: router(state.clone()), state, elsewhere: None }
+    }
+
+    /// The same, running every request but the hot routes on `runtime`.
+    pub fn with_others_on(state: AppState, runtime: tokio::runtime::Handle) -> Self {
+        Self { elsewhere: Some(runtime), ..Self::new(state) }
     }
 }
 
@@ -152,7 +161,16 @@ impl tower_service::Service<Request> for Service {
     fn call(&mut self, req: Request) -> Self::Future {
         use futures_util::future::Either;
         let Some(hot) = calls::Hot::of(req.method(), req.uri().path()) else {
-            return Either::Right(self.router.call(req));
+            let Some(runtime) = &self.elsewhere else {
+                return Either::Right(self.router.call(req));
+            };
+            let answer = runtime.spawn(self.router.call(req));
+            return Either::Left(Box::pin(async move {
+                answer.await.unwrap_or_else(|_| {
+                    Ok(ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
+                        .into_response())
+                })
+            }));
         };
         let state = self.state.clone();
         Either::Left(Box::pin(async move {

@@ -1,0 +1,194 @@
+//! One serving thread per CPU, as nginx runs one worker process per CPU. An acceptor hands
+//! each new connection to the serving thread with the fewest open connections; each serving
+//! thread runs its own single-threaded tokio runtime, so a connection's requests are read,
+//! proxied (over that thread's own upstream connections) and answered on one thread.
+//!
+//! Issue 5: on tokio's work-stealing runtime every request that woke an idle worker also woke
+//! the other one, which found nothing to do and slept again (two `futex` calls and a cross-CPU
+//! wake-up per request at one connection), and tasks moved between CPUs. Background work
+//! (the sync loop, token keep-alive, webhooks) stays on the main runtime, and so does every
+//! request but the hot routes (proxy, named calls): an admin write that compiles every
+//! connector again must not stall the connections of the thread it arrived on.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::AppState;
+
+/// Serves on `listener` with `threads` serving threads until `shutdown` resolves, then lets
+/// every thread drain its in-flight requests.
+pub async fn serve_threaded(
+    listener: TcpListener,
+    state: AppState,
+    threads: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let main = tokio::runtime::Handle::current();
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = Vec::with_capacity(threads);
+    for index in 0..threads.max(1) {
+        let (hand, handed) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let (state, open_here, mut stopped, main) = (state.clone(), open.clone(), stopped.clone(), main.clone());
+        let thread = std::thread::Builder::new().name(format!("latchkey-http-{index}")).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                latchkey_core::upstream::set_serving_thread(index);
+                // Each call arms a timer (its `timeout_ms`). tokio wakes its own I/O driver
+                // (an eventfd write, and one more event) for a timer due before the driver's
+                // next planned wake-up, which without any other timer is every call's. A
+                // timer due every second keeps the planned wake-up sooner than calls' timeouts.
+                tokio::spawn(async {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                    }
+                });
+                let listener = Handed { handed, open: open_here, addr };
+                let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(
+                    crate::routes::Service::with_others_on(state, main),
+                );
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        })?;
+        workers.push(Worker { hand, open, thread });
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let Some(worker) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)) else { break };
+                worker.open.fetch_add(1, Ordering::Relaxed);
+                match stream.into_std() {
+                    Ok(stream) => {
+                        let _ = worker.hand.send((stream, peer));
+                    }
+                    Err(e) => {
+                        worker.open.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "could not hand a connection to a serving thread");
+                    }
+                }
+            }
+            // Out of file descriptors and the like: wait instead of spinning (as axum does).
+            Err(e) => {
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let _ = stop.send(true);
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            drop(w.hand);
+            match w.thread.join() {
+                Ok(Err(e)) => tracing::error!(error = %e, "a serving thread failed"),
+                Err(_) => tracing::error!("a serving thread panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    })
+    .await
+    .map_err(io::Error::other)
+}
+
+struct Worker {
+    hand: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    /// Connections handed to this thread and not closed yet.
+    open: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+/// A serving thread's listener: the connections the acceptor handed to it.
+struct Handed {
+    handed: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    open: Arc<AtomicUsize>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for Handed {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
+        loop {
+            let Some((stream, peer)) = self.handed.recv().await else {
+                // The acceptor stopped: only the graceful shutdown ends this listener now.
+                return std::future::pending().await;
+            };
+            let open = Opened(self.open.clone());
+            match TcpStream::from_std(stream) {
+                Ok(io) => return (Counted { io, _open: open }, peer),
+                Err(e) => tracing::warn!(error = %e, "could not take over a connection"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+/// One open connection of a serving thread, counted down when it closes.
+struct Opened(Arc<AtomicUsize>);
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection that counts itself out of its thread's open connections when dropped.
+pub struct Counted {
+    io: TcpStream,
+    _open: Opened,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
