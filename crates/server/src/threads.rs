@@ -79,7 +79,10 @@ pub async fn serve_threaded(
                 worker.open.fetch_add(1, Ordering::Relaxed);
                 match stream.into_std() {
                     Ok(stream) => {
-                        let _ = worker.hand.send((stream, peer));
+                        if worker.hand.send((stream, peer)).is_err() {
+                            worker.open.fetch_sub(1, Ordering::Relaxed);
+                            tracing::error!("a serving thread has stopped; its connection was dropped");
+                        }
                     }
                     Err(e) => {
                         worker.open.fetch_sub(1, Ordering::Relaxed);
@@ -94,6 +97,7 @@ pub async fn serve_threaded(
             }
         }
     }
+    drop(listener); // new connections are refused from now on, not left in the backlog
     let _ = stop.send(true);
     tokio::task::spawn_blocking(move || {
         for w in workers {

@@ -132,10 +132,11 @@ thread_local! {
 
 /// Marks the calling thread as serving thread `index` (one single-threaded runtime per CPU):
 /// connections it opens go back to its own idle lists, and it takes only those, so a
-/// connection is always driven by the runtime it is registered with. Other threads share
-/// index 0's lists, which is right for one multi-threaded runtime.
+/// connection is always driven by the runtime it is registered with. Threads that are not
+/// serving threads (one multi-threaded runtime: tests, the CLI, the main runtime) share lists
+/// of their own.
 pub fn set_serving_thread(index: usize) {
-    SERVING_THREAD.set(index);
+    SERVING_THREAD.set(index + 1);
 }
 
 fn serving_thread() -> usize {
