@@ -179,6 +179,24 @@ impl Latchkey {
         let _ = self.child.wait();
     }
 
+    /// Asks the server to stop (SIGTERM), as a service manager does; see [`Latchkey::wait_exit`].
+    pub fn terminate(&self) {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(sent.as_ref().is_ok_and(|s| s.success()), "kill -TERM failed: {sent:?}");
+    }
+
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The process id (to read `/proc/<pid>/…`).
     pub fn pid(&self) -> u32 {
         self.child.id()

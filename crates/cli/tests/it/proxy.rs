@@ -221,3 +221,37 @@ async fn connections_are_spread_over_serving_threads_each_with_its_own_upstream_
     .expect("0 threads is refused");
     assert!(refused.contains("server.threads must be at least 1"), "{refused}");
 }
+
+/// SIGTERM: the listener closes, calls in flight on the serving threads finish, and the process
+/// exits with success once they have.
+#[tokio::test]
+async fn a_terminated_server_finishes_calls_in_flight_and_exits_cleanly() {
+    let (up, mut lk, app) = setup("").await;
+    let (client, url, key) = (lk.http.clone(), lk.url("/v1/proxy/up/slow/1000"), app.clone());
+    let in_flight = tokio::spawn(async move {
+        let r = client.get(url).bearer_auth(&key).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    while up.count() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    lk.terminate();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Refused at once (not accepted into a backlog that nobody serves any more).
+    let fresh = latchkey_testkit::latchkey::test_client().get(lk.url("/healthz")).send();
+    let fresh = tokio::time::timeout(std::time::Duration::from_millis(500), fresh).await;
+    assert!(
+        matches!(&fresh, Ok(Err(e)) if e.is_connect()),
+        "a new connection during shutdown was not refused: {fresh:?}"
+    );
+    let (status, _) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the call in flight was cut off");
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = lk.wait_exit(std::time::Duration::from_secs(10));
+        (exit, lk.output())
+    })
+    .await
+    .unwrap();
+    assert!(exit.0.is_some_and(|s| s.success()), "exit: {:?}\n{}", exit.0, exit.1);
+    assert!(exit.1.contains("stopped"), "{}", exit.1);
+}
