@@ -60,17 +60,38 @@ async fn a_crash_around_a_rotation_never_leaves_a_dead_refresh_token() {
     assert_eq!(fake.reused_refresh_tokens(), 0);
 
     // On restart the dead process's lease still runs for a few seconds (the still-valid token
-    // is served meanwhile); then the stored refresh token turns out stale: the provider refuses
-    // it once, and Latchkey recovers through the grant instead of leaving a dead credential.
+    // is served meanwhile, and the credential shows as `refreshing`); once it ran out without
+    // being given back, the credential shows `refresh_outcome_unknown` (SECURITY S24). The next
+    // use tries the stored refresh token, which turns out stale: the provider refuses it once,
+    // and Latchkey recovers through the grant instead of leaving a dead credential.
     let lk = restart(&config, &data, None);
+    assert_eq!(call_status(&lk, &app).await, Some(200));
+    let state = async || {
+        let r = Reply::read(lk.http.get(lk.url("/v1/admin/tokens")).bearer_auth(&admin).send().await.unwrap()).await;
+        r.json()["tokens"][0]["state"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(state().await, "refreshing");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while fake.reused_refresh_tokens() == 0 {
-        assert_eq!(call_status(&lk, &app).await, Some(200));
-        assert!(std::time::Instant::now() < deadline, "the stale refresh token was never tried");
+    loop {
+        match state().await.as_str() {
+            "refresh_outcome_unknown" => break,
+            "refreshing" => assert!(std::time::Instant::now() < deadline, "the dead lease never ran out"),
+            other => panic!("unexpected state {other}"),
+        }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
+    assert_eq!(fake.reused_refresh_tokens(), 0, "nothing was tried before the next use");
     assert_eq!(call_status(&lk, &app).await, Some(200));
     assert_eq!(fake.reused_refresh_tokens(), 1);
+    let events = async |kind: &str| {
+        let path = format!("/v1/admin/events?kind={kind}");
+        let r = Reply::read(lk.http.get(lk.url(&path)).bearer_auth(&admin).send().await.unwrap()).await;
+        r.json()["events"].as_array().unwrap().clone()
+    };
+    assert_eq!(events("token.refresh_outcome_unknown").await.len(), 1);
+    let recovered = events("token.recovered").await;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(recovered[0].to_string().contains("refresh_outcome_unknown"), "{recovered:?}");
     let grants: Vec<String> = fake.calls().iter().map(|c| c.grant().to_owned()).collect();
     assert_eq!(grants[..4], ["password", "refresh_token", "refresh_token", "password"], "{grants:?}");
     let r = Reply::read(lk.http.get(lk.url("/v1/admin/tokens")).bearer_auth(&admin).send().await.unwrap()).await;
@@ -91,6 +112,16 @@ async fn a_crash_around_a_rotation_never_leaves_a_dead_refresh_token() {
     let lk = restart(&config, &data, None);
     assert_eq!(call_status(&lk, &app).await, Some(200));
     assert_eq!(fake.reused_refresh_tokens(), 1, "the committed refresh token was not the newest");
+    let r = Reply::read(
+        lk.http
+            .get(lk.url("/v1/admin/events?kind=token.refresh_outcome_unknown"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json()["events"].as_array().unwrap().len(), 1, "a committed refresh is not unknown: {}", r.body);
     let last = fake.calls().last().unwrap().clone();
     assert_eq!(last.grant(), "refresh_token");
     assert_eq!(last.form.get("refresh_token"), newest.as_ref());

@@ -26,6 +26,22 @@ fn lease_ms(src: &TokenSource) -> i64 {
     let timeout = i64::try_from(src.timeout.as_millis()).unwrap_or(30_000);
     2 * timeout + 5_000
 }
+/// How a credential whose last refresh never finished is shown (SECURITY S24).
+pub const REFRESH_OUTCOME_UNKNOWN: &str = "refresh_outcome_unknown";
+
+/// The state shown for a stored token: `refreshing` while a lease runs; `refresh_outcome_unknown`
+/// once a lease ran out without being given back (the refresh's process stopped; the next use
+/// tries the stored refresh token); otherwise the stored state.
+pub fn shown_state(row: &crate::store::TokenRow, now: i64) -> &str {
+    if row.lease_until > now {
+        "refreshing"
+    } else if row.lease_until != 0 {
+        REFRESH_OUTCOME_UNKNOWN
+    } else {
+        &row.state
+    }
+}
+
 /// Tries of one token request within a call, for transient failures.
 const TRIES: u32 = 3;
 /// `Retry-After` is honoured up to this long within a call (longer waits back off instead).
@@ -267,7 +283,7 @@ impl TokenManager {
             return answer;
         }
         // Another instance may have refreshed: the store is the truth.
-        let row = self.store.get_token(key).await.map_err(unavailable)?;
+        let mut row = self.store.get_token(key).await.map_err(unavailable)?;
         if let Some(row) = &row {
             let mut c = lock(&slot.cached);
             self.adopt_row(&mut c, row);
@@ -303,14 +319,31 @@ impl TokenManager {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Some(row) = self.store.get_token(key).await.map_err(unavailable)? {
+            row = self.store.get_token(key).await.map_err(unavailable)?;
+            if let Some(row) = &row {
                 let mut c = lock(&slot.cached);
-                self.adopt_row(&mut c, &row);
+                self.adopt_row(&mut c, row);
                 if let Some(Ok(answer)) = Self::answer_from_cache(&c, src, mode, refused, now_ms()) {
                     return Ok(answer);
                 }
             }
         };
+        // SECURITY S24: the lease just taken replaced one that was never given back, so a
+        // refresh was under way when its process died (or stalled past the lease). The provider
+        // may have rotated the refresh token without the new one reaching the store. The
+        // stored one is tried once (providers with a reuse window accept it); a refusal makes
+        // the credential `reauthorization_required`, with its event and webhook, or the grant
+        // obtains a new one.
+        let abandoned = row.as_ref().filter(|r| r.epoch + 1 == leased.epoch && r.lease_until != 0);
+        if let Some(r) = abandoned {
+            tracing::warn!(
+                connector = %key.connector,
+                env = %key.env,
+                "a refresh begun earlier never finished (its process stopped); its outcome is unknown: trying the stored refresh token"
+            );
+            self.event(key, "token.refresh_outcome_unknown", "unknown", json!({"lease_until": r.lease_until})).await;
+        }
+        let abandoned = abandoned.is_some();
         let (early, previous) = {
             let mut c = lock(&slot.cached);
             self.adopt_row(&mut c, &leased);
@@ -364,7 +397,10 @@ impl TokenManager {
                         json!({"mode": format!("{mode:?}").to_lowercase(), "expires_at": new.expires_at}),
                     )
                     .await;
-                    if matches!(previous_state, TokenState::Degraded | TokenState::ReauthorizationRequired) {
+                    if abandoned {
+                        let previous = json!({"previous_state": REFRESH_OUTCOME_UNKNOWN});
+                        self.event(key, "token.recovered", "ok", previous).await;
+                    } else if matches!(previous_state, TokenState::Degraded | TokenState::ReauthorizationRequired) {
                         self.event(key, "token.recovered", "ok", json!({"previous_state": previous_state.as_str()}))
                             .await;
                     }

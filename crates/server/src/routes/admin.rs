@@ -260,8 +260,9 @@ pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Resul
             json!({
                 "connector": t.key.connector,
                 "environment": t.key.env.as_str(),
-                // A refresh in flight (an unexpired lease) shows as `refreshing`.
-                "state": if t.lease_until > latchkey_core::time_fmt::now_ms() { "refreshing" } else { t.state.as_str() },
+                // `refreshing` while a lease runs; `refresh_outcome_unknown` after one that
+                // was never given back (SECURITY S24).
+                "state": latchkey_core::engine::tokens::shown_state(t, latchkey_core::time_fmt::now_ms()),
                 "has_token": t.sealed.is_some(),
                 "expires_at": t.expires_at.map(rfc3339),
                 "last_refresh_at": t.last_refresh_at.map(rfc3339),
