@@ -164,7 +164,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     tokio::spawn(engine.clone().keepalive_forever(Duration::from_secs(60)));
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");
-    let state = latchkey_server::AppState::new(engine);
+    let mut state = latchkey_server::AppState::new(engine.clone());
+    if let Some(path) = &settings.config.server.audit_log {
+        let salt = engine.audit_salt().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let audit = latchkey_server::Audit::open(std::path::Path::new(path), salt)
+            .with_context(|| format!("server.audit_log: cannot open `{path}` for appending"))?;
+        state = state.with_audit(audit);
+        tracing::info!(path = %path, "writing the audit log");
+    }
     latchkey_server::serve_threaded(listener, state, settings.threads, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

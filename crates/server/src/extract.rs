@@ -8,7 +8,9 @@ use latchkey_core::{CallError, Env, ErrorCode};
 
 use crate::{ApiError, AppState};
 
-pub struct AdminCaller;
+pub struct AdminCaller {
+    pub key_id: String,
+}
 
 pub struct AppCaller {
     pub env: Env,
@@ -17,14 +19,14 @@ pub struct AppCaller {
 
 /// An app key, or a user token (a Latchkey-issued JWT) acting for its own user.
 pub enum AppOrUser {
-    App { env: Env },
+    App { env: Env, key_id: String },
     User { env: Env, user: String },
 }
 
 impl AppOrUser {
     pub fn env(&self) -> Env {
         match self {
-            AppOrUser::App { env } | AppOrUser::User { env, .. } => *env,
+            AppOrUser::App { env, .. } | AppOrUser::User { env, .. } => *env,
         }
     }
 }
@@ -57,7 +59,7 @@ impl FromRequestParts<AppState> for AppOrUser {
             return Ok(AppOrUser::User { env, user: claims.sub });
         }
         match authenticate(parts, state).await? {
-            Caller::App { env, .. } => Ok(AppOrUser::App { env }),
+            Caller::App { env, key_id } => Ok(AppOrUser::App { env, key_id }),
             Caller::Admin { .. } => {
                 Err(CallError::new(ErrorCode::Forbidden, "this route needs an app key or a user token").into())
             }
@@ -102,7 +104,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match authenticate(parts, state).await? {
-            Caller::Admin { .. } => Ok(AdminCaller),
+            Caller::Admin { key_id } => Ok(AdminCaller { key_id }),
             Caller::App { .. } => Err(CallError::new(
                 ErrorCode::Forbidden,
                 "this route needs an admin key (lk_admin_…); app keys reach calls, proxy and connections",

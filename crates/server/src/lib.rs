@@ -3,6 +3,7 @@
 //! Architecture invariant: handlers are thin. They authenticate, parse the wire shape, call the
 //! engine, and map the result; every decision about credentials lives in `latchkey-core`.
 
+mod audit;
 mod error;
 mod extract;
 mod limit;
@@ -10,6 +11,7 @@ mod metrics;
 mod routes;
 mod threads;
 
+pub use audit::Audit;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use threads::serve_threaded;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Introspection requests per app key (SECURITY S33).
     introspection: Arc<limit::RateLimiter>,
+    /// The audit log, when `[server] audit_log` is set (SECURITY S8).
+    audit: Option<Arc<Audit>>,
 }
 
 impl AppState {
@@ -34,6 +38,31 @@ impl AppState {
             engine,
             metrics: Arc::new(Metrics::default()),
             introspection: Arc::new(limit::RateLimiter::new(per_second)),
+            audit: None,
+        }
+    }
+
+    /// Writes every call and credential change to `audit` first (SECURITY S8).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(Arc::new(audit));
+        self
+    }
+
+    /// The audit log's HMAC of `value`, when there is a log.
+    pub(crate) fn audit_hash(&self, value: &str, out: &mut Option<String>) {
+        *out = self.audit.as_ref().map(|a| a.hash(value));
+    }
+
+    /// Records `kind` with the fields `fields` builds (only called when the log is on), or
+    /// refuses the request when the record cannot be written.
+    pub(crate) fn audit(
+        &self,
+        kind: &str,
+        fields: impl FnOnce(&Audit) -> serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        match &self.audit {
+            Some(audit) => audit.record(kind, fields(audit)),
+            None => Ok(()),
         }
     }
 }

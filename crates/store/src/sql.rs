@@ -972,7 +972,7 @@ macro_rules! impl_store {
                 async fn sealed_values(&self) -> StoreResult<Vec<(SealedPlace, Vec<u8>)>> {
                     const OP: &str = "sealed_values";
                     let mut out = Vec::new();
-                    for (k, v) in sqlx::query_as::<_, (String, Vec<u8>)>("SELECT key, value FROM meta WHERE key = 'vault.key_check'")
+                    for (k, v) in sqlx::query_as::<_, (String, Vec<u8>)>("SELECT key, value FROM meta WHERE key IN ('vault.key_check', 'audit.salt')")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?

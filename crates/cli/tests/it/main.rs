@@ -3,6 +3,7 @@
 
 mod admin;
 mod at_rest;
+mod audit;
 mod auth_methods;
 mod cli;
 mod connections;

@@ -127,6 +127,11 @@ pub struct ServerConfig {
     /// (default 100; SECURITY S33).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection_per_second: Option<u32>,
+    /// An append-only audit log (JSON lines): every call and credential change is written
+    /// to it before it goes out or takes effect, and refused (503) when it cannot be
+    /// (SECURITY S8). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<String>,
     /// Serving threads, each with its own single-threaded runtime (default: one per CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u16>,

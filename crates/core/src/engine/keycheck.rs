@@ -43,3 +43,43 @@ pub async fn check_master_key(store: &dyn Store, vault: &Vault) -> Result<KeyChe
         Err(e) => Err(format!("the store's key-check marker is damaged ({e}); nothing was changed")),
     }
 }
+
+/// The per-install key that audit records HMAC their sensitive strings with (SECURITY S8):
+/// 32 random bytes, made once and sealed in the store like the marker.
+pub(crate) const AUDIT_SALT_KEY: &str = "audit.salt";
+
+pub(crate) fn audit_salt_aad() -> Aad {
+    Aad::new("meta", AUDIT_SALT_KEY, "value", "-")
+}
+
+/// The audit salt, made on first use (another instance may make it first: theirs is used).
+pub async fn audit_salt(store: &dyn Store, vault: &Vault) -> Result<AuditSalt, String> {
+    for _ in 0..2 {
+        if let Some(sealed) = store.get_meta(AUDIT_SALT_KEY).await.map_err(|e| e.to_string())? {
+            let salt =
+                vault.open(&audit_salt_aad(), &sealed).map_err(|e| format!("the audit salt cannot be opened: {e}"))?;
+            return Ok(zeroize::Zeroizing::new(secrecy::ExposeSecret::expose_secret(&salt).to_vec()));
+        }
+        let salt = zeroize::Zeroizing::new(latchkey_vault::random::bytes::<32>());
+        store
+            .insert_meta(AUDIT_SALT_KEY, &vault.seal(&audit_salt_aad(), &salt[..]))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Err("the audit salt could not be stored".into())
+}
+
+/// The audit log's per-install HMAC key.
+pub type AuditSalt = zeroize::Zeroizing<Vec<u8>>;
+
+/// `hmac-sha256:<hex>` of `value` under `salt`: how the audit log records strings that may
+/// carry caller data.
+pub fn audit_hash(salt: &[u8], value: &str) -> String {
+    let tag = latchkey_vault::hmac_sha256(salt, value.as_bytes());
+    let mut out = String::with_capacity(12 + 64);
+    out.push_str("hmac-sha256:");
+    for b in tag {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}

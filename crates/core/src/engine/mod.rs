@@ -25,7 +25,7 @@ pub use connect::{CallbackOutcome, ConnectionView, FlowError};
 pub use webhooks::signature as webhook_signature;
 
 pub use admin::{PutConnectorError, SecretInfo};
-pub use keycheck::{KeyCheck, check_master_key};
+pub use keycheck::{AuditSalt, KeyCheck, audit_hash, check_master_key};
 pub use pipeline::{OutBody, ProxyRequest, UpstreamResponse};
 pub use runtime::ConnectorRuntime;
 
@@ -170,6 +170,11 @@ impl Engine {
         }
         self.generation.store(now, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The per-install key of the audit log's HMACs (SECURITY S8), made on first use.
+    pub async fn audit_salt(&self) -> Result<AuditSalt, String> {
+        keycheck::audit_salt(&*self.store, &self.vault).await
     }
 
     /// Picks up `master.key.next` (written by `latchkey vault rotate`) as the sealing key.

@@ -50,12 +50,13 @@ pub async fn get_connector(
 }
 
 pub async fn put_connector(
-    _: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path(name): Path<String>,
     b: JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let json = body(b, "of a connector definition (the shape of `[connectors.NAME]` in the file)")?;
+    state.audit("connector.put", |_| change(&admin, "connector", &name))?;
     let existed = state.engine.connector(&name).is_some();
     match state.engine.put_connector(&name, json).await {
         Ok(_) => {
@@ -72,10 +73,11 @@ pub async fn put_connector(
 }
 
 pub async fn delete_connector(
-    _: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    state.audit("connector.delete", |_| change(&admin, "connector", &name))?;
     if state.engine.delete_connector(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -100,7 +102,7 @@ pub struct PutSecret {
 }
 
 pub async fn put_secret(
-    _: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path(name): Path<String>,
     b: JsonBody<PutSecret>,
@@ -110,15 +112,21 @@ pub async fn put_secret(
         None => Env::Live,
         Some(e) => e.parse::<Env>().map_err(CallError::invalid_params)?,
     };
+    state.audit("secret.put", |_| {
+        let mut f = change(&admin, "secret", &name);
+        f.insert("environment".into(), env.as_str().into());
+        f
+    })?;
     let info = state.engine.put_secret(&name, env, &req.value).await?;
     Ok(Json(secret_json(&info)))
 }
 
 pub async fn delete_secret(
-    _: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    state.audit("secret.delete", |_| change(&admin, "secret", &name))?;
     if state.engine.delete_secret(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -156,12 +164,17 @@ pub struct CreateKey {
 }
 
 pub async fn create_key(
-    _: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     b: JsonBody<CreateKey>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"`{"environment": "live"|"dev", "name": "..."}`"#)?;
     let env = req.environment.parse::<Env>().map_err(CallError::invalid_params)?;
+    state.audit("key.create", |_| {
+        let mut f = change(&admin, "key", req.name.as_deref().unwrap_or(""));
+        f.insert("environment".into(), env.as_str().into());
+        f
+    })?;
     let new = state.engine.create_key(KeyKind::App(env), req.name.as_deref().unwrap_or("")).await?;
     let mut out = key_json(&new.row);
     out["key"] = Value::String(new.key.expose_secret().to_owned());
@@ -174,10 +187,11 @@ pub async fn list_keys(_: AdminCaller, State(state): State<AppState>) -> Result<
 }
 
 pub async fn delete_key(
-    _: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    state.audit("key.delete", |_| change(&admin, "key", &id))?;
     if state.engine.delete_key(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -272,4 +286,33 @@ pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Resul
         })
         .collect();
     Ok(Json(json!({"tokens": list})))
+}
+
+/// The fields of a credential change in the audit log: who, and the name of what changed.
+fn change(admin: &AdminCaller, what: &str, name: &str) -> serde_json::Map<String, Value> {
+    let mut f = serde_json::Map::new();
+    f.insert("caller".into(), admin.key_id.as_str().into());
+    f.insert(what.into(), name.into());
+    f
+}
+
+#[derive(Deserialize)]
+pub struct AuditHash {
+    value: String,
+}
+
+/// `POST /v1/admin/audit-hash`: the HMAC under which the audit log records `value`, to look a
+/// path or user id up in it (SECURITY S8).
+pub async fn audit_hash(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    b: JsonBody<AuditHash>,
+) -> Result<Json<Value>, ApiError> {
+    let req = body(b, r#"`{"value": "..."}`"#)?;
+    let mut hash = None;
+    state.audit_hash(&req.value, &mut hash);
+    let hash = hash.ok_or_else(|| {
+        CallError::not_found("no audit log is configured: set `[server] audit_log` to the file to write it to")
+    })?;
+    Ok(Json(serde_json::json!({ "hash": hash })))
 }

@@ -101,8 +101,30 @@ async fn named_call_request(state: &AppState, req: Request) -> Result<Response, 
             format!("the request body must be JSON `{{\"params\": {{...}}}}`: {}", e.body_text()),
         )
     })?;
+    state.audit("call", |a| {
+        let mut f = serde_json::Map::new();
+        match &caller {
+            AppOrUser::App { env, key_id } => {
+                f.insert("caller".into(), key_id.as_str().into());
+                f.insert("environment".into(), env.as_str().into());
+                if let Some(u) = &body.user {
+                    f.insert("user".into(), a.hash(u).into());
+                }
+            }
+            AppOrUser::User { env, user } => {
+                f.insert("caller".into(), "user token".into());
+                f.insert("environment".into(), env.as_str().into());
+                f.insert("user".into(), a.hash(user).into());
+            }
+        }
+        f.insert("connector".into(), connector.as_str().into());
+        f.insert("call".into(), call.as_str().into());
+        f
+    })?;
     let up = match caller {
-        AppOrUser::App { env } => state.engine.call(env, &connector, &call, &body.params, body.user.as_deref()).await?,
+        AppOrUser::App { env, .. } => {
+            state.engine.call(env, &connector, &call, &body.params, body.user.as_deref()).await?
+        }
         AppOrUser::User { env, user } => {
             if body.user.as_deref().is_some_and(|u| u != user) {
                 return Err(CallError::not_found(format!("no connection of yours on connector `{connector}`")).into());
@@ -141,6 +163,19 @@ async fn forward(
                 .ok_or_else(|| CallError::invalid_params("`Latchkey-User` must be the app's user id as text"))?,
         ),
     };
+    state.audit("proxy", |a| {
+        let mut f = serde_json::Map::new();
+        f.insert("caller".into(), caller.key_id.as_str().into());
+        f.insert("environment".into(), caller.env.as_str().into());
+        f.insert("connector".into(), connector.as_str().into());
+        f.insert("method".into(), req.method().as_str().into());
+        let target = req.uri().query().map_or_else(|| path.clone(), |q| format!("{path}?{q}"));
+        f.insert("path".into(), a.hash(&target).into());
+        if let Some(u) = &user {
+            f.insert("user".into(), a.hash(u).into());
+        }
+        f
+    })?;
     let (parts, body) = req.into_parts();
     // Small bodies are held, so a call can be sent again after a reactive token refresh;
     // larger ones stream through once.

@@ -31,7 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(admin::list_events))
         .route("/connections", get(oauth::admin_list))
         .route("/connections/{id}", axum::routing::delete(oauth::admin_delete))
-        .route("/tokens", get(admin::list_tokens));
+        .route("/tokens", get(admin::list_tokens))
+        .route("/audit-hash", post(admin::audit_hash));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -1,0 +1,93 @@
+//! SECURITY S8: with `[server] audit_log`, every call and credential change is written to the
+//! log before it goes upstream or takes effect; strings that may carry caller data appear only
+//! as HMACs (looked up with `POST /v1/admin/audit-hash`); secret values never appear; and when
+//! the log cannot be written, calls and changes are refused and nothing reaches the upstream.
+
+use latchkey_testkit::latchkey::Options;
+use latchkey_testkit::recorder::Recorder;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn config(up: &Recorder, log: &str, key: &str) -> String {
+    format!(
+        "[server]\naudit_log = \"{log}\"\n[connectors.up]\nbase_url = \"{}/api\"\n\
+         auth = {{ method = \"api_key_header\", name = \"X-Api-Key\", key = {key} }}\n\
+         [connectors.up.calls.get]\npath = \"/named\"\n",
+        up.base_url
+    )
+}
+
+#[tokio::test]
+async fn calls_and_credential_changes_are_written_first_with_caller_data_hashed() {
+    const SECRET: &str = "canary-secret-3b1f0c";
+    let up = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let lk = Latchkey::start(bin(), &config(&up, &log.display().to_string(), "{ secret = \"k\" }"));
+    lk.put_secret("k", "live", SECRET).await;
+    let app = lk.app_key("live").await;
+    let r =
+        lk.http.get(lk.url("/v1/proxy/up/private-canarypath?q=canary-query")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(lk.call(&app, "up", "get", json!({})).await.status, 200);
+    let r = lk.admin_req(Method::DELETE, "/v1/admin/secrets/k").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["secret.put", "key.create", "proxy", "call", "secret.delete"], "{text}");
+    let key_id = &app["lk_live_".len().."lk_live_".len() + 12];
+    let proxy = &records[2];
+    assert_eq!(proxy["caller"], key_id);
+    assert_eq!((proxy["connector"].as_str(), proxy["method"].as_str()), (Some("up"), Some("GET")));
+    assert_eq!(proxy["environment"], "live");
+    assert!(proxy["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{proxy}");
+    assert_eq!(records[3]["call"], "get");
+    assert_eq!(records[0]["secret"], "k");
+    // The path is recorded as its HMAC, which the admin can compute to look it up.
+    let body = json!({ "value": "/private-canarypath?q=canary-query" });
+    let r = lk.admin_req(Method::POST, "/v1/admin/audit-hash").json(&body).send().await.unwrap();
+    let h = Reply::read(r).await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert_eq!(proxy["path"], h.json()["hash"], "{proxy}");
+    assert!(h.json()["hash"].as_str().unwrap().starts_with("hmac-sha256:"));
+    // An app key may not use it.
+    let r = lk.http.post(lk.url("/v1/admin/audit-hash")).bearer_auth(&app).json(&json!({"value": "x"})).send();
+    assert_eq!(r.await.unwrap().status(), 403);
+    for canary in [SECRET, "canarypath", "canary-query"] {
+        assert!(!text.contains(canary), "{canary} in the audit log:\n{text}");
+    }
+    assert!(!text.contains(&app[8 + 12..]), "the app key's secret part is in the audit log");
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_log_refuses_calls_and_changes_and_nothing_reaches_the_upstream() {
+    let up = Recorder::start().await;
+    let key = "{ env = \"LK_AUDIT_TEST_KEY\" }";
+    let opts = Options {
+        config: config(&up, "/dev/full", key),
+        env: vec![("LK_AUDIT_TEST_KEY".into(), "upstream-key".into())],
+        ..Options::default()
+    };
+    let lk = Latchkey::start_with(bin(), opts).unwrap();
+    // Keys made by the CLI (which writes the store, not through the server) still work.
+    let out = lk.cli(&["key", "create", "--env", "live"], None);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let app = printed.split_whitespace().find(|w| w.starts_with("lk_live_")).expect("a key").to_owned();
+
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/x")).bearer_auth(&app).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
+    assert!(r.body.contains("audit log"), "{}", r.body);
+    let r = lk.call(&app, "up", "get", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
+    assert_eq!(up.count(), 0, "a call went upstream without its audit record");
+
+    let r = lk.admin_req(Method::PUT, "/v1/admin/secrets/s").json(&json!({"value": "v"})).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let r = Reply::read(lk.admin_req(Method::GET, "/v1/admin/secrets").send().await.unwrap()).await;
+    assert_eq!(r.json()["secrets"], json!([]), "a change took effect without its audit record: {}", r.body);
+    assert!(lk.output().contains("the audit log cannot be written"), "{}", lk.output());
+}
