@@ -150,8 +150,10 @@ async fn vault_rotate_reseals_everything_while_the_server_keeps_serving() {
     use latchkey_testkit::fake_oauth::FakeOAuth;
     let up = Recorder::start().await;
     let fake = FakeOAuth::start().await;
+    // With an audit log, whose HMAC key is sealed in the store too.
     let config = format!(
-        "[connectors.up]\nbase_url = \"{}\"\nauth = {{ method = \"api_key_header\", name = \"X-Key\", key = {{ secret = \"k\" }} }}\n\
+        "[server]\naudit_log = \"audit.jsonl\"\n\
+         [connectors.up]\nbase_url = \"{}\"\nauth = {{ method = \"api_key_header\", name = \"X-Key\", key = {{ secret = \"k\" }} }}\n\
          [connectors.api]\nbase_url = \"{}\"\nauth = {{ method = \"oauth2_password\", token_url = \"{}\", username = \"u\", password = {{ secret = \"pw\" }}, client_id = \"c\" }}\n\
          [connectors.api.calls.echo]\npath = \"/api/echo\"\n",
         up.base_url, fake.base_url, fake.token_url
@@ -200,6 +202,10 @@ async fn vault_rotate_reseals_everything_while_the_server_keeps_serving() {
         latchkey_store::connect(&format!("sqlite://{}", lk.data_dir.join("latchkey.db").display())).await.unwrap();
     let values = store.sealed_values().await.unwrap();
     assert!(values.len() >= 5, "{} sealed values", values.len());
+    assert!(
+        values.iter().any(|(p, _)| matches!(p, latchkey_core::store::SealedPlace::Meta(k) if k == "audit.salt")),
+        "the audit log's key is not among the sealed values"
+    );
     for (place, sealed) in &values {
         assert_eq!(latchkey_vault::key_id_of(sealed).unwrap(), new_id, "{place:?} is still sealed with the old key");
     }
