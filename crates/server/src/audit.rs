@@ -23,7 +23,7 @@ use crate::ApiError;
 pub struct Audit {
     file: Mutex<std::fs::File>,
     path: PathBuf,
-    salt: AuditSalt,
+    key: latchkey_core::engine::AuditKey,
 }
 
 impl Audit {
@@ -33,12 +33,13 @@ impl Audit {
         options.append(true).create(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        Ok(Audit { file: Mutex::new(options.open(path)?), path: path.to_owned(), salt })
+        let key = latchkey_core::engine::AuditKey::new(&salt);
+        Ok(Audit { file: Mutex::new(options.open(path)?), path: path.to_owned(), key })
     }
 
     /// `hmac-sha256:<hex>` of `value` under the install's audit key.
     pub fn hash(&self, value: &str) -> String {
-        latchkey_core::engine::audit_hash(&self.salt, value)
+        latchkey_core::engine::audit_hash(&self.key, value)
     }
 
     /// Writes one record (`at` is added), or says why the request cannot go on.

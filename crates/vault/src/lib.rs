@@ -185,3 +185,22 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
     aws_lc_rs::hmac::sign(&k, data).as_ref().try_into().expect("HMAC-SHA256 tags are 32 bytes")
 }
+
+/// An HMAC-SHA256 key prepared once, for many tags under the same key (the audit log).
+pub struct HmacKey(aws_lc_rs::hmac::Key);
+
+impl HmacKey {
+    pub fn new(key: &[u8]) -> Self {
+        Self(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key))
+    }
+
+    pub fn sign(&self, data: &[u8]) -> [u8; 32] {
+        aws_lc_rs::hmac::sign(&self.0, data).as_ref().try_into().expect("HMAC-SHA256 tags are 32 bytes")
+    }
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacKey([REDACTED])")
+    }
+}

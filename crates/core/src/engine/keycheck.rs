@@ -72,14 +72,15 @@ pub async fn audit_salt(store: &dyn Store, vault: &Vault) -> Result<AuditSalt, S
 /// The audit log's per-install HMAC key.
 pub type AuditSalt = zeroize::Zeroizing<Vec<u8>>;
 
-/// `hmac-sha256:<hex>` of `value` under `salt`: how the audit log records strings that may
-/// carry caller data.
-pub fn audit_hash(salt: &[u8], value: &str) -> String {
-    let tag = latchkey_vault::hmac_sha256(salt, value.as_bytes());
+/// `hmac-sha256:<hex>` of `value` under the audit key: how the audit log records strings that
+/// may carry caller data.
+pub fn audit_hash(key: &latchkey_vault::HmacKey, value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(12 + 64);
     out.push_str("hmac-sha256:");
-    for b in tag {
-        out.push_str(&format!("{b:02x}"));
+    for b in key.sign(value.as_bytes()) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
 }

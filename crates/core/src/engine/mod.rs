@@ -26,6 +26,8 @@ pub use webhooks::signature as webhook_signature;
 
 pub use admin::{PutConnectorError, SecretInfo};
 pub use keycheck::{AuditSalt, KeyCheck, audit_hash, check_master_key};
+/// The audit log's prepared HMAC key.
+pub use latchkey_vault::HmacKey as AuditKey;
 pub use pipeline::{OutBody, ProxyRequest, UpstreamResponse};
 pub use runtime::ConnectorRuntime;
 
