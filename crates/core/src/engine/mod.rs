@@ -220,11 +220,22 @@ impl Engine {
     }
 
     async fn rebuild(&self, always: bool) -> Result<(), StoreError> {
-        let _guard = self.reload_lock.lock().await;
+        let guard = self.reload_lock.lock().await;
         let seen = self.generation.load(Ordering::SeqCst);
         let changes = self.store.changes_since(seen).await?;
         if changes.through == seen && !always {
             return Ok(()); // caught up meanwhile
+        }
+        if changes.through < seen {
+            // The generation went back: the store was restored from a backup or replaced.
+            // Rows stamped before what this instance saw may differ: read everything.
+            drop(guard);
+            tracing::warn!(
+                held = seen,
+                store = changes.through,
+                "the store's generation went back; reading it all again"
+            );
+            return self.reload().await;
         }
         let stored = self.store.list_connectors().await?;
         let keys = self.store.list_signing_keys().await?;
@@ -249,6 +260,7 @@ impl Engine {
         self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.generation.store(changes.through, Ordering::SeqCst);
         self.catch_ups.fetch_add(1, Ordering::Relaxed);
+        drop(guard);
         tracing::info!(
             generation = changes.through,
             secrets = n_secrets,
