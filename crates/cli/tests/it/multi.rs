@@ -49,3 +49,49 @@ async fn three_instances_on_postgres_make_one_token_request_for_an_expired_token
     }
     assert_eq!(fake.token_requests(), 1, "instances refreshed the same token separately");
 }
+
+/// A secret written or deleted through one instance reaches another at its next sync (1 s),
+/// which reads only the changed rows (ef5c583): its full reads stay at one (its start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_catches_up_with_a_secret_change_reading_only_that_change() {
+    let db = Database::create();
+    let up = latchkey_testkit::recorder::Recorder::start().await;
+    let key = latchkey_vault::MasterKey::generate();
+    let key_text = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
+    let config = format!(
+        "[connectors.up]\nbase_url = \"{}\"\nauth = {{ method = \"api_key_header\", name = \"X-Key\", key = {{ secret = \"k\" }} }}\n",
+        up.base_url
+    );
+    let env = vec![("LATCHKEY_DATABASE_URL".to_owned(), db.url()), ("LATCHKEY_MASTER_KEY".to_owned(), key_text)];
+    let a = Latchkey::start_with(bin(), Options { config: config.clone(), env: env.clone(), ..Options::default() })
+        .unwrap();
+    a.put_secret("k", "live", "first").await;
+    let app = a.app_key("live").await;
+    let b = Latchkey::start_with(bin(), Options { config, env, ..Options::default() }).unwrap();
+    let sent_by_b = async |b: &Latchkey| {
+        let r = b.http.get(b.url("/v1/proxy/up/x")).bearer_auth(&app).send().await.unwrap();
+        (r.status().as_u16(), up.requests().last().and_then(|q| q.header("x-key").map(str::to_owned)))
+    };
+    assert_eq!(sent_by_b(&b).await, (200, Some("first".into())));
+
+    a.put_secret("k", "live", "second").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sent_by_b(&b).await.1.as_deref() != Some("second") {
+        assert!(std::time::Instant::now() < deadline, "instance b never saw the new value");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = a.admin_req(reqwest::Method::DELETE, "/v1/admin/secrets/k").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    while sent_by_b(&b).await.0 == 200 {
+        assert!(std::time::Instant::now() < deadline, "instance b kept using a deleted secret");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = b.http.get(b.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("latchkey_store_reads_total{kind=\"full\"} 1\n"), "{metrics}");
+    let changes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("latchkey_store_reads_total{kind=\"changes\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(changes >= 2, "{metrics}");
+}

@@ -25,5 +25,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "latchkey_token_requests_total {}\n",
         state.engine.tokens.requests.load(std::sync::atomic::Ordering::Relaxed)
     ));
+    let (full, catch_ups) = state.engine.sync_counts();
+    text.push_str("# HELP latchkey_store_reads_total Times memory was brought up to the store: `full` reads everything (at start, or after the store went back), `changes` only the rows written since.\n");
+    text.push_str("# TYPE latchkey_store_reads_total counter\n");
+    text.push_str(&format!("latchkey_store_reads_total{{kind=\"full\"}} {full}\n"));
+    text.push_str(&format!("latchkey_store_reads_total{{kind=\"changes\"}} {catch_ups}\n"));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
