@@ -525,9 +525,16 @@ async fn a_form_token_response_the_token_in_the_query_and_a_dotted_profile() {
 
 /// A connection through the in-process provider; returns (Latchkey, app key).
 async fn fake_connection(fake: &FakeOAuth, extra: Value) -> (Latchkey, String) {
+    fake_connection_with(fake, extra, "").await
+}
+
+/// [`fake_connection`] with more `[server]` settings.
+async fn fake_connection_with(fake: &FakeOAuth, extra: Value, server: &str) -> (Latchkey, String) {
     let lk = Latchkey::start(
         bin(),
-        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+        &format!(
+            "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n{server}"
+        ),
     );
     lk.put_secret("cs", "live", "fake-secret").await;
     let mut def = json!({"base_url": fake.base_url, "auth": {
@@ -714,4 +721,30 @@ async fn a_failing_webhook_receiver_gets_retries_and_the_failure_is_recorded() {
     let ids: std::collections::HashSet<_> =
         hooks.requests().iter().filter_map(|r| r.header("latchkey-delivery").map(str::to_owned)).collect();
     assert_eq!(ids.len(), 1);
+}
+
+/// SECURITY S8: deleting a connection is a credential change: audited first, with the user
+/// id as its HMAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_connection_is_audited_with_the_user_hashed() {
+    let fake = FakeOAuth::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let server = format!("audit_log = \"{}\"\n", log.display());
+    let (lk, app) = fake_connection_with(&fake, json!({}), &server).await;
+    let r = lk.http.delete(lk.url("/v1/connections/fake?user=ada")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["secret.put", "connector.put", "key.create", "connection.delete"], "{text}");
+    let deleted = &records[3];
+    assert_eq!(deleted["connector"], "fake");
+    let r = Reply::read(
+        lk.admin_req(Method::POST, "/v1/admin/audit-hash").json(&json!({"value": "ada"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(deleted["user"], r.json()["hash"], "{deleted}");
+    // As a JSON string value (a hex HMAC may well contain the letters `ada`).
+    assert!(!text.contains("\"ada\""), "{text}");
 }
