@@ -129,7 +129,7 @@ impl Engine {
             serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
         let row = ConnectorRow { name: name.to_owned(), definition, updated_at: now_ms() };
         self.store.put_connector(&row).await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
-        self.refresh().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
+        self.catch_up().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
         Ok(config)
     }
 
@@ -141,7 +141,7 @@ impl Engine {
             ));
         }
         let deleted = self.store.delete_connector(name).await.map_err(unavailable)?;
-        self.refresh().await.map_err(unavailable)?;
+        self.catch_up().await.map_err(unavailable)?;
         Ok(deleted)
     }
 

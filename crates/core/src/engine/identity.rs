@@ -140,7 +140,7 @@ impl Engine {
         for old in previous.iter().filter(|r| r.retired_at.is_some_and(|t| t < gone)) {
             self.store.delete_signing_key(&old.kid).await.map_err(unavailable)?;
         }
-        self.refresh().await.map_err(unavailable)?;
+        self.catch_up().await.map_err(unavailable)?;
         Ok(row)
     }
 
@@ -235,7 +235,7 @@ impl Engine {
         }
         self.store.revoke_user_families(env, id, now_ms()).await.map_err(unavailable)?;
         let deleted = self.store.delete_user(env, id).await.map_err(unavailable)?;
-        self.refresh().await.map_err(unavailable)?;
+        self.catch_up().await.map_err(unavailable)?;
         Ok(deleted)
     }
 
@@ -361,7 +361,7 @@ impl Engine {
                     }
                 }
                 self.store.revoke_family(&row.family, now).await.map_err(unavailable)?;
-                self.refresh().await.map_err(unavailable)?;
+                self.catch_up().await.map_err(unavailable)?;
                 tracing::warn!(family = %row.family, "refresh token reused: family revoked");
                 Err(invalid_grant(
                     "the refresh token was used already: its whole family is revoked; sign the user in again",
@@ -425,7 +425,7 @@ impl Engine {
         };
         if let Some(f) = family {
             self.store.revoke_family(&f, now_ms()).await.map_err(unavailable)?;
-            self.refresh().await.map_err(unavailable)?;
+            self.catch_up().await.map_err(unavailable)?;
         }
         Ok(())
     }

@@ -136,22 +136,36 @@ impl Engine {
         let secrets = self.store.list_secrets().await?;
         let stored = self.store.list_connectors().await?;
         self.callers.reload().await?;
-        let keys = self.store.list_signing_keys().await?;
-        let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - 2 * 86_400_000).await?;
-        let mut rt =
+        let identity = self.load_identity().await?;
+        let rt =
             runtime::Runtime::load(&self.config, stored, &secrets, &self.vault, self.env_vars.clone(), &self.clients);
-        rt.identity = identity::IdentityKeys::load(keys, &self.vault, revoked);
-        self.runtime.store(Arc::new(rt));
-        self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.generation.store(generation, Ordering::SeqCst);
+        self.swap_in(rt, identity, generation);
         self.full_reloads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Signing keys and recent revocations: few rows, read whole on every rebuild.
+    async fn load_identity(&self) -> Result<identity::IdentityKeys, StoreError> {
+        /// Revocations older than this concern refresh tokens that have expired anyway.
+        const REVOCATIONS_KEPT_MS: i64 = 2 * 86_400_000;
+        let keys = self.store.list_signing_keys().await?;
+        let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - REVOCATIONS_KEPT_MS).await?;
+        Ok(identity::IdentityKeys::load(keys, &self.vault, revoked))
+    }
+
+    /// Makes `rt` (with `identity`) the runtime, as of store generation `generation`.
+    fn swap_in(&self, mut rt: runtime::Runtime, identity: identity::IdentityKeys, generation: i64) {
+        rt.identity = identity;
+        self.runtime.store(Arc::new(rt));
+        self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.generation.store(generation, Ordering::SeqCst);
+    }
+
     /// Brings memory up to date after this instance's own write, which bumped the store's
     /// generation by one. When nobody else wrote meanwhile, `change` makes the same change in
-    /// memory (or returns `None` when the runtime is not concerned, such as for app keys):
-    /// no full reload, which reads and decrypts the whole store. Otherwise: a full reload.
+    /// memory (or returns `None` when the runtime is not concerned, such as for app keys)
+    /// without reading the store. Otherwise it catches up with every change since
+    /// ([`Engine::catch_up`]), this one included.
     pub(crate) async fn own_write(
         &self,
         change: impl FnOnce(&runtime::Runtime) -> Option<runtime::Runtime>,
@@ -207,23 +221,14 @@ impl Engine {
     /// Brings memory up to the store's generation without reading the whole store: only the
     /// secrets and app keys written or deleted since the generation held are read (and only
     /// those secrets opened); connectors, signing keys and revocations, which are few, are read
-    /// again; connectors are compiled again from the secrets in memory.
+    /// again; connectors are compiled again from the secrets in memory. Every write that
+    /// changes what memory holds bumps the generation, so a generation that has not moved
+    /// means there is nothing to do.
     pub async fn catch_up(&self) -> Result<(), StoreError> {
-        self.rebuild(false).await
-    }
-
-    /// After this instance's own write of connectors, signing keys, users or revocations:
-    /// [`Engine::catch_up`], and reads those small tables again even if the generation did
-    /// not move (not every such write bumps it).
-    pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
-        self.rebuild(true).await
-    }
-
-    async fn rebuild(&self, always: bool) -> Result<(), StoreError> {
         let guard = self.reload_lock.lock().await;
         let seen = self.generation.load(Ordering::SeqCst);
         let changes = self.store.changes_since(seen).await?;
-        if changes.through == seen && !always {
+        if changes.through == seen {
             return Ok(()); // caught up meanwhile
         }
         if changes.through < seen {
@@ -238,8 +243,7 @@ impl Engine {
             return self.reload().await;
         }
         let stored = self.store.list_connectors().await?;
-        let keys = self.store.list_signing_keys().await?;
-        let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - 2 * 86_400_000).await?;
+        let identity = self.load_identity().await?;
         let current = self.runtime.load_full();
         let secrets = if changes.secrets.is_empty() && changes.deleted_secrets.is_empty() {
             current.secrets.clone()
@@ -254,11 +258,8 @@ impl Engine {
         let (n_secrets, n_keys) =
             (changes.secrets.len() + changes.deleted_secrets.len(), changes.keys.len() + changes.deleted_keys.len());
         self.callers.apply(changes.keys, &changes.deleted_keys);
-        let mut rt = runtime::Runtime::build(&self.config, Arc::new(stored), secrets, &self.clients);
-        rt.identity = identity::IdentityKeys::load(keys, &self.vault, revoked);
-        self.runtime.store(Arc::new(rt));
-        self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.generation.store(changes.through, Ordering::SeqCst);
+        let rt = runtime::Runtime::build(&self.config, Arc::new(stored), secrets, &self.clients);
+        self.swap_in(rt, identity, changes.through);
         self.catch_ups.fetch_add(1, Ordering::Relaxed);
         drop(guard);
         tracing::info!(
