@@ -166,8 +166,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     println!("Latchkey listening on http://{addr}");
     let mut state = latchkey_server::AppState::new(engine.clone());
     if let Some(path) = &settings.config.server.audit_log {
-        let salt = engine.audit_salt().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let audit = latchkey_server::Audit::open(std::path::Path::new(path), salt)
+        let key = engine.audit_key().await.map_err(|e| anyhow::anyhow!("server.audit_log: {e}"))?;
+        let audit = latchkey_server::Audit::open(std::path::Path::new(path), key)
             .with_context(|| format!("server.audit_log: cannot open `{path}` for appending"))?;
         state = state.with_audit(audit);
         tracing::info!(path = %path, "writing the audit log");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use latchkey_core::ErrorCode;
-use latchkey_core::engine::AuditSalt;
+use latchkey_core::engine::AuditKey;
 use serde_json::{Map, Value};
 
 use crate::ApiError;
@@ -23,23 +23,22 @@ use crate::ApiError;
 pub struct Audit {
     file: Mutex<std::fs::File>,
     path: PathBuf,
-    key: latchkey_core::engine::AuditKey,
+    key: AuditKey,
 }
 
 impl Audit {
     /// Opens (or creates, readable by the owner only) the log at `path` for appending.
-    pub fn open(path: &Path, salt: AuditSalt) -> std::io::Result<Audit> {
+    pub fn open(path: &Path, key: AuditKey) -> std::io::Result<Audit> {
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let key = latchkey_core::engine::AuditKey::new(&salt);
         Ok(Audit { file: Mutex::new(options.open(path)?), path: path.to_owned(), key })
     }
 
     /// `hmac-sha256:<hex>` of `value` under the install's audit key.
     pub fn hash(&self, value: &str) -> String {
-        latchkey_core::engine::audit_hash(&self.key, value)
+        latchkey_core::engine::audit::hash(&self.key, value)
     }
 
     /// Writes one record (`at` is added), or says why the request cannot go on.

@@ -49,8 +49,8 @@ impl AppState {
     }
 
     /// The audit log's HMAC of `value`, when there is a log.
-    pub(crate) fn audit_hash(&self, value: &str, out: &mut Option<String>) {
-        *out = self.audit.as_ref().map(|a| a.hash(value));
+    pub(crate) fn audit_hash(&self, value: &str) -> Option<String> {
+        self.audit.as_ref().map(|a| a.hash(value))
     }
 
     /// Records `kind` with the fields `fields` builds (only called when the log is on), or

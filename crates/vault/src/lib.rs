@@ -182,8 +182,7 @@ mod tests;
 
 /// HMAC-SHA256 of `data` under `key` (webhook signatures).
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
-    aws_lc_rs::hmac::sign(&k, data).as_ref().try_into().expect("HMAC-SHA256 tags are 32 bytes")
+    HmacKey::new(key).sign(data)
 }
 
 /// An HMAC-SHA256 key prepared once, for many tags under the same key (the audit log).

@@ -12,6 +12,7 @@
 //! again from the secrets in memory.
 
 mod admin;
+pub mod audit;
 mod connect;
 pub mod identity;
 mod keycheck;
@@ -25,7 +26,7 @@ pub use connect::{CallbackOutcome, ConnectionView, FlowError};
 pub use webhooks::signature as webhook_signature;
 
 pub use admin::{PutConnectorError, SecretInfo};
-pub use keycheck::{AuditSalt, KeyCheck, audit_hash, check_master_key};
+pub use keycheck::{KeyCheck, check_master_key};
 /// The audit log's prepared HMAC key.
 pub use latchkey_vault::HmacKey as AuditKey;
 pub use pipeline::{OutBody, ProxyRequest, UpstreamResponse};
@@ -189,8 +190,8 @@ impl Engine {
     }
 
     /// The per-install key of the audit log's HMACs (SECURITY S8), made on first use.
-    pub async fn audit_salt(&self) -> Result<AuditSalt, String> {
-        keycheck::audit_salt(&*self.store, &self.vault).await
+    pub async fn audit_key(&self) -> Result<AuditKey, String> {
+        audit::key(&*self.store, &self.vault).await
     }
 
     /// Picks up `master.key.next` (written by `latchkey vault rotate`) as the sealing key.

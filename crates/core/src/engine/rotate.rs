@@ -17,7 +17,7 @@ pub struct ResealReport {
 
 fn aad(place: &SealedPlace) -> Aad {
     match place {
-        SealedPlace::Meta(key) if key == super::keycheck::AUDIT_SALT_KEY => super::keycheck::audit_salt_aad(),
+        SealedPlace::Meta(key) if key == super::audit::SALT_KEY => super::audit::salt_aad(),
         SealedPlace::Meta(_) => super::keycheck::aad(),
         SealedPlace::Secret(name, env) => crate::secrets::secret_aad(name, *env),
         SealedPlace::Token(key) => crate::token::aad(key),

@@ -309,9 +309,7 @@ pub async fn audit_hash(
     b: JsonBody<AuditHash>,
 ) -> Result<Json<Value>, ApiError> {
     let req = body(b, r#"`{"value": "..."}`"#)?;
-    let mut hash = None;
-    state.audit_hash(&req.value, &mut hash);
-    let hash = hash.ok_or_else(|| {
+    let hash = state.audit_hash(&req.value).ok_or_else(|| {
         CallError::not_found("no audit log is configured: set `[server] audit_log` to the file to write it to")
     })?;
     Ok(Json(serde_json::json!({ "hash": hash })))
