@@ -72,17 +72,8 @@ impl AppState {
 /// every request at a modest rate, far too few to scan for tokens.
 const DEFAULT_INTROSPECTION_PER_SECOND: u32 = 100;
 
-/// The whole HTTP API. Tests drive it with `oneshot` or on `127.0.0.1:0`.
+/// The whole HTTP API as one router; [`serve_threaded`] runs it behind `routes::Service`, which
+/// takes the hot routes before it.
 pub fn router(state: AppState) -> Router {
     routes::router(state)
-}
-
-/// Serves until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(routes::Service::new(state));
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

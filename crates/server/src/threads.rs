@@ -55,7 +55,7 @@ pub async fn serve_threaded(
                 });
                 let listener = Handed { handed, open: open_here, addr };
                 let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(
-                    crate::routes::Service::with_others_on(state, main),
+                    crate::routes::Service::new(state, main),
                 );
                 axum::serve(listener, service)
                     .with_graceful_shutdown(async move {

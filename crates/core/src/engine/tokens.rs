@@ -34,7 +34,7 @@ pub const REFRESH_OUTCOME_UNKNOWN: &str = "refresh_outcome_unknown";
 /// tries the stored refresh token); otherwise the stored state.
 pub fn shown_state(row: &crate::store::TokenRow, now: i64) -> &str {
     if row.lease_until > now {
-        "refreshing"
+        TokenState::Refreshing.as_str()
     } else if row.lease_until != 0 {
         REFRESH_OUTCOME_UNKNOWN
     } else {

@@ -131,20 +131,16 @@ fn record(
 pub struct Service {
     router: Router,
     state: AppState,
-    /// Where requests other than the hot routes run, when set: the main runtime, so that an
-    /// admin write that compiles every connector again does not stall a serving thread's
-    /// connections (see `threads.rs`).
-    elsewhere: Option<tokio::runtime::Handle>,
+    /// Where requests other than the hot routes run: the main runtime, so that an admin write
+    /// that compiles every connector again does not stall a serving thread's connections
+    /// (see `threads.rs`).
+    others: tokio::runtime::Handle,
 }
 
 impl Service {
-    pub fn new(state: AppState) -> Self {
-        Self { router: router(state.clone()), state, elsewhere: None }
-    }
-
-    /// The same, running every request but the hot routes on `runtime`.
-    pub fn with_others_on(state: AppState, runtime: tokio::runtime::Handle) -> Self {
-        Self { elsewhere: Some(runtime), ..Self::new(state) }
+    /// The hot routes run where they arrive; every other request runs on `others`.
+    pub fn new(state: AppState, others: tokio::runtime::Handle) -> Self {
+        Self { router: router(state.clone()), state, others }
     }
 }
 
@@ -153,28 +149,24 @@ type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infa
 impl tower_service::Service<Request> for Service {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures_util::future::Either<BoxedResponse, <Router as tower_service::Service<Request>>::Future>;
+    type Future = BoxedResponse;
 
     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        use futures_util::future::Either;
         let Some(hot) = calls::Hot::of(req.method(), req.uri().path()) else {
-            let Some(runtime) = &self.elsewhere else {
-                return Either::Right(self.router.call(req));
-            };
-            let answer = runtime.spawn(self.router.call(req));
-            return Either::Left(Box::pin(async move {
+            let answer = self.others.spawn(self.router.call(req));
+            return Box::pin(async move {
                 answer.await.unwrap_or_else(|_| {
                     Ok(ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
                         .into_response())
                 })
-            }));
+            });
         };
         let state = self.state.clone();
-        Either::Left(Box::pin(async move {
+        Box::pin(async move {
             let started = Instant::now();
             let method = req.method().clone();
             let (route, template) = hot.route();
@@ -188,6 +180,6 @@ impl tower_service::Service<Request> for Service {
                 &response,
             );
             Ok(response)
-        }))
+        })
     }
 }

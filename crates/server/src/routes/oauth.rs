@@ -232,19 +232,11 @@ pub async fn delete_one(
     Query(q): Query<UserQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let v = own(&state, caller.env(), &connector, whose(&caller, &q)?).await?;
-    state.audit("connection.delete", |a| {
-        let mut f = serde_json::Map::new();
-        let by = match &caller {
-            AppOrUser::App { key_id, .. } => key_id.as_str(),
-            AppOrUser::User { .. } => "user token",
-        };
-        f.insert("caller".into(), by.into());
-        f.insert("environment".into(), v.row.env.as_str().into());
-        f.insert("connector".into(), v.row.connector.as_str().into());
-        f.insert("connection".into(), v.row.id.as_str().into());
-        f.insert("user".into(), a.hash(&v.row.owner).into());
-        f
-    })?;
+    let by = match &caller {
+        AppOrUser::App { key_id, .. } => key_id.as_str(),
+        AppOrUser::User { .. } => "user token",
+    };
+    state.audit("connection.delete", |a| deletion(a, by, &v.row))?;
     let revoked = state.engine.delete_connection(&v.row, "app").await?;
     Ok(Json(json!({"deleted": v.row.id, "revoked": revoked})))
 }
@@ -280,15 +272,7 @@ pub async fn admin_delete(
         .connection_by_id(&id)
         .await?
         .ok_or_else(|| CallError::not_found(format!("no connection with id `{id}`")))?;
-    state.audit("connection.delete", |a| {
-        let mut f = serde_json::Map::new();
-        f.insert("caller".into(), admin.key_id.as_str().into());
-        f.insert("environment".into(), row.env.as_str().into());
-        f.insert("connector".into(), row.connector.as_str().into());
-        f.insert("connection".into(), id.as_str().into());
-        f.insert("user".into(), a.hash(&row.owner).into());
-        f
-    })?;
+    state.audit("connection.delete", |a| deletion(a, &admin.key_id, &row))?;
     let revoked = state.engine.delete_connection(&row, "admin").await?;
     Ok(Json(json!({"deleted": id, "revoked": revoked})))
 }
@@ -376,4 +360,19 @@ pub async fn exchange(
     .into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// The audit record of a connection deleted by `caller` (the user id as its HMAC).
+fn deletion(
+    audit: &crate::Audit,
+    caller: &str,
+    row: &latchkey_core::store::ConnectionRow,
+) -> serde_json::Map<String, Value> {
+    let mut f = serde_json::Map::new();
+    f.insert("caller".into(), caller.into());
+    f.insert("environment".into(), row.env.as_str().into());
+    f.insert("connector".into(), row.connector.as_str().into());
+    f.insert("connection".into(), row.id.as_str().into());
+    f.insert("user".into(), audit.hash(&row.owner).into());
+    f
 }
