@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use latchkey_core::callers::Caller;
+use latchkey_core::callers::{Caller, KeyMemo};
 use latchkey_core::{CallError, Env, ErrorCode};
 
 use crate::{ApiError, AppState};
@@ -49,6 +49,13 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 impl FromRequestParts<AppState> for AppOrUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        AppOrUser::of(parts, state, None).await
+    }
+}
+
+impl AppOrUser {
+    /// The caller of a request on a connection whose last key is in `memo`, if any.
+    pub async fn of(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         if token.matches('.').count() == 2 && !token.starts_with("lk_") {
             let claims = state.engine.verify_user_token(token)?;
@@ -58,7 +65,7 @@ impl FromRequestParts<AppState> for AppOrUser {
                 .map_err(|_| CallError::new(ErrorCode::Unauthenticated, "bad token environment"))?;
             return Ok(AppOrUser::User { env, user: claims.sub });
         }
-        match authenticate(parts, state).await? {
+        match authenticate(parts, state, memo).await? {
             Caller::App { env, key_id } => Ok(AppOrUser::App { env, key_id }),
             Caller::Admin { .. } => {
                 Err(CallError::new(ErrorCode::Forbidden, "this route needs an app key or a user token").into())
@@ -75,7 +82,7 @@ fn single_authorization(parts: &Parts) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+async fn authenticate(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -> Result<Caller, ApiError> {
     single_authorization(parts)?;
     let header = parts.headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
         ApiError::new(
@@ -97,13 +104,16 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         )
         .into());
     }
-    Ok(state.engine.callers.authenticate(token).await?)
+    Ok(match memo {
+        Some(memo) => state.engine.callers.authenticate_memo(token, memo).await?,
+        None => state.engine.callers.authenticate(token).await?,
+    })
 }
 
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(parts, state).await? {
+        match authenticate(parts, state, None).await? {
             Caller::Admin { key_id } => Ok(AdminCaller { key_id }),
             Caller::App { .. } => Err(CallError::new(
                 ErrorCode::Forbidden,
@@ -117,7 +127,14 @@ impl FromRequestParts<AppState> for AdminCaller {
 impl FromRequestParts<AppState> for AppCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(parts, state).await? {
+        AppCaller::of(parts, state, None).await
+    }
+}
+
+impl AppCaller {
+    /// The caller of a request on a connection whose last key is in `memo`, if any.
+    pub async fn of(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -> Result<Self, ApiError> {
+        match authenticate(parts, state, memo).await? {
             Caller::App { env, key_id } => Ok(AppCaller { env, key_id }),
             Caller::Admin { .. } => Err(CallError::new(
                 ErrorCode::Forbidden,

@@ -12,12 +12,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -31,14 +31,13 @@ pub async fn serve_threaded(
     threads: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let addr = listener.local_addr()?;
     let main = tokio::runtime::Handle::current();
     let (stop, stopped) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
     for index in 0..threads.max(1) {
         let (hand, handed) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicUsize::new(0));
-        let (state, open_here, mut stopped, main) = (state.clone(), open.clone(), stopped.clone(), main.clone());
+        let (state, open_here, stopped, main) = (state.clone(), open.clone(), stopped.clone(), main.clone());
         let thread = std::thread::Builder::new().name(format!("latchkey-http-{index}")).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async move {
@@ -53,15 +52,8 @@ pub async fn serve_threaded(
                         tick.tick().await;
                     }
                 });
-                let listener = Handed { handed, open: open_here, addr };
-                let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(
-                    crate::routes::Service::new(state, main),
-                );
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await
+                serve_handed(handed, open_here, crate::routes::Service::new(state, main), stopped).await;
+                Ok::<_, io::Error>(())
             })
         })?;
         workers.push(Worker { hand, open, thread });
@@ -120,34 +112,43 @@ struct Worker {
     thread: std::thread::JoinHandle<io::Result<()>>,
 }
 
-/// A serving thread's listener: the connections the acceptor handed to it.
-struct Handed {
-    handed: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+/// Serves the connections the acceptor hands to this thread until `stopped`, then lets each
+/// finish its in-flight request. hyper serves each connection (HTTP/1.1, or HTTP/2 with prior
+/// knowledge) without axum's `serve`: its per-request work (a tower adapter, an upgrade
+/// handle, a shutdown signal polled beside every request) is not needed here.
+async fn serve_handed(
+    mut handed: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for Handed {
-    type Io = Counted;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Counted, SocketAddr) {
-        loop {
-            let Some((stream, peer)) = self.handed.recv().await else {
-                // The acceptor stopped: only the graceful shutdown ends this listener now.
-                return std::future::pending().await;
-            };
-            let open = Opened(self.open.clone());
-            match TcpStream::from_std(stream) {
-                Ok(io) => return (Counted { io, _open: open }, peer),
-                Err(e) => tracing::warn!(error = %e, "could not take over a connection"),
+    service: crate::routes::Service,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let handed = tokio::select! {
+            handed = handed.recv() => handed,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        // The acceptor stopped.
+        let Some((stream, _peer)) = handed else { break };
+        let opened = Opened(open.clone());
+        let io = match TcpStream::from_std(stream) {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take over a connection");
+                continue;
             }
-        }
+        };
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(io), service.for_connection()).into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a connection ended with an error");
+            }
+            drop(opened);
+        });
     }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
+    graceful.shutdown().await;
 }
 
 /// One open connection of a serving thread, counted down when it closes.
@@ -156,43 +157,5 @@ struct Opened(Arc<AtomicUsize>);
 impl Drop for Opened {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A connection that counts itself out of its thread's open connections when dropped.
-pub struct Counted {
-    io: TcpStream,
-    _open: Opened,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

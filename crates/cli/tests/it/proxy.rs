@@ -138,6 +138,30 @@ async fn upstream_connections_are_reused() {
     let _ = lk.call(&app, "up", "missing-call", json!({})).await;
 }
 
+/// A keep-alive connection's app key is remembered (issue 5) only until any key changes: a key
+/// deleted while the connection stays open is refused on its next request, and a different
+/// key on the same connection is checked on its own.
+#[tokio::test]
+async fn a_connection_remembers_its_key_only_until_the_keys_change() {
+    let (_up, lk, app) = setup("").await;
+    let other = lk.app_key("live").await;
+    let last = app.chars().last().unwrap();
+    let forged = format!("{}{}", &app[..app.len() - 1], if last == 'x' { 'y' } else { 'x' });
+    let mut conn = raw::KeepAlive::open(&lk.url("")).await;
+    assert_eq!(conn.get("/v1/proxy/up/x", &app).await, 200);
+    assert_eq!(conn.get("/v1/proxy/up/x", &app).await, 200);
+    assert_eq!(conn.get("/v1/proxy/up/x", &forged).await, 401, "a wrong key after a right one");
+    assert_eq!(conn.get("/v1/proxy/up/x", &other).await, 200);
+    assert_eq!(conn.get("/v1/proxy/up/x", &app).await, 200);
+    // A key is `lk_live_`, its 12-character id, then its secret.
+    let id = &app[8..20];
+    let r = lk.admin_req(reqwest::Method::DELETE, &format!("/v1/admin/keys/{id}")).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(conn.get("/v1/proxy/up/x", &app).await, 401, "a deleted key on a connection that used it");
+    assert_eq!(conn.get("/v1/proxy/up/x", &other).await, 200);
+    assert_eq!(conn.get("/v1/proxy/up/x", &app).await, 401);
+}
+
 /// The proxy and named calls are dispatched by their path's shape before the router (issue 5):
 /// the shapes around them must still answer as the router would.
 #[tokio::test]

@@ -1,8 +1,11 @@
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use latchkey_core::callers::KeyMemo;
 use latchkey_core::engine::{OutBody, ProxyRequest, UpstreamResponse};
+use latchkey_core::upstream::BoxError;
 use latchkey_core::{CallError, ErrorCode};
 use serde::Deserialize;
 
@@ -71,26 +74,32 @@ fn segment(raw: &str, what: &str) -> Result<String, ApiError> {
     })
 }
 
-pub async fn serve_hot(state: &AppState, hot: Hot, req: Request) -> Response {
+/// Serves a hot route. `memo` holds the key the connection presented last, where there is a
+/// connection to remember it for (`oneshot` callers have none).
+pub async fn serve_hot<B>(state: &AppState, hot: Hot, req: http::Request<B>, memo: Option<&KeyMemo>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let answer = match hot {
-        Hot::Proxy => proxy_request(state, req).await,
-        Hot::Call => named_call_request(state, req).await,
+        Hot::Proxy => proxy_request(state, req, memo).await,
+        Hot::Call => named_call_request(state, req.map(Body::new), memo).await,
     };
     answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn named_call(State(state): State<AppState>, req: Request) -> Response {
-    serve_hot(&state, Hot::Call, req).await
+    serve_hot(&state, Hot::Call, req, None).await
 }
 
 pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
-    serve_hot(&state, Hot::Proxy, req).await
+    serve_hot(&state, Hot::Proxy, req, None).await
 }
 
 /// Extractors in the order a handler would run them: caller, path, body.
-async fn named_call_request(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let (mut parts, body) = req.into_parts();
-    let caller = AppOrUser::from_request_parts(&mut parts, state).await?;
+async fn named_call_request(state: &AppState, req: Request, memo: Option<&KeyMemo>) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let caller = AppOrUser::of(&parts, state, memo).await?;
     let rest = parts.uri.path().strip_prefix("/v1/connectors/").unwrap_or_default();
     let (connector, call) = call_segments(rest).unwrap_or_default();
     let (connector, call) = (segment(connector, "connector")?, segment(call, "call")?);
@@ -135,24 +144,32 @@ async fn named_call_request(state: &AppState, req: Request) -> Result<Response, 
     Ok(stream(up))
 }
 
-async fn proxy_request(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let (mut parts, body) = req.into_parts();
-    let caller = AppCaller::from_request_parts(&mut parts, state).await?;
+async fn proxy_request<B>(state: &AppState, req: http::Request<B>, memo: Option<&KeyMemo>) -> Result<Response, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let caller = AppCaller::of(&parts, state, memo).await?;
     let rest = parts.uri.path().strip_prefix("/v1/proxy/").unwrap_or_default();
     // The raw (still percent-encoded) path below the connector, not a decoded capture.
     let (raw_connector, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let connector = segment(raw_connector, "connector")?;
     let path = path.to_owned();
-    forward(state, caller, connector, path, Request::from_parts(parts, body)).await
+    forward(state, caller, connector, path, http::Request::from_parts(parts, body)).await
 }
 
-async fn forward(
+async fn forward<B>(
     state: &AppState,
     caller: AppCaller,
     connector: String,
     path: String,
-    req: Request,
-) -> Result<Response, ApiError> {
+    req: http::Request<B>,
+) -> Result<Response, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let user = match req.headers().get("latchkey-user") {
         None => None,
         Some(v) => Some(
@@ -183,11 +200,12 @@ async fn forward(
     let empty_h1 = length.is_none()
         && !parts.headers.contains_key(http::header::TRANSFER_ENCODING)
         && parts.version <= http::Version::HTTP_11;
-    let body = if length.is_some_and(|n| n <= REPLAYABLE_BODY) || empty_h1 {
-        let bytes = axum::body::to_bytes(body, REPLAYABLE_BODY)
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::InvalidParams, "the request body could not be read"))?;
-        OutBody::Bytes(bytes)
+    let body = if body.is_end_stream() {
+        OutBody::Bytes(Bytes::new())
+    } else if length.is_some_and(|n| n <= REPLAYABLE_BODY) || empty_h1 {
+        let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, REPLAYABLE_BODY)).await;
+        let bytes = read.map_err(|_| ApiError::new(ErrorCode::InvalidParams, "the request body could not be read"))?;
+        OutBody::Bytes(bytes.to_bytes())
     } else {
         OutBody::stream(body)
     };

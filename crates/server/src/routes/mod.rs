@@ -5,6 +5,7 @@ mod identity;
 mod oauth;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -13,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use latchkey_core::ErrorCode;
+use latchkey_core::callers::KeyMemo;
 
 use crate::metrics::Route;
 use crate::{ApiError, AppState};
@@ -146,31 +148,30 @@ impl Service {
 
 type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-impl tower_service::Service<Request> for Service {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxedResponse;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
+impl Service {
+    /// A request that is not on a hot route, answered by the router on the main runtime.
+    fn other(&self, req: Request) -> BoxedResponse {
+        let answer = self.others.spawn(tower_service::Service::call(&mut self.router.clone(), req));
+        Box::pin(async move {
+            answer.await.unwrap_or_else(|_| {
+                Ok(ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
+                    .into_response())
+            })
+        })
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        let Some(hot) = calls::Hot::of(req.method(), req.uri().path()) else {
-            let answer = self.others.spawn(self.router.call(req));
-            return Box::pin(async move {
-                answer.await.unwrap_or_else(|_| {
-                    Ok(ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
-                        .into_response())
-                })
-            });
-        };
+    /// A request on a hot route, answered where it arrived, with its metrics and log line.
+    fn hot<B>(&self, hot: calls::Hot, req: http::Request<B>, memo: Option<Arc<KeyMemo>>) -> BoxedResponse
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<latchkey_core::upstream::BoxError>,
+    {
         let state = self.state.clone();
         Box::pin(async move {
             let started = Instant::now();
             let method = req.method().clone();
             let (route, template) = hot.route();
-            let response = calls::serve_hot(&state, hot, req).await;
+            let response = calls::serve_hot(&state, hot, req, memo.as_deref()).await;
             record(
                 &state,
                 route,
@@ -181,5 +182,50 @@ impl tower_service::Service<Request> for Service {
             );
             Ok(response)
         })
+    }
+
+    /// The service for one connection: it also remembers the key the connection presented
+    /// last ([`KeyMemo`]).
+    pub fn for_connection(&self) -> ConnectionService {
+        ConnectionService { service: self.clone(), memo: Arc::default() }
+    }
+}
+
+impl tower_service::Service<Request> for Service {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match calls::Hot::of(req.method(), req.uri().path()) {
+            Some(hot) => self.hot(hot, req, None),
+            None => self.other(req),
+        }
+    }
+}
+
+/// [`Service`] for one connection, as hyper runs it (`threads.rs`): hot routes read the
+/// request body straight from hyper, and the app key is checked against the connection's
+/// [`KeyMemo`] first.
+#[derive(Clone)]
+pub struct ConnectionService {
+    service: Service,
+    memo: Arc<KeyMemo>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        match calls::Hot::of(req.method(), req.uri().path()) {
+            Some(hot) => self.service.hot(hot, req, Some(self.memo.clone())),
+            None => self.service.other(req.map(axum::body::Body::new)),
+        }
     }
 }
