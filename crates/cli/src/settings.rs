@@ -65,6 +65,9 @@ impl Settings {
             (None, Some(l)) => l.parse().context("server.listen")?,
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 7420)),
         };
+        if config.server.data_key_max_seals == Some(0) {
+            bail!("server.data_key_max_seals must be at least 1 (or left out: 3,865,470,566)");
+        }
         let threads = match flags.threads.or(config.server.threads) {
             Some(0) => bail!("server.threads must be at least 1 (or left out: one per CPU)"),
             Some(n) => usize::from(n),

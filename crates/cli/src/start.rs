@@ -31,6 +31,9 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<Va
     let store_is_new = store.get_meta("vault.key_check").await?.is_none();
     let key = master_key(settings, store_is_new)?;
     let vault = Arc::new(Vault::new(&key));
+    if let Some(seals) = settings.config.server.data_key_max_seals {
+        vault.set_data_key_budget(seals);
+    }
     if settings.master_key.is_none() {
         // A rotation in progress (or interrupted): the next key seals, the previous one opens.
         for (file, promote) in [(NEXT_KEY_FILE, true), (PREVIOUS_KEY_FILE, false)] {

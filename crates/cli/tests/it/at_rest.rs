@@ -268,3 +268,63 @@ async fn an_interrupted_vault_rotation_resumes_and_restarts_cleanly() {
     }
     assert_eq!(std::fs::read_to_string(lk.data_dir.join("master.key")).unwrap().trim(), next_text);
 }
+
+/// SECURITY S2: with `[server] data_key_max_seals = 3`, seven secrets written through the API
+/// are sealed under at least three data keys, none sealing more than three of them; every one
+/// still opens after a restart (a new process, which derives the old data keys again).
+#[tokio::test]
+async fn data_keys_are_retired_at_their_budget_and_older_ones_still_open() {
+    let up = Recorder::start().await;
+    let mut config = String::from("[server]\ndata_key_max_seals = 3\n");
+    for i in 0..7 {
+        config.push_str(&format!(
+            "[connectors.up{i}]\nbase_url = \"{}\"\nauth = {{ method = \"api_key_header\", name = \"X-Key\", key = {{ secret = \"k{i}\" }} }}\n",
+            up.base_url
+        ));
+    }
+    let mut lk = Latchkey::start(bin(), &config);
+    let app = lk.app_key("live").await;
+    for i in 0..7 {
+        lk.put_secret(&format!("k{i}"), "live", &format!("value-{i}")).await;
+    }
+    let metrics = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let drawn: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("latchkey_vault_data_keys_total "))
+        .expect("latchkey_vault_data_keys_total in /metrics")
+        .parse()
+        .unwrap();
+    assert!(drawn >= 3, "7 seals (and the store's key check) at 3 per data key drew {drawn} data keys");
+
+    let store =
+        latchkey_store::connect(&format!("sqlite://{}", lk.data_dir.join("latchkey.db").display())).await.unwrap();
+    let mut per_term = std::collections::HashMap::<Vec<u8>, usize>::new();
+    for row in store.list_secrets().await.unwrap() {
+        assert!(row.sealed.starts_with(b"LK2"), "secret {} is not sealed under a data key", row.name);
+        // LK2 | master key id (8) | term (16) | ...
+        *per_term.entry(row.sealed[11..27].to_vec()).or_default() += 1;
+    }
+    assert_eq!(per_term.values().sum::<usize>(), 7);
+    assert!(per_term.len() >= 3 && per_term.values().all(|&n| n <= 3), "seals per data key: {per_term:?}");
+    drop(store);
+
+    let work = lk.keep_work_dir();
+    lk.kill();
+    let again =
+        Latchkey::start_with(bin(), Options { config, data_dir: Some(lk.data_dir.clone()), ..Options::default() })
+            .unwrap();
+    for i in 0..7 {
+        let r = again.http.get(again.url(&format!("/v1/proxy/up{i}/x"))).bearer_auth(&app).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        assert_eq!(up.last().header("x-key"), Some(format!("value-{i}").as_str()));
+    }
+    drop(work);
+
+    let refused = Latchkey::start_with(
+        bin(),
+        Options { config: "[server]\ndata_key_max_seals = 0\n".into(), ..Options::default() },
+    )
+    .err()
+    .expect("a budget of 0 is refused");
+    assert!(refused.contains("server.data_key_max_seals must be at least 1"), "{refused}");
+}

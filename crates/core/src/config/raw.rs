@@ -135,6 +135,10 @@ pub struct ServerConfig {
     /// Serving threads, each with its own single-threaded runtime (default: one per CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u16>,
+    /// Values each data key seals before the vault draws a new one (default 3,865,470,566;
+    /// SECURITY S2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key_max_seals: Option<u64>,
 }
 
 /// The `auth` table: one variant per method, each with its own fields. Deserialized by

@@ -272,6 +272,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Data keys this process's vault has drawn (SECURITY S2): one at the first seal, one more
+    /// each time a data key reached its budget or a new master key took over.
+    pub fn data_keys_drawn(&self) -> u64 {
+        self.vault.data_keys_drawn()
+    }
+
     /// How many times memory was rebuilt from the whole store, and how many times it caught up
     /// from the changed rows only (tests, metrics).
     pub fn sync_counts(&self) -> (u64, u64) {

@@ -30,5 +30,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     text.push_str("# TYPE latchkey_store_reads_total counter\n");
     text.push_str(&format!("latchkey_store_reads_total{{kind=\"full\"}} {full}\n"));
     text.push_str(&format!("latchkey_store_reads_total{{kind=\"changes\"}} {catch_ups}\n"));
+    text.push_str("# HELP latchkey_vault_data_keys_total Data keys drawn by this process: each seals at most `[server] data_key_max_seals` values.\n");
+    text.push_str("# TYPE latchkey_vault_data_keys_total counter\n");
+    text.push_str(&format!("latchkey_vault_data_keys_total {}\n", state.engine.data_keys_drawn()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
