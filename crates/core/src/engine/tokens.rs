@@ -107,6 +107,9 @@ pub struct TokenManager {
     fault: Option<String>,
     /// Token requests sent to providers (for metrics and tests).
     pub requests: AtomicU64,
+    /// Refresh-token requests whose answer was lost after they may have reached the provider
+    /// (`latchkey_refresh_ambiguous_total`): the exposure to lost rotations.
+    pub ambiguous: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -140,6 +143,7 @@ impl TokenManager {
             slots: Mutex::new(HashMap::new()),
             fault,
             requests: AtomicU64::new(0),
+            ambiguous: AtomicU64::new(0),
         }
     }
 
@@ -509,6 +513,7 @@ impl TokenManager {
                     retry_after: None,
                     no_response: true,
                     timed_out: false,
+                    ambiguous: false,
                 })?,
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -522,6 +527,14 @@ impl TokenManager {
                 }
                 Err(e) if e.terminal => return Err(e),
                 Err(e) => {
+                    if e.ambiguous && request.is_refresh {
+                        // The provider may have rotated the refresh token and the answer was
+                        // lost. The retry below presents the same token at once (a provider
+                        // with a reuse window accepts it); `invalid_grant` then ends on the
+                        // refusal path (the grant again, or reauthorization).
+                        self.ambiguous.fetch_add(1, Ordering::Relaxed);
+                        self.event(&src.key, "token.refresh_ambiguous", "retrying", error_detail(&e)).await;
+                    }
                     attempt += 1;
                     if attempt >= TRIES || e.retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
                         return Err(e);

@@ -88,10 +88,14 @@ pub struct TokenError {
     /// No answer at all (timeout, connection refused).
     pub no_response: bool,
     pub timed_out: bool,
+    /// The request may have reached the provider, and its answer was lost (a timeout or a
+    /// connection cut after connecting): a refresh token may have been rotated without our
+    /// knowing (SECURITY, "an ambiguous timeout").
+    pub ambiguous: bool,
 }
 
 impl TokenError {
-    fn transport(timed_out: bool, description: String) -> Self {
+    fn transport(timed_out: bool, ambiguous: bool, description: String) -> Self {
         TokenError {
             terminal: false,
             status: None,
@@ -100,6 +104,7 @@ impl TokenError {
             retry_after: None,
             no_response: true,
             timed_out,
+            ambiguous,
         }
     }
 
@@ -199,11 +204,13 @@ pub async fn request_token(
     let response = match builder.send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
-            return Err(TokenError::transport(true, format!("no answer within {} ms", timeout.as_millis())));
+            let description = format!("no answer within {} ms", timeout.as_millis());
+            return Err(TokenError::transport(true, !e.is_connect(), description));
         }
         Err(e) => {
             let cause = crate::error::innermost_cause(&e).unwrap_or_default();
-            return Err(TokenError::transport(false, format!("could not reach the token endpoint ({cause})")));
+            let description = format!("could not reach the token endpoint ({cause})");
+            return Err(TokenError::transport(false, !e.is_connect(), description));
         }
     };
     let status = response.status().as_u16();
@@ -220,7 +227,7 @@ pub async fn request_token(
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded") || v.starts_with("text/plain"));
     let bytes = match response.bytes().await {
         Ok(b) => b,
-        Err(e) => return Err(TokenError::transport(e.is_timeout(), "the answer was cut off".into())),
+        Err(e) => return Err(TokenError::transport(e.is_timeout(), true, "the answer was cut off".into())),
     };
     let json: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         if is_form || bytes.contains(&b'=') {
@@ -246,6 +253,7 @@ pub async fn request_token(
             retry_after,
             no_response: false,
             timed_out: false,
+            ambiguous: false,
         });
     }
     let Some(access) = lookup(&json, &req.shape.token_path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
@@ -257,6 +265,7 @@ pub async fn request_token(
             retry_after: None,
             no_response: false,
             timed_out: false,
+            ambiguous: false,
         });
     };
     let expires_in = lookup(&json, &req.shape.expires_in_path).and_then(|v| match v {

@@ -25,6 +25,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "latchkey_token_requests_total {}\n",
         state.engine.tokens.requests.load(std::sync::atomic::Ordering::Relaxed)
     ));
+    text.push_str("# HELP latchkey_refresh_ambiguous_total Refresh-token requests whose answer was lost after they may have reached the provider (a rotation may have been lost).\n");
+    text.push_str("# TYPE latchkey_refresh_ambiguous_total counter\n");
+    text.push_str(&format!(
+        "latchkey_refresh_ambiguous_total {}\n",
+        state.engine.tokens.ambiguous.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     let (full, catch_ups) = state.engine.sync_counts();
     text.push_str("# HELP latchkey_store_reads_total Times memory was brought up to the store: `full` reads everything (at start, or after the store went back), `changes` only the rows written since.\n");
     text.push_str("# TYPE latchkey_store_reads_total counter\n");
