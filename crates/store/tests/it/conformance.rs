@@ -506,6 +506,79 @@ pub async fn token_touch_and_delete(ctx: &Ctx) {
     assert_eq!(s.get_token(&k).await.unwrap(), None);
 }
 
+/// SECURITY S25: only a compare-and-swap may overwrite a credential. 1,000 refreshes (lease,
+/// then commit of a new value) run while other tasks write the same row: uses recorded
+/// (`touch_token`), and a writer that rewrites the whole credential from a snapshot it read
+/// earlier, with `commit_token_if_version` (the write that lost rotations at Floway and
+/// Nango). No rotation may be lost: the row ends with the last refresh's value, and a
+/// snapshot's rewrite succeeds only when no refresh came between its read and its write.
+pub async fn s25_no_rotation_is_lost_to_concurrent_writes_of_the_same_row(ctx: &Ctx) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let k = tkey("hot");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hammers = Vec::new();
+    {
+        let (s, k, stop) = (ctx.store.clone(), k.clone(), stop.clone());
+        hammers.push(tokio::spawn(async move {
+            let mut at = 0;
+            while !stop.load(Ordering::Relaxed) {
+                at += 1;
+                s.touch_token(&k, at).await.unwrap();
+            }
+        }));
+    }
+    {
+        let (s, k, stop) = (ctx.store.clone(), k.clone(), stop.clone());
+        hammers.push(tokio::spawn(async move {
+            let mut seen = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let Some(snapshot) = s.get_token(&k).await.unwrap() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let Some(sealed) = snapshot.sealed.clone() else { continue };
+                // What this writer sees never goes back to an older rotation.
+                let n = rotation(&sealed);
+                assert!(n >= seen, "rotation {n} seen after rotation {seen}");
+                seen = n;
+                tokio::task::yield_now().await;
+                let rewrite = TokenWrite { sealed: Some(Some(sealed)), ..write(b"", "ok") };
+                s.commit_token_if_version(&k, snapshot.version, &rewrite, 0).await.unwrap();
+            }
+        }));
+    }
+    let s = &*ctx.store;
+    for i in 1..=1_000i64 {
+        let lease = loop {
+            if let Some(l) = s.take_lease(&k, "refresher", i * 10, i * 10 + 5).await.unwrap() {
+                break l;
+            }
+            tokio::task::yield_now().await;
+        };
+        let value = format!("rotation-{i}");
+        assert!(
+            s.commit_token(&k, lease.epoch, &write(value.as_bytes(), "ok"), i * 10 + 1).await.unwrap(),
+            "refresh {i} lost its lease to a metadata write"
+        );
+        // A rewrite from a snapshot older than this commit cannot pass the version check, so
+        // the row holds this rotation until the next one.
+        let now = s.get_token(&k).await.unwrap().unwrap();
+        assert_eq!(now.sealed.as_deref().map(rotation), Some(i), "rotation {i} was overwritten");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in hammers {
+        h.await.unwrap();
+    }
+    let row = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!(row.sealed.as_deref(), Some(&b"rotation-1000"[..]), "a rotation was lost");
+}
+
+/// The number in `rotation-N`.
+fn rotation(sealed: &[u8]) -> i64 {
+    std::str::from_utf8(sealed).ok().and_then(|t| t.strip_prefix("rotation-")?.parse().ok()).unwrap_or(0)
+}
+
 pub async fn concurrent_leases_have_one_winner(ctx: &Ctx) {
     let k = tkey("race");
     let mut tasks = Vec::new();

@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             token_commit_if_version_refuses_a_stale_writer,
             token_touch_and_delete,
             concurrent_leases_have_one_winner,
+            s25_no_rotation_is_lost_to_concurrent_writes_of_the_same_row,
             events_filter_and_order,
             connections_upsert_keeps_the_id,
             deleting_a_connection_deletes_its_tokens,
