@@ -164,3 +164,32 @@ async fn duplicate_authorization_headers_are_refused() {
     assert!(text.to_ascii_lowercase().contains("latchkey-error: invalid_params"), "{text}");
     assert_eq!(up.count(), 0);
 }
+
+/// A named call's body must be JSON, sent as JSON: anything else is `400 invalid_params` with
+/// what was wrong, and nothing goes upstream.
+#[tokio::test]
+async fn a_named_call_body_that_is_not_json_is_refused() {
+    let (up, lk, app) = setup().await;
+    let url = lk.url("/v1/connectors/up/calls/post");
+    let send = |content_type: Option<&'static str>, body: &'static str| {
+        let mut r = lk.http.post(&url).bearer_auth(&app).body(body);
+        if let Some(t) = content_type {
+            r = r.header("content-type", t);
+        }
+        async move { Reply::read(r.send().await.unwrap()).await }
+    };
+    let r = send(None, r#"{"params": {"text": "x"}}"#).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("invalid_params")), "{}", r.body);
+    assert!(r.body.contains("Content-Type: application/json"), "{}", r.body);
+    let r = send(Some("text/plain"), r#"{"params": {"text": "x"}}"#).await;
+    assert_eq!(r.error_code(), Some("invalid_params"), "{}", r.body);
+    let r = send(Some("application/json"), r#"{"params": "#).await;
+    assert_eq!(r.error_code(), Some("invalid_params"), "{}", r.body);
+    assert!(r.body.contains("Failed to parse the request body as JSON"), "{}", r.body);
+    let r = send(Some("application/json"), r#"{"params": {}, "extra": 1}"#).await;
+    assert!(r.body.contains("unknown field `extra`"), "{}", r.body);
+    assert_eq!(up.count(), 0, "a refused call went upstream");
+    let r = send(Some("application/json; charset=utf-8"), r#"{"params": {"text": "x"}}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(up.count(), 1);
+}

@@ -1,6 +1,6 @@
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use latchkey_core::callers::KeyMemo;
@@ -83,7 +83,7 @@ where
 {
     let answer = match hot {
         Hot::Proxy => proxy_request(state, req, memo).await,
-        Hot::Call => named_call_request(state, req.map(Body::new), memo).await,
+        Hot::Call => named_call_request(state, req, memo).await,
     };
     answer.unwrap_or_else(IntoResponse::into_response)
 }
@@ -97,17 +97,24 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// Extractors in the order a handler would run them: caller, path, body.
-async fn named_call_request(state: &AppState, req: Request, memo: Option<&KeyMemo>) -> Result<Response, ApiError> {
+async fn named_call_request<B>(
+    state: &AppState,
+    req: http::Request<B>,
+    memo: Option<&KeyMemo>,
+) -> Result<Response, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, body) = req.into_parts();
     let caller = AppOrUser::of(&parts, state, memo).await?;
     let rest = parts.uri.path().strip_prefix("/v1/connectors/").unwrap_or_default();
     let (connector, call) = call_segments(rest).unwrap_or_default();
     let (connector, call) = (segment(connector, "connector")?, segment(call, "call")?);
-    let body = Json::<CallBody>::from_request(Request::from_parts(parts, body), state).await;
-    let Json(body) = body.map_err(|e| {
+    let body = call_body(&parts.headers, body).await.map_err(|text| {
         ApiError::new(
             ErrorCode::InvalidParams,
-            format!("the request body must be JSON `{{\"params\": {{...}}}}`: {}", e.body_text()),
+            format!("the request body must be JSON `{{\"params\": {{...}}}}`: {text}"),
         )
     })?;
     state.audit("call", |a| {
@@ -142,6 +149,39 @@ async fn named_call_request(state: &AppState, req: Request, memo: Option<&KeyMem
         }
     };
     Ok(stream(up))
+}
+
+/// The named call's body, as axum's `Json` extractor reads it (the same content types, limit
+/// and error texts) without its per-request `mime` parse and boxed body: the common
+/// `Content-Type: application/json` is recognised by a comparison.
+async fn call_body<B>(headers: &http::HeaderMap, body: B) -> Result<CallBody, String>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    if !json_content_type(headers) {
+        return Err("Expected request with `Content-Type: application/json`".into());
+    }
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, JSON_BODY_LIMIT)).await;
+    let bytes = read.map_err(|e| format!("Failed to buffer the request body: {e}"))?.to_bytes();
+    Json::<CallBody>::from_bytes(&bytes).map(|Json(body)| body).map_err(|e| e.body_text())
+}
+
+/// axum's default body limit, which the `Json` extractor applied here before.
+const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// `application/json`, or any `application/*+json`, with any parameters.
+fn json_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return true;
+    }
+    value
+        .parse::<mime::Mime>()
+        .is_ok_and(|m| m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json")))
 }
 
 async fn proxy_request<B>(state: &AppState, req: http::Request<B>, memo: Option<&KeyMemo>) -> Result<Response, ApiError>
@@ -219,4 +259,32 @@ where
     };
     let up = state.engine.proxy(caller.env, &connector, proxied).await?;
     Ok(stream(up))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The comparison for `application/json` agrees with axum's `mime`-based rule, which the
+    /// named call used before.
+    #[test]
+    fn json_content_types_are_those_axum_accepts() {
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON", true),
+            ("application/json; charset=utf-8", true),
+            ("application/json ;charset=utf-8", true),
+            ("application/problem+json", true),
+            ("application/vnd.api+json; charset=utf-8", true),
+            ("application/jsonx", false),
+            ("text/json", false),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("", false),
+            ("json", false),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(value).unwrap());
+            assert_eq!(super::json_content_type(&headers), json, "{value:?}");
+        }
+        assert!(!super::json_content_type(&http::HeaderMap::new()), "no Content-Type");
+    }
 }
