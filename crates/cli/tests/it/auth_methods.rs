@@ -210,3 +210,62 @@ async fn a_key_that_does_not_match_the_certificate_is_a_clear_error() {
     assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
     assert!(r.body.contains("does the key match the certificate?"), "{}", r.body);
 }
+
+/// SECURITY S11: pooled upstream connections are keyed by the whole credential identity. Two
+/// connectors reach the same nginx (same host, port and scheme) with different client
+/// certificates, one of them with another certificate for dev; 10,000 proxied requests,
+/// interleaved over 32 concurrent callers, each come back with the subject of the
+/// certificate its connector and environment hold, never another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_pooled_connections_never_cross_client_certificates() {
+    let nginx = nginx_mtls();
+    let auth = |name: &str| {
+        format!(
+            "{{ method = \"client_certificate\", certificate = {{ secret = \"{name}-cert\" }}, private_key = {{ secret = \"{name}-key\" }}, ca_certificate = \"\"\"{}\"\"\" }}",
+            nginx.server_ca_pem
+        )
+    };
+    let config = format!(
+        "[connectors.a]\nbase_url = \"{url}\"\nauth = {a}\n[connectors.b]\nbase_url = \"{url}\"\nauth = {b}\n",
+        url = nginx.base_url,
+        a = auth("a"),
+        b = auth("b"),
+    );
+    let lk = std::sync::Arc::new(Latchkey::start(bin(), &config));
+    for (name, env) in [("a", "live"), ("a", "dev"), ("b", "live"), ("b", "dev")] {
+        let pem = nginx.client_ca.client_cert(&format!("tenant-{name}-{env}"));
+        lk.put_secret(&format!("{name}-cert"), env, &pem.cert_pem).await;
+        lk.put_secret(&format!("{name}-key"), env, &pem.key_pem).await;
+    }
+    let keys = std::sync::Arc::new([lk.app_key("live").await, lk.app_key("dev").await]);
+    let mut callers = Vec::new();
+    for c in 0..32usize {
+        let (lk, keys) = (lk.clone(), keys.clone());
+        callers.push(tokio::spawn(async move {
+            let mut crossed = Vec::new();
+            for i in 0..10_000 / 32 + 1 {
+                let n = c + i;
+                let (name, env) = (["a", "b"][n % 2], n / 2 % 2);
+                let r =
+                    lk.http.get(lk.url(&format!("/v1/proxy/{name}/"))).bearer_auth(&keys[env]).send().await.unwrap();
+                let status = r.status();
+                let body = r.text().await.unwrap();
+                let want = format!("CN=tenant-{name}-{}", ["live", "dev"][env]);
+                if status != 200 || body.trim() != want {
+                    crossed.push(format!("{want}: {status} {body}"));
+                }
+            }
+            crossed
+        }));
+    }
+    let mut crossed = Vec::new();
+    for c in callers {
+        crossed.extend(c.await.unwrap());
+    }
+    assert!(
+        crossed.is_empty(),
+        "{} of 10,000 requests got another identity, first: {:?}",
+        crossed.len(),
+        crossed.first()
+    );
+}
