@@ -526,15 +526,20 @@ fn send_error(e: SendError, conn: &ConnectorRuntime) -> CallError {
 
 /// base_url + path. The path was rendered (named calls) or checked (proxy) already.
 fn join(conn: &ConnectorRuntime, path: &str) -> Result<Url, CallError> {
-    let mut url = conn.base.clone();
-    let mut full = String::with_capacity(conn.base_path.len() + path.len() + 1);
-    full.push_str(&conn.base_path);
+    Ok(join_under(&conn.base, &conn.base_path, path))
+}
+
+/// `base` with its path replaced by `base_path` + `path` (`base_path` has no trailing `/`).
+fn join_under(base: &Url, base_path: &str, path: &str) -> Url {
+    let mut url = base.clone();
+    let mut full = String::with_capacity(base_path.len() + path.len() + 1);
+    full.push_str(base_path);
     if !path.is_empty() && !path.starts_with('/') {
         full.push('/');
     }
     full.push_str(path);
     url.set_path(if full.is_empty() { "/" } else { &full });
-    Ok(url)
+    url
 }
 
 /// Refuses a proxy path that could climb above the base path, reach another host, or smuggle
@@ -637,6 +642,79 @@ mod tests {
         }
         assert_eq!(super::hop_by_hop_index("accept"), None);
         assert_eq!(super::hop_by_hop_index("Connection"), None, "header names are lower case here");
+    }
+
+    /// SECURITY S13: over 1,000,000 generated proxy paths built from pieces that could name
+    /// another host, user, port or scheme, or climb out of the base path, every path the check
+    /// lets through joins to a URL with the connector's scheme, host and port, no user info,
+    /// no query or fragment of its own, under the base path.
+    #[test]
+    fn s13_no_accepted_proxy_path_leaves_the_connectors_origin_or_base_path() {
+        const PARTS: [&str; 32] = [
+            "/",
+            "a",
+            "..",
+            ".",
+            "%2e",
+            "%2f",
+            "@",
+            ":",
+            "evil.example",
+            "//",
+            "\\",
+            "?",
+            "#",
+            "%40",
+            "%3a",
+            "http:",
+            "%00",
+            " ",
+            "é",
+            "%",
+            "~",
+            ";",
+            "=",
+            "&",
+            "%23",
+            "%3f",
+            "[",
+            "]",
+            "%5c",
+            "user:pw@",
+            "%2E%2E",
+            "\t",
+        ];
+        let base = url::Url::parse("https://api.example.com:8443/v2/").unwrap();
+        let base_path = base.path().trim_end_matches('/').to_owned();
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for _ in 0..1_000_000 {
+            let len = 1 + (next() % 6) as usize;
+            let mut path: String = (0..len).map(|_| PARTS[(next() % PARTS.len() as u64) as usize]).collect();
+            if next() % 2 == 0 {
+                path.insert(0, '/');
+            }
+            if check_proxy_path(&path).is_err() {
+                continue;
+            }
+            accepted += 1;
+            let url = super::join_under(&base, &base_path, &path);
+            assert_eq!(
+                (url.scheme(), url.host_str(), url.port_or_known_default()),
+                ("https", Some("api.example.com"), Some(8443)),
+                "{path:?} -> {url}"
+            );
+            assert!(url.username().is_empty() && url.password().is_none(), "{path:?} -> {url}");
+            assert!(url.query().is_none() && url.fragment().is_none(), "{path:?} -> {url}");
+            assert!(url.path() == base_path || url.path().starts_with(&format!("{base_path}/")), "{path:?} -> {url}");
+        }
+        assert!(accepted > 100_000, "only {accepted} paths accepted: the inputs are not varied");
     }
 
     /// The fast path of `strip_hop_by_hop` removes what the general one (`strip_named`)
