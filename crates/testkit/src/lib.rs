@@ -8,9 +8,11 @@
 //! - [`recorder`]: an in-process upstream that records exactly what arrived (raw path, headers,
 //!   body) and can misbehave on request (status codes, redirects, cookies, slowness).
 //! - [`canary`]: unique secret values and a scanner for them.
+//! - [`tcp_proxy`]: a TCP forwarder a test can cut (a network partition before the store).
 
 pub mod canary;
 pub mod fake_oauth;
 pub mod latchkey;
 pub mod peers;
 pub mod recorder;
+pub mod tcp_proxy;

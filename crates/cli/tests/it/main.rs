@@ -16,6 +16,7 @@ mod idp;
 mod leaks;
 mod lifecycle;
 mod multi;
+mod partition;
 mod proxy;
 mod raw;
 mod startup;

@@ -78,7 +78,29 @@ struct Cached {
     version: Option<i64>,
     failure: Option<Failure>,
     last_touch: i64,
+    /// Tokens the provider issued that the store did not take (it did not answer): the only
+    /// copy of a possibly rotated refresh token. Committed before anything else is done with
+    /// this key, and by a background task until then; never handed to a caller before.
+    pending: Option<Pending>,
 }
+
+/// A commit that did not happen because the store did not answer (SECURITY R4, R5).
+#[derive(Clone)]
+struct Pending {
+    write: TokenWrite,
+    epoch: i64,
+    version: i64,
+    set: Arc<TokenSet>,
+    /// The event to record once stored (`token.obtained` or `token.refreshed`).
+    kind: &'static str,
+}
+
+/// How long a store operation on a call's path may take before the call fails with
+/// `unavailable` (SECURITY R5: a partitioned store fails calls fast, not after the TCP
+/// timeout).
+const STORE_WAIT: Duration = Duration::from_secs(3);
+/// How often a pending commit is tried again while the store does not answer.
+const PENDING_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Slot {
@@ -126,6 +148,20 @@ fn jitter(max_ms: i64) -> i64 {
 
 fn unavailable(e: crate::store::StoreError) -> CallError {
     CallError::new(ErrorCode::Unavailable, format!("{e}; tokens cannot be refreshed safely until the store answers"))
+}
+
+/// A store operation on a call's path, bounded by [`STORE_WAIT`].
+async fn bounded<T>(op: impl Future<Output = crate::store::StoreResult<T>>) -> Result<T, CallError> {
+    match tokio::time::timeout(STORE_WAIT, op).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(CallError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the store did not answer within {} s; tokens cannot be refreshed safely until it does",
+                STORE_WAIT.as_secs()
+            ),
+        )),
+    }
 }
 
 impl TokenManager {
@@ -282,12 +318,13 @@ impl TokenManager {
     ) -> Result<Obtained, CallError> {
         let _flight = slot.flight.lock().await;
         let key = &src.key;
+        self.settle_pending(key, slot).await?;
         let now = now_ms();
         if let Some(answer) = Self::answer_from_cache(&lock(&slot.cached), src, mode, refused, now) {
             return answer;
         }
         // Another instance may have refreshed: the store is the truth.
-        let mut row = self.store.get_token(key).await.map_err(unavailable)?;
+        let mut row = bounded(self.store.get_token(key)).await?;
         if let Some(row) = &row {
             let mut c = lock(&slot.cached);
             self.adopt_row(&mut c, row);
@@ -299,9 +336,7 @@ impl TokenManager {
         let waited_since = now_ms();
         let leased = loop {
             let now = now_ms();
-            if let Some(row) =
-                self.store.take_lease(key, &self.owner, now, now + lease_ms(src)).await.map_err(unavailable)?
-            {
+            if let Some(row) = bounded(self.store.take_lease(key, &self.owner, now, now + lease_ms(src))).await? {
                 break row;
             }
             {
@@ -323,7 +358,7 @@ impl TokenManager {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            row = self.store.get_token(key).await.map_err(unavailable)?;
+            row = bounded(self.store.get_token(key)).await?;
             if let Some(row) = &row {
                 let mut c = lock(&slot.cached);
                 self.adopt_row(&mut c, row);
@@ -378,22 +413,26 @@ impl TokenManager {
                     last_refresh_at: Some(now),
                 };
                 // Durable before anyone uses it.
-                let mut committed =
-                    self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)?;
-                if !committed {
-                    committed = self
-                        .store
-                        .commit_token_if_version(key, leased.version, &write, now)
-                        .await
-                        .map_err(unavailable)?;
-                }
-                self.fault("after_token_commit");
                 let new = Arc::new(new);
+                let kind = if leased.sealed.is_none() { "token.obtained" } else { "token.refreshed" };
+                let pending = Pending { write, epoch: leased.epoch, version: leased.version, set: new.clone(), kind };
+                let committed = match commit_pending(self.store.as_ref(), key, &pending).await {
+                    Ok(committed) => committed,
+                    Err(error) => {
+                        // The provider answered and the store did not: the new tokens exist
+                        // only here. Kept, and stored as soon as the store answers; no call
+                        // gets them before (SECURITY S24, R4, R5).
+                        tracing::error!(connector = %key.connector, env = %key.env, "the store did not take new tokens; they are kept in memory and stored when it answers");
+                        lock(&slot.cached).pending = Some(pending);
+                        self.spawn_pending_commit(key);
+                        return Err(pending_error(&key.connector, &error));
+                    }
+                };
+                self.fault("after_token_commit");
                 if !committed {
                     tracing::error!(connector = %key.connector, env = %key.env, "token commit lost to another writer; using the stored token");
                     self.event(key, "token.commit_conflict", "error", json!({})).await;
                 } else {
-                    let kind = if leased.sealed.is_none() { "token.obtained" } else { "token.refreshed" };
                     self.event(
                         key,
                         kind,
@@ -424,7 +463,7 @@ impl TokenManager {
                     last_error: Some(e.summary()),
                     last_refresh_at: None,
                 };
-                let committed = self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)?;
+                let committed = bounded(self.store.commit_token(key, leased.epoch, &write, now)).await?;
                 self.event(key, "token.refresh_failed", "terminal", error_detail(&e)).await;
                 if previous_state != TokenState::ReauthorizationRequired {
                     self.event(key, "token.reauthorization_required", "terminal", error_detail(&e)).await;
@@ -450,7 +489,7 @@ impl TokenManager {
                     last_error: Some(e.summary()),
                     last_refresh_at: None,
                 };
-                let committed = self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)?;
+                let committed = bounded(self.store.commit_token(key, leased.epoch, &write, now)).await?;
                 self.event(key, "token.refresh_failed", "transient", error_detail(&e)).await;
                 let mut error = e.to_call_error(&key.connector);
                 if e.timed_out {
@@ -485,7 +524,7 @@ impl TokenManager {
     async fn release(&self, key: &TokenKey, leased: &TokenRow) {
         let write =
             TokenWrite { state: leased.state.clone(), last_error: leased.last_error.clone(), ..TokenWrite::default() };
-        if let Err(e) = self.store.commit_token(key, leased.epoch, &write, now_ms()).await {
+        if let Err(e) = bounded(self.store.commit_token(key, leased.epoch, &write, now_ms())).await {
             tracing::warn!(connector = %key.connector, error = %e, "could not release the token lease; it runs out by itself");
         }
     }
@@ -551,25 +590,38 @@ impl TokenManager {
     }
 
     pub(crate) async fn event(&self, key: &TokenKey, kind: &str, outcome: &str, detail: serde_json::Value) {
-        let at = now_ms();
-        let row = EventRow {
-            id: event_id(at),
-            at,
-            kind: kind.into(),
-            connector: key.connector.clone(),
-            env: key.env,
-            connection: key.connection.clone(),
-            actor: "latchkey".into(),
-            outcome: outcome.into(),
-            detail: detail.to_string(),
-        };
-        tracing::info!(kind, connector = %key.connector, env = %key.env, outcome, "token event");
-        if let Err(e) = self.store.insert_event(&row).await {
-            tracing::error!(error = %e, kind, "could not record an audit event");
-        }
-        if let Some(tx) = &self.notify {
-            let _ = tx.send(row);
-        }
+        record_event(self.store.as_ref(), self.notify.as_ref(), key, kind, outcome, detail).await;
+    }
+
+    /// Stores the tokens a refresh could not store earlier, before anything else is done with
+    /// `key` (the caller holds the slot's flight lock). While the store still does not answer,
+    /// the call fails fast: refreshing again would spend the old refresh token, which the
+    /// provider may have rotated away.
+    async fn settle_pending(&self, key: &TokenKey, slot: &Slot) -> Result<(), CallError> {
+        let Some(pending) = lock(&slot.cached).pending.clone() else { return Ok(()) };
+        let committed =
+            commit_pending(self.store.as_ref(), key, &pending).await.map_err(|e| pending_error(&key.connector, &e))?;
+        pending_settled(self.store.as_ref(), self.notify.as_ref(), key, slot, &pending, committed).await;
+        Ok(())
+    }
+
+    /// Tries the pending commit of `key` every [`PENDING_RETRY`] until it is decided (here or
+    /// by a caller), so that the tokens are stored when the store comes back even if no call
+    /// comes.
+    fn spawn_pending_commit(&self, key: &TokenKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (store, notify, slot, key) = (self.store.clone(), self.notify.clone(), self.slot(key), key.clone());
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(PENDING_RETRY).await;
+                let _flight = slot.flight.lock().await;
+                let Some(pending) = lock(&slot.cached).pending.clone() else { return };
+                if let Ok(committed) = commit_pending(store.as_ref(), &key, &pending).await {
+                    pending_settled(store.as_ref(), notify.as_ref(), &key, &slot, &pending, committed).await;
+                    return;
+                }
+            }
+        });
     }
 
     /// Stores the first tokens of a connection (or new ones after a reconnect), durably,
@@ -581,9 +633,7 @@ impl TokenManager {
         let started = now_ms();
         let leased = loop {
             let now = now_ms();
-            if let Some(row) =
-                self.store.take_lease(key, &self.owner, now, now + lease_ms(src)).await.map_err(unavailable)?
-            {
+            if let Some(row) = bounded(self.store.take_lease(key, &self.owner, now, now + lease_ms(src))).await? {
                 break row;
             }
             if now - started > lease_ms(src) + 5_000 {
@@ -603,7 +653,7 @@ impl TokenManager {
             last_error: None,
             last_refresh_at: Some(now),
         };
-        if !self.store.commit_token(key, leased.epoch, &write, now).await.map_err(unavailable)? {
+        if !bounded(self.store.commit_token(key, leased.epoch, &write, now)).await? {
             return Err(CallError::new(
                 ErrorCode::Unavailable,
                 "the connection's tokens changed while they were stored; connect again",
@@ -623,7 +673,7 @@ impl TokenManager {
         if let Some(set) = lock(&slot.cached).set.clone() {
             return Some(set);
         }
-        let row = self.store.get_token(key).await.ok()??;
+        let row = bounded(self.store.get_token(key)).await.ok()??;
         let mut c = lock(&slot.cached);
         self.adopt_row(&mut c, &row);
         c.set.clone()
@@ -636,7 +686,96 @@ impl TokenManager {
 
     /// The stored state of a key (for connection listings).
     pub async fn state_of(&self, key: &TokenKey) -> Option<TokenRow> {
-        self.store.get_token(key).await.ok().flatten()
+        bounded(self.store.get_token(key)).await.ok().flatten()
+    }
+}
+
+/// Memory after a pending commit was decided: the new tokens when stored, else (another writer
+/// won meanwhile) whatever the store holds, read at the next use.
+async fn pending_settled(
+    store: &dyn Store,
+    notify: Option<&tokio::sync::mpsc::UnboundedSender<EventRow>>,
+    key: &TokenKey,
+    slot: &Slot,
+    pending: &Pending,
+    committed: bool,
+) {
+    {
+        let mut c = lock(&slot.cached);
+        c.pending = None;
+        if committed {
+            c.set = Some(pending.set.clone());
+            c.version = Some(pending.version + 1);
+            c.failure = None;
+        } else {
+            c.version = None;
+        }
+    }
+    if committed {
+        tracing::info!(connector = %key.connector, env = %key.env, "tokens kept while the store did not answer are stored");
+        let detail = json!({"mode": "stored_late", "expires_at": pending.set.expires_at});
+        record_event(store, notify, key, pending.kind, "ok", detail).await;
+    } else {
+        tracing::error!(connector = %key.connector, env = %key.env, "tokens kept while the store did not answer lost to another writer");
+        record_event(store, notify, key, "token.commit_conflict", "error", json!({"stored_late": true})).await;
+    }
+}
+
+/// Commits `pending` under its lease epoch, or, the lease having run out, if nobody wrote since
+/// it was taken. `Ok(false)`: another writer won. A commit whose answer was lost may have
+/// happened anyway: a refusal is checked against what the store holds.
+async fn commit_pending(store: &dyn Store, key: &TokenKey, pending: &Pending) -> Result<bool, CallError> {
+    let now = now_ms();
+    if bounded(store.commit_token(key, pending.epoch, &pending.write, now)).await?
+        || bounded(store.commit_token_if_version(key, pending.version, &pending.write, now)).await?
+    {
+        return Ok(true);
+    }
+    let stored = bounded(store.get_token(key)).await?;
+    let ours = pending.write.sealed.as_ref().and_then(|s| s.as_deref());
+    Ok(stored.is_some_and(|row| row.sealed.is_some() && row.sealed.as_deref() == ours))
+}
+
+fn pending_error(connector: &str, cause: &CallError) -> CallError {
+    CallError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "connector `{connector}`: new tokens are kept in memory until the store takes them ({}); try again shortly",
+            cause.message
+        ),
+    )
+}
+
+/// Records a token event in the store's event log (bounded by [`STORE_WAIT`]) and hands it to
+/// the webhook sender.
+async fn record_event(
+    store: &dyn Store,
+    notify: Option<&tokio::sync::mpsc::UnboundedSender<EventRow>>,
+    key: &TokenKey,
+    kind: &str,
+    outcome: &str,
+    detail: serde_json::Value,
+) {
+    let at = now_ms();
+    let row = EventRow {
+        id: event_id(at),
+        at,
+        kind: kind.into(),
+        connector: key.connector.clone(),
+        env: key.env,
+        connection: key.connection.clone(),
+        actor: "latchkey".into(),
+        outcome: outcome.into(),
+        detail: detail.to_string(),
+    };
+    tracing::info!(kind, connector = %key.connector, env = %key.env, outcome, "token event");
+    match tokio::time::timeout(STORE_WAIT, store.insert_event(&row)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, kind, "could not record an audit event"),
+        Err(_) => tracing::error!(kind, "could not record an audit event: the store did not answer"),
+    }
+    if let Some(tx) = notify {
+        let _ = tx.send(row);
     }
 }
 

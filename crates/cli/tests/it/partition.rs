@@ -1,0 +1,139 @@
+//! The store stops answering (SECURITY R4, R5): a network partition between Latchkey and its
+//! PostgreSQL store, made by a TCP forwarder the test cuts (`latchkey_testkit::tcp_proxy`).
+
+use std::time::{Duration, Instant};
+
+use latchkey_testkit::fake_oauth::FakeOAuth;
+use latchkey_testkit::tcp_proxy::TcpProxy;
+use serde_json::json;
+
+use super::at_rest::Database;
+use super::*;
+
+/// One Latchkey on PostgreSQL through `proxy`, with connector `api` at `fake` (every token
+/// stale at once, so each call refreshes) and `steady` at a provider of its own (tokens fresh
+/// for a minute), both with the password grant, which issues rotating refresh tokens.
+async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy) -> (Latchkey, String, FakeOAuth) {
+    let other = FakeOAuth::start().await;
+    let key = latchkey_vault::MasterKey::generate();
+    let key_text = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
+    let mut config = String::new();
+    for (name, skew, fake) in [("api", 60, fake), ("steady", 0, &other)] {
+        fake.set_expires_in(60);
+        config.push_str(&format!(
+            "[connectors.{name}]\nbase_url = \"{base}\"\nrefresh_skew_s = {skew}\n\
+             auth = {{ method = \"oauth2_password\", token_url = \"{token}\", username = \"ada\", password = {{ secret = \"pw\" }}, client_id = \"app\" }}\n\
+             [connectors.{name}.calls.echo]\npath = \"/api/echo\"\n",
+            base = fake.base_url,
+            token = fake.token_url
+        ));
+    }
+    let url = format!("postgres://postgres@{}/{}", proxy.addr, db.0);
+    let env = vec![("LATCHKEY_DATABASE_URL".to_owned(), url), ("LATCHKEY_MASTER_KEY".to_owned(), key_text)];
+    let lk = Latchkey::start_with(bin(), Options { config, env, ..Options::default() }).unwrap();
+    lk.put_secret("pw", "live", "pw").await;
+    let app = lk.app_key("live").await;
+    (lk, app, other)
+}
+
+/// SECURITY R5: while the store is partitioned away, a call whose token must be refreshed
+/// fails fast with 503 and asks the provider nothing (a refresh whose result could not be
+/// stored would spend the refresh token); a call whose token is fresh needs no store and
+/// works. Once the partition heals, calls refresh again, and no refresh token was lost or
+/// presented twice. (The partition lasts 8 s here, not R5's 30 s: the bound is the point.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh_token() {
+    let db = Database::create();
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let fake = FakeOAuth::start().await;
+    let (lk, app, _steady) = setup(&fake, &db, &proxy).await;
+    for connector in ["api", "steady", "api"] {
+        let r = lk.call(&app, connector, "echo", json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let requests = fake.token_requests();
+
+    proxy.pause();
+    let partitioned = Instant::now();
+    let started = Instant::now();
+    let r = lk.call(&app, "api", "echo", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
+    assert!(r.body.contains("store did not answer"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(8), "a partitioned store held the call {:?}", started.elapsed());
+    assert_eq!(fake.token_requests(), requests, "a refresh was asked for while its result could not be stored");
+    let r = lk.call(&app, "steady", "echo", json!({})).await;
+    assert_eq!(r.status, 200, "a fresh token needs no store: {}", r.body);
+    while partitioned.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.resume();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = lk.call(&app, "api", "echo", json!({})).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after the partition healed: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
+    let r = lk.call(&app, "api", "echo", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(fake.reused_refresh_tokens(), 0);
+}
+
+/// SECURITY R4: the provider rotates the refresh token, and the store restarts before the new
+/// one is stored (every connection to it is closed, what was in flight is lost, and it takes
+/// no new connection for a while). The call gets 503 (tokens are not used before they are stored); the
+/// new tokens are kept in memory, the next call during the partition fails fast without
+/// another token request (the old refresh token is never spent again), and once the store
+/// answers they are stored (`token.refreshed`, mode `stored_late`) and used: the refresh after
+/// that presents the rotated refresh token, not the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() {
+    let db = Database::create();
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let fake = FakeOAuth::start().await;
+    let (lk, app, _steady) = setup(&fake, &db, &proxy).await;
+    assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
+    let before = fake.token_requests();
+
+    // The refresh reaches the provider, which answers after 1.5 s; the store restarts meanwhile.
+    fake.set_delay(Duration::from_millis(1_500));
+    let lk = std::sync::Arc::new(lk);
+    let call = {
+        let (lk, app) = (lk.clone(), app.clone());
+        tokio::spawn(async move { lk.call(&app, "api", "echo", json!({})).await })
+    };
+    while fake.token_requests() == before {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.cut();
+    let r = call.await.unwrap();
+    assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
+    assert!(r.body.contains("kept in memory"), "{}", r.body);
+    fake.set_delay(Duration::ZERO);
+    let r = lk.call(&app, "api", "echo", json!({})).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(fake.token_requests(), before + 1, "the old refresh token was spent again during the partition");
+    proxy.resume();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = Reply::read(
+            lk.admin_req(reqwest::Method::GET, "/v1/admin/events?kind=token.refreshed").send().await.unwrap(),
+        )
+        .await;
+        if r.status == 200 && r.body.contains("stored_late") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the kept tokens were not stored after the store came back: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let r = lk.call(&app, "api", "echo", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(fake.reused_refresh_tokens(), 0, "the refresh after the partition presented the old refresh token");
+    let grants: Vec<String> = fake.calls().iter().map(|c| c.grant().to_owned()).collect();
+    assert_eq!(grants, ["password", "refresh_token", "refresh_token"], "{grants:?}");
+}
