@@ -49,6 +49,8 @@ struct State_ {
     issue_refresh: bool,
     counter: u64,
     current_refresh: Option<String>,
+    /// Per-grant lineages (`set_lineages`): the current refresh token of each, by number.
+    lineages: Option<HashMap<u64, String>>,
     valid_access: HashSet<String>,
     calls: Vec<TokenCall>,
     reuse: u64,
@@ -80,6 +82,7 @@ impl FakeOAuth {
                 issue_refresh: true,
                 counter: 0,
                 current_refresh: None,
+                lineages: None,
                 valid_access: HashSet::new(),
                 calls: Vec::new(),
                 reuse: 0,
@@ -113,6 +116,14 @@ impl FakeOAuth {
     }
     pub fn set_issue_refresh(&self, on: bool) {
         self.with(|s| s.issue_refresh = on);
+    }
+    /// Every grant other than `refresh_token` starts a lineage of its own, numbered from 1 in
+    /// the order of the grants; its tokens read `at-L<n>-…` and `rt-L<n>-…`, and a refresh
+    /// continues the lineage of the refresh token presented, which must be that lineage's
+    /// newest (else `invalid_grant`, counted as a reuse). Without this there is one lineage:
+    /// any grant replaces the current refresh token.
+    pub fn set_lineages(&self) {
+        self.with(|s| s.lineages = Some(HashMap::new()));
     }
     /// The resource stops accepting every access token issued so far (they "expired").
     pub fn expire_access_tokens(&self) {
@@ -263,7 +274,26 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
                 );
             }
         }
-        if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        let is_refresh = form.get("grant_type").map(String::as_str) == Some("refresh_token");
+        let lineage = match s.lineages.as_ref() {
+            None => None,
+            Some(lines) if is_refresh => {
+                let presented = form.get("refresh_token").cloned().unwrap_or_default();
+                let n = presented.strip_prefix("rt-L").and_then(|r| r.split('-').next()?.parse::<u64>().ok());
+                match n.filter(|n| lines.get(n) == Some(&presented)) {
+                    Some(n) => Some(n),
+                    None => {
+                        s.reuse += 1;
+                        return json_response(
+                            400,
+                            &json!({"error": "invalid_grant", "error_description": "refresh token already used"}),
+                        );
+                    }
+                }
+            }
+            Some(lines) => Some(lines.len() as u64 + 1),
+        };
+        if lineage.is_none() && is_refresh {
             let presented = form.get("refresh_token").cloned().unwrap_or_default();
             if s.current_refresh.as_deref() != Some(presented.as_str()) {
                 s.reuse += 1;
@@ -274,14 +304,18 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
             }
         }
         s.counter += 1;
-        let access = format!("at-{}-{}", s.counter, latchkey_like_random());
+        let line = lineage.map_or_else(String::new, |n| format!("L{n}-"));
+        let access = format!("at-{line}{}-{}", s.counter, latchkey_like_random());
         s.valid_access.insert(access.clone());
         s.issued.push(access.clone());
         let mut out =
             json!({"access_token": access, "token_type": "Bearer", "expires_in": s.expires_in, "scope": "read"});
         if s.issue_refresh {
-            let refresh = format!("rt-{}-{}", s.counter, latchkey_like_random());
+            let refresh = format!("rt-{line}{}-{}", s.counter, latchkey_like_random());
             s.current_refresh = Some(refresh.clone());
+            if let (Some(lines), Some(n)) = (s.lineages.as_mut(), lineage) {
+                lines.insert(n, refresh.clone());
+            }
             s.issued.push(refresh.clone());
             out["refresh_token"] = Value::String(refresh);
         }

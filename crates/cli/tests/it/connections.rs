@@ -548,11 +548,17 @@ async fn fake_connection_with(fake: &FakeOAuth, extra: Value, server: &str) -> (
     let r = Reply::read(lk.admin_req(Method::PUT, "/v1/admin/connectors/fake").json(&def).send().await.unwrap()).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let app = lk.app_key("live").await;
+    connect_fake(&lk, &app, "ada").await;
+    (lk, app)
+}
+
+/// Connects `user` to connector `fake` through the in-process provider, as their browser would.
+async fn connect_fake(lk: &Latchkey, app: &str, user: &str) {
     let r = Reply::read(
         lk.http
             .post(lk.url("/v1/connect/fake"))
-            .bearer_auth(&app)
-            .json(&json!({"user": "ada", "return_to": RETURN_TO}))
+            .bearer_auth(app)
+            .json(&json!({"user": user, "return_to": RETURN_TO}))
             .send()
             .await
             .unwrap(),
@@ -564,7 +570,101 @@ async fn fake_connection_with(fake: &FakeOAuth, extra: Value, server: &str) -> (
     let callback = browser.get(&lk.http, &authorize).await;
     let back = browser.get(&lk.http, &callback).await;
     assert_eq!(query_of(&back).get("status").map(String::as_str), Some("connected"), "{back}");
-    (lk, app)
+}
+
+/// SECURITY S12: token caches are keyed by connection and credential. Four users connect to
+/// one connector; the provider gives each grant a lineage of its own (`at-L<n>-…`). 300
+/// operations in a fixed pseudo-random order, calls often four at once: calls as a user,
+/// every access token expiring at the provider (so calls refresh reactively), a user's
+/// connection deleted, a user connecting again (a new lineage). Every call that reaches the
+/// provider carries a token of the lineage its user holds now; a user without a connection
+/// gets 404 and sends nothing; no refresh token is presented twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_no_call_is_ever_served_another_connections_or_a_deleted_connections_token() {
+    let fake = FakeOAuth::start().await;
+    fake.set_lineages();
+    let (lk, app) = fake_connection(&fake, json!({})).await;
+    let lk = std::sync::Arc::new(lk);
+    let users = ["ada", "bob", "cy", "dee"];
+    let mut lineage: HashMap<&str, Option<u64>> = HashMap::from([("ada", Some(1))]);
+    for (n, user) in users.iter().enumerate().skip(1) {
+        connect_fake(&lk, &app, user).await;
+        lineage.insert(user, Some(n as u64 + 1));
+    }
+    let mut next_lineage = users.len() as u64 + 1;
+    let mut state: u64 = 0x1234_5678_9abc_def1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut served, mut refused) = (0, 0);
+    for step in 0..300 {
+        let user = users[(next() % users.len() as u64) as usize];
+        match next() % 10 {
+            0..=5 => {
+                let burst: Vec<&str> = (0..4).map(|_| users[(next() % users.len() as u64) as usize]).collect();
+                let calls: Vec<_> = burst
+                    .iter()
+                    .map(|u| {
+                        let (lk, app, u) = (lk.clone(), app.clone(), u.to_string());
+                        tokio::spawn(async move {
+                            Reply::read(
+                                lk.http
+                                    .post(lk.url("/v1/connectors/fake/calls/echo"))
+                                    .bearer_auth(&app)
+                                    .json(&json!({"user": u}))
+                                    .send()
+                                    .await
+                                    .unwrap(),
+                            )
+                            .await
+                        })
+                    })
+                    .collect();
+                for (u, call) in burst.iter().zip(calls) {
+                    let r = call.await.unwrap();
+                    match lineage[u] {
+                        Some(n) => {
+                            assert_eq!(r.status, 200, "step {step}, {u}: {}", r.body);
+                            let token = r.json()["token"].as_str().unwrap_or_default().to_owned();
+                            assert!(
+                                token.starts_with(&format!("at-L{n}-")),
+                                "step {step}: {u} (lineage {n}) was served {token}"
+                            );
+                            served += 1;
+                        }
+                        None => {
+                            assert_eq!(r.status, 404, "step {step}, {u} has no connection: {}", r.body);
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+            6 => fake.expire_access_tokens(),
+            7 | 8 if lineage[user].is_some() => {
+                let r = Reply::read(
+                    lk.http
+                        .delete(lk.url(&format!("/v1/connections/fake?user={user}")))
+                        .bearer_auth(&app)
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert!(r.status < 300, "step {step}, deleting {user}'s connection: {}", r.body);
+                lineage.insert(user, None);
+            }
+            _ => {
+                connect_fake(&lk, &app, user).await;
+                lineage.insert(user, Some(next_lineage));
+                next_lineage += 1;
+            }
+        }
+    }
+    assert!(served > 300 && refused > 20, "served {served}, refused {refused}: the operations are not varied");
+    assert_eq!(fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
