@@ -554,9 +554,15 @@ async fn fake_connection_with(fake: &FakeOAuth, extra: Value, server: &str) -> (
 
 /// Connects `user` to connector `fake` through the in-process provider, as their browser would.
 async fn connect_fake(lk: &Latchkey, app: &str, user: &str) {
+    connect_through(lk, app, "fake", user).await;
+}
+
+/// Connects `user` to `connector`, whose provider approves at once (the in-process one), as
+/// their browser would.
+pub(crate) async fn connect_through(lk: &Latchkey, app: &str, connector: &str, user: &str) {
     let r = Reply::read(
         lk.http
-            .post(lk.url("/v1/connect/fake"))
+            .post(lk.url(&format!("/v1/connect/{connector}")))
             .bearer_auth(app)
             .json(&json!({"user": user, "return_to": RETURN_TO}))
             .send()

@@ -13,11 +13,20 @@ use super::*;
 /// One Latchkey on PostgreSQL through `proxy`, with connector `api` at `fake` (every token
 /// stale at once, so each call refreshes) and `steady` at a provider of its own (tokens fresh
 /// for a minute), both with the password grant, which issues rotating refresh tokens.
-async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy) -> (Latchkey, String, FakeOAuth) {
+async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy) -> (Latchkey, String, [FakeOAuth; 2]) {
     let other = FakeOAuth::start().await;
+    let users = FakeOAuth::start().await;
     let key = latchkey_vault::MasterKey::generate();
     let key_text = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
-    let mut config = String::new();
+    // `people`: per-user connections (authorization code) at a provider of their own.
+    let mut config = format!(
+        "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n\
+         [connectors.people]\nbase_url = \"{base}\"\n\
+         auth = {{ method = \"oauth2_authorization_code\", authorize_url = \"{base}/authorize\", token_url = \"{token}\", client_id = \"app\" }}\n\
+         [connectors.people.calls.echo]\npath = \"/api/echo\"\n",
+        base = users.base_url,
+        token = users.token_url
+    );
     for (name, skew, fake) in [("api", 60, fake), ("steady", 0, &other)] {
         fake.set_expires_in(60);
         config.push_str(&format!(
@@ -33,24 +42,26 @@ async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy) -> (Latchkey, 
     let lk = Latchkey::start_with(bin(), Options { config, env, ..Options::default() }).unwrap();
     lk.put_secret("pw", "live", "pw").await;
     let app = lk.app_key("live").await;
-    (lk, app, other)
+    (lk, app, [other, users])
 }
 
 /// SECURITY R5: while the store is partitioned away, a call whose token must be refreshed
 /// fails fast with 503 and asks the provider nothing (a refresh whose result could not be
 /// stored would spend the refresh token); a call whose token is fresh needs no store and
-/// works. Once the partition heals, calls refresh again, and no refresh token was lost or
+/// works; a call for a user whose connection must be looked up in the store fails fast too. Once the partition heals, calls refresh again, and no refresh token was lost or
 /// presented twice. (The partition lasts 8 s here, not R5's 30 s: the bound is the point.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh_token() {
     let db = Database::create();
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let fake = FakeOAuth::start().await;
-    let (lk, app, _steady) = setup(&fake, &db, &proxy).await;
+    let (lk, app, _providers) = setup(&fake, &db, &proxy).await;
     for connector in ["api", "steady", "api"] {
         let r = lk.call(&app, connector, "echo", json!({})).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
+    // Connected, never called: the first call looks the connection up in the store.
+    super::connections::connect_through(&lk, &app, "people", "ada").await;
     let requests = fake.token_requests();
 
     proxy.pause();
@@ -63,6 +74,12 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     assert_eq!(fake.token_requests(), requests, "a refresh was asked for while its result could not be stored");
     let r = lk.call(&app, "steady", "echo", json!({})).await;
     assert_eq!(r.status, 200, "a fresh token needs no store: {}", r.body);
+    let started = Instant::now();
+    let as_ada = lk.http.post(lk.url("/v1/connectors/people/calls/echo")).bearer_auth(&app);
+    let r = Reply::read(as_ada.json(&json!({"params": {}, "user": "ada"})).send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
+    assert!(r.body.contains("connection could not be looked up"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(8), "a partitioned store held the call {:?}", started.elapsed());
     while partitioned.elapsed() < Duration::from_secs(8) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -81,6 +98,9 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     let r = lk.call(&app, "api", "echo", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(fake.reused_refresh_tokens(), 0);
+    let as_ada = lk.http.post(lk.url("/v1/connectors/people/calls/echo")).bearer_auth(&app);
+    let r = Reply::read(as_ada.json(&json!({"params": {}, "user": "ada"})).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// SECURITY R4: the provider rotates the refresh token, and the store restarts before the new
@@ -95,7 +115,7 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
     let db = Database::create();
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let fake = FakeOAuth::start().await;
-    let (lk, app, _steady) = setup(&fake, &db, &proxy).await;
+    let (lk, app, _providers) = setup(&fake, &db, &proxy).await;
     assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
     let before = fake.token_requests();
 

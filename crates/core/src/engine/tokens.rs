@@ -98,7 +98,7 @@ struct Pending {
 /// How long a store operation on a call's path may take before the call fails with
 /// `unavailable` (SECURITY R5: a partitioned store fails calls fast, not after the TCP
 /// timeout).
-const STORE_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const STORE_WAIT: Duration = Duration::from_secs(3);
 /// How often a pending commit is tried again while the store does not answer.
 const PENDING_RETRY: Duration = Duration::from_secs(1);
 
