@@ -67,6 +67,20 @@ fn content_length(headers: &[httparse::Header<'_>]) -> usize {
         .unwrap_or(0)
 }
 
+/// Appends `headers` but those named in `skip`, then the blank line that ends a head.
+fn copy_headers(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], skip: &[&str]) {
+    for h in headers {
+        if skip.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 async fn serve(mut client: TcpStream, upstream_addr: &str) -> io::Result<()> {
     let mut up = TcpStream::connect(upstream_addr).await?;
     up.set_nodelay(true)?;
@@ -86,16 +100,7 @@ async fn serve(mut client: TcpStream, upstream_addr: &str) -> io::Result<()> {
         out.push(b' ');
         out.extend_from_slice(if path.is_empty() { b"/" } else { path });
         out.extend_from_slice(b" HTTP/1.1\r\nHost: up\r\nX-Api-Key: k\r\n");
-        for h in req.headers.iter() {
-            if ["authorization", "host", "connection"].iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
-                continue;
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        copy_headers(&mut out, req.headers, &["authorization", "host", "connection"]);
         while inbuf.len() < head + length {
             if client.read_buf(&mut inbuf).await? == 0 {
                 return Ok(());
@@ -116,16 +121,7 @@ async fn serve(mut client: TcpStream, upstream_addr: &str) -> io::Result<()> {
         out.push(b' ');
         out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
-        for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("connection") {
-                continue;
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        copy_headers(&mut out, resp.headers, &["connection"]);
         while upbuf.len() < head + length {
             if up.read_buf(&mut upbuf).await? == 0 {
                 return Ok(());

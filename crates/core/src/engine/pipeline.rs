@@ -635,6 +635,16 @@ fn resolve_params(call: &CompiledCall, params: &Value) -> Result<Values, CallErr
 mod tests {
     use super::check_proxy_path;
 
+    /// A fixed-seed xorshift64 generator: the same inputs on every run.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn hop_by_hop_index_names_the_list() {
         for (i, name) in super::HOP_BY_HOP.iter().enumerate() {
@@ -686,18 +696,12 @@ mod tests {
         ];
         let base = url::Url::parse("https://api.example.com:8443/v2/").unwrap();
         let base_path = base.path().trim_end_matches('/').to_owned();
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut accepted = 0;
         for _ in 0..1_000_000 {
             let len = 1 + (next() % 6) as usize;
             let mut path: String = (0..len).map(|_| PARTS[(next() % PARTS.len() as u64) as usize]).collect();
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 path.insert(0, '/');
             }
             if check_proxy_path(&path).is_err() {
@@ -775,13 +779,7 @@ mod tests {
             "%00", "\n", "x.y",
         ];
         // A fixed-seed generator: the same 200,000 paths on every run.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let (mut refused, mut total) = (0, 0);
         for _ in 0..200_000 {
             let len = (next() % 7) as usize;
