@@ -202,7 +202,8 @@ async function run() {
 
   const handled = new Map();
   while (!page.url().startsWith(input.expectPrefix)) {
-    if (Date.now() >= deadline) throw new Error('deadline passed');
+    // The same words as the watchdog's: whichever notices the deadline first reports it.
+    if (Date.now() >= deadline) throw new Error(`timed out after ${input.timeoutMs} ms without reaching ${input.expectPrefix}`);
     try {
       await page.waitForLoadState('domcontentloaded', { timeout: remaining() });
       if (page.url().startsWith(input.expectPrefix)) break;
