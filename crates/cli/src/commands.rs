@@ -92,8 +92,28 @@ pub async fn check(settings: Settings, live: bool, env: Env) -> anyhow::Result<E
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Writes one record to the audit log before the command acts, when there is a log; a record
+/// that cannot be written stops the command (SECURITY S8: fail closed).
+fn audit(
+    log: Option<&latchkey_server::Audit>,
+    kind: &str,
+    fields: impl FnOnce(&latchkey_server::Audit) -> serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    let Some(log) = log else { return Ok(()) };
+    let mut f = fields(log);
+    f.insert("caller".into(), "cli".into());
+    log.record(kind, f).map_err(|e| anyhow::anyhow!("{}: nothing was done", e.message))
+}
+
+fn named(what: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut f = serde_json::Map::new();
+    f.insert(what.into(), name.into());
+    f
+}
+
 pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<ExitCode> {
     let engine = start::engine(&settings).await?;
+    let log = start::audit_log(&settings, &engine).await?;
     match cmd {
         SecretCommand::Set { name, env } => {
             let mut text = String::new();
@@ -108,6 +128,11 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
             if value.expose_secret().is_empty() {
                 bail!("no value on standard input: pipe it in, e.g. `printf %s \"$KEY\" | latchkey secret set {name}`");
             }
+            audit(log.as_ref(), "secret.put", |_| {
+                let mut f = named("secret", &name);
+                f.insert("environment".into(), env.as_str().into());
+                f
+            })?;
             let info = engine.put_secret(&name, env, &value).await?;
             let envs: Vec<&str> = info.environments.iter().map(|e| e.as_str()).collect();
             println!("secret `{}` set for {env} (has: {})", info.name, envs.join(", "));
@@ -123,6 +148,7 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
             }
         }
         SecretCommand::Rm { name } => {
+            audit(log.as_ref(), "secret.delete", |_| named("secret", &name))?;
             if !engine.delete_secret(&name).await? {
                 bail!("no secret named `{name}`");
             }
@@ -134,8 +160,14 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
 
 pub async fn key(settings: Settings, cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     let engine = start::engine(&settings).await?;
+    let log = start::audit_log(&settings, &engine).await?;
     match cmd {
         KeyCommand::Create { env, name } => {
+            audit(log.as_ref(), "key.create", |_| {
+                let mut f = named("key", &name);
+                f.insert("environment".into(), env.as_str().into());
+                f
+            })?;
             let new = engine.create_key(KeyKind::App(env), &name).await?;
             eprintln!("Created {env} app key {} (shown only this once):", new.row.id);
             println!("{}", new.key.expose_secret());
@@ -164,6 +196,16 @@ fn parse_params(params: &[String]) -> anyhow::Result<serde_json::Value> {
 pub async fn call(settings: Settings, args: CallArgs) -> anyhow::Result<ExitCode> {
     let params = parse_params(&args.params)?;
     let engine = start::engine(&settings).await?;
+    let log = start::audit_log(&settings, &engine).await?;
+    audit(log.as_ref(), "call", |a| {
+        let mut f = named("connector", &args.connector);
+        f.insert("call".into(), args.call.as_str().into());
+        f.insert("environment".into(), args.env.as_str().into());
+        if let Some(u) = &args.user {
+            f.insert("user".into(), a.hash(u).into());
+        }
+        f
+    })?;
     let response = match engine.call(args.env, &args.connector, &args.call, &params, args.user.as_deref()).await {
         Ok(r) => r,
         Err(e) => bail!("{}: {}", e.code, e.message),

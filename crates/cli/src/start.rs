@@ -168,12 +168,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");
     let mut state = latchkey_server::AppState::new(engine.clone());
-    if let Some(path) = &settings.config.server.audit_log {
-        let key = engine.audit_key().await.map_err(|e| anyhow::anyhow!("server.audit_log: {e}"))?;
-        let audit = latchkey_server::Audit::open(std::path::Path::new(path), key)
-            .with_context(|| format!("server.audit_log: cannot open `{path}` for appending"))?;
+    if let Some(audit) = audit_log(&settings, &engine).await? {
         state = state.with_audit(audit);
-        tracing::info!(path = %path, "writing the audit log");
+        tracing::info!(path = %settings.config.server.audit_log.as_deref().unwrap_or_default(), "writing the audit log");
     }
     latchkey_server::serve_threaded(listener, state, settings.threads, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -205,4 +202,15 @@ pub fn init_logging() {
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
+}
+
+/// The audit log, when `[server] audit_log` is set (SECURITY S8): the server writes it, and so
+/// do the commands that use or change a credential (`secret set|rm`, `key create`, `call`),
+/// appending to the same file under the same key.
+pub async fn audit_log(settings: &Settings, engine: &Engine) -> anyhow::Result<Option<latchkey_server::Audit>> {
+    let Some(path) = &settings.config.server.audit_log else { return Ok(None) };
+    let key = engine.audit_key().await.map_err(|e| anyhow::anyhow!("server.audit_log: {e}"))?;
+    let audit = latchkey_server::Audit::open(std::path::Path::new(path), key)
+        .with_context(|| format!("server.audit_log: cannot open `{path}` for appending"))?;
+    Ok(Some(audit))
 }

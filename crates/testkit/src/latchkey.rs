@@ -31,7 +31,8 @@ pub struct Latchkey {
     _work: Option<tempfile::TempDir>,
     output: Arc<Mutex<Vec<u8>>>,
     bin: PathBuf,
-    env: Vec<(String, String)>,
+    /// The extra environment variables it was started with (the CLI gets them too).
+    pub env: Vec<(String, String)>,
     pub http: reqwest::Client,
 }
 

@@ -73,8 +73,9 @@ async fn an_unwritable_audit_log_refuses_calls_and_changes_and_nothing_reaches_t
         ..Options::default()
     };
     let lk = Latchkey::start_with(bin(), opts).unwrap();
-    // Keys made by the CLI (which writes the store, not through the server) still work.
-    let out = lk.cli(&["key", "create", "--env", "live"], None);
+    // A key made by the CLI under a configuration without the log (the CLI writes to the log
+    // too, so with this one it would refuse).
+    let out = cli_without_log(&lk, &up, &["key", "create", "--env", "live"], None);
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     let app = printed.split_whitespace().find(|w| w.starts_with("lk_live_")).expect("a key").to_owned();
 
@@ -90,4 +91,64 @@ async fn an_unwritable_audit_log_refuses_calls_and_changes_and_nothing_reaches_t
     let r = Reply::read(lk.admin_req(Method::GET, "/v1/admin/secrets").send().await.unwrap()).await;
     assert_eq!(r.json()["secrets"], json!([]), "a change took effect without its audit record: {}", r.body);
     assert!(lk.output().contains("the audit log cannot be written"), "{}", lk.output());
+}
+
+/// The commands that use or change a credential from the command line (`secret set`, `secret
+/// rm`, `key create`, `call`) write to the same log first, as caller `cli`, with the user
+/// hashed; when the log cannot be written the command fails and changes nothing.
+// Multi-threaded: the CLI runs while this test waits for it, and the recorder must answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_changes_and_calls_are_written_first_too() {
+    const SECRET: &str = "canary-cli-secret-91ad";
+    let up = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let lk = Latchkey::start(bin(), &config(&up, &log.display().to_string(), "{ secret = \"k\" }"));
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(lk.cli(&["secret", "set", "k"], Some(SECRET)));
+    ok(lk.cli(&["key", "create", "--env", "live", "--name", "from-cli"], None));
+    ok(lk.cli(&["call", "up", "get"], None));
+    // Refused by the engine (`up` has no per-user connections), after its record was written.
+    assert!(!lk.cli(&["call", "up", "get", "--user", "canary-cli-user"], None).status.success());
+    ok(lk.cli(&["secret", "rm", "k"], None));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["secret.put", "key.create", "call", "call", "secret.delete"], "{text}");
+    assert!(records.iter().all(|r| r["caller"] == "cli"), "{text}");
+    assert_eq!((records[0]["secret"].as_str(), records[0]["environment"].as_str()), (Some("k"), Some("live")));
+    assert_eq!((records[2]["connector"].as_str(), records[2]["call"].as_str()), (Some("up"), Some("get")));
+    assert!(records[3]["user"].as_str().is_some_and(|u| u.starts_with("hmac-sha256:")), "{text}");
+    for canary in [SECRET, "canary-cli-user"] {
+        assert!(!text.contains(canary), "{canary} in the audit log");
+    }
+
+    // A log that cannot be written (`/dev/full`): the command fails and the secret is not set.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("latchkey.toml"), config(&up, "/dev/full", "{ secret = \"k\" }")).unwrap();
+    let run = |args: &[&str], stdin| {
+        latchkey_testkit::latchkey::run_cli(bin(), work.path(), &lk.data_dir, &lk.env, args, stdin)
+    };
+    let out = run(&["secret", "set", "k2"], Some("never-stored"));
+    assert!(!out.status.success(), "a change went ahead without its audit record");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit log cannot be written") && err.contains("nothing was done"), "{err}");
+    let list = run(&["secret", "list"], None);
+    assert!(list.status.success());
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("k2"), "the secret was set anyway");
+}
+
+/// Runs the CLI on `lk`'s data with `lk`'s configuration minus the audit log.
+fn cli_without_log(lk: &Latchkey, up: &Recorder, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let work = tempfile::tempdir().unwrap();
+    let plain = config(up, "", "{ env = \"LK_AUDIT_TEST_KEY\" }").replace("[server]\naudit_log = \"\"\n", "");
+    std::fs::write(work.path().join("latchkey.toml"), plain).unwrap();
+    latchkey_testkit::latchkey::run_cli(bin(), work.path(), &lk.data_dir, &lk.env, args, stdin)
 }
