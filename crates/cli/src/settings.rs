@@ -65,6 +65,9 @@ impl Settings {
             (None, Some(l)) => l.parse().context("server.listen")?,
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 7420)),
         };
+        if config.server.request_timeout_s == Some(0) {
+            bail!("server.request_timeout_s must be at least 1 (or left out: 60)");
+        }
         if config.server.data_key_max_seals == Some(0) {
             bail!("server.data_key_max_seals must be at least 1 (or left out: 3,865,470,566)");
         }

@@ -29,16 +29,20 @@ pub struct AppState {
     introspection: Arc<limit::RateLimiter>,
     /// The audit log, when `[server] audit_log` is set (SECURITY S8).
     audit: Option<Arc<Audit>>,
+    /// How long a request other than a call may take (`[server] request_timeout_s`).
+    request_timeout: std::time::Duration,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> Self {
         let per_second = engine.config().server.introspection_per_second.unwrap_or(DEFAULT_INTROSPECTION_PER_SECOND);
+        let request_timeout = engine.config().server.request_timeout_s.unwrap_or(DEFAULT_REQUEST_TIMEOUT_S).max(1);
         Self {
             engine,
             metrics: Arc::new(Metrics::default()),
             introspection: Arc::new(limit::RateLimiter::new(per_second)),
             audit: None,
+            request_timeout: std::time::Duration::from_secs(request_timeout),
         }
     }
 
@@ -66,6 +70,11 @@ impl AppState {
         }
     }
 }
+
+/// Seconds a request other than a call may take unless `[server] request_timeout_s` says
+/// otherwise: longer than any of them takes with a store that answers (an OAuth callback waits
+/// on the provider twice, each bounded by the connector's timeout).
+const DEFAULT_REQUEST_TIMEOUT_S: u64 = 60;
 
 /// Introspection calls per second per app key, in bursts of twice that, unless `[server]
 /// introspection_per_second` says otherwise: enough for a resource server that introspects

@@ -13,14 +13,14 @@ use super::*;
 /// One Latchkey on PostgreSQL through `proxy`, with connector `api` at `fake` (every token
 /// stale at once, so each call refreshes) and `steady` at a provider of its own (tokens fresh
 /// for a minute), both with the password grant, which issues rotating refresh tokens.
-async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy) -> (Latchkey, String, [FakeOAuth; 2]) {
+async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy, server: &str) -> (Latchkey, String, [FakeOAuth; 2]) {
     let other = FakeOAuth::start().await;
     let users = FakeOAuth::start().await;
     let key = latchkey_vault::MasterKey::generate();
     let key_text = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
     // `people`: per-user connections (authorization code) at a provider of their own.
     let mut config = format!(
-        "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n\
+        "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n{server}\
          [connectors.people]\nbase_url = \"{base}\"\n\
          auth = {{ method = \"oauth2_authorization_code\", authorize_url = \"{base}/authorize\", token_url = \"{token}\", client_id = \"app\" }}\n\
          [connectors.people.calls.echo]\npath = \"/api/echo\"\n",
@@ -55,7 +55,7 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     let db = Database::create();
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let fake = FakeOAuth::start().await;
-    let (lk, app, _providers) = setup(&fake, &db, &proxy).await;
+    let (lk, app, _providers) = setup(&fake, &db, &proxy, "").await;
     for connector in ["api", "steady", "api"] {
         let r = lk.call(&app, connector, "echo", json!({})).await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -115,7 +115,7 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
     let db = Database::create();
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let fake = FakeOAuth::start().await;
-    let (lk, app, _providers) = setup(&fake, &db, &proxy).await;
+    let (lk, app, _providers) = setup(&fake, &db, &proxy, "").await;
     assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
     let before = fake.token_requests();
 
@@ -156,4 +156,42 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
     assert_eq!(fake.reused_refresh_tokens(), 0, "the refresh after the partition presented the old refresh token");
     let grants: Vec<String> = fake.calls().iter().map(|c| c.grant().to_owned()).collect();
     assert_eq!(grants, ["password", "refresh_token", "refresh_token"], "{grants:?}");
+}
+
+/// SECURITY R5 for every other request: with `[server] request_timeout_s = 2`, an admin write
+/// while the store is partitioned away is answered `503` after about 2 s, saying the change
+/// may or may not have been made, where it would otherwise wait for the TCP timeout; once the
+/// store answers, so does the API. A bound of 0 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_other_requests_are_bounded_while_the_store_is_partitioned() {
+    let db = Database::create();
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let fake = FakeOAuth::start().await;
+    let (lk, _app, _providers) = setup(&fake, &db, &proxy, "request_timeout_s = 2\n").await;
+    proxy.pause();
+    let started = Instant::now();
+    let put = lk.admin_req(reqwest::Method::PUT, "/v1/admin/secrets/late").json(&json!({"value": "v"}));
+    let sent = tokio::time::timeout(Duration::from_secs(15), put.send()).await;
+    let r = Reply::read(sent.expect("the request was held past the bound").unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
+    assert!(r.body.contains("may or may not have been made"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(6), "the request was held {:?}", started.elapsed());
+    proxy.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/secrets").send().await.unwrap()).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the API did not recover after the partition healed: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let refused = Latchkey::start_with(
+        bin(),
+        Options { config: "[server]\nrequest_timeout_s = 0\n".into(), ..Options::default() },
+    )
+    .err()
+    .expect("a bound of 0 is refused");
+    assert!(refused.contains("server.request_timeout_s must be at least 1"), "{refused}");
 }

@@ -135,6 +135,12 @@ pub struct ServerConfig {
     /// Serving threads, each with its own single-threaded runtime (default: one per CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u16>,
+    /// The longest a request other than a call (admin, connections, identity) may take before
+    /// it is answered `503 unavailable`, in seconds (default 60): a store that stopped
+    /// answering must not hold requests for the TCP timeout (SECURITY R5). Calls have their
+    /// own bounds (`timeout_ms`, and 3 s for the token store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_s: Option<u64>,
     /// Values each data key seals before the vault draws a new one (default 3,865,470,566;
     /// SECURITY S2).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -150,12 +150,27 @@ type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infa
 
 impl Service {
     /// A request that is not on a hot route, answered by the router on the main runtime.
+    /// Bounded by `[server] request_timeout_s`: a store that stopped answering (a partition)
+    /// gets the request a `503` instead of holding it for the TCP timeout (SECURITY R5).
     fn other(&self, req: Request) -> BoxedResponse {
-        let answer = self.others.spawn(tower_service::Service::call(&mut self.router.clone(), req));
+        let wait = self.state.request_timeout;
+        let routed = tower_service::Service::call(&mut self.router.clone(), req);
+        let answer = self.others.spawn(tokio::time::timeout(wait, routed));
         Box::pin(async move {
-            answer.await.unwrap_or_else(|_| {
-                Ok(ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
-                    .into_response())
+            Ok(match answer.await {
+                Ok(Ok(Ok(response))) => response,
+                Ok(Ok(Err(never))) => match never {},
+                Ok(Err(_)) => ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "Latchkey did not finish this request within {} s (is its store answering?); a change it \
+                         asked for may or may not have been made: look before repeating it",
+                        wait.as_secs()
+                    ),
+                )
+                .into_response(),
+                Err(_) => ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
+                    .into_response(),
             })
         })
     }
