@@ -187,6 +187,29 @@ macro_rules! bump_first {
     ($tx:ident, $op:ident) => {{ sqlx::query_scalar::<_, i64>(sql::BUMP_GENERATION_RETURNING).fetch_one(&mut *$tx).await.map_err(fail($op))? }};
 }
 
+/// Deletes with `$delete` (bound to `$name`) and records the deletion of `$kind` `$name` under
+/// the generation it bumped, in one transaction; `Ok(false)` (and no bump) when nothing was
+/// there. Readers catching up learn of it from `deletions` (`changes_since`).
+macro_rules! delete_recorded {
+    ($self:ident, $op:ident, $delete:expr, $kind:literal, $name:expr) => {{
+        let mut tx = $self.pool.begin().await.map_err(fail($op))?;
+        let generation = bump_first!(tx, $op);
+        let done = sqlx::query($delete).bind($name).execute(&mut *tx).await.map_err(fail($op))?;
+        if done.rows_affected() == 0 {
+            return Ok(false); // rolled back: no bump
+        }
+        sqlx::query(sql::RECORD_DELETION)
+            .bind($kind)
+            .bind($name)
+            .bind(generation)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail($op))?;
+        tx.commit().await.map_err(fail($op))?;
+        Ok(true)
+    }};
+}
+
 /// Implements `latchkey_core::store::Store` for a struct with a `pool: sqlx::Pool<DB>` field.
 ///
 /// The body is written once and expanded per backend, where every type is concrete: the
@@ -206,7 +229,7 @@ macro_rules! impl_store {
                 FlowTake, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow,
                 Store, StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
             };
-            use $crate::sql::{self, bind_write, bump_and_commit, bump_first};
+            use $crate::sql::{self, bind_write, bump_and_commit, bump_first, delete_recorded};
             use $crate::{
                 ConnectionTuple, EventTuple, FlowTuple, KeyTuple, RefreshTuple, TokenTuple, UserTuple, connection_row,
                 event_row, fail, flow_row, key_row, parse_env, refresh_row, token_row, user_row,
@@ -263,21 +286,7 @@ macro_rules! impl_store {
 
                 async fn delete_secret(&self, name: &str) -> StoreResult<bool> {
                     const OP: &str = "delete_secret";
-                    let mut tx = self.pool.begin().await.map_err(fail(OP))?;
-                    let generation = bump_first!(tx, OP);
-                    let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(&mut *tx).await.map_err(fail(OP))?;
-                    if done.rows_affected() == 0 {
-                        return Ok(false); // rolled back: no bump
-                    }
-                    sqlx::query(sql::RECORD_DELETION)
-                        .bind("secret")
-                        .bind(name)
-                        .bind(generation)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(fail(OP))?;
-                    tx.commit().await.map_err(fail(OP))?;
-                    Ok(true)
+                    delete_recorded!(self, OP, sql::DELETE_SECRET, "secret", name)
                 }
 
                 async fn list_secrets(&self) -> StoreResult<Vec<SecretRow>> {
@@ -375,21 +384,7 @@ macro_rules! impl_store {
 
                 async fn delete_key(&self, id: &str) -> StoreResult<bool> {
                     const OP: &str = "delete_key";
-                    let mut tx = self.pool.begin().await.map_err(fail(OP))?;
-                    let generation = bump_first!(tx, OP);
-                    let done = sqlx::query(sql::DELETE_KEY).bind(id).execute(&mut *tx).await.map_err(fail(OP))?;
-                    if done.rows_affected() == 0 {
-                        return Ok(false); // rolled back: no bump
-                    }
-                    sqlx::query(sql::RECORD_DELETION)
-                        .bind("key")
-                        .bind(id)
-                        .bind(generation)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(fail(OP))?;
-                    tx.commit().await.map_err(fail(OP))?;
-                    Ok(true)
+                    delete_recorded!(self, OP, sql::DELETE_KEY, "key", id)
                 }
 
                 async fn touch_key(&self, id: &str, at: i64) -> StoreResult<()> {
@@ -1084,4 +1079,4 @@ macro_rules! impl_store {
     };
 }
 
-pub(crate) use {bind_write, bump_and_commit, bump_first, impl_store};
+pub(crate) use {bind_write, bump_and_commit, bump_first, delete_recorded, impl_store};
