@@ -10,7 +10,7 @@ impl KeyId {
     pub const LEN: usize = 8;
 
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::to_hex(&self.0)
     }
 }
 

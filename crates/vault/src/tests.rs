@@ -172,3 +172,9 @@ fn promote_draws_a_data_key_of_the_new_master_key() {
     assert_eq!(key_id_of(&after).unwrap(), b.id());
     assert_eq!(vault.data_keys_drawn(), 2);
 }
+
+#[test]
+fn to_hex_is_lower_case_two_digits_per_byte() {
+    assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+    assert_eq!(to_hex(&[]), "");
+}

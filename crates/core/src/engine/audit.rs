@@ -34,12 +34,5 @@ pub async fn key(store: &dyn Store, vault: &Vault) -> Result<HmacKey, String> {
 
 /// `hmac-sha256:<hex>` of `value`: how the audit log records strings that may carry caller data.
 pub fn hash(key: &HmacKey, value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(12 + 64);
-    out.push_str("hmac-sha256:");
-    for b in key.sign(value.as_bytes()) {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
+    format!("hmac-sha256:{}", latchkey_vault::to_hex(&key.sign(value.as_bytes())))
 }

@@ -41,8 +41,7 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let mut signed = format!("{timestamp}.").into_bytes();
     signed.extend_from_slice(body);
     let tag = latchkey_vault::hmac_sha256(secret, &signed);
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
+    format!("t={timestamp},v1={}", latchkey_vault::to_hex(&tag))
 }
 
 impl Engine {
