@@ -214,7 +214,7 @@ impl Engine {
         let prepared = conn.credential(env)?;
 
         let path = compiled.path.render_path(&values)?;
-        let mut url = join(&conn, &path)?;
+        let mut url = join(&conn, &path);
         {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in &conn.query {
@@ -266,7 +266,7 @@ impl Engine {
         }
         let prepared = conn.credential(env)?;
         check_proxy_path(&req.path)?;
-        let mut url = join(&conn, &req.path)?;
+        let mut url = join(&conn, &req.path);
         if let Some(q) = &req.query {
             if q.contains(['#', '\r', '\n', '\0']) || q.contains("%00") {
                 return Err(CallError::invalid_params("the query string contains a fragment, line break or NUL"));
@@ -525,8 +525,8 @@ fn send_error(e: SendError, conn: &ConnectorRuntime) -> CallError {
 }
 
 /// base_url + path. The path was rendered (named calls) or checked (proxy) already.
-fn join(conn: &ConnectorRuntime, path: &str) -> Result<Url, CallError> {
-    Ok(join_under(&conn.base, &conn.base_path, path))
+fn join(conn: &ConnectorRuntime, path: &str) -> Url {
+    join_under(&conn.base, &conn.base_path, path)
 }
 
 /// `base` with its path replaced by `base_path` + `path` (`base_path` has no trailing `/`).

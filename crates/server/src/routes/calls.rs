@@ -162,9 +162,18 @@ where
     if !json_content_type(headers) {
         return Err("Expected request with `Content-Type: application/json`".into());
     }
-    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, JSON_BODY_LIMIT)).await;
-    let bytes = read.map_err(|e| format!("Failed to buffer the request body: {e}"))?.to_bytes();
+    let bytes =
+        read_whole(body, JSON_BODY_LIMIT).await.map_err(|e| format!("Failed to buffer the request body: {e}"))?;
     Json::<CallBody>::from_bytes(&bytes).map(|Json(body)| body).map_err(|e| e.body_text())
+}
+
+/// The whole of `body`, or an error past `limit` bytes or when it fails midway.
+async fn read_whole<B>(body: B, limit: usize) -> Result<Bytes, BoxError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    Ok(http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await?.to_bytes())
 }
 
 /// axum's default body limit, which the `Json` extractor applied here before.
@@ -243,9 +252,10 @@ where
     let body = if body.is_end_stream() {
         OutBody::Bytes(Bytes::new())
     } else if length.is_some_and(|n| n <= REPLAYABLE_BODY) || empty_h1 {
-        let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, REPLAYABLE_BODY)).await;
-        let bytes = read.map_err(|_| ApiError::new(ErrorCode::InvalidParams, "the request body could not be read"))?;
-        OutBody::Bytes(bytes.to_bytes())
+        let bytes = read_whole(body, REPLAYABLE_BODY).await.map_err(|e| {
+            ApiError::new(ErrorCode::InvalidParams, format!("the request body could not be read ({e}); send it again"))
+        })?;
+        OutBody::Bytes(bytes)
     } else {
         OutBody::stream(body)
     };

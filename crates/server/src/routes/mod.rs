@@ -123,6 +123,8 @@ fn record(
     }
 }
 
+type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 /// The whole HTTP API as the server runs it: the passthrough proxy and named calls, which
 /// carry an app's traffic, are dispatched here by their path's shape without the router's
 /// matching, parameter maps and middleware (issue 5: they cost ~15 % of a proxied request's
@@ -144,11 +146,7 @@ impl Service {
     pub fn new(state: AppState, others: tokio::runtime::Handle) -> Self {
         Self { router: router(state.clone()), state, others }
     }
-}
 
-type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-impl Service {
     /// A request that is not on a hot route, answered by the router on the main runtime.
     /// Bounded by `[server] request_timeout_s`: a store that stopped answering (a partition)
     /// gets the request a `503` instead of holding it for the TCP timeout (SECURITY R5).
