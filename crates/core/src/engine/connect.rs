@@ -474,7 +474,8 @@ impl Engine {
                 return Err(CallError::new(
                     ErrorCode::Unavailable,
                     format!(
-                        "the store did not answer within {} s; the user's connection could not be looked up",
+                        "the store did not answer within {} s; the user's connection could not be looked up: check \
+                         that the database is reachable, then repeat the call",
                         wait.as_secs()
                     ),
                 ));

@@ -157,7 +157,8 @@ async fn bounded<T>(op: impl Future<Output = crate::store::StoreResult<T>>) -> R
         Err(_) => Err(CallError::new(
             ErrorCode::Unavailable,
             format!(
-                "the store did not answer within {} s; tokens cannot be refreshed safely until it does",
+                "the store did not answer within {} s; tokens cannot be refreshed safely until it does: check that \
+                 the database is reachable, then repeat the call",
                 STORE_WAIT.as_secs()
             ),
         )),
