@@ -45,6 +45,18 @@ async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy, server: &str) 
     (lk, app, [other, users])
 }
 
+/// Polls `check` every 250 ms until it succeeds; fails after 20 s with `what` and the last answer.
+async fn until<F: std::future::Future<Output = Result<(), String>>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) => assert!(Instant::now() < deadline, "not within 20 s: {what}; last answer: {last}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// SECURITY R5: while the store is partitioned away, a call whose token must be refreshed
 /// fails fast with 503 and asks the provider nothing (a refresh whose result could not be
 /// stored would spend the refresh token); a call whose token is fresh needs no store and
@@ -85,15 +97,11 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     }
     proxy.resume();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    until("calls recover after the partition healed", || async {
         let r = lk.call(&app, "api", "echo", json!({})).await;
-        if r.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery after the partition healed: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        (r.status == 200).then_some(()).ok_or(r.body)
+    })
+    .await;
     assert_eq!(fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
     let r = lk.call(&app, "api", "echo", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -139,18 +147,12 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
     assert_eq!(fake.token_requests(), before + 1, "the old refresh token was spent again during the partition");
     proxy.resume();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = Reply::read(
-            lk.admin_req(reqwest::Method::GET, "/v1/admin/events?kind=token.refreshed").send().await.unwrap(),
-        )
-        .await;
-        if r.status == 200 && r.body.contains("stored_late") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the kept tokens were not stored after the store came back: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until("the kept tokens are stored after the store came back", || async {
+        let events = lk.admin_req(reqwest::Method::GET, "/v1/admin/events?kind=token.refreshed");
+        let r = Reply::read(events.send().await.unwrap()).await;
+        (r.status == 200 && r.body.contains("stored_late")).then_some(()).ok_or(r.body)
+    })
+    .await;
     let r = lk.call(&app, "api", "echo", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(fake.reused_refresh_tokens(), 0, "the refresh after the partition presented the old refresh token");
@@ -177,15 +179,11 @@ async fn r5_other_requests_are_bounded_while_the_store_is_partitioned() {
     assert!(r.body.contains("may or may not have been made"), "{}", r.body);
     assert!(started.elapsed() < Duration::from_secs(6), "the request was held {:?}", started.elapsed());
     proxy.resume();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    until("the API recovers after the partition healed", || async {
         let r = Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/secrets").send().await.unwrap()).await;
-        if r.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the API did not recover after the partition healed: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        (r.status == 200).then_some(()).ok_or(r.body)
+    })
+    .await;
 
     let refused = Latchkey::start_with(
         bin(),
