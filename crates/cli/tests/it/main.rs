@@ -35,3 +35,10 @@ pub fn bin() -> &'static Path {
 pub fn with_connector(base_url: &str, auth: &str, extra: &str) -> Latchkey {
     Latchkey::start(bin(), &format!("[connectors.up]\nbase_url = \"{base_url}\"\nauth = {auth}\n{extra}"))
 }
+
+/// What Latchkey printed when it refused to start with `config`; panics if it started.
+pub fn refused_start(config: &str) -> String {
+    Latchkey::start_with(bin(), Options { config: config.to_owned(), ..Options::default() })
+        .err()
+        .unwrap_or_else(|| panic!("started with a configuration it should refuse:\n{config}"))
+}

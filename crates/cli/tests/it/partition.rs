@@ -185,11 +185,6 @@ async fn r5_other_requests_are_bounded_while_the_store_is_partitioned() {
     })
     .await;
 
-    let refused = Latchkey::start_with(
-        bin(),
-        Options { config: "[server]\nrequest_timeout_s = 0\n".into(), ..Options::default() },
-    )
-    .err()
-    .expect("a bound of 0 is refused");
+    let refused = refused_start("[server]\nrequest_timeout_s = 0\n");
     assert!(refused.contains("server.request_timeout_s must be at least 1"), "{refused}");
 }

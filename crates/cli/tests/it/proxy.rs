@@ -237,12 +237,7 @@ async fn connections_are_spread_over_serving_threads_each_with_its_own_upstream_
     assert_eq!(up.connections() - before, 3, "one upstream connection per serving thread");
     assert_eq!(up.count(), 15);
 
-    let refused = Latchkey::start_with(
-        bin(),
-        latchkey_testkit::latchkey::Options { config: "[server]\nthreads = 0\n".into(), ..Default::default() },
-    )
-    .err()
-    .expect("0 threads is refused");
+    let refused = refused_start("[server]\nthreads = 0\n");
     assert!(refused.contains("server.threads must be at least 1"), "{refused}");
 }
 
