@@ -6,6 +6,11 @@ mod start;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a proxied request makes ~20 allocations, and mimalloc's
+/// are cheaper (issue 5: 42,771 → 41,086 instructions per request; idle RSS 15 MB, from 17).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "A self-hosted API connector and credential broker")]
 struct Cli {
