@@ -92,6 +92,12 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
     assert!(r.body.contains("connection could not be looked up"), "{}", r.body);
     assert!(started.elapsed() < Duration::from_secs(8), "a partitioned store held the call {:?}", started.elapsed());
+    // Readiness says so within the same bound.
+    let started = Instant::now();
+    let r = Reply::read(lk.http.get(lk.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("the store did not answer within 3 s"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(6), "a partitioned store held /readyz {:?}", started.elapsed());
     while partitioned.elapsed() < Duration::from_secs(8) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -103,6 +109,8 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     })
     .await;
     assert_eq!(fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
+    let r = Reply::read(lk.http.get(lk.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = lk.call(&app, "api", "echo", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(fake.reused_refresh_tokens(), 0);

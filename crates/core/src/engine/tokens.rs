@@ -97,8 +97,8 @@ struct Pending {
 
 /// How long a store operation on a call's path may take before the call fails with
 /// `unavailable` (SECURITY R5: a partitioned store fails calls fast, not after the TCP
-/// timeout).
-pub(crate) const STORE_WAIT: Duration = Duration::from_secs(3);
+/// timeout). `/readyz` waits as long for the store's answer.
+pub const STORE_WAIT: Duration = Duration::from_secs(3);
 /// How often a pending commit is tried again while the store does not answer.
 const PENDING_RETRY: Duration = Duration::from_secs(1);
 

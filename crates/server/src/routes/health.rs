@@ -10,11 +10,20 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the store answers, within the bound every store operation on a call's path has
+/// (SECURITY R5): a partitioned store makes the instance unready in seconds, which a load
+/// balancer's probe (often with a timeout of a few seconds) sees as a 503, not as its own
+/// timeout.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.engine.store().ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "connectors": state.engine.connectors().len()}))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": e.to_string()}))),
-    }
+    let wait = latchkey_core::engine::tokens::STORE_WAIT;
+    let reason = match tokio::time::timeout(wait, state.engine.store().ping()).await {
+        Ok(Ok(())) => {
+            return (StatusCode::OK, Json(json!({"status": "ready", "connectors": state.engine.connectors().len()})));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("the store did not answer within {} s", wait.as_secs()),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": reason})))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
