@@ -241,6 +241,7 @@ pub enum KeysCommand {
 
 pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let engine = start::engine(&settings).await?;
+    let log = start::audit_log(&settings, &engine).await?;
     match cmd {
         KeysCommand::Rotate { algorithm, now } => {
             let alg = match algorithm.as_deref() {
@@ -250,6 +251,12 @@ pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCo
                         .ok_or_else(|| anyhow::anyhow!("`{a}` is not offered: use RS256, ES256 or EdDSA"))?,
                 ),
             };
+            audit(log.as_ref(), "signing_key.rotate", |_| {
+                let mut f = serde_json::Map::new();
+                f.insert("algorithm".into(), alg.map_or("default", |a| a.as_str()).into());
+                f.insert("now".into(), now.into());
+                f
+            })?;
             let row = engine.rotate_signing_key(alg, now).await?;
             println!(
                 "new signing key {} ({}): published now, signs from {}",
@@ -278,21 +285,33 @@ pub async fn vault(settings: Settings, cmd: VaultCommand) -> anyhow::Result<Exit
              write the key to <data-dir>/master.key (mode 0600), unset the variable, and run it again"
         );
     }
+    // Re-sealing changes every sealed credential: its record is written before anything is
+    // (SECURITY S8), including the new key's file, which running servers start sealing with.
+    let log = match settings.config.server.audit_log {
+        Some(_) => start::audit_log(&settings, &*start::engine(&settings).await?).await?,
+        None => None,
+    };
     let (store, vault) = start::open(&settings).await?;
     let dir = &settings.data_dir;
     let next_path = dir.join(start::NEXT_KEY_FILE);
-    let next = match std::fs::read_to_string(&next_path) {
+    let (next, resumed) = match std::fs::read_to_string(&next_path) {
         Ok(text) => {
             eprintln!("resuming the rotation to the key in {}", next_path.display());
-            latchkey_vault::MasterKey::from_base64(&text)
-                .map_err(|e| anyhow::anyhow!("{} is not usable: {e}", next_path.display()))?
+            let k = latchkey_vault::MasterKey::from_base64(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not usable: {e}", next_path.display()))?;
+            (k, true)
         }
-        Err(_) => {
-            let k = latchkey_vault::MasterKey::generate();
-            start::write_key_file(&next_path, &k)?;
-            k
-        }
+        Err(_) => (latchkey_vault::MasterKey::generate(), false),
     };
+    audit(log.as_ref(), "vault.rotate", |_| {
+        let mut f = serde_json::Map::new();
+        f.insert("master_key".into(), next.id().to_hex().into());
+        f.insert("resumed".into(), resumed.into());
+        f
+    })?;
+    if !resumed {
+        start::write_key_file(&next_path, &next)?;
+    }
     vault.promote(&next);
     eprintln!(
         "new master key {} written to {}; waiting 3 s for running servers to load it",

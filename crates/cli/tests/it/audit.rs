@@ -94,8 +94,9 @@ async fn an_unwritable_audit_log_refuses_calls_and_changes_and_nothing_reaches_t
 }
 
 /// The commands that use or change a credential from the command line (`secret set`, `secret
-/// rm`, `key create`, `call`) write to the same log first, as caller `cli`, with the user
-/// hashed; when the log cannot be written the command fails and changes nothing.
+/// rm`, `key create`, `call`, `keys rotate`, `vault rotate`) write to the same log first, as
+/// caller `cli`, with the user hashed; when the log cannot be written the command fails and
+/// changes nothing.
 // Multi-threaded: the CLI runs while this test waits for it, and the recorder must answer it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_line_changes_and_calls_are_written_first_too() {
@@ -118,10 +119,21 @@ async fn command_line_changes_and_calls_are_written_first_too() {
     // Refused by the engine (`up` has no per-user connections), after its record was written.
     assert!(!lk.cli(&["call", "up", "get", "--user", "canary-cli-user"], None).status.success());
     ok(lk.cli(&["secret", "rm", "k"], None));
+    ok(lk.cli(&["keys", "rotate", "--algorithm", "ES256"], None));
+    let rotated = lk.cli(&["vault", "rotate"], None);
+    let said = String::from_utf8_lossy(&rotated.stdout).into_owned();
+    ok(rotated);
     let text = std::fs::read_to_string(&log).unwrap();
     let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["secret.put", "key.create", "call", "call", "secret.delete"], "{text}");
+    assert_eq!(
+        kinds,
+        ["secret.put", "key.create", "call", "call", "secret.delete", "signing_key.rotate", "vault.rotate"],
+        "{text}"
+    );
+    assert_eq!(records[5]["algorithm"].as_str(), Some("ES256"), "{text}");
+    let new_key = records[6]["master_key"].as_str().unwrap();
+    assert!(said.contains(&format!("rotated to master key {new_key}")), "{said} / {text}");
     assert!(records.iter().all(|r| r["caller"] == "cli"), "{text}");
     assert_eq!((records[0]["secret"].as_str(), records[0]["environment"].as_str()), (Some("k"), Some("live")));
     assert_eq!((records[2]["connector"].as_str(), records[2]["call"].as_str()), (Some("up"), Some("get")));
@@ -143,6 +155,17 @@ async fn command_line_changes_and_calls_are_written_first_too() {
     let list = run(&["secret", "list"], None);
     assert!(list.status.success());
     assert!(!String::from_utf8_lossy(&list.stdout).contains("k2"), "the secret was set anyway");
+    // Nor is the master key replaced: no new key file for running servers to pick up.
+    let key_before = std::fs::read(lk.data_dir.join("master.key")).unwrap();
+    let out = run(&["vault", "rotate"], None);
+    assert!(!out.status.success(), "the vault was rotated without its audit record");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing was done"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(lk.data_dir.join("master.key")).unwrap(), key_before);
+    assert!(!lk.data_dir.join("master.key.next").exists(), "a new master key was written");
 }
 
 /// Runs the CLI on `lk`'s data with `lk`'s configuration minus the audit log.
