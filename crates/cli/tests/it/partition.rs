@@ -61,7 +61,9 @@ async fn until<F: std::future::Future<Output = Result<(), String>>>(what: &str, 
 /// fails fast with 503 and asks the provider nothing (a refresh whose result could not be
 /// stored would spend the refresh token); a call whose token is fresh needs no store and
 /// works; a call for a user whose connection must be looked up in the store fails fast too. Once the partition heals, calls refresh again, and no refresh token was lost or
-/// presented twice. (The partition lasts 8 s here, not R5's 30 s: the bound is the point.)
+/// presented twice; the sync, bounded too, reports that the instance is behind, and
+/// `latchkey_store_sync_age_seconds` says by how much. (The partition lasts 10 s here, not R5's
+/// 30 s: the bounds are the point.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh_token() {
     let db = Database::create();
@@ -98,9 +100,18 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("the store did not answer within 3 s"), "{}", r.body);
     assert!(started.elapsed() < Duration::from_secs(6), "a partitioned store held /readyz {:?}", started.elapsed());
-    while partitioned.elapsed() < Duration::from_secs(8) {
+    // The sync, bounded too (by the pool's wait for a connection, 5 s, or its own 10 s), says
+    // it cannot see the store, and the instance says how far behind it is.
+    while partitioned.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let behind = sync_age(&lk).await;
+    assert!(behind >= 7.0, "sync age {behind} s after 10 s of partition");
+    let out = lk.output();
+    assert!(
+        out.contains("could not check the store for changes") || out.contains("did not answer the check for changes"),
+        "no warning that the sync is behind:\n{out}"
+    );
     proxy.resume();
 
     until("calls recover after the partition healed", || async {
@@ -109,6 +120,11 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     })
     .await;
     assert_eq!(fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
+    until("the sync catches up after the partition healed", || async {
+        let behind = sync_age(&lk).await;
+        (behind < 3.0).then_some(()).ok_or(format!("sync age {behind} s"))
+    })
+    .await;
     let r = Reply::read(lk.http.get(lk.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = lk.call(&app, "api", "echo", json!({})).await;
@@ -117,6 +133,14 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     let as_ada = lk.http.post(lk.url("/v1/connectors/people/calls/echo")).bearer_auth(&app);
     let r = Reply::read(as_ada.json(&json!({"params": {}, "user": "ada"})).send().await.unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// `latchkey_store_sync_age_seconds` from `/metrics`.
+async fn sync_age(lk: &Latchkey) -> f64 {
+    let text = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line =
+        text.lines().find(|l| l.starts_with("latchkey_store_sync_age_seconds ")).unwrap_or_else(|| panic!("{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// SECURITY R4: the provider rotates the refresh token, and the store restarts before the new

@@ -47,6 +47,10 @@ use crate::config::Config;
 use crate::secrets::SecretSet;
 use crate::store::{Store, StoreError};
 
+/// How long one check for other writers' changes may wait for the store (a full read of a
+/// large store takes about a second).
+pub const SYNC_WAIT: Duration = Duration::from_secs(10);
+
 /// What the engine needs from the process: the file configuration and the environment
 /// variables that `{ env = "VAR" }` references may name. Tests build this in code.
 #[derive(Default)]
@@ -75,6 +79,9 @@ pub struct Engine {
     generation: AtomicI64,
     full_reloads: AtomicU64,
     catch_ups: AtomicU64,
+    /// When memory was last known to match the store (ms since the epoch): the last sync that
+    /// got an answer, or the start.
+    synced_at: AtomicI64,
     reload_lock: tokio::sync::Mutex<()>,
     pub callers: Callers,
     pub tokens: tokens::TokenManager,
@@ -108,6 +115,7 @@ impl Engine {
             generation: AtomicI64::new(i64::MIN),
             full_reloads: AtomicU64::new(0),
             catch_ups: AtomicU64::new(0),
+            synced_at: AtomicI64::new(crate::time_fmt::now_ms()),
             reload_lock: tokio::sync::Mutex::new(()),
             callers,
             tokens,
@@ -211,12 +219,22 @@ impl Engine {
     /// Catches up when another writer (another instance, or the CLI) changed the store.
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
         self.adopt_next_key();
+        let asked = crate::time_fmt::now_ms();
         let now = self.store.generation().await?;
-        if now != self.generation.load(Ordering::SeqCst) {
+        let caught_up = now != self.generation.load(Ordering::SeqCst);
+        if caught_up {
             self.catch_up().await?;
-            return Ok(true);
         }
-        Ok(false)
+        self.synced_at.fetch_max(asked, Ordering::Relaxed);
+        Ok(caught_up)
+    }
+
+    /// How long ago memory was last known to match the store: a second or so while the sync
+    /// runs, growing while the store does not answer (changes other instances make, such as a
+    /// deleted app key, are not seen here meanwhile).
+    pub fn sync_age(&self) -> Duration {
+        let ms = crate::time_fmt::now_ms() - self.synced_at.load(Ordering::Relaxed);
+        Duration::from_millis(ms.max(0) as u64)
     }
 
     /// Brings memory up to the store's generation without reading the whole store: only the
@@ -284,14 +302,22 @@ impl Engine {
         (self.full_reloads.load(Ordering::Relaxed), self.catch_ups.load(Ordering::Relaxed))
     }
 
-    /// Runs [`Engine::sync_once`] every `every` until the task is dropped.
+    /// Runs [`Engine::sync_once`] every `every` until the task is dropped. Each is bounded by
+    /// [`SYNC_WAIT`]: a store that stopped answering (a partition) is reported and asked again
+    /// on a new attempt, instead of holding the sync until the TCP timeout.
     pub async fn sync_forever(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = self.sync_once().await {
-                tracing::warn!(error = %e, "could not check the store for changes");
+            match tokio::time::timeout(SYNC_WAIT, self.sync_once()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not check the store for changes"),
+                Err(_) => tracing::warn!(
+                    seconds = SYNC_WAIT.as_secs(),
+                    behind_s = self.sync_age().as_secs(),
+                    "the store did not answer the check for changes; changes other instances make are not seen here until it does"
+                ),
             }
         }
     }

@@ -45,6 +45,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     text.push_str("# TYPE latchkey_store_reads_total counter\n");
     text.push_str(&format!("latchkey_store_reads_total{{kind=\"full\"}} {full}\n"));
     text.push_str(&format!("latchkey_store_reads_total{{kind=\"changes\"}} {catch_ups}\n"));
+    text.push_str("# HELP latchkey_store_sync_age_seconds How long ago this instance last saw the store's changes (about 1 s normally; it grows while the store does not answer, and changes other instances make are not seen here meanwhile).\n");
+    text.push_str("# TYPE latchkey_store_sync_age_seconds gauge\n");
+    text.push_str(&format!("latchkey_store_sync_age_seconds {:.3}\n", state.engine.sync_age().as_secs_f64()));
     text.push_str("# HELP latchkey_vault_data_keys_total Data keys drawn by this process: each seals at most `[server] data_key_max_seals` values.\n");
     text.push_str("# TYPE latchkey_vault_data_keys_total counter\n");
     text.push_str(&format!("latchkey_vault_data_keys_total {}\n", state.engine.data_keys_drawn()));
