@@ -221,12 +221,12 @@ impl Engine {
         self.adopt_next_key();
         let asked = crate::time_fmt::now_ms();
         let now = self.store.generation().await?;
-        let caught_up = now != self.generation.load(Ordering::SeqCst);
-        if caught_up {
+        let moved = now != self.generation.load(Ordering::SeqCst);
+        if moved {
             self.catch_up().await?;
         }
         self.synced_at.fetch_max(asked, Ordering::Relaxed);
-        Ok(caught_up)
+        Ok(moved)
     }
 
     /// How long ago memory was last known to match the store: a second or so while the sync
