@@ -466,21 +466,8 @@ impl Engine {
         if let Some(row) = self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Some(ConnectionRow::clone(row)));
         }
-        // On a call's path: bounded, like the token store's operations (SECURITY R5).
-        let wait = super::tokens::STORE_WAIT;
-        let row = match tokio::time::timeout(wait, self.store.find_connection(connector, env, owner)).await {
-            Ok(found) => found.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?,
-            Err(_) => {
-                return Err(CallError::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "the store did not answer within {} s; the user's connection could not be looked up: check \
-                         that the database is reachable, then repeat the call",
-                        wait.as_secs()
-                    ),
-                ));
-            }
-        };
+        let found = self.store.find_connection(connector, env, owner);
+        let row = super::tokens::store_bounded(found, "the user's connection could not be looked up").await?;
         if let Some(r) = &row {
             self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(r.clone()));
         }

@@ -146,23 +146,27 @@ fn jitter(max_ms: i64) -> i64 {
     i64::try_from(r % u64::try_from(max_ms).unwrap_or(1)).unwrap_or(0)
 }
 
-fn unavailable(e: crate::store::StoreError) -> CallError {
-    CallError::new(ErrorCode::Unavailable, format!("{e}; tokens cannot be refreshed safely until the store answers"))
+/// A token store operation on a call's path, bounded by [`STORE_WAIT`].
+async fn bounded<T>(op: impl Future<Output = crate::store::StoreResult<T>>) -> Result<T, CallError> {
+    store_bounded(op, "tokens cannot be refreshed safely until the store answers").await
 }
 
-/// A store operation on a call's path, bounded by [`STORE_WAIT`].
-async fn bounded<T>(op: impl Future<Output = crate::store::StoreResult<T>>) -> Result<T, CallError> {
-    match tokio::time::timeout(STORE_WAIT, op).await {
-        Ok(result) => result.map_err(unavailable),
-        Err(_) => Err(CallError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "the store did not answer within {} s; tokens cannot be refreshed safely until it does: check that \
-                 the database is reachable, then repeat the call",
-                STORE_WAIT.as_secs()
-            ),
-        )),
-    }
+/// A store operation on a call's path, bounded by [`STORE_WAIT`] (SECURITY R5): past it, or
+/// when the store fails, `unavailable`, saying what cannot be done (`consequence`) and what to
+/// do.
+pub(crate) async fn store_bounded<T>(
+    op: impl Future<Output = crate::store::StoreResult<T>>,
+    consequence: &str,
+) -> Result<T, CallError> {
+    let cause = match tokio::time::timeout(STORE_WAIT, op).await {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("the store did not answer within {} s", STORE_WAIT.as_secs()),
+    };
+    Err(CallError::new(
+        ErrorCode::Unavailable,
+        format!("{cause}; {consequence}: check that the database is reachable, then repeat the call"),
+    ))
 }
 
 impl TokenManager {
@@ -770,10 +774,8 @@ async fn record_event(
         detail: detail.to_string(),
     };
     tracing::info!(kind, connector = %key.connector, env = %key.env, outcome, "token event");
-    match tokio::time::timeout(STORE_WAIT, store.insert_event(&row)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, kind, "could not record an audit event"),
-        Err(_) => tracing::error!(kind, "could not record an audit event: the store did not answer"),
+    if let Err(e) = store_bounded(store.insert_event(&row), "the event was not recorded").await {
+        tracing::error!(error = %e.message, kind, "could not record an audit event");
     }
     if let Some(tx) = notify {
         let _ = tx.send(row);
