@@ -39,9 +39,19 @@ impl Metrics {
                 let _ = writeln!(out, "latchkey_http_requests_total{{route=\"{route}\",status=\"{class}\"}} {n}");
             }
         }
-        out.push_str("# HELP latchkey_upstream_errors_total Calls that failed to reach the upstream or timed out.\n");
-        out.push_str("# TYPE latchkey_upstream_errors_total counter\n");
-        let _ = writeln!(out, "latchkey_upstream_errors_total {}", self.upstream_errors.load(Ordering::Relaxed));
+        let upstream_errors = self.upstream_errors.load(Ordering::Relaxed);
+        let help = "Calls that failed to reach the upstream or timed out.";
+        metric(&mut out, "latchkey_upstream_errors_total", "counter", help, &[("", &upstream_errors)]);
         out
+    }
+}
+
+/// One metric in Prometheus' text format: its help, its type, and a line per labelled value
+/// (`labels` is `""` for none, else e.g. `{kind="full"}`).
+pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, values: &[(&str, &dyn std::fmt::Display)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in values {
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
 }

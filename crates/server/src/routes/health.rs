@@ -5,6 +5,7 @@ use http::{StatusCode, header};
 use serde_json::json;
 
 use crate::AppState;
+use crate::metrics::metric;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
@@ -27,29 +28,48 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let engine = &state.engine;
     let mut text = state.metrics.render();
-    text.push_str("# HELP latchkey_token_requests_total Token requests sent to providers.\n");
-    text.push_str("# TYPE latchkey_token_requests_total counter\n");
-    text.push_str(&format!(
-        "latchkey_token_requests_total {}\n",
-        state.engine.tokens.requests.load(std::sync::atomic::Ordering::Relaxed)
-    ));
-    text.push_str("# HELP latchkey_refresh_ambiguous_total Refresh-token requests whose answer was lost after they may have reached the provider (a rotation may have been lost).\n");
-    text.push_str("# TYPE latchkey_refresh_ambiguous_total counter\n");
-    text.push_str(&format!(
-        "latchkey_refresh_ambiguous_total {}\n",
-        state.engine.tokens.ambiguous.load(std::sync::atomic::Ordering::Relaxed)
-    ));
-    let (full, catch_ups) = state.engine.sync_counts();
-    text.push_str("# HELP latchkey_store_reads_total Times memory was brought up to the store: `full` reads everything (at start, or after the store went back), `changes` only the rows written since.\n");
-    text.push_str("# TYPE latchkey_store_reads_total counter\n");
-    text.push_str(&format!("latchkey_store_reads_total{{kind=\"full\"}} {full}\n"));
-    text.push_str(&format!("latchkey_store_reads_total{{kind=\"changes\"}} {catch_ups}\n"));
-    text.push_str("# HELP latchkey_store_sync_age_seconds How long ago this instance last saw the store's changes (about 1 s normally; it grows while the store does not answer, and changes other instances make are not seen here meanwhile).\n");
-    text.push_str("# TYPE latchkey_store_sync_age_seconds gauge\n");
-    text.push_str(&format!("latchkey_store_sync_age_seconds {:.3}\n", state.engine.sync_age().as_secs_f64()));
-    text.push_str("# HELP latchkey_vault_data_keys_total Data keys drawn by this process: each seals at most `[server] data_key_max_seals` values.\n");
-    text.push_str("# TYPE latchkey_vault_data_keys_total counter\n");
-    text.push_str(&format!("latchkey_vault_data_keys_total {}\n", state.engine.data_keys_drawn()));
+    let requests = engine.tokens.requests.load(Relaxed);
+    metric(
+        &mut text,
+        "latchkey_token_requests_total",
+        "counter",
+        "Token requests sent to providers.",
+        &[("", &requests)],
+    );
+    let ambiguous = engine.tokens.ambiguous.load(Relaxed);
+    metric(
+        &mut text,
+        "latchkey_refresh_ambiguous_total",
+        "counter",
+        "Refresh-token requests whose answer was lost after they may have reached the provider (a rotation may have been lost).",
+        &[("", &ambiguous)],
+    );
+    let (full, catch_ups) = engine.sync_counts();
+    metric(
+        &mut text,
+        "latchkey_store_reads_total",
+        "counter",
+        "Times memory was brought up to the store: `full` reads everything (at start, or after the store went back), `changes` only the rows written since.",
+        &[("{kind=\"full\"}", &full), ("{kind=\"changes\"}", &catch_ups)],
+    );
+    let age = format!("{:.3}", engine.sync_age().as_secs_f64());
+    metric(
+        &mut text,
+        "latchkey_store_sync_age_seconds",
+        "gauge",
+        "How long ago this instance last saw the store's changes (about 1 s normally; it grows while the store does not answer, and changes other instances make are not seen here meanwhile).",
+        &[("", &age)],
+    );
+    let data_keys = engine.data_keys_drawn();
+    metric(
+        &mut text,
+        "latchkey_vault_data_keys_total",
+        "counter",
+        "Data keys drawn by this process: each seals at most `[server] data_key_max_seals` values.",
+        &[("", &data_keys)],
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
