@@ -248,13 +248,13 @@ impl Vault {
             found.ok_or(VaultError::UnknownKey(id))?
         };
         let after_id = MAGIC.len() + KeyId::LEN;
-        let (key, nonce, body) = if sealed.starts_with(MAGIC) {
+        if sealed.starts_with(MAGIC) {
             let term: Term = sealed[after_id..after_id + TERM_LEN].try_into().map_err(|_| VaultError::Malformed)?;
-            (sealer.opener(&term), &sealed[after_id + TERM_LEN..HEADER_LEN], &sealed[HEADER_LEN..])
-        } else {
-            return open_with(&sealer.direct, aad, &sealed[after_id..HEADER_V1_LEN], &sealed[HEADER_V1_LEN..]);
-        };
-        open_with(&key, aad, nonce, body)
+            let nonce = &sealed[after_id + TERM_LEN..HEADER_LEN];
+            return open_with(&sealer.opener(&term), aad, nonce, &sealed[HEADER_LEN..]);
+        }
+        // `LK1`: sealed directly under the master key.
+        open_with(&sealer.direct, aad, &sealed[after_id..HEADER_V1_LEN], &sealed[HEADER_V1_LEN..])
     }
 
     /// Whether `sealed` was made by a data key of the active master key (`vault rotate` skips
@@ -308,15 +308,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests;
 
-/// Lower-case hex of `bytes` (key ids, webhook signatures, audit-log HMACs).
+/// Lower-case hex of `bytes` (key ids, webhook signatures, audit-log HMACs, record names of
+/// hashed tokens).
 pub fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
+    hex::encode(bytes)
 }
 
 /// HMAC-SHA256 of `data` under `key` (webhook signatures).

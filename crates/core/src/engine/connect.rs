@@ -66,8 +66,7 @@ struct StateData {
 const LOGIN_CODE_TTL_MS: i64 = 60_000;
 
 pub(crate) fn flow_aad(hash: &[u8], kind: &'static str, env: Env) -> Aad {
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    Aad::new("flow", hex, kind, env.as_str())
+    Aad::new("flow", latchkey_vault::to_hex(hash), kind, env.as_str())
 }
 
 /// `return_to` with `key=value` pairs added to its query.
@@ -98,7 +97,7 @@ fn flow_error(code: &'static str, message: impl Into<String>, return_to: Option<
 /// parallel flows in one browser do not overwrite each other.
 pub fn flow_cookie_name(state: &str) -> String {
     let h = sha256(state.as_bytes());
-    format!("lkflow_{}", h[..6].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("lkflow_{}", latchkey_vault::to_hex(&h[..6]))
 }
 
 impl Engine {

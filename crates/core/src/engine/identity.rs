@@ -316,8 +316,7 @@ impl Engine {
     }
 
     pub(crate) fn successor_aad(hash: &[u8], env: Env) -> Aad {
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        Aad::new("refresh", hex, "successor", env.as_str())
+        Aad::new("refresh", latchkey_vault::to_hex(hash), "successor", env.as_str())
     }
 
     /// `POST /v1/token` with `grant_type=refresh_token`: rotates. A reused token revokes its
