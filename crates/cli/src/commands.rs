@@ -113,7 +113,7 @@ fn named(what: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
 
 pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<ExitCode> {
     let engine = start::engine(&settings).await?;
-    let log = start::audit_log(&settings, &engine).await?;
+    let log = start::audit_log(&settings, engine.audit_key()).await?;
     match cmd {
         SecretCommand::Set { name, env } => {
             let mut text = String::new();
@@ -160,7 +160,7 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
 
 pub async fn key(settings: Settings, cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     let engine = start::engine(&settings).await?;
-    let log = start::audit_log(&settings, &engine).await?;
+    let log = start::audit_log(&settings, engine.audit_key()).await?;
     match cmd {
         KeyCommand::Create { env, name } => {
             audit(log.as_ref(), "key.create", |_| {
@@ -196,7 +196,7 @@ fn parse_params(params: &[String]) -> anyhow::Result<serde_json::Value> {
 pub async fn call(settings: Settings, args: CallArgs) -> anyhow::Result<ExitCode> {
     let params = parse_params(&args.params)?;
     let engine = start::engine(&settings).await?;
-    let log = start::audit_log(&settings, &engine).await?;
+    let log = start::audit_log(&settings, engine.audit_key()).await?;
     audit(log.as_ref(), "call", |a| {
         let mut f = named("connector", &args.connector);
         f.insert("call".into(), args.call.as_str().into());
@@ -241,7 +241,7 @@ pub enum KeysCommand {
 
 pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let engine = start::engine(&settings).await?;
-    let log = start::audit_log(&settings, &engine).await?;
+    let log = start::audit_log(&settings, engine.audit_key()).await?;
     match cmd {
         KeysCommand::Rotate { algorithm, now } => {
             let alg = match algorithm.as_deref() {
@@ -285,13 +285,10 @@ pub async fn vault(settings: Settings, cmd: VaultCommand) -> anyhow::Result<Exit
              write the key to <data-dir>/master.key (mode 0600), unset the variable, and run it again"
         );
     }
+    let (store, vault) = start::open(&settings).await?;
     // Re-sealing changes every sealed credential: its record is written before anything is
     // (SECURITY S8), including the new key's file, which running servers start sealing with.
-    let log = match settings.config.server.audit_log {
-        Some(_) => start::audit_log(&settings, &*start::engine(&settings).await?).await?,
-        None => None,
-    };
-    let (store, vault) = start::open(&settings).await?;
+    let log = start::audit_log(&settings, latchkey_core::engine::audit::key(store.as_ref(), &vault)).await?;
     let dir = &settings.data_dir;
     let next_path = dir.join(start::NEXT_KEY_FILE);
     let (next, resumed) = match std::fs::read_to_string(&next_path) {

@@ -168,7 +168,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");
     let mut state = latchkey_server::AppState::new(engine.clone());
-    if let Some(audit) = audit_log(&settings, &engine).await? {
+    if let Some(audit) = audit_log(&settings, engine.audit_key()).await? {
         state = state.with_audit(audit);
         tracing::info!(path = %settings.config.server.audit_log.as_deref().unwrap_or_default(), "writing the audit log");
     }
@@ -205,11 +205,14 @@ pub fn init_logging() {
 }
 
 /// The audit log, when `[server] audit_log` is set (SECURITY S8): the server writes it, and so
-/// do the commands that use or change a credential (`secret set|rm`, `key create`, `call`),
-/// appending to the same file under the same key.
-pub async fn audit_log(settings: &Settings, engine: &Engine) -> anyhow::Result<Option<latchkey_server::Audit>> {
+/// do the commands that use or change a credential, appending to the same file under the same
+/// key (`key`, the install's audit key, is read only when there is a log).
+pub async fn audit_log(
+    settings: &Settings,
+    key: impl Future<Output = Result<latchkey_vault::HmacKey, String>>,
+) -> anyhow::Result<Option<latchkey_server::Audit>> {
     let Some(path) = &settings.config.server.audit_log else { return Ok(None) };
-    let key = engine.audit_key().await.map_err(|e| anyhow::anyhow!("server.audit_log: {e}"))?;
+    let key = key.await.map_err(|e| anyhow::anyhow!("server.audit_log: {e}"))?;
     let audit = latchkey_server::Audit::open(std::path::Path::new(path), key)
         .with_context(|| format!("server.audit_log: cannot open `{path}` for appending"))?;
     Ok(Some(audit))
