@@ -8,7 +8,8 @@
 //! - [`recorder`]: an in-process upstream that records exactly what arrived (raw path, headers,
 //!   body) and can misbehave on request (status codes, redirects, cookies, slowness).
 //! - [`canary`]: unique secret values and a scanner for them.
-//! - [`tcp_proxy`]: a TCP forwarder a test can cut (a network partition before the store).
+//! - [`tcp_proxy`]: a TCP forwarder in front of the store that a test can pause (a network
+//!   partition) or cut (a restart).
 
 pub mod canary;
 pub mod fake_oauth;

@@ -10,10 +10,24 @@ use serde_json::json;
 use super::at_rest::Database;
 use super::*;
 
-/// One Latchkey on PostgreSQL through `proxy`, with connector `api` at `fake` (every token
+/// One Latchkey on a new PostgreSQL database reached through a [`TcpProxy`], and its app key.
+struct Partitionable {
+    lk: Latchkey,
+    app: String,
+    proxy: TcpProxy,
+    /// The provider of connector `api`.
+    fake: FakeOAuth,
+    _db: Database,
+    _providers: [FakeOAuth; 2],
+}
+
+/// [`Partitionable`] with `server` added to `[server]`: connector `api` at `fake` (every token
 /// stale at once, so each call refreshes) and `steady` at a provider of its own (tokens fresh
 /// for a minute), both with the password grant, which issues rotating refresh tokens.
-async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy, server: &str) -> (Latchkey, String, [FakeOAuth; 2]) {
+async fn setup(server: &str) -> Partitionable {
+    let db = Database::create();
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let fake = FakeOAuth::start().await;
     let other = FakeOAuth::start().await;
     let users = FakeOAuth::start().await;
     let key = latchkey_vault::MasterKey::generate();
@@ -27,7 +41,7 @@ async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy, server: &str) 
         base = users.base_url,
         token = users.token_url
     );
-    for (name, skew, fake) in [("api", 60, fake), ("steady", 0, &other)] {
+    for (name, skew, fake) in [("api", 60, &fake), ("steady", 0, &other)] {
         fake.set_expires_in(60);
         config.push_str(&format!(
             "[connectors.{name}]\nbase_url = \"{base}\"\nrefresh_skew_s = {skew}\n\
@@ -42,7 +56,7 @@ async fn setup(fake: &FakeOAuth, db: &Database, proxy: &TcpProxy, server: &str) 
     let lk = Latchkey::start_with(bin(), Options { config, env, ..Options::default() }).unwrap();
     lk.put_secret("pw", "live", "pw").await;
     let app = lk.app_key("live").await;
-    (lk, app, [other, users])
+    Partitionable { lk, app, proxy, fake, _db: db, _providers: [other, users] }
 }
 
 /// Polls `check` every 250 ms until it succeeds; fails after 20 s with `what` and the last answer.
@@ -66,10 +80,7 @@ async fn until<F: std::future::Future<Output = Result<(), String>>>(what: &str, 
 /// 30 s: the bounds are the point.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh_token() {
-    let db = Database::create();
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let fake = FakeOAuth::start().await;
-    let (lk, app, _providers) = setup(&fake, &db, &proxy, "").await;
+    let Partitionable { lk, app, proxy, fake, _db, _providers } = setup("").await;
     for connector in ["api", "steady", "api"] {
         let r = lk.call(&app, connector, "echo", json!({})).await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -152,10 +163,7 @@ async fn sync_age(lk: &Latchkey) -> f64 {
 /// that presents the rotated refresh token, not the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() {
-    let db = Database::create();
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let fake = FakeOAuth::start().await;
-    let (lk, app, _providers) = setup(&fake, &db, &proxy, "").await;
+    let Partitionable { lk, app, proxy, fake, _db, _providers } = setup("").await;
     assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
     let before = fake.token_requests();
 
@@ -198,10 +206,7 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
 /// store answers, so does the API. A bound of 0 is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_other_requests_are_bounded_while_the_store_is_partitioned() {
-    let db = Database::create();
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let fake = FakeOAuth::start().await;
-    let (lk, _app, _providers) = setup(&fake, &db, &proxy, "request_timeout_s = 2\n").await;
+    let Partitionable { lk, proxy, _db, _providers, .. } = setup("request_timeout_s = 2\n").await;
     proxy.pause();
     let started = Instant::now();
     let put = lk.admin_req(reqwest::Method::PUT, "/v1/admin/secrets/late").json(&json!({"value": "v"}));
