@@ -19,13 +19,26 @@ fn config(up: &Recorder, log: &str, key: &str) -> String {
     )
 }
 
+/// A Latchkey whose audit log is `audit.jsonl` in a new directory (kept while the directory is).
+fn logged(up: &Recorder) -> (tempfile::TempDir, std::path::PathBuf, Latchkey) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let lk = Latchkey::start(bin(), &config(up, &log.display().to_string(), "{ secret = \"k\" }"));
+    (dir, log, lk)
+}
+
+/// The log's text and its records.
+fn records(log: &std::path::Path) -> (String, Vec<Value>) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let records = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (text, records)
+}
+
 #[tokio::test]
 async fn calls_and_credential_changes_are_written_first_with_caller_data_hashed() {
     const SECRET: &str = "canary-secret-3b1f0c";
     let up = Recorder::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
-    let lk = Latchkey::start(bin(), &config(&up, &log.display().to_string(), "{ secret = \"k\" }"));
+    let (_dir, log, lk) = logged(&up);
     lk.put_secret("k", "live", SECRET).await;
     let app = lk.app_key("live").await;
     let r =
@@ -35,8 +48,7 @@ async fn calls_and_credential_changes_are_written_first_with_caller_data_hashed(
     let r = lk.admin_req(Method::DELETE, "/v1/admin/secrets/k").send().await.unwrap();
     assert_eq!(r.status(), 204);
 
-    let text = std::fs::read_to_string(&log).unwrap();
-    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (text, records) = records(&log);
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["secret.put", "key.create", "proxy", "call", "secret.delete"], "{text}");
     let key_id = &app["lk_live_".len().."lk_live_".len() + 12];
@@ -102,9 +114,7 @@ async fn an_unwritable_audit_log_refuses_calls_and_changes_and_nothing_reaches_t
 async fn command_line_changes_and_calls_are_written_first_too() {
     const SECRET: &str = "canary-cli-secret-91ad";
     let up = Recorder::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
-    let lk = Latchkey::start(bin(), &config(&up, &log.display().to_string(), "{ secret = \"k\" }"));
+    let (_dir, log, lk) = logged(&up);
     let ok = |out: std::process::Output| {
         assert!(
             out.status.success(),
@@ -123,8 +133,7 @@ async fn command_line_changes_and_calls_are_written_first_too() {
     let rotated = lk.cli(&["vault", "rotate"], None);
     let said = String::from_utf8_lossy(&rotated.stdout).into_owned();
     ok(rotated);
-    let text = std::fs::read_to_string(&log).unwrap();
-    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (text, records) = records(&log);
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
