@@ -207,6 +207,14 @@ impl Latchkey {
         format!("{}{path}", self.base_url)
     }
 
+    /// The value of one series in `/metrics`: its name with its labels, if any
+    /// (`latchkey_store_reads_total{kind="full"}`). Panics, showing the page, when it is absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let page = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("text");
+        let value = page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number for {series} in /metrics:\n{page}"))
+    }
+
     pub fn admin(&self) -> &str {
         self.admin_key.as_deref().expect("this Latchkey printed no admin key")
     }

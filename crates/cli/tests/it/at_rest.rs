@@ -287,14 +287,8 @@ async fn data_keys_are_retired_at_their_budget_and_older_ones_still_open() {
     for i in 0..7 {
         lk.put_secret(&format!("k{i}"), "live", &format!("value-{i}")).await;
     }
-    let metrics = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let drawn: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("latchkey_vault_data_keys_total "))
-        .expect("latchkey_vault_data_keys_total in /metrics")
-        .parse()
-        .unwrap();
-    assert!(drawn >= 3, "7 seals (and the store's key check) at 3 per data key drew {drawn} data keys");
+    let drawn = lk.metric("latchkey_vault_data_keys_total").await;
+    assert!(drawn >= 3.0, "7 seals (and the store's key check) at 3 per data key drew {drawn} data keys");
 
     let store =
         latchkey_store::connect(&format!("sqlite://{}", lk.data_dir.join("latchkey.db").display())).await.unwrap();

@@ -81,8 +81,7 @@ async fn a_token_endpoint_timeout_is_transient_and_reported() {
     let ev = events(&lk, "?kind=token.refresh_failed").await;
     assert_eq!(ev[0]["outcome"], "transient");
     // A grant (no refresh token yet) that times out has nothing to lose: not ambiguous.
-    let metrics = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("\nlatchkey_refresh_ambiguous_total 0\n"), "{metrics}");
+    assert_eq!(lk.metric("latchkey_refresh_ambiguous_total").await, 0.0);
 }
 
 /// A refresh whose answer is lost (the provider may have rotated) is recorded and counted as
@@ -95,15 +94,12 @@ async fn a_lost_refresh_answer_is_counted_as_ambiguous_and_retried_at_once() {
     // Every token is stale at once: the second call refreshes.
     let (lk, app) = setup(&fake, "timeout_ms = 300\nrefresh_skew_s = 60").await;
     assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
-    let ambiguous = || async {
-        let m = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        m.lines().find_map(|l| l.strip_prefix("latchkey_refresh_ambiguous_total ")).expect("the metric").to_owned()
-    };
-    assert_eq!(ambiguous().await, "0");
+    let ambiguous = || lk.metric("latchkey_refresh_ambiguous_total");
+    assert_eq!(ambiguous().await, 0.0);
     fake.script(&[Step::Slow(3_000)]);
     let r = lk.call(&app, "api", "echo", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(ambiguous().await, "1");
+    assert_eq!(ambiguous().await, 1.0);
     let ev = events(&lk, "?kind=token.refresh_ambiguous").await;
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["outcome"], "retrying");

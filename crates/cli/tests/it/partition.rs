@@ -116,7 +116,7 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     while partitioned.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let behind = sync_age(&lk).await;
+    let behind = lk.metric("latchkey_store_sync_age_seconds").await;
     assert!(behind >= 7.0, "sync age {behind} s after 10 s of partition");
     let out = lk.output();
     assert!(
@@ -132,7 +132,7 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     .await;
     assert_eq!(fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
     until("the sync catches up after the partition healed", || async {
-        let behind = sync_age(&lk).await;
+        let behind = lk.metric("latchkey_store_sync_age_seconds").await;
         (behind < 3.0).then_some(()).ok_or(format!("sync age {behind} s"))
     })
     .await;
@@ -144,14 +144,6 @@ async fn r5_a_partitioned_store_fails_refreshing_calls_fast_and_loses_no_refresh
     let as_ada = lk.http.post(lk.url("/v1/connectors/people/calls/echo")).bearer_auth(&app);
     let r = Reply::read(as_ada.json(&json!({"params": {}, "user": "ada"})).send().await.unwrap()).await;
     assert_eq!(r.status, 200, "{}", r.body);
-}
-
-/// `latchkey_store_sync_age_seconds` from `/metrics`.
-async fn sync_age(lk: &Latchkey) -> f64 {
-    let text = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let line =
-        text.lines().find(|l| l.starts_with("latchkey_store_sync_age_seconds ")).unwrap_or_else(|| panic!("{text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// SECURITY R4: the provider rotates the refresh token, and the store restarts before the new

@@ -195,9 +195,8 @@ async fn the_hot_routes_are_recognised_by_shape_and_everything_else_is_the_route
     let r = Reply::read(call("/v1/connectors/up/calls/").send().await.unwrap()).await;
     assert_eq!((r.status, r.error_code()), (404, Some("not_found")), "{}", r.body);
     // Both shapes count in the metrics under their own route.
-    let m = lk.http.get(lk.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("latchkey_http_requests_total{route=\"proxy\",status=\"2xx\"} 2"), "{m}");
-    assert!(m.contains("latchkey_http_requests_total{route=\"call\",status=\"2xx\"} 2"), "{m}");
+    assert_eq!(lk.metric("latchkey_http_requests_total{route=\"proxy\",status=\"2xx\"}").await, 2.0);
+    assert_eq!(lk.metric("latchkey_http_requests_total{route=\"call\",status=\"2xx\"}").await, 2.0);
 }
 
 /// Serving threads (issue 5): `threads` of them, each with its own runtime; new connections go
