@@ -101,13 +101,9 @@ async fn serve(mut client: TcpStream, upstream_addr: &str) -> io::Result<()> {
         out.extend_from_slice(if path.is_empty() { b"/" } else { path });
         out.extend_from_slice(b" HTTP/1.1\r\nHost: up\r\nX-Api-Key: k\r\n");
         copy_headers(&mut out, req.headers, &["authorization", "host", "connection"]);
-        while inbuf.len() < head + length {
-            if client.read_buf(&mut inbuf).await? == 0 {
-                return Ok(());
-            }
+        if !move_body(&mut client, &mut inbuf, head, length, &mut out).await? {
+            return Ok(());
         }
-        out.extend_from_slice(&inbuf[head..head + length]);
-        inbuf.drain(..head + length);
         up.write_all(&out).await?;
 
         let Some(head) = read_head(&mut up, &mut upbuf, false).await? else { return Ok(()) };
@@ -122,13 +118,28 @@ async fn serve(mut client: TcpStream, upstream_addr: &str) -> io::Result<()> {
         out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
         copy_headers(&mut out, resp.headers, &["connection"]);
-        while upbuf.len() < head + length {
-            if up.read_buf(&mut upbuf).await? == 0 {
-                return Ok(());
-            }
+        if !move_body(&mut up, &mut upbuf, head, length, &mut out).await? {
+            return Ok(());
         }
-        out.extend_from_slice(&upbuf[head..head + length]);
-        upbuf.drain(..head + length);
         client.write_all(&out).await?;
     }
+}
+
+/// Reads until the `length`-byte body after a `head`-byte head is in `buf`, appends it to
+/// `out` and drops the message from `buf`; `false` when the peer closed first.
+async fn move_body(
+    from: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: usize,
+    length: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    while buf.len() < head + length {
+        if from.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+    out.extend_from_slice(&buf[head..head + length]);
+    buf.drain(..head + length);
+    Ok(true)
 }

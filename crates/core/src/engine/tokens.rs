@@ -97,7 +97,7 @@ struct Pending {
 
 /// How long a store operation on a call's path may take before the call fails with
 /// `unavailable` (SECURITY R5: a partitioned store fails calls fast, not after the TCP
-/// timeout). `/readyz` waits as long for the store's answer.
+/// timeout). `/readyz` waits as long for the store's answer ([`store_bounded`]).
 pub const STORE_WAIT: Duration = Duration::from_secs(3);
 /// How often a pending commit is tried again while the store does not answer.
 const PENDING_RETRY: Duration = Duration::from_secs(1);
@@ -154,7 +154,7 @@ async fn bounded<T>(op: impl Future<Output = crate::store::StoreResult<T>>) -> R
 /// A store operation on a call's path, bounded by [`STORE_WAIT`] (SECURITY R5): past it, or
 /// when the store fails, `unavailable`, saying what cannot be done (`consequence`) and what to
 /// do.
-pub(crate) async fn store_bounded<T>(
+pub async fn store_bounded<T>(
     op: impl Future<Output = crate::store::StoreResult<T>>,
     consequence: &str,
 ) -> Result<T, CallError> {

@@ -16,15 +16,11 @@ pub async fn healthz() -> impl IntoResponse {
 /// balancer's probe (often with a timeout of a few seconds) sees as a 503, not as its own
 /// timeout.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let wait = latchkey_core::engine::tokens::STORE_WAIT;
-    let reason = match tokio::time::timeout(wait, state.engine.store().ping()).await {
-        Ok(Ok(())) => {
-            return (StatusCode::OK, Json(json!({"status": "ready", "connectors": state.engine.connectors().len()})));
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("the store did not answer within {} s", wait.as_secs()),
-    };
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": reason})))
+    let ping = state.engine.store().ping();
+    match latchkey_core::engine::tokens::store_bounded(ping, "Latchkey is not ready").await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "connectors": state.engine.connectors().len()}))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": e.message}))),
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
