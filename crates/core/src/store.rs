@@ -317,6 +317,9 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn insert_flow(&self, row: &FlowRow) -> StoreResult<()>;
     /// Marks a flow handle used, atomically: exactly one taker sees `Fresh`.
     async fn take_flow(&self, handle_hash: &[u8], now: i64) -> StoreResult<FlowTake>;
+    /// Reads a flow handle without using it: a request is checked against it first, and only
+    /// a request that is otherwise valid takes it (a refused one must not spend it).
+    async fn get_flow(&self, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>>;
     /// Drops flows that expired before `before`.
     async fn purge_flows(&self, before: i64) -> StoreResult<u64>;
 }
@@ -409,9 +412,18 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool>;
 
     async fn insert_refresh(&self, row: &RefreshRow) -> StoreResult<()>;
-    /// Marks a refresh token used, atomically: exactly one taker sees `Fresh`.
-    async fn take_refresh(&self, hash: &[u8], now: i64) -> StoreResult<RefreshTake>;
-    async fn set_refresh_successor(&self, hash: &[u8], sealed: &[u8]) -> StoreResult<()>;
+    /// Rotates a refresh token in one transaction: marks it used, stores `sealed_pair` (the
+    /// pair it is exchanged for) on it and inserts `successor`, so that a token is never seen
+    /// used without its successor (SECURITY S30: a concurrent presenter gets the same pair).
+    /// Exactly one taker sees `Fresh`; the others see `Spent` with the winner's pair, and
+    /// nothing of theirs is written.
+    async fn rotate_refresh(
+        &self,
+        hash: &[u8],
+        now: i64,
+        successor: &RefreshRow,
+        sealed_pair: &[u8],
+    ) -> StoreResult<RefreshTake>;
     async fn get_refresh(&self, hash: &[u8]) -> StoreResult<Option<RefreshRow>>;
     /// Revokes every token of a family (and bumps the generation: instances drop its access
     /// tokens). Returns how many rows changed.
@@ -422,8 +434,9 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn revoke_user_families(&self, env: Env, user_id: &str, now: i64) -> StoreResult<u64>;
 
     async fn insert_login_code(&self, row: &LoginCodeRow) -> StoreResult<()>;
-    /// Marks a sign-in code used, atomically; `None` when unknown or used before.
-    async fn take_login_code(&self, hash: &[u8], now: i64) -> StoreResult<Option<LoginCodeRow>>;
+    /// Marks a sign-in code of `env` used, atomically, if it has not expired at `now`; `None`
+    /// (and the code untouched) when it is unknown, used, expired or of another environment.
+    async fn take_login_code(&self, hash: &[u8], env: Env, now: i64) -> StoreResult<Option<LoginCodeRow>>;
 }
 
 /// A one-time sign-in code, stored as its SHA-256.

@@ -162,14 +162,36 @@ fn check_segment(name: &str, text: &str) -> Result<(), CallError> {
         if t.contains(['/', '\\']) {
             return bad("cannot contain `/` or `\\` (encoded or not)");
         }
-        if t == "." || t == ".." {
-            return bad("cannot be `.` or `..`");
+        if is_dot_segment(t) {
+            return bad("cannot be `.` or `..` (nor `..;…`, which some servers read as `..`)");
         }
         if t.chars().any(char::is_control) {
             return bad("cannot contain control characters (CR, LF, NUL, ...)");
         }
     }
     Ok(())
+}
+
+/// Whether a path segment means `.` or `..` to some server: one or two dots, each possibly
+/// written `%2e`, alone or followed by path parameters (`;…`, also `%3b`), which Tomcat and
+/// Spring strip before they resolve dot segments (`/..;/` climbs). Allocation-free: it runs on
+/// every proxied call.
+pub(crate) fn is_dot_segment(segment: &str) -> bool {
+    let (mut rest, mut dots) = (segment.as_bytes(), 0);
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            [b';', ..] => break,
+            [b'%', b'3', b, ..] if b.eq_ignore_ascii_case(&b'b') => break,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 /// The text of a JSON value: strings as they are, other values as JSON.
@@ -282,6 +304,19 @@ mod tests {
         }
         let err = t.render_path(&vals(&[("id", json!({"a": 1}))])).unwrap_err();
         assert_eq!(err.code, crate::ErrorCode::InvalidParams);
+    }
+
+    /// Tomcat and Spring strip `;` path parameters before resolving dot segments: `..;` climbs.
+    #[test]
+    fn dot_segments_with_path_parameters_are_refused() {
+        let t = Text::parse("/c/<id>");
+        for bad in ["..;", "..;x=1", ".;", "%2e%2e;", "%2E%2e;jsessionid=1", "..%3b", "%2e%2e%3Bx", ".%3b"] {
+            let err = t.render_path(&vals(&[("id", json!(bad))])).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::InvalidParams, "{bad:?} was accepted");
+        }
+        for good in ["a;b", "..a", "...", "a..;", ";x", "v1.2;rev=3"] {
+            assert!(t.render_path(&vals(&[("id", json!(good))])).is_ok(), "{good:?} was refused");
+        }
     }
 
     #[test]

@@ -127,12 +127,11 @@ pub(crate) const RETIRE_SIGNING_KEY: &str =
 pub(crate) const DELETE_SIGNING_KEY: &str = "DELETE FROM signing_keys WHERE kid = $1";
 pub(crate) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, family, env, user_id, created_at, \
      expires_at, used_at, revoked_at, successor) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, NULL)";
-pub(crate) const TAKE_REFRESH: &str = "UPDATE refresh_tokens SET used_at = $2 \
+pub(crate) const ROTATE_REFRESH: &str = "UPDATE refresh_tokens SET used_at = $2, successor = $3 \
      WHERE hash = $1 AND used_at IS NULL AND revoked_at IS NULL \
      RETURNING hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, successor";
 pub(crate) const GET_REFRESH: &str = "SELECT hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, \
      successor FROM refresh_tokens WHERE hash = $1";
-pub(crate) const SET_REFRESH_SUCCESSOR: &str = "UPDATE refresh_tokens SET successor = $2 WHERE hash = $1";
 pub(crate) const REVOKE_FAMILY: &str = "UPDATE refresh_tokens SET revoked_at = $2, successor = NULL \
      WHERE family = $1 AND revoked_at IS NULL";
 pub(crate) const REVOKED_FAMILIES: &str = "SELECT DISTINCT family FROM refresh_tokens WHERE revoked_at >= $1";
@@ -142,7 +141,7 @@ pub(crate) const USER_FAMILIES: &str = "SELECT DISTINCT family FROM refresh_toke
 pub(crate) const INSERT_LOGIN_CODE: &str = "INSERT INTO login_codes (hash, env, user_id, connection_id, created_at, \
      expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
 pub(crate) const TAKE_LOGIN_CODE: &str = "UPDATE login_codes SET used_at = $2 WHERE hash = $1 AND used_at IS NULL \
-     RETURNING hash, env, user_id, connection_id, created_at, expires_at";
+     AND env = $3 AND expires_at >= $2 RETURNING hash, env, user_id, connection_id, created_at, expires_at";
 
 /// Binds a token write: key, fence (epoch or version), then the write's fields, in the order of
 /// `COMMIT_TOKEN` and `COMMIT_TOKEN_IF_VERSION`.
@@ -210,6 +209,22 @@ macro_rules! delete_recorded {
     }};
 }
 
+/// Inserts a refresh-token row (unused, unrevoked, no successor) through `$exec`.
+macro_rules! insert_refresh {
+    ($exec:expr, $row:expr) => {{
+        let row: &RefreshRow = $row;
+        sqlx::query(sql::INSERT_REFRESH)
+            .bind(row.hash.as_slice())
+            .bind(row.family.as_str())
+            .bind(row.env.as_str())
+            .bind(row.user_id.as_str())
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .execute($exec)
+            .await
+    }};
+}
+
 /// Implements `latchkey_core::store::Store` for a struct with a `pool: sqlx::Pool<DB>` field.
 ///
 /// The body is written once and expanded per backend, where every type is concrete: the
@@ -229,7 +244,7 @@ macro_rules! impl_store {
                 FlowTake, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow,
                 Store, StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
             };
-            use $crate::sql::{self, bind_write, bump_and_commit, bump_first, delete_recorded};
+            use $crate::sql::{self, bind_write, bump_and_commit, bump_first, delete_recorded, insert_refresh};
             use $crate::{
                 ConnectionTuple, EventTuple, FlowTuple, KeyTuple, RefreshTuple, TokenTuple, UserTuple, connection_row,
                 event_row, fail, flow_row, key_row, parse_env, refresh_row, token_row, user_row,
@@ -688,15 +703,21 @@ macro_rules! impl_store {
                     {
                         return Ok(FlowTake::Fresh(flow_row(OP, t)?));
                     }
-                    match sqlx::query_as::<_, FlowTuple>(sql::GET_FLOW)
+                    match self.get_flow(handle_hash).await? {
+                        Some(r) => Ok(FlowTake::Used(r)),
+                        None => Ok(FlowTake::Unknown),
+                    }
+                }
+
+                async fn get_flow(&self, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>> {
+                    const OP: &str = "get_flow";
+                    sqlx::query_as::<_, FlowTuple>(sql::GET_FLOW)
                         .bind(handle_hash)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                    {
-                        Some(t) => Ok(FlowTake::Used(flow_row(OP, t)?)),
-                        None => Ok(FlowTake::Unknown),
-                    }
+                        .map(|t| flow_row(OP, t))
+                        .transpose()
                 }
 
                 async fn purge_flows(&self, before: i64) -> StoreResult<u64> {
@@ -836,45 +857,35 @@ macro_rules! impl_store {
 
                 async fn insert_refresh(&self, row: &RefreshRow) -> StoreResult<()> {
                     const OP: &str = "insert_refresh";
-                    sqlx::query(sql::INSERT_REFRESH)
-                        .bind(row.hash.as_slice())
-                        .bind(row.family.as_str())
-                        .bind(row.env.as_str())
-                        .bind(row.user_id.as_str())
-                        .bind(row.created_at)
-                        .bind(row.expires_at)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(fail(OP))?;
-                    Ok(())
+                    insert_refresh!(&self.pool, row).map(|_| ()).map_err(fail(OP))
                 }
 
-                async fn take_refresh(&self, hash: &[u8], now: i64) -> StoreResult<RefreshTake> {
-                    const OP: &str = "take_refresh";
-                    if let Some(t) = sqlx::query_as::<_, RefreshTuple>(sql::TAKE_REFRESH)
+                async fn rotate_refresh(
+                    &self,
+                    hash: &[u8],
+                    now: i64,
+                    successor: &RefreshRow,
+                    sealed_pair: &[u8],
+                ) -> StoreResult<RefreshTake> {
+                    const OP: &str = "rotate_refresh";
+                    let mut tx = self.pool.begin().await.map_err(fail(OP))?;
+                    let taken = sqlx::query_as::<_, RefreshTuple>(sql::ROTATE_REFRESH)
                         .bind(hash)
                         .bind(now)
-                        .fetch_optional(&self.pool)
+                        .bind(sealed_pair)
+                        .fetch_optional(&mut *tx)
                         .await
-                        .map_err(fail(OP))?
-                    {
+                        .map_err(fail(OP))?;
+                    if let Some(t) = taken {
+                        insert_refresh!(&mut *tx, successor).map_err(fail(OP))?;
+                        tx.commit().await.map_err(fail(OP))?;
                         return Ok(RefreshTake::Fresh(refresh_row(OP, t)?));
                     }
+                    tx.rollback().await.map_err(fail(OP))?;
                     Ok(match self.get_refresh(hash).await? {
                         Some(r) => RefreshTake::Spent(r),
                         None => RefreshTake::Unknown,
                     })
-                }
-
-                async fn set_refresh_successor(&self, hash: &[u8], sealed: &[u8]) -> StoreResult<()> {
-                    const OP: &str = "set_refresh_successor";
-                    sqlx::query(sql::SET_REFRESH_SUCCESSOR)
-                        .bind(hash)
-                        .bind(sealed)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(fail(OP))?;
-                    Ok(())
                 }
 
                 async fn get_refresh(&self, hash: &[u8]) -> StoreResult<Option<RefreshRow>> {
@@ -925,11 +936,17 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
-                async fn take_login_code(&self, hash: &[u8], now: i64) -> StoreResult<Option<LoginCodeRow>> {
+                async fn take_login_code(
+                    &self,
+                    hash: &[u8],
+                    env: Env,
+                    now: i64,
+                ) -> StoreResult<Option<LoginCodeRow>> {
                     const OP: &str = "take_login_code";
                     let row = sqlx::query_as::<_, (Vec<u8>, String, String, String, i64, i64)>(sql::TAKE_LOGIN_CODE)
                         .bind(hash)
                         .bind(now)
+                        .bind(env.as_str())
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?;
@@ -1079,4 +1096,4 @@ macro_rules! impl_store {
     };
 }
 
-pub(crate) use {bind_write, bump_and_commit, bump_first, delete_recorded, impl_store};
+pub(crate) use {bind_write, bump_and_commit, bump_first, delete_recorded, impl_store, insert_refresh};

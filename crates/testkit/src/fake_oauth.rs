@@ -199,6 +199,10 @@ async fn handle(State(fake): State<FakeOAuth>, req: Request) -> Response {
         s.resource_calls += 1;
         bearer.as_ref().is_some_and(|b| s.valid_access.contains(b))
     });
+    if path.ends_with("/always-401") {
+        // A path that refuses every token (missing scope, or a hostile caller's choice).
+        return json_response(401, &json!({"error": "invalid_token"}));
+    }
     if ok {
         json_response(200, &json!({"ok": true, "token": bearer, "path": path}))
     } else if path.ends_with("/soft-expiry") {

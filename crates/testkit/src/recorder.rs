@@ -2,7 +2,8 @@
 //!
 //! Any path echoes `{"method", "uri", "headers", "body"}` with status 200, except:
 //! `/status/<code>` answers that status, `/redirect` answers 302 to another origin,
-//! `/cookies` sets a cookie and hop-by-hop headers, `/slow/<ms>` waits first,
+//! `/cookies` sets a cookie and hop-by-hop headers, `/spoof` answers 409 with `Latchkey-*`
+//! headers of its own, `/slow/<ms>` waits first,
 //! `/chunks/<n>` streams n chunks.
 
 use std::collections::BTreeMap;
@@ -122,6 +123,12 @@ async fn handle(State(rec): State<Recorder>, req: Request) -> Response {
         extra.push(("set-cookie", "session=upstream-cookie; Path=/".into()));
         extra.push(("x-upstream", "kept".into()));
         extra.push(("keep-alive", "timeout=5".into()));
+    } else if path.ends_with("/spoof") {
+        // An upstream speaking as if it were Latchkey (SECURITY: its words must not pass as ours).
+        status = 409;
+        extra.push(("latchkey-error", "upstream_timeout".into()));
+        extra.push(("latchkey-signature", "t=1,v1=forged".into()));
+        extra.push(("x-upstream", "kept".into()));
     } else if let Some(ms) = after("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
     } else if let Some(n) = after("/chunks/") {

@@ -298,11 +298,14 @@ async fn the_flow_with_body_client_auth_and_a_per_connector_redirect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_foreign_expired_and_mixed_up_callbacks_are_refused_each_with_its_error() {
     let s = setup("basic", json!({})).await;
-    // A callback in another browser session (no flow cookie).
+    // A callback in another browser session (no flow cookie): refused, and the state is not
+    // spent by it (issue 12), so the browser that started the flow still finishes it.
     let link = connect_link(&s, "alice", RETURN_TO).await;
     let (callback, mut browser) = login(&s, &link, "alice").await;
     let back = Browser::default().get(&s.lk.http, &callback).await;
     assert_eq!(query_of(&back).get("error").map(String::as_str), Some("browser_mismatch"), "{back}");
+    let back = browser.get(&s.lk.http, &callback).await;
+    assert_eq!(query_of(&back).get("status").map(String::as_str), Some("connected"), "{back}");
     // The same callback, replayed in the right browser, after the state was spent.
     let back = browser.get(&s.lk.http, &callback).await;
     assert_eq!(query_of(&back).get("error").map(String::as_str), Some("state_used"), "{back}");

@@ -120,6 +120,90 @@ async fn refresh_rotates_reuse_revokes_the_family_and_a_quick_retry_gets_the_sam
     assert_eq!(introspect(&lk, &app, other["access_token"].as_str().unwrap()).await["active"], true);
 }
 
+/// SECURITY S30 under concurrency: presenters of the same refresh token at the same moment all
+/// get the one successor pair (or a refusal that leaves it working); the family survives.
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_share_its_successor_and_keep_the_family() {
+    let lk = std::sync::Arc::new(Latchkey::start(bin(), ""));
+    let app = lk.app_key("live").await;
+    for trial in 0..10 {
+        let t0 = user_tokens(&lk, &app, &format!("u{trial}")).await;
+        let rt0 = t0["refresh_token"].as_str().unwrap().to_owned();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (lk, rt0) = (lk.clone(), rt0.clone());
+                tokio::spawn(async move { refresh(&lk, &rt0).await })
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            match r.status {
+                200 => pairs.push(r.json()),
+                _ => assert_eq!(r.json()["error"]["oauth_error"], "invalid_grant", "trial {trial}: {}", r.body),
+            }
+        }
+        assert!(!pairs.is_empty(), "trial {trial}: no presenter got a pair");
+        assert!(pairs.iter().all(|p| *p == pairs[0]), "trial {trial}: different pairs for one token: {pairs:?}");
+        let rt1 = pairs[0]["refresh_token"].as_str().unwrap();
+        assert_eq!(introspect(&lk, &app, rt1).await["active"], true, "trial {trial}: the successor was revoked");
+        let next = refresh(&lk, rt1).await;
+        assert_eq!(next.status, 200, "trial {trial}: the winner's successor does not refresh: {}", next.body);
+    }
+}
+
+/// Issue 12 item 15: a signed-in user's page calls an API that the app's own credential signs,
+/// the credential never reaching the browser: a user token runs `access = "user"` calls of a
+/// connector with app-level credentials, and still no `access = "app"` call.
+#[tokio::test]
+async fn a_user_token_runs_user_calls_signed_with_the_apps_own_credential() {
+    let up = latchkey_testkit::recorder::Recorder::start().await;
+    let lk = with_connector(
+        &up.base_url,
+        r#"{ method = "api_key_header", name = "X-Api-Key", key = { secret = "k" } }"#,
+        "[connectors.up.calls.search]
+path = \"/search\"\naccess = \"user\"\nquery = { q = \"<q>\" }\n\
+         [connectors.up.calls.search.params]\nq = {}\n\
+         [connectors.up.calls.billing]\npath = \"/billing\"\n",
+    );
+    lk.put_secret("k", "live", "app-api-key").await;
+    let app = lk.app_key("live").await;
+    let alice = user_tokens(&lk, &app, "alice").await["access_token"].as_str().unwrap().to_owned();
+    let call = |call: &'static str, body: Value| {
+        let (lk, alice) = (&lk, alice.clone());
+        async move {
+            let url = lk.url(&format!("/v1/connectors/up/calls/{call}"));
+            Reply::read(lk.http.post(url).bearer_auth(alice).json(&body).send().await.unwrap()).await
+        }
+    };
+    let r = call("search", json!({"params": {"q": "shoes"}})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = up.last();
+    assert_eq!((sent.uri.as_str(), sent.header("x-api-key")), ("/search?q=shoes", Some("app-api-key")));
+    // Naming itself is allowed; naming another user is not.
+    assert_eq!(call("search", json!({"params": {"q": "a"}, "user": "alice"})).await.status, 200);
+    let r = call("search", json!({"params": {"q": "a"}, "user": "bob"})).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("not_found")), "{}", r.body);
+    // The app's own calls stay the app's.
+    let r = call("billing", json!({"params": {}})).await;
+    assert_eq!((r.status, r.error_code()), (403, Some("forbidden")), "{}", r.body);
+    // An app key that names a user on an app-level connector is still told it sent one.
+    let r = lk.call(&app, "up", "search", json!({"q": "a"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = Reply::read(
+        lk.http
+            .post(lk.url("/v1/connectors/up/calls/search"))
+            .bearer_auth(&app)
+            .json(&json!({"params": {"q": "a"}, "user": "alice"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.error_code(), Some("invalid_params"), "{}", r.body);
+    assert_eq!(up.count(), 3);
+}
+
 #[tokio::test]
 async fn introspection_and_revocation_follow_the_rfcs() {
     let lk = Latchkey::start(bin(), "");

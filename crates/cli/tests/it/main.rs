@@ -11,6 +11,7 @@ mod crash;
 mod egress;
 mod environments;
 mod grants;
+mod hardening;
 mod hostile;
 mod idp;
 mod leaks;

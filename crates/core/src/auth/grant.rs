@@ -182,7 +182,10 @@ pub struct TokenSource {
     pub key: TokenKey,
     pub grant: Arc<Grant>,
     pub token_in: TokenIn,
+    /// How long before expiry a token is refreshed (`refresh_skew_s`; [`Self::skew_for`]).
     pub skew_ms: i64,
+    /// Whether `refresh_skew_s` was set: then it is used as it is, else capped.
+    pub skew_configured: bool,
     pub keepalive_ms: i64,
     pub timeout: Duration,
     pub client: reqwest::Client,
@@ -190,6 +193,18 @@ pub struct TokenSource {
     /// may be tried again.
     pub fingerprint: [u8; 32],
     pub refresh_on: Option<RefreshOn>,
+}
+
+/// `refresh_skew_s` when the connector does not set it.
+pub const DEFAULT_SKEW_MS: i64 = 300_000;
+
+impl TokenSource {
+    /// How long before its expiry `set` is refreshed: the configured `refresh_skew_s` as it
+    /// is; the default capped at half the token's lifetime, so that tokens living less than
+    /// twice the default (60-second tokens) are not fetched again on every call.
+    pub fn skew_for(&self, set: &crate::token::TokenSet) -> i64 {
+        if self.skew_configured { self.skew_ms } else { set.skew_ms(self.skew_ms) }
+    }
 }
 
 impl std::fmt::Debug for TokenSource {

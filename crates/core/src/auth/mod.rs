@@ -89,7 +89,10 @@ pub fn prepare(
             key: TokenKey::app(name, env),
             grant: std::sync::Arc::new(grant),
             token_in,
-            skew_ms: i64::try_from(connector.refresh_skew_s).unwrap_or(300).saturating_mul(1000),
+            skew_ms: connector
+                .refresh_skew_s
+                .map_or(grant::DEFAULT_SKEW_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)),
+            skew_configured: connector.refresh_skew_s.is_some(),
             keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
             timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
             client: clients.client_for(public_only),

@@ -596,8 +596,10 @@ pub struct ConnectorConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub calls: BTreeMap<String, CallConfig>,
-    #[serde(default = "default_refresh_skew_s")]
-    pub refresh_skew_s: u64,
+    /// Seconds before expiry to refresh. Unset: 300, capped at half the token's lifetime;
+    /// set: exactly this (see `TokenSource::skew_for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_skew_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_on: Option<RefreshOn>,
     #[serde(default = "default_keepalive_s")]
@@ -612,9 +614,6 @@ pub struct ConnectorConfig {
 
 fn default_timeout_ms() -> u64 {
     30_000
-}
-fn default_refresh_skew_s() -> u64 {
-    300
 }
 fn default_keepalive_s() -> u64 {
     86_400

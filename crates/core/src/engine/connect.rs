@@ -189,31 +189,39 @@ impl Engine {
     pub async fn start_flow(&self, connector: &str, session: &str) -> Result<(String, String, String), FlowError> {
         let now = now_ms();
         let hash = sha256(session.as_bytes());
-        let taken =
-            self.store.take_flow(&hash, now).await.map_err(|e| flow_error("unavailable", e.to_string(), None))?;
-        let row = match taken {
-            FlowTake::Fresh(r) if r.kind == "session" && r.connector == connector => r,
-            FlowTake::Used(r) if r.kind == "session" => {
-                return Err(flow_error(
-                    "session_used",
-                    "this connect link was used already: ask the app for a new one",
-                    Some(&r.return_to),
-                ));
-            }
-            _ => {
-                return Err(flow_error(
-                    "session_invalid",
-                    "this connect link is not valid: ask the app for a new one",
-                    None,
-                ));
-            }
+        let unavailable = |e: crate::store::StoreError| flow_error("unavailable", e.to_string(), None);
+        let used = |r: &FlowRow| {
+            flow_error(
+                "session_used",
+                "this connect link was used already: ask the app for a new one",
+                Some(&r.return_to),
+            )
         };
+        let invalid =
+            || flow_error("session_invalid", "this connect link is not valid: ask the app for a new one", None);
+        // Checked before it is taken: a link opened at another connector's `/start`, or too
+        // late, is refused without spending it.
+        let row = match self.store.get_flow(&hash).await.map_err(unavailable)? {
+            Some(r) if r.kind == "session" => r,
+            _ => return Err(invalid()),
+        };
+        if row.used_at.is_some() {
+            return Err(used(&row));
+        }
+        if row.connector != connector {
+            return Err(invalid());
+        }
         if now > row.expires_at {
             return Err(flow_error(
                 "session_expired",
                 "this connect link expired: ask the app for a new one",
                 Some(&row.return_to),
             ));
+        }
+        match self.store.take_flow(&hash, now).await.map_err(unavailable)? {
+            FlowTake::Fresh(_) => {}
+            FlowTake::Used(r) => return Err(used(&r)),
+            FlowTake::Unknown => return Err(invalid()),
         }
         let data: SessionData = row
             .sealed
@@ -301,17 +309,15 @@ impl Engine {
         let state =
             query.get("state").ok_or_else(|| flow_error("state_missing", "the callback has no `state`", None))?;
         let hash = sha256(state.as_bytes());
-        let taken =
-            self.store.take_flow(&hash, now).await.map_err(|e| flow_error("unavailable", e.to_string(), None))?;
-        let row = match taken {
-            FlowTake::Fresh(r) if r.kind == "state" => r,
-            FlowTake::Used(r) if r.kind == "state" => {
-                return Err(flow_error(
-                    "state_used",
-                    "this login was completed already (a replayed callback)",
-                    Some(&r.return_to),
-                ));
-            }
+        let unavailable = |e: crate::store::StoreError| flow_error("unavailable", e.to_string(), None);
+        let used = |r: &FlowRow| {
+            flow_error("state_used", "this login was completed already (a replayed callback)", Some(&r.return_to))
+        };
+        // The state is read, the callback checked against it (fresh, this connector, this
+        // browser, this issuer), and only then taken: a callback that is refused (one without
+        // the browser's cookie) does not spend the state of the browser that holds it.
+        let row = match self.store.get_flow(&hash).await.map_err(unavailable)? {
+            Some(r) if r.kind == "state" => r,
             _ => {
                 return Err(flow_error(
                     "state_invalid",
@@ -320,6 +326,9 @@ impl Engine {
                 ));
             }
         };
+        if row.used_at.is_some() {
+            return Err(used(&row));
+        }
         let rt = Some(row.return_to.as_str());
         if now > row.expires_at {
             return Err(flow_error("state_expired", "the login took longer than 10 minutes: start again", rt));
@@ -364,6 +373,18 @@ impl Engine {
             .get("code")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| flow_error("code_missing", "the callback has no `code`", rt))?;
+        // Spent exactly when its code is exchanged; a concurrent twin finds it used.
+        match self.store.take_flow(&hash, now).await.map_err(unavailable)? {
+            FlowTake::Fresh(_) => {}
+            FlowTake::Used(r) => return Err(used(&r)),
+            FlowTake::Unknown => {
+                return Err(flow_error(
+                    "state_invalid",
+                    "unknown `state`: start the connection again from the app",
+                    rt,
+                ));
+            }
+        }
         let data: StateData = row
             .sealed
             .as_ref()
@@ -586,15 +607,14 @@ impl Engine {
             e.details.insert("oauth_error".into(), serde_json::Value::String("invalid_grant".into()));
             e
         };
+        // Taken only by a request that may use it: a code presented with another
+        // environment's key, or too late, is refused and stays as it was.
         let row = self
             .store
-            .take_login_code(&sha256(code.as_bytes()), now_ms())
+            .take_login_code(&sha256(code.as_bytes()), env, now_ms())
             .await
             .map_err(unavailable)?
             .ok_or_else(refused)?;
-        if row.env != env || row.expires_at < now_ms() {
-            return Err(refused());
-        }
         let user = self.store.get_user(env, &row.user_id).await.map_err(unavailable)?.ok_or_else(refused)?;
         let tokens = self.mint_tokens(env, &user.id).await?;
         Ok((user, tokens, row.connection_id))

@@ -287,7 +287,8 @@ impl Engine {
         self.sign_user_jwt(&claims)
     }
 
-    async fn new_refresh(&self, env: Env, user: &str, family: &str, expires_at: i64) -> Result<String, CallError> {
+    /// A new refresh token of `family` and the row that stores it (only its hash).
+    fn new_refresh(env: Env, user: &str, family: &str, expires_at: i64) -> (String, RefreshRow) {
         let token = format!("lkr_{}", random::token(43));
         let row = RefreshRow {
             hash: sha256(token.as_bytes()).to_vec(),
@@ -300,8 +301,7 @@ impl Engine {
             revoked_at: None,
             successor: None,
         };
-        self.store.insert_refresh(&row).await.map_err(unavailable)?;
-        Ok(token)
+        (token, row)
     }
 
     /// `POST /v1/users/{id}/tokens`: a new access token and a new refresh-token family.
@@ -311,7 +311,8 @@ impl Engine {
         }
         let family = format!("fam_{}", random::token(20));
         let (access_token, expires_in) = self.sign_access(env, user, &family)?;
-        let refresh_token = self.new_refresh(env, user, &family, now_ms() + self.refresh_ttl_ms()).await?;
+        let (refresh_token, row) = Self::new_refresh(env, user, &family, now_ms() + self.refresh_ttl_ms());
+        self.store.insert_refresh(&row).await.map_err(unavailable)?;
         Ok(TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token })
     }
 
@@ -322,51 +323,60 @@ impl Engine {
     /// `POST /v1/token` with `grant_type=refresh_token`: rotates. A reused token revokes its
     /// whole family, except the immediately previous token within the retry window, which
     /// returns the same new pair.
+    ///
+    /// The pair is made before the token is taken, and the store marks the token used, keeps
+    /// the pair on it and inserts the successor in one transaction: a concurrent presenter of
+    /// the same token finds it used *with* its successor and gets the same pair, instead of
+    /// finding it used without one and revoking the family the winner was just given.
     pub async fn refresh_user_tokens(&self, refresh_token: &SecretString) -> Result<TokenPair, CallError> {
         let hash = sha256(refresh_token.expose_secret().as_bytes());
         let now = now_ms();
-        match self.store.take_refresh(&hash, now).await.map_err(unavailable)? {
-            RefreshTake::Unknown => Err(invalid_grant("the refresh token is not valid")),
-            RefreshTake::Fresh(row) => {
-                if row.expires_at <= now || self.runtime.load().identity.revoked_families.contains(&row.family) {
-                    return Err(invalid_grant("the refresh token expired or was revoked: sign the user in again"));
-                }
-                if self.get_user(row.env, &row.user_id).await?.is_none() {
-                    return Err(invalid_grant("the user no longer exists"));
-                }
-                let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family)?;
-                let next = self.new_refresh(row.env, &row.user_id, &row.family, row.expires_at).await?;
-                let pair = TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token: next };
-                let sealed = self
-                    .vault
-                    .seal(&Self::successor_aad(&hash, row.env), &serde_json::to_vec(&pair).unwrap_or_default());
-                self.store.set_refresh_successor(&hash, &sealed).await.map_err(unavailable)?;
-                Ok(pair)
+        let Some(row) = self.store.get_refresh(&hash).await.map_err(unavailable)? else {
+            return Err(invalid_grant("the refresh token is not valid"));
+        };
+        let row = if row.used_at.is_none() && row.revoked_at.is_none() {
+            if row.expires_at <= now || self.runtime.load().identity.revoked_families.contains(&row.family) {
+                return Err(invalid_grant("the refresh token expired or was revoked: sign the user in again"));
             }
-            RefreshTake::Spent(row) => {
-                if row.revoked_at.is_none()
-                    && row.used_at.is_some_and(|u| now - u <= GRACE_MS)
-                    && let Some(sealed) = &row.successor
-                    && let Ok(plain) = self.vault.open(&Self::successor_aad(&hash, row.env), sealed)
-                    && let Ok(pair) = serde_json::from_slice::<TokenPair>(plain.expose_secret())
-                {
-                    // Only while the successor is still unused: this is the previous token.
-                    let next = sha256(pair.refresh_token.as_bytes());
-                    if let Some(n) = self.store.get_refresh(&next).await.map_err(unavailable)?
-                        && n.used_at.is_none()
-                        && n.revoked_at.is_none()
-                    {
-                        return Ok(pair);
-                    }
-                }
-                self.store.revoke_family(&row.family, now).await.map_err(unavailable)?;
-                self.catch_up().await.map_err(unavailable)?;
-                tracing::warn!(family = %row.family, "refresh token reused: family revoked");
-                Err(invalid_grant(
-                    "the refresh token was used already: its whole family is revoked; sign the user in again",
-                ))
+            if self.get_user(row.env, &row.user_id).await?.is_none() {
+                return Err(invalid_grant("the user no longer exists"));
+            }
+            let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family)?;
+            let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &row.family, row.expires_at);
+            let pair = TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token: next };
+            let mut plain = serde_json::to_vec(&pair).map_err(|_| CallError::internal("a token pair serializes"))?;
+            let sealed = self.vault.seal(&Self::successor_aad(&hash, row.env), &plain);
+            zeroize::Zeroize::zeroize(&mut plain);
+            match self.store.rotate_refresh(&hash, now, &next_row, &sealed).await.map_err(unavailable)? {
+                RefreshTake::Fresh(_) => return Ok(pair),
+                RefreshTake::Unknown => return Err(invalid_grant("the refresh token is not valid")),
+                // Taken by a concurrent presenter since it was read: theirs is the pair.
+                RefreshTake::Spent(now_spent) => now_spent,
+            }
+        } else if row.revoked_at.is_some() {
+            return Err(invalid_grant("the refresh token expired or was revoked: sign the user in again"));
+        } else {
+            row
+        };
+        if row.revoked_at.is_none()
+            && row.used_at.is_some_and(|u| now - u <= GRACE_MS)
+            && let Some(sealed) = &row.successor
+            && let Ok(plain) = self.vault.open(&Self::successor_aad(&hash, row.env), sealed)
+            && let Ok(pair) = serde_json::from_slice::<TokenPair>(plain.expose_secret())
+        {
+            // Only while the successor is still unused: this is the previous token.
+            let next = sha256(pair.refresh_token.as_bytes());
+            if let Some(n) = self.store.get_refresh(&next).await.map_err(unavailable)?
+                && n.used_at.is_none()
+                && n.revoked_at.is_none()
+            {
+                return Ok(pair);
             }
         }
+        self.store.revoke_family(&row.family, now).await.map_err(unavailable)?;
+        self.catch_up().await.map_err(unavailable)?;
+        tracing::warn!(family = %row.family, "refresh token reused: family revoked");
+        Err(invalid_grant("the refresh token was used already: its whole family is revoked; sign the user in again"))
     }
 
     /// Verifies a user access token (signature by one of our keys, `iss`, `aud`, `exp`,

@@ -132,6 +132,35 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Removes every `Latchkey-*` header: between the caller and Latchkey they are Latchkey's own
+/// (`Latchkey-User` in, `Latchkey-Error` out), never the upstream's or the caller's to pass on.
+fn strip_latchkey_headers(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().starts_with("latchkey-")) {
+        return;
+    }
+    let ours: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("latchkey-")).cloned().collect();
+    for k in ours {
+        headers.remove(&k);
+    }
+}
+
+/// `query` without the pairs whose (form-decoded) name `drop` picks; the rest byte for byte.
+fn without_params(query: &str, drop: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(query.len());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let raw_name = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let name: String = url::form_urlencoded::parse(raw_name.as_bytes()).map(|(k, _)| k).collect();
+        if drop(&name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(pair);
+    }
+    out
+}
+
 /// The hop-by-hop headers and every header `Connection` names.
 fn strip_named(headers: &mut HeaderMap) {
     let named: Vec<&str> = headers
@@ -250,6 +279,14 @@ impl Engine {
             None => OutBody::Bytes(Bytes::new()),
         };
         prepared.credential.apply(&mut headers, &mut url);
+        // A user token names its user for the credentials that belong to one (a per-user
+        // connection, the user's identity); on an app-level credential the app's own key signs
+        // the user's call, and the user is not a parameter the caller sent.
+        let user = match &prepared.credential {
+            Credential::User(_) | Credential::Identity { .. } => user,
+            _ if user_token => None,
+            _ => user,
+        };
         self.send(&conn, prepared, env, user, compiled.method.clone(), url, headers, body).await
     }
 
@@ -271,7 +308,13 @@ impl Engine {
             if q.contains(['#', '\r', '\n', '\0']) || q.contains("%00") {
                 return Err(CallError::invalid_params("the query string contains a fragment, line break or NUL"));
             }
-            url.set_query(Some(q));
+            if conn.query.is_empty() {
+                url.set_query(Some(q));
+            } else {
+                // The connector's fixed parameters win: the caller's of the same name are dropped.
+                let kept = without_params(q, |name| conn.query.iter().any(|(k, _)| k == name));
+                url.set_query(Some(&kept));
+            }
         }
         if !conn.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
@@ -285,16 +328,16 @@ impl Engine {
         for h in [header::HOST, header::AUTHORIZATION, header::COOKIE] {
             headers.remove(h);
         }
-        let private: Vec<HeaderName> =
-            headers.keys().filter(|k| k.as_str().starts_with("latchkey-")).cloned().collect();
-        for k in private {
-            headers.remove(&k);
-        }
+        strip_latchkey_headers(&mut headers);
         if let Some(owned) = prepared.credential.owned_header() {
             headers.remove(owned);
         }
+        // The connector's fixed headers win over the caller's, and are sent once.
+        for k in conn.headers.keys() {
+            headers.remove(k);
+        }
         for (k, v) in &conn.headers {
-            headers.entry(k.clone()).or_insert_with(|| v.clone());
+            headers.append(k.clone(), v.clone());
         }
         prepared.credential.apply(&mut headers, &mut url);
         self.send(&conn, prepared, env, req.user.as_deref(), req.method, url, headers, req.body).await
@@ -397,7 +440,12 @@ impl Engine {
             Err(e) => return Err(reauth(e).await),
         };
         let (h, u) = signed(&again.token.access_token)?;
-        self.send_once(conn, prepared, method, u, h, bytes_body(replay)).await
+        let second = self.send_once(conn, prepared, method, u, h, bytes_body(replay)).await?;
+        let (refused_again, second) = token_refused(src, second).await;
+        if refused_again {
+            self.tokens.refused_after_refresh(src, &again.token);
+        }
+        Ok(second)
     }
 
     /// For a per-user connection, a refused credential becomes `reauthorization_required` with
@@ -458,6 +506,8 @@ impl Engine {
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         headers.remove(header::SET_COOKIE);
+        // `Latchkey-Error` and its kin are Latchkey's words: an upstream cannot speak them.
+        strip_latchkey_headers(&mut headers);
         Ok(UpstreamResponse { status: parts.status, headers, body: body.map_err(std::io::Error::other).boxed_unsync() })
     }
 }
@@ -561,27 +611,10 @@ fn check_proxy_path(path: &str) -> Result<(), CallError> {
             return bad("contains an encoded slash, backslash, percent sign or control character");
         }
     }
-    if path.split('/').any(is_dot_segment) {
-        return bad("contains a `.` or `..` segment");
+    if path.split('/').any(crate::template::is_dot_segment) {
+        return bad("contains a `.` or `..` segment (also `..;`, which some servers read as `..`)");
     }
     Ok(())
-}
-
-/// `.` or `..`, each dot possibly written `%2e` or `%2E`.
-fn is_dot_segment(segment: &str) -> bool {
-    let (mut rest, mut dots) = (segment.as_bytes(), 0);
-    while !rest.is_empty() {
-        rest = match rest {
-            [b'.', tail @ ..] => tail,
-            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
-            _ => return false,
-        };
-        dots += 1;
-        if dots > 2 {
-            return false;
-        }
-    }
-    dots > 0
 }
 
 /// The values of a call's parameters: the caller's public ones, defaults, and private values.
@@ -643,6 +676,25 @@ mod tests {
             state ^= state << 17;
             state
         }
+    }
+
+    /// `..;` is `..` to Tomcat and Spring (path parameters are stripped before dot segments are
+    /// resolved): refused like `..`, in every spelling.
+    #[test]
+    fn dot_segments_with_path_parameters_are_refused_in_proxy_paths() {
+        for bad in ["/a/..;/admin", "/..;", "/a/%2e%2e;/b", "/a/.;/b", "/a/%2E%2E%3b/b", "/a/..;jsessionid=x/b"] {
+            assert!(check_proxy_path(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["/a;b/c", "/v1.2;rev=3", "/a/...;/b", "/a/b..;"] {
+            assert!(check_proxy_path(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn fixed_query_parameters_replace_the_callers_and_keep_the_rest_byte_for_byte() {
+        assert_eq!(super::without_params("a=1&fixed=evil&b=x%20y", |n| n == "fixed"), "a=1&b=x%20y");
+        assert_eq!(super::without_params("fi%78ed=evil&fixed&c", |n| n == "fixed"), "c");
+        assert_eq!(super::without_params("", |_| true), "");
     }
 
     #[test]

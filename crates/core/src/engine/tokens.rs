@@ -51,6 +51,10 @@ const BACKOFF_BASE_MS: i64 = 1_000;
 const BACKOFF_CAP_MS: i64 = 300_000;
 /// A token obtained this recently counts as "just obtained" (no reactive refresh for it).
 const JUST_OBTAINED_MS: i64 = 5_000;
+/// After a reactive refresh whose new token was refused too (the path refuses any token), no
+/// reactive refresh of that token for this long, in this process: an upstream path that
+/// answers 401 to every token cannot make each call fetch (and perhaps rotate) a new one.
+const REACTIVE_PAUSE_MS: i64 = 60_000;
 /// `last_used_at` is written at most this often per token.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -58,7 +62,8 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 #[derive(Clone)]
 pub struct Obtained {
     pub token: Arc<TokenSet>,
-    /// Obtained from the provider just now: a 401 with it does not trigger another refresh.
+    /// A 401 with it does not trigger a refresh: it was obtained from the provider just now,
+    /// or reactive refreshes of this token are paused ([`REACTIVE_PAUSE_MS`]).
     pub fresh: bool,
 }
 
@@ -78,10 +83,19 @@ struct Cached {
     version: Option<i64>,
     failure: Option<Failure>,
     last_touch: i64,
+    /// Until when a 401 does not replace the token ([`REACTIVE_PAUSE_MS`]; 0: not paused).
+    reactive_paused_until: i64,
     /// Tokens the provider issued that the store did not take (it did not answer): the only
     /// copy of a possibly rotated refresh token. Committed before anything else is done with
     /// this key, and by a background task until then; never handed to a caller before.
     pending: Option<Pending>,
+}
+
+impl Cached {
+    /// Whether a 401 may replace the current token now ([`REACTIVE_PAUSE_MS`]).
+    fn reactive_allowed(&self, now: i64) -> bool {
+        now >= self.reactive_paused_until
+    }
 }
 
 /// A commit that did not happen because the store did not answer (SECURITY R4, R5).
@@ -107,6 +121,8 @@ struct Slot {
     cached: Mutex<Cached>,
     /// Single flight within this process; the store lease extends it across processes.
     flight: tokio::sync::Mutex<()>,
+    /// Whether a lifetime shorter than the refresh skew was logged (once per token per process).
+    short_lifetime_logged: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -208,9 +224,9 @@ impl TokenManager {
         {
             let mut c = lock(&slot.cached);
             if let Some(set) = &c.set
-                && set.is_fresh(now, src.skew_ms)
+                && set.is_fresh(now, src.skew_for(set))
             {
-                let out = Obtained { token: set.clone(), fresh: false };
+                let out = Obtained { token: set.clone(), fresh: !c.reactive_allowed(now) };
                 self.touch(&src.key, &mut c, now);
                 return Ok(out);
             }
@@ -223,6 +239,25 @@ impl TokenManager {
     pub async fn replace(&self, src: &TokenSource, refused: &SecretString) -> Result<Obtained, CallError> {
         let slot = self.slot(&src.key);
         self.refresh(src, &slot, Mode::Replace, Some(refused)).await
+    }
+
+    /// The upstream refused `token` too, which a reactive refresh had just obtained: the path
+    /// refuses any token, so 401s do not replace it for [`REACTIVE_PAUSE_MS`] (issue 12: one
+    /// path that always answers 401 would otherwise make every call fetch a new token).
+    pub fn refused_after_refresh(&self, src: &TokenSource, token: &TokenSet) {
+        let slot = self.slot(&src.key);
+        let mut c = lock(&slot.cached);
+        if c.set.as_ref().is_some_and(|s| s.access_token.expose_secret() == token.access_token.expose_secret()) {
+            let now = now_ms();
+            if c.reactive_allowed(now) {
+                tracing::warn!(
+                    connector = %src.key.connector,
+                    env = %src.key.env,
+                    "the upstream refused a token obtained just now: not refreshing on its 401s for 60 s"
+                );
+            }
+            c.reactive_paused_until = now + REACTIVE_PAUSE_MS;
+        }
     }
 
     /// Refreshes now (keep-alive), whatever the token's age.
@@ -258,10 +293,14 @@ impl TokenManager {
         if let Some(set) = &c.set {
             let just = now - set.obtained_at < JUST_OBTAINED_MS;
             match mode {
-                Mode::IfStale if set.is_fresh(now, src.skew_ms) => {
+                Mode::IfStale if set.is_fresh(now, src.skew_for(set)) => {
                     return Some(Ok(Obtained { token: set.clone(), fresh: just }));
                 }
                 Mode::Replace if refused.is_some_and(|r| r.expose_secret() != set.access_token.expose_secret()) => {
+                    return Some(Ok(Obtained { token: set.clone(), fresh: true }));
+                }
+                // A token just obtained was refused too: the 401 is the path's answer.
+                Mode::Replace if !c.reactive_allowed(now) => {
                     return Some(Ok(Obtained { token: set.clone(), fresh: true }));
                 }
                 // Another caller (or instance) just renewed it: that keeps it alive too.
@@ -453,6 +492,7 @@ impl TokenManager {
                             .await;
                     }
                 }
+                self.note_short_lifetime(src, slot, &new);
                 let mut c = lock(&slot.cached);
                 c.set = Some(new.clone());
                 c.version = Some(leased.version + 1);
@@ -522,6 +562,28 @@ impl TokenManager {
                     _ => Err(error),
                 }
             }
+        }
+    }
+
+    /// Logs, once per token, that its lifetime is too short for the refresh skew: the default
+    /// skew is then capped at half the lifetime; a configured one that reaches the lifetime
+    /// makes every use refresh, which deserves a warning ([`TokenSource::skew_for`]).
+    fn note_short_lifetime(&self, src: &TokenSource, slot: &Slot, set: &TokenSet) {
+        let Some(at) = set.expires_at else { return };
+        let lifetime = at.saturating_sub(set.obtained_at);
+        let (connector, env) = (&src.key.connector, src.key.env);
+        if src.skew_configured {
+            if src.skew_ms >= lifetime && !slot.short_lifetime_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    %connector, %env, lifetime_s = lifetime / 1000, refresh_skew_s = src.skew_ms / 1000,
+                    "the provider's tokens live no longer than refresh_skew_s: every use refreshes; lower refresh_skew_s or leave it unset"
+                );
+            }
+        } else if src.skew_for(set) < src.skew_ms && !slot.short_lifetime_logged.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                %connector, %env, lifetime_s = lifetime / 1000, refresh_skew_s = src.skew_ms / 1000,
+                "the provider's tokens live less than twice the default refresh_skew_s: each is refreshed at half its lifetime instead"
+            );
         }
     }
 

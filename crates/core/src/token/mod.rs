@@ -39,7 +39,15 @@ impl std::fmt::Debug for TokenSet {
 impl TokenSet {
     /// Whether the token can be used at `now` without refreshing (`skew_ms` before expiry).
     pub fn is_fresh(&self, now: i64, skew_ms: i64) -> bool {
-        self.expires_at.is_none_or(|at| now < at - skew_ms)
+        self.expires_at.is_none_or(|at| now < at.saturating_sub(skew_ms))
+    }
+
+    /// `skew_ms`, capped at half this token's lifetime.
+    pub fn skew_ms(&self, skew_ms: i64) -> i64 {
+        match self.expires_at {
+            Some(at) => skew_ms.min(at.saturating_sub(self.obtained_at).max(0) / 2),
+            None => skew_ms,
+        }
     }
 
     /// Whether the token still works at all (it may be inside the refresh window).

@@ -717,3 +717,51 @@ pub async fn flows_are_taken_once(ctx: &Ctx) {
     assert_eq!(s.purge_flows(21).await.unwrap(), 1);
     assert_eq!(s.take_flow(&[0x00, 0xff, 1, 2], 22).await.unwrap(), FlowTake::Unknown);
 }
+
+/// SECURITY S30: a refresh token is never seen used without its successor. Of eight
+/// concurrent rotations one wins; the others see the token spent *with* the winner's pair, and
+/// only the winner's successor row exists.
+pub async fn refresh_rotation_is_atomic_and_has_one_winner(ctx: &Ctx) {
+    use latchkey_core::store::{RefreshRow, RefreshTake};
+    let s = &*ctx.store;
+    let row = |hash: Vec<u8>| RefreshRow {
+        hash,
+        family: "fam_1".into(),
+        env: Env::Live,
+        user_id: "alice".into(),
+        created_at: 10,
+        expires_at: 1_000,
+        used_at: None,
+        revoked_at: None,
+        successor: None,
+    };
+    s.insert_refresh(&row(vec![1; 32])).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let st = ctx.store.clone();
+        let next = row(vec![100 + i; 32]);
+        tasks.push(tokio::spawn(async move { (i, st.rotate_refresh(&[1; 32], 20, &next, &[i, i]).await.unwrap()) }));
+    }
+    let (mut winners, mut spent) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, RefreshTake::Fresh(r)) => {
+                assert_eq!((r.used_at, r.successor.as_deref()), (Some(20), Some(&[i, i][..])));
+                winners.push(i);
+            }
+            (_, RefreshTake::Spent(r)) => spent.push(r),
+            (_, RefreshTake::Unknown) => panic!("a stored refresh token was unknown"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let w = winners[0];
+    for r in spent {
+        assert_eq!(r.successor.as_deref(), Some(&[w, w][..]), "a loser saw the token used without the winner's pair");
+    }
+    for i in 0..8u8 {
+        let stored = s.get_refresh(&[100 + i; 32]).await.unwrap();
+        assert_eq!(stored.is_some(), i == w, "successor {i}: only the winner's is stored");
+    }
+    assert_eq!(s.rotate_refresh(b"nope", 30, &row(vec![9; 32]), &[0]).await.unwrap(), RefreshTake::Unknown);
+    assert!(s.get_refresh(&[9; 32]).await.unwrap().is_none(), "an unknown token's successor was stored");
+}

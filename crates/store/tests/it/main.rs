@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             connections_upsert_keeps_the_id,
             deleting_a_connection_deletes_its_tokens,
             flows_are_taken_once,
+            refresh_rotation_is_atomic_and_has_one_winner,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
