@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Whether an address is on the public internet: not loopback, private (RFC 1918), shared
 /// (RFC 6598), link-local (169.254.0.0/16, where cloud metadata services live), unique-local
 /// IPv6, multicast, broadcast, reserved or unspecified, and not one of those wrapped in IPv6
-/// (mapped, NAT64, 6to4).
+/// (mapped, NAT64, 6to4); nor an IPv6 address whose IPv4 destination cannot be told (NAT64 for
+/// local use, Teredo).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -49,7 +50,15 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (s[0] & 0xfe00) == 0xfc00 // unique local
         || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some sites)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        // NAT64 for local use (RFC 8215, 64:ff9b:1::/48): the operator chooses how it maps to
+        // IPv4, so the address it reaches cannot be told.
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+        // Teredo (2001::/32): tunnels to an IPv4 address carried obfuscated in the address.
+        || (s[0] == 0x2001 && s[1] == 0)
+        || (s[0] == 0x2001 && s[1] == 2 && s[2] == 0) // benchmarking (2001:2::/48)
+        || s[..4] == [0x100, 0, 0, 0] // discard-only (100::/64)
         || s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
 }
 
@@ -132,6 +141,13 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:7f00:1::",
             "::127.0.0.1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::808:808",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "100::1",
+            "fec0::1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a} must not count as public");
         }
@@ -139,7 +155,16 @@ mod tests {
 
     #[test]
     fn internet_addresses_are_public() {
-        for a in ["8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "64:ff9b::808:808"] {
+        for a in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2001:4860:4860::8888",
+            "2001:1::1",
+        ] {
             assert!(is_public(a.parse().unwrap()), "{a} is public");
         }
     }
