@@ -3,7 +3,7 @@
 //! presented key's hash is compared in constant time. Verified keys are cached in memory, so
 //! authentication costs no store round trip.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -79,6 +79,13 @@ fn parse(presented: &str) -> Option<(KeyKind, &str)> {
     None
 }
 
+/// Store lookups of key ids that are not in memory, per second and process. Such a key was
+/// made by another writer since the last sync (which adds it to memory within about a second
+/// anyway), or does not exist: a caller sending made-up keys must not cost a query each.
+const STORE_LOOKUPS_PER_SECOND: u32 = 20;
+/// Ids found in no store are remembered (until any key changes) up to this many.
+const MISSES_KEPT: usize = 4_096;
+
 pub struct Callers {
     store: Arc<dyn Store>,
     bootstrap_admin: Option<[u8; 32]>,
@@ -86,6 +93,12 @@ pub struct Callers {
     /// Bumped after every change to `cache`: a [`KeyMemo`] made before it is stale.
     epoch: AtomicU64,
     touched: Mutex<HashMap<String, i64>>,
+    /// Ids the store did not have, and the epoch they were looked up in.
+    misses: Mutex<(u64, HashSet<String>)>,
+    /// The second (Unix) and the number of store lookups made in it.
+    lookup_window: Mutex<(i64, u32)>,
+    /// Store lookups of ids not in memory (`latchkey_key_store_lookups_total`).
+    pub store_lookups: AtomicU64,
 }
 
 /// The key a connection presented last, and who it turned out to be. A keep-alive connection
@@ -126,6 +139,44 @@ impl Callers {
             cache: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             touched: Mutex::new(HashMap::new()),
+            misses: Mutex::new((0, HashSet::new())),
+            lookup_window: Mutex::new((0, 0)),
+            store_lookups: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether an id not in memory may be looked up in the store now: not known to be missing
+    /// since the last key change, and within [`STORE_LOOKUPS_PER_SECOND`].
+    fn may_look_up(&self, id: &str) -> bool {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        {
+            let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+            if misses.0 != epoch {
+                *misses = (epoch, HashSet::new());
+            } else if misses.1.contains(id) {
+                return false;
+            }
+        }
+        let second = crate::time_fmt::now_ms() / 1000;
+        let mut window = self.lookup_window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        if window.1 >= STORE_LOOKUPS_PER_SECOND {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+
+    fn remember_miss(&self, id: &str) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        if misses.0 == epoch {
+            if misses.1.len() >= MISSES_KEPT {
+                misses.1.clear();
+            }
+            misses.1.insert(id.to_owned());
         }
     }
 
@@ -223,13 +274,18 @@ impl Callers {
         let row = match cached {
             Some(row) => row,
             None => {
-                // A key made by another instance (or the CLI) since the last reload.
-                let row = self
-                    .store
-                    .find_key(id)
-                    .await
-                    .map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?
-                    .ok_or_else(unauthenticated)?;
+                // A key made by another instance (or the CLI) since the last sync, which brings
+                // it into memory within about a second; looked up at a bounded rate meanwhile.
+                if !self.may_look_up(id) {
+                    return Err(unauthenticated());
+                }
+                self.store_lookups.fetch_add(1, Ordering::Relaxed);
+                let Some(row) =
+                    self.store.find_key(id).await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?
+                else {
+                    self.remember_miss(id);
+                    return Err(unauthenticated());
+                };
                 let row = Arc::new(row);
                 self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(row.id.clone(), row.clone());
                 row

@@ -282,3 +282,41 @@ async fn a_callback_without_the_browsers_cookie_does_not_spend_the_state() {
     let replay = location(&lk.http.get(&callback).header("cookie", &cookie).send().await.unwrap());
     assert_eq!(status_of(&replay).1.as_deref(), Some("state_used"), "{replay}");
 }
+
+/// Issue 12, "also check": a well-formed but unknown app key costs at most one store lookup
+/// per id until any key changes, and made-up keys at most 20 lookups a second in all; a key
+/// another writer made is still found.
+#[tokio::test]
+async fn unknown_app_keys_cost_a_bounded_number_of_store_lookups() {
+    let lk = Latchkey::start(bin(), "");
+    let unknown = format!("lk_live_{}{}", "a".repeat(12), "b".repeat(32));
+    for _ in 0..50 {
+        let r = Reply::read(lk.http.get(lk.url("/v1/connections?user=x")).bearer_auth(&unknown).send().await.unwrap())
+            .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    assert_eq!(lk.metric("latchkey_key_store_lookups_total").await, 1.0);
+    let started = std::time::Instant::now();
+    for i in 0..300 {
+        let made_up = format!("lk_live_{i:012}{}", "c".repeat(32));
+        let r = lk.http.get(lk.url("/v1/connections?user=x")).bearer_auth(&made_up).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let seconds = started.elapsed().as_secs_f64().ceil() + 1.0;
+    let lookups = lk.metric("latchkey_key_store_lookups_total").await - 1.0;
+    assert!(lookups <= 20.0 * seconds, "{lookups} store lookups for 300 made-up keys in {seconds} s");
+    // A key made by the command line (another writer) works.
+    let out = lk.cli(&["key", "create", "--env", "live"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().find(|w| w.starts_with("lk_live_")).unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = lk.http.get(lk.url("/v1/connections?user=x")).bearer_auth(&key).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a key made by the CLI was not accepted: {}", r.status());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -43,6 +43,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Refresh-token requests whose answer was lost after they may have reached the provider (a rotation may have been lost).",
         &[("", &ambiguous)],
     );
+    let lookups = engine.callers.store_lookups.load(Relaxed);
+    metric(
+        &mut text,
+        "latchkey_key_store_lookups_total",
+        "counter",
+        "Store lookups of presented keys not in memory (made by another writer since the last sync, or unknown): at most 20 per second.",
+        &[("", &lookups)],
+    );
     let (full, catch_ups) = engine.sync_counts();
     metric(
         &mut text,
