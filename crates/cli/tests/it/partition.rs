@@ -166,7 +166,9 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
         let (lk, app) = (lk.clone(), app.clone());
         tokio::spawn(async move { lk.call(&app, "api", "echo", json!({})).await })
     };
+    let deadline = Instant::now() + Duration::from_secs(20);
     while fake.token_requests() == before {
+        assert!(Instant::now() < deadline, "the call did not ask for a token within 20 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     proxy.cut();
