@@ -381,7 +381,7 @@ impl Engine {
                         &key,
                         "connection.exchange_failed",
                         "error",
-                        json!({"error": e.error, "error_description": e.description, "user": row.owner}),
+                        json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "user": row.owner}),
                     )
                     .await;
                 return Err(flow_error(

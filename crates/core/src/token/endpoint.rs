@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::TokenSet;
+use super::scrub::{ProviderError, Scrubber};
 use crate::{CallError, ErrorCode};
 
 pub enum TokenRequestBody {
@@ -39,6 +40,10 @@ pub struct TokenRequest {
     pub shape: TokenResponseShape,
     /// Whether this request used a refresh token (a refusal then may fall back to the grant).
     pub is_refresh: bool,
+    /// Secret values in `headers` or a JSON `body` (a custom token request's substituted
+    /// secrets), scrubbed from anything the provider echoes. Form values and the Basic pair
+    /// need no listing: they are known from `body` and `basic_auth`.
+    pub secrets: Vec<SecretString>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -50,33 +55,29 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
+/// Form fields that never carry a secret; every other form value is scrubbed from the
+/// provider's answer.
+const PUBLIC_FORM_FIELDS: &[&str] =
+    &["grant_type", "client_id", "username", "scope", "audience", "resource", "redirect_uri", "token_type_hint"];
+
 impl TokenRequest {
-    /// Every secret value this request carries, to scrub from anything the provider echoes.
-    fn secret_values(&self) -> Vec<zeroize::Zeroizing<String>> {
-        let mut out = Vec::new();
-        if let Some((_, s)) = &self.basic_auth {
-            out.push(zeroize::Zeroizing::new(s.expose_secret().to_owned()));
+    /// Every secret this request carries, in every representation, to scrub from anything the
+    /// provider says back.
+    pub(crate) fn scrubber(&self) -> Scrubber {
+        let mut values: Vec<&str> = self.secrets.iter().map(|s| s.expose_secret()).collect();
+        if let TokenRequestBody::Form(pairs) = &self.body {
+            values.extend(
+                pairs.iter().filter(|(k, _)| !PUBLIC_FORM_FIELDS.contains(&k.as_str())).map(|(_, v)| v.expose_secret()),
+            );
         }
-        match &self.body {
-            TokenRequestBody::Form(pairs) => {
-                for (k, v) in pairs {
-                    if matches!(
-                        k.as_str(),
-                        "client_secret" | "password" | "refresh_token" | "assertion" | "code" | "code_verifier"
-                    ) {
-                        out.push(zeroize::Zeroizing::new(v.expose_secret().to_owned()));
-                    }
-                }
-            }
-            TokenRequestBody::Json(_) => {}
-        }
-        out.retain(|s| s.len() >= 4);
-        out
+        let basic = self.basic_auth.as_ref().map(|(id, secret)| (id.as_str(), secret.expose_secret()));
+        Scrubber::new(values, basic)
     }
 }
 
-/// Why a token request failed. Holds only the provider's `error` and `error_description`
-/// (scrubbed of anything this request sent), never the response body.
+/// Why a token request failed. Holds only what RFC 6749 §5.2 defines of the provider's answer
+/// (`error`, `error_description`, `error_uri`), scrubbed of every secret this request sent
+/// (`token::scrub`), never the response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenError {
     /// The provider refused the credential: retrying the same request will not help.
@@ -84,6 +85,8 @@ pub struct TokenError {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub description: Option<String>,
+    /// The provider's `error_uri`.
+    pub uri: Option<String>,
     pub retry_after: Option<Duration>,
     /// No answer at all (timeout, connection refused).
     pub no_response: bool,
@@ -101,9 +104,25 @@ impl TokenError {
             status: None,
             error: None,
             description: Some(description),
+            uri: None,
             retry_after: None,
             no_response: true,
             timed_out,
+            ambiguous,
+        }
+    }
+
+    /// An answer that came but cannot be used (Latchkey's words, never the provider's).
+    fn unusable(status: u16, error: &str, description: String, ambiguous: bool) -> Self {
+        TokenError {
+            terminal: false,
+            status: Some(status),
+            error: Some(error.into()),
+            description: Some(description),
+            uri: None,
+            retry_after: None,
+            no_response: false,
+            timed_out: false,
             ambiguous,
         }
     }
@@ -150,6 +169,9 @@ impl TokenError {
         if let Some(d) = &self.description {
             e.details.insert("provider_error_description".into(), Value::String(d.clone()));
         }
+        if let Some(u) = &self.uri {
+            e.details.insert("provider_error_uri".into(), Value::String(u.clone()));
+        }
         if let Some(st) = self.status {
             e.details.insert("provider_status".into(), Value::from(st));
         }
@@ -162,14 +184,6 @@ impl TokenError {
 
 fn lookup<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted.split('.').try_fold(v, |v, part| v.get(part))
-}
-
-fn scrub(text: &str, secrets: &[zeroize::Zeroizing<String>]) -> String {
-    let mut out: String = text.chars().take(300).collect();
-    for s in secrets {
-        out = out.replace(s.as_str(), "[REDACTED]");
-    }
-    out
 }
 
 /// Sends one token request and reads the token set from the answer.
@@ -240,33 +254,24 @@ pub async fn request_token(
             Value::Null
         }
     });
-    let secrets = req.secret_values();
     if !(200..300).contains(&status) {
-        let error = json.get("error").and_then(Value::as_str).map(|s| scrub(s, &secrets));
-        let description = json.get("error_description").and_then(Value::as_str).map(|s| scrub(s, &secrets));
+        let ProviderError { error, description, uri } = req.scrubber().provider_error(&json);
         let transient = status == 429 || status == 408 || status >= 500;
         return Err(TokenError {
             terminal: !transient,
             status: Some(status),
             error,
             description,
+            uri,
             retry_after,
             no_response: false,
             timed_out: false,
             ambiguous: false,
         });
     }
-    let Some(access) = lookup(&json, &req.shape.token_path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-        return Err(TokenError {
-            terminal: false,
-            status: Some(status),
-            error: Some("no_token".into()),
-            description: Some(format!("the answer has no `{}`", req.shape.token_path)),
-            retry_after: None,
-            no_response: false,
-            timed_out: false,
-            ambiguous: false,
-        });
+    let path = &req.shape.token_path;
+    let Some(access) = lookup(&json, path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+        return Err(TokenError::unusable(status, "no_token", format!("the answer has no `{path}`"), false));
     };
     let expires_in = lookup(&json, &req.shape.expires_in_path).and_then(|v| match v {
         Value::Number(n) => n.as_f64(),
@@ -300,22 +305,56 @@ pub async fn request_token(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_providers_echo_of_a_sent_secret_is_scrubbed() {
-        let req = TokenRequest {
+    fn request(body: TokenRequestBody, basic: Option<(&str, &str)>, secrets: &[&str]) -> TokenRequest {
+        TokenRequest {
             url: "https://x.example/token".into(),
             headers: Vec::new(),
-            basic_auth: Some(("app".into(), SecretString::from("client-secret-1".to_owned()))),
-            body: TokenRequestBody::Form(vec![
-                ("grant_type".into(), SecretString::from("password".to_owned())),
-                ("password".into(), SecretString::from("hunter2-password".to_owned())),
-            ]),
+            basic_auth: basic.map(|(id, s)| (id.to_owned(), SecretString::from(s.to_owned()))),
+            body,
             shape: TokenResponseShape::default(),
             is_refresh: false,
-        };
-        let secrets = req.secret_values();
-        let out = scrub("bad password hunter2-password for client client-secret-1", &secrets);
-        assert_eq!(out, "bad password [REDACTED] for client [REDACTED]");
+            secrets: secrets.iter().map(|s| SecretString::from((*s).to_owned())).collect(),
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> TokenRequestBody {
+        TokenRequestBody::Form(
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), SecretString::from((*v).to_owned()))).collect(),
+        )
+    }
+
+    #[test]
+    fn a_providers_echo_of_a_sent_secret_is_scrubbed() {
+        let req = request(
+            form(&[("grant_type", "password"), ("username", "ada"), ("password", "hunter2 pass&word")]),
+            Some(("app", "client-secret-1")),
+            &[],
+        );
+        let s = req.scrubber();
+        let out = s.text("bad password hunter2+pass%26word for client client-secret-1 (user ada)");
+        assert_eq!(out.as_deref(), Some("bad password [REDACTED] for client [REDACTED] (user ada)"));
         assert!(!format!("{req:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn every_form_value_but_the_public_ones_is_a_secret() {
+        // A field Latchkey does not know is scrubbed; the grant type and the client id are not.
+        let req = request(
+            form(&[("grant_type", "urn:x"), ("client_id", "my-app"), ("subject_token", "subj-tok-1")]),
+            None,
+            &[],
+        );
+        assert_eq!(req.scrubber().text("my-app urn:x subj-tok-1").as_deref(), Some("my-app urn:x [REDACTED]"));
+    }
+
+    #[test]
+    fn a_custom_requests_listed_secrets_are_scrubbed_json_escaped_too() {
+        let req = request(
+            TokenRequestBody::Json(SecretString::from(r#"{"k":"a\"b\\c-key"}"#.to_owned())),
+            None,
+            &["a\"b\\c-key", "hdr-secret"],
+        );
+        let out = req.scrubber().text(r#"body {"k":"a\"b\\c-key"} header X-Key: hdr-secret"#);
+        assert_eq!(out.as_deref(), Some("body {'k':'[REDACTED]'} header X-Key: [REDACTED]"));
     }
 }

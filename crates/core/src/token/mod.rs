@@ -2,6 +2,7 @@
 //! classification (terminal or transient) that drives the lifecycle in `engine::tokens`.
 
 mod endpoint;
+pub mod scrub;
 
 pub use endpoint::{TokenError, TokenRequest, TokenRequestBody, TokenResponseShape, request_token};
 
