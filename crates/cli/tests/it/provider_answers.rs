@@ -291,6 +291,72 @@ path = "/api"
     assert_nowhere(&lk, &wrote, &canaries);
 }
 
+/// SPEC §8: a connection's metadata is the token response without its secrets, at any depth.
+/// Slack's `oauth.v2.access` answer nests the user's token and refresh token in `authed_user`;
+/// a connector whose `token_name` points there (`authed_user.access_token`) uses the user's
+/// token, and the bot's is no metadata either. Kept: `ok`, `token_type`, `scope`, `team`,
+/// `bot_user_id`, `authed_user.id`, the lifetimes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_metadata_keeps_no_token_at_any_depth_in_slacks_answer() {
+    let p = HostileProvider::start().await;
+    let (bot, user, user_refresh, bot_refresh) = (
+        format!("xoxb-{}", canary("bot")),
+        format!("xoxp-{}", canary("user")),
+        format!("xoxe-{}", canary("userrefresh")),
+        format!("xoxe-1-{}", canary("botrefresh")),
+    );
+    p.token_answers(&[Answer::Json(
+        200,
+        json!({"ok": true, "access_token": bot, "token_type": "bot", "scope": "commands,chat:write",
+            "bot_user_id": "U0BOT", "app_id": "A0APP", "team": {"name": "Acme", "id": "T0TEAM"}, "enterprise": null,
+            "authed_user": {"id": "U0ADA", "scope": "chat:write", "access_token": user, "token_type": "user",
+                "refresh_token": user_refresh, "expires_in": 43200},
+            "refresh_token": bot_refresh, "expires_in": 43200}),
+    )]);
+    let connector = |name: &str, token_name: &str| {
+        format!(
+            r#"
+[connectors.{name}]
+base_url = "{base}"
+auth = {{ method = "oauth2_authorization_code", authorize_url = "{authorize}", token_url = "{token}", client_id = "app", client_secret = {{ secret = "cs" }}, token_name = "{token_name}" }}
+[connectors.{name}.calls.echo]
+path = "/api"
+"#,
+            base = p.base_url,
+            authorize = p.authorize_url,
+            token = p.token_url,
+        )
+    };
+    let lk = Latchkey::start(
+        bin(),
+        &format!(
+            "[server]\nreturn_to_allow = [\"https://app.example.com/\"]\n{}{}",
+            connector("bot", "access_token"),
+            connector("user", "authed_user.access_token")
+        ),
+    );
+    lk.put_secret("cs", "live", "client-secret").await;
+    let app = lk.app_key("live").await;
+    let expected = json!({"ok": true, "token_type": "bot", "scope": "commands,chat:write", "bot_user_id": "U0BOT",
+        "app_id": "A0APP", "team": {"name": "Acme", "id": "T0TEAM"}, "enterprise": null,
+        "authed_user": {"id": "U0ADA", "scope": "chat:write", "token_type": "user", "expires_in": 43200},
+        "expires_in": 43200});
+    let mut wrote = String::new();
+    for name in ["bot", "user"] {
+        let back = connect(&lk, &app, name, "ada").await;
+        assert_eq!(back.get("status").map(String::as_str), Some("connected"), "{name}: {back:?}");
+        let conn = connection(&lk, &app, name, "ada").await;
+        assert_eq!(conn["metadata"], expected, "{name}");
+        wrote.push_str(&conn.to_string());
+    }
+    // The user connector calls with the user's token.
+    let r = call_as(&lk, &app, "user", "ada").await;
+    assert_eq!(r.json()["authorization"], format!("Bearer {user}"), "{}", r.body);
+    wrote.push_str(&get(&lk, "/v1/admin/connections").await.all_text());
+    wrote.push_str(&admin_views(&lk).await);
+    assert_nowhere(&lk, &wrote, &[bot, user, user_refresh, bot_refresh]);
+}
+
 /// SECURITY S6 for the profile request: a profile that echoes the access token it was sent
 /// (here as the user id and the email) gives the connection neither, since both are stored in
 /// plaintext and shown.

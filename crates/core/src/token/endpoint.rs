@@ -278,21 +278,13 @@ pub async fn request_token(
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     });
-    let mut extra = match &json {
-        Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
-    for k in ["access_token", "refresh_token", "id_token", req.shape.token_path.as_str()] {
-        extra.remove(k);
-    }
-    let refresh_token = json
-        .get("refresh_token")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(|s| SecretString::from(s.to_owned()));
+    let refresh = json.get("refresh_token").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let id_token = json.get("id_token").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let issued: Vec<&str> = [Some(access), refresh, id_token].into_iter().flatten().collect();
+    let extra = super::metadata::metadata(&json, &[path.as_str()], &issued);
     Ok(TokenSet {
         access_token: SecretString::from(access.to_owned()),
-        refresh_token,
+        refresh_token: refresh.map(|s| SecretString::from(s.to_owned())),
         token_type: json.get("token_type").and_then(Value::as_str).map(str::to_owned),
         expires_at: expires_in.filter(|s| *s > 0.0).map(|s| now + (s * 1000.0) as i64),
         scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),
