@@ -357,6 +357,92 @@ path = "/api"
     assert_nowhere(&lk, &wrote, &[bot, user, user_refresh, bot_refresh]);
 }
 
+/// The year of an RFC 3339 time.
+fn year(t: &Value) -> i64 {
+    t.as_str().and_then(|t| t.get(..4)?.parse().ok()).unwrap_or_else(|| panic!("not a time: {t}"))
+}
+
+/// Latchkey's token health row for `connector`.
+async fn token_row(lk: &Latchkey, connector: &str) -> Value {
+    let tokens = get(lk, "/v1/admin/tokens").await.json();
+    let rows = tokens["tokens"].as_array().unwrap();
+    rows.iter().find(|t| t["connector"] == connector).cloned().unwrap_or_else(|| panic!("{connector}: {tokens}"))
+}
+
+/// A Latchkey with one `oauth2_client_credentials` connector per provider, named as given.
+async fn client_credentials(providers: &[(&str, &HostileProvider)]) -> (Latchkey, String) {
+    let mut config = String::new();
+    for (name, p) in providers {
+        config.push_str(&format!(
+            r#"
+[connectors.{name}]
+base_url = "{base}"
+auth = {{ method = "oauth2_client_credentials", token_url = "{token}", client_id = "app", client_secret = {{ secret = "cs" }} }}
+[connectors.{name}.calls.echo]
+path = "/api"
+"#,
+            base = p.base_url,
+            token = p.token_url,
+        ));
+    }
+    let lk = Latchkey::start(bin(), &config);
+    lk.put_secret("cs", "live", "client-secret").await;
+    let app = lk.app_key("live").await;
+    (lk, app)
+}
+
+/// SPEC §5: `expires_in` is a number of seconds. A huge one (`1e300`) is clamped to ten years
+/// (no overflow: the token is neither always expired nor eternal); a numeric string is read;
+/// `"inf"`, `"NaN"`, a negative number or a word are refused as the provider's error, and the
+/// token is not `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lifetime_that_is_no_number_of_seconds_is_clamped_or_refused() {
+    let cases = [
+        ("huge", json!(1e300), true),
+        ("numeric_string", json!("3600"), true),
+        ("inf", json!("inf"), false),
+        ("nan", json!("NaN"), false),
+        ("negative", json!(-5), false),
+        ("word", json!("soon"), false),
+    ];
+    let mut providers = Vec::new();
+    for (name, expires_in, _) in &cases {
+        let p = HostileProvider::start().await;
+        let answer = json!({"access_token": format!("tok-{name}"), "token_type": "Bearer", "expires_in": expires_in});
+        p.token_answers(&[Answer::Json(200, answer)]);
+        providers.push((*name, p));
+    }
+    let named: Vec<(&str, &HostileProvider)> = providers.iter().map(|(n, p)| (*n, p)).collect();
+    let (lk, app) = client_credentials(&named).await;
+    let this_year = 1970
+        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 31_556_952;
+    for ((name, _, usable), (_, p)) in cases.iter().zip(&providers) {
+        let first = lk.call(&app, name, "echo", json!({})).await;
+        if *usable {
+            assert_eq!(first.status, 200, "{name}: {}", first.body);
+            let second = lk.call(&app, name, "echo", json!({})).await;
+            assert_eq!(second.status, 200, "{name}: {}", second.body);
+            assert_eq!(p.token_requests(), 1, "{name}: the token did not stay fresh");
+            let row = token_row(&lk, name).await;
+            assert_eq!(row["state"], "ok", "{name}: {row}");
+            let expires = year(&row["expires_at"]);
+            assert!((this_year..=this_year + 11).contains(&expires), "{name}: {row}");
+        } else {
+            assert_eq!(
+                (first.status, first.error_code()),
+                (502, Some("token_request_failed")),
+                "{name}: {}",
+                first.body
+            );
+            let message = first.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+            assert!(message.contains("`expires_in`"), "{name}: {message}");
+            let row = token_row(&lk, name).await;
+            assert_ne!(row["state"], "ok", "{name}: {row}");
+            assert_eq!(row["has_token"], false, "{name}: {row}");
+        }
+    }
+}
+
 /// SECURITY S6 for the profile request: a profile that echoes the access token it was sent
 /// (here as the user id and the email) gives the connection neither, since both are stored in
 /// plaintext and shown.

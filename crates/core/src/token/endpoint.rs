@@ -273,11 +273,11 @@ pub async fn request_token(
     let Some(access) = lookup(&json, path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
         return Err(TokenError::unusable(status, "no_token", format!("the answer has no `{path}`"), false));
     };
-    let expires_in = lookup(&json, &req.shape.expires_in_path).and_then(|v| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    });
+    let expires_path = &req.shape.expires_in_path;
+    let expires_at = expires_at(now, lookup(&json, expires_path)).map_err(|why| {
+        let description = format!("`{expires_path}` in the answer {why}: expected a number of seconds (RFC 6749 §5.1)");
+        TokenError::unusable(status, "invalid_expires_in", description, false)
+    })?;
     let refresh = json.get("refresh_token").and_then(Value::as_str).filter(|s| !s.is_empty());
     let id_token = json.get("id_token").and_then(Value::as_str).filter(|s| !s.is_empty());
     let issued: Vec<&str> = [Some(access), refresh, id_token].into_iter().flatten().collect();
@@ -286,15 +286,45 @@ pub async fn request_token(
         access_token: SecretString::from(access.to_owned()),
         refresh_token: refresh.map(|s| SecretString::from(s.to_owned())),
         token_type: json.get("token_type").and_then(Value::as_str).map(str::to_owned),
-        expires_at: expires_in.filter(|s| *s > 0.0).map(|s| now + (s * 1000.0) as i64),
+        expires_at,
         scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),
         extra,
         obtained_at: now,
     })
 }
 
+/// Tokens are never taken to live longer than this (ten years), whatever the provider says.
+pub const MAX_LIFETIME_S: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
+/// When a token given at `now` (Unix ms) expires, from its `expires_in`: absent, `null` or `0`
+/// means no lifetime was given; a number or numeric string of seconds is clamped to
+/// [`MAX_LIFETIME_S`]; anything else (negative, not finite, not a number) is refused, with
+/// the reason.
+pub fn expires_at(now: i64, expires_in: Option<&Value>) -> Result<Option<i64>, &'static str> {
+    let secs = match expires_in {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64().ok_or("is not a number")?,
+        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| "is not a number")?,
+        Some(_) => return Err("is not a number"),
+    };
+    if !secs.is_finite() {
+        return Err("is not a finite number");
+    }
+    if secs < 0.0 {
+        return Err("is negative");
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    // Clamped, so the product fits an i64 exactly; a sub-millisecond lifetime is 1 ms.
+    let ms = (secs.min(MAX_LIFETIME_S) * 1000.0).ceil() as i64;
+    now.checked_add(ms).map(Some).ok_or("is too large")
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn request(body: TokenRequestBody, basic: Option<(&str, &str)>, secrets: &[&str]) -> TokenRequest {
@@ -348,5 +378,35 @@ mod tests {
         );
         let out = req.scrubber().text(r#"body {"k":"a\"b\\c-key"} header X-Key: hdr-secret"#);
         assert_eq!(out.as_deref(), Some("body {'k':'[REDACTED]'} header X-Key: [REDACTED]"));
+    }
+
+    #[test]
+    fn expires_in_is_a_number_of_seconds_clamped_to_ten_years() {
+        let now = 1_700_000_000_000;
+        let ten_years = now + (MAX_LIFETIME_S as i64) * 1000;
+        for (v, expected) in [
+            (json!(3600), Ok(Some(now + 3_600_000))),
+            (json!("3600"), Ok(Some(now + 3_600_000))),
+            (json!(" 60 "), Ok(Some(now + 60_000))),
+            (json!(1.5), Ok(Some(now + 1500))),
+            (json!(1e300), Ok(Some(ten_years))),
+            (json!(f64::MAX), Ok(Some(ten_years))),
+            (json!(u64::MAX), Ok(Some(ten_years))),
+            (json!(0), Ok(None)),
+            (Value::Null, Ok(None)),
+            (json!(-5), Err("is negative")),
+            (json!("-1e9"), Err("is negative")),
+            (json!("inf"), Err("is not a finite number")),
+            (json!("-infinity"), Err("is not a finite number")),
+            (json!("NaN"), Err("is not a finite number")),
+            (json!("soon"), Err("is not a number")),
+            (json!(""), Err("is not a number")),
+            (json!(true), Err("is not a number")),
+            (json!({"s": 1}), Err("is not a number")),
+        ] {
+            assert_eq!(expires_at(now, Some(&v)), expected, "{v}");
+        }
+        assert_eq!(expires_at(now, None), Ok(None));
+        assert_eq!(expires_at(i64::MAX - 10, Some(&json!(60))), Err("is too large"));
     }
 }
