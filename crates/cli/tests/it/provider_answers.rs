@@ -443,6 +443,26 @@ async fn a_lifetime_that_is_no_number_of_seconds_is_clamped_or_refused() {
     }
 }
 
+/// An access token with CR, LF or NUL cannot go into a header: it is refused at the token
+/// response (`token_request_failed`), never stored as `ok`, and no call goes out with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_no_header_can_carry_is_refused_at_the_token_response() {
+    let (crlf, nul) = (HostileProvider::start().await, HostileProvider::start().await);
+    crlf.token_answers(&[Answer::Json(200, json!({"access_token": "tok\r\nX-Injected: 1", "expires_in": 3600}))]);
+    nul.token_answers(&[Answer::Json(200, json!({"access_token": "tok\u{0}x", "expires_in": 3600}))]);
+    let (lk, app) = client_credentials(&[("crlf", &crlf), ("nul", &nul)]).await;
+    for (name, p) in [("crlf", &crlf), ("nul", &nul)] {
+        let r = lk.call(&app, name, "echo", json!({})).await;
+        assert_eq!((r.status, r.error_code()), (502, Some("token_request_failed")), "{name}: {}", r.body);
+        let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("access token") && message.contains("header"), "{name}: {message}");
+        let row = token_row(&lk, name).await;
+        assert_ne!(row["state"], "ok", "{name}: {row}");
+        assert_eq!(row["has_token"], false, "{name}: {row}");
+        assert!(p.received().iter().all(|r| r.path == "/token"), "{name}: a call went out with the token");
+    }
+}
+
 /// SECURITY S6 for the profile request: a profile that echoes the access token it was sent
 /// (here as the user id and the email) gives the connection neither, since both are stored in
 /// plaintext and shown.

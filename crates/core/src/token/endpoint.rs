@@ -273,6 +273,13 @@ pub async fn request_token(
     let Some(access) = lookup(&json, path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
         return Err(TokenError::unusable(status, "no_token", format!("the answer has no `{path}`"), false));
     };
+    if !header_safe(access) {
+        let description = format!(
+            "the access token at `{path}` has characters no HTTP header can carry (a line break or another control \
+             character; RFC 6749 allows %x20-7E): the provider's answer is broken"
+        );
+        return Err(TokenError::unusable(status, "invalid_access_token", description, false));
+    }
     let expires_path = &req.shape.expires_in_path;
     let expires_at = expires_at(now, lookup(&json, expires_path)).map_err(|why| {
         let description = format!("`{expires_path}` in the answer {why}: expected a number of seconds (RFC 6749 §5.1)");
@@ -291,6 +298,12 @@ pub async fn request_token(
         extra,
         obtained_at: now,
     })
+}
+
+/// RFC 6749 Appendix A.12: an access token is `1*VSCHAR` (%x20-7E), which is also what a
+/// header can carry.
+fn header_safe(token: &str) -> bool {
+    token.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// Tokens are never taken to live longer than this (ten years), whatever the provider says.
@@ -408,5 +421,13 @@ mod tests {
         }
         assert_eq!(expires_at(now, None), Ok(None));
         assert_eq!(expires_at(i64::MAX - 10, Some(&json!(60))), Err("is too large"));
+    }
+
+    #[test]
+    fn an_access_token_must_be_visible_ascii() {
+        assert!(header_safe("ya29.a0-_~+/= x"));
+        for bad in ["a\r\nb", "a\nb", "a\u{0}b", "a\u{7f}b", "a\tb", "tök"] {
+            assert!(!header_safe(bad), "{bad:?}");
+        }
     }
 }
