@@ -463,6 +463,56 @@ async fn an_access_token_no_header_can_carry_is_refused_at_the_token_response() 
     }
 }
 
+/// Token and profile answers are read up to 1 MiB: a larger one, announced by
+/// `Content-Length` or chunked without it, success or error, is refused with an error that
+/// says so, instead of being read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_larger_than_1_mib_are_refused_with_a_clear_error() {
+    const LEN: usize = 3 << 20;
+    let (sized, chunked, refused) =
+        (HostileProvider::start().await, HostileProvider::start().await, HostileProvider::start().await);
+    sized.token_answers(&[Answer::Huge { status: 200, len: LEN, content_length: true }]);
+    chunked.token_answers(&[Answer::Huge { status: 200, len: LEN, content_length: false }]);
+    refused.token_answers(&[Answer::Huge { status: 400, len: LEN, content_length: false }]);
+    let (lk, app) = client_credentials(&[("sized", &sized), ("chunked", &chunked), ("refused", &refused)]).await;
+    for name in ["sized", "chunked", "refused"] {
+        let r = lk.call(&app, name, "echo", json!({})).await;
+        assert_eq!((r.status, r.error_code()), (502, Some("token_request_failed")), "{name}: {}", r.body);
+        let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("exceeded 1 MiB") && message.contains(name), "{name}: {message}");
+        assert_ne!(token_row(&lk, name).await["state"], "ok", "{name}");
+    }
+
+    // The profile, read after the code exchange.
+    let p = HostileProvider::start().await;
+    p.profile_answer(Answer::Huge { status: 200, len: LEN, content_length: false });
+    let lk = Latchkey::start(
+        bin(),
+        &format!(
+            r#"
+[server]
+return_to_allow = ["https://app.example.com/"]
+[connectors.conn]
+base_url = "{base}"
+auth = {{ method = "oauth2_authorization_code", authorize_url = "{authorize}", token_url = "{token}", client_id = "app", client_secret = {{ secret = "cs" }}, profile_url = "{profile}" }}
+[connectors.conn.calls.echo]
+path = "/api"
+"#,
+            base = p.base_url,
+            authorize = p.authorize_url,
+            token = p.token_url,
+            profile = p.profile_url,
+        ),
+    );
+    lk.put_secret("cs", "live", "client-secret").await;
+    let app = lk.app_key("live").await;
+    let back = connect(&lk, &app, "conn", "ada").await;
+    assert_eq!(back.get("error").map(String::as_str), Some("profile_failed"), "{back:?}");
+    let events = get(&lk, "/v1/admin/events?kind=connection.profile_failed").await.json();
+    let error = events["events"][0]["detail"]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("exceeded 1 MiB"), "{events}");
+}
+
 /// SECURITY S6 for the profile request: a profile that echoes the access token it was sent
 /// (here as the user id and the email) gives the connection neither, since both are stored in
 /// plaintext and shown.

@@ -391,8 +391,14 @@ impl Engine {
                 ));
             }
         };
-        let (provider_user_id, email) =
-            auth.profile(&set.access_token).await.map_err(|e| flow_error("profile_failed", e.message, rt))?;
+        let (provider_user_id, email) = match auth.profile(&set.access_token).await {
+            Ok(found) => found,
+            Err(e) => {
+                let detail = json!({"error": e.message, "user": row.owner});
+                self.tokens.event(&key, "connection.profile_failed", "error", detail).await;
+                return Err(flow_error("profile_failed", e.message, rt));
+            }
+        };
         let owner = if data.login {
             let puid = provider_user_id
                 .clone()

@@ -239,9 +239,26 @@ pub async fn request_token(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded") || v.starts_with("text/plain"));
-    let bytes = match response.bytes().await {
+    let bytes = match read_bounded(response, MAX_ANSWER).await {
         Ok(b) => b,
-        Err(e) => return Err(TokenError::transport(e.is_timeout(), true, "the answer was cut off".into())),
+        Err(AnswerError::TooLarge) => {
+            let description = format!(
+                "the token endpoint's answer exceeded {}; Latchkey read no further: check the token_url",
+                MAX_ANSWER_TEXT
+            );
+            if !(200..300).contains(&status) {
+                let transient = status == 429 || status == 408 || status >= 500;
+                let mut e = TokenError::unusable(status, "answer_too_large", description, false);
+                e.terminal = !transient;
+                e.retry_after = retry_after;
+                return Err(e);
+            }
+            // A success whose tokens were never read: a rotated refresh token may be in it.
+            return Err(TokenError::unusable(status, "answer_too_large", description, true));
+        }
+        Err(AnswerError::Cut { timed_out }) => {
+            return Err(TokenError::transport(timed_out, true, "the answer was cut off".into()));
+        }
     };
     let json: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         if is_form || bytes.contains(&b'=') {
@@ -298,6 +315,40 @@ pub async fn request_token(
         extra,
         obtained_at: now,
     })
+}
+
+/// Token, profile and revocation answers are read up to this many bytes.
+pub const MAX_ANSWER: usize = 1 << 20;
+/// [`MAX_ANSWER`] in words, for messages.
+pub const MAX_ANSWER_TEXT: &str = "1 MiB";
+
+/// Why an answer's body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerError {
+    /// Longer than the bound (by its `Content-Length`, or once that much had arrived).
+    TooLarge,
+    /// The connection failed or timed out before the end.
+    Cut { timed_out: bool },
+}
+
+/// Reads `response`'s body in chunks, stopping as soon as it is longer than `limit`.
+pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, AnswerError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(AnswerError::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(AnswerError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(AnswerError::Cut { timed_out: e.is_timeout() }),
+        }
+    }
 }
 
 /// RFC 6749 Appendix A.12: an access token is `1*VSCHAR` (%x20-7E), which is also what a

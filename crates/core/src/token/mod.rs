@@ -5,7 +5,10 @@ mod endpoint;
 pub mod metadata;
 pub mod scrub;
 
-pub use endpoint::{TokenError, TokenRequest, TokenRequestBody, TokenResponseShape, request_token};
+pub use endpoint::{
+    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenError, TokenRequest, TokenRequestBody, TokenResponseShape,
+    read_bounded, request_token,
+};
 
 use latchkey_vault::{Aad, Vault};
 use secrecy::{ExposeSecret, SecretString};
