@@ -317,7 +317,7 @@ pub async fn request_token(
     })
 }
 
-/// Token, profile and revocation answers are read up to this many bytes.
+/// Token and profile answers are read up to this many bytes (revocation answers are not read).
 pub const MAX_ANSWER: usize = 1 << 20;
 /// [`MAX_ANSWER`] in words, for messages.
 pub const MAX_ANSWER_TEXT: &str = "1 MiB";
