@@ -551,3 +551,49 @@ path = "/api"
     wrote.push_str(&admin_views(&lk).await);
     assert_nowhere(&lk, &wrote, &[token]);
 }
+
+/// RFC 6749 §5.2's `error_uri` is kept (`provider_error_uri`), on an app-level token's error
+/// and on a connection's `reauthorization_required`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_error_uri_is_kept() {
+    let refusal = json!({"error": "invalid_grant", "error_description": "expired",
+        "error_uri": "https://docs.example.com/errors/invalid_grant"});
+    let (app_p, conn_p) = (HostileProvider::start().await, HostileProvider::start().await);
+    app_p.token_answers(&[Answer::Json(400, refusal.clone())]);
+    conn_p.token_answers(&[Answer::Tokens, Answer::Json(400, refusal.clone())]);
+    let lk = Latchkey::start(
+        bin(),
+        &format!(
+            r#"
+[server]
+return_to_allow = ["https://app.example.com/"]
+[connectors.cc]
+base_url = "{app_base}"
+auth = {{ method = "oauth2_client_credentials", token_url = "{app_token}", client_id = "app", client_secret = {{ secret = "cs" }} }}
+[connectors.cc.calls.echo]
+path = "/api"
+[connectors.conn]
+base_url = "{conn_base}"
+refresh_skew_s = 7200
+auth = {{ method = "oauth2_authorization_code", authorize_url = "{authorize}", token_url = "{conn_token}", client_id = "app", client_secret = {{ secret = "cs" }} }}
+[connectors.conn.calls.echo]
+path = "/api"
+"#,
+            app_base = app_p.base_url,
+            app_token = app_p.token_url,
+            conn_base = conn_p.base_url,
+            authorize = conn_p.authorize_url,
+            conn_token = conn_p.token_url,
+        ),
+    );
+    lk.put_secret("cs", "live", "client-secret").await;
+    let app = lk.app_key("live").await;
+    let r = lk.call(&app, "cc", "echo", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("token_request_failed")), "{}", r.body);
+    assert_eq!(r.json()["error"]["provider_error_uri"], refusal["error_uri"], "{}", r.body);
+    let back = connect(&lk, &app, "conn", "ada").await;
+    assert_eq!(back.get("status").map(String::as_str), Some("connected"), "{back:?}");
+    let r = call_as(&lk, &app, "conn", "ada").await;
+    assert_eq!((r.status, r.error_code()), (409, Some("reauthorization_required")), "{}", r.body);
+    assert_eq!(r.json()["error"]["provider_error_uri"], refusal["error_uri"], "{}", r.body);
+}
