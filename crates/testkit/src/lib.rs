@@ -8,11 +8,14 @@
 //! - [`recorder`]: an in-process upstream that records exactly what arrived (raw path, headers,
 //!   body) and can misbehave on request (status codes, redirects, cookies, slowness).
 //! - [`canary`]: unique secret values and a scanner for them.
+//! - [`hostile_provider`]: an OAuth provider whose answers a test writes: it echoes the
+//!   request into its error, answers any JSON, or streams bodies too large to read.
 //! - [`tcp_proxy`]: a TCP forwarder in front of the store that a test can pause (a network
 //!   partition) or cut (a restart).
 
 pub mod canary;
 pub mod fake_oauth;
+pub mod hostile_provider;
 pub mod latchkey;
 pub mod peers;
 pub mod recorder;

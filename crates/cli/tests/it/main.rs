@@ -18,6 +18,7 @@ mod leaks;
 mod lifecycle;
 mod multi;
 mod partition;
+mod provider_answers;
 mod proxy;
 mod raw;
 mod startup;

@@ -9,7 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use super::grant::{Client, Grant, TokenSource};
 use crate::config::AuthorizationCode;
 use crate::secrets::SecretSet;
-use crate::token::{TokenRequest, TokenRequestBody, TokenResponseShape};
+use crate::token::scrub::Scrubber;
+use crate::token::{
+    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenRequest, TokenRequestBody, TokenResponseShape, read_bounded,
+};
 use crate::{CallError, Env, ErrorCode};
 
 /// A prepared authorization-code connector: the token source every connection of it uses
@@ -140,6 +143,7 @@ impl UserAuth {
                 expires_in_path: "expires_in".into(),
             },
             is_refresh: false,
+            secrets: Vec::new(),
         }
     }
 
@@ -203,18 +207,27 @@ impl UserAuth {
                 format!("the provider's profile endpoint answered {}", resp.status().as_u16()),
             ));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|_| CallError::new(ErrorCode::UpstreamUnreachable, "the profile answer was cut off"))?;
+        let bytes = read_bounded(resp, MAX_ANSWER).await.map_err(|e| match e {
+            AnswerError::TooLarge => CallError::new(
+                ErrorCode::UpstreamUnreachable,
+                format!("the provider's profile answer exceeded {MAX_ANSWER_TEXT}; Latchkey read no further: check profile_url"),
+            ),
+            AnswerError::Cut { .. } => CallError::new(ErrorCode::UpstreamUnreachable, "the profile answer was cut off"),
+        })?;
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| CallError::new(ErrorCode::UpstreamUnreachable, "the profile is not JSON"))?;
+        // A profile that echoes the access token does not make it a user id or an email
+        // (SECURITY S6: both are stored in plaintext and shown).
+        let sent = Scrubber::new([access_token.expose_secret()], None);
         let at = |path: &str| {
-            path.split('.').try_fold(&v, |v, p| v.get(p)).and_then(|x| match x {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
+            path.split('.')
+                .try_fold(&v, |v, p| v.get(p))
+                .and_then(|x| match x {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .filter(|s| !sent.holds_secret(s))
         };
         Ok((at(&self.config.user_id_path), at(&self.config.user_email_path)))
     }

@@ -63,6 +63,8 @@ pub enum Grant {
         headers: Vec<(HeaderName, HeaderValue)>,
         body: SecretString,
         shape: TokenResponseShape,
+        /// The secret values substituted into `headers` and `body`.
+        secrets: Vec<SecretString>,
     },
     JwtBearer(JwtGrant),
 }
@@ -98,6 +100,7 @@ impl Grant {
                 body: TokenRequestBody::Form(form),
                 shape: TokenResponseShape::default(),
                 is_refresh: false,
+                secrets: Vec::new(),
             }
         };
         Ok(match self {
@@ -128,13 +131,14 @@ impl Grant {
                 }
                 form_request(token_url, form, Some(client))
             }
-            Grant::Custom { token_url, headers, body, shape } => TokenRequest {
+            Grant::Custom { token_url, headers, body, shape, secrets } => TokenRequest {
                 url: token_url.clone(),
                 headers: headers.clone(),
                 basic_auth: None,
                 body: TokenRequestBody::Json(body.clone()),
                 shape: shape.clone(),
                 is_refresh: false,
+                secrets: secrets.clone(),
             },
             Grant::JwtBearer(j) => {
                 let assertion = j.assertion(now_ms)?;
@@ -171,6 +175,7 @@ impl Grant {
             body: TokenRequestBody::Form(form),
             shape,
             is_refresh: true,
+            secrets: Vec::new(),
         })
     }
 }

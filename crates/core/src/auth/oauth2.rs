@@ -54,8 +54,11 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
     for (name, v) in &c.values {
         values.insert(name.clone(), v.clone());
     }
+    let mut sent = Vec::new();
     for (name, r) in &c.secrets {
-        values.insert(name.clone(), serde_json::Value::String(secrets.resolve(r, env)?.expose_secret().to_owned()));
+        let secret = secrets.resolve(r, env)?;
+        values.insert(name.clone(), serde_json::Value::String(secret.expose_secret().to_owned()));
+        sent.push(secret.clone());
     }
     let template = crate::config::validate::body_template(&c.token_body)
         .map_err(|e| CallError::new(ErrorCode::ConfigInvalid, format!("oauth2_custom_token: token_body {e}")))?;
@@ -81,5 +84,5 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
         id.push_str(&format!("|{k}={}", String::from_utf8_lossy(v.as_bytes())));
     }
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: c.expires_in_name.clone() };
-    Ok((Grant::Custom { token_url: c.token_url.clone(), headers, body, shape }, id))
+    Ok((Grant::Custom { token_url: c.token_url.clone(), headers, body, shape, secrets: sent }, id))
 }

@@ -402,7 +402,7 @@ impl Engine {
                         &key,
                         "connection.exchange_failed",
                         "error",
-                        json!({"error": e.error, "error_description": e.description, "user": row.owner}),
+                        json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "user": row.owner}),
                     )
                     .await;
                 return Err(flow_error(
@@ -412,8 +412,14 @@ impl Engine {
                 ));
             }
         };
-        let (provider_user_id, email) =
-            auth.profile(&set.access_token).await.map_err(|e| flow_error("profile_failed", e.message, rt))?;
+        let (provider_user_id, email) = match auth.profile(&set.access_token).await {
+            Ok(found) => found,
+            Err(e) => {
+                let detail = json!({"error": e.message, "user": row.owner});
+                self.tokens.event(&key, "connection.profile_failed", "error", detail).await;
+                return Err(flow_error("profile_failed", e.message, rt));
+            }
+        };
         let owner = if data.login {
             let puid = provider_user_id
                 .clone()

@@ -464,7 +464,7 @@ impl Engine {
                 row.owner, row.connector
             ),
         );
-        for k in ["provider_error", "provider_error_description"] {
+        for k in ["provider_error", "provider_error_description", "provider_error_uri"] {
             if let Some(v) = e.details.get(k) {
                 out.details.insert(k.into(), v.clone());
             }

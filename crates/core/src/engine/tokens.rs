@@ -616,6 +616,7 @@ impl TokenManager {
                     status: None,
                     error: Some(e.code.as_str().into()),
                     description: Some(e.message),
+                    uri: None,
                     retry_after: None,
                     no_response: true,
                     timed_out: false,
@@ -845,7 +846,7 @@ async fn record_event(
 }
 
 fn error_detail(e: &TokenError) -> serde_json::Value {
-    json!({"error": e.error, "error_description": e.description, "status": e.status, "timed_out": e.timed_out})
+    json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "status": e.status, "timed_out": e.timed_out})
 }
 
 /// An event id that sorts in the order this process recorded its events, even within one

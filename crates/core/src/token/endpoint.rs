@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::TokenSet;
+use super::scrub::{ProviderError, Scrubber};
 use crate::{CallError, ErrorCode};
 
 pub enum TokenRequestBody {
@@ -39,6 +40,10 @@ pub struct TokenRequest {
     pub shape: TokenResponseShape,
     /// Whether this request used a refresh token (a refusal then may fall back to the grant).
     pub is_refresh: bool,
+    /// Secret values in `headers` or a JSON `body` (a custom token request's substituted
+    /// secrets), scrubbed from anything the provider echoes. Form values and the Basic pair
+    /// need no listing: they are known from `body` and `basic_auth`.
+    pub secrets: Vec<SecretString>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -50,33 +55,29 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
+/// Form fields that never carry a secret; every other form value is scrubbed from the
+/// provider's answer.
+const PUBLIC_FORM_FIELDS: &[&str] =
+    &["grant_type", "client_id", "username", "scope", "audience", "resource", "redirect_uri", "token_type_hint"];
+
 impl TokenRequest {
-    /// Every secret value this request carries, to scrub from anything the provider echoes.
-    fn secret_values(&self) -> Vec<zeroize::Zeroizing<String>> {
-        let mut out = Vec::new();
-        if let Some((_, s)) = &self.basic_auth {
-            out.push(zeroize::Zeroizing::new(s.expose_secret().to_owned()));
+    /// Every secret this request carries, in every representation, to scrub from anything the
+    /// provider says back.
+    pub(crate) fn scrubber(&self) -> Scrubber {
+        let mut values: Vec<&str> = self.secrets.iter().map(|s| s.expose_secret()).collect();
+        if let TokenRequestBody::Form(pairs) = &self.body {
+            values.extend(
+                pairs.iter().filter(|(k, _)| !PUBLIC_FORM_FIELDS.contains(&k.as_str())).map(|(_, v)| v.expose_secret()),
+            );
         }
-        match &self.body {
-            TokenRequestBody::Form(pairs) => {
-                for (k, v) in pairs {
-                    if matches!(
-                        k.as_str(),
-                        "client_secret" | "password" | "refresh_token" | "assertion" | "code" | "code_verifier"
-                    ) {
-                        out.push(zeroize::Zeroizing::new(v.expose_secret().to_owned()));
-                    }
-                }
-            }
-            TokenRequestBody::Json(_) => {}
-        }
-        out.retain(|s| s.len() >= 4);
-        out
+        let basic = self.basic_auth.as_ref().map(|(id, secret)| (id.as_str(), secret.expose_secret()));
+        Scrubber::new(values, basic)
     }
 }
 
-/// Why a token request failed. Holds only the provider's `error` and `error_description`
-/// (scrubbed of anything this request sent), never the response body.
+/// Why a token request failed. Holds only what RFC 6749 §5.2 defines of the provider's answer
+/// (`error`, `error_description`, `error_uri`), scrubbed of every secret this request sent
+/// (`token::scrub`), never the response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenError {
     /// The provider refused the credential: retrying the same request will not help.
@@ -84,6 +85,8 @@ pub struct TokenError {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub description: Option<String>,
+    /// The provider's `error_uri`.
+    pub uri: Option<String>,
     pub retry_after: Option<Duration>,
     /// No answer at all (timeout, connection refused).
     pub no_response: bool,
@@ -101,9 +104,25 @@ impl TokenError {
             status: None,
             error: None,
             description: Some(description),
+            uri: None,
             retry_after: None,
             no_response: true,
             timed_out,
+            ambiguous,
+        }
+    }
+
+    /// An answer that came but cannot be used (Latchkey's words, never the provider's).
+    fn unusable(status: u16, error: &str, description: String, ambiguous: bool) -> Self {
+        TokenError {
+            terminal: false,
+            status: Some(status),
+            error: Some(error.into()),
+            description: Some(description),
+            uri: None,
+            retry_after: None,
+            no_response: false,
+            timed_out: false,
             ambiguous,
         }
     }
@@ -150,6 +169,9 @@ impl TokenError {
         if let Some(d) = &self.description {
             e.details.insert("provider_error_description".into(), Value::String(d.clone()));
         }
+        if let Some(u) = &self.uri {
+            e.details.insert("provider_error_uri".into(), Value::String(u.clone()));
+        }
         if let Some(st) = self.status {
             e.details.insert("provider_status".into(), Value::from(st));
         }
@@ -162,14 +184,6 @@ impl TokenError {
 
 fn lookup<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted.split('.').try_fold(v, |v, part| v.get(part))
-}
-
-fn scrub(text: &str, secrets: &[zeroize::Zeroizing<String>]) -> String {
-    let mut out: String = text.chars().take(300).collect();
-    for s in secrets {
-        out = out.replace(s.as_str(), "[REDACTED]");
-    }
-    out
 }
 
 /// Sends one token request and reads the token set from the answer.
@@ -225,9 +239,26 @@ pub async fn request_token(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded") || v.starts_with("text/plain"));
-    let bytes = match response.bytes().await {
+    let bytes = match read_bounded(response, MAX_ANSWER).await {
         Ok(b) => b,
-        Err(e) => return Err(TokenError::transport(e.is_timeout(), true, "the answer was cut off".into())),
+        Err(AnswerError::TooLarge) => {
+            let description = format!(
+                "the token endpoint's answer exceeded {}; Latchkey read no further: check the token_url",
+                MAX_ANSWER_TEXT
+            );
+            if !(200..300).contains(&status) {
+                let transient = status == 429 || status == 408 || status >= 500;
+                let mut e = TokenError::unusable(status, "answer_too_large", description, false);
+                e.terminal = !transient;
+                e.retry_after = retry_after;
+                return Err(e);
+            }
+            // A success whose tokens were never read: a rotated refresh token may be in it.
+            return Err(TokenError::unusable(status, "answer_too_large", description, true));
+        }
+        Err(AnswerError::Cut { timed_out }) => {
+            return Err(TokenError::transport(timed_out, true, "the answer was cut off".into()));
+        }
     };
     let json: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         if is_form || bytes.contains(&b'=') {
@@ -240,82 +271,214 @@ pub async fn request_token(
             Value::Null
         }
     });
-    let secrets = req.secret_values();
     if !(200..300).contains(&status) {
-        let error = json.get("error").and_then(Value::as_str).map(|s| scrub(s, &secrets));
-        let description = json.get("error_description").and_then(Value::as_str).map(|s| scrub(s, &secrets));
+        let ProviderError { error, description, uri } = req.scrubber().provider_error(&json);
         let transient = status == 429 || status == 408 || status >= 500;
         return Err(TokenError {
             terminal: !transient,
             status: Some(status),
             error,
             description,
+            uri,
             retry_after,
             no_response: false,
             timed_out: false,
             ambiguous: false,
         });
     }
-    let Some(access) = lookup(&json, &req.shape.token_path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-        return Err(TokenError {
-            terminal: false,
-            status: Some(status),
-            error: Some("no_token".into()),
-            description: Some(format!("the answer has no `{}`", req.shape.token_path)),
-            retry_after: None,
-            no_response: false,
-            timed_out: false,
-            ambiguous: false,
-        });
+    let path = &req.shape.token_path;
+    let Some(access) = lookup(&json, path).and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+        return Err(TokenError::unusable(status, "no_token", format!("the answer has no `{path}`"), false));
     };
-    let expires_in = lookup(&json, &req.shape.expires_in_path).and_then(|v| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    });
-    let mut extra = match &json {
-        Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
-    for k in ["access_token", "refresh_token", "id_token", req.shape.token_path.as_str()] {
-        extra.remove(k);
+    if !header_safe(access) {
+        let description = format!(
+            "the access token at `{path}` has characters no HTTP header can carry (a line break or another control \
+             character; RFC 6749 allows %x20-7E): the provider's answer is broken"
+        );
+        return Err(TokenError::unusable(status, "invalid_access_token", description, false));
     }
-    let refresh_token = json
-        .get("refresh_token")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(|s| SecretString::from(s.to_owned()));
+    let expires_path = &req.shape.expires_in_path;
+    let expires_at = expires_at(now, lookup(&json, expires_path)).map_err(|why| {
+        let description = format!("`{expires_path}` in the answer {why}: expected a number of seconds (RFC 6749 §5.1)");
+        TokenError::unusable(status, "invalid_expires_in", description, false)
+    })?;
+    let refresh = json.get("refresh_token").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let id_token = json.get("id_token").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let issued: Vec<&str> = [Some(access), refresh, id_token].into_iter().flatten().collect();
+    let extra = super::metadata::metadata(&json, &[path.as_str()], &issued);
     Ok(TokenSet {
         access_token: SecretString::from(access.to_owned()),
-        refresh_token,
+        refresh_token: refresh.map(|s| SecretString::from(s.to_owned())),
         token_type: json.get("token_type").and_then(Value::as_str).map(str::to_owned),
-        expires_at: expires_in.filter(|s| *s > 0.0).map(|s| now + (s * 1000.0) as i64),
+        expires_at,
         scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),
         extra,
         obtained_at: now,
     })
 }
 
+/// Token and profile answers are read up to this many bytes (revocation answers are not read).
+pub const MAX_ANSWER: usize = 1 << 20;
+/// [`MAX_ANSWER`] in words, for messages.
+pub const MAX_ANSWER_TEXT: &str = "1 MiB";
+
+/// Why an answer's body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerError {
+    /// Longer than the bound (by its `Content-Length`, or once that much had arrived).
+    TooLarge,
+    /// The connection failed or timed out before the end.
+    Cut { timed_out: bool },
+}
+
+/// Reads `response`'s body in chunks, stopping as soon as it is longer than `limit`.
+pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, AnswerError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(AnswerError::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(AnswerError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(AnswerError::Cut { timed_out: e.is_timeout() }),
+        }
+    }
+}
+
+/// RFC 6749 Appendix A.12: an access token is `1*VSCHAR` (%x20-7E), which is also what a
+/// header can carry.
+fn header_safe(token: &str) -> bool {
+    token.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Tokens are never taken to live longer than this (ten years), whatever the provider says.
+pub const MAX_LIFETIME_S: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
+/// When a token given at `now` (Unix ms) expires, from its `expires_in`: absent, `null` or `0`
+/// means no lifetime was given; a number or numeric string of seconds is clamped to
+/// [`MAX_LIFETIME_S`]; anything else (negative, not finite, not a number) is refused, with
+/// the reason.
+pub fn expires_at(now: i64, expires_in: Option<&Value>) -> Result<Option<i64>, &'static str> {
+    let secs = match expires_in {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64().ok_or("is not a number")?,
+        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| "is not a number")?,
+        Some(_) => return Err("is not a number"),
+    };
+    if !secs.is_finite() {
+        return Err("is not a finite number");
+    }
+    if secs < 0.0 {
+        return Err("is negative");
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    // Clamped, so the product fits an i64 exactly; a sub-millisecond lifetime is 1 ms.
+    let ms = (secs.min(MAX_LIFETIME_S) * 1000.0).ceil() as i64;
+    now.checked_add(ms).map(Some).ok_or("is too large")
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn request(body: TokenRequestBody, basic: Option<(&str, &str)>, secrets: &[&str]) -> TokenRequest {
+        TokenRequest {
+            url: "https://x.example/token".into(),
+            headers: Vec::new(),
+            basic_auth: basic.map(|(id, s)| (id.to_owned(), SecretString::from(s.to_owned()))),
+            body,
+            shape: TokenResponseShape::default(),
+            is_refresh: false,
+            secrets: secrets.iter().map(|s| SecretString::from((*s).to_owned())).collect(),
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> TokenRequestBody {
+        TokenRequestBody::Form(
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), SecretString::from((*v).to_owned()))).collect(),
+        )
+    }
 
     #[test]
     fn a_providers_echo_of_a_sent_secret_is_scrubbed() {
-        let req = TokenRequest {
-            url: "https://x.example/token".into(),
-            headers: Vec::new(),
-            basic_auth: Some(("app".into(), SecretString::from("client-secret-1".to_owned()))),
-            body: TokenRequestBody::Form(vec![
-                ("grant_type".into(), SecretString::from("password".to_owned())),
-                ("password".into(), SecretString::from("hunter2-password".to_owned())),
-            ]),
-            shape: TokenResponseShape::default(),
-            is_refresh: false,
-        };
-        let secrets = req.secret_values();
-        let out = scrub("bad password hunter2-password for client client-secret-1", &secrets);
-        assert_eq!(out, "bad password [REDACTED] for client [REDACTED]");
+        let req = request(
+            form(&[("grant_type", "password"), ("username", "ada"), ("password", "hunter2 pass&word")]),
+            Some(("app", "client-secret-1")),
+            &[],
+        );
+        let s = req.scrubber();
+        let out = s.text("bad password hunter2+pass%26word for client client-secret-1 (user ada)");
+        assert_eq!(out.as_deref(), Some("bad password [REDACTED] for client [REDACTED] (user ada)"));
         assert!(!format!("{req:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn every_form_value_but_the_public_ones_is_a_secret() {
+        // A field Latchkey does not know is scrubbed; the grant type and the client id are not.
+        let req = request(
+            form(&[("grant_type", "urn:x"), ("client_id", "my-app"), ("subject_token", "subj-tok-1")]),
+            None,
+            &[],
+        );
+        assert_eq!(req.scrubber().text("my-app urn:x subj-tok-1").as_deref(), Some("my-app urn:x [REDACTED]"));
+    }
+
+    #[test]
+    fn a_custom_requests_listed_secrets_are_scrubbed_json_escaped_too() {
+        let req = request(
+            TokenRequestBody::Json(SecretString::from(r#"{"k":"a\"b\\c-key"}"#.to_owned())),
+            None,
+            &["a\"b\\c-key", "hdr-secret"],
+        );
+        let out = req.scrubber().text(r#"body {"k":"a\"b\\c-key"} header X-Key: hdr-secret"#);
+        assert_eq!(out.as_deref(), Some("body {'k':'[REDACTED]'} header X-Key: [REDACTED]"));
+    }
+
+    #[test]
+    fn expires_in_is_a_number_of_seconds_clamped_to_ten_years() {
+        let now = 1_700_000_000_000;
+        let ten_years = now + (MAX_LIFETIME_S as i64) * 1000;
+        for (v, expected) in [
+            (json!(3600), Ok(Some(now + 3_600_000))),
+            (json!("3600"), Ok(Some(now + 3_600_000))),
+            (json!(" 60 "), Ok(Some(now + 60_000))),
+            (json!(1.5), Ok(Some(now + 1500))),
+            (json!(1e300), Ok(Some(ten_years))),
+            (json!(f64::MAX), Ok(Some(ten_years))),
+            (json!(u64::MAX), Ok(Some(ten_years))),
+            (json!(0), Ok(None)),
+            (Value::Null, Ok(None)),
+            (json!(-5), Err("is negative")),
+            (json!("-1e9"), Err("is negative")),
+            (json!("inf"), Err("is not a finite number")),
+            (json!("-infinity"), Err("is not a finite number")),
+            (json!("NaN"), Err("is not a finite number")),
+            (json!("soon"), Err("is not a number")),
+            (json!(""), Err("is not a number")),
+            (json!(true), Err("is not a number")),
+            (json!({"s": 1}), Err("is not a number")),
+        ] {
+            assert_eq!(expires_at(now, Some(&v)), expected, "{v}");
+        }
+        assert_eq!(expires_at(now, None), Ok(None));
+        assert_eq!(expires_at(i64::MAX - 10, Some(&json!(60))), Err("is too large"));
+    }
+
+    #[test]
+    fn an_access_token_must_be_visible_ascii() {
+        assert!(header_safe("ya29.a0-_~+/= x"));
+        for bad in ["a\r\nb", "a\nb", "a\u{0}b", "a\u{7f}b", "a\tb", "tök"] {
+            assert!(!header_safe(bad), "{bad:?}");
+        }
     }
 }

@@ -2,8 +2,13 @@
 //! classification (terminal or transient) that drives the lifecycle in `engine::tokens`.
 
 mod endpoint;
+pub mod metadata;
+pub mod scrub;
 
-pub use endpoint::{TokenError, TokenRequest, TokenRequestBody, TokenResponseShape, request_token};
+pub use endpoint::{
+    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenError, TokenRequest, TokenRequestBody, TokenResponseShape,
+    read_bounded, request_token,
+};
 
 use latchkey_vault::{Aad, Vault};
 use secrecy::{ExposeSecret, SecretString};
@@ -20,7 +25,7 @@ pub struct TokenSet {
     /// Unix milliseconds; `None` when the provider gave no lifetime.
     pub expires_at: Option<i64>,
     pub scope: Option<String>,
-    /// Every other field of the token response (never the tokens themselves).
+    /// The token response's other fields that are no secret, at any depth (`token::metadata`).
     pub extra: serde_json::Map<String, serde_json::Value>,
     pub obtained_at: i64,
 }
