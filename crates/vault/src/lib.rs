@@ -299,6 +299,44 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     d.as_ref().try_into().expect("SHA-256 digests are 32 bytes")
 }
 
+/// SHA-256 over a sequence of parts, each length-prefixed (so `["ab", "c"]` and `["a", "bc"]`
+/// differ), fed one at a time: a fingerprint of settings and secrets is computed without the
+/// secrets ever being copied into one buffer or formatted into a `String`.
+pub struct Fingerprint(aws_lc_rs::digest::Context);
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Fingerprint(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprint([REDACTED])")
+    }
+}
+
+impl Fingerprint {
+    /// Adds one part.
+    pub fn part(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    /// Adds an optional part: absent and empty differ.
+    pub fn opt(&mut self, bytes: Option<&[u8]>) -> &mut Self {
+        match bytes {
+            Some(b) => self.part(b"1").part(b),
+            None => self.part(b"0"),
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finish().as_ref().try_into().expect("SHA-256 digests are 32 bytes")
+    }
+}
+
 /// Compares two byte strings in constant time (for their common length).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

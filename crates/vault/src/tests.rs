@@ -178,3 +178,23 @@ fn to_hex_is_lower_case_two_digits_per_byte() {
     assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     assert_eq!(to_hex(&[]), "");
 }
+
+#[test]
+fn fingerprints_tell_part_boundaries_and_absent_from_empty() {
+    let of = |parts: &[&[u8]]| {
+        let mut f = crate::Fingerprint::default();
+        for p in parts {
+            f.part(p);
+        }
+        f.finish()
+    };
+    assert_eq!(of(&[b"ab", b"c"]), of(&[b"ab", b"c"]));
+    assert_ne!(of(&[b"ab", b"c"]), of(&[b"a", b"bc"]));
+    let opt = |o: Option<&[u8]>| {
+        let mut f = crate::Fingerprint::default();
+        f.opt(o);
+        f.finish()
+    };
+    assert_ne!(opt(None), opt(Some(b"")));
+    assert!(!format!("{:?}", crate::Fingerprint::default()).contains("Context"));
+}

@@ -22,15 +22,18 @@ pub struct UserAuth {
     pub config: AuthorizationCode,
 }
 
-pub(super) fn grant(c: &AuthorizationCode, env: Env, secrets: &SecretSet) -> Result<(Grant, String), CallError> {
+pub(super) fn grant(
+    c: &AuthorizationCode,
+    env: Env,
+    secrets: &SecretSet,
+) -> Result<(Grant, latchkey_vault::Fingerprint), CallError> {
     let secret = c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned()).transpose()?;
-    let id = format!(
-        "authorization_code|{}|{}|{:?}|{}",
-        c.token_url,
-        c.client_id,
-        secret.as_ref().map(|s| s.expose_secret().to_owned()),
-        c.client_auth as u8
-    );
+    let mut id = latchkey_vault::Fingerprint::default();
+    id.part(b"authorization_code")
+        .part(c.token_url.as_bytes())
+        .part(c.client_id.as_bytes())
+        .opt(secret.as_ref().map(|s| s.expose_secret().as_bytes()))
+        .part(&[c.client_auth as u8]);
     let client = Client { id: c.client_id.clone(), secret, auth: c.client_auth };
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: "expires_in".into() };
     let scope = c.scope.as_ref().map(|s| s.joined(&c.scope_separator));

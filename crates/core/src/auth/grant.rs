@@ -219,15 +219,3 @@ impl std::fmt::Debug for TokenSource {
 }
 
 pub type SharedSource = Arc<TokenSource>;
-
-/// Builds the fingerprint from the parts that identify a credential.
-pub fn fingerprint(parts: &[&str]) -> [u8; 32] {
-    let mut buf = Vec::new();
-    for p in parts {
-        buf.extend_from_slice(&(p.len() as u64).to_be_bytes());
-        buf.extend_from_slice(p.as_bytes());
-    }
-    let out = latchkey_vault::sha256(&buf);
-    zeroize::Zeroize::zeroize(&mut buf);
-    out
-}

@@ -4,6 +4,7 @@
 //! key, which then also supplies the issuer, the token URL and the key id.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use latchkey_vault::Fingerprint;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
@@ -41,7 +42,7 @@ fn bad(message: String) -> CallError {
 impl JwtGrant {
     /// Resolves the configuration with the private key's secret value. Returns the grant and
     /// the text that identifies it (for the fingerprint).
-    pub fn new(cfg: &JwtBearer, private_key: &SecretString) -> Result<(JwtGrant, String), CallError> {
+    pub fn new(cfg: &JwtBearer, private_key: &SecretString) -> Result<(JwtGrant, Fingerprint), CallError> {
         let text = private_key.expose_secret().trim();
         let (pem, json_issuer, json_token_url, key_id) = if text.starts_with('{') {
             let v: serde_json::Value = serde_json::from_str(text).map_err(|_| {
@@ -81,16 +82,15 @@ impl JwtGrant {
             key,
             key_id,
         };
-        let id = format!(
-            "{}|{}|{}|{:?}|{:?}|{}|{}",
-            grant.token_url,
-            grant.issuer,
-            grant.audience,
-            grant.scope,
-            grant.subject,
-            grant.lifetime_s,
-            pem.expose_secret()
-        );
+        let mut id = Fingerprint::default();
+        id.part(b"jwt_bearer")
+            .part(grant.token_url.as_bytes())
+            .part(grant.issuer.as_bytes())
+            .part(grant.audience.as_bytes())
+            .opt(grant.scope.as_ref().map(|s| s.as_bytes()))
+            .opt(grant.subject.as_ref().map(|s| s.as_bytes()))
+            .part(&grant.lifetime_s.to_be_bytes())
+            .part(pem.expose_secret().as_bytes());
         Ok((grant, id))
     }
 

@@ -83,24 +83,28 @@ pub fn prepare(
         crate::upstream::egress::check_url(field, url).map_err(|m| CallError::new(ErrorCode::UpstreamUnreachable, m))
     };
     let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
-    let source = |grant: Grant, token_in, identity: String| -> Result<TokenSource, CallError> {
-        egress("auth.token_url", grant.token_url())?;
-        Ok(TokenSource {
-            key: TokenKey::app(name, env),
-            grant: std::sync::Arc::new(grant),
-            token_in,
-            skew_ms: connector
-                .refresh_skew_s
-                .map_or(grant::DEFAULT_SKEW_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)),
-            skew_configured: connector.refresh_skew_s.is_some(),
-            keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
-            timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
-            client: clients.client_for(public_only),
-            fingerprint: grant::fingerprint(&[name, env.as_str(), &identity]),
-            refresh_on: connector.refresh_on.clone(),
-        })
-    };
-    let token = |grant: Grant, token_in, identity: String| -> Result<Prepared, CallError> {
+    let source =
+        |grant: Grant, token_in, mut identity: latchkey_vault::Fingerprint| -> Result<TokenSource, CallError> {
+            egress("auth.token_url", grant.token_url())?;
+            Ok(TokenSource {
+                key: TokenKey::app(name, env),
+                grant: std::sync::Arc::new(grant),
+                token_in,
+                skew_ms: connector
+                    .refresh_skew_s
+                    .map_or(grant::DEFAULT_SKEW_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)),
+                skew_configured: connector.refresh_skew_s.is_some(),
+                keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
+                timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
+                client: clients.client_for(public_only),
+                fingerprint: {
+                    identity.part(name.as_bytes()).part(env.as_str().as_bytes());
+                    identity.finish()
+                },
+                refresh_on: connector.refresh_on.clone(),
+            })
+        };
+    let token = |grant: Grant, token_in, identity: latchkey_vault::Fingerprint| -> Result<Prepared, CallError> {
         Ok(Prepared {
             credential: Credential::Token(std::sync::Arc::new(source(grant, token_in, identity)?)),
             upstream: clients.default_upstream(),

@@ -2,6 +2,7 @@
 //! secrets resolved. The requests themselves are built in `grant.rs`.
 
 use http::{HeaderName, HeaderValue};
+use latchkey_vault::Fingerprint;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::grant::{Client, Grant};
@@ -11,20 +12,19 @@ use crate::template::{Body, Text, Values};
 use crate::token::TokenResponseShape;
 use crate::{CallError, Env, ErrorCode};
 
-pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Result<(Grant, String), CallError> {
+pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Result<(Grant, Fingerprint), CallError> {
     let password = secrets.resolve(&c.password, env)?.clone();
     let client_secret = c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned()).transpose()?;
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
-    let id = format!(
-        "password|{}|{}|{}|{}|{:?}|{:?}|{}",
-        c.token_url,
-        c.username,
-        password.expose_secret(),
-        c.client_id,
-        client_secret.as_ref().map(|s| s.expose_secret().to_owned()),
-        scope,
-        c.client_auth as u8
-    );
+    let mut id = Fingerprint::default();
+    id.part(b"password")
+        .part(c.token_url.as_bytes())
+        .part(c.username.as_bytes())
+        .part(password.expose_secret().as_bytes())
+        .part(c.client_id.as_bytes())
+        .opt(client_secret.as_ref().map(|s| s.expose_secret().as_bytes()))
+        .opt(scope.as_ref().map(|s| s.as_bytes()))
+        .part(&[c.client_auth as u8]);
     let client = Client { id: c.client_id.clone(), secret: client_secret, auth: c.client_auth };
     Ok((Grant::Password { token_url: c.token_url.clone(), username: c.username.clone(), password, client, scope }, id))
 }
@@ -33,23 +33,22 @@ pub(super) fn client_credentials(
     c: &OAuth2ClientCredentials,
     env: Env,
     secrets: &SecretSet,
-) -> Result<(Grant, String), CallError> {
+) -> Result<(Grant, Fingerprint), CallError> {
     let secret = secrets.resolve(&c.client_secret, env)?.clone();
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
-    let id = format!(
-        "client_credentials|{}|{}|{}|{:?}|{:?}|{}",
-        c.token_url,
-        c.client_id,
-        secret.expose_secret(),
-        scope,
-        c.audience,
-        c.client_auth as u8
-    );
+    let mut id = Fingerprint::default();
+    id.part(b"client_credentials")
+        .part(c.token_url.as_bytes())
+        .part(c.client_id.as_bytes())
+        .part(secret.expose_secret().as_bytes())
+        .opt(scope.as_ref().map(|s| s.as_bytes()))
+        .opt(c.audience.as_ref().map(|s| s.as_bytes()))
+        .part(&[c.client_auth as u8]);
     let client = Client { id: c.client_id.clone(), secret: Some(secret), auth: c.client_auth };
     Ok((Grant::ClientCredentials { token_url: c.token_url.clone(), client, scope, audience: c.audience.clone() }, id))
 }
 
-pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Result<(Grant, String), CallError> {
+pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Result<(Grant, Fingerprint), CallError> {
     let mut values = Values::new();
     for (name, v) in &c.values {
         values.insert(name.clone(), v.clone());
@@ -79,9 +78,14 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
             .map_err(|_| CallError::new(ErrorCode::ConfigInvalid, format!("`{k}` is not a header name")))?;
         headers.push((name, value));
     }
-    let mut id = format!("custom|{}|{}|{}|{}", c.token_url, c.token_name, c.expires_in_name, body.expose_secret());
+    let mut id = Fingerprint::default();
+    id.part(b"custom")
+        .part(c.token_url.as_bytes())
+        .part(c.token_name.as_bytes())
+        .part(c.expires_in_name.as_bytes())
+        .part(body.expose_secret().as_bytes());
     for (k, v) in &headers {
-        id.push_str(&format!("|{k}={}", String::from_utf8_lossy(v.as_bytes())));
+        id.part(k.as_str().as_bytes()).part(v.as_bytes());
     }
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: c.expires_in_name.clone() };
     Ok((Grant::Custom { token_url: c.token_url.clone(), headers, body, shape, secrets: sent }, id))
