@@ -13,6 +13,7 @@ mod environments;
 mod grants;
 mod hostile;
 mod idp;
+mod inbound;
 mod leaks;
 mod lifecycle;
 mod multi;
