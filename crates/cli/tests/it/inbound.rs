@@ -1,6 +1,11 @@
-//! What the server does with its inbound side: `SIGHUP` does not stop it.
+//! What the server does with its inbound side: every error it writes itself is Latchkey's JSON
+//! (SPEC §11), also the framework's rejections; `SIGHUP` does not stop it.
 
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 use super::*;
 
@@ -28,4 +33,101 @@ async fn sighup_does_not_stop_the_server() {
     );
     let r = lk.http.get(lk.url("/healthz")).send().await.expect("served after SIGHUP");
     assert_eq!(r.status(), 200);
+}
+
+fn addr(lk: &Latchkey) -> String {
+    lk.base_url.trim_start_matches("http://").to_owned()
+}
+
+/// Sends `req` (a whole HTTP/1.1 request) on a new connection and reads the whole response.
+async fn raw_exchange(lk: &Latchkey, req: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr(lk)).await.expect("connect");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Asserts `r` is Latchkey's JSON error with `status` and `code`.
+fn is_api_error(r: &Reply, status: u16, code: &str, what: &str) {
+    assert_eq!((r.status, r.error_code()), (status, Some(code)), "{what}: {r:?}");
+    let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(ct.starts_with("application/json"), "{what}: content-type {ct:?}");
+    let v: Value = r.json();
+    assert_eq!(v["error"]["code"], code, "{what}: {}", r.body);
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: no message: {}", r.body);
+}
+
+#[tokio::test]
+async fn the_frameworks_own_rejections_are_latchkey_json_errors() {
+    let lk = start("");
+    let app = lk.app_key("live").await;
+    let send = |b: reqwest::RequestBuilder| async move { Reply::read(b.send().await.expect("send")).await };
+
+    let r = send(lk.http.get(lk.url("/no/such/route"))).await;
+    is_api_error(&r, 404, "not_found", "unknown route");
+    let r = send(lk.admin_req(reqwest::Method::GET, "/v1/admin/no-such-thing")).await;
+    is_api_error(&r, 404, "not_found", "unknown admin route");
+
+    let r = send(lk.http.delete(lk.url("/healthz"))).await;
+    is_api_error(&r, 405, "method_not_allowed", "DELETE /healthz");
+    let allow = r.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(allow.contains("GET"), "405 without its Allow header: {r:?}");
+    let r = send(lk.http.get(lk.url("/v1/connectors/up/calls/get")).bearer_auth(&app)).await;
+    is_api_error(&r, 405, "method_not_allowed", "GET on a named call");
+    let r = send(lk.admin_req(reqwest::Method::PATCH, "/v1/admin/keys")).await;
+    is_api_error(&r, 405, "method_not_allowed", "PATCH on a nested admin route");
+
+    let introspect = || lk.http.post(lk.url("/v1/token/introspect")).bearer_auth(&app);
+    let r = send(introspect().json(&serde_json::json!({"token": "x"}))).await;
+    is_api_error(&r, 415, "unsupported_media_type", "introspection sent as JSON");
+    let big = format!("token={}", "a".repeat(3 * 1024 * 1024));
+    let r = send(introspect().header("content-type", "application/x-www-form-urlencoded").body(big)).await;
+    is_api_error(&r, 413, "payload_too_large", "a 3 MiB form");
+    let r =
+        send(introspect().header("content-type", "application/x-www-form-urlencoded").body("token=a&token=b")).await;
+    is_api_error(&r, 400, "invalid_params", "a malformed form");
+    let r = send(lk.http.get(lk.url("/v1/connections?user=a&user=b")).bearer_auth(&app)).await;
+    is_api_error(&r, 400, "invalid_params", "a malformed query string");
+
+    // Straight from hyper's connection to the router, without a client that normalizes.
+    let (status, head, body) = raw_exchange(
+        &lk,
+        &format!("PUT /readyz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", addr(&lk)),
+    )
+    .await;
+    assert_eq!(status, 405, "{head}{body}");
+    assert!(head.contains("latchkey-error: method_not_allowed"), "{head}");
+    assert!(body.contains("\"method_not_allowed\""), "{body}");
+}
+
+#[tokio::test]
+async fn unauthenticated_answers_carry_a_bearer_challenge() {
+    let lk = start("");
+    let send = |b: reqwest::RequestBuilder| async move { Reply::read(b.send().await.expect("send")).await };
+    let challenge = |r: &Reply| r.headers.get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned);
+
+    // No credential: a bare challenge (RFC 6750 §3.1: no error code when none was presented).
+    for (what, r) in [
+        ("admin route", send(lk.http.get(lk.url("/v1/admin/keys"))).await),
+        ("proxy (hot route)", send(lk.http.get(lk.url("/v1/proxy/up/x"))).await),
+        ("named call (hot route)", send(lk.http.post(lk.url("/v1/connectors/up/calls/get")).json(&())).await),
+    ] {
+        is_api_error(&r, 401, "unauthenticated", what);
+        assert_eq!(challenge(&r).as_deref(), Some("Bearer"), "{what}: {r:?}");
+    }
+    // A credential that is wrong: `error="invalid_token"`.
+    let wrong = "lk_live_aaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    for (what, r) in [
+        ("admin route", send(lk.http.get(lk.url("/v1/admin/keys")).bearer_auth(wrong)).await),
+        ("proxy (hot route)", send(lk.http.get(lk.url("/v1/proxy/up/x")).bearer_auth(wrong)).await),
+        ("user token", send(lk.http.get(lk.url("/v1/connections")).bearer_auth("a.b.c")).await),
+    ] {
+        is_api_error(&r, 401, "unauthenticated", what);
+        assert_eq!(challenge(&r).as_deref(), Some(r#"Bearer error="invalid_token""#), "{what}: {r:?}");
+        assert!(!r.all_text().contains(wrong), "{what}: the key came back");
+    }
 }
