@@ -1,5 +1,7 @@
-//! What the server does with its inbound side: every error it writes itself is Latchkey's JSON
-//! (SPEC §11), also the framework's rejections; `SIGHUP` does not stop it.
+//! What the server does with its inbound side: connections that send nothing, half a request
+//! head or nothing more after a response are closed; more sockets than it may hold, or than
+//! its file descriptors allow, never lock clients out for good; every error it writes itself is
+//! Latchkey's JSON (SPEC §11), also the framework's rejections; `SIGHUP` does not stop it.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use super::raw::KeepAlive;
 use super::*;
 
 /// Generous: every wait below ends as soon as what it waits for happens.
@@ -130,4 +133,104 @@ async fn unauthenticated_answers_carry_a_bearer_challenge() {
         assert_eq!(challenge(&r).as_deref(), Some(r#"Bearer error="invalid_token""#), "{what}: {r:?}");
         assert!(!r.all_text().contains(wrong), "{what}: the key came back");
     }
+}
+
+/// Reads until the server closes `stream`; panics if it is still open after [`PATIENCE`].
+async fn closed_by_server(stream: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 4096];
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "{what}: the server kept the connection open for {PATIENCE:?}");
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    let lk = start("[server]\nheader_read_timeout_s = 1\n");
+    let mut silent = TcpStream::connect(addr(&lk)).await.expect("connect");
+    closed_by_server(&mut silent, "no byte sent").await;
+    // HTTP/2's preface is sniffed before hyper's own timers run: a stalled prefix is closed too.
+    let mut prefix = TcpStream::connect(addr(&lk)).await.expect("connect");
+    prefix.write_all(b"PRI * HTTP/2").await.expect("write");
+    closed_by_server(&mut prefix, "part of the HTTP/2 preface").await;
+}
+
+#[tokio::test]
+async fn a_partial_request_head_is_closed_after_the_header_read_timeout() {
+    let lk = start("[server]\nheader_read_timeout_s = 1\n");
+    let mut slow = TcpStream::connect(addr(&lk)).await.expect("connect");
+    slow.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Slow: 1\r\n", addr(&lk)).as_bytes())
+        .await
+        .expect("write");
+    closed_by_server(&mut slow, "half a request head").await;
+    // The server still serves.
+    let r = lk.http.get(lk.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_keepalive_idle_s() {
+    let lk = start("[server]\nkeepalive_idle_s = 1\n");
+    let mut conn = KeepAlive::open(&lk.base_url).await;
+    assert_eq!(conn.get("/healthz", "none").await, 200);
+    assert_eq!(conn.get("/healthz", "none").await, 200, "keep-alive works while requests come");
+    closed_by_server(conn.stream(), "idle after two requests").await;
+}
+
+/// Opens `n` TCP connections that never send a byte.
+async fn idle_sockets(lk: &Latchkey, n: usize) -> Vec<TcpStream> {
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        idle.push(TcpStream::connect(addr(lk)).await.expect("connect"));
+    }
+    idle
+}
+
+/// GET /healthz on new connections until one is answered 200; panics after [`PATIENCE`].
+async fn eventually_served(lk: &Latchkey, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(r) = lk.http.get(lk.url("/healthz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: no client was served for {PATIENCE:?}\n{}", lk.output());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn more_idle_sockets_than_max_connections_do_not_lock_clients_out() {
+    let lk = start("[server]\nmax_connections = 5\nheader_read_timeout_s = 1\n");
+    // Twice the limit, held open by this test for as long as it runs.
+    let _flood = idle_sockets(&lk, 10).await;
+    eventually_served(&lk, "10 idle sockets against max_connections = 5").await;
+    let warnings = lk.output().matches("max_connections reached").count();
+    assert!(warnings >= 1, "no warning that the limit was reached:\n{}", lk.output());
+    assert!(warnings <= 5, "the limit's warning is not once per burst ({warnings} lines):\n{}", lk.output());
+}
+
+#[tokio::test]
+async fn under_a_low_fd_limit_an_idle_flood_times_out_and_accept_does_not_spin() {
+    // The binary under `ulimit -n 128`, through a shell that execs it (same pid).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrapper = dir.path().join("latchkey-limited");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nulimit -n 128 || exit 99\nexec '{}' \"$@\"\n", bin().display()))
+        .expect("write wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let lk = Latchkey::start(&wrapper, "[server]\nheader_read_timeout_s = 1\n");
+    // More sockets than the process has file descriptors, held open by this test.
+    let _flood = idle_sockets(&lk, 200).await;
+    eventually_served(&lk, "200 idle sockets against 128 file descriptors").await;
+    let out = lk.output();
+    assert!(out.contains("lowering max_connections"), "no word that the fd limit lowered max_connections:\n{out}");
+    let accept_errors = out.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(accept_errors <= 10, "the accept loop logged {accept_errors} failures:\n{out}");
 }

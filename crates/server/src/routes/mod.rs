@@ -17,6 +17,7 @@ use latchkey_core::ErrorCode;
 use latchkey_core::callers::KeyMemo;
 
 use crate::metrics::Route;
+use crate::threads::Activity;
 use crate::{ApiError, AppState};
 
 pub fn router(state: AppState) -> Router {
@@ -259,9 +260,10 @@ impl Service {
     }
 
     /// The service for one connection: it also remembers the key the connection presented
-    /// last ([`KeyMemo`]).
-    pub fn for_connection(&self) -> ConnectionService {
-        ConnectionService { service: self.clone(), memo: Arc::default() }
+    /// last ([`KeyMemo`]), and notes when each request starts in `activity` (for the
+    /// connection's idle bound).
+    pub(crate) fn for_connection(&self, activity: Arc<Activity>) -> ConnectionService {
+        ConnectionService { service: self.clone(), memo: Arc::default(), activity }
     }
 }
 
@@ -289,6 +291,7 @@ impl tower_service::Service<Request> for Service {
 pub struct ConnectionService {
     service: Service,
     memo: Arc<KeyMemo>,
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
@@ -297,6 +300,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
     type Future = BoxedResponse;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.activity.request();
         match calls::Hot::of(req.method(), req.uri().path()) {
             Some(hot) => self.service.hot(hot, req, Some(self.memo.clone())),
             None => self.service.other(req.map(axum::body::Body::new)),
