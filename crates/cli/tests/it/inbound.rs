@@ -234,3 +234,16 @@ async fn under_a_low_fd_limit_an_idle_flood_times_out_and_accept_does_not_spin()
     let accept_errors = out.lines().filter(|l| l.contains("accept failed")).count();
     assert!(accept_errors <= 10, "the accept loop logged {accept_errors} failures:\n{out}");
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_with_keep_alive_pings_on() {
+    let lk = start("[server]\nhttp2_keepalive_interval_s = 1\nkeepalive_idle_s = 30\n");
+    #[allow(clippy::disallowed_methods)]
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().no_proxy().build().expect("client");
+    for round in 0..2 {
+        let r = h2.get(lk.url("/healthz")).send().await.expect("GET over HTTP/2");
+        assert_eq!((r.status().as_u16(), r.version()), (200, reqwest::Version::HTTP_2), "round {round}");
+        // Pings go out and are answered while the connection waits.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
