@@ -8,6 +8,12 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     NotFound,
+    /// The route exists, but not with this method (the response's `Allow` lists those it takes).
+    MethodNotAllowed,
+    /// The request body is larger than the route accepts.
+    PayloadTooLarge,
+    /// The request body's `Content-Type` is not the one the route reads.
+    UnsupportedMediaType,
     InvalidParams,
     ConfigInvalid,
     SecretMissing,
@@ -26,6 +32,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidParams => "invalid_params",
             ErrorCode::ConfigInvalid => "config_invalid",
             ErrorCode::SecretMissing => "secret_missing",
@@ -44,6 +53,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidParams | ErrorCode::ConfigInvalid => 400,
             ErrorCode::SecretMissing => 424,
             ErrorCode::ReauthorizationRequired => 409,

@@ -58,11 +58,11 @@ impl AppOrUser {
     pub async fn of(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         if token.matches('.').count() == 2 && !token.starts_with("lk_") {
-            let claims = state.engine.verify_user_token(token)?;
+            let claims = state.engine.verify_user_token(token).map_err(refused)?;
             let env = claims
                 .env
                 .parse::<Env>()
-                .map_err(|_| CallError::new(ErrorCode::Unauthenticated, "bad token environment"))?;
+                .map_err(|_| refused(CallError::new(ErrorCode::Unauthenticated, "bad token environment")))?;
             return Ok(AppOrUser::User { env, user: claims.sub });
         }
         match authenticate(parts, state, memo).await? {
@@ -72,6 +72,11 @@ impl AppOrUser {
             }
         }
     }
+}
+
+/// An error about a credential that was presented (RFC 6750 §3.1: `invalid_token`).
+fn refused(e: impl Into<ApiError>) -> ApiError {
+    e.into().presented()
 }
 
 /// Two `Authorization` headers are ambiguous (which one would an intermediary see?): refused.
@@ -97,7 +102,7 @@ async fn authenticate(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -
         .map(str::trim)
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <key>`"))?;
     if token.matches('.').count() == 2 && !token.starts_with("lk_") {
-        state.engine.verify_user_token(token)?;
+        state.engine.verify_user_token(token).map_err(refused)?;
         return Err(CallError::new(
             ErrorCode::Forbidden,
             "a user token may make `access = \"user\"` calls and manage its own connections only",
@@ -105,8 +110,8 @@ async fn authenticate(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -
         .into());
     }
     Ok(match memo {
-        Some(memo) => state.engine.callers.authenticate_memo(token, memo).await?,
-        None => state.engine.callers.authenticate(token).await?,
+        Some(memo) => state.engine.callers.authenticate_memo(token, memo).await.map_err(refused)?,
+        None => state.engine.callers.authenticate(token).await.map_err(refused)?,
     })
 }
 

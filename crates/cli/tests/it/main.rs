@@ -14,6 +14,7 @@ mod grants;
 mod hardening;
 mod hostile;
 mod idp;
+mod inbound;
 mod leaks;
 mod lifecycle;
 mod multi;

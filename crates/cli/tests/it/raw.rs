@@ -68,6 +68,11 @@ impl KeepAlive {
         status
     }
 
+    /// The connection itself, to see whether the server closed it.
+    pub fn stream(&mut self) -> &mut tokio::net::TcpStream {
+        &mut self.stream
+    }
+
     async fn fill(&mut self) {
         let mut chunk = [0u8; 4096];
         let n = self.stream.read(&mut chunk).await.expect("read");

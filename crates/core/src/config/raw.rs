@@ -145,6 +145,22 @@ pub struct ServerConfig {
     /// SECURITY S2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key_max_seals: Option<u64>,
+    /// Seconds a new connection has to deliver its first complete request head (default 10):
+    /// sockets that send nothing, or half a head, are closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_s: Option<u64>,
+    /// Seconds a connection may go without starting a request before it is closed (default
+    /// 75): at once when idle, after the response in flight otherwise (HTTP/2: GOAWAY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_idle_s: Option<u64>,
+    /// Seconds between HTTP/2 keep-alive pings (default 30); a ping not answered within 20 s
+    /// closes the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_keepalive_interval_s: Option<u64>,
+    /// Open inbound connections at most (default 10,000, lowered to what the file-descriptor
+    /// limit allows); past it, new connections wait in the listen backlog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 /// The `auth` table: one variant per method, each with its own fields. Deserialized by

@@ -214,3 +214,18 @@ id = { required = true }
     .unwrap();
     assert!(c.connectors["a"].calls["c"].body.as_ref().unwrap().is_object());
 }
+
+#[test]
+fn inbound_limits_are_checked() {
+    let p = one_problem("[server]\nheader_read_timeout_s = 0\n");
+    assert!(p.contains("server.header_read_timeout_s") && p.contains("give 1 to 3600"), "{p}");
+    let p = one_problem("[server]\nmax_connections = 0\n");
+    assert!(p.contains("server.max_connections") && p.contains("leave it out: 10000"), "{p}");
+    let all = problems("[server]\nkeepalive_idle_s = 100000\nhttp2_keepalive_interval_s = 0\n").join("\n");
+    assert!(all.contains("server.keepalive_idle_s") && all.contains("server.http2_keepalive_interval_s"), "{all}");
+    let ok = Config::parse(
+        "[server]\nheader_read_timeout_s = 5\nkeepalive_idle_s = 60\nhttp2_keepalive_interval_s = 20\nmax_connections = 100\n",
+        "latchkey.toml",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}

@@ -58,6 +58,18 @@ pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) 
     {
         p("webhook_url", format!("`{u}` is not an http(s) URL"));
     }
+    for (field, value, max, default) in [
+        ("header_read_timeout_s", s.header_read_timeout_s, 3_600, "10"),
+        ("keepalive_idle_s", s.keepalive_idle_s, 86_400, "75"),
+        ("http2_keepalive_interval_s", s.http2_keepalive_interval_s, 3_600, "30"),
+        ("max_connections", s.max_connections.map(u64::from), 1_000_000, "10000"),
+    ] {
+        if let Some(v) = value
+            && !(1..=max).contains(&v)
+        {
+            p(field, format!("{v} is out of range: give 1 to {max} (or leave it out: {default})"));
+        }
+    }
 }
 
 pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &mut Vec<Problem>) {

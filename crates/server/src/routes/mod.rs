@@ -17,6 +17,7 @@ use latchkey_core::ErrorCode;
 use latchkey_core::callers::KeyMemo;
 
 use crate::metrics::Route;
+use crate::threads::Activity;
 use crate::{ApiError, AppState};
 
 pub fn router(state: AppState) -> Router {
@@ -79,9 +80,70 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     // The matched route only matters for the log line; at `warn` no string is made.
     let template = tracing::enabled!(tracing::Level::INFO)
         .then(|| req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned());
-    let response = next.run(req).await;
+    // A hot route's answer may be the upstream's own (any status, any body): never rewritten.
+    let passthrough = calls::Hot::of(&method, req.uri().path()).is_some();
+    let mut response = next.run(req).await;
+    if !passthrough {
+        response = json_rejection(&method, response);
+    }
     record(&state, route, &method, template.as_deref(), started, &response);
     response
+}
+
+/// The router's and the extractors' own rejections, which are not JSON (an unknown method's
+/// empty 405, a form sent as JSON's plain-text 415, a body past the limit's 413, a malformed
+/// form or query's 400 or 422), as Latchkey's JSON errors with `Latchkey-Error` (SPEC §11),
+/// keeping their other headers (`Allow`). Their texts are not shown: serde's may quote what
+/// was sent.
+fn json_rejection(method: &http::Method, response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // A handler's own JSON answer (`/readyz`'s 503 with its reason) is left as it is.
+    if !(status.is_client_error() || status.is_server_error())
+        || json
+        || response.headers().contains_key("latchkey-error")
+    {
+        return response;
+    }
+    let (code, message) = match status.as_u16() {
+        404 => (ErrorCode::NotFound, "no such route: see the HTTP API in the README".to_owned()),
+        405 => {
+            let allow = response.headers().get(http::header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+            (ErrorCode::MethodNotAllowed, format!("this route does not take {method}: use {allow} (see `Allow`)"))
+        }
+        413 => (
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than this route accepts (2 MiB): send a smaller one".to_owned(),
+        ),
+        415 => (
+            ErrorCode::UnsupportedMediaType,
+            "the body's Content-Type is not what this route reads: send JSON with `Content-Type: application/json`, \
+             or, to /v1/token, /v1/token/introspect and /v1/token/revoke, a form with `Content-Type: \
+             application/x-www-form-urlencoded`"
+                .to_owned(),
+        ),
+        401 => (ErrorCode::Unauthenticated, "this route needs `Authorization: Bearer <key>`".to_owned()),
+        403 => (ErrorCode::Forbidden, "this credential may not use this route".to_owned()),
+        429 => (ErrorCode::RateLimited, "too many requests: wait and try again".to_owned()),
+        503 => (ErrorCode::Unavailable, "Latchkey cannot answer this now: try again shortly".to_owned()),
+        s if s >= 500 => (ErrorCode::Internal, "the request failed inside Latchkey; see its log".to_owned()),
+        _ => (
+            ErrorCode::InvalidParams,
+            "the request could not be read: check its path, query string, body and Content-Type against the \
+             HTTP API in the README"
+                .to_owned(),
+        ),
+    };
+    let (mut parts, _) = response.into_parts();
+    let answer = ApiError::new(code, message).into_response();
+    parts.status = answer.status();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let (answer, body) = answer.into_parts();
+    parts.headers.extend(answer.headers);
+    Response::from_parts(parts, body)
 }
 
 fn route_of(path: &str) -> Route {
@@ -198,9 +260,10 @@ impl Service {
     }
 
     /// The service for one connection: it also remembers the key the connection presented
-    /// last ([`KeyMemo`]).
-    pub fn for_connection(&self) -> ConnectionService {
-        ConnectionService { service: self.clone(), memo: Arc::default() }
+    /// last ([`KeyMemo`]), and notes when each request starts in `activity` (for the
+    /// connection's idle bound).
+    pub(crate) fn for_connection(&self, activity: Arc<Activity>) -> ConnectionService {
+        ConnectionService { service: self.clone(), memo: Arc::default(), activity }
     }
 }
 
@@ -228,6 +291,7 @@ impl tower_service::Service<Request> for Service {
 pub struct ConnectionService {
     service: Service,
     memo: Arc<KeyMemo>,
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
@@ -236,6 +300,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
     type Future = BoxedResponse;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.activity.request();
         match calls::Hot::of(req.method(), req.uri().path()) {
             Some(hot) => self.service.hot(hot, req, Some(self.memo.clone())),
             None => self.service.other(req.map(axum::body::Body::new)),
