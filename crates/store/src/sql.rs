@@ -245,10 +245,8 @@ macro_rules! impl_store {
                 Store, StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
             };
             use $crate::sql::{self, bind_write, bump_and_commit, bump_first, delete_recorded, insert_refresh};
-            use $crate::{
-                ConnectionTuple, EventTuple, FlowTuple, KeyTuple, RefreshTuple, TokenTuple, UserTuple, connection_row,
-                event_row, fail, flow_row, key_row, parse_env, refresh_row, token_row, user_row,
-            };
+            use $crate::fail;
+            use $crate::rows;
 
             #[async_trait::async_trait]
             impl Store for $store {
@@ -306,14 +304,12 @@ macro_rules! impl_store {
 
                 async fn list_secrets(&self) -> StoreResult<Vec<SecretRow>> {
                     const OP: &str = "list_secrets";
-                    sqlx::query_as::<_, (String, String, Vec<u8>, i64)>(sql::LIST_SECRETS)
+                    sqlx::query_as::<_, rows::Secret>(sql::LIST_SECRETS)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                         .into_iter()
-                        .map(|(name, env, sealed, updated_at)| {
-                            Ok(SecretRow { env: parse_env(OP, &env)?, name, sealed, updated_at })
-                        })
+                        .map(|row| row.into_row(OP))
                         .collect()
                 }
 
@@ -323,7 +319,7 @@ macro_rules! impl_store {
                     let through =
                         sqlx::query_scalar::<_, i64>(sql::GENERATION).fetch_one(&self.pool).await.map_err(fail(OP))?;
                     let mut changes = StoreChanges { through, ..StoreChanges::default() };
-                    for (kind, name) in sqlx::query_as::<_, (String, String)>(sql::DELETIONS_SINCE)
+                    for rows::Deletion { kind, name } in sqlx::query_as::<_, rows::Deletion>(sql::DELETIONS_SINCE)
                         .bind(since)
                         .fetch_all(&self.pool)
                         .await
@@ -334,22 +330,21 @@ macro_rules! impl_store {
                             _ => changes.deleted_keys.push(name),
                         }
                     }
-                    for (name, env, sealed, updated_at) in
-                        sqlx::query_as::<_, (String, String, Vec<u8>, i64)>(sql::SECRETS_CHANGED_SINCE)
-                            .bind(since)
-                            .fetch_all(&self.pool)
-                            .await
-                            .map_err(fail(OP))?
-                    {
-                        changes.secrets.push(SecretRow { env: parse_env(OP, &env)?, name, sealed, updated_at });
-                    }
-                    for row in sqlx::query_as::<_, KeyTuple>(sql::KEYS_CHANGED_SINCE)
+                    for row in sqlx::query_as::<_, rows::Secret>(sql::SECRETS_CHANGED_SINCE)
                         .bind(since)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                     {
-                        changes.keys.push(key_row(OP, row)?);
+                        changes.secrets.push(row.into_row(OP)?);
+                    }
+                    for row in sqlx::query_as::<_, rows::Key>(sql::KEYS_CHANGED_SINCE)
+                        .bind(since)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(fail(OP))?
+                    {
+                        changes.keys.push(row.into_row(OP)?);
                     }
                     Ok(changes)
                 }
@@ -377,23 +372,23 @@ macro_rules! impl_store {
 
                 async fn find_key(&self, id: &str) -> StoreResult<Option<KeyRow>> {
                     const OP: &str = "find_key";
-                    sqlx::query_as::<_, KeyTuple>(sql::FIND_KEY)
+                    sqlx::query_as::<_, rows::Key>(sql::FIND_KEY)
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|row| key_row(OP, row))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
                 async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {
                     const OP: &str = "list_keys";
-                    sqlx::query_as::<_, KeyTuple>(sql::LIST_KEYS)
+                    sqlx::query_as::<_, rows::Key>(sql::LIST_KEYS)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                         .into_iter()
-                        .map(|row| key_row(OP, row))
+                        .map(|row| row.into_row(OP))
                         .collect()
                 }
 
@@ -423,14 +418,11 @@ macro_rules! impl_store {
 
                 async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>> {
                     const OP: &str = "list_connectors";
-                    let rows = sqlx::query_as::<_, (String, String, i64)>(sql::LIST_CONNECTORS)
+                    let rows = sqlx::query_as::<_, rows::Connector>(sql::LIST_CONNECTORS)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?;
-                    Ok(rows
-                        .into_iter()
-                        .map(|(name, definition, updated_at)| ConnectorRow { name, definition, updated_at })
-                        .collect())
+                    Ok(rows.into_iter().map(ConnectorRow::from).collect())
                 }
 
                 async fn delete_connector(&self, name: &str) -> StoreResult<bool> {
@@ -450,25 +442,25 @@ macro_rules! impl_store {
             impl TokenStore for $store {
                 async fn get_token(&self, key: &TokenKey) -> StoreResult<Option<TokenRow>> {
                     const OP: &str = "get_token";
-                    sqlx::query_as::<_, TokenTuple>(sql::GET_TOKEN)
+                    sqlx::query_as::<_, rows::Token>(sql::GET_TOKEN)
                         .bind(key.connector.as_str())
                         .bind(key.env.as_str())
                         .bind(key.connection.as_str())
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|row| token_row(OP, row))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
                 async fn list_tokens(&self) -> StoreResult<Vec<TokenRow>> {
                     const OP: &str = "list_tokens";
-                    sqlx::query_as::<_, TokenTuple>(sql::LIST_TOKENS)
+                    sqlx::query_as::<_, rows::Token>(sql::LIST_TOKENS)
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                         .into_iter()
-                        .map(|row| token_row(OP, row))
+                        .map(|row| row.into_row(OP))
                         .collect()
                 }
 
@@ -488,7 +480,7 @@ macro_rules! impl_store {
                         .execute(&self.pool)
                         .await
                         .map_err(fail(OP))?;
-                    sqlx::query_as::<_, TokenTuple>(sql::TAKE_LEASE)
+                    sqlx::query_as::<_, rows::Token>(sql::TAKE_LEASE)
                         .bind(key.connector.as_str())
                         .bind(key.env.as_str())
                         .bind(key.connection.as_str())
@@ -498,7 +490,7 @@ macro_rules! impl_store {
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|row| token_row(OP, row))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
@@ -577,7 +569,7 @@ macro_rules! impl_store {
 
                 async fn list_events(&self, f: &EventFilter) -> StoreResult<Vec<EventRow>> {
                     const OP: &str = "list_events";
-                    sqlx::query_as::<_, EventTuple>(sql::LIST_EVENTS)
+                    sqlx::query_as::<_, rows::Event>(sql::LIST_EVENTS)
                         .bind(f.connector.as_deref())
                         .bind(f.kind.as_deref())
                         .bind(f.since)
@@ -587,7 +579,7 @@ macro_rules! impl_store {
                         .await
                         .map_err(fail(OP))?
                         .into_iter()
-                        .map(|row| event_row(OP, row))
+                        .map(|row| row.into_row(OP))
                         .collect()
                 }
             }
@@ -623,31 +615,31 @@ macro_rules! impl_store {
                     owner: &str,
                 ) -> StoreResult<Option<ConnectionRow>> {
                     const OP: &str = "find_connection";
-                    sqlx::query_as::<_, ConnectionTuple>(sql::FIND_CONNECTION)
+                    sqlx::query_as::<_, rows::Connection>(sql::FIND_CONNECTION)
                         .bind(connector)
                         .bind(env.as_str())
                         .bind(owner)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|t| connection_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
                 async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
                     const OP: &str = "get_connection";
-                    sqlx::query_as::<_, ConnectionTuple>(sql::GET_CONNECTION)
+                    sqlx::query_as::<_, rows::Connection>(sql::GET_CONNECTION)
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|t| connection_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
                 async fn list_connections(&self, f: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>> {
                     const OP: &str = "list_connections";
-                    sqlx::query_as::<_, ConnectionTuple>(sql::LIST_CONNECTIONS)
+                    sqlx::query_as::<_, rows::Connection>(sql::LIST_CONNECTIONS)
                         .bind(f.connector.as_deref())
                         .bind(f.env.map(|e| e.as_str()))
                         .bind(f.owner.as_deref())
@@ -655,7 +647,7 @@ macro_rules! impl_store {
                         .await
                         .map_err(fail(OP))?
                         .into_iter()
-                        .map(|t| connection_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .collect()
                 }
 
@@ -694,14 +686,14 @@ macro_rules! impl_store {
 
                 async fn take_flow(&self, handle_hash: &[u8], now: i64) -> StoreResult<FlowTake> {
                     const OP: &str = "take_flow";
-                    if let Some(t) = sqlx::query_as::<_, FlowTuple>(sql::TAKE_FLOW)
+                    if let Some(t) = sqlx::query_as::<_, rows::Flow>(sql::TAKE_FLOW)
                         .bind(handle_hash)
                         .bind(now)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
                     {
-                        return Ok(FlowTake::Fresh(flow_row(OP, t)?));
+                        return Ok(FlowTake::Fresh(t.into_row(OP)?));
                     }
                     match self.get_flow(handle_hash).await? {
                         Some(r) => Ok(FlowTake::Used(r)),
@@ -711,12 +703,12 @@ macro_rules! impl_store {
 
                 async fn get_flow(&self, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>> {
                     const OP: &str = "get_flow";
-                    sqlx::query_as::<_, FlowTuple>(sql::GET_FLOW)
+                    sqlx::query_as::<_, rows::Flow>(sql::GET_FLOW)
                         .bind(handle_hash)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|t| flow_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
@@ -752,13 +744,13 @@ macro_rules! impl_store {
 
                 async fn get_user(&self, env: Env, id: &str) -> StoreResult<Option<UserRow>> {
                     const OP: &str = "get_user";
-                    sqlx::query_as::<_, UserTuple>(sql::GET_USER)
+                    sqlx::query_as::<_, rows::User>(sql::GET_USER)
                         .bind(env.as_str())
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|t| user_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
@@ -769,14 +761,14 @@ macro_rules! impl_store {
                     puid: &str,
                 ) -> StoreResult<Option<UserRow>> {
                     const OP: &str = "find_user_by_provider";
-                    sqlx::query_as::<_, UserTuple>(sql::FIND_USER_BY_PROVIDER)
+                    sqlx::query_as::<_, rows::User>(sql::FIND_USER_BY_PROVIDER)
                         .bind(env.as_str())
                         .bind(provider)
                         .bind(puid)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|t| user_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
@@ -809,22 +801,11 @@ macro_rules! impl_store {
 
                 async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
                     const OP: &str = "list_signing_keys";
-                    let rows =
-                        sqlx::query_as::<_, (String, String, Vec<u8>, i64, i64, Option<i64>)>(sql::LIST_SIGNING_KEYS)
-                            .fetch_all(&self.pool)
-                            .await
-                            .map_err(fail(OP))?;
-                    Ok(rows
-                        .into_iter()
-                        .map(|(kid, alg, sealed, created_at, activates_at, retired_at)| SigningKeyRow {
-                            kid,
-                            alg,
-                            sealed,
-                            created_at,
-                            activates_at,
-                            retired_at,
-                        })
-                        .collect())
+                    let rows = sqlx::query_as::<_, rows::SigningKey>(sql::LIST_SIGNING_KEYS)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(fail(OP))?;
+                    Ok(rows.into_iter().map(SigningKeyRow::from).collect())
                 }
 
                 async fn retire_signing_key(&self, kid: &str, at: i64) -> StoreResult<bool> {
@@ -869,7 +850,7 @@ macro_rules! impl_store {
                 ) -> StoreResult<RefreshTake> {
                     const OP: &str = "rotate_refresh";
                     let mut tx = self.pool.begin().await.map_err(fail(OP))?;
-                    let taken = sqlx::query_as::<_, RefreshTuple>(sql::ROTATE_REFRESH)
+                    let taken = sqlx::query_as::<_, rows::Refresh>(sql::ROTATE_REFRESH)
                         .bind(hash)
                         .bind(now)
                         .bind(sealed_pair)
@@ -879,7 +860,7 @@ macro_rules! impl_store {
                     if let Some(t) = taken {
                         insert_refresh!(&mut *tx, successor).map_err(fail(OP))?;
                         tx.commit().await.map_err(fail(OP))?;
-                        return Ok(RefreshTake::Fresh(refresh_row(OP, t)?));
+                        return Ok(RefreshTake::Fresh(t.into_row(OP)?));
                     }
                     tx.rollback().await.map_err(fail(OP))?;
                     Ok(match self.get_refresh(hash).await? {
@@ -890,12 +871,12 @@ macro_rules! impl_store {
 
                 async fn get_refresh(&self, hash: &[u8]) -> StoreResult<Option<RefreshRow>> {
                     const OP: &str = "get_refresh";
-                    sqlx::query_as::<_, RefreshTuple>(sql::GET_REFRESH)
+                    sqlx::query_as::<_, rows::Refresh>(sql::GET_REFRESH)
                         .bind(hash)
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(fail(OP))?
-                        .map(|t| refresh_row(OP, t))
+                        .map(|row| row.into_row(OP))
                         .transpose()
                 }
 
@@ -943,24 +924,15 @@ macro_rules! impl_store {
                     now: i64,
                 ) -> StoreResult<Option<LoginCodeRow>> {
                     const OP: &str = "take_login_code";
-                    let row = sqlx::query_as::<_, (Vec<u8>, String, String, String, i64, i64)>(sql::TAKE_LOGIN_CODE)
+                    sqlx::query_as::<_, rows::LoginCode>(sql::TAKE_LOGIN_CODE)
                         .bind(hash)
                         .bind(now)
                         .bind(env.as_str())
                         .fetch_optional(&self.pool)
                         .await
-                        .map_err(fail(OP))?;
-                    row.map(|(hash, env, user_id, connection_id, created_at, expires_at)| {
-                        Ok(LoginCodeRow {
-                            hash,
-                            env: parse_env(OP, &env)?,
-                            user_id,
-                            connection_id,
-                            created_at,
-                            expires_at,
-                        })
-                    })
-                    .transpose()
+                        .map_err(fail(OP))?
+                        .map(|row| row.into_row(OP))
+                        .transpose()
                 }
 
                 async fn revoke_user_families(&self, env: Env, user_id: &str, now: i64) -> StoreResult<u64> {
@@ -984,53 +956,53 @@ macro_rules! impl_store {
                 async fn sealed_values(&self) -> StoreResult<Vec<(SealedPlace, Vec<u8>)>> {
                     const OP: &str = "sealed_values";
                     let mut out = Vec::new();
-                    for (k, v) in sqlx::query_as::<_, (String, Vec<u8>)>("SELECT key, value FROM meta WHERE key IN ('vault.key_check', 'audit.salt')")
+                    for row in sqlx::query_as::<_, rows::sealed::Meta>("SELECT key, value FROM meta WHERE key IN ('vault.key_check', 'audit.salt')")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                     {
-                        out.push((SealedPlace::Meta(k), v));
+                        out.push(row.into_place());
                     }
-                    for (name, env, sealed) in sqlx::query_as::<_, (String, String, Vec<u8>)>("SELECT name, env, sealed FROM secrets")
+                    for row in sqlx::query_as::<_, rows::sealed::Secret>("SELECT name, env, sealed FROM secrets")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                     {
-                        out.push((SealedPlace::Secret(name, parse_env(OP, &env)?), sealed));
+                        out.push(row.into_place(OP)?);
                     }
-                    for (connector, env, connection, sealed) in sqlx::query_as::<_, (String, String, String, Vec<u8>)>(
+                    for row in sqlx::query_as::<_, rows::sealed::Token>(
                         "SELECT connector, env, connection, sealed FROM tokens WHERE sealed IS NOT NULL",
                     )
                     .fetch_all(&self.pool)
                     .await
                     .map_err(fail(OP))?
                     {
-                        out.push((SealedPlace::Token(TokenKey { connector, env: parse_env(OP, &env)?, connection }), sealed));
+                        out.push(row.into_place(OP)?);
                     }
-                    for (hash, kind, env, sealed) in sqlx::query_as::<_, (Vec<u8>, String, String, Vec<u8>)>(
+                    for row in sqlx::query_as::<_, rows::sealed::Flow>(
                         "SELECT handle_hash, kind, env, sealed FROM flows WHERE sealed IS NOT NULL",
                     )
                     .fetch_all(&self.pool)
                     .await
                     .map_err(fail(OP))?
                     {
-                        out.push((SealedPlace::Flow { hash, kind, env: parse_env(OP, &env)? }, sealed));
+                        out.push(row.into_place(OP)?);
                     }
-                    for (kid, sealed) in sqlx::query_as::<_, (String, Vec<u8>)>("SELECT kid, sealed FROM signing_keys")
+                    for row in sqlx::query_as::<_, rows::sealed::SigningKey>("SELECT kid, sealed FROM signing_keys")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(fail(OP))?
                     {
-                        out.push((SealedPlace::SigningKey(kid), sealed));
+                        out.push(row.into_place());
                     }
-                    for (hash, env, sealed) in sqlx::query_as::<_, (Vec<u8>, String, Vec<u8>)>(
+                    for row in sqlx::query_as::<_, rows::sealed::RefreshSuccessor>(
                         "SELECT hash, env, successor FROM refresh_tokens WHERE successor IS NOT NULL",
                     )
                     .fetch_all(&self.pool)
                     .await
                     .map_err(fail(OP))?
                     {
-                        out.push((SealedPlace::RefreshSuccessor { hash, env: parse_env(OP, &env)? }, sealed));
+                        out.push(row.into_place(OP)?);
                     }
                     Ok(out)
                 }
