@@ -3,16 +3,16 @@
 //!
 //! - [`connect`] picks the backend from the URL scheme (`sqlite://PATH`, `sqlite::memory:`,
 //!   `postgres://…`, `postgresql://…`), runs the embedded migrations and returns the store.
-//! - Both backends run the same SQL text (`src/sql.rs`) through one implementation,
-//!   expanded once per backend; the schemas live in `migrations/sqlite` and
-//!   `migrations/postgres`.
+//! - Both backends run the same SQL text through one implementation (`src/sql/`, one module
+//!   per aggregate), compiled once per backend with its concrete types; rows are read through
+//!   the `sqlx::FromRow` structs of `src/rows.rs`. The schemas live in `migrations/sqlite`
+//!   and `migrations/postgres`.
 //! - Every failure is [`StoreError::Unavailable`] naming the operation (the trait method, or
 //!   `connect` / `migrate`) and sqlx's message, which never carries a bound value. A URL in a
 //!   message is shown without its user and password ([`redact_url`]).
 
 mod postgres;
 mod rows;
-mod sql;
 mod sqlite;
 
 use std::sync::Arc;
