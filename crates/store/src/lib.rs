@@ -3,21 +3,21 @@
 //!
 //! - [`connect`] picks the backend from the URL scheme (`sqlite://PATH`, `sqlite::memory:`,
 //!   `postgres://…`, `postgresql://…`), runs the embedded migrations and returns the store.
-//! - Both backends run the same SQL text (`src/sql.rs`) through one implementation,
-//!   expanded once per backend; the schemas live in `migrations/sqlite` and
-//!   `migrations/postgres`.
+//! - Both backends run the same SQL text through one implementation (`src/sql/`, one module
+//!   per aggregate), compiled once per backend with its concrete types; rows are read through
+//!   the `sqlx::FromRow` structs of `src/rows.rs`. The schemas live in `migrations/sqlite`
+//!   and `migrations/postgres`.
 //! - Every failure is [`StoreError::Unavailable`] naming the operation (the trait method, or
 //!   `connect` / `migrate`) and sqlx's message, which never carries a bound value. A URL in a
 //!   message is shown without its user and password ([`redact_url`]).
 
 mod postgres;
-mod sql;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
 
-use latchkey_core::Env;
-use latchkey_core::store::{KeyKind, KeyRow, Store, StoreError, StoreResult};
+use latchkey_core::store::{Store, StoreError, StoreResult};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -98,158 +98,6 @@ fn open_error(op: &'static str, url: &str, error: &dyn std::fmt::Display) -> Sto
 /// Maps a sqlx error to `Unavailable` for the trait method `op`.
 pub(crate) fn fail(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |error| StoreError::Unavailable { op, reason: error.to_string() }
-}
-
-pub(crate) fn parse_env(op: &'static str, env: &str) -> StoreResult<Env> {
-    env.parse().map_err(|_| StoreError::Unavailable { op, reason: format!("a stored secret has unknown env `{env}`") })
-}
-
-/// The columns of `api_keys` in `sql::*_KEY*` order.
-pub(crate) type TokenTuple = (
-    String,
-    String,
-    String,
-    Option<Vec<u8>>,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-    i64,
-);
-
-pub(crate) fn token_row(op: &'static str, t: TokenTuple) -> StoreResult<latchkey_core::store::TokenRow> {
-    let (
-        connector,
-        env,
-        connection,
-        sealed,
-        expires_at,
-        state,
-        last_error,
-        last_refresh_at,
-        last_used_at,
-        version,
-        lease_until,
-        epoch,
-        updated_at,
-    ) = t;
-    Ok(latchkey_core::store::TokenRow {
-        key: latchkey_core::store::TokenKey { connector, env: parse_env(op, &env)?, connection },
-        sealed,
-        expires_at,
-        state,
-        last_error,
-        last_refresh_at,
-        last_used_at,
-        version,
-        lease_until,
-        epoch,
-        updated_at,
-    })
-}
-
-pub(crate) type ConnectionTuple =
-    (String, String, String, String, Option<String>, Option<String>, Option<String>, String, Option<String>, i64, i64);
-
-pub(crate) fn connection_row(op: &'static str, t: ConnectionTuple) -> StoreResult<latchkey_core::store::ConnectionRow> {
-    let (id, connector, env, owner, provider_user_id, email, scopes, metadata, return_to, created_at, updated_at) = t;
-    Ok(latchkey_core::store::ConnectionRow {
-        id,
-        connector,
-        env: parse_env(op, &env)?,
-        owner,
-        provider_user_id,
-        email,
-        scopes,
-        metadata,
-        return_to,
-        created_at,
-        updated_at,
-    })
-}
-
-pub(crate) type FlowTuple =
-    (Vec<u8>, String, String, String, String, String, Option<Vec<u8>>, Option<Vec<u8>>, i64, i64, Option<i64>);
-
-pub(crate) fn flow_row(op: &'static str, t: FlowTuple) -> StoreResult<latchkey_core::store::FlowRow> {
-    let (handle_hash, kind, connector, env, owner, return_to, sealed, binding, created_at, expires_at, used_at) = t;
-    Ok(latchkey_core::store::FlowRow {
-        handle_hash,
-        kind,
-        connector,
-        env: parse_env(op, &env)?,
-        owner,
-        return_to,
-        sealed,
-        binding,
-        created_at,
-        expires_at,
-        used_at,
-    })
-}
-
-pub(crate) type UserTuple = (String, String, Option<String>, String, Option<String>, Option<String>, i64, i64);
-
-pub(crate) fn user_row(op: &'static str, t: UserTuple) -> StoreResult<latchkey_core::store::UserRow> {
-    let (env, id, email, attributes, provider, provider_user_id, created_at, updated_at) = t;
-    Ok(latchkey_core::store::UserRow {
-        env: parse_env(op, &env)?,
-        id,
-        email,
-        attributes,
-        provider,
-        provider_user_id,
-        created_at,
-        updated_at,
-    })
-}
-
-pub(crate) type RefreshTuple = (Vec<u8>, String, String, String, i64, i64, Option<i64>, Option<i64>, Option<Vec<u8>>);
-
-pub(crate) fn refresh_row(op: &'static str, t: RefreshTuple) -> StoreResult<latchkey_core::store::RefreshRow> {
-    let (hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, successor) = t;
-    Ok(latchkey_core::store::RefreshRow {
-        hash,
-        family,
-        env: parse_env(op, &env)?,
-        user_id,
-        created_at,
-        expires_at,
-        used_at,
-        revoked_at,
-        successor,
-    })
-}
-
-pub(crate) type EventTuple = (String, i64, String, String, String, String, String, String, String);
-
-pub(crate) fn event_row(op: &'static str, t: EventTuple) -> StoreResult<latchkey_core::store::EventRow> {
-    let (id, at, kind, connector, env, connection, actor, outcome, detail) = t;
-    Ok(latchkey_core::store::EventRow {
-        id,
-        at,
-        kind,
-        connector,
-        env: parse_env(op, &env)?,
-        connection,
-        actor,
-        outcome,
-        detail,
-    })
-}
-
-pub(crate) type KeyTuple = (String, String, String, Vec<u8>, i64, Option<i64>);
-
-pub(crate) fn key_row(op: &'static str, row: KeyTuple) -> StoreResult<KeyRow> {
-    let (id, name, kind, hash, created_at, last_used_at) = row;
-    let Some(kind) = KeyKind::parse(&kind) else {
-        return Err(StoreError::Unavailable { op, reason: format!("stored key `{id}` has unknown kind `{kind}`") });
-    };
-    Ok(KeyRow { id, name, kind, hash, created_at, last_used_at })
 }
 
 #[cfg(test)]

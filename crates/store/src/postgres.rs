@@ -11,6 +11,15 @@ use crate::{WAIT, open_error};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The store traits, implemented once in `src/sql/` and compiled here with PostgreSQL's types.
+#[expect(clippy::duplicate_mod, reason = "src/sql/ is compiled once per backend on purpose")]
+#[path = "sql/mod.rs"]
+mod sql;
+
+/// What `sql/` is compiled for here.
+type Db = sqlx::Postgres;
+type ThisStore = PostgresStore;
+
 /// [`latchkey_core::store::Store`] on PostgreSQL.
 pub struct PostgresStore {
     pool: PgPool,
@@ -51,5 +60,3 @@ impl PostgresStore {
         self.pool.close().await;
     }
 }
-
-crate::sql::impl_store!(PostgresStore);

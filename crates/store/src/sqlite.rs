@@ -12,6 +12,15 @@ use crate::{WAIT, open_error};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// The store traits, implemented once in `src/sql/` and compiled here with SQLite's types.
+#[expect(clippy::duplicate_mod, reason = "src/sql/ is compiled once per backend on purpose")]
+#[path = "sql/mod.rs"]
+mod sql;
+
+/// What `sql/` is compiled for here.
+type Db = sqlx::Sqlite;
+type ThisStore = SqliteStore;
+
 /// Writes serialize on SQLite anyway; a few connections let reads go on beside a write.
 const MAX_CONNECTIONS: u32 = 4;
 
@@ -96,5 +105,3 @@ async fn create_file(path: &Path) -> std::io::Result<()> {
         Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))),
     }
 }
-
-crate::sql::impl_store!(SqliteStore);

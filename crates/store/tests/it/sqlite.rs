@@ -1,7 +1,7 @@
 //! The conformance suite on SQLite files in temporary directories, and what only SQLite has.
 
 use latchkey_core::Env;
-use latchkey_core::store::{SecretRow, Store, StoreError};
+use latchkey_core::store::{EventFilter, SecretRow, Store, StoreError, TokenStore};
 use latchkey_store::SqliteStore;
 use tempfile::TempDir;
 
@@ -104,4 +104,20 @@ async fn a_file_that_is_not_a_database_is_unavailable() {
     std::fs::write(&path, vec![0x42; 8192]).unwrap();
     let error = SqliteStore::open(&path).await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_row_with_an_unknown_env_is_unavailable_naming_the_operation() {
+    // `events.env` has no CHECK constraint: a hand edit can store what no writer would.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lk.db")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, at, kind, connector, env, connection, actor, outcome, detail) \
+         VALUES ('e1', 1, 'token.refreshed', 'crm', 'prod', '', 'engine', 'ok', '{}')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let error = store.list_events(&EventFilter::default()).await.unwrap_err().to_string();
+    assert_eq!(error, "store unavailable during list_events: a stored secret has unknown env `prod`");
 }

@@ -1,0 +1,150 @@
+//! Per-user connections and the browser flows (connect sessions, OAuth states) that make
+//! them. A connection's tokens live in `tokens` under its id.
+
+use latchkey_core::Env;
+use latchkey_core::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake, StoreError, StoreResult};
+
+use super::{Pool, generation};
+use crate::{fail, rows};
+
+const UPSERT: &str = "INSERT INTO connections (id, connector, env, owner, provider_user_id, \
+     email, scopes, metadata, return_to, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (connector, env, owner) DO UPDATE SET provider_user_id = excluded.provider_user_id, \
+     email = excluded.email, scopes = excluded.scopes, metadata = excluded.metadata, \
+     return_to = COALESCE(excluded.return_to, connections.return_to), updated_at = excluded.updated_at";
+const FIND: &str = "SELECT id, connector, env, owner, provider_user_id, email, scopes, metadata, \
+     return_to, created_at, updated_at FROM connections WHERE connector = $1 AND env = $2 AND owner = $3";
+const GET: &str = "SELECT id, connector, env, owner, provider_user_id, email, scopes, metadata, \
+     return_to, created_at, updated_at FROM connections WHERE id = $1";
+const LIST: &str = "SELECT id, connector, env, owner, provider_user_id, email, scopes, metadata, \
+     return_to, created_at, updated_at FROM connections \
+     WHERE ($1 IS NULL OR connector = $1) AND ($2 IS NULL OR env = $2) AND ($3 IS NULL OR owner = $3) \
+     ORDER BY connector, env, owner";
+const DELETE_TOKENS: &str = "DELETE FROM tokens WHERE connection = $1 AND connection <> ''";
+const DELETE: &str = "DELETE FROM connections WHERE id = $1";
+
+const INSERT_FLOW: &str = "INSERT INTO flows (handle_hash, kind, connector, env, owner, return_to, sealed, \
+     binding, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)";
+const TAKE_FLOW: &str = "UPDATE flows SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL \
+     RETURNING handle_hash, kind, connector, env, owner, return_to, sealed, binding, created_at, expires_at, used_at";
+const GET_FLOW: &str = "SELECT handle_hash, kind, connector, env, owner, return_to, sealed, binding, \
+     created_at, expires_at, used_at FROM flows WHERE handle_hash = $1";
+const PURGE_FLOWS: &str = "DELETE FROM flows WHERE expires_at < $1";
+
+/// Inserts, or updates the row of (connector, env, owner) keeping its id; then reads it back.
+pub(super) async fn upsert(pool: &Pool, row: &ConnectionRow) -> StoreResult<ConnectionRow> {
+    const OP: &str = "upsert_connection";
+    sqlx::query(UPSERT)
+        .bind(row.id.as_str())
+        .bind(row.connector.as_str())
+        .bind(row.env.as_str())
+        .bind(row.owner.as_str())
+        .bind(row.provider_user_id.as_deref())
+        .bind(row.email.as_deref())
+        .bind(row.scopes.as_deref())
+        .bind(row.metadata.as_str())
+        .bind(row.return_to.as_deref())
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(pool)
+        .await
+        .map_err(fail(OP))?;
+    find(pool, &row.connector, row.env, &row.owner)
+        .await?
+        .ok_or_else(|| StoreError::Unavailable { op: OP, reason: "the connection vanished after its write".into() })
+}
+
+pub(super) async fn find(pool: &Pool, connector: &str, env: Env, owner: &str) -> StoreResult<Option<ConnectionRow>> {
+    const OP: &str = "find_connection";
+    sqlx::query_as::<_, rows::Connection>(FIND)
+        .bind(connector)
+        .bind(env.as_str())
+        .bind(owner)
+        .fetch_optional(pool)
+        .await
+        .map_err(fail(OP))?
+        .map(|row| row.into_row(OP))
+        .transpose()
+}
+
+pub(super) async fn get(pool: &Pool, id: &str) -> StoreResult<Option<ConnectionRow>> {
+    const OP: &str = "get_connection";
+    let row = sqlx::query_as::<_, rows::Connection>(GET).bind(id).fetch_optional(pool).await.map_err(fail(OP))?;
+    row.map(|row| row.into_row(OP)).transpose()
+}
+
+pub(super) async fn list(pool: &Pool, f: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>> {
+    const OP: &str = "list_connections";
+    let rows = sqlx::query_as::<_, rows::Connection>(LIST)
+        .bind(f.connector.as_deref())
+        .bind(f.env.map(|e| e.as_str()))
+        .bind(f.owner.as_deref())
+        .fetch_all(pool)
+        .await
+        .map_err(fail(OP))?;
+    rows.into_iter().map(|row| row.into_row(OP)).collect()
+}
+
+/// Deletes the connection and its tokens; bumps the generation when there was one.
+pub(super) async fn delete(pool: &Pool, id: &str) -> StoreResult<bool> {
+    const OP: &str = "delete_connection";
+    let mut tx = pool.begin().await.map_err(fail(OP))?;
+    sqlx::query(DELETE_TOKENS).bind(id).execute(&mut *tx).await.map_err(fail(OP))?;
+    let done = sqlx::query(DELETE).bind(id).execute(&mut *tx).await.map_err(fail(OP))?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // Other instances drop their cached view of this connection on the bump.
+    generation::bump_and_commit(tx, OP).await?;
+    Ok(true)
+}
+
+pub(super) async fn insert_flow(pool: &Pool, row: &FlowRow) -> StoreResult<()> {
+    const OP: &str = "insert_flow";
+    sqlx::query(INSERT_FLOW)
+        .bind(row.handle_hash.as_slice())
+        .bind(row.kind.as_str())
+        .bind(row.connector.as_str())
+        .bind(row.env.as_str())
+        .bind(row.owner.as_str())
+        .bind(row.return_to.as_str())
+        .bind(row.sealed.as_deref())
+        .bind(row.binding.as_deref())
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .execute(pool)
+        .await
+        .map_err(fail(OP))?;
+    Ok(())
+}
+
+/// Marks the flow used in one statement: exactly one taker sees `Fresh`.
+pub(super) async fn take_flow(pool: &Pool, handle_hash: &[u8], now: i64) -> StoreResult<FlowTake> {
+    const OP: &str = "take_flow";
+    let taken = sqlx::query_as::<_, rows::Flow>(TAKE_FLOW)
+        .bind(handle_hash)
+        .bind(now)
+        .fetch_optional(pool)
+        .await
+        .map_err(fail(OP))?;
+    if let Some(row) = taken {
+        return Ok(FlowTake::Fresh(row.into_row(OP)?));
+    }
+    match get_flow(pool, handle_hash).await? {
+        Some(r) => Ok(FlowTake::Used(r)),
+        None => Ok(FlowTake::Unknown),
+    }
+}
+
+pub(super) async fn get_flow(pool: &Pool, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>> {
+    const OP: &str = "get_flow";
+    let row =
+        sqlx::query_as::<_, rows::Flow>(GET_FLOW).bind(handle_hash).fetch_optional(pool).await.map_err(fail(OP))?;
+    row.map(|row| row.into_row(OP)).transpose()
+}
+
+pub(super) async fn purge_flows(pool: &Pool, before: i64) -> StoreResult<u64> {
+    const OP: &str = "purge_flows";
+    let done = sqlx::query(PURGE_FLOWS).bind(before).execute(pool).await.map_err(fail(OP))?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,239 @@
+//! The one implementation of the store traits, over the SQL text both backends run.
+//!
+//! This directory is compiled twice, as `sqlite::sql` and `postgres::sql` (a `#[path]`
+//! module in each), and takes from its parent `Db` (the sqlx database) and `ThisStore` (the
+//! store, holding a `pool: sqlx::Pool<Db>`). Every type is therefore concrete: no
+//! higher-ranked sqlx bounds, no macro, and rustfmt formats it.
+//!
+//! SQLite and PostgreSQL accept the same text here: `$N` placeholders (sqlx binds SQLite's
+//! `$N` by number, not by position), `INSERT … ON CONFLICT`, and `excluded.` in upserts.
+//! The schemas in `migrations/{sqlite,postgres}` differ only in type names and collation.
+//!
+//! One module per aggregate holds its SQL and its operations, free functions over the pool
+//! named after the trait method they are (its `OP` in errors); rows are read through the
+//! structs of [`crate::rows`]. The trait impls below only say which operation each method is.
+//!
+//! Every write to secrets, api_keys (insert, delete) and connectors runs in one transaction
+//! with the generation bump ([`generation`]), and bumps only when it changed a row. Each such
+//! transaction starts with its write, so on SQLite it takes the write lock first (waiting out
+//! the busy timeout) and never has to upgrade a read snapshot. A transaction dropped before
+//! commit rolls back.
+
+mod connections;
+mod connectors;
+mod events;
+mod generation;
+mod identity;
+mod keys;
+mod sealed;
+mod secrets;
+mod tokens;
+
+use latchkey_core::Env;
+use latchkey_core::store::{
+    ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow, FlowTake,
+    IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow,
+    Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
+};
+
+use super::{Db, ThisStore};
+use crate::fail;
+
+type Pool = sqlx::Pool<Db>;
+type Tx<'c> = sqlx::Transaction<'c, Db>;
+
+const PING: &str = "SELECT 1";
+
+#[async_trait::async_trait]
+impl Store for ThisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query(PING).execute(&self.pool).await.map_err(fail("ping"))?;
+        Ok(())
+    }
+    async fn generation(&self) -> StoreResult<i64> {
+        generation::current(&self.pool).await
+    }
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        sealed::get_meta(&self.pool, key).await
+    }
+    async fn insert_meta(&self, key: &str, value: &[u8]) -> StoreResult<bool> {
+        sealed::insert_meta(&self.pool, key, value).await
+    }
+    async fn put_secret(&self, row: &SecretRow) -> StoreResult<()> {
+        secrets::put(&self.pool, row).await
+    }
+    async fn delete_secret(&self, name: &str) -> StoreResult<bool> {
+        secrets::delete(&self.pool, name).await
+    }
+    async fn list_secrets(&self) -> StoreResult<Vec<SecretRow>> {
+        secrets::list(&self.pool).await
+    }
+    async fn changes_since(&self, since: i64) -> StoreResult<StoreChanges> {
+        generation::changes_since(&self.pool, since).await
+    }
+    async fn insert_key(&self, row: &KeyRow) -> StoreResult<()> {
+        keys::insert(&self.pool, row).await
+    }
+    async fn find_key(&self, id: &str) -> StoreResult<Option<KeyRow>> {
+        keys::find(&self.pool, id).await
+    }
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        keys::list(&self.pool).await
+    }
+    async fn delete_key(&self, id: &str) -> StoreResult<bool> {
+        keys::delete(&self.pool, id).await
+    }
+    async fn touch_key(&self, id: &str, at: i64) -> StoreResult<()> {
+        keys::touch(&self.pool, id, at).await
+    }
+    async fn put_connector(&self, row: &ConnectorRow) -> StoreResult<()> {
+        connectors::put(&self.pool, row).await
+    }
+    async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>> {
+        connectors::list(&self.pool).await
+    }
+    async fn delete_connector(&self, name: &str) -> StoreResult<bool> {
+        connectors::delete(&self.pool, name).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for ThisStore {
+    async fn get_token(&self, key: &TokenKey) -> StoreResult<Option<TokenRow>> {
+        tokens::get(&self.pool, key).await
+    }
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRow>> {
+        tokens::list(&self.pool).await
+    }
+    async fn take_lease(&self, key: &TokenKey, owner: &str, now: i64, until: i64) -> StoreResult<Option<TokenRow>> {
+        tokens::take_lease(&self.pool, key, owner, now, until).await
+    }
+    async fn commit_token(&self, key: &TokenKey, epoch: i64, write: &TokenWrite, now: i64) -> StoreResult<bool> {
+        tokens::commit(&self.pool, key, epoch, write, now).await
+    }
+    async fn commit_token_if_version(
+        &self,
+        key: &TokenKey,
+        version: i64,
+        write: &TokenWrite,
+        now: i64,
+    ) -> StoreResult<bool> {
+        tokens::commit_if_version(&self.pool, key, version, write, now).await
+    }
+    async fn touch_token(&self, key: &TokenKey, at: i64) -> StoreResult<()> {
+        tokens::touch(&self.pool, key, at).await
+    }
+    async fn delete_token(&self, key: &TokenKey) -> StoreResult<bool> {
+        tokens::delete(&self.pool, key).await
+    }
+    async fn insert_event(&self, event: &EventRow) -> StoreResult<()> {
+        events::insert(&self.pool, event).await
+    }
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRow>> {
+        events::list(&self.pool, filter).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for ThisStore {
+    async fn upsert_connection(&self, row: &ConnectionRow) -> StoreResult<ConnectionRow> {
+        connections::upsert(&self.pool, row).await
+    }
+    async fn find_connection(&self, connector: &str, env: Env, owner: &str) -> StoreResult<Option<ConnectionRow>> {
+        connections::find(&self.pool, connector, env, owner).await
+    }
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        connections::get(&self.pool, id).await
+    }
+    async fn list_connections(&self, filter: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>> {
+        connections::list(&self.pool, filter).await
+    }
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+        connections::delete(&self.pool, id).await
+    }
+    async fn insert_flow(&self, row: &FlowRow) -> StoreResult<()> {
+        connections::insert_flow(&self.pool, row).await
+    }
+    async fn take_flow(&self, handle_hash: &[u8], now: i64) -> StoreResult<FlowTake> {
+        connections::take_flow(&self.pool, handle_hash, now).await
+    }
+    async fn get_flow(&self, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>> {
+        connections::get_flow(&self.pool, handle_hash).await
+    }
+    async fn purge_flows(&self, before: i64) -> StoreResult<u64> {
+        connections::purge_flows(&self.pool, before).await
+    }
+}
+
+#[async_trait::async_trait]
+impl IdentityStore for ThisStore {
+    async fn upsert_user(&self, row: &UserRow) -> StoreResult<UserRow> {
+        identity::upsert_user(&self.pool, row).await
+    }
+    async fn get_user(&self, env: Env, id: &str) -> StoreResult<Option<UserRow>> {
+        identity::get_user(&self.pool, env, id).await
+    }
+    async fn find_user_by_provider(
+        &self,
+        env: Env,
+        provider: &str,
+        provider_user_id: &str,
+    ) -> StoreResult<Option<UserRow>> {
+        identity::find_user_by_provider(&self.pool, env, provider, provider_user_id).await
+    }
+    async fn delete_user(&self, env: Env, id: &str) -> StoreResult<bool> {
+        identity::delete_user(&self.pool, env, id).await
+    }
+    async fn insert_signing_key(&self, row: &SigningKeyRow) -> StoreResult<()> {
+        identity::insert_signing_key(&self.pool, row).await
+    }
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        identity::list_signing_keys(&self.pool).await
+    }
+    async fn retire_signing_key(&self, kid: &str, at: i64) -> StoreResult<bool> {
+        identity::retire_signing_key(&self.pool, kid, at).await
+    }
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
+        identity::delete_signing_key(&self.pool, kid).await
+    }
+    async fn insert_refresh(&self, row: &RefreshRow) -> StoreResult<()> {
+        identity::insert_refresh(&self.pool, row).await
+    }
+    async fn rotate_refresh(
+        &self,
+        hash: &[u8],
+        now: i64,
+        successor: &RefreshRow,
+        sealed_pair: &[u8],
+    ) -> StoreResult<RefreshTake> {
+        identity::rotate_refresh(&self.pool, hash, now, successor, sealed_pair).await
+    }
+    async fn get_refresh(&self, hash: &[u8]) -> StoreResult<Option<RefreshRow>> {
+        identity::get_refresh(&self.pool, hash).await
+    }
+    async fn revoke_family(&self, family: &str, now: i64) -> StoreResult<u64> {
+        identity::revoke_family(&self.pool, family, now).await
+    }
+    async fn revoked_families(&self, since: i64) -> StoreResult<Vec<String>> {
+        identity::revoked_families(&self.pool, since).await
+    }
+    async fn revoke_user_families(&self, env: Env, user_id: &str, now: i64) -> StoreResult<u64> {
+        identity::revoke_user_families(&self.pool, env, user_id, now).await
+    }
+    async fn insert_login_code(&self, row: &LoginCodeRow) -> StoreResult<()> {
+        identity::insert_login_code(&self.pool, row).await
+    }
+    async fn take_login_code(&self, hash: &[u8], env: Env, now: i64) -> StoreResult<Option<LoginCodeRow>> {
+        identity::take_login_code(&self.pool, hash, env, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl SealedStore for ThisStore {
+    async fn sealed_values(&self) -> StoreResult<Vec<(SealedPlace, Vec<u8>)>> {
+        sealed::values(&self.pool).await
+    }
+    async fn replace_sealed(&self, place: &SealedPlace, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        sealed::replace(&self.pool, place, old, new).await
+    }
+}
