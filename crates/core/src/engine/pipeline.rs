@@ -102,15 +102,24 @@ fn hop_by_hop_index(name: &str) -> Option<usize> {
     })
 }
 
+/// Removes the hop-by-hop headers (and those `Connection` names) and every `Latchkey-*` header,
+/// from a caller's request and from an upstream's answer alike.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them, or only `Connection: keep-alive` (nginx sends it on
     // every response): one pass over the names, and no allocation unless `Connection` names
-    // a header that is not hop-by-hop anyway.
+    // a header that is not hop-by-hop anyway, or a `Latchkey-*` header is there.
     let mut present = 0u16;
+    let mut ours = false;
     for k in headers.keys() {
-        if let Some(i) = hop_by_hop_index(k.as_str()) {
+        let name = k.as_str();
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
+        } else if name.starts_with("latchkey-") {
+            ours = true;
         }
+    }
+    if ours {
+        strip_latchkey_headers(headers);
     }
     if present == 0 {
         return;
@@ -135,9 +144,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes every `Latchkey-*` header: between the caller and Latchkey they are Latchkey's own
 /// (`Latchkey-User` in, `Latchkey-Error` out), never the upstream's or the caller's to pass on.
 fn strip_latchkey_headers(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| k.as_str().starts_with("latchkey-")) {
-        return;
-    }
     let ours: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("latchkey-")).cloned().collect();
     for k in ours {
         headers.remove(&k);
@@ -161,7 +167,7 @@ fn without_params(query: &str, drop: impl Fn(&str) -> bool) -> String {
     out
 }
 
-/// The hop-by-hop headers and every header `Connection` names.
+/// The hop-by-hop headers, every header `Connection` names, and every `Latchkey-*` header.
 fn strip_named(headers: &mut HeaderMap) {
     let named: Vec<&str> = headers
         .get_all(header::CONNECTION)
@@ -173,7 +179,11 @@ fn strip_named(headers: &mut HeaderMap) {
     // Only the names present are removed: each removal hashes its name.
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| HOP_BY_HOP.contains(&k.as_str()) || named.iter().any(|n| n.eq_ignore_ascii_case(k.as_str())))
+        .filter(|k| {
+            HOP_BY_HOP.contains(&k.as_str())
+                || k.as_str().starts_with("latchkey-")
+                || named.iter().any(|n| n.eq_ignore_ascii_case(k.as_str()))
+        })
         .cloned()
         .collect();
     for h in doomed {
@@ -328,7 +338,6 @@ impl Engine {
         for h in [header::HOST, header::AUTHORIZATION, header::COOKIE] {
             headers.remove(h);
         }
-        strip_latchkey_headers(&mut headers);
         if let Some(owned) = prepared.credential.owned_header() {
             headers.remove(owned);
         }
@@ -504,10 +513,9 @@ impl Engine {
             prepared.upstream.send(&conn.origin, request, conn.timeout).await.map_err(|e| send_error(e, conn))?;
         let (parts, body) = response.into_parts();
         let mut headers = parts.headers;
+        // Also `Latchkey-Error` and its kin: Latchkey's words, which an upstream cannot speak.
         strip_hop_by_hop(&mut headers);
         headers.remove(header::SET_COOKIE);
-        // `Latchkey-Error` and its kin are Latchkey's words: an upstream cannot speak them.
-        strip_latchkey_headers(&mut headers);
         Ok(UpstreamResponse { status: parts.status, headers, body: body.map_err(std::io::Error::other).boxed_unsync() })
     }
 }
@@ -778,7 +786,7 @@ mod tests {
     #[test]
     fn hop_by_hop_stripping_matches_the_general_rule() {
         use http::{HeaderMap, HeaderName, HeaderValue};
-        let names = ["keep-alive", "te", "x-private", "close", "upgrade", "accept", "transfer-encoding"];
+        let names = ["keep-alive", "te", "x-private", "close", "upgrade", "latchkey-error", "transfer-encoding"];
         let connection = ["", "keep-alive", "close", "Keep-Alive, TE", "x-private", "upgrade, X-Private", "close,te"];
         let mut checked = 0;
         for value in connection {
