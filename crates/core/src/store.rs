@@ -425,12 +425,13 @@ pub trait IdentityStore: Send + Sync + 'static {
         sealed_pair: &[u8],
     ) -> StoreResult<RefreshTake>;
     async fn get_refresh(&self, hash: &[u8]) -> StoreResult<Option<RefreshRow>>;
-    /// Revokes every token of a family (and bumps the generation: instances drop its access
-    /// tokens). Returns how many rows changed.
+    /// Revokes every token of a family (and bumps the generation when any changed: instances
+    /// drop its access tokens). Returns how many rows changed.
     async fn revoke_family(&self, family: &str, now: i64) -> StoreResult<u64>;
     /// Families revoked at or after `since`.
     async fn revoked_families(&self, since: i64) -> StoreResult<Vec<String>>;
-    /// Revokes every family of a user.
+    /// Revokes every family of a user, in one statement and one generation bump (none when
+    /// nothing changed). Returns how many rows changed.
     async fn revoke_user_families(&self, env: Env, user_id: &str, now: i64) -> StoreResult<u64>;
 
     async fn insert_login_code(&self, row: &LoginCodeRow) -> StoreResult<()>;

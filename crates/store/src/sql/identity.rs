@@ -37,8 +37,8 @@ const GET_REFRESH: &str = "SELECT hash, family, env, user_id, created_at, expire
 const REVOKE_FAMILY: &str = "UPDATE refresh_tokens SET revoked_at = $2, successor = NULL \
      WHERE family = $1 AND revoked_at IS NULL";
 const REVOKED_FAMILIES: &str = "SELECT DISTINCT family FROM refresh_tokens WHERE revoked_at >= $1";
-const USER_FAMILIES: &str = "SELECT DISTINCT family FROM refresh_tokens WHERE env = $1 AND user_id = $2 \
-     AND revoked_at IS NULL";
+const REVOKE_USER_FAMILIES: &str = "UPDATE refresh_tokens SET revoked_at = $3, successor = NULL \
+     WHERE env = $1 AND user_id = $2 AND revoked_at IS NULL";
 
 const INSERT_LOGIN_CODE: &str = "INSERT INTO login_codes (hash, env, user_id, connection_id, created_at, \
      expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
@@ -209,6 +209,9 @@ pub(super) async fn revoke_family(pool: &Pool, family: &str, now: i64) -> StoreR
     const OP: &str = "revoke_family";
     let mut tx = pool.begin().await.map_err(fail(OP))?;
     let done = sqlx::query(REVOKE_FAMILY).bind(family).bind(now).execute(&mut *tx).await.map_err(fail(OP))?;
+    if done.rows_affected() == 0 {
+        return Ok(0); // rolled back: nothing changed, no bump
+    }
     generation::bump_and_commit(tx, OP).await?;
     Ok(done.rows_affected())
 }
@@ -218,20 +221,23 @@ pub(super) async fn revoked_families(pool: &Pool, since: i64) -> StoreResult<Vec
     sqlx::query_scalar::<_, String>(REVOKED_FAMILIES).bind(since).fetch_all(pool).await.map_err(fail(OP))
 }
 
-/// Revokes each of the user's unrevoked families in its own transaction (`revoke_family`).
+/// Revokes every unrevoked refresh token of the user, all families at once, with one
+/// generation bump (none when nothing changed).
 pub(super) async fn revoke_user_families(pool: &Pool, env: Env, user_id: &str, now: i64) -> StoreResult<u64> {
     const OP: &str = "revoke_user_families";
-    let families = sqlx::query_scalar::<_, String>(USER_FAMILIES)
+    let mut tx = pool.begin().await.map_err(fail(OP))?;
+    let done = sqlx::query(REVOKE_USER_FAMILIES)
         .bind(env.as_str())
         .bind(user_id)
-        .fetch_all(pool)
+        .bind(now)
+        .execute(&mut *tx)
         .await
         .map_err(fail(OP))?;
-    let mut n = 0;
-    for family in families {
-        n += revoke_family(pool, &family, now).await?;
+    if done.rows_affected() == 0 {
+        return Ok(0); // rolled back: nothing changed, no bump
     }
-    Ok(n)
+    generation::bump_and_commit(tx, OP).await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn insert_login_code(pool: &Pool, row: &LoginCodeRow) -> StoreResult<()> {

@@ -765,3 +765,39 @@ pub async fn refresh_rotation_is_atomic_and_has_one_winner(ctx: &Ctx) {
     assert_eq!(s.rotate_refresh(b"nope", 30, &row(vec![9; 32]), &[0]).await.unwrap(), RefreshTake::Unknown);
     assert!(s.get_refresh(&[9; 32]).await.unwrap().is_none(), "an unknown token's successor was stored");
 }
+
+/// Revoking a user's families revokes every one of them at once, with one generation bump;
+/// revoking what is revoked already changes nothing and bumps nothing.
+pub async fn revoking_families_bumps_once_and_only_when_something_changed(ctx: &Ctx) {
+    use latchkey_core::store::RefreshRow;
+    let s = &*ctx.store;
+    let row = |hash: u8, family: &str, user: &str| RefreshRow {
+        hash: vec![hash; 32],
+        family: family.into(),
+        env: Env::Live,
+        user_id: user.into(),
+        created_at: 10,
+        expires_at: 1_000,
+        used_at: None,
+        revoked_at: None,
+        successor: None,
+    };
+    for r in [row(1, "fam_a", "alice"), row(2, "fam_a", "alice"), row(3, "fam_b", "alice"), row(4, "fam_c", "bob")] {
+        s.insert_refresh(&r).await.unwrap();
+    }
+    let g = generation(s).await;
+    assert_eq!(s.revoke_user_families(Env::Live, "alice", 50).await.unwrap(), 3);
+    assert_eq!(generation(s).await, g + 1);
+    for h in [1, 2, 3] {
+        assert_eq!(s.get_refresh(&[h; 32]).await.unwrap().unwrap().revoked_at, Some(50));
+    }
+    assert_eq!(s.get_refresh(&[4; 32]).await.unwrap().unwrap().revoked_at, None, "another user's family");
+    assert_eq!(s.revoke_user_families(Env::Dev, "bob", 60).await.unwrap(), 0, "bob has no dev family");
+    assert_eq!(s.revoke_family("fam_a", 70).await.unwrap(), 0);
+    assert_eq!(generation(s).await, g + 1, "a revocation that changed nothing bumped the generation");
+    assert_eq!(s.revoke_family("fam_c", 80).await.unwrap(), 1);
+    assert_eq!(generation(s).await, g + 2);
+    let mut revoked = s.revoked_families(50).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, ["fam_a", "fam_b", "fam_c"]);
+}

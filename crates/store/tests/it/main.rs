@@ -56,6 +56,7 @@ macro_rules! conformance_suite {
             deleting_a_connection_deletes_its_tokens,
             flows_are_taken_once,
             refresh_rotation_is_atomic_and_has_one_winner,
+            revoking_families_bumps_once_and_only_when_something_changed,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
