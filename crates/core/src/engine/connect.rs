@@ -515,7 +515,7 @@ impl Engine {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let key = TokenKey { connector: row.connector.clone(), env: row.env, connection: row.id.clone() };
-            let token = self.tokens.state_of(&key).await;
+            let token = self.tokens.state_of(&key).await?;
             out.push(ConnectionView { row, token });
         }
         Ok(out)

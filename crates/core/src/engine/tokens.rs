@@ -774,9 +774,10 @@ impl TokenManager {
         lock(&self.slots).remove(key);
     }
 
-    /// The stored state of a key (for connection listings).
-    pub async fn state_of(&self, key: &TokenKey) -> Option<TokenRow> {
-        bounded(self.store.get_token(key)).await.ok().flatten()
+    /// The stored state of a key (for connection listings). A store that fails (or holds a
+    /// row it cannot read) is an error, not a connection shown as `empty`.
+    pub async fn state_of(&self, key: &TokenKey) -> Result<Option<TokenRow>, CallError> {
+        store_bounded(self.store.get_token(key), "the connections cannot be listed").await
     }
 }
 
