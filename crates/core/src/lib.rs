@@ -17,6 +17,7 @@ pub mod config;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod event;
 pub mod http;
 pub mod secrets;
 pub mod store;

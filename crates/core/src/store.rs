@@ -149,7 +149,7 @@ pub struct TokenRow {
     pub key: TokenKey,
     pub sealed: Option<Vec<u8>>,
     pub expires_at: Option<i64>,
-    pub state: String,
+    pub state: crate::token::TokenState,
     pub last_error: Option<String>,
     pub last_refresh_at: Option<i64>,
     pub last_used_at: Option<i64>,
@@ -179,7 +179,7 @@ impl std::fmt::Debug for TokenRow {
 pub struct TokenWrite {
     pub sealed: Option<Option<Vec<u8>>>,
     pub expires_at: Option<Option<i64>>,
-    pub state: String,
+    pub state: crate::token::TokenState,
     pub last_error: Option<String>,
     pub last_refresh_at: Option<i64>,
 }
@@ -189,12 +189,12 @@ pub struct TokenWrite {
 pub struct EventRow {
     pub id: String,
     pub at: i64,
-    pub kind: String,
+    pub kind: crate::event::EventKind,
     pub connector: String,
     pub env: Env,
     pub connection: String,
     pub actor: String,
-    pub outcome: String,
+    pub outcome: crate::event::EventOutcome,
     /// JSON text: error codes, statuses, descriptions.
     pub detail: String,
 }

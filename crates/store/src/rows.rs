@@ -2,15 +2,18 @@
 //! the one conversion of each into its `latchkey_core::store` row.
 //!
 //! Columns are read by name, so a struct names exactly the columns its queries select. Text
-//! that core parses (environments, key kinds) stays text here; the conversion parses it, and
-//! data a writer could not have written (corruption, a hand edit) is `Unavailable` naming the
-//! operation and the value, never a panic and never a row with a made-up value.
+//! that core parses (environments, key kinds, token states, event kinds and outcomes) stays
+//! text here; the conversion parses it, and data a writer could not have written (corruption,
+//! a hand edit) is `Unavailable` naming the operation and the value, never a panic and never a
+//! row with a made-up value.
 
 use latchkey_core::Env;
+use latchkey_core::event::{EventKind, EventOutcome};
 use latchkey_core::store::{
     ConnectionRow, ConnectorRow, EventRow, FlowRow, KeyKind, KeyRow, LoginCodeRow, RefreshRow, SealedPlace, SecretRow,
     SigningKeyRow, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
 };
+use latchkey_core::token::TokenState;
 
 /// The environment stored as `env`, for the trait method `op`.
 pub(crate) fn parse_env(op: &'static str, env: &str) -> StoreResult<Env> {
@@ -110,8 +113,13 @@ impl Token {
             epoch,
             updated_at,
         } = self;
+        let key = TokenKey { connector, env: parse_env(op, &env)?, connection };
+        let state = TokenState::parse(&state).map_err(|e| StoreError::Unavailable {
+            op,
+            reason: format!("stored token `{}/{}/{}` has {e}", key.connector, key.env, key.connection),
+        })?;
         Ok(TokenRow {
-            key: TokenKey { connector, env: parse_env(op, &env)?, connection },
+            key,
             sealed,
             expires_at,
             state,
@@ -143,7 +151,12 @@ pub(crate) struct Event {
 impl Event {
     pub(crate) fn into_row(self, op: &'static str) -> StoreResult<EventRow> {
         let Event { id, at, kind, connector, env, connection, actor, outcome, detail } = self;
-        Ok(EventRow { id, at, kind, connector, env: parse_env(op, &env)?, connection, actor, outcome, detail })
+        let env = parse_env(op, &env)?;
+        let unknown =
+            |e: &dyn std::fmt::Display| StoreError::Unavailable { op, reason: format!("stored event `{id}` has {e}") };
+        let kind = EventKind::parse(&kind).map_err(|e| unknown(&e))?;
+        let outcome = EventOutcome::parse(&outcome).map_err(|e| unknown(&e))?;
+        Ok(EventRow { id, at, kind, connector, env, connection, actor, outcome, detail })
     }
 }
 
@@ -462,5 +475,70 @@ mod tests {
         };
         let error = key.into_row("find_key").unwrap_err().to_string();
         assert_eq!(error, "store unavailable during find_key: stored key `k1` has unknown kind `root`");
+    }
+
+    fn event(kind: &str, outcome: &str) -> Event {
+        Event {
+            id: "e1".into(),
+            at: 1,
+            kind: kind.into(),
+            connector: "c".into(),
+            env: "live".into(),
+            connection: String::new(),
+            actor: "a".into(),
+            outcome: outcome.into(),
+            detail: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn events_read_their_kind_and_outcome_from_the_stored_text() {
+        let row = event("token.refresh_failed", "terminal").into_row("list_events").unwrap();
+        assert_eq!((row.kind, row.outcome), (EventKind::TokenRefreshFailed, EventOutcome::Terminal));
+    }
+
+    #[test]
+    fn an_unknown_event_kind_or_outcome_is_unavailable_naming_the_event() {
+        let error = event("token.renewed", "ok").into_row("list_events").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "store unavailable during list_events: stored event `e1` has unknown event kind `token.renewed`"
+        );
+        let error = event("token.obtained", "fine").into_row("list_events").unwrap_err().to_string();
+        assert_eq!(error, "store unavailable during list_events: stored event `e1` has unknown event outcome `fine`");
+    }
+
+    fn token(state: &str) -> Token {
+        Token {
+            connector: "crm".into(),
+            env: "live".into(),
+            connection: String::new(),
+            sealed: None,
+            expires_at: None,
+            state: state.into(),
+            last_error: None,
+            last_refresh_at: None,
+            last_used_at: None,
+            version: 0,
+            lease_until: 0,
+            epoch: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn tokens_read_every_stored_state() {
+        for state in TokenState::ALL {
+            assert_eq!(token(state.as_str()).into_row("get_token").unwrap().state, state);
+        }
+    }
+
+    #[test]
+    fn an_unknown_token_state_is_unavailable_not_empty() {
+        let error = token("paused").into_row("get_token").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "store unavailable during get_token: stored token `crm/live/` has unknown token state `paused`"
+        );
     }
 }

@@ -16,6 +16,7 @@ use super::Engine;
 use crate::auth::Credential;
 use crate::auth::authorization_code::UserAuth;
 use crate::config::RedirectMode;
+use crate::event::{EventKind, EventOutcome};
 use crate::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake, TokenKey, TokenRow};
 use crate::time_fmt::now_ms;
 use crate::token::{TokenState, request_token};
@@ -400,8 +401,8 @@ impl Engine {
                 self.tokens
                     .event(
                         &key,
-                        "connection.exchange_failed",
-                        "error",
+                        EventKind::ConnectionExchangeFailed,
+                        EventOutcome::Error,
                         json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "user": row.owner}),
                     )
                     .await;
@@ -416,7 +417,7 @@ impl Engine {
             Ok(found) => found,
             Err(e) => {
                 let detail = json!({"error": e.message, "user": row.owner});
-                self.tokens.event(&key, "connection.profile_failed", "error", detail).await;
+                self.tokens.event(&key, EventKind::ConnectionProfileFailed, EventOutcome::Error, detail).await;
                 return Err(flow_error("profile_failed", e.message, rt));
             }
         };
@@ -457,11 +458,11 @@ impl Engine {
         let src = auth.for_connection(&upserted.id);
         let previous = self.tokens.install(&src, set).await.map_err(|e| flow_error("unavailable", e.message, rt))?;
         let kind = match (&existing, previous) {
-            (None, _) => "connection.created",
-            (Some(_), TokenState::ReauthorizationRequired | TokenState::Degraded) => "connection.recovered",
-            (Some(_), _) => "connection.reconnected",
+            (None, _) => EventKind::ConnectionCreated,
+            (Some(_), TokenState::ReauthorizationRequired | TokenState::Degraded) => EventKind::ConnectionRecovered,
+            (Some(_), _) => EventKind::ConnectionReconnected,
         };
-        self.tokens.event(&src.key, kind, "ok", json!({"user": owner})).await;
+        self.tokens.event(&src.key, kind, EventOutcome::Ok, json!({"user": owner})).await;
         if data.login {
             let code = format!("lkc_{}", random::token(43));
             let row_code = crate::store::LoginCodeRow {
@@ -514,7 +515,7 @@ impl Engine {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let key = TokenKey { connector: row.connector.clone(), env: row.env, connection: row.id.clone() };
-            let token = self.tokens.state_of(&key).await;
+            let token = self.tokens.state_of(&key).await?;
             out.push(ConnectionView { row, token });
         }
         Ok(out)
@@ -552,8 +553,8 @@ impl Engine {
         self.tokens
             .event(
                 &key,
-                "connection.deleted",
-                "ok",
+                EventKind::ConnectionDeleted,
+                EventOutcome::Ok,
                 json!({"user": row.owner, "revoked": revoked, "revoke_error": revoke_error, "actor": actor}),
             )
             .await;

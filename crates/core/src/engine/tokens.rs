@@ -14,9 +14,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::auth::TokenSource;
+use crate::event::{EventKind, EventOutcome};
 use crate::store::{EventRow, Store, TokenKey, TokenRow, TokenWrite};
 use crate::time_fmt::now_ms;
-use crate::token::{self, TokenError, TokenSet, TokenState, request_token};
+use crate::token::{self, ShownState, TokenError, TokenSet, TokenState, request_token};
 use crate::{CallError, ErrorCode};
 
 /// How long a refresh lease lasts: longer than the token requests of one refresh (each bounded
@@ -26,19 +27,16 @@ fn lease_ms(src: &TokenSource) -> i64 {
     let timeout = i64::try_from(src.timeout.as_millis()).unwrap_or(30_000);
     2 * timeout + 5_000
 }
-/// How a credential whose last refresh never finished is shown (SECURITY S24).
-pub const REFRESH_OUTCOME_UNKNOWN: &str = "refresh_outcome_unknown";
-
 /// The state shown for a stored token: `refreshing` while a lease runs; `refresh_outcome_unknown`
 /// once a lease ran out without being given back (the refresh's process stopped; the next use
-/// tries the stored refresh token); otherwise the stored state.
-pub fn shown_state(row: &crate::store::TokenRow, now: i64) -> &str {
+/// tries the stored refresh token, SECURITY S24); otherwise the stored state.
+pub fn shown_state(row: &crate::store::TokenRow, now: i64) -> ShownState {
     if row.lease_until > now {
-        TokenState::Refreshing.as_str()
+        ShownState::Refreshing
     } else if row.lease_until != 0 {
-        REFRESH_OUTCOME_UNKNOWN
+        ShownState::RefreshOutcomeUnknown
     } else {
-        &row.state
+        ShownState::Stored(row.state)
     }
 }
 
@@ -106,7 +104,7 @@ struct Pending {
     version: i64,
     set: Arc<TokenSet>,
     /// The event to record once stored (`token.obtained` or `token.refreshed`).
-    kind: &'static str,
+    kind: EventKind,
 }
 
 /// How long a store operation on a call's path may take before the call fails with
@@ -424,7 +422,13 @@ impl TokenManager {
                 env = %key.env,
                 "a refresh begun earlier never finished (its process stopped); its outcome is unknown: trying the stored refresh token"
             );
-            self.event(key, "token.refresh_outcome_unknown", "unknown", json!({"lease_until": r.lease_until})).await;
+            self.event(
+                key,
+                EventKind::TokenRefreshOutcomeUnknown,
+                EventOutcome::Unknown,
+                json!({"lease_until": r.lease_until}),
+            )
+            .await;
         }
         let abandoned = abandoned.is_some();
         let (early, previous) = {
@@ -439,7 +443,7 @@ impl TokenManager {
             self.release(key, &leased).await;
             return Ok(answer);
         }
-        let previous_state = TokenState::parse(&leased.state);
+        let previous_state = leased.state;
         let result = self.obtain(src, previous.as_ref().and_then(|p| p.refresh_token.as_ref())).await;
         self.fault("after_token_response");
         let now = now_ms();
@@ -452,13 +456,13 @@ impl TokenManager {
                 let write = TokenWrite {
                     sealed: Some(Some(token::seal(&self.vault, key, &new))),
                     expires_at: Some(new.expires_at),
-                    state: TokenState::Ok.as_str().into(),
+                    state: TokenState::Ok,
                     last_error: None,
                     last_refresh_at: Some(now),
                 };
                 // Durable before anyone uses it.
                 let new = Arc::new(new);
-                let kind = if leased.sealed.is_none() { "token.obtained" } else { "token.refreshed" };
+                let kind = if leased.sealed.is_none() { EventKind::TokenObtained } else { EventKind::TokenRefreshed };
                 let pending = Pending { write, epoch: leased.epoch, version: leased.version, set: new.clone(), kind };
                 let committed = match commit_pending(self.store.as_ref(), key, &pending).await {
                     Ok(committed) => committed,
@@ -475,21 +479,26 @@ impl TokenManager {
                 self.fault("after_token_commit");
                 if !committed {
                     tracing::error!(connector = %key.connector, env = %key.env, "token commit lost to another writer; using the stored token");
-                    self.event(key, "token.commit_conflict", "error", json!({})).await;
+                    self.event(key, EventKind::TokenCommitConflict, EventOutcome::Error, json!({})).await;
                 } else {
                     self.event(
                         key,
                         kind,
-                        "ok",
+                        EventOutcome::Ok,
                         json!({"mode": format!("{mode:?}").to_lowercase(), "expires_at": new.expires_at}),
                     )
                     .await;
                     if abandoned {
-                        let previous = json!({"previous_state": REFRESH_OUTCOME_UNKNOWN});
-                        self.event(key, "token.recovered", "ok", previous).await;
+                        let previous = json!({"previous_state": ShownState::RefreshOutcomeUnknown.as_str()});
+                        self.event(key, EventKind::TokenRecovered, EventOutcome::Ok, previous).await;
                     } else if matches!(previous_state, TokenState::Degraded | TokenState::ReauthorizationRequired) {
-                        self.event(key, "token.recovered", "ok", json!({"previous_state": previous_state.as_str()}))
-                            .await;
+                        self.event(
+                            key,
+                            EventKind::TokenRecovered,
+                            EventOutcome::Ok,
+                            json!({"previous_state": previous_state.as_str()}),
+                        )
+                        .await;
                     }
                 }
                 self.note_short_lifetime(src, slot, &new);
@@ -504,14 +513,15 @@ impl TokenManager {
                 let write = TokenWrite {
                     sealed: Some(None),
                     expires_at: Some(None),
-                    state: TokenState::ReauthorizationRequired.as_str().into(),
+                    state: TokenState::ReauthorizationRequired,
                     last_error: Some(e.summary()),
                     last_refresh_at: None,
                 };
                 let committed = bounded(self.store.commit_token(key, leased.epoch, &write, now)).await?;
-                self.event(key, "token.refresh_failed", "terminal", error_detail(&e)).await;
+                self.event(key, EventKind::TokenRefreshFailed, EventOutcome::Terminal, error_detail(&e)).await;
                 if previous_state != TokenState::ReauthorizationRequired {
-                    self.event(key, "token.reauthorization_required", "terminal", error_detail(&e)).await;
+                    self.event(key, EventKind::TokenReauthorizationRequired, EventOutcome::Terminal, error_detail(&e))
+                        .await;
                 }
                 let error = e.to_call_error(&key.connector);
                 let mut c = lock(&slot.cached);
@@ -530,12 +540,12 @@ impl TokenManager {
                 let write = TokenWrite {
                     sealed: None,
                     expires_at: None,
-                    state: TokenState::Degraded.as_str().into(),
+                    state: TokenState::Degraded,
                     last_error: Some(e.summary()),
                     last_refresh_at: None,
                 };
                 let committed = bounded(self.store.commit_token(key, leased.epoch, &write, now)).await?;
-                self.event(key, "token.refresh_failed", "transient", error_detail(&e)).await;
+                self.event(key, EventKind::TokenRefreshFailed, EventOutcome::Transient, error_detail(&e)).await;
                 let mut error = e.to_call_error(&key.connector);
                 if e.timed_out {
                     error.code = ErrorCode::TokenRequestFailed;
@@ -589,8 +599,7 @@ impl TokenManager {
 
     /// Gives the lease back without changing anything (another writer was faster).
     async fn release(&self, key: &TokenKey, leased: &TokenRow) {
-        let write =
-            TokenWrite { state: leased.state.clone(), last_error: leased.last_error.clone(), ..TokenWrite::default() };
+        let write = TokenWrite { state: leased.state, last_error: leased.last_error.clone(), ..TokenWrite::default() };
         if let Err(e) = bounded(self.store.commit_token(key, leased.epoch, &write, now_ms())).await {
             tracing::warn!(connector = %key.connector, error = %e, "could not release the token lease; it runs out by itself");
         }
@@ -629,7 +638,8 @@ impl TokenManager {
                 Err(e) if e.terminal && request.is_refresh && src.grant.can_regrant() => {
                     // The refresh token was refused; the grant itself may still work.
                     tracing::info!(connector = %src.key.connector, error = %e.summary(), "refresh token refused; repeating the grant");
-                    self.event(&src.key, "token.refresh_refused", "fallback", error_detail(&e)).await;
+                    self.event(&src.key, EventKind::TokenRefreshRefused, EventOutcome::Fallback, error_detail(&e))
+                        .await;
                     use_refresh = false;
                 }
                 Err(e) if e.terminal => return Err(e),
@@ -640,7 +650,13 @@ impl TokenManager {
                         // with a reuse window accepts it); `invalid_grant` then ends on the
                         // refusal path (the grant again, or reauthorization).
                         self.ambiguous.fetch_add(1, Ordering::Relaxed);
-                        self.event(&src.key, "token.refresh_ambiguous", "retrying", error_detail(&e)).await;
+                        self.event(
+                            &src.key,
+                            EventKind::TokenRefreshAmbiguous,
+                            EventOutcome::Retrying,
+                            error_detail(&e),
+                        )
+                        .await;
                     }
                     attempt += 1;
                     if attempt >= TRIES || e.retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
@@ -657,7 +673,13 @@ impl TokenManager {
         }
     }
 
-    pub(crate) async fn event(&self, key: &TokenKey, kind: &str, outcome: &str, detail: serde_json::Value) {
+    pub(crate) async fn event(
+        &self,
+        key: &TokenKey,
+        kind: EventKind,
+        outcome: EventOutcome,
+        detail: serde_json::Value,
+    ) {
         record_event(self.store.as_ref(), self.notify.as_ref(), key, kind, outcome, detail).await;
     }
 
@@ -712,12 +734,12 @@ impl TokenManager {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let previous = TokenState::parse(&leased.state);
+        let previous = leased.state;
         let now = now_ms();
         let write = TokenWrite {
             sealed: Some(Some(token::seal(&self.vault, key, &set))),
             expires_at: Some(set.expires_at),
-            state: TokenState::Ok.as_str().into(),
+            state: TokenState::Ok,
             last_error: None,
             last_refresh_at: Some(now),
         };
@@ -752,9 +774,10 @@ impl TokenManager {
         lock(&self.slots).remove(key);
     }
 
-    /// The stored state of a key (for connection listings).
-    pub async fn state_of(&self, key: &TokenKey) -> Option<TokenRow> {
-        bounded(self.store.get_token(key)).await.ok().flatten()
+    /// The stored state of a key (for connection listings). A store that fails (or holds a
+    /// row it cannot read) is an error, not a connection shown as `empty`.
+    pub async fn state_of(&self, key: &TokenKey) -> Result<Option<TokenRow>, CallError> {
+        store_bounded(self.store.get_token(key), "the connections cannot be listed").await
     }
 }
 
@@ -782,10 +805,18 @@ async fn pending_settled(
     if committed {
         tracing::info!(connector = %key.connector, env = %key.env, "tokens kept while the store did not answer are stored");
         let detail = json!({"mode": "stored_late", "expires_at": pending.set.expires_at});
-        record_event(store, notify, key, pending.kind, "ok", detail).await;
+        record_event(store, notify, key, pending.kind, EventOutcome::Ok, detail).await;
     } else {
         tracing::error!(connector = %key.connector, env = %key.env, "tokens kept while the store did not answer lost to another writer");
-        record_event(store, notify, key, "token.commit_conflict", "error", json!({"stored_late": true})).await;
+        record_event(
+            store,
+            notify,
+            key,
+            EventKind::TokenCommitConflict,
+            EventOutcome::Error,
+            json!({"stored_late": true}),
+        )
+        .await;
     }
 }
 
@@ -820,25 +851,25 @@ async fn record_event(
     store: &dyn Store,
     notify: Option<&tokio::sync::mpsc::UnboundedSender<EventRow>>,
     key: &TokenKey,
-    kind: &str,
-    outcome: &str,
+    kind: EventKind,
+    outcome: EventOutcome,
     detail: serde_json::Value,
 ) {
     let at = now_ms();
     let row = EventRow {
         id: event_id(at),
         at,
-        kind: kind.into(),
+        kind,
         connector: key.connector.clone(),
         env: key.env,
         connection: key.connection.clone(),
         actor: "latchkey".into(),
-        outcome: outcome.into(),
+        outcome,
         detail: detail.to_string(),
     };
-    tracing::info!(kind, connector = %key.connector, env = %key.env, outcome, "token event");
+    tracing::info!(kind = kind.as_str(), connector = %key.connector, env = %key.env, outcome = outcome.as_str(), "token event");
     if let Err(e) = store_bounded(store.insert_event(&row), "the event was not recorded").await {
-        tracing::error!(error = %e.message, kind, "could not record an audit event");
+        tracing::error!(error = %e.message, kind = kind.as_str(), "could not record an audit event");
     }
     if let Some(tx) = notify {
         let _ = tx.send(row);
@@ -855,4 +886,52 @@ fn event_id(at: i64) -> String {
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{:012x}{seq:08x}{}", at.max(0), latchkey_vault::random::token(12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_state;
+    use crate::Env;
+    use crate::store::{TokenKey, TokenRow};
+    use crate::token::{ShownState, TokenState};
+
+    fn row(state: TokenState, lease_until: i64) -> TokenRow {
+        TokenRow {
+            key: TokenKey::app("crm", Env::Live),
+            sealed: None,
+            expires_at: None,
+            state,
+            last_error: None,
+            last_refresh_at: None,
+            last_used_at: None,
+            version: 0,
+            lease_until,
+            epoch: 1,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn shown_state_is_the_stored_state_without_a_lease() {
+        for state in TokenState::ALL {
+            assert_eq!(shown_state(&row(state, 0), 1_000), ShownState::Stored(state));
+        }
+    }
+
+    #[test]
+    fn shown_state_is_refreshing_while_a_lease_runs() {
+        for state in TokenState::ALL {
+            assert_eq!(shown_state(&row(state, 1_001), 1_000), ShownState::Refreshing);
+        }
+    }
+
+    #[test]
+    fn shown_state_is_refresh_outcome_unknown_once_a_lease_ran_out_unreleased() {
+        // `lease_until` neither 0 (given back) nor in the future (running): SECURITY S24.
+        for until in [1, 999, 1_000] {
+            let shown = shown_state(&row(TokenState::Ok, until), 1_000);
+            assert_eq!(shown, ShownState::RefreshOutcomeUnknown);
+            assert_eq!(shown.as_str(), "refresh_outcome_unknown");
+        }
+    }
 }

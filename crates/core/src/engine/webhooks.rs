@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::Engine;
+use crate::event::{EventKind, EventOutcome};
 use crate::store::{EventRow, TokenKey};
 use crate::time_fmt::{now_ms, rfc3339};
 
@@ -22,13 +23,14 @@ fn webhook_type(e: &EventRow) -> Option<&'static str> {
         return None;
     }
     let detail: Value = serde_json::from_str(&e.detail).unwrap_or(Value::Null);
-    match e.kind.as_str() {
-        "connection.created" => Some("connection.created"),
-        "connection.deleted" => Some("connection.deleted"),
-        "connection.recovered" | "token.recovered" => Some("connection.recovered"),
+    match e.kind {
+        EventKind::ConnectionCreated => Some("connection.created"),
+        EventKind::ConnectionDeleted => Some("connection.deleted"),
+        EventKind::ConnectionRecovered | EventKind::TokenRecovered => Some("connection.recovered"),
         // Once per change of health: terminal refusals, and the first transient failure.
-        "token.refresh_failed"
-            if e.outcome == "terminal" || matches!(detail["previous_state"].as_str(), Some("ok") | Some("empty")) =>
+        EventKind::TokenRefreshFailed
+            if e.outcome == EventOutcome::Terminal
+                || matches!(detail["previous_state"].as_str(), Some("ok") | Some("empty")) =>
         {
             Some("connection.refresh_failed")
         }
@@ -67,7 +69,7 @@ impl Engine {
         if kind == "connection.refresh_failed" {
             data["error"] = detail["error"].clone();
             data["error_description"] = detail["error_description"].clone();
-            data["terminal"] = Value::Bool(event.outcome == "terminal");
+            data["terminal"] = Value::Bool(event.outcome == EventOutcome::Terminal);
         }
         let body = json!({"id": event.id, "type": kind, "created_at": rfc3339(event.at), "data": data}).to_string();
         let secret = self.runtime.load().webhook_secret.clone();
@@ -95,7 +97,12 @@ impl Engine {
             match req.send().await {
                 Ok(r) if r.status().is_success() => {
                     self.tokens
-                        .event(&key, "webhook.delivered", "ok", json!({"type": kind, "attempts": attempt + 1}))
+                        .event(
+                            &key,
+                            EventKind::WebhookDelivered,
+                            EventOutcome::Ok,
+                            json!({"type": kind, "attempts": attempt + 1}),
+                        )
                         .await;
                     return;
                 }
@@ -105,13 +112,60 @@ impl Engine {
         }
         tracing::warn!(kind, error = %last, "webhook not delivered");
         self.tokens
-            .event(&key, "webhook.failed", "error", json!({"type": kind, "attempts": ATTEMPTS, "error": last}))
+            .event(
+                &key,
+                EventKind::WebhookFailed,
+                EventOutcome::Error,
+                json!({"type": kind, "attempts": ATTEMPTS, "error": last}),
+            )
             .await;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::Env;
+    use crate::event::{EventKind, EventOutcome};
+    use crate::store::EventRow;
+
+    fn event(kind: EventKind, outcome: EventOutcome, connection: &str, detail: &str) -> EventRow {
+        EventRow {
+            id: "e1".into(),
+            at: 1,
+            kind,
+            connector: "crm".into(),
+            env: Env::Live,
+            connection: connection.into(),
+            actor: "latchkey".into(),
+            outcome,
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn webhook_types_of_recorded_events() {
+        use EventKind::*;
+        use EventOutcome::{Ok, Terminal, Transient};
+        let cases = [
+            (ConnectionCreated, Ok, "{}", Some("connection.created")),
+            (ConnectionDeleted, Ok, "{}", Some("connection.deleted")),
+            (ConnectionRecovered, Ok, "{}", Some("connection.recovered")),
+            (TokenRecovered, Ok, "{}", Some("connection.recovered")),
+            (TokenRefreshFailed, Terminal, "{}", Some("connection.refresh_failed")),
+            (TokenRefreshFailed, Transient, r#"{"previous_state":"ok"}"#, Some("connection.refresh_failed")),
+            (TokenRefreshFailed, Transient, r#"{"previous_state":"degraded"}"#, None),
+            (TokenRefreshFailed, Transient, "{}", None),
+            (ConnectionReconnected, Ok, "{}", None),
+            (TokenObtained, Ok, "{}", None),
+            (WebhookDelivered, Ok, "{}", None),
+        ];
+        for (kind, outcome, detail, expected) in cases {
+            assert_eq!(super::webhook_type(&event(kind, outcome, "conn1", detail)), expected, "{kind} {outcome}");
+            // Events of app-level credentials (no connection) never become webhooks.
+            assert_eq!(super::webhook_type(&event(kind, outcome, "", detail)), None, "{kind} {outcome}");
+        }
+    }
+
     #[test]
     fn signature_is_hmac_over_timestamp_and_body() {
         // Known answer: HMAC-SHA256("secret", "1700000000.{}").

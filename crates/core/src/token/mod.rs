@@ -114,37 +114,95 @@ pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, St
     })
 }
 
-/// Health of a token (or, later, of a per-user connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A token's health as stored in the `tokens` row (`state` column). The text of each variant
+/// ([`TokenState::as_str`]) is what the store holds, so it never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TokenState {
-    /// No token obtained yet.
+    /// No token obtained yet (the row a first lease creates).
+    #[default]
     Empty,
     Ok,
-    Refreshing,
     /// The last refresh failed transiently; the token may still work.
     Degraded,
     /// The provider refused the credential; tokens were erased.
     ReauthorizationRequired,
 }
 
+/// Stored text that names no [`TokenState`] (corruption or a hand edit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown token state `{0}`")]
+pub struct UnknownTokenState(pub String);
+
 impl TokenState {
+    pub const ALL: [TokenState; 4] =
+        [TokenState::Empty, TokenState::Ok, TokenState::Degraded, TokenState::ReauthorizationRequired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenState::Empty => "empty",
             TokenState::Ok => "ok",
-            TokenState::Refreshing => "refreshing",
             TokenState::Degraded => "degraded",
             TokenState::ReauthorizationRequired => "reauthorization_required",
         }
     }
 
-    pub fn parse(s: &str) -> TokenState {
-        match s {
-            "ok" => TokenState::Ok,
-            "refreshing" => TokenState::Refreshing,
-            "degraded" => TokenState::Degraded,
-            "reauthorization_required" => TokenState::ReauthorizationRequired,
-            _ => TokenState::Empty,
+    /// The state stored as `s`; any other text is an error, never a made-up state.
+    pub fn parse(s: &str) -> Result<TokenState, UnknownTokenState> {
+        TokenState::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownTokenState(s.to_owned()))
+    }
+}
+
+/// A token's health as the API shows it (`state` of `/v1/admin/tokens`, `status` of a
+/// connection): the stored state, unless the refresh lease says more. Never stored; derived by
+/// `engine::tokens::shown_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShownState {
+    /// A refresh lease is running.
+    Refreshing,
+    /// A lease ran out without being given back: the refresh's process stopped, and whether
+    /// the provider rotated the refresh token is unknown (SECURITY S24).
+    RefreshOutcomeUnknown,
+    Stored(TokenState),
+}
+
+impl ShownState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShownState::Refreshing => "refreshing",
+            ShownState::RefreshOutcomeUnknown => "refresh_outcome_unknown",
+            ShownState::Stored(state) => state.as_str(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::{ShownState, TokenState, UnknownTokenState};
+
+    #[test]
+    fn stored_states_round_trip_as_the_text_databases_hold() {
+        let texts: Vec<_> = TokenState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(texts, ["empty", "ok", "degraded", "reauthorization_required"]);
+        for state in TokenState::ALL {
+            assert_eq!(TokenState::parse(state.as_str()), Ok(state));
+        }
+    }
+
+    #[test]
+    fn unknown_stored_state_is_an_error_not_empty() {
+        for text in ["", "OK", "refreshing", "refresh_outcome_unknown", "gone"] {
+            let e = TokenState::parse(text).unwrap_err();
+            assert_eq!(e, UnknownTokenState(text.to_owned()));
+            assert_eq!(e.to_string(), format!("unknown token state `{text}`"));
+        }
+    }
+
+    #[test]
+    fn shown_states_text() {
+        assert_eq!(ShownState::Refreshing.as_str(), "refreshing");
+        assert_eq!(ShownState::RefreshOutcomeUnknown.as_str(), "refresh_outcome_unknown");
+        for state in TokenState::ALL {
+            assert_eq!(ShownState::Stored(state).as_str(), state.as_str());
         }
     }
 }

@@ -251,12 +251,12 @@ pub async fn list_events(
             json!({
                 "id": e.id,
                 "at": rfc3339(e.at),
-                "kind": e.kind,
+                "kind": e.kind.as_str(),
                 "connector": e.connector,
                 "environment": e.env.as_str(),
                 "connection": if e.connection.is_empty() { Value::Null } else { Value::String(e.connection.clone()) },
                 "actor": e.actor,
-                "outcome": e.outcome,
+                "outcome": e.outcome.as_str(),
                 "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
             })
         })
@@ -276,7 +276,7 @@ pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Resul
                 "environment": t.key.env.as_str(),
                 // `refreshing` while a lease runs; `refresh_outcome_unknown` after one that
                 // was never given back (SECURITY S24).
-                "state": latchkey_core::engine::tokens::shown_state(t, latchkey_core::time_fmt::now_ms()),
+                "state": latchkey_core::engine::tokens::shown_state(t, latchkey_core::time_fmt::now_ms()).as_str(),
                 "has_token": t.sealed.is_some(),
                 "expires_at": t.expires_at.map(rfc3339),
                 "last_refresh_at": t.last_refresh_at.map(rfc3339),

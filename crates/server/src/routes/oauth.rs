@@ -155,7 +155,7 @@ fn view_json(v: &ConnectionView) -> Value {
         "connector": r.connector,
         "environment": r.env.as_str(),
         "user": r.owner,
-        "status": t.map_or("empty", |t| latchkey_core::engine::tokens::shown_state(t, now_ms())),
+        "status": t.map_or("empty", |t| latchkey_core::engine::tokens::shown_state(t, now_ms()).as_str()),
         "scopes": r.scopes.as_deref().map(|s| s.split_whitespace().collect::<Vec<_>>()).unwrap_or_default(),
         "expires_at": t.and_then(|t| t.expires_at).map(rfc3339),
         "provider_user_id": r.provider_user_id,

@@ -412,17 +412,19 @@ pub async fn a_reader_catching_up_during_concurrent_writes_misses_nothing(ctx: &
 
 // ---- tokens and events ----
 
+use latchkey_core::event::{EventKind, EventOutcome};
 use latchkey_core::store::{EventFilter, EventRow, TokenKey, TokenWrite};
+use latchkey_core::token::TokenState;
 
 fn tkey(connector: &str) -> TokenKey {
     TokenKey::app(connector, Env::Live)
 }
 
-fn write(sealed: &[u8], state: &str) -> TokenWrite {
+fn write(sealed: &[u8], state: TokenState) -> TokenWrite {
     TokenWrite {
         sealed: Some(Some(sealed.to_vec())),
         expires_at: Some(Some(5_000)),
-        state: state.to_owned(),
+        state,
         last_error: None,
         last_refresh_at: Some(1_000),
     }
@@ -433,12 +435,12 @@ pub async fn token_lease_is_exclusive_until_it_runs_out(ctx: &Ctx) {
     let k = tkey("a");
     assert_eq!(s.get_token(&k).await.unwrap(), None);
     let first = s.take_lease(&k, "one", 100, 1_100).await.unwrap().expect("a free lease");
-    assert_eq!((first.epoch, first.version, first.state.as_str(), first.sealed.is_none()), (1, 0, "empty", true));
+    assert_eq!((first.epoch, first.version, first.state, first.sealed.is_none()), (1, 0, TokenState::Empty, true));
     assert!(s.take_lease(&k, "two", 500, 1_500).await.unwrap().is_none(), "two holders at once");
     let second = s.take_lease(&k, "two", 1_100, 2_100).await.unwrap().expect("the lease ran out");
     assert_eq!(second.epoch, 2);
     // A commit releases the lease.
-    assert!(s.commit_token(&k, 2, &write(b"t1", "ok"), 1_200).await.unwrap());
+    assert!(s.commit_token(&k, 2, &write(b"t1", TokenState::Ok), 1_200).await.unwrap());
     let third = s.take_lease(&k, "one", 1_201, 2_201).await.unwrap().expect("released by the commit");
     assert_eq!((third.epoch, third.version, third.sealed.as_deref()), (3, 1, Some(&b"t1"[..])));
     assert_eq!(s.generation().await.unwrap(), 0, "tokens are not configuration: no generation bump");
@@ -449,18 +451,21 @@ pub async fn token_commit_is_fenced_by_the_lease_epoch(ctx: &Ctx) {
     let k = tkey("a");
     let old = s.take_lease(&k, "slow", 0, 10).await.unwrap().unwrap();
     let new = s.take_lease(&k, "fast", 20, 30).await.unwrap().unwrap();
-    assert!(s.commit_token(&k, new.epoch, &write(b"newest", "ok"), 21).await.unwrap());
-    assert!(!s.commit_token(&k, old.epoch, &write(b"stale", "ok"), 22).await.unwrap(), "a stale holder overwrote");
+    assert!(s.commit_token(&k, new.epoch, &write(b"newest", TokenState::Ok), 21).await.unwrap());
+    assert!(
+        !s.commit_token(&k, old.epoch, &write(b"stale", TokenState::Ok), 22).await.unwrap(),
+        "a stale holder overwrote"
+    );
     let row = s.get_token(&k).await.unwrap().unwrap();
     assert_eq!(row.sealed.as_deref(), Some(&b"newest"[..]));
     // A write that keeps the tokens changes only the state.
     let l = s.take_lease(&k, "x", 40, 50).await.unwrap().unwrap();
-    let keep = TokenWrite { state: "degraded".into(), last_error: Some("500".into()), ..TokenWrite::default() };
+    let keep = TokenWrite { state: TokenState::Degraded, last_error: Some("500".into()), ..TokenWrite::default() };
     assert!(s.commit_token(&k, l.epoch, &keep, 41).await.unwrap());
     let row = s.get_token(&k).await.unwrap().unwrap();
     assert_eq!(
-        (row.sealed.as_deref(), row.expires_at, row.state.as_str()),
-        (Some(&b"newest"[..]), Some(5_000), "degraded")
+        (row.sealed.as_deref(), row.expires_at, row.state),
+        (Some(&b"newest"[..]), Some(5_000), TokenState::Degraded)
     );
     assert_eq!(row.last_error.as_deref(), Some("500"));
     assert_eq!(row.last_refresh_at, Some(1_000), "kept when not given");
@@ -469,7 +474,7 @@ pub async fn token_commit_is_fenced_by_the_lease_epoch(ctx: &Ctx) {
     let erase = TokenWrite {
         sealed: Some(None),
         expires_at: Some(None),
-        state: "reauthorization_required".into(),
+        state: TokenState::ReauthorizationRequired,
         ..TokenWrite::default()
     };
     assert!(s.commit_token(&k, l.epoch, &erase, 61).await.unwrap());
@@ -481,10 +486,10 @@ pub async fn token_commit_if_version_refuses_a_stale_writer(ctx: &Ctx) {
     let s = &*ctx.store;
     let k = tkey("a");
     let l = s.take_lease(&k, "a", 0, 10).await.unwrap().unwrap();
-    assert!(s.commit_token(&k, l.epoch, &write(b"v1", "ok"), 1).await.unwrap());
+    assert!(s.commit_token(&k, l.epoch, &write(b"v1", TokenState::Ok), 1).await.unwrap());
     let v = s.get_token(&k).await.unwrap().unwrap().version;
-    assert!(s.commit_token_if_version(&k, v, &write(b"v2", "ok"), 2).await.unwrap());
-    assert!(!s.commit_token_if_version(&k, v, &write(b"v3", "ok"), 3).await.unwrap());
+    assert!(s.commit_token_if_version(&k, v, &write(b"v2", TokenState::Ok), 2).await.unwrap());
+    assert!(!s.commit_token_if_version(&k, v, &write(b"v3", TokenState::Ok), 3).await.unwrap());
     assert_eq!(s.get_token(&k).await.unwrap().unwrap().sealed.as_deref(), Some(&b"v2"[..]));
 }
 
@@ -492,7 +497,7 @@ pub async fn token_touch_and_delete(ctx: &Ctx) {
     let s = &*ctx.store;
     let k = tkey("a");
     let l = s.take_lease(&k, "a", 0, 10).await.unwrap().unwrap();
-    assert!(s.commit_token(&k, l.epoch, &write(b"v1", "ok"), 1).await.unwrap());
+    assert!(s.commit_token(&k, l.epoch, &write(b"v1", TokenState::Ok), 1).await.unwrap());
     let before = s.get_token(&k).await.unwrap().unwrap();
     s.touch_token(&k, 50).await.unwrap();
     s.touch_token(&k, 40).await.unwrap();
@@ -543,7 +548,7 @@ pub async fn s25_no_rotation_is_lost_to_concurrent_writes_of_the_same_row(ctx: &
                 assert!(n >= seen, "rotation {n} seen after rotation {seen}");
                 seen = n;
                 tokio::task::yield_now().await;
-                let rewrite = TokenWrite { sealed: Some(Some(sealed)), ..write(b"", "ok") };
+                let rewrite = TokenWrite { sealed: Some(Some(sealed)), ..write(b"", TokenState::Ok) };
                 s.commit_token_if_version(&k, snapshot.version, &rewrite, 0).await.unwrap();
             }
         }));
@@ -558,7 +563,7 @@ pub async fn s25_no_rotation_is_lost_to_concurrent_writes_of_the_same_row(ctx: &
         };
         let value = format!("rotation-{i}");
         assert!(
-            s.commit_token(&k, lease.epoch, &write(value.as_bytes(), "ok"), i * 10 + 1).await.unwrap(),
+            s.commit_token(&k, lease.epoch, &write(value.as_bytes(), TokenState::Ok), i * 10 + 1).await.unwrap(),
             "refresh {i} lost its lease to a metadata write"
         );
         // A rewrite from a snapshot older than this commit cannot pass the version check, so
@@ -599,17 +604,19 @@ pub async fn concurrent_leases_have_one_winner(ctx: &Ctx) {
 pub async fn events_filter_and_order(ctx: &Ctx) {
     let s = &*ctx.store;
     for (i, (kind, conn)) in
-        [("token.obtained", "a"), ("token.refreshed", "a"), ("token.refresh_failed", "b")].iter().enumerate()
+        [(EventKind::TokenObtained, "a"), (EventKind::TokenRefreshed, "a"), (EventKind::TokenRefreshFailed, "b")]
+            .iter()
+            .enumerate()
     {
         s.insert_event(&EventRow {
             id: format!("e{i}"),
             at: 100 * (i as i64 + 1),
-            kind: (*kind).into(),
+            kind: *kind,
             connector: (*conn).into(),
             env: Env::Live,
             connection: String::new(),
             actor: "system".into(),
-            outcome: "ok".into(),
+            outcome: EventOutcome::Ok,
             detail: "{}".into(),
         })
         .await
@@ -671,7 +678,7 @@ pub async fn deleting_a_connection_deletes_its_tokens(ctx: &Ctx) {
     s.upsert_connection(&conn("c1", "gh", "alice", "a@x")).await.unwrap();
     let k = TokenKey { connector: "gh".into(), env: Env::Live, connection: "c1".into() };
     let l = s.take_lease(&k, "o", 0, 10).await.unwrap().unwrap();
-    assert!(s.commit_token(&k, l.epoch, &write(b"t", "ok"), 1).await.unwrap());
+    assert!(s.commit_token(&k, l.epoch, &write(b"t", TokenState::Ok), 1).await.unwrap());
     let app = tkey("gh");
     s.take_lease(&app, "o", 0, 10).await.unwrap().unwrap();
     assert!(s.delete_connection("c1").await.unwrap());

@@ -121,3 +121,27 @@ async fn a_row_with_an_unknown_env_is_unavailable_naming_the_operation() {
     let error = store.list_events(&EventFilter::default()).await.unwrap_err().to_string();
     assert_eq!(error, "store unavailable during list_events: a stored secret has unknown env `prod`");
 }
+
+#[tokio::test]
+async fn a_token_with_an_unknown_state_is_unavailable_not_empty() {
+    // `tokens.state` has no CHECK constraint; before, such a row read as `empty`.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("lk.db")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO tokens (connector, env, connection, state, version, lease_until, epoch, updated_at) \
+         VALUES ('crm', 'live', '', 'refreshing', 0, 0, 0, 1)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let key = latchkey_core::store::TokenKey::app("crm", Env::Live);
+    let error = store.get_token(&key).await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "store unavailable during get_token: stored token `crm/live/` has unknown token state `refreshing`"
+    );
+    let error = store.list_tokens().await.unwrap_err().to_string();
+    assert!(error.starts_with("store unavailable during list_tokens: "), "{error}");
+    let error = store.take_lease(&key, "me", 2, 3).await.unwrap_err().to_string();
+    assert!(error.starts_with("store unavailable during take_lease: "), "{error}");
+}
