@@ -320,3 +320,56 @@ async fn unknown_app_keys_cost_a_bounded_number_of_store_lookups() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A connection's first transient refresh failure (from `ok`) sends one
+/// `connection.refresh_failed` webhook; the next transient failure (from `degraded`) does not.
+/// The event's detail carries the state before, which the webhook choice reads.
+#[tokio::test]
+async fn the_first_transient_refresh_failure_of_a_connection_sends_one_webhook() {
+    use latchkey_testkit::fake_oauth::Step;
+    let fake = FakeOAuth::start().await;
+    let hooks = Recorder::start().await;
+    let lk = Latchkey::start(
+        bin(),
+        &format!(
+            "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n\
+             webhook_url = \"{}/hooks\"\nwebhook_secret = {{ secret = \"whsec\" }}\n",
+            hooks.base_url
+        ),
+    );
+    lk.put_secret("whsec", "live", "webhook-signing-secret").await;
+    lk.put_secret("cs", "live", "fake-secret").await;
+    // Every token is inside the refresh window: each use refreshes.
+    let def = json!({"base_url": fake.base_url, "refresh_skew_s": 3600, "auth": {
+        "method": "oauth2_authorization_code", "authorize_url": format!("{}/authorize", fake.base_url),
+        "token_url": fake.token_url, "client_id": "app", "client_secret": {"secret": "cs"}},
+        "calls": {"echo": {"path": "/api/echo"}}});
+    let r =
+        Reply::read(lk.admin_req(reqwest::Method::PUT, "/v1/admin/connectors/fake").json(&def).send().await.unwrap())
+            .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let app = lk.app_key("live").await;
+    super::connections::connect_through(&lk, &app, "fake", "ada").await;
+    let failed =
+        || hooks.requests().iter().filter(|r| r.header("latchkey-event") == Some("connection.refresh_failed")).count();
+    let call = || async {
+        let req = lk.http.post(lk.url("/v1/connectors/fake/calls/echo")).bearer_auth(&app);
+        Reply::read(req.json(&json!({"params": {}, "user": "ada"})).send().await.unwrap()).await
+    };
+    fake.script(&[Step::Error(503, "temporarily_unavailable"); 3]);
+    let r = call().await;
+    assert_eq!(r.status, 200, "a still-valid token keeps working: {}", r.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while failed() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no connection.refresh_failed webhook for the first failure");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Past the backoff (at most 2 s after one failure), the next refresh fails again.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let before = fake.token_requests();
+    fake.script(&[Step::Error(503, "temporarily_unavailable"); 3]);
+    assert_eq!(call().await.status, 200);
+    assert!(fake.token_requests() > before, "the second call did not try to refresh");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(failed(), 1, "a failure while already degraded sent another webhook");
+}

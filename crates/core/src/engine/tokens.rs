@@ -545,7 +545,11 @@ impl TokenManager {
                     last_refresh_at: None,
                 };
                 let committed = bounded(self.store.commit_token(key, leased.epoch, &write, now)).await?;
-                self.event(key, EventKind::TokenRefreshFailed, EventOutcome::Transient, error_detail(&e)).await;
+                // The state before, so that the first transient failure (from `ok` or `empty`)
+                // becomes a `connection.refresh_failed` webhook, and the next ones do not.
+                let mut detail = error_detail(&e);
+                detail["previous_state"] = json!(previous_state.as_str());
+                self.event(key, EventKind::TokenRefreshFailed, EventOutcome::Transient, detail).await;
                 let mut error = e.to_call_error(&key.connector);
                 if e.timed_out {
                     error.code = ErrorCode::TokenRequestFailed;
