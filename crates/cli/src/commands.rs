@@ -102,7 +102,7 @@ fn audit(
     let Some(log) = log else { return Ok(()) };
     let mut f = fields(log);
     f.insert("caller".into(), "cli".into());
-    log.record(kind, f).map_err(|e| anyhow::anyhow!("{}: nothing was done", e.message))
+    log.record(kind, f).map_err(|e| anyhow::anyhow!("{}: nothing was done", e.message()))
 }
 
 fn named(what: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {

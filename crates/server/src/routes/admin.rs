@@ -5,17 +5,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use latchkey_core::callers::display_prefix;
-use latchkey_core::engine::{PutConnectorError, SecretInfo};
-use latchkey_core::store::{KeyKind, KeyRow};
-use latchkey_core::time_fmt::rfc3339;
+use latchkey_core::engine::PutConnectorError;
+use latchkey_core::store::KeyKind;
 use latchkey_core::{CallError, Env, ErrorCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::extract::AdminCaller;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, wire};
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -25,28 +23,20 @@ fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
     })
 }
 
-fn connector_json(c: &latchkey_core::engine::ConnectorRuntime) -> Value {
-    json!({
-        "name": c.name,
-        "source": if c.from_file { "file" } else { "api" },
-        "definition": c.config,
-    })
-}
-
-pub async fn list_connectors(_: AdminCaller, State(state): State<AppState>) -> Json<Value> {
+pub async fn list_connectors(_: AdminCaller, State(state): State<AppState>) -> Response {
     let mut list = state.engine.connectors();
     list.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(json!({"connectors": list.iter().map(|c| connector_json(c)).collect::<Vec<_>>()}))
+    Json(wire::Connectors { connectors: list.iter().map(|c| wire::Connector::from(&**c)).collect() }).into_response()
 }
 
 pub async fn get_connector(
     _: AdminCaller,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let c =
         state.engine.connector(&name).ok_or_else(|| CallError::not_found(format!("no connector named `{name}`")))?;
-    Ok(Json(connector_json(&c)))
+    Ok(Json(wire::Connector::from(&*c)).into_response())
 }
 
 pub async fn put_connector(
@@ -65,7 +55,7 @@ pub async fn put_connector(
                 .connector(&name)
                 .ok_or_else(|| CallError::internal("connector vanished after it was written"))?;
             let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-            Ok((status, Json(connector_json(&c))).into_response())
+            Ok((status, Json(wire::Connector::from(&*c))).into_response())
         }
         Err(PutConnectorError::Invalid(errors)) => Err(ApiError::config(&errors)),
         Err(PutConnectorError::Call(e)) => Err(e.into()),
@@ -85,14 +75,6 @@ pub async fn delete_connector(
     }
 }
 
-fn secret_json(s: &SecretInfo) -> Value {
-    json!({
-        "name": s.name,
-        "environments": s.environments.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
-        "updated_at": rfc3339(s.updated_at),
-    })
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
@@ -106,7 +88,7 @@ pub async fn put_secret(
     State(state): State<AppState>,
     Path(name): Path<String>,
     b: JsonBody<PutSecret>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req = body(b, r#"`{"value": "...", "environment": "live"|"dev"}`"#)?;
     let env = match req.environment.as_deref() {
         None => Env::Live,
@@ -118,7 +100,7 @@ pub async fn put_secret(
         f
     })?;
     let info = state.engine.put_secret(&name, env, &req.value).await?;
-    Ok(Json(secret_json(&info)))
+    Ok(Json(wire::Secret::from(&info)).into_response())
 }
 
 pub async fn delete_secret(
@@ -134,25 +116,9 @@ pub async fn delete_secret(
     }
 }
 
-pub async fn list_secrets(_: AdminCaller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_secrets(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
     let list = state.engine.list_secrets().await?;
-    Ok(Json(json!({"secrets": list.iter().map(secret_json).collect::<Vec<_>>()})))
-}
-
-fn key_json(k: &KeyRow) -> Value {
-    let env = match k.kind {
-        KeyKind::Admin => Value::Null,
-        KeyKind::App(e) => e.as_str().into(),
-    };
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "kind": if k.kind == KeyKind::Admin { "admin" } else { "app" },
-        "environment": env,
-        "prefix": display_prefix(k),
-        "created_at": rfc3339(k.created_at),
-        "last_used_at": k.last_used_at.map(rfc3339),
-    })
+    Ok(Json(wire::Secrets { secrets: list.iter().map(wire::Secret::from).collect() }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -176,14 +142,13 @@ pub async fn create_key(
         f
     })?;
     let new = state.engine.create_key(KeyKind::App(env), req.name.as_deref().unwrap_or("")).await?;
-    let mut out = key_json(&new.row);
-    out["key"] = Value::String(new.key.expose_secret().to_owned());
+    let out = wire::Key { key: Some(new.key.expose_secret()), ..wire::Key::from(&new.row) };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-pub async fn list_keys(_: AdminCaller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_keys(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
     let keys = state.engine.list_keys().await?;
-    Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})))
+    Ok(Json(wire::Keys { keys: keys.iter().map(wire::Key::from).collect() }).into_response())
 }
 
 pub async fn delete_key(
@@ -229,7 +194,7 @@ pub async fn list_events(
     _: AdminCaller,
     State(state): State<AppState>,
     q: Result<axum::extract::Query<EventQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let axum::extract::Query(q) =
         q.map_err(|e| ApiError::new(ErrorCode::InvalidParams, format!("bad query: {}", e.body_text())))?;
     let filter = latchkey_core::store::EventFilter {
@@ -245,47 +210,15 @@ pub async fn list_events(
         .list_events(&filter)
         .await
         .map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?;
-    let list: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": rfc3339(e.at),
-                "kind": e.kind.as_str(),
-                "connector": e.connector,
-                "environment": e.env.as_str(),
-                "connection": if e.connection.is_empty() { Value::Null } else { Value::String(e.connection.clone()) },
-                "actor": e.actor,
-                "outcome": e.outcome.as_str(),
-                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    Ok(Json(json!({"events": list})))
+    Ok(Json(wire::Events { events: events.iter().map(wire::Event::from).collect() }).into_response())
 }
 
 /// `GET /v1/admin/tokens`: the health of every app-level token (never the tokens).
-pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
     let rows =
         state.engine.store().list_tokens().await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?;
-    let list: Vec<Value> = rows
-        .iter()
-        .map(|t| {
-            json!({
-                "connector": t.key.connector,
-                "environment": t.key.env.as_str(),
-                // `refreshing` while a lease runs; `refresh_outcome_unknown` after one that
-                // was never given back (SECURITY S24).
-                "state": latchkey_core::engine::tokens::shown_state(t, latchkey_core::time_fmt::now_ms()).as_str(),
-                "has_token": t.sealed.is_some(),
-                "expires_at": t.expires_at.map(rfc3339),
-                "last_refresh_at": t.last_refresh_at.map(rfc3339),
-                "last_used_at": t.last_used_at.map(rfc3339),
-                "last_error": t.last_error,
-            })
-        })
-        .collect();
-    Ok(Json(json!({"tokens": list})))
+    let now = latchkey_core::time_fmt::now_ms();
+    Ok(Json(wire::Tokens { tokens: rows.iter().map(|t| wire::Token::of(t, now)).collect() }).into_response())
 }
 
 /// The fields of a credential change in the audit log: who, and the name of what changed.
@@ -307,10 +240,10 @@ pub async fn audit_hash(
     _: AdminCaller,
     State(state): State<AppState>,
     b: JsonBody<AuditHash>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req = body(b, r#"`{"value": "..."}`"#)?;
     let hash = state.audit_hash(&req.value).ok_or_else(|| {
         CallError::not_found("no audit log is configured: set `[server] audit_log` to the file to write it to")
     })?;
-    Ok(Json(serde_json::json!({ "hash": hash })))
+    Ok(Json(wire::AuditHash { hash }).into_response())
 }

@@ -1,14 +1,12 @@
+use crate::metrics::metric;
+use crate::{AppState, wire};
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use http::{StatusCode, header};
-use serde_json::json;
-
-use crate::AppState;
-use crate::metrics::metric;
 
 pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(wire::Health { status: "ok" })
 }
 
 /// Ready when the store answers, within the bound every store operation on a call's path has
@@ -18,8 +16,14 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let ping = state.engine.store().ping();
     match latchkey_core::engine::tokens::store_bounded(ping, "Latchkey is not ready").await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "connectors": state.engine.connectors().len()}))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": e.message}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(wire::Ready { connectors: Some(state.engine.connectors().len()), reason: None, status: "ready" }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(wire::Ready { connectors: None, reason: Some(e.message), status: "unavailable" }),
+        ),
     }
 }
 

@@ -6,14 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use http::{HeaderValue, StatusCode, header};
 use latchkey_core::engine::identity::JWKS_MAX_AGE_S;
-use latchkey_core::time_fmt::rfc3339;
 use latchkey_core::{CallError, ErrorCode};
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::extract::AppCaller;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, wire};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,23 +24,12 @@ pub struct UserBody {
     attributes: Value,
 }
 
-fn user_json(u: &latchkey_core::store::UserRow) -> Value {
-    json!({
-        "id": u.id,
-        "environment": u.env.as_str(),
-        "email": u.email,
-        "attributes": serde_json::from_str::<Value>(&u.attributes).unwrap_or(Value::Null),
-        "created_at": rfc3339(u.created_at),
-        "updated_at": rfc3339(u.updated_at),
-    })
-}
-
 /// `POST /v1/users`: creates or updates a user in the key's environment.
 pub async fn upsert_user(
     State(state): State<AppState>,
     caller: AppCaller,
     b: Result<Json<UserBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(b) = b.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParams,
@@ -49,17 +37,17 @@ pub async fn upsert_user(
         )
     })?;
     let u = state.engine.upsert_user(caller.env, &b.id, b.email, b.attributes).await?;
-    Ok(Json(user_json(&u)))
+    Ok(Json(wire::User::from(&u)).into_response())
 }
 
 pub async fn get_user(
     State(state): State<AppState>,
     caller: AppCaller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let u =
         state.engine.get_user(caller.env, &id).await?.ok_or_else(|| CallError::not_found(format!("no user `{id}`")))?;
-    Ok(Json(user_json(&u)))
+    Ok(Json(wire::User::from(&u)).into_response())
 }
 
 /// `DELETE /v1/users/{id}`: its connections (revoked at the providers) and tokens go too.
@@ -82,7 +70,7 @@ pub async fn mint(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let pair = state.engine.mint_tokens(caller.env, &id).await?;
-    Ok((StatusCode::CREATED, no_store(Json(json!(pair)).into_response())).into_response())
+    Ok((StatusCode::CREATED, no_store(Json(wire::TokenPair::from(&pair)).into_response())).into_response())
 }
 
 fn no_store(mut r: Response) -> Response {
@@ -93,9 +81,7 @@ fn no_store(mut r: Response) -> Response {
 /// An OAuth error body (RFC 6749 §5.2) as well as Latchkey's own shape.
 fn oauth_error(e: CallError) -> Response {
     let oauth = e.details.get("oauth_error").and_then(Value::as_str).unwrap_or("invalid_request").to_owned();
-    let mut api = ApiError::from(e);
-    api.extra.insert("oauth_error".into(), Value::String(oauth));
-    api.into_response()
+    ApiError::from(e).with_detail("oauth_error", oauth).into_response()
 }
 
 #[derive(Deserialize)]
@@ -123,7 +109,7 @@ pub async fn token(
         return oauth_error(CallError::invalid_params("refresh_token is missing"));
     };
     match state.engine.refresh_user_tokens(&rt).await {
-        Ok(pair) => no_store(Json(json!(pair)).into_response()),
+        Ok(pair) => no_store(Json(wire::TokenPair::from(&pair)).into_response()),
         Err(e) => oauth_error(e),
     }
 }
@@ -147,11 +133,11 @@ pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         return r;
     }
-    let v = match f.token {
-        Some(t) => state.engine.introspect(caller.env, &t).await,
-        None => json!({"active": false}),
+    let answer = match f.token {
+        Some(t) => Json(state.engine.introspect(caller.env, &t).await).into_response(),
+        None => Json(wire::Inactive { active: false }).into_response(),
     };
-    no_store(Json(v).into_response())
+    no_store(answer)
 }
 
 /// `POST /v1/token/revoke` (RFC 7009): 200 whatever the token.

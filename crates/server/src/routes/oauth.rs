@@ -12,10 +12,10 @@ use latchkey_core::store::ConnectionFilter;
 use latchkey_core::time_fmt::{now_ms, rfc3339};
 use latchkey_core::{CallError, Env, ErrorCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::extract::{AdminCaller, AppCaller, AppOrUser};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, wire};
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -44,7 +44,7 @@ pub async fn connect(
     })?;
     let url = state.engine.connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
     let expires_at = rfc3339(now_ms() + 10 * 60 * 1000);
-    Ok((StatusCode::CREATED, Json(json!({"url": url, "expires_at": expires_at}))).into_response())
+    Ok((StatusCode::CREATED, Json(wire::ConnectLink { expires_at: Some(expires_at), url })).into_response())
 }
 
 fn flow_failure(e: FlowError) -> Response {
@@ -55,9 +55,7 @@ fn flow_failure(e: FlowError) -> Response {
                 "unavailable" => ErrorCode::Unavailable,
                 _ => ErrorCode::InvalidParams,
             };
-            let mut err = ApiError::new(code, e.message);
-            err.extra.insert("flow_error".into(), Value::String(e.code.into()));
-            err.into_response()
+            ApiError::new(code, e.message).with_detail("flow_error", e.code).into_response()
         }
     }
 }
@@ -147,27 +145,6 @@ pub async fn connector_callback(
     finish(state, Some(connector), q, headers).await
 }
 
-fn view_json(v: &ConnectionView) -> Value {
-    let t = v.token.as_ref();
-    let r = &v.row;
-    json!({
-        "id": r.id,
-        "connector": r.connector,
-        "environment": r.env.as_str(),
-        "user": r.owner,
-        "status": t.map_or("empty", |t| latchkey_core::engine::tokens::shown_state(t, now_ms()).as_str()),
-        "scopes": r.scopes.as_deref().map(|s| s.split_whitespace().collect::<Vec<_>>()).unwrap_or_default(),
-        "expires_at": t.and_then(|t| t.expires_at).map(rfc3339),
-        "provider_user_id": r.provider_user_id,
-        "email": r.email,
-        "last_refresh_at": t.and_then(|t| t.last_refresh_at).map(rfc3339),
-        "last_error": t.and_then(|t| t.last_error.clone()),
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-        "metadata": serde_json::from_str::<Value>(&r.metadata).unwrap_or(Value::Null),
-    })
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
@@ -197,11 +174,18 @@ pub async fn list(
     State(state): State<AppState>,
     caller: AppOrUser,
     Query(q): Query<UserQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let filter =
         ConnectionFilter { connector: None, env: Some(caller.env()), owner: Some(whose(&caller, &q)?.to_owned()) };
     let views = state.engine.connection_views(&filter).await?;
-    Ok(Json(json!({"connections": views.iter().map(view_json).collect::<Vec<_>>()})))
+    Ok(connections(&views))
+}
+
+/// `{"connections": [...]}`.
+fn connections(views: &[ConnectionView]) -> Response {
+    let now = now_ms();
+    Json(wire::Connections { connections: views.iter().map(|v| wire::Connection::of(v, now)).collect() })
+        .into_response()
 }
 
 async fn own(state: &AppState, env: Env, connector: &str, user: &str) -> Result<ConnectionView, ApiError> {
@@ -219,9 +203,9 @@ pub async fn get_one(
     caller: AppOrUser,
     Path(connector): Path<String>,
     Query(q): Query<UserQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let v = own(&state, caller.env(), &connector, whose(&caller, &q)?).await?;
-    Ok(Json(view_json(&v)))
+    Ok(Json(wire::Connection::of(&v, now_ms())).into_response())
 }
 
 /// `DELETE /v1/connections/{connector}?user=`: revokes at the provider, then erases.
@@ -230,7 +214,7 @@ pub async fn delete_one(
     caller: AppOrUser,
     Path(connector): Path<String>,
     Query(q): Query<UserQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let v = own(&state, caller.env(), &connector, whose(&caller, &q)?).await?;
     let by = match &caller {
         AppOrUser::App { key_id, .. } => key_id.as_str(),
@@ -238,7 +222,7 @@ pub async fn delete_one(
     };
     state.audit("connection.delete", |a| deletion(a, by, &v.row))?;
     let revoked = state.engine.delete_connection(&v.row, "app").await?;
-    Ok(Json(json!({"deleted": v.row.id, "revoked": revoked})))
+    Ok(Json(wire::Deleted { deleted: &v.row.id, revoked }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -254,11 +238,11 @@ pub async fn admin_list(
     _: AdminCaller,
     State(state): State<AppState>,
     Query(q): Query<AdminQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let env = q.environment.as_deref().map(str::parse::<Env>).transpose().map_err(CallError::invalid_params)?;
     let filter = ConnectionFilter { connector: q.connector, env, owner: q.user };
     let views = state.engine.connection_views(&filter).await?;
-    Ok(Json(json!({"connections": views.iter().map(view_json).collect::<Vec<_>>()})))
+    Ok(connections(&views))
 }
 
 /// `DELETE /v1/admin/connections/{id}`.
@@ -266,7 +250,7 @@ pub async fn admin_delete(
     admin: AdminCaller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let row = state
         .engine
         .connection_by_id(&id)
@@ -274,7 +258,7 @@ pub async fn admin_delete(
         .ok_or_else(|| CallError::not_found(format!("no connection with id `{id}`")))?;
     state.audit("connection.delete", |a| deletion(a, &admin.key_id, &row))?;
     let revoked = state.engine.delete_connection(&row, "admin").await?;
-    Ok(Json(json!({"deleted": id, "revoked": revoked})))
+    Ok(Json(wire::Deleted { deleted: &id, revoked }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -302,7 +286,11 @@ pub async fn connect_as_user(
     let url = state.engine.connect_session(env, &connector, &user, &q.return_to, BTreeMap::new()).await?;
     let wants_json =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
-    if wants_json { Ok(Json(json!({"url": url})).into_response()) } else { Ok(redirect(&url, None)) }
+    if wants_json {
+        Ok(Json(wire::ConnectLink { expires_at: None, url }).into_response())
+    } else {
+        Ok(redirect(&url, None))
+    }
 }
 
 #[derive(Deserialize)]
@@ -352,11 +340,11 @@ pub async fn exchange(
         )
     })?;
     let (user, tokens, connection) = state.engine.exchange_login_code(caller.env, &b.code).await?;
-    let mut resp = Json(json!({
-        "user": {"id": user.id, "email": user.email, "environment": user.env.as_str()},
-        "tokens": tokens,
-        "connection": connection,
-    }))
+    let mut resp = Json(wire::SignIn {
+        connection: &connection,
+        tokens: wire::TokenPair::from(&tokens),
+        user: wire::SignedInUser { email: user.email.as_deref(), environment: user.env.as_str(), id: &user.id },
+    })
     .into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
