@@ -8,7 +8,9 @@ use crate::wire;
 
 /// Every error Latchkey itself writes: a [`CallError`] rendered as `{"error": {"code",
 /// "message", ...details}}` ([`wire::ErrorEnvelope`]) plus the `Latchkey-Error: <code>`
-/// header, and on a 401 the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3). Built only from [`CallError`]s, whose messages never carry secrets; internals are logged
+/// header, and on a 401 the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3). The response
+/// also carries the [`ErrorCode`] as an extension, which the metrics and the log line read.
+/// Built only from [`CallError`]s, whose messages never carry secrets; internals are logged
 /// by the engine, not shown here.
 #[derive(Debug)]
 pub struct ApiError {
@@ -71,6 +73,7 @@ impl IntoResponse for ApiError {
             let challenge = if self.invalid_token { r#"Bearer error="invalid_token""# } else { "Bearer" };
             resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
+        resp.extensions_mut().insert(code);
         resp
     }
 }

@@ -10,7 +10,6 @@ use latchkey_core::{CallError, ErrorCode};
 use serde::Deserialize;
 
 use crate::extract::{AppCaller, AppOrUser};
-use crate::metrics::Route;
 use crate::{ApiError, AppState};
 
 /// Proxy bodies up to this size are held in memory (and can be replayed once).
@@ -51,11 +50,11 @@ impl Hot {
         (method == http::Method::POST && call_segments(rest).is_some()).then_some(Hot::Call)
     }
 
-    /// The metrics route and the route template named in the log line.
-    pub fn route(self) -> (Route, &'static str) {
+    /// The route template named in the log line.
+    pub fn template(self) -> &'static str {
         match self {
-            Hot::Proxy => (Route::Proxy, "/v1/proxy/{connector}/{*path}"),
-            Hot::Call => (Route::Call, "/v1/connectors/{connector}/calls/{call}"),
+            Hot::Proxy => "/v1/proxy/{connector}/{*path}",
+            Hot::Call => "/v1/connectors/{connector}/calls/{call}",
         }
     }
 }

@@ -76,14 +76,13 @@ async fn not_found() -> ApiError {
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = route_of(req.uri().path());
+    let Class { route, hot } = Class::of(&method, req.uri().path());
     // The matched route only matters for the log line; at `warn` no string is made.
     let template = tracing::enabled!(tracing::Level::INFO)
         .then(|| req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned());
     // A hot route's answer may be the upstream's own (any status, any body): never rewritten.
-    let passthrough = calls::Hot::of(&method, req.uri().path()).is_some();
     let mut response = next.run(req).await;
-    if !passthrough {
+    if hot.is_none() {
         response = json_rejection(&method, response);
     }
     record(&state, route, &method, template.as_deref(), started, &response);
@@ -104,7 +103,7 @@ fn json_rejection(method: &http::Method, response: Response) -> Response {
     // A handler's own JSON answer (`/readyz`'s 503 with its reason) is left as it is.
     if !(status.is_client_error() || status.is_server_error())
         || json
-        || response.headers().contains_key("latchkey-error")
+        || response.extensions().get::<ErrorCode>().is_some()
     {
         return response;
     }
@@ -143,18 +142,31 @@ fn json_rejection(method: &http::Method, response: Response) -> Response {
     parts.headers.remove(http::header::CONTENT_LENGTH);
     let (answer, body) = answer.into_parts();
     parts.headers.extend(answer.headers);
+    parts.extensions.extend(answer.extensions);
     Response::from_parts(parts, body)
 }
 
-fn route_of(path: &str) -> Route {
-    if path.starts_with("/v1/proxy/") {
-        Route::Proxy
-    } else if path.starts_with("/v1/connectors/") {
-        Route::Call
-    } else if path.starts_with("/v1/admin/") {
-        Route::Admin
-    } else {
-        Route::Other
+/// What a request is, decided once from its method and path: the route it counts under in
+/// the metrics and the log, and whether it is a hot route ([`calls::Hot`]), which
+/// [`Service`] dispatches without the router and whose answer is never rewritten.
+#[derive(Clone, Copy)]
+struct Class {
+    route: Route,
+    hot: Option<calls::Hot>,
+}
+
+impl Class {
+    fn of(method: &http::Method, path: &str) -> Class {
+        let hot = calls::Hot::of(method, path);
+        let route = match hot {
+            Some(calls::Hot::Proxy) => Route::Proxy,
+            Some(calls::Hot::Call) => Route::Call,
+            None if path.starts_with("/v1/proxy/") => Route::Proxy,
+            None if path.starts_with("/v1/connectors/") => Route::Call,
+            None if path.starts_with("/v1/admin/") => Route::Admin,
+            None => Route::Other,
+        };
+        Class { route, hot }
     }
 }
 
@@ -168,8 +180,10 @@ fn record(
     response: &Response,
 ) {
     let status = response.status().as_u16();
-    let error = response.headers().get("latchkey-error").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let upstream_error = matches!(error, "upstream_unreachable" | "upstream_timeout");
+    // Set by `ApiError`: the error Latchkey answered with, if any (never an upstream's header).
+    let code = response.extensions().get::<ErrorCode>().copied();
+    let upstream_error = matches!(code, Some(ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout));
+    let error = code.map_or("", ErrorCode::as_str);
     state.metrics.record(route, status, upstream_error);
     if let Some(template) = template
         && (!matches!(route, Route::Other) || status >= 400)
@@ -236,7 +250,7 @@ impl Service {
     }
 
     /// A request on a hot route, answered where it arrived, with its metrics and log line.
-    fn hot<B>(&self, hot: calls::Hot, req: http::Request<B>, memo: Option<Arc<KeyMemo>>) -> BoxedResponse
+    fn hot<B>(&self, route: Route, hot: calls::Hot, req: http::Request<B>, memo: Option<Arc<KeyMemo>>) -> BoxedResponse
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<latchkey_core::upstream::BoxError>,
@@ -245,7 +259,7 @@ impl Service {
         Box::pin(async move {
             let started = Instant::now();
             let method = req.method().clone();
-            let (route, template) = hot.route();
+            let template = hot.template();
             let response = calls::serve_hot(&state, hot, req, memo.as_deref()).await;
             record(
                 &state,
@@ -277,9 +291,9 @@ impl tower_service::Service<Request> for Service {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        match calls::Hot::of(req.method(), req.uri().path()) {
-            Some(hot) => self.hot(hot, req, None),
-            None => self.other(req),
+        match Class::of(req.method(), req.uri().path()) {
+            Class { route, hot: Some(hot) } => self.hot(route, hot, req, None),
+            Class { hot: None, .. } => self.other(req),
         }
     }
 }
@@ -301,9 +315,31 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         self.activity.request();
-        match calls::Hot::of(req.method(), req.uri().path()) {
-            Some(hot) => self.service.hot(hot, req, Some(self.memo.clone())),
-            None => self.service.other(req.map(axum::body::Body::new)),
+        match Class::of(req.method(), req.uri().path()) {
+            Class { route, hot: Some(hot) } => self.service.hot(route, hot, req, Some(self.memo.clone())),
+            Class { hot: None, .. } => self.service.other(req.map(axum::body::Body::new)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::{Class, Route, calls::Hot};
+
+    /// The one classification: hot routes by their shape, the rest by prefix.
+    #[test]
+    fn requests_are_classified_once_by_method_and_path() {
+        let class = |m: Method, p: &str| {
+            let c = Class::of(&m, p);
+            (c.route, c.hot)
+        };
+        assert!(matches!(class(Method::GET, "/v1/proxy/gh/repos"), (Route::Proxy, Some(Hot::Proxy))));
+        assert!(matches!(class(Method::GET, "/v1/proxy//x"), (Route::Proxy, None)));
+        assert!(matches!(class(Method::POST, "/v1/connectors/gh/calls/list"), (Route::Call, Some(Hot::Call))));
+        assert!(matches!(class(Method::GET, "/v1/connectors/gh/calls/list"), (Route::Call, None)));
+        assert!(matches!(class(Method::GET, "/v1/admin/keys"), (Route::Admin, None)));
+        assert!(matches!(class(Method::GET, "/healthz"), (Route::Other, None)));
     }
 }
