@@ -4,8 +4,8 @@
 //! Fields are declared in alphabetical order, the order in which `serde_json::json!` wrote
 //! them before (its map is sorted), so that the bodies stay byte-for-byte what they were.
 //! `Option` fields without `skip_serializing_if` are written as `null`, as before.
-//! Bodies the engine builds as `serde_json::Value` (the JWKS, the discovery document,
-//! introspection) pass through unchanged.
+//! Bodies the engine builds as `serde_json::Value` (the JWKS and introspection) pass through
+//! unchanged.
 
 use latchkey_core::callers::display_prefix;
 use latchkey_core::engine::tokens::shown_state;
@@ -353,6 +353,43 @@ pub struct SignIn<'a> {
     pub user: SignedInUser<'a>,
 }
 
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §3, RFC 8414).
+#[derive(Serialize)]
+pub struct OpenIdConfiguration<'a> {
+    pub grant_types_supported: [&'static str; 1],
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: [&'static str; 1],
+    pub issuer: &'a str,
+    pub jwks_uri: String,
+    pub response_types_supported: [&'static str; 0],
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    pub subject_types_supported: [&'static str; 1],
+    pub token_endpoint: String,
+    pub token_endpoint_auth_methods_supported: [&'static str; 1],
+}
+
+impl<'a> OpenIdConfiguration<'a> {
+    /// The document of the identity provider at `base` (its public URL).
+    pub fn of(base: &'a str, algs: Vec<&'static str>) -> Self {
+        OpenIdConfiguration {
+            grant_types_supported: ["refresh_token"],
+            id_token_signing_alg_values_supported: algs,
+            introspection_endpoint: format!("{base}/v1/token/introspect"),
+            introspection_endpoint_auth_methods_supported: ["bearer"],
+            issuer: base,
+            jwks_uri: format!("{base}/.well-known/jwks.json"),
+            response_types_supported: [],
+            revocation_endpoint: format!("{base}/v1/token/revoke"),
+            revocation_endpoint_auth_methods_supported: ["bearer"],
+            subject_types_supported: ["public"],
+            token_endpoint: format!("{base}/v1/token"),
+            token_endpoint_auth_methods_supported: ["none"],
+        }
+    }
+}
+
 /// `{"active": false}`: introspection's answer for anything not active (RFC 7662 §2.2).
 #[derive(Serialize)]
 pub struct Inactive {
@@ -459,6 +496,7 @@ mod tests {
             user: SignedInUser { email: None, environment: "dev", id: "u1" },
         });
         as_json_wrote(Inactive { active: false });
+        as_json_wrote(OpenIdConfiguration::of("https://lk.example", vec!["ES256", "RS256"]));
         as_json_wrote(AuditHash { hash: "h".into() });
         let mut details = serde_json::Map::new();
         details.insert("reconnect_url".into(), "https://x".into());
@@ -468,6 +506,10 @@ mod tests {
     /// The shapes the end-to-end suite and clients rely on: `null`s stay, omissions stay.
     #[test]
     fn nulls_and_omissions() {
+        let v = serde_json::to_value(OpenIdConfiguration::of("https://lk", vec![])).unwrap();
+        assert_eq!(v["response_types_supported"], serde_json::json!([]));
+        assert_eq!(v["id_token_signing_alg_values_supported"], serde_json::json!([]));
+        assert_eq!(v["issuer"], "https://lk");
         let v = serde_json::to_value(ConnectLink { expires_at: None, url: "u".into() }).unwrap();
         assert_eq!(v, serde_json::json!({"url": "u"}));
         let v = serde_json::to_value(Ready { connectors: Some(0), reason: None, status: "ready" }).unwrap();

@@ -167,29 +167,14 @@ impl Engine {
         json!({"keys": keys})
     }
 
-    pub fn openid_configuration(&self) -> Value {
-        let algs: Vec<&str> = {
-            let rt = self.runtime.load();
-            let mut v: Vec<&str> = rt.identity.keys.iter().map(|(_, k)| k.alg.as_str()).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
-        let base = &self.public_url;
-        json!({
-            "issuer": base,
-            "jwks_uri": format!("{base}/.well-known/jwks.json"),
-            "token_endpoint": format!("{base}/v1/token"),
-            "introspection_endpoint": format!("{base}/v1/token/introspect"),
-            "revocation_endpoint": format!("{base}/v1/token/revoke"),
-            "grant_types_supported": ["refresh_token"],
-            "response_types_supported": [],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": algs,
-            "token_endpoint_auth_methods_supported": ["none"],
-            "introspection_endpoint_auth_methods_supported": ["bearer"],
-            "revocation_endpoint_auth_methods_supported": ["bearer"],
-        })
+    /// The algorithms of the signing keys, sorted, each once: the discovery document's
+    /// `id_token_signing_alg_values_supported` (the server writes the document).
+    pub fn signing_algs(&self) -> Vec<&'static str> {
+        let rt = self.runtime.load();
+        let mut v: Vec<&'static str> = rt.identity.keys.iter().map(|(_, k)| k.alg.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     pub async fn upsert_user(

@@ -160,6 +160,6 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     r
 }
 
-pub async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
-    Json(state.engine.openid_configuration())
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    Json(wire::OpenIdConfiguration::of(state.engine.public_url(), state.engine.signing_algs())).into_response()
 }
