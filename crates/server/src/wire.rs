@@ -4,8 +4,8 @@
 //! Fields are declared in alphabetical order, the order in which `serde_json::json!` wrote
 //! them before (its map is sorted), so that the bodies stay byte-for-byte what they were.
 //! `Option` fields without `skip_serializing_if` are written as `null`, as before.
-//! Bodies the engine builds as `serde_json::Value` (the JWKS and introspection) pass through
-//! unchanged.
+//! The one body the engine builds as a `serde_json::Value`, the JWKS (its keys are JWKs the
+//! vault made), passes through unchanged.
 
 use latchkey_core::callers::display_prefix;
 use latchkey_core::engine::tokens::shown_state;
@@ -390,10 +390,74 @@ impl<'a> OpenIdConfiguration<'a> {
     }
 }
 
-/// `{"active": false}`: introspection's answer for anything not active (RFC 7662 §2.2).
+/// `POST /v1/token/introspect` (RFC 7662 §2.2): exactly `{"active": false}` for anything
+/// not active; otherwise `active`, `token_type` and the token's claims.
 #[derive(Serialize)]
-pub struct Inactive {
+pub struct Introspection<'a> {
     pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+}
+
+impl Introspection<'_> {
+    pub const INACTIVE: Introspection<'static> = Introspection {
+        active: false,
+        aud: None,
+        env: None,
+        exp: None,
+        iat: None,
+        iss: None,
+        jti: None,
+        nbf: None,
+        sub: None,
+        token_type: None,
+    };
+}
+
+impl<'a> From<&'a latchkey_core::engine::identity::Introspection> for Introspection<'a> {
+    fn from(found: &'a latchkey_core::engine::identity::Introspection) -> Self {
+        use latchkey_core::engine::identity::Introspection as Found;
+        match found {
+            Found::Inactive => Introspection::INACTIVE,
+            Found::Refresh { sub, exp, iss, env } => Introspection {
+                active: true,
+                env: Some(env.as_str()),
+                exp: Some(*exp),
+                iss: Some(iss),
+                sub: Some(sub),
+                token_type: Some("refresh_token"),
+                ..Introspection::INACTIVE
+            },
+            Found::Access(c) => Introspection {
+                active: true,
+                aud: Some(&c.aud),
+                env: Some(&c.env),
+                exp: Some(c.exp),
+                iat: Some(c.iat),
+                iss: Some(&c.iss),
+                jti: Some(&c.jti),
+                nbf: Some(c.nbf),
+                sub: Some(&c.sub),
+                token_type: Some("access_token"),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -495,7 +559,22 @@ mod tests {
             tokens: TokenPair::from(&pair),
             user: SignedInUser { email: None, environment: "dev", id: "u1" },
         });
-        as_json_wrote(Inactive { active: false });
+        as_json_wrote(Introspection::INACTIVE);
+        use latchkey_core::engine::identity::{Introspection as Found, UserClaims};
+        let refresh = Found::Refresh { sub: "u1".into(), exp: 1, iss: "https://lk".into(), env: Env::Live };
+        as_json_wrote(Introspection::from(&refresh));
+        let claims = UserClaims {
+            iss: "https://lk".into(),
+            sub: "u1".into(),
+            aud: "app".into(),
+            exp: 3,
+            iat: 1,
+            nbf: 1,
+            jti: "j".into(),
+            env: "live".into(),
+            fam: "f".into(),
+        };
+        as_json_wrote(Introspection::from(&Found::Access(claims)));
         as_json_wrote(OpenIdConfiguration::of("https://lk.example", vec!["ES256", "RS256"]));
         as_json_wrote(AuditHash { hash: "h".into() });
         let mut details = serde_json::Map::new();
@@ -506,6 +585,8 @@ mod tests {
     /// The shapes the end-to-end suite and clients rely on: `null`s stay, omissions stay.
     #[test]
     fn nulls_and_omissions() {
+        let v = serde_json::to_value(Introspection::INACTIVE).unwrap();
+        assert_eq!(v, serde_json::json!({"active": false}));
         let v = serde_json::to_value(OpenIdConfiguration::of("https://lk", vec![])).unwrap();
         assert_eq!(v["response_types_supported"], serde_json::json!([]));
         assert_eq!(v["id_token_signing_alg_values_supported"], serde_json::json!([]));

@@ -44,6 +44,18 @@ fn invalid_grant(message: &str) -> CallError {
     e
 }
 
+/// What introspection found (RFC 7662); the server writes the answer.
+#[derive(Debug, Clone)]
+pub enum Introspection {
+    /// Unknown, invalid, expired, used, revoked, or of another environment.
+    Inactive,
+    /// An active refresh token: its user, its expiry (Unix seconds), the issuer and the
+    /// environment.
+    Refresh { sub: String, exp: i64, iss: String, env: Env },
+    /// An active access token in the environment asked about: its claims.
+    Access(UserClaims),
+}
+
 /// The claims of a user access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserClaims {
@@ -385,8 +397,8 @@ impl Engine {
     }
 
     /// RFC 7662: `{"active": false}` for anything invalid, expired, revoked or foreign.
-    pub async fn introspect(&self, env: Env, token: &str) -> Value {
-        let inactive = json!({"active": false});
+    pub async fn introspect(&self, env: Env, token: &str) -> Introspection {
+        let inactive = Introspection::Inactive;
         if token.starts_with("lkr_") {
             let Ok(Some(row)) = self.store.get_refresh(&sha256(token.as_bytes())).await else { return inactive };
             let revoked =
@@ -394,14 +406,15 @@ impl Engine {
             if row.env != env || row.used_at.is_some() || revoked || row.expires_at <= now_ms() {
                 return inactive;
             }
-            return json!({"active": true, "token_type": "refresh_token", "sub": row.user_id, "exp": row.expires_at / 1000,
-                          "iss": self.public_url, "env": env.as_str()});
+            return Introspection::Refresh {
+                sub: row.user_id,
+                exp: row.expires_at / 1000,
+                iss: self.public_url.clone(),
+                env,
+            };
         }
         match self.verify_user_token(token) {
-            Ok(c) if c.env == env.as_str() => json!({
-                "active": true, "token_type": "access_token", "sub": c.sub, "aud": c.aud, "iss": c.iss,
-                "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "jti": c.jti, "env": c.env,
-            }),
+            Ok(c) if c.env == env.as_str() => Introspection::Access(c),
             _ => inactive,
         }
     }

@@ -134,8 +134,8 @@ pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f
         return r;
     }
     let answer = match f.token {
-        Some(t) => Json(state.engine.introspect(caller.env, &t).await).into_response(),
-        None => Json(wire::Inactive { active: false }).into_response(),
+        Some(t) => Json(wire::Introspection::from(&state.engine.introspect(caller.env, &t).await)).into_response(),
+        None => Json(wire::Introspection::INACTIVE).into_response(),
     };
     no_store(answer)
 }
