@@ -9,32 +9,13 @@ use serde_json::json;
 
 use super::*;
 
-/// Connector `api` on the fake provider (password grant), with calls `echo` (accepts its
-/// tokens) and `deny` (answers 401 to every token); `extra` is appended to the connector.
-async fn provider_setup(fake: &FakeOAuth, extra: &str) -> (Latchkey, String) {
-    let config = format!(
-        "[connectors.api]\nbase_url = \"{base}\"\n{extra}\n\
-         auth = {{ method = \"oauth2_password\", token_url = \"{token}\", username = \"ada\", password = {{ secret = \"pw\" }}, \
-         client_id = \"app\", client_secret = {{ secret = \"cs\" }} }}\n\
-         [connectors.api.calls.echo]\npath = \"/api/echo\"\n\
-         [connectors.api.calls.deny]\npath = \"/api/always-401\"\n",
-        base = fake.base_url,
-        token = fake.token_url,
-    );
-    let lk = Latchkey::start(bin(), &config);
-    lk.put_secret("pw", "live", "ada-password").await;
-    lk.put_secret("cs", "live", "client-secret").await;
-    let app = lk.app_key("live").await;
-    (lk, app)
-}
-
 /// Issue 12 item 4: a path that refuses every token cannot make each call fetch a new one.
 /// One reactive refresh replaces the token; when the path refuses the new one too, its 401s
 /// are the path's answer for a minute, not a reason to refresh.
 #[tokio::test]
 async fn a_path_that_refuses_every_token_gets_one_reactive_refresh_not_one_per_call() {
     let fake = FakeOAuth::start().await;
-    let (lk, app) = provider_setup(&fake, "").await;
+    let (lk, app) = super::lifecycle::setup(&fake, "").await;
     for _ in 0..25 {
         assert_eq!(lk.call(&app, "api", "deny", json!({})).await.status, 401);
         let r =
@@ -68,7 +49,7 @@ async fn a_path_that_refuses_every_token_gets_one_reactive_refresh_not_one_per_c
 async fn tokens_shorter_lived_than_the_skew_are_not_fetched_on_every_call() {
     let fake = FakeOAuth::start().await;
     fake.set_expires_in(60);
-    let (lk, app) = provider_setup(&fake, "").await;
+    let (lk, app) = super::lifecycle::setup(&fake, "").await;
     for _ in 0..10 {
         assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
     }
@@ -83,7 +64,7 @@ async fn tokens_shorter_lived_than_the_skew_are_not_fetched_on_every_call() {
 async fn a_configured_skew_that_reaches_the_lifetime_is_warned_about_once() {
     let fake = FakeOAuth::start().await;
     fake.set_expires_in(60);
-    let (lk, app) = provider_setup(&fake, "refresh_skew_s = 60").await;
+    let (lk, app) = super::lifecycle::setup(&fake, "refresh_skew_s = 60").await;
     for _ in 0..3 {
         assert_eq!(lk.call(&app, "api", "echo", json!({})).await.status, 200);
     }

@@ -8,15 +8,17 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// A Latchkey with connector `api`: the password grant at the fake, `extra` TOML appended to
-/// the connector (e.g. `refresh_skew_s`).
-async fn setup(fake: &FakeOAuth, extra: &str) -> (Latchkey, String) {
+/// A Latchkey with connector `api`: the password grant at the fake, calls `echo` (accepts its
+/// tokens), `soft` (a non-standard expiry signal) and `deny` (401 to every token), `extra` TOML
+/// appended to the connector (e.g. `refresh_skew_s`).
+pub(crate) async fn setup(fake: &FakeOAuth, extra: &str) -> (Latchkey, String) {
     let config = format!(
         "[connectors.api]\nbase_url = \"{base}\"\n{extra}\n\
          auth = {{ method = \"oauth2_password\", token_url = \"{token}\", username = \"ada\", password = {{ secret = \"pw\" }}, \
          client_id = \"app\", client_secret = {{ secret = \"cs\" }} }}\n\
          [connectors.api.calls.echo]\npath = \"/api/echo\"\n\
-         [connectors.api.calls.soft]\npath = \"/api/soft-expiry\"\n",
+         [connectors.api.calls.soft]\npath = \"/api/soft-expiry\"\n\
+         [connectors.api.calls.deny]\npath = \"/api/always-401\"\n",
         base = fake.base_url,
         token = fake.token_url,
     );

@@ -486,26 +486,7 @@ async fn answers_larger_than_1_mib_are_refused_with_a_clear_error() {
     // The profile, read after the code exchange.
     let p = HostileProvider::start().await;
     p.profile_answer(Answer::Huge { status: 200, len: LEN, content_length: false });
-    let lk = Latchkey::start(
-        bin(),
-        &format!(
-            r#"
-[server]
-return_to_allow = ["https://app.example.com/"]
-[connectors.conn]
-base_url = "{base}"
-auth = {{ method = "oauth2_authorization_code", authorize_url = "{authorize}", token_url = "{token}", client_id = "app", client_secret = {{ secret = "cs" }}, profile_url = "{profile}" }}
-[connectors.conn.calls.echo]
-path = "/api"
-"#,
-            base = p.base_url,
-            authorize = p.authorize_url,
-            token = p.token_url,
-            profile = p.profile_url,
-        ),
-    );
-    lk.put_secret("cs", "live", "client-secret").await;
-    let app = lk.app_key("live").await;
+    let (lk, app) = profile_connector(&p).await;
     let back = connect(&lk, &app, "conn", "ada").await;
     assert_eq!(back.get("error").map(String::as_str), Some("profile_failed"), "{back:?}");
     let events = get(&lk, "/v1/admin/events?kind=connection.profile_failed").await.json();
@@ -522,26 +503,7 @@ async fn a_profile_that_echoes_the_access_token_gives_no_user_id_or_email() {
     let token = format!("hat-{}", canary("profile"));
     p.token_answers(&[Answer::Json(200, json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600}))]);
     p.profile_answer(Answer::Json(200, json!({"id": token, "email": format!("{token}@example.com")})));
-    let lk = Latchkey::start(
-        bin(),
-        &format!(
-            r#"
-[server]
-return_to_allow = ["https://app.example.com/"]
-[connectors.conn]
-base_url = "{base}"
-auth = {{ method = "oauth2_authorization_code", authorize_url = "{authorize}", token_url = "{token_url}", client_id = "app", client_secret = {{ secret = "cs" }}, profile_url = "{profile}" }}
-[connectors.conn.calls.echo]
-path = "/api"
-"#,
-            base = p.base_url,
-            authorize = p.authorize_url,
-            token_url = p.token_url,
-            profile = p.profile_url,
-        ),
-    );
-    lk.put_secret("cs", "live", "client-secret").await;
-    let app = lk.app_key("live").await;
+    let (lk, app) = profile_connector(&p).await;
     let back = connect(&lk, &app, "conn", "ada").await;
     assert_eq!(back.get("status").map(String::as_str), Some("connected"), "{back:?}");
     let conn = connection(&lk, &app, "conn", "ada").await;
@@ -596,4 +558,30 @@ path = "/api"
     let r = call_as(&lk, &app, "conn", "ada").await;
     assert_eq!((r.status, r.error_code()), (409, Some("reauthorization_required")), "{}", r.body);
     assert_eq!(r.json()["error"]["provider_error_uri"], refusal["error_uri"], "{}", r.body);
+}
+
+/// A Latchkey with connector `conn`: the browser flow at `p`, reading its profile; and a live
+/// app key.
+async fn profile_connector(p: &HostileProvider) -> (Latchkey, String) {
+    let lk = Latchkey::start(
+        bin(),
+        &format!(
+            r#"
+[server]
+return_to_allow = ["https://app.example.com/"]
+[connectors.conn]
+base_url = "{base}"
+auth = {{ method = "oauth2_authorization_code", authorize_url = "{authorize}", token_url = "{token}", client_id = "app", client_secret = {{ secret = "cs" }}, profile_url = "{profile}" }}
+[connectors.conn.calls.echo]
+path = "/api"
+"#,
+            base = p.base_url,
+            authorize = p.authorize_url,
+            token = p.token_url,
+            profile = p.profile_url,
+        ),
+    );
+    lk.put_secret("cs", "live", "client-secret").await;
+    let app = lk.app_key("live").await;
+    (lk, app)
 }
