@@ -158,6 +158,23 @@ pub fn prepare(
     }
 }
 
+/// `query` without the pairs whose (form-decoded) name `drop` picks; the rest byte for byte.
+pub(crate) fn without_params(query: &str, drop: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(query.len());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let raw_name = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let name: String = url::form_urlencoded::parse(raw_name.as_bytes()).map(|(k, _)| k).collect();
+        if drop(&name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(pair);
+    }
+    out
+}
+
 /// Puts an access token on a request, where the method says.
 pub fn apply_token(
     token_in: TokenIn,
@@ -198,17 +215,9 @@ impl Credential {
                 headers.insert(name.clone(), value.clone());
             }
             Credential::Query { name, value } => {
-                let kept: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter(|(k, _)| k != name.as_str())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                let mut pairs = url.query_pairs_mut();
-                pairs.clear();
-                for (k, v) in &kept {
-                    pairs.append_pair(k, v);
-                }
-                pairs.append_pair(name, value.expose_secret());
+                let kept = url.query().map(|q| without_params(q, |n| n == name.as_str()));
+                url.set_query(kept.as_deref().filter(|k| !k.is_empty()));
+                url.query_pairs_mut().append_pair(name, value.expose_secret());
             }
         }
     }

@@ -150,23 +150,6 @@ fn strip_latchkey_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// `query` without the pairs whose (form-decoded) name `drop` picks; the rest byte for byte.
-fn without_params(query: &str, drop: impl Fn(&str) -> bool) -> String {
-    let mut out = String::with_capacity(query.len());
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let raw_name = pair.split_once('=').map_or(pair, |(k, _)| k);
-        let name: String = url::form_urlencoded::parse(raw_name.as_bytes()).map(|(k, _)| k).collect();
-        if drop(&name) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push('&');
-        }
-        out.push_str(pair);
-    }
-    out
-}
-
 /// The hop-by-hop headers, every header `Connection` names, and every `Latchkey-*` header.
 fn strip_named(headers: &mut HeaderMap) {
     let named: Vec<&str> = headers
@@ -322,7 +305,7 @@ impl Engine {
                 url.set_query(Some(q));
             } else {
                 // The connector's fixed parameters win: the caller's of the same name are dropped.
-                let kept = without_params(q, |name| conn.query.iter().any(|(k, _)| k == name));
+                let kept = crate::auth::without_params(q, |name| conn.query.iter().any(|(k, _)| k == name));
                 url.set_query(Some(&kept));
             }
         }
@@ -700,9 +683,9 @@ mod tests {
 
     #[test]
     fn fixed_query_parameters_replace_the_callers_and_keep_the_rest_byte_for_byte() {
-        assert_eq!(super::without_params("a=1&fixed=evil&b=x%20y", |n| n == "fixed"), "a=1&b=x%20y");
-        assert_eq!(super::without_params("fi%78ed=evil&fixed&c", |n| n == "fixed"), "c");
-        assert_eq!(super::without_params("", |_| true), "");
+        assert_eq!(crate::auth::without_params("a=1&fixed=evil&b=x%20y", |n| n == "fixed"), "a=1&b=x%20y");
+        assert_eq!(crate::auth::without_params("fi%78ed=evil&fixed&c", |n| n == "fixed"), "c");
+        assert_eq!(crate::auth::without_params("", |_| true), "");
     }
 
     #[test]
