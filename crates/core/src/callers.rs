@@ -277,7 +277,11 @@ impl Callers {
                 // A key made by another instance (or the CLI) since the last sync, which brings
                 // it into memory within about a second; looked up at a bounded rate meanwhile.
                 if !self.may_look_up(id) {
-                    return Err(unauthenticated());
+                    let mut e = unauthenticated();
+                    e.message.push_str(
+                        "; a key created by another instance or the CLI in the last second is known here after                          the next sync: repeat the request then",
+                    );
+                    return Err(e);
                 }
                 self.store_lookups.fetch_add(1, Ordering::Relaxed);
                 let Some(row) =
