@@ -74,19 +74,106 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// An error with its code and a message for the caller. Constructed only from names and
-/// classifications, never from a secret or from an upstream's echo of one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an error came from: the caller's request, the configuration, the upstream API, the
+/// credential's provider (token endpoint), the store, or Latchkey itself. Code that decides
+/// (reauthorize? count as an upstream failure?) matches on this, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Caller,
+    Config,
+    Upstream,
+    Provider,
+    Store,
+    Internal,
+}
+
+/// Whether the same request can succeed if tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Not without a change: a refused credential, a bad parameter, a missing secret.
+    Never,
+    /// Later, after the cause (an outage, a timeout) has passed.
+    Later,
+    /// After this long, as the other side said (`Retry-After`).
+    After(std::time::Duration),
+}
+
+impl ErrorCode {
+    /// The origin an error of this code has unless it says otherwise.
+    pub fn origin(self) -> Origin {
+        match self {
+            ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::InvalidParams
+            | ErrorCode::RateLimited => Origin::Caller,
+            ErrorCode::ConfigInvalid | ErrorCode::SecretMissing => Origin::Config,
+            ErrorCode::ReauthorizationRequired | ErrorCode::TokenRequestFailed => Origin::Provider,
+            ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout => Origin::Upstream,
+            ErrorCode::Unavailable => Origin::Store,
+            ErrorCode::Internal => Origin::Internal,
+        }
+    }
+
+    /// The retry hint an error of this code has unless it says otherwise.
+    pub fn retry(self) -> Retry {
+        match self {
+            ErrorCode::RateLimited
+            | ErrorCode::TokenRequestFailed
+            | ErrorCode::UpstreamUnreachable
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal => Retry::Later,
+            _ => Retry::Never,
+        }
+    }
+}
+
+/// The cause of an error, kept for logs and `Error::source` (never shown to the caller).
+type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// The error of core: a code (which decides the HTTP status at the edge), a message for the
+/// caller, public details, where it came from, whether retrying helps, and its cause.
+/// Constructed only from names and classifications, never from a secret or from an upstream's
+/// echo of one; the cause is never rendered into a response.
+#[derive(Debug, Clone)]
 pub struct CallError {
     pub code: ErrorCode,
     pub message: String,
-    /// Extra fields for the error body (a provider's `error`, a `reconnect_url`, ...).
+    /// Extra fields for the error body (a provider's `error`, a `reconnect_url`, ...). Shown,
+    /// never read back to decide anything.
     pub details: serde_json::Map<String, serde_json::Value>,
+    origin: Origin,
+    retry: Retry,
+    source: Option<Cause>,
 }
+
+impl PartialEq for CallError {
+    /// Equal in what the caller sees and what decisions read; the cause is not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+            && self.message == other.message
+            && self.details == other.details
+            && self.origin == other.origin
+            && self.retry == other.retry
+    }
+}
+
+impl Eq for CallError {}
 
 impl CallError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: serde_json::Map::new() }
+        Self {
+            code,
+            message: message.into(),
+            details: serde_json::Map::new(),
+            origin: code.origin(),
+            retry: code.retry(),
+            source: None,
+        }
     }
     pub fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidParams, message)
@@ -97,6 +184,42 @@ impl CallError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
+
+    /// The same error, coming from `origin`.
+    #[must_use]
+    pub fn from_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// The same error, with this retry hint.
+    #[must_use]
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The same error, caused by `cause` (kept for `Error::source`, never shown).
+    #[must_use]
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(cause));
+        self
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// The credential's provider refused it, and asking again will not help: the credential
+    /// must change (a user reconnects, an operator fixes a secret).
+    pub fn is_refused_credential(&self) -> bool {
+        self.code == ErrorCode::ReauthorizationRequired
+            || (self.origin == Origin::Provider && self.retry == Retry::Never)
+    }
 }
 
 impl fmt::Display for CallError {
@@ -105,7 +228,11 @@ impl fmt::Display for CallError {
     }
 }
 
-impl std::error::Error for CallError {}
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// The innermost source of an error (the part that says what happened, such as "Connection
 /// refused"), or `None` when it has none. Callers never show the outer error of a reqwest
@@ -116,4 +243,53 @@ pub fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> 
         inner = next;
     }
     Some(inner.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_code_gives_its_origin_and_retry_hint() {
+        let e = CallError::invalid_params("x");
+        assert_eq!((e.origin(), e.retry()), (Origin::Caller, Retry::Never));
+        let e = CallError::new(ErrorCode::UpstreamTimeout, "x");
+        assert_eq!((e.origin(), e.retry()), (Origin::Upstream, Retry::Later));
+        let e = CallError::new(ErrorCode::SecretMissing, "x");
+        assert_eq!((e.origin(), e.retry()), (Origin::Config, Retry::Never));
+    }
+
+    #[test]
+    fn only_a_provider_refusal_or_reauthorization_is_a_refused_credential() {
+        let transient = CallError::new(ErrorCode::TokenRequestFailed, "x");
+        assert!(!transient.is_refused_credential());
+        assert!(transient.clone().with_retry(Retry::Never).is_refused_credential());
+        assert!(CallError::new(ErrorCode::ReauthorizationRequired, "x").is_refused_credential());
+        // Details are shown, never read: a `terminal` key decides nothing.
+        let mut shown = CallError::new(ErrorCode::UpstreamUnreachable, "x");
+        shown.details.insert("terminal".into(), serde_json::Value::Bool(true));
+        assert!(!shown.is_refused_credential());
+        assert!(!CallError::invalid_params("x").is_refused_credential());
+    }
+
+    #[test]
+    fn the_cause_is_kept_as_the_source_and_not_compared() {
+        let store = StoreError::Unavailable { op: "get_token", reason: "connection refused".into() };
+        let e = CallError::from(store);
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        let source = e.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("store unavailable during get_token: connection refused"));
+        assert_eq!(e, CallError::new(ErrorCode::Unavailable, e.message.clone()));
+    }
+
+    #[test]
+    fn corrupt_stored_data_is_internal_from_the_store_and_not_retried() {
+        let e = CallError::from(StoreError::Corrupt { op: "list_tokens", reason: "state `x`".into() });
+        assert_eq!((e.code, e.origin(), e.retry()), (ErrorCode::Internal, Origin::Store, Retry::Never));
+        assert!(e.message.contains("list_tokens"), "{}", e.message);
+        assert!(e.source().is_some());
+    }
 }

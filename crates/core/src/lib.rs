@@ -27,4 +27,4 @@ pub mod token;
 pub mod upstream;
 
 pub use env::Env;
-pub use error::{CallError, ErrorCode};
+pub use error::{CallError, ErrorCode, Origin, Retry};

@@ -13,6 +13,31 @@ pub enum StoreError {
     /// A record already exists where a new one was to be inserted.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The database answered, but a row holds a value this version cannot read (an unknown
+    /// state, kind or environment): written by a newer version, or edited by hand. Retrying
+    /// does not help. The message names the row, never a secret value.
+    #[error("stored data cannot be read during {op}: {reason}")]
+    Corrupt { op: &'static str, reason: String },
+}
+
+impl From<StoreError> for crate::CallError {
+    /// `unavailable` (retry later) while the store cannot be reached, `internal` (retry does
+    /// not help) when what it holds cannot be read; the store's error is kept as the cause.
+    fn from(e: StoreError) -> Self {
+        use crate::{CallError, ErrorCode, Origin, Retry};
+        let error = match &e {
+            StoreError::Corrupt { .. } => CallError::new(
+                ErrorCode::Internal,
+                format!("{e}: restore the row from a backup, or delete it, and run the version that wrote it no more"),
+            )
+            .from_origin(Origin::Store)
+            .with_retry(Retry::Never),
+            StoreError::Unavailable { .. } | StoreError::Conflict(_) => {
+                CallError::new(ErrorCode::Unavailable, e.to_string())
+            }
+        };
+        error.caused_by(e)
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -69,6 +69,10 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(body)).into_response();
         resp.headers_mut().insert("latchkey-error", HeaderValue::from_static(code.as_str()));
+        // The other side said when to come back (a provider's `Retry-After`): so do we.
+        if let latchkey_core::Retry::After(after) = self.error.retry() {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        }
         if status == StatusCode::UNAUTHORIZED {
             let challenge = if self.invalid_token { r#"Bearer error="invalid_token""# } else { "Bearer" };
             resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));

@@ -17,7 +17,7 @@ use latchkey_core::token::TokenState;
 
 /// The environment stored as `env`, for the trait method `op`.
 pub(crate) fn parse_env(op: &'static str, env: &str) -> StoreResult<Env> {
-    env.parse().map_err(|_| StoreError::Unavailable { op, reason: format!("a stored secret has unknown env `{env}`") })
+    env.parse().map_err(|_| StoreError::Corrupt { op, reason: format!("a stored row has unknown env `{env}`") })
 }
 
 /// `secrets`: `name, env, sealed, updated_at`.
@@ -58,7 +58,7 @@ impl Key {
     pub(crate) fn into_row(self, op: &'static str) -> StoreResult<KeyRow> {
         let Key { id, name, kind, hash, created_at, last_used_at } = self;
         let Some(kind) = KeyKind::parse(&kind) else {
-            return Err(StoreError::Unavailable { op, reason: format!("stored key `{id}` has unknown kind `{kind}`") });
+            return Err(StoreError::Corrupt { op, reason: format!("stored key `{id}` has unknown kind `{kind}`") });
         };
         Ok(KeyRow { id, name, kind, hash, created_at, last_used_at })
     }
@@ -114,7 +114,7 @@ impl Token {
             updated_at,
         } = self;
         let key = TokenKey { connector, env: parse_env(op, &env)?, connection };
-        let state = TokenState::parse(&state).map_err(|e| StoreError::Unavailable {
+        let state = TokenState::parse(&state).map_err(|e| StoreError::Corrupt {
             op,
             reason: format!("stored token `{}/{}/{}` has {e}", key.connector, key.env, key.connection),
         })?;
@@ -153,7 +153,7 @@ impl Event {
         let Event { id, at, kind, connector, env, connection, actor, outcome, detail } = self;
         let env = parse_env(op, &env)?;
         let unknown =
-            |e: &dyn std::fmt::Display| StoreError::Unavailable { op, reason: format!("stored event `{id}` has {e}") };
+            |e: &dyn std::fmt::Display| StoreError::Corrupt { op, reason: format!("stored event `{id}` has {e}") };
         let kind = EventKind::parse(&kind).map_err(|e| unknown(&e))?;
         let outcome = EventOutcome::parse(&outcome).map_err(|e| unknown(&e))?;
         Ok(EventRow { id, at, kind, connector, env, connection, actor, outcome, detail })

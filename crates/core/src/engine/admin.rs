@@ -22,7 +22,7 @@ pub struct SecretInfo {
 }
 
 fn unavailable(e: StoreError) -> CallError {
-    CallError::new(ErrorCode::Unavailable, e.to_string())
+    CallError::from(e)
 }
 
 impl Engine {

@@ -35,7 +35,7 @@ pub(crate) fn key_aad(kid: &str) -> Aad {
 }
 
 fn unavailable(e: StoreError) -> CallError {
-    CallError::new(ErrorCode::Unavailable, e.to_string())
+    CallError::from(e)
 }
 
 fn invalid_grant(message: &str) -> CallError {

@@ -444,9 +444,7 @@ impl Engine {
     /// a `reconnect_url` that reconnects the same connection.
     async fn reauthorization(&self, e: CallError, connection: Option<&crate::store::ConnectionRow>) -> CallError {
         let Some(row) = connection else { return e };
-        let refused =
-            e.code == ErrorCode::ReauthorizationRequired || e.details.get("terminal") == Some(&Value::Bool(true));
-        if !refused {
+        if !e.is_refused_credential() {
             return e;
         }
         let mut out = CallError::new(

@@ -172,15 +172,20 @@ pub async fn store_bounded<T>(
     op: impl Future<Output = crate::store::StoreResult<T>>,
     consequence: &str,
 ) -> Result<T, CallError> {
-    let cause = match tokio::time::timeout(STORE_WAIT, op).await {
+    let (cause, source) = match tokio::time::timeout(STORE_WAIT, op).await {
         Ok(Ok(value)) => return Ok(value),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("the store did not answer within {} s", STORE_WAIT.as_secs()),
+        Ok(Err(e @ crate::store::StoreError::Corrupt { .. })) => return Err(e.into()),
+        Ok(Err(e)) => (e.to_string(), Some(e)),
+        Err(_) => (format!("the store did not answer within {} s", STORE_WAIT.as_secs()), None),
     };
-    Err(CallError::new(
+    let error = CallError::new(
         ErrorCode::Unavailable,
         format!("{cause}; {consequence}: check that the database is reachable, then repeat the call"),
-    ))
+    );
+    Err(match source {
+        Some(e) => error.caused_by(e),
+        None => error,
+    })
 }
 
 impl TokenManager {

@@ -176,9 +176,14 @@ impl TokenError {
             e.details.insert("provider_status".into(), Value::from(st));
         }
         if self.terminal {
+            // Shown to the caller; decisions read the retry hint below, never this key.
             e.details.insert("terminal".into(), Value::Bool(true));
         }
-        e
+        e.with_retry(match (self.terminal, self.retry_after) {
+            (true, _) => crate::Retry::Never,
+            (false, Some(after)) => crate::Retry::After(after),
+            (false, None) => crate::Retry::Later,
+        })
     }
 }
 
@@ -390,6 +395,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_refusal_is_never_retried_and_a_failure_says_when_to_retry() {
+        let mut e = TokenError::unusable(503, "temporarily_unavailable", "down".into(), false);
+        assert_eq!(e.to_call_error("c").retry(), crate::Retry::Later);
+        e.retry_after = Some(Duration::from_secs(7));
+        assert_eq!(e.to_call_error("c").retry(), crate::Retry::After(Duration::from_secs(7)));
+        assert!(!e.to_call_error("c").is_refused_credential());
+        e.terminal = true;
+        let refused = e.to_call_error("c");
+        assert_eq!((refused.origin(), refused.retry()), (crate::Origin::Provider, crate::Retry::Never));
+        assert!(refused.is_refused_credential());
+    }
 
     fn request(body: TokenRequestBody, basic: Option<(&str, &str)>, secrets: &[&str]) -> TokenRequest {
         TokenRequest {
