@@ -20,18 +20,18 @@ pub fn seal_secret(vault: &Vault, name: &str, env: Env, value: &SecretString) ->
     vault.seal(&secret_aad(name, env), value.expose_secret().as_bytes())
 }
 
-/// Secret names: letters, digits, `_`, `-` and `.`, at most 128.
-pub fn check_secret_name(name: &str) -> Result<(), String> {
+/// Secret names: letters, digits, `_`, `-` and `.`, at most 128; `invalid_params` otherwise.
+pub fn check_secret_name(name: &str) -> Result<(), CallError> {
     if !name.is_empty()
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
         Ok(())
     } else {
-        Err(format!(
+        Err(CallError::invalid_params(format!(
             "`{}` is not a valid secret name: use letters, digits, `_`, `-` and `.` (at most 128)",
             name.chars().take(64).collect::<String>()
-        ))
+        )))
     }
 }
 

@@ -447,7 +447,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unknown_env_is_unavailable_naming_the_operation_and_the_value() {
+    fn an_unknown_env_is_corrupt_naming_the_operation_and_the_value() {
         let event = Event {
             id: "e1".into(),
             at: 1,
@@ -460,11 +460,11 @@ mod tests {
             detail: "{}".into(),
         };
         let error = event.into_row("list_events").unwrap_err().to_string();
-        assert_eq!(error, "store unavailable during list_events: a stored secret has unknown env `prod`");
+        assert_eq!(error, "stored data cannot be read during list_events: a stored row has unknown env `prod`");
     }
 
     #[test]
-    fn an_unknown_key_kind_is_unavailable_naming_the_key() {
+    fn an_unknown_key_kind_is_corrupt_naming_the_key() {
         let key = Key {
             id: "k1".into(),
             name: "n".into(),
@@ -474,7 +474,7 @@ mod tests {
             last_used_at: None,
         };
         let error = key.into_row("find_key").unwrap_err().to_string();
-        assert_eq!(error, "store unavailable during find_key: stored key `k1` has unknown kind `root`");
+        assert_eq!(error, "stored data cannot be read during find_key: stored key `k1` has unknown kind `root`");
     }
 
     fn event(kind: &str, outcome: &str) -> Event {
@@ -498,14 +498,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_event_kind_or_outcome_is_unavailable_naming_the_event() {
+    fn an_unknown_event_kind_or_outcome_is_corrupt_naming_the_event() {
         let error = event("token.renewed", "ok").into_row("list_events").unwrap_err().to_string();
         assert_eq!(
             error,
-            "store unavailable during list_events: stored event `e1` has unknown event kind `token.renewed`"
+            "stored data cannot be read during list_events: stored event `e1` has unknown event kind `token.renewed`"
         );
         let error = event("token.obtained", "fine").into_row("list_events").unwrap_err().to_string();
-        assert_eq!(error, "store unavailable during list_events: stored event `e1` has unknown event outcome `fine`");
+        assert_eq!(
+            error,
+            "stored data cannot be read during list_events: stored event `e1` has unknown event outcome `fine`"
+        );
     }
 
     fn token(state: &str) -> Token {
@@ -534,11 +537,11 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_token_state_is_unavailable_not_empty() {
+    fn an_unknown_token_state_is_corrupt_not_empty() {
         let error = token("paused").into_row("get_token").unwrap_err().to_string();
         assert_eq!(
             error,
-            "store unavailable during get_token: stored token `crm/live/` has unknown token state `paused`"
+            "stored data cannot be read during get_token: stored token `crm/live/` has unknown token state `paused`"
         );
     }
 }

@@ -3,11 +3,12 @@
 use http::HeaderName;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Credential, sensitive_header};
+use super::Credential;
+use super::sign::{QueryParam, StaticHeader};
 use crate::CallError;
 
 pub(super) fn query(name: &str, key: &SecretString) -> Result<Credential, CallError> {
-    Ok(Credential::Query { name: name.to_owned(), value: key.clone() })
+    Ok(Credential::Static(Box::new(QueryParam::new(name, key.clone()))))
 }
 
 pub(super) fn header(name: &str, prefix: Option<&str>, key: &SecretString) -> Result<Credential, CallError> {
@@ -17,5 +18,5 @@ pub(super) fn header(name: &str, prefix: Option<&str>, key: &SecretString) -> Re
         Some(p) if !p.is_empty() => SecretString::from(format!("{p} {}", key.expose_secret())),
         _ => key.clone(),
     };
-    Ok(Credential::Header { name, value: sensitive_header(text.expose_secret(), "the API key")? })
+    Ok(Credential::Static(Box::new(StaticHeader::new(name, text.expose_secret(), "the API key")?)))
 }

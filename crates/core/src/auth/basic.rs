@@ -5,11 +5,12 @@ use base64::engine::general_purpose::STANDARD;
 use http::header::AUTHORIZATION;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Credential, sensitive_header};
+use super::Credential;
+use super::sign::StaticHeader;
 use crate::CallError;
 
 pub(super) fn header(username: &str, password: &SecretString) -> Result<Credential, CallError> {
     let encoded =
         SecretString::from(format!("Basic {}", STANDARD.encode(format!("{username}:{}", password.expose_secret()))));
-    Ok(Credential::Header { name: AUTHORIZATION, value: sensitive_header(encoded.expose_secret(), "the password")? })
+    Ok(Credential::Static(Box::new(StaticHeader::new(AUTHORIZATION, encoded.expose_secret(), "the password")?)))
 }

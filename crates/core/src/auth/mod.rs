@@ -1,7 +1,9 @@
-//! Authentication methods. The set is closed: [`AuthConfig`] names them, [`prepare`] turns one
-//! into a [`Prepared`] credential for an environment (once, when secrets or connectors change),
-//! and [`Prepared::apply`] signs a request on the hot path without touching the store or the
-//! vault. Adding a method is one new file plus one arm in each `match`.
+//! Authentication methods. [`AuthConfig`] names them, [`prepare`] turns one into a
+//! [`Prepared`] credential for an environment (once, when secrets or connectors change), and
+//! the call path signs each request with it through [`sign::Sign`], the one signing step,
+//! without touching the store or the vault. A method that signs with what was prepared is a
+//! [`Credential::Static`] signer in its own file; OAuth tokens and identity JWTs are obtained
+//! per call and signed with [`sign::Bearer`].
 
 mod api_key;
 pub mod authorization_code;
@@ -10,30 +12,26 @@ mod client_certificate;
 pub mod grant;
 mod jwt_bearer;
 mod oauth2;
+pub mod sign;
 
 pub use client_certificate::ClientPool;
 pub use grant::{Grant, SharedSource, TokenSource};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use http::{HeaderMap, HeaderName};
+use secrecy::SecretString;
 use url::Url;
 
 use crate::config::{AuthConfig, ConnectorConfig, TokenIn};
 use crate::secrets::SecretSet;
 use crate::store::TokenKey;
-use crate::{CallError, Env, ErrorCode};
+use crate::{CallError, Env};
+use sign::{Bearer, Sign, Unsigned};
 
-/// A credential ready to apply. `Debug` never shows a value.
+/// A credential ready to sign with. `Debug` never shows a value.
 pub enum Credential {
     None,
-    Header {
-        name: HeaderName,
-        value: HeaderValue,
-    },
-    Query {
-        name: String,
-        value: SecretString,
-    },
+    /// Signs with what was prepared (an API key in a header or the query, a Basic pair).
+    Static(Box<dyn Sign>),
     /// An OAuth token, obtained and refreshed by the token lifecycle.
     Token(SharedSource),
     /// Per-user tokens from the browser flow: each call names whose connection to use.
@@ -49,8 +47,7 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::None => f.write_str("Credential::None"),
-            Credential::Header { name, .. } => write!(f, "Credential::Header({name}: [REDACTED])"),
-            Credential::Query { name, .. } => write!(f, "Credential::Query({name}=[REDACTED])"),
+            Credential::Static(signer) => write!(f, "Credential::Static({signer:?})"),
             Credential::Token(src) => write!(f, "Credential::Token({:?})", src.key),
             Credential::User(u) => write!(f, "Credential::User({:?})", u.template.key),
             Credential::Identity { audience, .. } => write!(f, "Credential::Identity({audience})"),
@@ -80,7 +77,7 @@ pub fn prepare(
         if !public_only {
             return Ok(());
         }
-        crate::upstream::egress::check_url(field, url).map_err(|m| CallError::new(ErrorCode::UpstreamUnreachable, m))
+        crate::upstream::egress::check_url(field, url)
     };
     let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
     let source =
@@ -175,30 +172,22 @@ pub(crate) fn without_params(query: &str, drop: impl Fn(&str) -> bool) -> String
     out
 }
 
-/// Puts an access token on a request, where the method says.
+/// Puts an access token on a request, where the method says (outside the call path: the
+/// provider's profile and revocation requests).
 pub fn apply_token(
     token_in: TokenIn,
     token: &SecretString,
     headers: &mut HeaderMap,
     url: &mut Url,
 ) -> Result<(), CallError> {
-    match token_in {
-        TokenIn::Header => {
-            let value = sensitive_header(&format!("Bearer {}", token.expose_secret()), "the access token")?;
-            headers.insert(http::header::AUTHORIZATION, value);
-        }
-        TokenIn::Query => {
-            Credential::Query { name: "access_token".into(), value: token.clone() }.apply(headers, url);
-        }
-    }
-    Ok(())
+    Bearer { token, token_in }.sign(&mut Unsigned { method: &http::Method::GET, url, headers, body: None })
 }
 
 impl Credential {
-    /// Names of request headers that the caller may not set, because this credential owns them.
+    /// The request header that the caller may not set, because this credential owns it.
     pub fn owned_header(&self) -> Option<&HeaderName> {
         match self {
-            Credential::Header { name, .. } => Some(name),
+            Credential::Static(signer) => signer.owned_header(),
             Credential::Token(src) if src.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::User(u) if u.template.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::Identity { .. } => Some(&http::header::AUTHORIZATION),
@@ -206,31 +195,11 @@ impl Credential {
         }
     }
 
-    /// Signs a request: replaces any caller-supplied header or query parameter of the same name.
-    pub fn apply(&self, headers: &mut HeaderMap, url: &mut Url) {
+    /// The signer of a credential that signs with what was prepared, if this is one.
+    pub fn prepared_signer(&self) -> Option<&dyn Sign> {
         match self {
-            Credential::None | Credential::Token(_) | Credential::User(_) | Credential::Identity { .. } => {}
-            Credential::Header { name, value } => {
-                headers.remove(name);
-                headers.insert(name.clone(), value.clone());
-            }
-            Credential::Query { name, value } => {
-                let kept = url.query().map(|q| without_params(q, |n| n == name.as_str()));
-                url.set_query(kept.as_deref().filter(|k| !k.is_empty()));
-                url.query_pairs_mut().append_pair(name, value.expose_secret());
-            }
+            Credential::Static(signer) => Some(signer.as_ref()),
+            _ => None,
         }
     }
-}
-
-/// A header value that HTTP libraries treat as sensitive (kept out of their debug output).
-fn sensitive_header(text: &str, what: &str) -> Result<HeaderValue, CallError> {
-    let mut value = HeaderValue::from_str(text).map_err(|_| {
-        CallError::new(
-            crate::ErrorCode::SecretMissing,
-            format!("{what} contains characters that cannot go into an HTTP header (line breaks or control characters): set it again"),
-        )
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
 }

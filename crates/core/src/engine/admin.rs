@@ -27,7 +27,7 @@ fn unavailable(e: StoreError) -> CallError {
 
 impl Engine {
     pub async fn put_secret(&self, name: &str, env: Env, value: &SecretString) -> Result<SecretInfo, CallError> {
-        check_secret_name(name).map_err(CallError::invalid_params)?;
+        check_secret_name(name)?;
         if secrecy::ExposeSecret::expose_secret(value).is_empty() {
             return Err(CallError::invalid_params(format!("the value of secret `{name}` is empty")));
         }

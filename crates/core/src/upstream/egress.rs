@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::{CallError, ErrorCode};
+
 /// Whether an address is on the public internet: not loopback, private (RFC 1918), shared
 /// (RFC 6598), link-local (169.254.0.0/16, where cloud metadata services live), unique-local
 /// IPv6, multicast, broadcast, reserved or unspecified, and not one of those wrapped in IPv6
@@ -99,8 +101,9 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-/// Refuses a URL whose host is a non-public IP literal (names are checked when resolved).
-pub fn check_url(field: &str, url: &str) -> Result<(), String> {
+/// Refuses a URL whose host is a non-public IP literal (names are checked when resolved):
+/// `upstream_unreachable`, naming the field.
+pub fn check_url(field: &str, url: &str) -> Result<(), CallError> {
     let Ok(parsed) = url::Url::parse(url) else { return Ok(()) };
     let ip = match parsed.host() {
         Some(url::Host::Ipv4(a)) => IpAddr::V4(a),
@@ -110,7 +113,10 @@ pub fn check_url(field: &str, url: &str) -> Result<(), String> {
     if is_public(ip) {
         return Ok(());
     }
-    Err(format!("{field}: {}", refusal(&ip.to_string(), &[SocketAddr::new(ip, 0)])))
+    Err(CallError::new(
+        ErrorCode::UpstreamUnreachable,
+        format!("{field}: {}", refusal(&ip.to_string(), &[SocketAddr::new(ip, 0)])),
+    ))
 }
 
 #[cfg(test)]

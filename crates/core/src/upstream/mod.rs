@@ -56,26 +56,39 @@ pub struct Origin {
     public_only: bool,
 }
 
+/// Why a URL names no origin Latchkey can send to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    #[error("scheme `{0}` is not http or https")]
+    Scheme(String),
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("the URL has no port")]
+    NoPort,
+    #[error("the host cannot go into a header")]
+    Host,
+}
+
 impl Origin {
-    pub fn from_url(url: &Url, public_only: bool) -> Result<Origin, String> {
+    pub fn from_url(url: &Url, public_only: bool) -> Result<Origin, OriginError> {
         let https = match url.scheme() {
             "https" => true,
             "http" => false,
-            s => return Err(format!("scheme `{s}` is not http or https")),
+            s => return Err(OriginError::Scheme(s.to_owned())),
         };
         let host = match url.host() {
             Some(url::Host::Domain(d)) => d.to_owned(),
             Some(url::Host::Ipv4(a)) => a.to_string(),
             Some(url::Host::Ipv6(a)) => a.to_string(),
-            None => return Err("the URL has no host".into()),
+            None => return Err(OriginError::NoHost),
         };
-        let port = url.port_or_known_default().ok_or("the URL has no port")?;
+        let port = url.port_or_known_default().ok_or(OriginError::NoPort)?;
         let host_str = url.host_str().unwrap_or_default();
         let authority = match url.port() {
             Some(p) => format!("{host_str}:{p}"),
             None => host_str.to_owned(),
         };
-        let host_header = HeaderValue::from_str(&authority).map_err(|_| "the host cannot go into a header")?;
+        let host_header = HeaderValue::from_str(&authority).map_err(|_| OriginError::Host)?;
         // A connection made under one egress rule is never handed to the other.
         let rule = if public_only { "public:" } else { "" };
         Ok(Origin {
@@ -148,7 +161,7 @@ type IdleLists = Vec<HashMap<Arc<str>, Vec<Conn>>>;
 
 /// The client of one TLS identity: the default one, or one per client certificate.
 pub struct Upstream {
-    tls: Result<Arc<rustls::ClientConfig>, String>,
+    tls: Result<Arc<rustls::ClientConfig>, TlsError>,
     idle: Mutex<IdleLists>,
 }
 

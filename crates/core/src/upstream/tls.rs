@@ -90,8 +90,8 @@ pub enum TlsError {
 }
 
 /// The default: servers verified against the system's trust store, no client certificate.
-pub(crate) fn default_config() -> Result<ClientConfig, String> {
-    Ok(speaking_http1(verifying(None).map_err(|e| e.to_string())?.with_no_client_auth()))
+pub(crate) fn default_config() -> Result<ClientConfig, TlsError> {
+    Ok(speaking_http1(verifying(None)?.with_no_client_auth()))
 }
 
 /// Mutual TLS: `chain` and `key` are PEM; with `ca`, only that CA is trusted for the server.

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use latchkey_core::Env;
+use latchkey_core::auth::sign::Unsigned;
 use latchkey_core::config::Config;
 use latchkey_core::engine::{Engine, EngineSettings};
 use latchkey_core::secrets::seal_secret;
@@ -27,7 +28,9 @@ fn sent_key(engine: &Engine, name: &str) -> Option<String> {
     let conn = engine.connector(name)?;
     let prepared = conn.credential(Env::Live).ok()?;
     let (mut headers, mut url) = (http::HeaderMap::new(), url::Url::parse("https://x.example/").ok()?);
-    prepared.credential.apply(&mut headers, &mut url);
+    let method = http::Method::GET;
+    let signer = prepared.credential.prepared_signer()?;
+    signer.sign(&mut Unsigned { method: &method, url: &mut url, headers: &mut headers, body: None }).ok()?;
     Some(headers.get("x-key")?.to_str().ok()?.to_owned())
 }
 

@@ -107,7 +107,7 @@ async fn a_file_that_is_not_a_database_is_unavailable() {
 }
 
 #[tokio::test]
-async fn a_row_with_an_unknown_env_is_unavailable_naming_the_operation() {
+async fn a_row_with_an_unknown_env_is_corrupt_naming_the_operation() {
     // `events.env` has no CHECK constraint: a hand edit can store what no writer would.
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("lk.db")).await.unwrap();
@@ -119,11 +119,11 @@ async fn a_row_with_an_unknown_env_is_unavailable_naming_the_operation() {
     .await
     .unwrap();
     let error = store.list_events(&EventFilter::default()).await.unwrap_err().to_string();
-    assert_eq!(error, "store unavailable during list_events: a stored secret has unknown env `prod`");
+    assert_eq!(error, "stored data cannot be read during list_events: a stored row has unknown env `prod`");
 }
 
 #[tokio::test]
-async fn a_token_with_an_unknown_state_is_unavailable_not_empty() {
+async fn a_token_with_an_unknown_state_is_corrupt_not_empty() {
     // `tokens.state` has no CHECK constraint; before, such a row read as `empty`.
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("lk.db")).await.unwrap();
@@ -138,10 +138,10 @@ async fn a_token_with_an_unknown_state_is_unavailable_not_empty() {
     let error = store.get_token(&key).await.unwrap_err().to_string();
     assert_eq!(
         error,
-        "store unavailable during get_token: stored token `crm/live/` has unknown token state `refreshing`"
+        "stored data cannot be read during get_token: stored token `crm/live/` has unknown token state `refreshing`"
     );
     let error = store.list_tokens().await.unwrap_err().to_string();
-    assert!(error.starts_with("store unavailable during list_tokens: "), "{error}");
+    assert!(error.starts_with("stored data cannot be read during list_tokens: "), "{error}");
     let error = store.take_lease(&key, "me", 2, 3).await.unwrap_err().to_string();
-    assert!(error.starts_with("store unavailable during take_lease: "), "{error}");
+    assert!(error.starts_with("stored data cannot be read during take_lease: "), "{error}");
 }
