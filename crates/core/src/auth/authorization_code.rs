@@ -30,14 +30,14 @@ pub(super) fn grant(
     let secret = c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned()).transpose()?;
     let mut id = latchkey_vault::Fingerprint::default();
     id.part(b"authorization_code")
-        .part(c.token_url.as_bytes())
+        .part(c.token_url.as_str().as_bytes())
         .part(c.client_id.as_bytes())
         .opt(secret.as_ref().map(|s| s.expose_secret().as_bytes()))
         .part(&[c.client_auth as u8]);
     let client = Client { id: c.client_id.clone(), secret, auth: c.client_auth };
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: "expires_in".into() };
     let scope = c.scope.as_ref().map(|s| s.joined(&c.scope_separator));
-    Ok((Grant::AuthorizationCode { token_url: c.token_url.clone(), client, scope, shape }, id))
+    Ok((Grant::AuthorizationCode { token_url: c.token_url.to_string(), client, scope, shape }, id))
 }
 
 /// `[name]` values must stay inside a host label or path segment.
@@ -137,7 +137,7 @@ impl UserAuth {
         }
         let basic_auth = self.client().authenticate(&mut form);
         TokenRequest {
-            url: self.config.token_url.clone(),
+            url: self.config.token_url.to_string(),
             headers: Vec::new(),
             basic_auth,
             body: TokenRequestBody::Form(form),
@@ -165,7 +165,7 @@ impl UserAuth {
         let mut req = self
             .template
             .client
-            .post(url)
+            .post(url.value().clone())
             .timeout(self.template.timeout)
             .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body);
@@ -189,7 +189,7 @@ impl UserAuth {
     /// Reads the provider's profile with a fresh access token: (user id, email).
     pub async fn profile(&self, access_token: &SecretString) -> Result<(Option<String>, Option<String>), CallError> {
         let Some(url) = &self.config.profile_url else { return Ok((None, None)) };
-        let mut url = url::Url::parse(url).map_err(|_| CallError::internal("profile_url is not a URL"))?;
+        let mut url = url.value().clone();
         let mut headers = http::HeaderMap::new();
         super::apply_token(self.template.token_in, access_token, &mut headers, &mut url)?;
         let resp = self

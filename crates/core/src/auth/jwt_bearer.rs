@@ -60,7 +60,7 @@ impl JwtGrant {
                  nor a service-account JSON key; set it again with `latchkey secret set`"
                 .into())
         })?;
-        let token_url = cfg.token_url.clone().or(json_token_url).ok_or_else(|| {
+        let token_url = cfg.token_url.as_ref().map(ToString::to_string).or(json_token_url).ok_or_else(|| {
             CallError::new(
                 ErrorCode::ConfigInvalid,
                 "jwt_bearer: set `token_url` (or use a service-account JSON key, which has `token_uri`)",

@@ -142,7 +142,7 @@ pub fn prepare(
         AuthConfig::OAuth2AuthorizationCode(c) => {
             for (field, url) in [("auth.profile_url", &c.profile_url), ("auth.revoke_url", &c.revoke_url)] {
                 if let Some(url) = url {
-                    egress(field, url)?;
+                    egress(field, url.as_str())?;
                 }
             }
             let (g, id) = authorization_code::grant(c, env, secrets)?;

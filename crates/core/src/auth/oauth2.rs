@@ -1,14 +1,14 @@
 //! `oauth2_password`, `oauth2_client_credentials` and `oauth2_custom_token`: their grants with
 //! secrets resolved. The requests themselves are built in `grant.rs`.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use latchkey_vault::Fingerprint;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::grant::{Client, Grant};
 use crate::config::{OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password};
 use crate::secrets::SecretSet;
-use crate::template::{Body, Text, Values};
+use crate::template::Values;
 use crate::token::TokenResponseShape;
 use crate::{CallError, Env, ErrorCode};
 
@@ -18,7 +18,7 @@ pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Res
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
     let mut id = Fingerprint::default();
     id.part(b"password")
-        .part(c.token_url.as_bytes())
+        .part(c.token_url.as_str().as_bytes())
         .part(c.username.as_bytes())
         .part(password.expose_secret().as_bytes())
         .part(c.client_id.as_bytes())
@@ -26,7 +26,10 @@ pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Res
         .opt(scope.as_ref().map(|s| s.as_bytes()))
         .part(&[c.client_auth as u8]);
     let client = Client { id: c.client_id.clone(), secret: client_secret, auth: c.client_auth };
-    Ok((Grant::Password { token_url: c.token_url.clone(), username: c.username.clone(), password, client, scope }, id))
+    Ok((
+        Grant::Password { token_url: c.token_url.to_string(), username: c.username.clone(), password, client, scope },
+        id,
+    ))
 }
 
 pub(super) fn client_credentials(
@@ -38,14 +41,17 @@ pub(super) fn client_credentials(
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
     let mut id = Fingerprint::default();
     id.part(b"client_credentials")
-        .part(c.token_url.as_bytes())
+        .part(c.token_url.as_str().as_bytes())
         .part(c.client_id.as_bytes())
         .part(secret.expose_secret().as_bytes())
         .opt(scope.as_ref().map(|s| s.as_bytes()))
         .opt(c.audience.as_ref().map(|s| s.as_bytes()))
         .part(&[c.client_auth as u8]);
     let client = Client { id: c.client_id.clone(), secret: Some(secret), auth: c.client_auth };
-    Ok((Grant::ClientCredentials { token_url: c.token_url.clone(), client, scope, audience: c.audience.clone() }, id))
+    Ok((
+        Grant::ClientCredentials { token_url: c.token_url.to_string(), client, scope, audience: c.audience.clone() },
+        id,
+    ))
 }
 
 pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Result<(Grant, Fingerprint), CallError> {
@@ -59,14 +65,10 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
         values.insert(name.clone(), serde_json::Value::String(secret.expose_secret().to_owned()));
         sent.push(secret.clone());
     }
-    let template = crate::config::validate::body_template(&c.token_body)
-        .map_err(|e| CallError::new(ErrorCode::ConfigInvalid, format!("oauth2_custom_token: token_body {e}")))?;
-    let body = SecretString::from(
-        serde_json::to_string(&Body::new(template.render_json()).render(&values)).unwrap_or_default(),
-    );
+    let body = SecretString::from(serde_json::to_string(&c.token_body.body().render(&values)).unwrap_or_default());
     let mut headers = Vec::new();
     for (k, v) in &c.token_headers {
-        let text = Text::parse(v).render_value(&values, "a token header")?.unwrap_or_default();
+        let text = v.render_value(&values, "a token header")?.unwrap_or_default();
         let mut value = HeaderValue::from_str(&text).map_err(|_| {
             CallError::new(
                 ErrorCode::SecretMissing,
@@ -74,13 +76,11 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
             )
         })?;
         value.set_sensitive(true);
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| CallError::new(ErrorCode::ConfigInvalid, format!("`{k}` is not a header name")))?;
-        headers.push((name, value));
+        headers.push((k.value().clone(), value));
     }
     let mut id = Fingerprint::default();
     id.part(b"custom")
-        .part(c.token_url.as_bytes())
+        .part(c.token_url.as_str().as_bytes())
         .part(c.token_name.as_bytes())
         .part(c.expires_in_name.as_bytes())
         .part(body.expose_secret().as_bytes());
@@ -88,5 +88,5 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
         id.part(k.as_str().as_bytes()).part(v.as_bytes());
     }
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: c.expires_in_name.clone() };
-    Ok((Grant::Custom { token_url: c.token_url.clone(), headers, body, shape, secrets: sent }, id))
+    Ok((Grant::Custom { token_url: c.token_url.to_string(), headers, body, shape, secrets: sent }, id))
 }

@@ -2,16 +2,24 @@
 //! are JSON of the same shape). Parsed once into typed structs and validated at load, with every
 //! problem listed at once: file, connector, field, what is wrong and what to do.
 
+mod auth_tables;
+mod methods;
 mod problems;
 mod raw;
-pub(crate) mod validate;
+mod secret_ref;
+mod validate;
+mod value;
 
-pub use problems::{ConfigErrors, Problem};
-pub use raw::{
-    Access, ApiKeyHeader, ApiKeyQuery, AuthConfig, AuthorizationCode, Basic, CallConfig, ClientAuth, ClientCertificate,
-    ConnectorConfig, JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
-    ParamConfig, PemSource, RedirectMode, RefreshOn, Scope, SecretRef, ServerConfig, TokenIn, TokenResponseFormat,
+pub use auth_tables::{
+    ApiKeyHeader, ApiKeyQuery, AuthorizationCode, Basic, ClientAuth, ClientCertificate, JwtBearer, LatchkeyIdentity,
+    NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password, RedirectMode, Scope, TokenIn,
+    TokenResponseFormat,
 };
+pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
+pub use problems::{ConfigErrors, Problem};
+pub use raw::{Access, CallConfig, ConnectorConfig, ParamConfig, RefreshOn, ServerConfig};
+pub use secret_ref::{PemSource, SecretRef};
+pub use value::{BaseUrl, BodyTemplate, FromField, HeaderTable, HeaderText, LoginUrl, Parsed, ValueError};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,22 +30,6 @@ pub struct Config {
     pub server: ServerConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
-
-/// The auth methods this version implements, and those that are named but come later.
-pub const METHODS: &[&str] = &[
-    "none",
-    "api_key_query",
-    "api_key_header",
-    "basic",
-    "client_certificate",
-    "oauth2_password",
-    "oauth2_client_credentials",
-    "oauth2_custom_token",
-    "jwt_bearer",
-    "oauth2_authorization_code",
-    "latchkey_identity",
-];
-pub const LATER_METHODS: &[&str] = &["digest", "oauth1", "aws_sigv4"];
 
 impl Config {
     /// Reads and validates a configuration file.

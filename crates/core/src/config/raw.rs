@@ -4,95 +4,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use http::{HeaderValue, Method};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::Config;
+use super::methods::{AuthConfig, AuthMethod, parse_auth};
 use super::problems::{ConfigErrors, Problem};
-use super::{Config, LATER_METHODS, METHODS};
-
-/// Where a secret comes from: a vault secret by name, or a process environment variable.
-/// A plain string is refused, so a secret can never be written into the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Vault(String),
-    Env(String),
-}
-
-impl fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretRef::Vault(n) => write!(f, "secret `{n}`"),
-            SecretRef::Env(v) => write!(f, "environment variable `{v}`"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SecretRef;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(r#"{ secret = "NAME" } or { env = "VAR" }"#)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretRef, E> {
-                Err(E::custom(
-                    "a secret cannot be written in the configuration: store it with \
-                     `latchkey secret set NAME` (value on standard input) and write \
-                     `{ secret = \"NAME\" }` here, or `{ env = \"VAR\" }` to read it from the environment",
-                ))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
-                let mut found: Option<SecretRef> = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    let value: String = map.next_value()?;
-                    if value.is_empty() {
-                        return Err(de::Error::custom(format!(
-                            "`{key}` must name a {}",
-                            if key == "env" { "variable" } else { "secret" }
-                        )));
-                    }
-                    let r = match key.as_str() {
-                        "secret" => SecretRef::Vault(value),
-                        "env" => SecretRef::Env(value),
-                        other => {
-                            return Err(de::Error::custom(format!(
-                                "unknown key `{other}` in a secret reference: write {{ secret = \"NAME\" }} or {{ env = \"VAR\" }}"
-                            )));
-                        }
-                    };
-                    if found.replace(r).is_some() {
-                        return Err(de::Error::custom("give either `secret` or `env`, not both"));
-                    }
-                }
-                found.ok_or_else(|| {
-                    de::Error::custom(r#"empty secret reference: write { secret = "NAME" } or { env = "VAR" }"#)
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Serialize for SecretRef {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        match self {
-            SecretRef::Vault(n) => m.serialize_entry("secret", n)?,
-            SecretRef::Env(v) => m.serialize_entry("env", v)?,
-        }
-        m.end()
-    }
-}
-
-/// A PEM given inline (a public certificate is not secret) or by reference.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum PemSource {
-    Inline(String),
-    Ref(SecretRef),
-}
+use super::secret_ref::SecretRef;
+use super::value::{BaseUrl, BodyTemplate, HeaderTable, HeaderText, Parsed};
+use crate::template::Text;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -163,382 +84,6 @@ pub struct ServerConfig {
     pub max_connections: Option<u32>,
 }
 
-/// The `auth` table: one variant per method, each with its own fields. Deserialized by
-/// [`parse_auth`] (the method first, then its fields), so that a problem names its exact field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "method", rename_all = "snake_case")]
-pub enum AuthConfig {
-    None(NoAuth),
-    ApiKeyQuery(ApiKeyQuery),
-    ApiKeyHeader(ApiKeyHeader),
-    Basic(Basic),
-    ClientCertificate(ClientCertificate),
-    #[serde(rename = "oauth2_password")]
-    OAuth2Password(OAuth2Password),
-    #[serde(rename = "oauth2_client_credentials")]
-    OAuth2ClientCredentials(OAuth2ClientCredentials),
-    #[serde(rename = "oauth2_custom_token")]
-    OAuth2CustomToken(OAuth2CustomToken),
-    JwtBearer(JwtBearer),
-    #[serde(rename = "oauth2_authorization_code")]
-    OAuth2AuthorizationCode(AuthorizationCode),
-    LatchkeyIdentity(LatchkeyIdentity),
-}
-
-/// Sends the calling user's identity to an upstream the app owns: a short-lived JWT signed
-/// with Latchkey's identity key (verifiable with the JWKS), `aud` = this connector.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LatchkeyIdentity {
-    /// Defaults to the connector's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-    #[serde(default = "default_identity_lifetime_s")]
-    pub lifetime_s: u64,
-}
-
-fn default_identity_lifetime_s() -> u64 {
-    60
-}
-
-/// The authorization-code flow ("user-agent flow"): tokens belong to one end user, in a
-/// connection made through the browser.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthorizationCode {
-    /// The login dialog; `[name]` inserts a parameter given when the connect session starts.
-    pub authorize_url: String,
-    pub token_url: String,
-    pub client_id: String,
-    /// Optional: public clients (PKCE only) have none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<SecretRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
-    #[serde(default = "default_scope_separator")]
-    pub scope_separator: String,
-    #[serde(default = "yes")]
-    pub pkce: bool,
-    #[serde(default)]
-    pub client_auth: ClientAuth,
-    #[serde(default)]
-    pub token_in: TokenIn,
-    /// Dotted path of the access token in the token response.
-    #[serde(default = "default_token_name")]
-    pub token_name: String,
-    #[serde(default)]
-    pub token_response: TokenResponseFormat,
-    /// Adds `access_type=offline&prompt=consent` (providers that give refresh tokens only so).
-    #[serde(default)]
-    pub offline_access: bool,
-    #[serde(default)]
-    pub extra_authorize_params: BTreeMap<String, String>,
-    #[serde(default)]
-    pub redirect: RedirectMode,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile_url: Option<String>,
-    #[serde(default = "default_user_id_path")]
-    pub user_id_path: String,
-    #[serde(default = "default_user_email_path")]
-    pub user_email_path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoke_url: Option<String>,
-    /// This connector may sign users in (the identity-provider part; later).
-    #[serde(default)]
-    pub login: bool,
-    /// The provider's issuer: when set, a callback's `iss` (RFC 9207) must equal it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-}
-
-fn default_scope_separator() -> String {
-    " ".to_owned()
-}
-fn default_user_id_path() -> String {
-    "id".to_owned()
-}
-fn default_user_email_path() -> String {
-    "email".to_owned()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenResponseFormat {
-    #[default]
-    Json,
-    /// The token comes back as `access_token=...&expires_in=...`.
-    Form,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RedirectMode {
-    /// One `/oauth/callback` for every connector.
-    #[default]
-    Generic,
-    /// `/oauth/<connector>/callback`.
-    PerConnector,
-}
-
-/// How a client authenticates at the token endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// `Authorization: Basic` with the form-encoded id and secret.
-    #[default]
-    Basic,
-    /// `client_id` and `client_secret` in the form body.
-    Body,
-}
-
-/// Where an access token goes on the upstream call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenIn {
-    /// `Authorization: Bearer <token>`.
-    #[default]
-    Header,
-    /// `?access_token=<token>`.
-    Query,
-}
-
-/// A scope given as one string or as a list (joined with spaces).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum Scope {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Scope {
-    pub fn joined(&self, separator: &str) -> String {
-        match self {
-            Scope::One(s) => s.clone(),
-            Scope::Many(v) => v.join(separator),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuth2Password {
-    pub token_url: String,
-    pub username: String,
-    pub password: SecretRef,
-    pub client_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<SecretRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
-    #[serde(default)]
-    pub client_auth: ClientAuth,
-    #[serde(default)]
-    pub token_in: TokenIn,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuth2ClientCredentials {
-    pub token_url: String,
-    pub client_id: String,
-    pub client_secret: SecretRef,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-    #[serde(default)]
-    pub client_auth: ClientAuth,
-    #[serde(default)]
-    pub token_in: TokenIn,
-}
-
-/// A token request of the provider's own shape: a JSON body and headers whose `<name>`
-/// placeholders take the `secrets` and `values` declared here.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OAuth2CustomToken {
-    pub token_url: String,
-    #[serde(default)]
-    pub token_headers: BTreeMap<String, String>,
-    /// A JSON template: a string of JSON text, or a table meaning the same JSON.
-    pub token_body: serde_json::Value,
-    /// Dotted path of the access token in the response.
-    #[serde(default = "default_token_name")]
-    pub token_name: String,
-    /// Dotted path of the lifetime in seconds in the response.
-    #[serde(default = "default_expires_in_name")]
-    pub expires_in_name: String,
-    /// Secrets the templates may use, by placeholder name.
-    #[serde(default)]
-    pub secrets: BTreeMap<String, SecretRef>,
-    /// Fixed, non-secret values the templates may use, by placeholder name.
-    #[serde(default)]
-    pub values: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub token_in: TokenIn,
-}
-
-fn default_token_name() -> String {
-    "access_token".to_owned()
-}
-fn default_expires_in_name() -> String {
-    "expires_in".to_owned()
-}
-
-/// RFC 7523 JWT-bearer grant, as Google service accounts use it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtBearer {
-    /// Optional when `private_key` is a service-account JSON key, which carries `token_uri`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_url: Option<String>,
-    /// The service account's e-mail; optional with a service-account JSON key (`client_email`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
-    pub private_key: SecretRef,
-    /// Defaults to the token URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    #[serde(default = "default_lifetime_s")]
-    pub lifetime_s: u64,
-    #[serde(default)]
-    pub token_in: TokenIn,
-}
-
-fn default_lifetime_s() -> u64 {
-    3600
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig::None(NoAuth {})
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoAuth {}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyQuery {
-    pub name: String,
-    pub key: SecretRef,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyHeader {
-    #[serde(default = "default_auth_header")]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    pub key: SecretRef,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Basic {
-    pub username: String,
-    pub password: SecretRef,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCertificate {
-    pub certificate: SecretRef,
-    pub private_key: SecretRef,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_certificate: Option<PemSource>,
-}
-
-fn default_auth_header() -> String {
-    "Authorization".to_owned()
-}
-
-impl AuthConfig {
-    pub fn method(&self) -> &'static str {
-        match self {
-            AuthConfig::None(_) => "none",
-            AuthConfig::ApiKeyQuery(_) => "api_key_query",
-            AuthConfig::ApiKeyHeader(_) => "api_key_header",
-            AuthConfig::Basic(_) => "basic",
-            AuthConfig::ClientCertificate(_) => "client_certificate",
-            AuthConfig::OAuth2Password(_) => "oauth2_password",
-            AuthConfig::OAuth2ClientCredentials(_) => "oauth2_client_credentials",
-            AuthConfig::OAuth2CustomToken(_) => "oauth2_custom_token",
-            AuthConfig::JwtBearer(_) => "jwt_bearer",
-            AuthConfig::OAuth2AuthorizationCode(_) => "oauth2_authorization_code",
-            AuthConfig::LatchkeyIdentity(_) => "latchkey_identity",
-        }
-    }
-
-    /// Every secret reference of this method, with the field that holds it.
-    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        match self {
-            AuthConfig::None(_) => vec![],
-            AuthConfig::ApiKeyQuery(a) => vec![("key", &a.key)],
-            AuthConfig::ApiKeyHeader(a) => vec![("key", &a.key)],
-            AuthConfig::Basic(b) => vec![("password", &b.password)],
-            AuthConfig::ClientCertificate(c) => {
-                let mut v = vec![("certificate", &c.certificate), ("private_key", &c.private_key)];
-                if let Some(PemSource::Ref(r)) = &c.ca_certificate {
-                    v.push(("ca_certificate", r));
-                }
-                v
-            }
-            AuthConfig::OAuth2Password(p) => {
-                let mut v = vec![("password", &p.password)];
-                if let Some(s) = &p.client_secret {
-                    v.push(("client_secret", s));
-                }
-                v
-            }
-            AuthConfig::OAuth2ClientCredentials(c) => vec![("client_secret", &c.client_secret)],
-            AuthConfig::OAuth2CustomToken(c) => c.secrets.values().map(|r| ("secrets", r)).collect(),
-            AuthConfig::JwtBearer(j) => vec![("private_key", &j.private_key)],
-            AuthConfig::OAuth2AuthorizationCode(c) => c.client_secret.iter().map(|s| ("client_secret", s)).collect(),
-            AuthConfig::LatchkeyIdentity(_) => vec![],
-        }
-    }
-}
-
-/// The `auth` table: its `method` first, then that method's fields, each problem with its path.
-fn parse_auth(value: serde_json::Value) -> Result<AuthConfig, Vec<(String, String)>> {
-    let serde_json::Value::Object(mut map) = value else {
-        return Err(vec![(String::new(), "must be a table: `auth = { method = \"...\", ... }`".into())]);
-    };
-    let method = match map.remove("method") {
-        Some(serde_json::Value::String(m)) => m,
-        Some(_) => return Err(vec![("method".into(), "must be a string".into())]),
-        None => return Err(vec![(String::new(), format!("missing `method`: one of {}", METHODS.join(", ")))]),
-    };
-    let rest = serde_json::Value::Object(map);
-    let field = |r: Result<AuthConfig, (String, String)>| r.map_err(|e| vec![e]);
-    match method.as_str() {
-        "none" => field(typed(rest).map(AuthConfig::None)),
-        "api_key_query" => field(typed(rest).map(AuthConfig::ApiKeyQuery)),
-        "api_key_header" => field(typed(rest).map(AuthConfig::ApiKeyHeader)),
-        "basic" => field(typed(rest).map(AuthConfig::Basic)),
-        "client_certificate" => field(typed(rest).map(AuthConfig::ClientCertificate)),
-        "oauth2_password" => field(typed(rest).map(AuthConfig::OAuth2Password)),
-        "oauth2_client_credentials" => field(typed(rest).map(AuthConfig::OAuth2ClientCredentials)),
-        "oauth2_custom_token" => field(typed(rest).map(AuthConfig::OAuth2CustomToken)),
-        "jwt_bearer" => field(typed(rest).map(AuthConfig::JwtBearer)),
-        "oauth2_authorization_code" => field(typed(rest).map(AuthConfig::OAuth2AuthorizationCode)),
-        "latchkey_identity" => field(typed(rest).map(AuthConfig::LatchkeyIdentity)),
-        m if LATER_METHODS.contains(&m) => Err(vec![(
-            "method".into(),
-            format!("`{m}` is not available in this version of Latchkey yet; available: {}", METHODS.join(", ")),
-        )]),
-        m => Err(vec![("method".into(), format!("unknown auth method `{m}`: use one of {}", METHODS.join(", ")))]),
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshOn {
@@ -575,16 +120,16 @@ pub struct ParamConfig {
 #[serde(deny_unknown_fields)]
 pub struct CallConfig {
     #[serde(default = "default_method")]
-    pub method: String,
+    pub method: Parsed<Method>,
+    #[serde(default = "empty_path")]
+    pub path: Parsed<Text>,
     #[serde(default)]
-    pub path: String,
+    pub query: BTreeMap<String, Parsed<Text>>,
     #[serde(default)]
-    pub query: BTreeMap<String, String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeaderTable<HeaderText>,
     /// A JSON template: a string of JSON text, or a table meaning the same JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
+    pub body: Option<BodyTemplate>,
     #[serde(default)]
     pub access: Access,
     #[serde(default)]
@@ -593,18 +138,22 @@ pub struct CallConfig {
     pub description: Option<String>,
 }
 
-fn default_method() -> String {
-    "GET".to_owned()
+fn default_method() -> Parsed<Method> {
+    Parsed::from_parts("GET", Method::GET)
+}
+fn empty_path() -> Parsed<Text> {
+    Parsed::from_parts("", Text(Vec::new()))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorConfig {
-    pub base_url: String,
+    pub base_url: Parsed<BaseUrl>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Sent on every request, as they are.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeaderTable<HeaderValue>,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     /// Parsed apart by [`parse_auth`]; see there.
@@ -634,7 +183,7 @@ fn default_timeout_ms() -> u64 {
 fn default_keepalive_s() -> u64 {
     86_400
 }
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
@@ -643,16 +192,89 @@ fn typed<'de, T: Deserialize<'de>, D: Deserializer<'de>>(value: D) -> Result<T, 
 where
     D::Error: fmt::Display,
 {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let msg = e.inner().to_string();
-        // "missing field `x`" is reported at the parent; name the field itself.
-        if let Some(field) = msg.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-            return (join(&path, field), "missing: this field is required".to_owned());
+    serde_path_to_error::deserialize(value).map_err(located)
+}
+
+/// A field whose value serde parses (a URL, a method, a header, a template): when it does not
+/// parse, the problem is recorded, the field is dropped (optional ones) or given a stand-in
+/// that parses (required ones), and the table is parsed again, so that one load reports every
+/// bad value and the checks of the rest still run. A stand-in never reaches a configuration:
+/// a table with a problem is refused.
+pub(super) struct Sift {
+    /// The field's path in its table; `*` matches any one key (`headers.*`).
+    path: &'static str,
+    stand_in: Option<fn() -> serde_json::Value>,
+}
+
+impl Sift {
+    pub(super) const fn drop(path: &'static str) -> Sift {
+        Sift { path, stand_in: None }
+    }
+
+    pub(super) const fn stand_in(path: &'static str, value: fn() -> serde_json::Value) -> Sift {
+        Sift { path, stand_in: Some(value) }
+    }
+
+    fn matches(&self, path: &[String]) -> bool {
+        let pattern: Vec<&str> = self.path.split('.').collect();
+        pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
+    }
+}
+
+const CONNECTOR_SIFT: &[Sift] =
+    &[Sift::stand_in("base_url", || "https://stand-in.invalid".into()), Sift::drop("headers.*")];
+const CALL_SIFT: &[Sift] = &[Sift::drop("method"), Sift::drop("headers.*"), Sift::drop("body")];
+
+/// Deserializes `value` into `T`, naming the failing field path on error; the values of
+/// `sift` are each reported and set aside (see [`Sift`]), so the value may come back with
+/// problems.
+pub(super) fn typed_all<T: DeserializeOwned>(
+    mut value: serde_json::Value,
+    sift: &[Sift],
+) -> (Option<T>, Vec<(String, String)>) {
+    let mut problems: Vec<(String, String)> = Vec::new();
+    loop {
+        let err = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(t) => return (Some(t), problems),
+            Err(e) => e,
+        };
+        let keys: Vec<String> = err
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let (path, msg) = located(err);
+        if problems.iter().any(|(p, _)| *p == path) {
+            return (None, problems); // its stand-in did not help: reported already
         }
-        (path, msg)
-    })
+        problems.push((path, msg));
+        let set_aside = sift.iter().find(|s| s.matches(&keys));
+        let Some(s) = set_aside else { return (None, problems) };
+        let Some((last, parents)) = keys.split_last() else { return (None, problems) };
+        let Some(serde_json::Value::Object(table)) = parents.iter().try_fold(&mut value, |v, k| v.get_mut(k)) else {
+            return (None, problems);
+        };
+        match s.stand_in {
+            Some(stand_in) => table.insert(last.clone(), stand_in()),
+            None => table.remove(last),
+        };
+    }
+}
+
+/// A deserialization error as (field path, message).
+fn located<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> (String, String) {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let msg = e.inner().to_string();
+    // "missing field `x`" is reported at the parent; name the field itself.
+    if let Some(field) = msg.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        return (join(&path, field), "missing: this field is required".to_owned());
+    }
+    (path, msg)
 }
 
 fn join(prefix: &str, path: &str) -> String {
@@ -728,15 +350,13 @@ pub(super) fn connector_from_json(
         }
     };
     let auth = match map.remove("auth") {
-        Some(a) => match parse_auth(a) {
-            Ok(a) => Some(a),
-            Err(errs) => {
-                for (path, msg) in errs {
-                    problems.push(Problem::at(file, c, join("auth", &path), msg));
-                }
-                None
+        Some(a) => {
+            let (auth, errs) = parse_auth(a);
+            for (path, msg) in errs {
+                problems.push(Problem::at(file, c, join("auth", &path), msg));
             }
-        },
+            auth
+        }
         None => {
             problems.push(Problem::at(
                 file,
@@ -744,27 +364,25 @@ pub(super) fn connector_from_json(
                 "auth",
                 format!(
                     "missing: every connector needs `auth = {{ method = \"...\" }}` (one of: {})",
-                    METHODS.join(", ")
+                    AuthMethod::names()
                 ),
             ));
             None
         }
     };
-    let connector = match typed::<ConnectorConfig, _>(serde_json::Value::Object(map)) {
-        Ok(conn) => Some(conn),
-        Err((path, msg)) => {
-            problems.push(Problem::at(file, c, path, msg));
-            None
-        }
-    };
+    let (connector, errs) = typed_all::<ConnectorConfig>(serde_json::Value::Object(map), CONNECTOR_SIFT);
+    for (path, msg) in errs {
+        problems.push(Problem::at(file, c, path, msg));
+    }
     let mut parsed_calls = BTreeMap::new();
     for (call_name, value) in calls {
         let prefix = format!("calls.{call_name}");
-        match typed::<CallConfig, _>(value) {
-            Ok(call) => {
-                parsed_calls.insert(call_name, call);
-            }
-            Err((path, msg)) => problems.push(Problem::at(file, c, join(&prefix, &path), msg)),
+        let (call, errs) = typed_all::<CallConfig>(value, CALL_SIFT);
+        for (path, msg) in errs {
+            problems.push(Problem::at(file, c, join(&prefix, &path), msg));
+        }
+        if let Some(call) = call {
+            parsed_calls.insert(call_name, call);
         }
     }
     let Some(mut connector) = connector else {

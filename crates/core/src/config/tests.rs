@@ -212,7 +212,7 @@ id = { required = true }
         "f",
     )
     .unwrap();
-    assert!(c.connectors["a"].calls["c"].body.as_ref().unwrap().is_object());
+    assert!(c.connectors["a"].calls["c"].body.as_ref().unwrap().source().is_object());
 }
 
 #[test]

@@ -1,9 +1,15 @@
-//! Checks that serde cannot express: names, URLs, headers, placeholders and parameters.
+//! Checks that span fields or depend on each other, which the parsed values cannot make alone:
+//! names, clear-text URLs, headers the connection manages, placeholders and parameters.
 
 use std::collections::BTreeSet;
 
+use url::Url;
+
+use super::methods::AuthConfig;
 use super::problems::Problem;
-use super::raw::{AuthConfig, CallConfig, ConnectorConfig, PemSource, ServerConfig};
+use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
+use super::secret_ref::PemSource;
+use super::value::{Parsed, is_loopback};
 use crate::template::{self, Text};
 
 const HOP_BY_HOP: &[&str] = &[
@@ -82,8 +88,8 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
         p("timeout_ms", format!("{} is out of range: give 1 to 600000 milliseconds", c.timeout_ms));
     }
     for (h, v) in &c.headers {
-        header(&format!("headers.{h}"), h, v, &mut p);
-        if Text::parse(v).has_params() {
+        managed_header(&format!("headers.{h}"), h.as_str(), &mut p);
+        if Text::parse(v.as_str()).has_params() {
             p(
                 &format!("headers.{h}"),
                 "connector headers are fixed: `<name>` placeholders belong in a call's headers".into(),
@@ -116,29 +122,11 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
     }
 }
 
+/// The parsed `base_url` is http(s) with a host, no credentials, no query: what is left is
+/// whether credentials may cross the network in clear text.
 fn base_url(c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
-    let url = match url::Url::parse(&c.base_url) {
-        Ok(u) => u,
-        Err(e) => {
-            return p(
-                "base_url",
-                format!("`{}` is not a URL ({e}); write e.g. `https://api.example.com/v1`", c.base_url),
-            );
-        }
-    };
-    if !matches!(url.scheme(), "http" | "https") {
-        return p("base_url", format!("scheme `{}` is not supported: use https://", url.scheme()));
-    }
-    if url.host().is_none() {
-        p("base_url", "has no host".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        p("base_url", "must not carry credentials (`user:pass@`): put them in `auth` and the vault".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        p("base_url", "must not have a query or fragment: use the connector's `query` table".into());
-    }
-    if url.scheme() == "http" && !c.allow_insecure_http && !is_loopback(&url) {
+    let url = c.base_url.url();
+    if url.scheme() == "http" && !c.allow_insecure_http && !is_loopback(url) {
         p(
             "base_url",
             "uses http:// to a host that is not loopback, so credentials would cross the network in clear text: \
@@ -148,20 +136,19 @@ fn base_url(c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
     }
 }
 
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
+/// A (valid) header name that the HTTP connection sets itself.
+fn managed_header(field: &str, name: &str, p: &mut impl FnMut(&str, String)) {
+    if HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str()) {
+        p(field, format!("`{name}` is managed by the HTTP connection and cannot be set"));
     }
 }
 
+/// A header name and value still written as text (`api_key_header`'s name and prefix).
 fn header(field: &str, name: &str, value: &str, p: &mut impl FnMut(&str, String)) {
     if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
         p(field, format!("`{name}` is not a valid header name"));
-    } else if HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str()) {
-        p(field, format!("`{name}` is managed by the HTTP connection and cannot be set"));
+    } else {
+        managed_header(field, name, p);
     }
     if value.contains(['\r', '\n', '\0']) {
         p(field, "header values cannot contain line breaks or NUL".into());
@@ -169,11 +156,12 @@ fn header(field: &str, name: &str, value: &str, p: &mut impl FnMut(&str, String)
 }
 
 /// A token endpoint or other URL the credential travels to: same rules as `base_url`.
-fn credential_url(field: &str, u: &str, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
-    match url::Url::parse(u) {
-        Ok(url) if url.scheme() == "https" && url.host().is_some() => {}
-        Ok(url) if url.scheme() == "http" && (allow_insecure_http || is_loopback(&url)) => {}
-        Ok(url) if url.scheme() == "http" => p(
+fn credential_url(field: &str, u: &Parsed<Url>, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
+    let url = u.value();
+    match url.scheme() {
+        "https" if url.host().is_some() => {}
+        "http" if allow_insecure_http || is_loopback(url) => {}
+        "http" => p(
             field,
             "uses http:// to a host that is not loopback, so credentials would cross the network in clear text: \
              use https://, or set `allow_insecure_http = true` on this connector"
@@ -200,13 +188,10 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
         AuthConfig::OAuth2CustomToken(g) => {
             credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
             let mut used: Vec<(String, String)> = Vec::new();
-            match body_template(&g.token_body) {
-                Ok(t) => used.extend(t.params().into_iter().map(|n| (n, "auth.token_body".to_owned()))),
-                Err(e) => p("auth.token_body", e),
-            }
+            used.extend(g.token_body.body().params().into_iter().map(|n| (n, "auth.token_body".to_owned())));
             for (h, v) in &g.token_headers {
-                header(&format!("auth.token_headers.{h}"), h, v, p);
-                used.extend(Text::parse(v).params().map(|n| (n.to_owned(), format!("auth.token_headers.{h}"))));
+                managed_header(&format!("auth.token_headers.{h}"), h.as_str(), p);
+                used.extend(v.params().map(|n| (n.to_owned(), format!("auth.token_headers.{h}"))));
             }
             let mut seen = BTreeSet::new();
             for (name, place) in used {
@@ -225,12 +210,6 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
         }
         AuthConfig::OAuth2AuthorizationCode(g) => {
             credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
-            // `[name]` placeholders are filled at connect time; check the URL with them blanked.
-            let blank = g.authorize_url.replace(['[', ']'], "");
-            match url::Url::parse(&blank) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => p("auth.authorize_url", format!("`{}` is not an http(s) URL", g.authorize_url)),
-            }
             for (field, u) in [("auth.profile_url", &g.profile_url), ("auth.revoke_url", &g.revoke_url)] {
                 if let Some(u) = u {
                     credential_url(field, u, allow_insecure_http, p);
@@ -282,30 +261,24 @@ fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
     if !is_name(name) {
         p("", "call names may use letters, digits, `_` and `-` (at most 64), because they appear in URLs".into());
     }
-    if http::Method::from_bytes(c.method.to_ascii_uppercase().as_bytes()).is_err() || c.method.is_empty() {
-        p("method", format!("`{}` is not an HTTP method", c.method));
-    }
-    if !c.path.is_empty() && !c.path.starts_with('/') {
+    if !c.path.as_str().is_empty() && !c.path.as_str().starts_with('/') {
         p("path", format!("`{}` must start with `/` (it is appended to the connector's base_url)", c.path));
     }
-    if c.path.contains(['?', '#']) {
+    if c.path.as_str().contains(['?', '#']) {
         p("path", "must not contain `?` or `#`: put query parameters in the call's `query` table".into());
     }
     let mut used: Vec<(String, String)> = Vec::new(); // (param, where)
-    let path = Text::parse(&c.path);
+    let path: &Text = &c.path;
     used.extend(path.params().map(|n| (n.to_owned(), "path".to_owned())));
     for (k, v) in &c.query {
-        used.extend(Text::parse(v).params().map(|n| (n.to_owned(), format!("query.{k}"))));
+        used.extend(v.params().map(|n| (n.to_owned(), format!("query.{k}"))));
     }
     for (h, v) in &c.headers {
-        header(&format!("headers.{h}"), h, v, p);
-        used.extend(Text::parse(v).params().map(|n| (n.to_owned(), format!("headers.{h}"))));
+        managed_header(&format!("headers.{h}"), h.as_str(), p);
+        used.extend(v.params().map(|n| (n.to_owned(), format!("headers.{h}"))));
     }
     if let Some(body) = &c.body {
-        match body_template(body) {
-            Ok(t) => used.extend(t.params().into_iter().map(|n| (n, "body".to_owned()))),
-            Err(e) => p("body", e),
-        }
+        used.extend(body.body().params().into_iter().map(|n| (n, "body".to_owned())));
     }
     let mut seen = BTreeSet::new();
     for (param, place) in &used {
@@ -351,15 +324,5 @@ fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
                 "is used in the path, so it must be `required = true`, have a `default`, or be private".into(),
             );
         }
-    }
-}
-
-/// The JSON template of a call body: a string of JSON text, or the JSON itself.
-pub fn body_template(body: &serde_json::Value) -> Result<template::Body, String> {
-    match body {
-        serde_json::Value::String(text) => serde_json::from_str(text)
-            .map(template::Body::new)
-            .map_err(|e| format!("is not valid JSON ({e}); placeholders go inside strings: `\"<name>\"`")),
-        other => Ok(template::Body::new(other.clone())),
     }
 }

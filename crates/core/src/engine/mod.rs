@@ -384,7 +384,7 @@ impl Engine {
             let smallest = self
                 .connectors()
                 .iter()
-                .filter(|c| matches!(c.config.auth.method(), m if m.starts_with("oauth2_") || m == "jwt_bearer"))
+                .filter(|c| c.config.auth.kind().holds_tokens())
                 .map(|c| c.config.keepalive_s)
                 .min()
                 .unwrap_or(u64::MAX);

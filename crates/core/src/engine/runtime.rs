@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, Method};
 use latchkey_vault::Vault;
 use secrecy::SecretString;
 use url::Url;
@@ -143,17 +143,14 @@ fn compile(
     clients: &ClientPool,
     private_egress: bool,
 ) -> ConnectorRuntime {
-    // Validation already accepted these; the `expect`s document that, they cannot fire.
-    let base = Url::parse(&config.base_url).expect("base_url was validated at load");
-    let base_path = base.path().trim_end_matches('/').to_owned();
+    let base = config.base_url.url().clone();
+    let base_path = config.base_url.path().to_owned();
     // SECURITY S16: admin-API connectors reach public addresses only, unless allowed.
     let public_only = !from_file && !private_egress;
-    let origin = Origin::from_url(&base, public_only).expect("base_url was validated at load");
+    let origin = config.base_url.origin().under_rule(public_only);
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-            headers.append(k, v);
-        }
+        headers.append(k.value().clone(), v.value().clone());
     }
     let query = config.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let calls = config.calls.iter().map(|(n, c)| (n.clone(), compile_call(c))).collect();
@@ -174,17 +171,14 @@ fn compile(
     }
 }
 
+/// The call as the pipeline reads it; every value was parsed at load.
 fn compile_call(c: &CallConfig) -> CompiledCall {
     CompiledCall {
-        method: Method::from_bytes(c.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::GET),
-        path: Text::parse(&c.path),
-        query: c.query.iter().map(|(k, v)| (k.clone(), Text::parse(v))).collect(),
-        headers: c
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((HeaderName::from_bytes(k.as_bytes()).ok()?, Text::parse(v))))
-            .collect(),
-        body: c.body.as_ref().and_then(|b| crate::config::validate::body_template(b).ok()),
+        method: c.method.value().clone(),
+        path: c.path.value().clone(),
+        query: c.query.iter().map(|(k, v)| (k.clone(), v.value().clone())).collect(),
+        headers: c.headers.iter().map(|(k, v)| (k.value().clone(), v.value().0.clone())).collect(),
+        body: c.body.as_ref().map(|b| b.body().clone()),
         access: c.access,
         params: c.params.clone(),
     }

@@ -100,6 +100,13 @@ impl Origin {
             public_only,
         })
     }
+
+    /// The same origin under the other egress rule: its connections are pooled apart.
+    pub fn under_rule(&self, public_only: bool) -> Origin {
+        let bare = self.key.strip_prefix("public:").unwrap_or(&self.key);
+        let rule = if public_only { "public:" } else { "" };
+        Origin { key: format!("{rule}{bare}").into(), public_only, ..self.clone() }
+    }
 }
 
 /// Why a request got no response head.

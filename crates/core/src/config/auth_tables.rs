@@ -1,0 +1,345 @@
+//! The `auth` table of each method: its fields, their defaults, and the secrets it names.
+//! Which methods exist, and what else each one is, is in [`super::methods`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::methods::MethodTable;
+use super::raw::yes;
+use super::secret_ref::{PemSource, SecretRef};
+use super::value::{BodyTemplate, HeaderTable, HeaderText, LoginUrl, Parsed};
+
+/// Sends the calling user's identity to an upstream the app owns: a short-lived JWT signed
+/// with Latchkey's identity key (verifiable with the JWKS), `aud` = this connector.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatchkeyIdentity {
+    /// Defaults to the connector's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default = "default_identity_lifetime_s")]
+    pub lifetime_s: u64,
+}
+
+fn default_identity_lifetime_s() -> u64 {
+    60
+}
+
+/// The authorization-code flow ("user-agent flow"): tokens belong to one end user, in a
+/// connection made through the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationCode {
+    /// The login dialog; `[name]` inserts a parameter given when the connect session starts.
+    pub authorize_url: Parsed<LoginUrl>,
+    pub token_url: Parsed<Url>,
+    pub client_id: String,
+    /// Optional: public clients (PKCE only) have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    #[serde(default = "default_scope_separator")]
+    pub scope_separator: String,
+    #[serde(default = "yes")]
+    pub pkce: bool,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default)]
+    pub token_in: TokenIn,
+    /// Dotted path of the access token in the token response.
+    #[serde(default = "default_token_name")]
+    pub token_name: String,
+    #[serde(default)]
+    pub token_response: TokenResponseFormat,
+    /// Adds `access_type=offline&prompt=consent` (providers that give refresh tokens only so).
+    #[serde(default)]
+    pub offline_access: bool,
+    #[serde(default)]
+    pub extra_authorize_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub redirect: RedirectMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_url: Option<Parsed<Url>>,
+    #[serde(default = "default_user_id_path")]
+    pub user_id_path: String,
+    #[serde(default = "default_user_email_path")]
+    pub user_email_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_url: Option<Parsed<Url>>,
+    /// This connector may sign users in (the identity-provider part; later).
+    #[serde(default)]
+    pub login: bool,
+    /// The provider's issuer: when set, a callback's `iss` (RFC 9207) must equal it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+fn default_scope_separator() -> String {
+    " ".to_owned()
+}
+fn default_user_id_path() -> String {
+    "id".to_owned()
+}
+fn default_user_email_path() -> String {
+    "email".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenResponseFormat {
+    #[default]
+    Json,
+    /// The token comes back as `access_token=...&expires_in=...`.
+    Form,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectMode {
+    /// One `/oauth/callback` for every connector.
+    #[default]
+    Generic,
+    /// `/oauth/<connector>/callback`.
+    PerConnector,
+}
+
+/// How a client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `Authorization: Basic` with the form-encoded id and secret.
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+}
+
+/// Where an access token goes on the upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenIn {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    Header,
+    /// `?access_token=<token>`.
+    Query,
+}
+
+/// A scope given as one string or as a list (joined with spaces).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Scope {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Scope {
+    pub fn joined(&self, separator: &str) -> String {
+        match self {
+            Scope::One(s) => s.clone(),
+            Scope::Many(v) => v.join(separator),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Password {
+    pub token_url: Parsed<Url>,
+    pub username: String,
+    pub password: SecretRef,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default)]
+    pub token_in: TokenIn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2ClientCredentials {
+    pub token_url: Parsed<Url>,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default)]
+    pub token_in: TokenIn,
+}
+
+/// A token request of the provider's own shape: a JSON body and headers whose `<name>`
+/// placeholders take the `secrets` and `values` declared here.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2CustomToken {
+    pub token_url: Parsed<Url>,
+    #[serde(default)]
+    pub token_headers: HeaderTable<HeaderText>,
+    /// A JSON template: a string of JSON text, or a table meaning the same JSON.
+    pub token_body: BodyTemplate,
+    /// Dotted path of the access token in the response.
+    #[serde(default = "default_token_name")]
+    pub token_name: String,
+    /// Dotted path of the lifetime in seconds in the response.
+    #[serde(default = "default_expires_in_name")]
+    pub expires_in_name: String,
+    /// Secrets the templates may use, by placeholder name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Fixed, non-secret values the templates may use, by placeholder name.
+    #[serde(default)]
+    pub values: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub token_in: TokenIn,
+}
+
+fn default_token_name() -> String {
+    "access_token".to_owned()
+}
+fn default_expires_in_name() -> String {
+    "expires_in".to_owned()
+}
+
+/// RFC 7523 JWT-bearer grant, as Google service accounts use it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtBearer {
+    /// Optional when `private_key` is a service-account JSON key, which carries `token_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<Parsed<Url>>,
+    /// The service account's e-mail; optional with a service-account JSON key (`client_email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    pub private_key: SecretRef,
+    /// Defaults to the token URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default = "default_lifetime_s")]
+    pub lifetime_s: u64,
+    #[serde(default)]
+    pub token_in: TokenIn,
+}
+
+fn default_lifetime_s() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoAuth {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyQuery {
+    pub name: String,
+    pub key: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyHeader {
+    #[serde(default = "default_auth_header")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    pub key: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Basic {
+    pub username: String,
+    pub password: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    pub certificate: SecretRef,
+    pub private_key: SecretRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PemSource>,
+}
+
+fn default_auth_header() -> String {
+    "Authorization".to_owned()
+}
+
+impl MethodTable for NoAuth {}
+
+impl MethodTable for ApiKeyQuery {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        vec![("key", &self.key)]
+    }
+}
+
+impl MethodTable for ApiKeyHeader {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        vec![("key", &self.key)]
+    }
+}
+
+impl MethodTable for Basic {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        vec![("password", &self.password)]
+    }
+}
+
+impl MethodTable for ClientCertificate {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut v = vec![("certificate", &self.certificate), ("private_key", &self.private_key)];
+        if let Some(PemSource::Ref(r)) = &self.ca_certificate {
+            v.push(("ca_certificate", r));
+        }
+        v
+    }
+}
+
+impl MethodTable for OAuth2Password {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut v = vec![("password", &self.password)];
+        v.extend(self.client_secret.iter().map(|s| ("client_secret", s)));
+        v
+    }
+}
+
+impl MethodTable for OAuth2ClientCredentials {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        vec![("client_secret", &self.client_secret)]
+    }
+}
+
+impl MethodTable for OAuth2CustomToken {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        self.secrets.values().map(|r| ("secrets", r)).collect()
+    }
+}
+
+impl MethodTable for JwtBearer {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        vec![("private_key", &self.private_key)]
+    }
+}
+
+impl MethodTable for AuthorizationCode {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        self.client_secret.iter().map(|s| ("client_secret", s)).collect()
+    }
+}
+
+impl MethodTable for LatchkeyIdentity {}
