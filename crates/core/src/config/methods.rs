@@ -31,6 +31,7 @@ macro_rules! auth_methods {
         /// exact field; serialized with `method` first-class, as it was written.
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(tag = "method")]
+        #[allow(clippy::large_enum_variant, reason = "made once per load, read in place; boxing would only add a pointer")]
         pub enum AuthConfig {
             $( $(#[$doc])* #[serde(rename = $name)] $variant($table), )*
         }

@@ -30,15 +30,15 @@ pub enum ValueError {
     QueryOrFragment,
     #[error("`{text}` cannot be reached: {reason}")]
     Origin { text: String, reason: OriginError },
-    #[error("`{0}` is not an http(s) URL")]
+    #[error("`{0}` is not an http(s) URL; write e.g. `https://auth.example.com/authorize?tenant=[tenant]`")]
     LoginUrl(String),
-    #[error("`{0}` is not an HTTP method")]
+    #[error("`{0}` is not an HTTP method: write GET, POST, PUT, PATCH, DELETE or another token")]
     Method(String),
-    #[error("`{0}` is not a valid header name")]
+    #[error("`{0}` is not a valid header name: use letters, digits and `-`, e.g. `X-Api-Version`")]
     HeaderName(String),
-    #[error("header values cannot contain line breaks or NUL")]
+    #[error("header values cannot contain line breaks or NUL: write the value on one line")]
     HeaderBreak,
-    #[error("is not a valid header value: use visible ASCII characters (and spaces or tabs)")]
+    #[error("is not a valid header value: remove its control characters (tabs are allowed)")]
     HeaderValue,
     #[error("is not valid JSON ({0}); placeholders go inside strings: `\"<name>\"`")]
     BodyJson(String),

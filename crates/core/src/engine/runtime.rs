@@ -183,3 +183,47 @@ fn compile_call(c: &CallConfig) -> CompiledCall {
         params: c.params.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+[connectors.a]
+base_url = "https://API.example.com/v1/"
+headers = { "X-Fixed" = "1" }
+auth = { method = "none" }
+[connectors.a.calls.c]
+method = "patch"
+path = "/items/<id>"
+query = { q = "<id>" }
+headers = { "X-Request-Id" = "r-<id>" }
+body = '{"id": "<id>"}'
+params = { id = { required = true } }
+"#;
+
+    #[test]
+    fn a_call_is_compiled_from_its_parsed_values() {
+        let config = Config::parse(TEXT, "f").unwrap();
+        let compiled = compile_call(&config.connectors["a"].calls["c"]);
+        assert_eq!(compiled.method, Method::PATCH);
+        assert_eq!(compiled.path, Text::parse("/items/<id>"));
+        assert_eq!(compiled.query, [("q".to_owned(), Text::parse("<id>"))]);
+        assert_eq!(compiled.headers, [(HeaderName::from_static("x-request-id"), Text::parse("r-<id>"))]);
+        assert_eq!(compiled.body, Some(Body::new(serde_json::json!({"id": "<id>"}))));
+    }
+
+    /// The origin parsed with `base_url` and put under an egress rule is the one built from
+    /// the URL under that rule (the pool keys connections by it).
+    #[test]
+    fn the_parsed_origin_under_a_rule_is_the_origin_of_that_rule() {
+        let config = Config::parse(TEXT, "f").unwrap();
+        let base = &config.connectors["a"].base_url;
+        for public_only in [true, false, true] {
+            let direct = Origin::from_url(base.url(), public_only).unwrap();
+            let ruled = base.origin().under_rule(public_only).under_rule(public_only);
+            assert_eq!(format!("{ruled:?}"), format!("{direct:?}"));
+        }
+        assert_eq!(base.path(), "/v1");
+    }
+}

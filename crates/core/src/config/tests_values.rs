@@ -1,0 +1,328 @@
+//! Values parsed at load (URLs, methods, headers, templates), the method table, and the
+//! serialized form: each bad value is a problem naming its connector and field and what to do.
+
+use http::{HeaderName, HeaderValue, Method};
+use serde_json::json;
+
+use super::*;
+
+const ALL_METHODS: &str = include_str!("testdata/all_methods.toml");
+/// What the store holds and the admin API serves for `ALL_METHODS`, as written by the version
+/// before values were parsed at load: the serialized form must not change.
+const ALL_METHODS_SERVED: &str = include_str!("testdata/all_methods.served");
+
+fn problems(text: &str) -> Vec<Problem> {
+    match Config::parse(text, "latchkey.toml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.0,
+    }
+}
+
+/// The one problem of `text`, which must be at `field` of connector `a`.
+fn problem_at(text: &str, field: &str) -> String {
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].file, "latchkey.toml");
+    assert_eq!(p[0].connector.as_deref(), Some("a"), "{p:#?}");
+    assert_eq!(p[0].field.as_deref(), Some(field), "{p:#?}");
+    p[0].message.clone()
+}
+
+fn connector(rest: &str) -> String {
+    format!("[connectors.a]\nbase_url = \"https://x.example\"\nauth = {{ method = \"none\" }}\n{rest}")
+}
+
+fn call(rest: &str) -> String {
+    connector(&format!("[connectors.a.calls.c]\n{rest}"))
+}
+
+fn served(c: &Config) -> String {
+    c.connectors.iter().map(|(name, conn)| format!("{name}\t{}\n", serde_json::to_string(conn).unwrap())).collect()
+}
+
+#[test]
+fn a_bad_header_name_names_the_connector_and_the_header() {
+    let m = problem_at(&connector("headers = { \"Bad Header\" = \"1\" }"), "headers.Bad Header");
+    assert!(m.contains("`Bad Header` is not a valid header name") && m.contains("use letters, digits and `-`"), "{m}");
+}
+
+#[test]
+fn a_header_value_with_a_line_break_is_refused_not_skipped() {
+    let m = problem_at(&connector("headers = { \"X-Env\" = \"a\\r\\nX-Evil: 1\" }"), "headers.X-Env");
+    assert!(m.contains("cannot contain line breaks") && m.contains("on one line"), "{m}");
+}
+
+/// It used to pass the checks and then be dropped silently when the runtime built its headers.
+#[test]
+fn a_header_value_that_cannot_be_sent_is_refused_not_skipped() {
+    let m = problem_at(&connector("headers = { \"X-Team\" = \"a\\u0001b\" }"), "headers.X-Team");
+    assert!(m.contains("is not a valid header value") && m.contains("control characters"), "{m}");
+    Config::parse(&connector("headers = { \"X-Team\" = \"caf\u{e9}\\tB\" }"), "f").unwrap();
+}
+
+#[test]
+fn call_headers_are_checked_by_name_and_value() {
+    let m = problem_at(
+        &call("headers = { \"Bad Name\" = \"<id>\" }\nparams = { id = { required = true } }"),
+        "calls.c.headers.Bad Name",
+    );
+    assert!(m.contains("is not a valid header name"), "{m}");
+    let m = problem_at(
+        &call("headers = { \"X-A\" = \"<id>\\n\" }\nparams = { id = { required = true } }"),
+        "calls.c.headers.X-A",
+    );
+    assert!(m.contains("cannot contain line breaks"), "{m}");
+}
+
+#[test]
+fn an_invalid_method_names_the_call_and_what_to_write() {
+    let m = problem_at(&call("method = \"GE T\""), "calls.c.method");
+    assert!(m.contains("`GE T` is not an HTTP method") && m.contains("write GET, POST"), "{m}");
+    let m = problem_at(&call("method = \"\""), "calls.c.method");
+    assert!(m.contains("is not an HTTP method"), "{m}");
+}
+
+#[test]
+fn a_method_is_parsed_case_insensitively_and_kept_as_written() {
+    let c = Config::parse(&call("method = \"post\""), "f").unwrap();
+    let call = &c.connectors["a"].calls["c"];
+    assert_eq!(*call.method.value(), Method::POST);
+    assert_eq!(serde_json::to_value(call).unwrap()["method"], "post");
+    let c = Config::parse(&call_default(), "f").unwrap();
+    assert_eq!(*c.connectors["a"].calls["c"].method.value(), Method::GET);
+}
+
+fn call_default() -> String {
+    call("path = \"/x\"")
+}
+
+#[test]
+fn a_base_url_that_is_not_a_url_says_what_to_write() {
+    let text = "[connectors.a]\nbase_url = \"api.example.com/v1\"\nauth = { method = \"none\" }\n";
+    let m = problem_at(text, "base_url");
+    assert!(m.contains("`api.example.com/v1` is not a URL") && m.contains("write e.g. `https://"), "{m}");
+}
+
+#[test]
+fn base_url_rules_are_parse_errors_at_base_url() {
+    for (url, expected) in [
+        ("ftp://x.example", "scheme `ftp` is not supported"),
+        ("https://u:p@x.example", "must not carry credentials"),
+        ("https://x.example/v1#top", "must not have a query or fragment"),
+        ("https://x.example/?a=1", "must not have a query or fragment"),
+    ] {
+        let text = format!("[connectors.a]\nbase_url = \"{url}\"\nauth = {{ method = \"none\" }}\n");
+        let m = problem_at(&text, "base_url");
+        assert!(m.contains(expected), "{url}: {m}");
+    }
+}
+
+/// A bad value is reported, and the rest of the connector is still checked: one load lists
+/// every problem, and the stand-in used meanwhile never makes a configuration.
+#[test]
+fn a_bad_value_does_not_hide_the_other_problems() {
+    let all: Vec<String> = problems(
+        r#"
+[connectors.a]
+base_url = "not a url"
+timeout_ms = 0
+headers = { "Bad Header" = "1", "Host" = "x", "X-Bad" = "a\nb" }
+auth = { method = "oauth2_password", token_url = "::", username = "u", password = { secret = "p" }, client_id = "" }
+[connectors.a.calls.c]
+method = "GE T"
+path = "/u/<id>"
+body = '{"a": <b>}'
+headers = { "X Y" = "1" }
+"#,
+    )
+    .iter()
+    .map(|p| format!("{}: {}", p.field.as_deref().unwrap_or(""), p.message))
+    .collect();
+    let all = all.join("\n");
+    for expected in [
+        "base_url: `not a url` is not a URL",
+        "timeout_ms: 0 is out of range",
+        "headers.Bad Header: `Bad Header` is not a valid header name",
+        "headers.Host: `Host` is managed by the HTTP connection",
+        "headers.X-Bad: header values cannot contain line breaks",
+        "auth.token_url: `::` is not a URL",
+        "auth.client_id: cannot be empty",
+        "calls.c.method: `GE T` is not an HTTP method",
+        "calls.c.body: is not valid JSON",
+        "calls.c.headers.X Y: `X Y` is not a valid header name",
+        "calls.c.path: uses `<id>`, which is not declared",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(!all.contains("stand-in"), "a stand-in leaked into a message:\n{all}");
+}
+
+#[test]
+fn a_bad_body_template_names_the_call_and_where_placeholders_go() {
+    let m = problem_at(&call("method = \"POST\"\nbody = '{\"a\": <b>}'"), "calls.c.body");
+    assert!(m.contains("is not valid JSON") && m.contains("placeholders go inside strings"), "{m}");
+}
+
+#[test]
+fn a_bad_token_body_or_token_url_names_the_auth_field() {
+    let auth = |fields: &str| {
+        format!(
+            "[connectors.a]\nbase_url = \"https://x.example\"\nauth = {{ method = \"oauth2_custom_token\", {fields} }}\n"
+        )
+    };
+    let m = problem_at(&auth("token_url = \"https://t.example\", token_body = '{'"), "auth.token_body");
+    assert!(m.contains("is not valid JSON"), "{m}");
+    let m = problem_at(&auth("token_url = \"/token\", token_body = {}"), "auth.token_url");
+    assert!(m.contains("`/token` is not a URL") && m.contains("write e.g."), "{m}");
+    let m = problem_at(
+        &auth("token_url = \"https://t.example\", token_body = {}, token_headers = { \"A B\" = \"1\" }"),
+        "auth.token_headers.A B",
+    );
+    assert!(m.contains("is not a valid header name"), "{m}");
+}
+
+#[test]
+fn optional_and_templated_auth_urls_are_parsed_too() {
+    let code = |extra: &str| {
+        format!(
+            "[connectors.a]\nbase_url = \"https://x.example\"\nauth = {{ method = \"oauth2_authorization_code\", \
+             authorize_url = \"https://[tenant].example/authorize\", token_url = \"https://t.example/token\", \
+             client_id = \"id\", client_secret = {{ secret = \"s\" }}{extra} }}\n"
+        )
+    };
+    Config::parse(&code(""), "f").unwrap();
+    let m = problem_at(&code(", profile_url = \"me\""), "auth.profile_url");
+    assert!(m.contains("`me` is not a URL"), "{m}");
+    let m = problem_at(&code(", revoke_url = \"https//x\""), "auth.revoke_url");
+    assert!(m.contains("is not a URL"), "{m}");
+    let text = code("").replace("https://[tenant].example/authorize", "ldap://[tenant]");
+    let m = problem_at(&text, "auth.authorize_url");
+    assert!(m.contains("is not an http(s) URL") && m.contains("write e.g."), "{m}");
+}
+
+#[test]
+fn connectors_given_as_json_get_the_same_problems() {
+    let bad = json!({"base_url": "https://x.example", "headers": {"Bad Header": "1"},
+        "auth": {"method": "none"}, "calls": {"c": {"method": "GE T"}}});
+    let e = Config::connector_from_json("a", bad, "request body").unwrap_err();
+    let fields: Vec<_> = e.0.iter().map(|p| (p.file.as_str(), p.connector.as_deref(), p.field.as_deref())).collect();
+    assert_eq!(
+        fields,
+        [("request body", Some("a"), Some("headers.Bad Header")), ("request body", Some("a"), Some("calls.c.method"))]
+    );
+}
+
+/// Parse → serialize gives exactly what the store held and the API served before (the text as
+/// written: no URL normalized, no header name lower-cased), and parsing that again gives the
+/// same configuration.
+#[test]
+fn every_method_round_trips_to_the_same_serialized_form() {
+    let first = Config::parse(ALL_METHODS, "all.toml").unwrap();
+    let methods: std::collections::HashSet<_> = first.connectors.values().map(|c| c.auth.kind()).collect();
+    assert_eq!(methods.len(), AuthMethod::ALL.len(), "the fixture must use every method");
+    assert_eq!(served(&first), ALL_METHODS_SERVED);
+    for (name, conn) in &first.connectors {
+        let json = serde_json::to_value(conn).unwrap();
+        let again = Config::connector_from_json(name, json, "store").unwrap();
+        assert_eq!(&again, conn, "{name}");
+        assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(conn).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn parsed_values_keep_the_text_and_hold_the_value() {
+    let c = Config::parse(ALL_METHODS, "all.toml").unwrap();
+    let none = &c.connectors["none"];
+    assert_eq!(none.base_url.as_str(), "https://API.Example.com");
+    assert_eq!(none.base_url.url().as_str(), "https://api.example.com/");
+    assert_eq!(none.base_url.path(), "");
+    let names: Vec<&HeaderName> = none.headers.keys().map(|k| k.value()).collect();
+    assert_eq!(names, [&HeaderName::from_static("accept"), &HeaderName::from_static("x-trace")]);
+    assert_eq!(none.headers.values().next().map(|v| v.value()), Some(&HeaderValue::from_static("application/json")));
+    let list = &none.calls["list"];
+    assert_eq!(list.path.params().collect::<Vec<_>>(), ["id"]);
+    assert_eq!(list.headers.values().map(|v| v.params().count()).collect::<Vec<_>>(), [1, 0]);
+    assert_eq!(list.body.as_ref().unwrap().body().params(), ["id", "text"]);
+    // The URL a token request goes to, and the credential's fingerprint, keep the text.
+    let AuthConfig::OAuth2Password(pw) = &c.connectors["pw"].auth else { panic!("pw is oauth2_password") };
+    assert_eq!(pw.token_url.as_str(), "https://Auth.Example.com");
+    assert_eq!(pw.token_url.value().as_str(), "https://auth.example.com/");
+    assert_eq!(c.connectors["q"].base_url.path(), "/v1");
+}
+
+#[test]
+fn the_method_table_is_every_list() {
+    let names: Vec<&str> = AuthMethod::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "none",
+            "api_key_query",
+            "api_key_header",
+            "basic",
+            "client_certificate",
+            "oauth2_password",
+            "oauth2_client_credentials",
+            "oauth2_custom_token",
+            "jwt_bearer",
+            "oauth2_authorization_code",
+            "latchkey_identity"
+        ]
+    );
+    for m in AuthMethod::ALL {
+        assert_eq!(AuthMethod::named(m.name()), Some(*m));
+        assert!(!LATER_METHODS.contains(&m.name()), "{m} is both available and later");
+    }
+    let c = Config::parse(ALL_METHODS, "all.toml").unwrap();
+    for conn in c.connectors.values() {
+        assert_eq!(conn.auth.method(), conn.auth.kind().name());
+        assert_eq!(serde_json::to_value(&conn.auth).unwrap()["method"], conn.auth.method());
+    }
+    let m = problem_at(&connector("").replace("\"none\"", "\"telepathy\""), "auth.method");
+    assert!(m.ends_with(&format!("use one of {}", names.join(", "))), "{m}");
+}
+
+/// Keep-alive refreshes the tokens of exactly the methods it did when it matched names by
+/// prefix (`oauth2_*` and `jwt_bearer`), app-level and per-user alike.
+#[test]
+fn methods_holding_tokens_are_the_grant_methods() {
+    let holding: Vec<&str> = AuthMethod::ALL.iter().filter(|m| m.holds_tokens()).map(|m| m.name()).collect();
+    assert_eq!(
+        holding,
+        [
+            "oauth2_password",
+            "oauth2_client_credentials",
+            "oauth2_custom_token",
+            "jwt_bearer",
+            "oauth2_authorization_code"
+        ]
+    );
+}
+
+#[test]
+fn secret_refs_name_every_secret_field() {
+    let c = Config::parse(ALL_METHODS, "all.toml").unwrap();
+    let refs = |name: &str| -> Vec<(&'static str, String)> {
+        c.connectors[name].auth.secret_refs().into_iter().map(|(f, r)| (f, r.to_string())).collect()
+    };
+    assert_eq!(refs("none"), []);
+    assert_eq!(refs("h"), [("key", "environment variable `H_KEY`".to_owned())]);
+    assert_eq!(refs("cert"), [("certificate", "secret `c`".to_owned()), ("private_key", "secret `k`".to_owned())]);
+    assert_eq!(refs("pw"), [("password", "secret `p`".to_owned()), ("client_secret", "secret `cs`".to_owned())]);
+    assert_eq!(refs("custom"), [("secrets", "secret `ck`".to_owned())]);
+    assert_eq!(refs("jwt_json"), [("private_key", "secret `sa_json`".to_owned())]);
+    assert_eq!(refs("code"), [("client_secret", "secret `cs`".to_owned())]);
+    assert_eq!(refs("ident"), []);
+}
+
+#[test]
+fn value_errors_are_typed() {
+    assert_eq!(Parsed::<Method>::parse("GE T").unwrap_err(), ValueError::Method("GE T".into()));
+    assert_eq!(Parsed::<HeaderName>::parse("a b").unwrap_err(), ValueError::HeaderName("a b".into()));
+    assert_eq!(Parsed::<HeaderValue>::parse("a\nb").unwrap_err(), ValueError::HeaderBreak);
+    assert_eq!(Parsed::<HeaderText>::parse("<x>\0").unwrap_err(), ValueError::HeaderBreak);
+    assert!(matches!(Parsed::<BaseUrl>::parse("x"), Err(ValueError::Url { .. })));
+    assert_eq!(Parsed::<BaseUrl>::parse("mailto:a@b.example").err(), Some(ValueError::Scheme("mailto".into())));
+    assert!(matches!(BodyTemplate::parse(json!("{")), Err(ValueError::BodyJson(_))));
+    assert_eq!(BodyTemplate::parse(json!({"a": "<b>"})).unwrap().body().params(), ["b"]);
+}
