@@ -7,6 +7,7 @@ use std::fmt;
 use http::{HeaderValue, Method};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
 
 use super::Config;
 use super::methods::{AuthConfig, AuthMethod, parse_auth};
@@ -23,9 +24,9 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     #[serde(default)]
-    pub return_to_allow: Vec<String>,
+    pub return_to_allow: Vec<Parsed<Url>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<String>,
+    pub webhook_url: Option<Parsed<Url>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
     /// Signing algorithm of new identity keys: `RS256` (default), `ES256` or `EdDSA`.

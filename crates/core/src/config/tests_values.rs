@@ -326,3 +326,16 @@ fn value_errors_are_typed() {
     assert!(matches!(BodyTemplate::parse(json!("{")), Err(ValueError::BodyJson(_))));
     assert_eq!(BodyTemplate::parse(json!({"a": "<b>"})).unwrap().body().params(), ["b"]);
 }
+
+#[test]
+fn server_urls_are_parsed_at_load() {
+    let p = problems("[server]\nreturn_to_allow = [\"https://app.example/\", \"app.example/back\"]\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!((p[0].connector.as_deref(), p[0].field.as_deref()), (None, Some("server.return_to_allow[1]")));
+    assert!(p[0].message.contains("`app.example/back` is not a URL") && p[0].message.contains("write e.g."), "{p:#?}");
+    let p = problems("[server]\nwebhook_url = \"ftp://hooks.example\"\n");
+    assert_eq!(p[0].field.as_deref(), Some("server.webhook_url"), "{p:#?}");
+    let c = Config::parse("[server]\nreturn_to_allow = [\"HTTPS://App.example\"]\n", "f").unwrap();
+    assert_eq!(c.server.return_to_allow[0].as_str(), "HTTPS://App.example");
+    assert_eq!(c.server.return_to_allow[0].host_str(), Some("app.example"));
+}

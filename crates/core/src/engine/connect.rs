@@ -123,7 +123,7 @@ impl Engine {
             return false;
         }
         self.config.server.return_to_allow.iter().any(|entry| {
-            let Ok(e) = url::Url::parse(entry) else { return false };
+            let e = entry.value();
             let under = if e.path().ends_with('/') {
                 u.path().starts_with(e.path())
             } else {
@@ -563,7 +563,8 @@ impl Engine {
 
     /// A fresh connect link that reconnects `row` (same owner, so the same connection id).
     pub async fn reconnect_url(&self, row: &ConnectionRow) -> Option<String> {
-        let return_to = row.return_to.clone().or_else(|| self.config.server.return_to_allow.first().cloned())?;
+        let return_to =
+            row.return_to.clone().or_else(|| self.config.server.return_to_allow.first().map(ToString::to_string))?;
         self.connect_session(row.env, &row.connector, &row.owner, &return_to, BTreeMap::new()).await.ok()
     }
 

@@ -53,7 +53,7 @@ impl Engine {
             let Some(kind) = webhook_type(&event) else { continue };
             let Some(url) = self.config.server.webhook_url.clone() else { continue };
             let engine = self.clone();
-            tokio::spawn(async move { engine.deliver(&url, kind, event).await });
+            tokio::spawn(async move { engine.deliver(url.as_str(), kind, event).await });
         }
     }
 
