@@ -10,6 +10,8 @@
 //! start to the last answer. "fresh" makes one call first, so the token is cached. Rounds
 //! alternate between the scenarios.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

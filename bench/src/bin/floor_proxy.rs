@@ -12,6 +12,8 @@
 //!
 //! Usage: floor-proxy LISTEN UPSTREAM (both `host:port`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
+
 use std::io;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -5,6 +5,8 @@
 //!
 //! Usage: seed-store DATA_DIR N
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
+
 use std::time::Instant;
 
 use latchkey_core::Env;

@@ -16,6 +16,7 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION")))
 }
 
+#[expect(clippy::expect_used, reason = "the default HTTP client configuration is valid")]
 pub fn default_client() -> reqwest::Client {
     client_builder().build().expect("the default HTTP client configuration is valid")
 }

@@ -13,6 +13,8 @@
 //! - [`tcp_proxy`]: a TCP forwarder in front of the store that a test can pause (a network
 //!   partition) or cut (a restart).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
+
 pub mod canary;
 pub mod fake_oauth;
 pub mod hostile_provider;

@@ -87,6 +87,7 @@ struct Sealer {
 }
 
 impl Sealer {
+    #[expect(clippy::expect_used, reason = "a MasterKey is always 32 bytes, the AES-256-GCM key length")]
     fn new(master: &MasterKey) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, master.expose())
             .expect("a MasterKey is always 32 bytes, the AES-256-GCM key length");
@@ -94,6 +95,7 @@ impl Sealer {
         Self { id: master.id(), direct: LessSafeKey::new(unbound), derive, opened: Mutex::new(HashMap::new()) }
     }
 
+    #[expect(clippy::expect_used, reason = "32 bytes is a valid HKDF-SHA256 output length")]
     fn data_key(&self, term: &Term) -> LessSafeKey {
         let info = [&term[..]];
         let okm = self.derive.expand(&info, &AES_256_GCM).expect("32 bytes is a valid HKDF-SHA256 output length");
@@ -221,6 +223,7 @@ impl Vault {
     }
 
     /// Seals `plaintext` for the record named by `aad`.
+    #[expect(clippy::expect_used, reason = "AES-256-GCM sealing fails only for inputs over 64 GiB")]
     pub fn seal(&self, aad: &Aad, plaintext: &[u8]) -> Vec<u8> {
         let data_key = self.data_key_for_seal();
         let nonce_bytes = random::bytes::<NONCE_LEN>();
@@ -294,6 +297,7 @@ pub fn key_id_of(sealed: &[u8]) -> Result<KeyId, VaultError> {
 
 /// SHA-256 of `data`, for hashes of admin and app keys (which are high-entropy random strings,
 /// so a fast hash is the right one).
+#[expect(clippy::expect_used, reason = "SHA-256 digests are 32 bytes")]
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     d.as_ref().try_into().expect("SHA-256 digests are 32 bytes")
@@ -332,6 +336,7 @@ impl Fingerprint {
         }
     }
 
+    #[expect(clippy::expect_used, reason = "SHA-256 digests are 32 bytes")]
     pub fn finish(self) -> [u8; 32] {
         self.0.finish().as_ref().try_into().expect("SHA-256 digests are 32 bytes")
     }
@@ -365,6 +370,7 @@ impl HmacKey {
         Self(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key))
     }
 
+    #[expect(clippy::expect_used, reason = "HMAC-SHA256 tags are 32 bytes")]
     pub fn sign(&self, data: &[u8]) -> [u8; 32] {
         aws_lc_rs::hmac::sign(&self.0, data).as_ref().try_into().expect("HMAC-SHA256 tags are 32 bytes")
     }

@@ -2,6 +2,7 @@
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
+#[expect(clippy::expect_used, reason = "the system CSPRNG does not fail")]
 pub fn bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     SystemRandom::new().fill(&mut out).expect("the system CSPRNG does not fail");

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `latchkey` binary against real peers (httpbin, nginx) and an
 //! in-process recording upstream. One test binary, modules inside.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
+
 mod admin;
 mod at_rest;
 mod audit;

@@ -23,6 +23,7 @@ pub struct ClientPool {
 }
 
 impl Default for ClientPool {
+    #[expect(clippy::expect_used, reason = "the public-only HTTP client configuration is valid")]
     fn default() -> Self {
         Self {
             http: crate::http::default_client(),

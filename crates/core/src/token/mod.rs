@@ -82,6 +82,7 @@ pub(crate) fn aad(key: &TokenKey) -> Aad {
     Aad::new("token", key.record_id(), "tokens", key.env.as_str())
 }
 
+#[expect(clippy::expect_used, reason = "a token set serializes")]
 pub fn seal(vault: &Vault, key: &TokenKey, set: &TokenSet) -> Vec<u8> {
     let stored = Stored {
         access_token: set.access_token.expose_secret().to_owned(),

@@ -7,6 +7,8 @@
 //! PostgreSQL tests need a server with trust auth at 127.0.0.1:5432 (or
 //! `LATCHKEY_TEST_POSTGRES_URL`); each test creates its own `lk_test_*` database and drops it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
+
 mod conformance;
 mod connect;
 mod engine_writes;
