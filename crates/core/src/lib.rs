@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod callers;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod env;
