@@ -102,7 +102,9 @@ impl Engine {
     ) -> Result<Arc<Engine>, StoreError> {
         let callers = Callers::new(store.clone(), settings.bootstrap_admin_key.as_ref());
         let (notify, events) = tokio::sync::mpsc::unbounded_channel();
-        let tokens = tokens::TokenManager::new(store.clone(), vault.clone(), settings.fault.clone(), Some(notify));
+        let clock = Arc::new(crate::clock::SystemClock);
+        let tokens =
+            tokens::TokenManager::new(store.clone(), vault.clone(), clock, settings.fault.clone(), Some(notify));
         let engine = Arc::new(Engine {
             store,
             vault,
