@@ -272,7 +272,7 @@ pub async fn generation_bumps_on_every_write_and_only_then(ctx: &Ctx) {
 pub async fn generation_is_shared_by_instances(ctx: &Ctx) {
     // A second instance on the same database (its migrations find nothing to do) sees the
     // first's writes and bumps, and the first sees the second's.
-    let other = latchkey_store::connect(&ctx.url).await.expect("second instance");
+    let other = ctx.second_instance().await;
     let g = generation(&*ctx.store).await;
     assert_eq!(generation(&*other).await, g);
 

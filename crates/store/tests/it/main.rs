@@ -2,7 +2,9 @@
 //!
 //! [`conformance`] holds the behaviour every `Store` must have, written once against
 //! `&dyn Store`; [`conformance_suite!`] turns each case into a `#[tokio::test]` for a backend,
-//! each on a fresh database. The backend modules add what only they have.
+//! each on a fresh database: SQLite, PostgreSQL, and latchkey-core's in-memory store (which
+//! core's own tests use, so it must behave as the others do). The backend modules add what
+//! only they have.
 //!
 //! PostgreSQL tests need a server with trust auth at 127.0.0.1:5432 (or
 //! `LATCHKEY_TEST_POSTGRES_URL`); each test creates its own `lk_test_*` database and drops it.
@@ -12,6 +14,7 @@
 mod conformance;
 mod connect;
 mod engine_writes;
+mod memory;
 mod postgres;
 mod sqlite;
 
@@ -23,6 +26,19 @@ use latchkey_core::store::Store;
 pub struct Ctx {
     pub store: Arc<dyn Store>,
     pub url: String,
+}
+
+/// The URL of an in-memory store: its second instance is the store itself.
+pub const MEMORY_URL: &str = "memory:";
+
+impl Ctx {
+    /// A second instance on the same database.
+    pub async fn second_instance(&self) -> Arc<dyn Store> {
+        if self.url == MEMORY_URL {
+            return self.store.clone();
+        }
+        latchkey_store::connect(&self.url).await.expect("second instance")
+    }
 }
 
 /// One `#[tokio::test]` per conformance case, each on a fresh store from `$fresh()`, an async

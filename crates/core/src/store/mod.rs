@@ -1,8 +1,12 @@
-//! The storage interface. `latchkey-store` implements it on SQLite and PostgreSQL, and one
-//! conformance suite runs against both. Values that are secret arrive here already sealed by
+//! The storage interface. `latchkey-store` implements it on SQLite and PostgreSQL, [`memory`]
+//! in memory for tests, and one conformance suite runs against all three. Values that are secret arrive here already sealed by
 //! the vault: a store never sees plaintext, and never needs the master key.
 
 use crate::Env;
+
+/// The whole store in memory, for tests (latchkey-store's conformance suite runs against it).
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
