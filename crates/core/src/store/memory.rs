@@ -700,3 +700,35 @@ impl SealedStore for MemoryStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryStore;
+    use crate::store::{Store, StoreError};
+
+    #[tokio::test]
+    async fn faults_meet_the_operations_they_name_as_many_times_as_asked() {
+        let store = MemoryStore::new();
+        store.fail(Some("generation"), 2);
+        assert!(store.ping().await.is_ok(), "another operation");
+        for _ in 0..2 {
+            let e = store.generation().await.unwrap_err();
+            assert!(matches!(e, StoreError::Unavailable { op: "generation", .. }), "{e}");
+        }
+        assert_eq!(store.generation().await.unwrap(), 0);
+        store.fail(None, u32::MAX);
+        assert!(store.ping().await.is_err());
+        store.heal();
+        assert!(store.ping().await.is_ok());
+        assert_eq!((store.calls("generation"), store.calls("ping")), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_operation_never_answers() {
+        let store = MemoryStore::new();
+        store.hang(Some("ping"), 1);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(60), store.ping()).await;
+        assert!(waited.is_err());
+        assert!(store.ping().await.is_ok(), "only once");
+    }
+}

@@ -7,8 +7,10 @@ use latchkey_core::store::memory::MemoryStore;
 
 use crate::{Ctx, MEMORY_URL, conformance_suite};
 
-async fn fresh() -> (Ctx, ()) {
-    (Ctx { store: Arc::new(MemoryStore::new()), url: MEMORY_URL.to_owned() }, ())
+/// A fresh store; the guard is a handle on it (nothing to clean up: it goes with the last).
+async fn fresh() -> (Ctx, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    (Ctx { store: store.clone(), url: MEMORY_URL.to_owned() }, store)
 }
 
 conformance_suite!(fresh);

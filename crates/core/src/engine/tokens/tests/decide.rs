@@ -257,7 +257,8 @@ fn a_transient_failure_keeps_the_tokens_degrades_and_backs_off_longer_each_time(
     assert_eq!((after.failure.attempts, after.failure.next_attempt_at), (1, stale + 1_999));
     assert!(!after.answer.as_ref().unwrap().fresh, "the still-valid token is answered");
     c.failure = Some(after.failure);
-    let second = decide::after_failure(&transient(503, None), &c, &src, Mode::IfStale, TokenState::Degraded, stale, 3_999);
+    let second =
+        decide::after_failure(&transient(503, None), &c, &src, Mode::IfStale, TokenState::Degraded, stale, 3_999);
     assert_eq!((second.failure.attempts, second.failure.next_attempt_at), (2, stale + 3_999));
     let replace = decide::after_failure(&transient(503, None), &c, &src, Mode::Replace, TokenState::Ok, stale, 0);
     assert!(replace.answer.is_err(), "a replacement never gets the refused token back");
@@ -282,8 +283,15 @@ fn a_transient_failure_with_retry_after_tells_the_caller_when() {
 
 #[test]
 fn an_ambiguous_timeout_is_a_transient_token_request_failure() {
-    let after =
-        decide::after_failure(&ambiguous_timeout(), &Cached::default(), &source(), Mode::IfStale, TokenState::Ok, T0, 0);
+    let after = decide::after_failure(
+        &ambiguous_timeout(),
+        &Cached::default(),
+        &source(),
+        Mode::IfStale,
+        TokenState::Ok,
+        T0,
+        0,
+    );
     assert!(!after.erase);
     assert_eq!(after.events[0].2["timed_out"], true);
     let e = after.answer.err().unwrap();

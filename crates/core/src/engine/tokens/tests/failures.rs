@@ -178,7 +178,10 @@ async fn an_ambiguous_refresh_is_counted_recorded_and_retried_with_the_same_refr
     assert_eq!(h.tokens.ambiguous.load(Ordering::Relaxed), 1);
     let presented: Vec<_> = h.script.seen().into_iter().map(|s| s.refresh_token).collect();
     assert_eq!(presented, [None, Some("rt-1".into()), Some("rt-1".into())]);
-    assert_eq!(h.kinds().await, [EventKind::TokenObtained, EventKind::TokenRefreshAmbiguous, EventKind::TokenRefreshed]);
+    assert_eq!(
+        h.kinds().await,
+        [EventKind::TokenObtained, EventKind::TokenRefreshAmbiguous, EventKind::TokenRefreshed]
+    );
     let ambiguous = &h.events().await[1];
     assert_eq!(ambiguous.outcome, EventOutcome::Retrying);
     assert_eq!(h.detail(EventKind::TokenRefreshAmbiguous).await["timed_out"], true);

@@ -101,7 +101,12 @@ async fn a_lease_that_ran_out_unreleased_shows_as_refresh_outcome_unknown_and_is
     assert_eq!(h.script.seen()[1].refresh_token.as_deref(), Some("rt-1"), "the stored refresh token, once");
     assert_eq!(
         h.kinds().await,
-        [EventKind::TokenObtained, EventKind::TokenRefreshOutcomeUnknown, EventKind::TokenRefreshed, EventKind::TokenRecovered]
+        [
+            EventKind::TokenObtained,
+            EventKind::TokenRefreshOutcomeUnknown,
+            EventKind::TokenRefreshed,
+            EventKind::TokenRecovered
+        ]
     );
     assert_eq!(h.detail(EventKind::TokenRecovered).await["previous_state"], "refresh_outcome_unknown");
     assert_eq!(h.detail(EventKind::TokenRefreshOutcomeUnknown).await["lease_until"], now + 25_000);
@@ -122,11 +127,7 @@ async fn an_abandoned_refresh_whose_token_was_rotated_away_ends_in_reauthorizati
     assert_eq!(h.requests(), 1, "the browser grant cannot be repeated");
     assert_eq!(
         h.kinds().await,
-        [
-            EventKind::TokenRefreshOutcomeUnknown,
-            EventKind::TokenRefreshFailed,
-            EventKind::TokenReauthorizationRequired
-        ]
+        [EventKind::TokenRefreshOutcomeUnknown, EventKind::TokenRefreshFailed, EventKind::TokenReauthorizationRequired]
     );
     let row = h.row(&key).await;
     assert_eq!((row.state, row.sealed.is_none()), (TokenState::ReauthorizationRequired, true));

@@ -19,8 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{TokenEndpoint, TokenManager};
 use crate::Env;
-use crate::auth::grant::{Client, Grant};
 use crate::auth::TokenSource;
+use crate::auth::grant::{Client, Grant};
 use crate::clock::{Clock, FakeClock};
 use crate::config::{ClientAuth, TokenIn};
 use crate::event::EventKind;
@@ -35,7 +35,10 @@ pub(super) const HOUR: i64 = 3_600_000;
 /// What the scripted endpoint answers to one request.
 pub(super) enum Answer {
     /// A token set living this long (ms), with or without a refresh token.
-    Tokens { lifetime_ms: i64, refresh: bool },
+    Tokens {
+        lifetime_ms: i64,
+        refresh: bool,
+    },
     Fail(TokenError),
 }
 

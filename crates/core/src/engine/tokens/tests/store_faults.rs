@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use super::{HOUR, Harness, T0, access, source};
+use crate::ErrorCode;
 use crate::clock::Clock;
 use crate::event::EventKind;
 use crate::token::{self, TokenState};
-use crate::ErrorCode;
 
 #[tokio::test(start_paused = true)]
 async fn a_store_that_fails_before_a_refresh_fails_the_call_without_a_request() {
