@@ -1,0 +1,295 @@
+//! The whole [`Store`] in memory, for tests: the same semantics as the SQL stores (the
+//! generation and its deletions, leases with fencing epochs, token versions, flows and
+//! refresh tokens taken once), checked by latchkey-store's conformance suite, which runs
+//! against it too. Clones share the data (a second instance on the same database).
+//!
+//! A fault switch makes chosen operations fail with [`StoreError::Unavailable`] or never
+//! answer ([`MemoryStore::fail`], [`MemoryStore::hang`]), and [`MemoryStore::calls`] counts
+//! the operations made.
+
+mod identity;
+mod tokens;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::{
+    ConnectionRow, ConnectorRow, EventRow, FlowRow, KeyRow, LoginCodeRow, RefreshRow, SecretRow, SigningKeyRow, Store,
+    StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
+};
+
+/// Rows in the SQL stores' order: text columns compared as text (`dev` before `live`).
+type TokenId = (String, &'static str, String);
+
+fn token_id(key: &TokenKey) -> TokenId {
+    (key.connector.clone(), key.env.as_str(), key.connection.clone())
+}
+
+#[derive(Default)]
+struct Data {
+    generation: i64,
+    meta: BTreeMap<String, Vec<u8>>,
+    /// (name, env) -> (row, changed_gen)
+    secrets: BTreeMap<(String, &'static str), (SecretRow, i64)>,
+    keys: BTreeMap<String, (KeyRow, i64)>,
+    /// (kind, name) -> changed_gen
+    deletions: BTreeMap<(&'static str, String), i64>,
+    connectors: BTreeMap<String, ConnectorRow>,
+    tokens: BTreeMap<TokenId, TokenRow>,
+    events: Vec<EventRow>,
+    connections: BTreeMap<String, ConnectionRow>,
+    flows: BTreeMap<Vec<u8>, FlowRow>,
+    users: BTreeMap<(&'static str, String), UserRow>,
+    signing_keys: BTreeMap<String, SigningKeyRow>,
+    refresh: BTreeMap<Vec<u8>, RefreshRow>,
+    /// hash -> (row, used_at)
+    login_codes: BTreeMap<Vec<u8>, (LoginCodeRow, Option<i64>)>,
+}
+
+impl Data {
+    fn bump(&mut self) -> i64 {
+        self.generation += 1;
+        self.generation
+    }
+}
+
+/// What a fault does to the operation it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    Fail,
+    Hang,
+}
+
+struct Fault {
+    /// The operation (the trait method's name), or every one.
+    op: Option<&'static str>,
+    times: u32,
+    kind: FaultKind,
+}
+
+#[derive(Default)]
+struct Inner {
+    data: Mutex<Data>,
+    faults: Mutex<Vec<Fault>>,
+    calls: Mutex<HashMap<&'static str, u64>>,
+}
+
+/// The in-memory store. Cheap to clone; clones share everything.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn duplicate(op: &'static str, what: &str) -> StoreError {
+    StoreError::Unavailable { op, reason: format!("{what} already exists (unique constraint)") }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `times` operations named `op` (a trait method's name, e.g. `"commit_token"`;
+    /// `None`: any) fail with [`StoreError::Unavailable`].
+    pub fn fail(&self, op: Option<&'static str>, times: u32) {
+        lock(&self.inner.faults).push(Fault { op, times, kind: FaultKind::Fail });
+    }
+
+    /// The next `times` operations named `op` (`None`: any) never answer (a partition).
+    pub fn hang(&self, op: Option<&'static str>, times: u32) {
+        lock(&self.inner.faults).push(Fault { op, times, kind: FaultKind::Hang });
+    }
+
+    /// Removes every fault not yet spent: the store answers again.
+    pub fn heal(&self) {
+        lock(&self.inner.faults).clear();
+    }
+
+    /// How many times `op` was called (including calls a fault met).
+    pub fn calls(&self, op: &str) -> u64 {
+        lock(&self.inner.calls).get(op).copied().unwrap_or(0)
+    }
+
+    /// Every operation starts here: counted, then met by the first fault that matches.
+    async fn enter(&self, op: &'static str) -> StoreResult<()> {
+        *lock(&self.inner.calls).entry(op).or_default() += 1;
+        let kind = {
+            let mut faults = lock(&self.inner.faults);
+            let found = faults.iter_mut().find(|f| f.times > 0 && f.op.is_none_or(|o| o == op));
+            found.map(|f| {
+                f.times -= 1;
+                f.kind
+            })
+        };
+        match kind {
+            None => Ok(()),
+            Some(FaultKind::Fail) => Err(StoreError::Unavailable { op, reason: "fault injected".into() }),
+            Some(FaultKind::Hang) => std::future::pending().await,
+        }
+    }
+
+    fn data(&self) -> std::sync::MutexGuard<'_, Data> {
+        lock(&self.inner.data)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.enter("ping").await
+    }
+    async fn generation(&self) -> StoreResult<i64> {
+        self.enter("generation").await?;
+        Ok(self.data().generation)
+    }
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.enter("get_meta").await?;
+        Ok(self.data().meta.get(key).cloned())
+    }
+    async fn insert_meta(&self, key: &str, value: &[u8]) -> StoreResult<bool> {
+        self.enter("insert_meta").await?;
+        let mut d = self.data();
+        if d.meta.contains_key(key) {
+            return Ok(false);
+        }
+        d.meta.insert(key.to_owned(), value.to_vec());
+        Ok(true)
+    }
+    async fn put_secret(&self, row: &SecretRow) -> StoreResult<()> {
+        self.enter("put_secret").await?;
+        let mut d = self.data();
+        let generation = d.bump();
+        d.secrets.insert((row.name.clone(), row.env.as_str()), (row.clone(), generation));
+        Ok(())
+    }
+    async fn delete_secret(&self, name: &str) -> StoreResult<bool> {
+        self.enter("delete_secret").await?;
+        let mut d = self.data();
+        let before = d.secrets.len();
+        d.secrets.retain(|(n, _), _| n != name);
+        if d.secrets.len() == before {
+            return Ok(false);
+        }
+        let generation = d.bump();
+        d.deletions.insert(("secret", name.to_owned()), generation);
+        Ok(true)
+    }
+    async fn list_secrets(&self) -> StoreResult<Vec<SecretRow>> {
+        self.enter("list_secrets").await?;
+        Ok(self.data().secrets.values().map(|(row, _)| row.clone()).collect())
+    }
+    async fn changes_since(&self, since: i64) -> StoreResult<StoreChanges> {
+        self.enter("changes_since").await?;
+        let d = self.data();
+        let mut changes = StoreChanges { through: d.generation, ..StoreChanges::default() };
+        for ((kind, name), _) in d.deletions.iter().filter(|(_, g)| **g > since) {
+            match *kind {
+                "secret" => changes.deleted_secrets.push(name.clone()),
+                _ => changes.deleted_keys.push(name.clone()),
+            }
+        }
+        changes.secrets = d.secrets.values().filter(|(_, g)| *g > since).map(|(row, _)| row.clone()).collect();
+        changes.keys = keys_in_order(d.keys.values().filter(|(_, g)| *g > since).map(|(row, _)| row));
+        Ok(changes)
+    }
+    async fn insert_key(&self, row: &KeyRow) -> StoreResult<()> {
+        self.enter("insert_key").await?;
+        let mut d = self.data();
+        if d.keys.contains_key(&row.id) {
+            return Err(StoreError::Conflict(format!("key `{}`", row.id)));
+        }
+        let generation = d.bump();
+        d.keys.insert(row.id.clone(), (row.clone(), generation));
+        Ok(())
+    }
+    async fn find_key(&self, id: &str) -> StoreResult<Option<KeyRow>> {
+        self.enter("find_key").await?;
+        Ok(self.data().keys.get(id).map(|(row, _)| row.clone()))
+    }
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        self.enter("list_keys").await?;
+        Ok(keys_in_order(self.data().keys.values().map(|(row, _)| row)))
+    }
+    async fn delete_key(&self, id: &str) -> StoreResult<bool> {
+        self.enter("delete_key").await?;
+        let mut d = self.data();
+        if d.keys.remove(id).is_none() {
+            return Ok(false);
+        }
+        let generation = d.bump();
+        d.deletions.insert(("key", id.to_owned()), generation);
+        Ok(true)
+    }
+    async fn touch_key(&self, id: &str, at: i64) -> StoreResult<()> {
+        self.enter("touch_key").await?;
+        if let Some((row, _)) = self.data().keys.get_mut(id)
+            && row.last_used_at.is_none_or(|last| last < at)
+        {
+            row.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+    async fn put_connector(&self, row: &ConnectorRow) -> StoreResult<()> {
+        self.enter("put_connector").await?;
+        let mut d = self.data();
+        d.connectors.insert(row.name.clone(), row.clone());
+        d.bump();
+        Ok(())
+    }
+    async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>> {
+        self.enter("list_connectors").await?;
+        Ok(self.data().connectors.values().cloned().collect())
+    }
+    async fn delete_connector(&self, name: &str) -> StoreResult<bool> {
+        self.enter("delete_connector").await?;
+        let mut d = self.data();
+        if d.connectors.remove(name).is_none() {
+            return Ok(false);
+        }
+        d.bump();
+        Ok(true)
+    }
+}
+
+/// Keys as the SQL stores list them: by creation time, then id.
+fn keys_in_order<'a>(rows: impl Iterator<Item = &'a KeyRow>) -> Vec<KeyRow> {
+    let mut rows: Vec<KeyRow> = rows.cloned().collect();
+    rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryStore;
+    use crate::store::{Store, StoreError};
+
+    #[tokio::test]
+    async fn faults_meet_the_operations_they_name_as_many_times_as_asked() {
+        let store = MemoryStore::new();
+        store.fail(Some("generation"), 2);
+        assert!(store.ping().await.is_ok(), "another operation");
+        for _ in 0..2 {
+            let e = store.generation().await.unwrap_err();
+            assert!(matches!(e, StoreError::Unavailable { op: "generation", .. }), "{e}");
+        }
+        assert_eq!(store.generation().await.unwrap(), 0);
+        store.fail(None, u32::MAX);
+        assert!(store.ping().await.is_err());
+        store.heal();
+        assert!(store.ping().await.is_ok());
+        assert_eq!((store.calls("generation"), store.calls("ping")), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_operation_never_answers() {
+        let store = MemoryStore::new();
+        store.hang(Some("ping"), 1);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(60), store.ping()).await;
+        assert!(waited.is_err());
+        assert!(store.ping().await.is_ok(), "only once");
+    }
+}
