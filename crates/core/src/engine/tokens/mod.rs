@@ -349,25 +349,36 @@ impl TokenManager {
         self.fault("after_token_response");
         match result {
             Ok(new) => self.store_new(src, slot, mode, &leased, abandoned.is_some(), previous.as_deref(), new).await,
-            Err(e) => {
-                let now = self.now();
-                let after =
-                    decide::after_failure(&e, &lock(&slot.cached), src, mode, leased.state, now, obtain::roll());
-                let committed = bounded(self.store.commit_token(key, leased.epoch, &after.write, now)).await?;
-                for (kind, outcome, detail) in after.events {
-                    self.events.record(key, kind, outcome, detail).await;
-                }
-                let mut c = lock(&slot.cached);
-                if after.erase {
-                    c.set = None;
-                    c.version = committed.then_some(leased.version + 1);
-                } else if committed {
-                    c.version = Some(leased.version + 1);
-                }
-                c.failure = Some(after.failure);
-                after.answer
-            }
+            Err(e) => self.store_failure(src, slot, mode, &leased, &e).await,
         }
+    }
+
+    /// Stores what a failed refresh leaves ([`decide::after_failure`]), releasing the lease,
+    /// records its events and answers the caller.
+    async fn store_failure(
+        &self,
+        src: &TokenSource,
+        slot: &Slot,
+        mode: Mode,
+        leased: &TokenRow,
+        e: &token::TokenError,
+    ) -> Result<Obtained, CallError> {
+        let key = &src.key;
+        let now = self.now();
+        let after = decide::after_failure(e, &lock(&slot.cached), src, mode, leased.state, now, obtain::roll());
+        let committed = bounded(self.store.commit_token(key, leased.epoch, &after.write, now)).await?;
+        for (kind, outcome, detail) in after.events {
+            self.events.record(key, kind, outcome, detail).await;
+        }
+        let mut c = lock(&slot.cached);
+        if after.erase {
+            c.set = None;
+            c.version = committed.then_some(leased.version + 1);
+        } else if committed {
+            c.version = Some(leased.version + 1);
+        }
+        c.failure = Some(after.failure);
+        after.answer
     }
 
     /// Stores new tokens under the lease, durably before anyone uses them (write-ahead
