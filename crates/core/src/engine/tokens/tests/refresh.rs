@@ -194,3 +194,34 @@ async fn every_event_also_goes_to_the_webhook_sender() {
     let sent = h.webhooks.try_recv().unwrap();
     assert_eq!((sent.kind, sent.at, sent.connector.as_str()), (EventKind::TokenObtained, T0, "crm"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_skew_that_reaches_the_lifetime_refreshes_on_every_use() {
+    let h = Harness::new();
+    let mut src = source();
+    src.skew_ms = 120_000;
+    src.skew_configured = true;
+    h.script.then(Answer::Tokens { lifetime_ms: 60_000, refresh: true });
+    h.script.then(Answer::Tokens { lifetime_ms: 60_000, refresh: true });
+    h.tokens.get(&src).await.unwrap();
+    h.clock.advance(1);
+    assert_eq!(access(&h.tokens.get(&src).await.unwrap().token), "at-2");
+    assert_eq!(h.requests(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn installing_new_tokens_ends_a_cached_refusal() {
+    let h = Harness::new();
+    let key = TokenKey { connector: "crm".into(), env: Env::Live, connection: "con_1".into() };
+    let src = source_with(authorization_code_grant(), key.clone());
+    h.tokens.install(&src, token_set("user-at", Some("user-rt"), T0, HOUR)).await.unwrap();
+    h.clock.advance(HOUR);
+    h.script.then(super::Answer::Fail(super::refused("invalid_grant")));
+    assert!(h.tokens.get(&src).await.is_err());
+    assert_eq!(h.tokens.get(&src).await.err().unwrap().code, ErrorCode::ReauthorizationRequired);
+    // The user connects again.
+    let now = h.now();
+    let previous = h.tokens.install(&src, token_set("user-at-2", Some("user-rt-2"), now, HOUR)).await.unwrap();
+    assert_eq!(previous, TokenState::ReauthorizationRequired);
+    assert_eq!(access(&h.tokens.get(&src).await.unwrap().token), "user-at-2");
+}
