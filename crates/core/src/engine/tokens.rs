@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey_vault::Vault;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::auth::TokenSource;
 use crate::event::{EventKind, EventOutcome};
+use crate::secret::{AccessToken, RefreshToken};
 use crate::store::{EventRow, Store, TokenKey, TokenRow, TokenWrite};
 use crate::time_fmt::now_ms;
 use crate::token::{self, ShownState, TokenError, TokenSet, TokenState, request_token};
@@ -239,7 +240,7 @@ impl TokenManager {
 
     /// Replaces an access token the upstream refused (reactive refresh), unless another
     /// caller already replaced it.
-    pub async fn replace(&self, src: &TokenSource, refused: &SecretString) -> Result<Obtained, CallError> {
+    pub async fn replace(&self, src: &TokenSource, refused: &AccessToken) -> Result<Obtained, CallError> {
         let slot = self.slot(&src.key);
         self.refresh(src, &slot, Mode::Replace, Some(refused)).await
     }
@@ -290,7 +291,7 @@ impl TokenManager {
         c: &Cached,
         src: &TokenSource,
         mode: Mode,
-        refused: Option<&SecretString>,
+        refused: Option<&AccessToken>,
         now: i64,
     ) -> Option<Result<Obtained, CallError>> {
         if let Some(set) = &c.set {
@@ -361,7 +362,7 @@ impl TokenManager {
         src: &TokenSource,
         slot: &Slot,
         mode: Mode,
-        refused: Option<&SecretString>,
+        refused: Option<&AccessToken>,
     ) -> Result<Obtained, CallError> {
         let _flight = slot.flight.lock().await;
         let key = &src.key;
@@ -514,7 +515,7 @@ impl TokenManager {
                 c.last_touch = now;
                 Ok(Obtained { token: new, fresh: true })
             }
-            Err(e) if e.terminal => {
+            Err(e) if e.is_terminal() => {
                 let write = TokenWrite {
                     sealed: Some(None),
                     expires_at: Some(None),
@@ -556,14 +557,14 @@ impl TokenManager {
                 detail["previous_state"] = json!(previous_state.as_str());
                 self.event(key, EventKind::TokenRefreshFailed, EventOutcome::Transient, detail).await;
                 let mut error = e.to_call_error(&key.connector);
-                if e.timed_out {
+                if e.timed_out() {
                     error.code = ErrorCode::TokenRequestFailed;
                 }
                 let mut c = lock(&slot.cached);
                 let attempts = c.failure.as_ref().map_or(0, |f| f.attempts) + 1;
                 let window = (BACKOFF_BASE_MS << attempts.min(16)).min(BACKOFF_CAP_MS);
                 let retry_after =
-                    e.retry_after.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)).min(BACKOFF_CAP_MS);
+                    e.retry_after().map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)).min(BACKOFF_CAP_MS);
                 c.failure = Some(Failure {
                     error: error.clone(),
                     terminal: false,
@@ -616,7 +617,7 @@ impl TokenManager {
 
     /// Token requests with retries: the refresh token when there is one (falling back to the
     /// grant when it is refused), else the grant.
-    async fn obtain(&self, src: &TokenSource, refresh_token: Option<&SecretString>) -> Result<TokenSet, TokenError> {
+    async fn obtain(&self, src: &TokenSource, refresh_token: Option<&RefreshToken>) -> Result<TokenSet, TokenError> {
         let mut use_refresh = refresh_token.is_some();
         let mut attempt = 0;
         loop {
@@ -629,31 +630,21 @@ impl TokenManager {
                         continue;
                     }
                 },
-                _ => src.grant.request(now).map_err(|e| TokenError {
-                    terminal: true,
-                    status: None,
-                    error: Some(e.code.as_str().into()),
-                    description: Some(e.message),
-                    uri: None,
-                    retry_after: None,
-                    no_response: true,
-                    timed_out: false,
-                    ambiguous: false,
-                })?,
+                _ => src.grant.request(now).map_err(TokenError::unsendable)?,
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
             match request_token(&src.client, &request, src.timeout, now).await {
                 Ok(set) => return Ok(set),
-                Err(e) if e.terminal && request.is_refresh && src.grant.can_regrant() => {
+                Err(e) if e.is_terminal() && request.is_refresh && src.grant.can_regrant() => {
                     // The refresh token was refused; the grant itself may still work.
                     tracing::info!(connector = %src.key.connector, error = %e.summary(), "refresh token refused; repeating the grant");
                     self.event(&src.key, EventKind::TokenRefreshRefused, EventOutcome::Fallback, error_detail(&e))
                         .await;
                     use_refresh = false;
                 }
-                Err(e) if e.terminal => return Err(e),
+                Err(e) if e.is_terminal() => return Err(e),
                 Err(e) => {
-                    if e.ambiguous && request.is_refresh {
+                    if e.is_ambiguous() && request.is_refresh {
                         // The provider may have rotated the refresh token and the answer was
                         // lost. The retry below presents the same token at once (a provider
                         // with a reuse window accepts it); `invalid_grant` then ends on the
@@ -668,12 +659,12 @@ impl TokenManager {
                         .await;
                     }
                     attempt += 1;
-                    if attempt >= TRIES || e.retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
+                    if attempt >= TRIES || e.retry_after().is_some_and(|d| d > MAX_RETRY_AFTER) {
                         return Err(e);
                     }
                     let base = 200u64 << attempt;
                     let wait = e
-                        .retry_after
+                        .retry_after()
                         .unwrap_or(Duration::from_millis(base / 2 + jitter(i64::try_from(base).unwrap_or(200)) as u64));
                     tracing::info!(connector = %src.key.connector, error = %e.summary(), wait_ms = wait.as_millis() as u64, "token request failed; retrying");
                     tokio::time::sleep(wait).await;
@@ -886,7 +877,7 @@ async fn record_event(
 }
 
 fn error_detail(e: &TokenError) -> serde_json::Value {
-    json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "status": e.status, "timed_out": e.timed_out})
+    json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "status": e.status, "timed_out": e.timed_out()})
 }
 
 /// An event id that sorts in the order this process recorded its events, even within one

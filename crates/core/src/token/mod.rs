@@ -1,26 +1,31 @@
 //! OAuth tokens: the token set Latchkey holds, the token endpoint client, and error
 //! classification (terminal or transient) that drives the lifecycle in `engine::tokens`.
 
+mod answer;
 mod endpoint;
+mod error;
 pub mod metadata;
 pub mod scrub;
 
+pub use answer::{Answer, AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, parse};
 pub use endpoint::{
-    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenError, TokenRequest, TokenRequestBody, TokenResponseShape,
-    read_bounded, request_token,
+    TokenRequest, TokenRequestBody, TokenResponseShape, WireBody, build, read_bounded, request_token, send,
 };
+pub(crate) use endpoint::{basic_authorization, execute, post};
+pub use error::{TokenError, TokenErrorKind};
 
-use latchkey_vault::{Aad, Vault};
-use secrecy::{ExposeSecret, SecretString};
+use latchkey_vault::{Aad, Vault, VaultError};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+use crate::secret::{AccessToken, RefreshToken};
 use crate::store::TokenKey;
 
 /// What a token endpoint gave: the secret parts in redacting types, the rest as it came.
 #[derive(Clone)]
 pub struct TokenSet {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
+    pub access_token: AccessToken,
+    pub refresh_token: Option<RefreshToken>,
     pub token_type: Option<String>,
     /// Unix milliseconds; `None` when the provider gave no lifetime.
     pub expires_at: Option<i64>,
@@ -100,13 +105,23 @@ pub fn seal(vault: &Vault, key: &TokenKey, set: &TokenSet) -> Vec<u8> {
     sealed
 }
 
-pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, String> {
-    let plain = vault.open(&aad(key), sealed).map_err(|e| e.to_string())?;
-    let stored: Stored =
-        serde_json::from_slice(plain.expose_secret()).map_err(|_| "the stored token set is not readable".to_owned())?;
+/// Why a stored token set could not be opened. Never carries a byte of it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The vault refused the ciphertext (another key, altered, or another record's).
+    #[error(transparent)]
+    Sealed(#[from] VaultError),
+    /// It opened, but is not a token set.
+    #[error("the stored token set is not readable")]
+    Unreadable,
+}
+
+pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, OpenError> {
+    let plain = vault.open(&aad(key), sealed)?;
+    let stored: Stored = serde_json::from_slice(plain.expose_secret()).map_err(|_| OpenError::Unreadable)?;
     Ok(TokenSet {
-        access_token: SecretString::from(stored.access_token),
-        refresh_token: stored.refresh_token.map(SecretString::from),
+        access_token: AccessToken::from(stored.access_token),
+        refresh_token: stored.refresh_token.map(RefreshToken::from),
         token_type: stored.token_type,
         expires_at: stored.expires_at,
         scope: stored.scope,
