@@ -175,6 +175,7 @@ impl TokenError {
             (false, Some(after)) => Retry::After(after),
             (false, None) => Retry::Later,
         })
+        .caused_by(self.clone())
     }
 }
 
@@ -275,8 +276,12 @@ mod tests {
     }
 
     #[test]
-    fn it_is_an_error_with_its_summary_as_text() {
-        let e: Box<dyn std::error::Error> = Box::new(TokenError::unreachable(false, "refused".into()));
-        assert_eq!(e.to_string(), "unreachable: refused");
+    fn it_is_an_error_with_its_summary_as_text_and_the_cause_of_the_callers_error() {
+        let e = TokenError::unreachable(false, "refused".into());
+        let boxed: Box<dyn std::error::Error> = Box::new(e.clone());
+        assert_eq!(boxed.to_string(), "unreachable: refused");
+        let call = e.to_call_error("c");
+        let cause = std::error::Error::source(&call).and_then(|c| c.downcast_ref::<TokenError>());
+        assert_eq!(cause, Some(&e));
     }
 }

@@ -186,3 +186,15 @@ fn a_custom_requests_listed_secrets_are_scrubbed_json_escaped_too() {
     let out = req.scrubber().text(r#"body {"k":"a\"b\\c-key"} header X-Key: hdr-secret"#);
     assert_eq!(out.as_deref(), Some("body {'k':'[REDACTED]'} header X-Key: [REDACTED]"));
 }
+
+#[test]
+fn the_url_reqwest_sends_is_the_configured_one_read_as_a_url_even_with_unusual_characters() {
+    for url in ["https://x.example/t?a=^|{}&b=`", "https://x.example/p|a^t/h?", "https://[::1]:8443/token#frag"] {
+        let mut req = request(form(&[("grant_type", "client_credentials")]), None, &[]);
+        req.url = url.into();
+        let sent = reqwest::Request::try_from(build(&req).unwrap()).unwrap();
+        let mut expected = url::Url::parse(url).unwrap();
+        expected.set_fragment(None); // never sent
+        assert_eq!(sent.url(), &expected, "{url}");
+    }
+}
