@@ -1,5 +1,10 @@
-//! OAuth tokens: the token set Latchkey holds, the token endpoint client, and error
-//! classification (terminal or transient) that drives the lifecycle in `engine::tokens`.
+//! OAuth tokens: the token set Latchkey holds (sealed as one document), the token endpoint
+//! client, and why a request failed, by kind, which drives the lifecycle in `engine::tokens`.
+//!
+//! A request goes through three steps, two of them pure: `endpoint::build` makes the exact
+//! `http::Request` from a [`TokenRequest`], `endpoint::send` is the only one with a network,
+//! and `answer::parse` reads the status, headers and body into a [`TokenSet`] or a
+//! [`TokenError`] ([`TokenErrorKind`]: refused, unsendable, failed, unreachable, lost).
 
 mod answer;
 mod endpoint;
@@ -220,5 +225,56 @@ mod state_tests {
         for state in TokenState::ALL {
             assert_eq!(ShownState::Stored(state).as_str(), state.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use latchkey_vault::MasterKey;
+
+    use super::*;
+    use crate::Env;
+
+    fn set() -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::from("at-1".to_owned()),
+            refresh_token: Some(RefreshToken::from("rt-1".to_owned())),
+            token_type: Some("Bearer".into()),
+            expires_at: Some(2_000),
+            scope: None,
+            extra: serde_json::Map::new(),
+            obtained_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_sealed_token_set_opens_as_it_was() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let opened = open(&vault, &key, &seal(&vault, &key, &set())).unwrap();
+        assert_eq!(opened.access_token.expose_secret(), "at-1");
+        assert_eq!(opened.refresh_token.as_ref().map(|r| r.expose_secret()), Some("rt-1"));
+        assert_eq!((opened.expires_at, opened.obtained_at), (Some(2_000), 1_000));
+    }
+
+    #[test]
+    fn a_token_set_of_another_record_or_vault_is_a_sealed_error() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let sealed = seal(&vault, &key, &set());
+        let moved = open(&vault, &TokenKey::app("crm", Env::Dev), &sealed).unwrap_err();
+        assert!(matches!(moved, OpenError::Sealed(VaultError::Integrity(_))), "{moved:?}");
+        let other = open(&Vault::new(&MasterKey::generate()), &key, &sealed).unwrap_err();
+        assert!(matches!(other, OpenError::Sealed(VaultError::UnknownKey(_))), "{other:?}");
+    }
+
+    #[test]
+    fn sealed_bytes_that_are_no_token_set_are_unreadable() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let sealed = vault.seal(&aad(&key), br#"{"refresh_token": "rt-1"}"#);
+        let e = open(&vault, &key, &sealed).unwrap_err();
+        assert_eq!(e, OpenError::Unreadable);
+        assert_eq!(e.to_string(), "the stored token set is not readable");
     }
 }
