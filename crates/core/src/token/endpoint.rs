@@ -114,6 +114,7 @@ impl From<WireBody> for reqwest::Body {
 
 /// `Authorization: Basic` for a client (RFC 6749 §2.3.1: the id and the secret each
 /// form-encoded, then `id:secret` in Base64), marked sensitive.
+#[expect(clippy::expect_used, reason = "`Basic ` and Base64 are visible ASCII, always a header value")]
 pub(crate) fn basic_authorization(id: &str, secret: &ClientSecret) -> HeaderValue {
     let enc = |s: &str| Zeroizing::new(url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>());
     let pair = Zeroizing::new(format!("{}:{}", *enc(id), *enc(secret.expose_secret())));
