@@ -8,10 +8,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::grant::{Client, Grant, TokenSource};
 use crate::config::AuthorizationCode;
+use crate::secret::{AccessToken, ClientSecret, PkceVerifier, RefreshToken};
 use crate::secrets::SecretSet;
 use crate::token::scrub::Scrubber;
 use crate::token::{
-    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenRequest, TokenRequestBody, TokenResponseShape, read_bounded,
+    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenRequest, TokenRequestBody, TokenResponseShape, WireBody,
+    read_bounded,
 };
 use crate::{CallError, Env, ErrorCode};
 
@@ -27,7 +29,8 @@ pub(super) fn grant(
     env: Env,
     secrets: &SecretSet,
 ) -> Result<(Grant, latchkey_vault::Fingerprint), CallError> {
-    let secret = c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned()).transpose()?;
+    let secret =
+        c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned().map(ClientSecret::from)).transpose()?;
     let mut id = latchkey_vault::Fingerprint::default();
     id.part(b"authorization_code")
         .part(c.token_url.as_str().as_bytes())
@@ -38,6 +41,22 @@ pub(super) fn grant(
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: "expires_in".into() };
     let scope = c.scope.as_ref().map(|s| s.joined(&c.scope_separator));
     Ok((Grant::AuthorizationCode { token_url: c.token_url.to_string(), client, scope, shape }, id))
+}
+
+/// A token to revoke (RFC 7009), whose kind gives the `token_type_hint`.
+#[derive(Debug, Clone, Copy)]
+pub enum Revocable<'a> {
+    Refresh(&'a RefreshToken),
+    Access(&'a AccessToken),
+}
+
+impl Revocable<'_> {
+    fn parts(self) -> (&'static str, SecretString) {
+        match self {
+            Revocable::Refresh(t) => ("refresh_token", SecretString::from(t.expose_secret())),
+            Revocable::Access(t) => ("access_token", SecretString::from(t.expose_secret())),
+        }
+    }
 }
 
 /// `[name]` values must stay inside a host label or path segment.
@@ -120,12 +139,13 @@ impl UserAuth {
         Ok(url.into())
     }
 
-    /// The code exchange (RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5).
+    /// The code exchange (RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5, which it
+    /// consumes).
     pub fn code_request(
         &self,
         code: &SecretString,
         redirect_uri: &str,
-        verifier: Option<&SecretString>,
+        verifier: Option<PkceVerifier>,
     ) -> TokenRequest {
         let mut form = vec![
             ("grant_type".to_owned(), SecretString::from("authorization_code".to_owned())),
@@ -133,7 +153,7 @@ impl UserAuth {
             ("redirect_uri".to_owned(), SecretString::from(redirect_uri.to_owned())),
         ];
         if let Some(v) = verifier {
-            form.push(("code_verifier".to_owned(), v.clone()));
+            form.push(("code_verifier".to_owned(), v.into_secret()));
         }
         let basic_auth = self.client().authenticate(&mut form);
         TokenRequest {
@@ -150,32 +170,33 @@ impl UserAuth {
         }
     }
 
+    /// The revocation request for `token` (RFC 7009 §2.1), if the connector has a `revoke_url`:
+    /// a form of `token` and `token_type_hint` with the client's authentication, as the token
+    /// endpoint gets it. `Err` when the URL is none (checked when the config was loaded).
+    pub fn revocation_request(&self, token: Revocable<'_>) -> Option<Result<http::Request<WireBody>, String>> {
+        let url = self.config.revoke_url.as_ref()?;
+        let (hint, token) = token.parts();
+        let mut form = vec![("token".to_owned(), token), ("token_type_hint".to_owned(), SecretString::from(hint))];
+        let basic = self.client().authenticate(&mut form);
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
+        if let Some((id, secret)) = basic {
+            headers.append(http::header::AUTHORIZATION, crate::token::basic_authorization(&id, &secret));
+        }
+        Some(crate::token::post(url.as_str(), headers, WireBody::form(&form)))
+    }
+
     /// Revokes `token` at the provider (RFC 7009), if the connector has a `revoke_url`.
     /// Returns `Ok(false)` when there is nothing to call.
-    pub async fn revoke(&self, token: &SecretString, hint: &str) -> Result<bool, CallError> {
-        let Some(url) = &self.config.revoke_url else { return Ok(false) };
-        let mut form = vec![
-            ("token".to_owned(), token.clone()),
-            ("token_type_hint".to_owned(), SecretString::from(hint.to_owned())),
-        ];
-        let basic = self.client().authenticate(&mut form);
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form.iter().map(|(k, v)| (k.as_str(), v.expose_secret())))
-            .finish();
-        let mut req = self
-            .template
-            .client
-            .post(url.value().clone())
-            .timeout(self.template.timeout)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
-        if let Some((id, secret)) = basic {
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            req = req.basic_auth(enc(&id), Some(enc(secret.expose_secret())));
-        }
-        let resp = req.send().await.map_err(|_| {
+    pub async fn revoke(&self, token: Revocable<'_>) -> Result<bool, CallError> {
+        let Some(request) = self.revocation_request(token) else { return Ok(false) };
+        let unreachable = || {
             CallError::new(ErrorCode::UpstreamUnreachable, "the provider's revocation endpoint could not be reached")
-        })?;
+        };
+        let request = request.map_err(|_| unreachable())?;
+        let resp = crate::token::execute(&self.template.client, request, self.template.timeout)
+            .await
+            .map_err(|_| unreachable())?;
         if resp.status().is_success() {
             Ok(true)
         } else {
@@ -187,7 +208,7 @@ impl UserAuth {
     }
 
     /// Reads the provider's profile with a fresh access token: (user id, email).
-    pub async fn profile(&self, access_token: &SecretString) -> Result<(Option<String>, Option<String>), CallError> {
+    pub async fn profile(&self, access_token: &AccessToken) -> Result<(Option<String>, Option<String>), CallError> {
         let Some(url) = &self.config.profile_url else { return Ok((None, None)) };
         let mut url = url.value().clone();
         let mut headers = http::HeaderMap::new();

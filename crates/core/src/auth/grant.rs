@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::CallError;
 use crate::config::{ClientAuth, RefreshOn, TokenIn};
+use crate::secret::{ClientSecret, RefreshToken};
 use crate::store::TokenKey;
 use crate::token::{TokenRequest, TokenRequestBody, TokenResponseShape};
 
@@ -17,19 +18,22 @@ pub use super::jwt_bearer::JwtGrant;
 /// Client credentials as the token endpoint wants them.
 pub struct Client {
     pub id: String,
-    pub secret: Option<SecretString>,
+    pub secret: Option<ClientSecret>,
     pub auth: ClientAuth,
 }
 
 impl Client {
-    /// Adds client authentication to a form request.
-    pub fn authenticate(&self, form: &mut Vec<(String, SecretString)>) -> Option<(String, SecretString)> {
+    /// Adds client authentication to a form request: the pair for `Authorization: Basic`
+    /// (`client_secret_basic`), or `client_id` (and `client_secret`, `client_secret_post`)
+    /// appended to the form. A client without a secret (a public client) sends its id in the
+    /// form whatever `auth` says.
+    pub fn authenticate(&self, form: &mut Vec<(String, SecretString)>) -> Option<(String, ClientSecret)> {
         match (&self.secret, self.auth) {
             (Some(secret), ClientAuth::Basic) => Some((self.id.clone(), secret.clone())),
             (secret, _) => {
                 form.push(("client_id".into(), SecretString::from(self.id.clone())));
                 if let Some(s) = secret {
-                    form.push(("client_secret".into(), s.clone()));
+                    form.push(("client_secret".into(), s.clone().into_secret()));
                 }
                 None
             }
@@ -152,7 +156,7 @@ impl Grant {
     }
 
     /// A refresh with `refresh_token`, for the grants whose tokens can be refreshed.
-    pub fn refresh_request(&self, refresh_token: &SecretString) -> Option<TokenRequest> {
+    pub fn refresh_request(&self, refresh_token: &RefreshToken) -> Option<TokenRequest> {
         let (token_url, client, scope, shape) = match self {
             Grant::Password { token_url, client, scope, .. } => {
                 (token_url, client, scope, TokenResponseShape::default())
@@ -163,7 +167,8 @@ impl Grant {
             Grant::AuthorizationCode { token_url, client, scope, shape } => (token_url, client, scope, shape.clone()),
             Grant::Custom { .. } | Grant::JwtBearer(_) => return None,
         };
-        let mut form = vec![pair("grant_type", "refresh_token"), ("refresh_token".into(), refresh_token.clone())];
+        let mut form =
+            vec![pair("grant_type", "refresh_token"), ("refresh_token".into(), refresh_token.clone().into_secret())];
         if let Some(s) = scope {
             form.push(pair("scope", s));
         }
@@ -219,3 +224,6 @@ impl std::fmt::Debug for TokenSource {
 }
 
 pub type SharedSource = Arc<TokenSource>;
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::config::JwtBearer;
+use crate::secret::PrivateKey;
 use crate::{CallError, ErrorCode};
 
 pub struct JwtGrant {
@@ -51,9 +52,9 @@ impl JwtGrant {
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
             let pem = field("private_key")
                 .ok_or_else(|| bad("jwt_bearer: the service-account key has no `private_key`".into()))?;
-            (SecretString::from(pem), field("client_email"), field("token_uri"), field("private_key_id"))
+            (PrivateKey::from(pem), field("client_email"), field("token_uri"), field("private_key_id"))
         } else {
-            (SecretString::from(text.to_owned()), None, None, None)
+            (PrivateKey::from(text.to_owned()), None, None, None)
         };
         let key = EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).map_err(|_| {
             bad("jwt_bearer: `private_key` is not an RSA private key in PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) \

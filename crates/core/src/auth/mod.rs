@@ -18,7 +18,6 @@ pub use client_certificate::ClientPool;
 pub use grant::{Grant, SharedSource, TokenSource};
 
 use http::{HeaderMap, HeaderName};
-use secrecy::SecretString;
 use url::Url;
 
 use crate::config::{AuthConfig, ConnectorConfig, TokenIn};
@@ -176,7 +175,7 @@ pub(crate) fn without_params(query: &str, drop: impl Fn(&str) -> bool) -> String
 /// provider's profile and revocation requests).
 pub fn apply_token(
     token_in: TokenIn,
-    token: &SecretString,
+    token: &crate::secret::AccessToken,
     headers: &mut HeaderMap,
     url: &mut Url,
 ) -> Result<(), CallError> {

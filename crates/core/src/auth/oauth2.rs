@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::grant::{Client, Grant};
 use crate::config::{OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password};
+use crate::secret::ClientSecret;
 use crate::secrets::SecretSet;
 use crate::template::Values;
 use crate::token::TokenResponseShape;
@@ -14,7 +15,8 @@ use crate::{CallError, Env, ErrorCode};
 
 pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Result<(Grant, Fingerprint), CallError> {
     let password = secrets.resolve(&c.password, env)?.clone();
-    let client_secret = c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned()).transpose()?;
+    let client_secret =
+        c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned().map(ClientSecret::from)).transpose()?;
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
     let mut id = Fingerprint::default();
     id.part(b"password")
@@ -37,7 +39,7 @@ pub(super) fn client_credentials(
     env: Env,
     secrets: &SecretSet,
 ) -> Result<(Grant, Fingerprint), CallError> {
-    let secret = secrets.resolve(&c.client_secret, env)?.clone();
+    let secret = ClientSecret::from(secrets.resolve(&c.client_secret, env)?.clone());
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
     let mut id = Fingerprint::default();
     id.part(b"client_credentials")

@@ -93,7 +93,7 @@ impl Sign for QueryParam {
 /// A bearer token (RFC 6750) where the method says: an OAuth access token, or the calling
 /// user's identity JWT. Borrowed for one request.
 pub struct Bearer<'a> {
-    pub token: &'a SecretString,
+    pub token: &'a (dyn ExposeSecret<str> + Sync),
     pub token_in: TokenIn,
 }
 

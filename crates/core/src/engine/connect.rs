@@ -5,8 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_vault::{Aad, random, sha256};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -14,9 +12,10 @@ use serde_json::json;
 
 use super::Engine;
 use crate::auth::Credential;
-use crate::auth::authorization_code::UserAuth;
+use crate::auth::authorization_code::{Revocable, UserAuth};
 use crate::config::RedirectMode;
 use crate::event::{EventKind, EventOutcome};
+use crate::secret::PkceVerifier;
 use crate::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake, TokenKey, TokenRow};
 use crate::time_fmt::now_ms;
 use crate::token::{TokenState, request_token};
@@ -270,8 +269,9 @@ impl Engine {
         let auth =
             self.user_auth_env(connector, env).map_err(|e| flow_error("connector_unavailable", e.message, rt))?;
         let state = random::token(43);
-        let verifier = auth.config.pkce.then(|| random::token(64));
-        let challenge = verifier.as_ref().map(|v| URL_SAFE_NO_PAD.encode(sha256(v.as_bytes())));
+        let verifier = auth.config.pkce.then(PkceVerifier::generate);
+        let challenge = verifier.as_ref().map(PkceVerifier::challenge);
+        let verifier = verifier.map(|v| v.expose_secret().to_owned()); // sealed into the state
         let binding = random::token(32);
         let redirect_uri = self.redirect_uri(connector, &auth);
         let login_url = auth
@@ -393,8 +393,8 @@ impl Engine {
             .and_then(|p| serde_json::from_slice(p.expose_secret()).ok())
             .ok_or_else(|| flow_error("state_invalid", "the flow's state is damaged", rt))?;
         let key = TokenKey { connector: row.connector.clone(), env: row.env, connection: String::new() };
-        let verifier = data.verifier.map(SecretString::from);
-        let request = auth.code_request(&SecretString::from(code.clone()), &data.redirect_uri, verifier.as_ref());
+        let verifier = data.verifier.map(PkceVerifier::from);
+        let request = auth.code_request(&SecretString::from(code.clone()), &data.redirect_uri, verifier);
         let set = match request_token(&auth.template.client, &request, auth.template.timeout, now_ms()).await {
             Ok(s) => s,
             Err(e) => {
@@ -535,11 +535,11 @@ impl Engine {
         if let Ok(auth) = self.user_auth_env(&row.connector, row.env)
             && let Some(set) = self.tokens.current(&key).await
         {
-            let (token, hint) = match &set.refresh_token {
-                Some(r) => (r.clone(), "refresh_token"),
-                None => (set.access_token.clone(), "access_token"),
+            let token = match &set.refresh_token {
+                Some(r) => Revocable::Refresh(r),
+                None => Revocable::Access(&set.access_token),
             };
-            match auth.revoke(&token, hint).await {
+            match auth.revoke(token).await {
                 Ok(done) => revoked = done,
                 Err(e) => revoke_error = Some(e.message),
             }

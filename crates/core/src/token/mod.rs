@@ -1,26 +1,36 @@
-//! OAuth tokens: the token set Latchkey holds, the token endpoint client, and error
-//! classification (terminal or transient) that drives the lifecycle in `engine::tokens`.
+//! OAuth tokens: the token set Latchkey holds (sealed as one document), the token endpoint
+//! client, and why a request failed, by kind, which drives the lifecycle in `engine::tokens`.
+//!
+//! A request goes through three steps, two of them pure: `endpoint::build` makes the exact
+//! `http::Request` from a [`TokenRequest`], `endpoint::send` is the only one with a network,
+//! and `answer::parse` reads the status, headers and body into a [`TokenSet`] or a
+//! [`TokenError`] ([`TokenErrorKind`]: refused, unsendable, failed, unreachable, lost).
 
+mod answer;
 mod endpoint;
+mod error;
 pub mod metadata;
 pub mod scrub;
 
+pub use answer::{Answer, AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, parse};
 pub use endpoint::{
-    AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, TokenError, TokenRequest, TokenRequestBody, TokenResponseShape,
-    read_bounded, request_token,
+    TokenRequest, TokenRequestBody, TokenResponseShape, WireBody, build, read_bounded, request_token, send,
 };
+pub(crate) use endpoint::{basic_authorization, execute, post};
+pub use error::{TokenError, TokenErrorKind};
 
-use latchkey_vault::{Aad, Vault};
-use secrecy::{ExposeSecret, SecretString};
+use latchkey_vault::{Aad, Vault, VaultError};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+use crate::secret::{AccessToken, RefreshToken};
 use crate::store::TokenKey;
 
 /// What a token endpoint gave: the secret parts in redacting types, the rest as it came.
 #[derive(Clone)]
 pub struct TokenSet {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
+    pub access_token: AccessToken,
+    pub refresh_token: Option<RefreshToken>,
     pub token_type: Option<String>,
     /// Unix milliseconds; `None` when the provider gave no lifetime.
     pub expires_at: Option<i64>,
@@ -100,13 +110,23 @@ pub fn seal(vault: &Vault, key: &TokenKey, set: &TokenSet) -> Vec<u8> {
     sealed
 }
 
-pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, String> {
-    let plain = vault.open(&aad(key), sealed).map_err(|e| e.to_string())?;
-    let stored: Stored =
-        serde_json::from_slice(plain.expose_secret()).map_err(|_| "the stored token set is not readable".to_owned())?;
+/// Why a stored token set could not be opened. Never carries a byte of it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The vault refused the ciphertext (another key, altered, or another record's).
+    #[error(transparent)]
+    Sealed(#[from] VaultError),
+    /// It opened, but is not a token set.
+    #[error("the stored token set is not readable")]
+    Unreadable,
+}
+
+pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, OpenError> {
+    let plain = vault.open(&aad(key), sealed)?;
+    let stored: Stored = serde_json::from_slice(plain.expose_secret()).map_err(|_| OpenError::Unreadable)?;
     Ok(TokenSet {
-        access_token: SecretString::from(stored.access_token),
-        refresh_token: stored.refresh_token.map(SecretString::from),
+        access_token: AccessToken::from(stored.access_token),
+        refresh_token: stored.refresh_token.map(RefreshToken::from),
         token_type: stored.token_type,
         expires_at: stored.expires_at,
         scope: stored.scope,
@@ -205,5 +225,56 @@ mod state_tests {
         for state in TokenState::ALL {
             assert_eq!(ShownState::Stored(state).as_str(), state.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use latchkey_vault::MasterKey;
+
+    use super::*;
+    use crate::Env;
+
+    fn set() -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::from("at-1".to_owned()),
+            refresh_token: Some(RefreshToken::from("rt-1".to_owned())),
+            token_type: Some("Bearer".into()),
+            expires_at: Some(2_000),
+            scope: None,
+            extra: serde_json::Map::new(),
+            obtained_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_sealed_token_set_opens_as_it_was() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let opened = open(&vault, &key, &seal(&vault, &key, &set())).unwrap();
+        assert_eq!(opened.access_token.expose_secret(), "at-1");
+        assert_eq!(opened.refresh_token.as_ref().map(|r| r.expose_secret()), Some("rt-1"));
+        assert_eq!((opened.expires_at, opened.obtained_at), (Some(2_000), 1_000));
+    }
+
+    #[test]
+    fn a_token_set_of_another_record_or_vault_is_a_sealed_error() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let sealed = seal(&vault, &key, &set());
+        let moved = open(&vault, &TokenKey::app("crm", Env::Dev), &sealed).unwrap_err();
+        assert!(matches!(moved, OpenError::Sealed(VaultError::Integrity(_))), "{moved:?}");
+        let other = open(&Vault::new(&MasterKey::generate()), &key, &sealed).unwrap_err();
+        assert!(matches!(other, OpenError::Sealed(VaultError::UnknownKey(_))), "{other:?}");
+    }
+
+    #[test]
+    fn sealed_bytes_that_are_no_token_set_are_unreadable() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let sealed = vault.seal(&aad(&key), br#"{"refresh_token": "rt-1"}"#);
+        let e = open(&vault, &key, &sealed).unwrap_err();
+        assert_eq!(e, OpenError::Unreadable);
+        assert_eq!(e.to_string(), "the stored token set is not readable");
     }
 }

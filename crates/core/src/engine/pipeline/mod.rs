@@ -215,16 +215,17 @@ impl Engine {
         };
         let Outgoing { method, url, headers, body } = request;
         // The unsigned request is kept: a second attempt is signed with another token.
-        let signed = |token: &SecretString, body: Option<&[u8]>| -> Result<(HeaderMap, url::Url), CallError> {
-            let (mut h, mut u) = (headers.clone(), url.clone());
-            Bearer { token, token_in: src.token_in }.sign(&mut Unsigned {
-                method: &method,
-                url: &mut u,
-                headers: &mut h,
-                body,
-            })?;
-            Ok((h, u))
-        };
+        let signed =
+            |token: &crate::secret::AccessToken, body: Option<&[u8]>| -> Result<(HeaderMap, url::Url), CallError> {
+                let (mut h, mut u) = (headers.clone(), url.clone());
+                Bearer { token, token_in: src.token_in }.sign(&mut Unsigned {
+                    method: &method,
+                    url: &mut u,
+                    headers: &mut h,
+                    body,
+                })?;
+                Ok((h, u))
+            };
         let (first_body, replay) = match body {
             OutBody::Bytes(b) => (bytes_body(b.clone()), Some(b)),
             OutBody::Stream(s) => (s, None),

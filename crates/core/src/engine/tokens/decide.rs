@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::Obtained;
@@ -13,6 +13,7 @@ use super::events::error_detail;
 use super::pending::Pending;
 use crate::auth::TokenSource;
 use crate::event::{EventKind, EventOutcome};
+use crate::secret::AccessToken;
 use crate::store::{TokenRow, TokenWrite};
 use crate::token::{ShownState, TokenError, TokenSet, TokenState};
 use crate::{CallError, ErrorCode};
@@ -144,7 +145,7 @@ pub(super) fn from_cache(
     c: &Cached,
     src: &TokenSource,
     mode: Mode,
-    refused: Option<&SecretString>,
+    refused: Option<&AccessToken>,
     now: i64,
 ) -> Option<Result<Obtained, CallError>> {
     if let Some(set) = &c.set {
@@ -191,7 +192,7 @@ pub(super) fn from_cache(
 #[derive(Clone, Copy)]
 pub(super) enum Waiter<'a> {
     /// A call that wants a token.
-    Refresh { mode: Mode, refused: Option<&'a SecretString> },
+    Refresh { mode: Mode, refused: Option<&'a AccessToken> },
     /// The browser flow installing a connection's first tokens.
     Install,
 }
@@ -365,7 +366,7 @@ pub(super) fn after_failure(
         failure: Failure {
             error,
             fingerprint: src.fingerprint,
-            next_attempt_at: now + backoff_ms(attempts, e.retry_after, roll),
+            next_attempt_at: now + backoff_ms(attempts, e.retry_after(), roll),
             attempts,
         },
         erase: false,

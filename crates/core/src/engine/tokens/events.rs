@@ -47,7 +47,7 @@ impl Recorder {
 /// An event's detail for a failed token request: the provider's §5.2 fields (scrubbed), its
 /// status, and whether it timed out.
 pub(super) fn error_detail(e: &TokenError) -> serde_json::Value {
-    json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "status": e.status, "timed_out": e.timed_out})
+    json!({"error": e.error, "error_description": e.description, "error_uri": e.uri, "status": e.status, "timed_out": e.timed_out()})
 }
 
 /// An event id that sorts in the order this process recorded its events, even within one

@@ -21,12 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey_vault::Vault;
-use secrecy::SecretString;
 use serde_json::json;
 
 use crate::auth::TokenSource;
 use crate::clock::Clock;
 use crate::event::{EventKind, EventOutcome};
+use crate::secret::AccessToken;
 use crate::store::{EventRow, Store, TokenKey, TokenRow, TokenWrite};
 use crate::token::{self, TokenSet, TokenState};
 use crate::{CallError, ErrorCode};
@@ -180,7 +180,7 @@ impl TokenManager {
 
     /// Replaces an access token the upstream refused (reactive refresh), unless another
     /// caller already replaced it.
-    pub async fn replace(&self, src: &TokenSource, refused: &SecretString) -> Result<Obtained, CallError> {
+    pub async fn replace(&self, src: &TokenSource, refused: &AccessToken) -> Result<Obtained, CallError> {
         let slot = self.slot(&src.key);
         self.refresh(src, &slot, Mode::Replace, Some(refused)).await
     }
@@ -249,7 +249,7 @@ impl TokenManager {
         row: &TokenRow,
         src: &TokenSource,
         mode: Mode,
-        refused: Option<&SecretString>,
+        refused: Option<&AccessToken>,
         now: i64,
     ) -> Option<Obtained> {
         let mut c = lock(&slot.cached);
@@ -299,7 +299,7 @@ impl TokenManager {
         src: &TokenSource,
         slot: &Slot,
         mode: Mode,
-        refused: Option<&SecretString>,
+        refused: Option<&AccessToken>,
     ) -> Result<Obtained, CallError> {
         let _flight = slot.flight.lock().await;
         let key = &src.key;

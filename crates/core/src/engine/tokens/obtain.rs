@@ -4,11 +4,10 @@
 
 use std::sync::atomic::Ordering;
 
-use secrecy::SecretString;
-
 use super::{TokenManager, decide};
 use crate::auth::TokenSource;
 use crate::event::{EventKind, EventOutcome};
+use crate::secret::RefreshToken;
 use crate::token::{TokenError, TokenRequest, TokenSet, request_token};
 
 /// Where token requests go: the seam that lets the lifecycle be tested without a network.
@@ -28,22 +27,6 @@ impl TokenEndpoint for HttpTokenEndpoint {
     }
 }
 
-/// A grant that could not even build its request (no refresh token for the browser flow, a
-/// JWT that cannot be signed): a refusal, since trying again does not help.
-fn unbuildable(e: crate::CallError) -> TokenError {
-    TokenError {
-        terminal: true,
-        status: None,
-        error: Some(e.code.as_str().into()),
-        description: Some(e.message),
-        uri: None,
-        retry_after: None,
-        no_response: true,
-        timed_out: false,
-        ambiguous: false,
-    }
-}
-
 /// A random number for jitter.
 pub(super) fn roll() -> u64 {
     u64::from_le_bytes(latchkey_vault::random::bytes::<8>())
@@ -55,7 +38,7 @@ impl TokenManager {
     pub(super) async fn obtain(
         &self,
         src: &TokenSource,
-        refresh_token: Option<&SecretString>,
+        refresh_token: Option<&RefreshToken>,
     ) -> Result<TokenSet, TokenError> {
         let mut use_refresh = refresh_token.is_some();
         let mut attempt = 0;
@@ -69,14 +52,14 @@ impl TokenManager {
                         continue;
                     }
                 },
-                _ => src.grant.request(now).map_err(unbuildable)?,
+                _ => src.grant.request(now).map_err(TokenError::unsendable)?,
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
             let e = match self.endpoint.send(src, &request, now).await {
                 Ok(set) => return Ok(set),
                 Err(e) => e,
             };
-            if e.terminal {
+            if e.is_terminal() {
                 if request.is_refresh && src.grant.can_regrant() {
                     // The refresh token was refused; the grant itself may still work.
                     tracing::info!(connector = %src.key.connector, error = %e.summary(), "refresh token refused; repeating the grant");
@@ -87,7 +70,7 @@ impl TokenManager {
                 }
                 return Err(e);
             }
-            if e.ambiguous && request.is_refresh {
+            if e.is_ambiguous() && request.is_refresh {
                 // The provider may have rotated the refresh token and the answer was lost. The
                 // retry below presents the same token at once (a provider with a reuse window
                 // accepts it); `invalid_grant` then ends on the refusal path (the grant again,
@@ -97,7 +80,7 @@ impl TokenManager {
                 self.events.record(&src.key, EventKind::TokenRefreshAmbiguous, EventOutcome::Retrying, detail).await;
             }
             attempt += 1;
-            let Some(wait) = decide::retry_within_call(attempt, e.retry_after, roll()) else { return Err(e) };
+            let Some(wait) = decide::retry_within_call(attempt, e.retry_after(), roll()) else { return Err(e) };
             tracing::info!(connector = %src.key.connector, error = %e.summary(), wait_ms = wait.as_millis() as u64, "token request failed; retrying");
             self.events.clock.sleep(wait).await;
         }

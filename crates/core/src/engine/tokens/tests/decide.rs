@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use crate::secret::AccessToken;
 
 use super::super::decide::{self, Cached, Failure, LeaseWait, Mode, Waiter};
 use super::{HOUR, T0, access, ambiguous_timeout, refused, source, token_set, transient};
@@ -189,7 +189,7 @@ fn a_cached_transient_failure_backs_off_serving_a_valid_token_meanwhile() {
     let stale = T0 + HOUR - 2_000;
     let served = decide::from_cache(&c, &src, Mode::IfStale, None, stale).unwrap().ok().unwrap();
     assert!(!served.fresh);
-    let refused_token = SecretString::from("at-1");
+    let refused_token = AccessToken::from("at-1".to_owned());
     let e = decide::from_cache(&c, &src, Mode::Replace, Some(&refused_token), stale).unwrap().err().unwrap();
     assert_eq!((e.code, e.retry()), (ErrorCode::TokenRequestFailed, Retry::Later));
     assert!(decide::from_cache(&c, &src, Mode::IfStale, None, T0 + HOUR - 1_000).is_none(), "backoff over");
@@ -199,10 +199,10 @@ fn a_cached_transient_failure_backs_off_serving_a_valid_token_meanwhile() {
 fn a_replacement_is_answered_by_a_token_other_than_the_refused_one() {
     let src = source();
     let c = cached_with(HOUR);
-    let old = SecretString::from("at-0");
+    let old = AccessToken::from("at-0".to_owned());
     let o = decide::from_cache(&c, &src, Mode::Replace, Some(&old), T0 + 1).unwrap().ok().unwrap();
     assert!(o.fresh && access(&o.token) == "at-1");
-    let same = SecretString::from("at-1");
+    let same = AccessToken::from("at-1".to_owned());
     assert!(decide::from_cache(&c, &src, Mode::Replace, Some(&same), T0 + 1).is_none());
 }
 

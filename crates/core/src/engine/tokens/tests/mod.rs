@@ -24,9 +24,10 @@ use crate::auth::grant::{Client, Grant};
 use crate::clock::{Clock, FakeClock};
 use crate::config::{ClientAuth, TokenIn};
 use crate::event::EventKind;
+use crate::secret::{AccessToken, ClientSecret, RefreshToken};
 use crate::store::memory::MemoryStore;
 use crate::store::{EventFilter, EventRow, TokenKey, TokenRow, TokenStore, TokenWrite};
-use crate::token::{self, TokenError, TokenRequest, TokenRequestBody, TokenSet, TokenState};
+use crate::token::{self, TokenError, TokenErrorKind, TokenRequest, TokenRequestBody, TokenSet, TokenState};
 
 /// The time the tests start at (an arbitrary instant, Unix milliseconds).
 pub(super) const T0: i64 = 1_700_000_000_000;
@@ -114,8 +115,8 @@ impl TokenEndpoint for Script {
 
 pub(super) fn token_set(access: &str, refresh: Option<&str>, obtained_at: i64, lifetime_ms: i64) -> TokenSet {
     TokenSet {
-        access_token: SecretString::from(access.to_owned()),
-        refresh_token: refresh.map(|r| SecretString::from(r.to_owned())),
+        access_token: AccessToken::from(access.to_owned()),
+        refresh_token: refresh.map(|r| RefreshToken::from(r.to_owned())),
         token_type: Some("Bearer".into()),
         expires_at: Some(obtained_at + lifetime_ms),
         scope: None,
@@ -127,50 +128,38 @@ pub(super) fn token_set(access: &str, refresh: Option<&str>, obtained_at: i64, l
 /// A provider's refusal (`invalid_grant` and its kin): terminal.
 pub(super) fn refused(code: &str) -> TokenError {
     TokenError {
-        terminal: true,
+        kind: TokenErrorKind::Refused,
         status: Some(400),
         error: Some(code.into()),
         description: None,
         uri: None,
-        retry_after: None,
-        no_response: false,
-        timed_out: false,
-        ambiguous: false,
     }
 }
 
 /// A transient failure (a 5xx or 429), with the provider's `Retry-After` if any.
 pub(super) fn transient(status: u16, retry_after: Option<Duration>) -> TokenError {
     TokenError {
-        terminal: false,
+        kind: TokenErrorKind::Failed { retry_after },
         status: Some(status),
         error: None,
         description: None,
         uri: None,
-        retry_after,
-        no_response: false,
-        timed_out: false,
-        ambiguous: false,
     }
 }
 
 /// A timeout after the request may have reached the provider: its answer was lost.
 pub(super) fn ambiguous_timeout() -> TokenError {
     TokenError {
-        terminal: false,
+        kind: TokenErrorKind::Lost { timed_out: true },
         status: None,
         error: None,
         description: Some("timed out".into()),
         uri: None,
-        retry_after: None,
-        no_response: true,
-        timed_out: true,
-        ambiguous: true,
     }
 }
 
 fn client() -> Client {
-    Client { id: "id".into(), secret: Some(SecretString::from("secret")), auth: ClientAuth::Basic }
+    Client { id: "id".into(), secret: Some(ClientSecret::from("secret".to_owned())), auth: ClientAuth::Basic }
 }
 
 /// The password grant: refreshable, and the grant can be repeated.

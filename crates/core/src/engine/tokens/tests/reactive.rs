@@ -1,7 +1,7 @@
 //! Reactive refresh: replacing a token the upstream refused, and the pause when the path
 //! refuses every token.
 
-use secrecy::SecretString;
+use crate::secret::AccessToken;
 
 use super::{HOUR, Harness, access, source};
 use crate::event::EventKind;
@@ -59,6 +59,6 @@ async fn a_refusal_of_a_token_no_longer_cached_pauses_nothing() {
     h.tokens.replace(&src, &first.token.access_token).await.unwrap();
     h.tokens.refused_after_refresh(&src, &first.token);
     h.clock.advance(HOUR - 300_000);
-    let refused = SecretString::from("at-2".to_owned());
+    let refused = AccessToken::from("at-2".to_owned());
     assert_eq!(access(&h.tokens.replace(&src, &refused).await.unwrap().token), "at-3");
 }
