@@ -51,7 +51,7 @@ impl Engine {
     pub(crate) async fn webhook_loop(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<EventRow>) {
         while let Some(event) = rx.recv().await {
             let Some(kind) = webhook_type(&event) else { continue };
-            let Some(url) = self.config.server.webhook_url.clone() else { continue };
+            let Some(url) = self.config().server.webhook_url.clone() else { continue };
             let engine = self.clone();
             tokio::spawn(async move { engine.deliver(url.as_str(), kind, event).await });
         }
@@ -72,7 +72,7 @@ impl Engine {
             data["terminal"] = Value::Bool(event.outcome == EventOutcome::Terminal);
         }
         let body = json!({"id": event.id, "type": kind, "created_at": rfc3339(event.at), "data": data}).to_string();
-        let secret = self.runtime.load().webhook_secret.clone();
+        let secret = self.mirror.runtime().webhook_secret.clone();
         let key = TokenKey { connector: event.connector.clone(), env: event.env, connection: event.connection.clone() };
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
@@ -80,7 +80,8 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
             let mut req = self
-                .clients
+                .mirror
+                .clients()
                 .default_client()
                 .post(url)
                 .timeout(Duration::from_secs(10))
