@@ -69,20 +69,7 @@ impl Admin {
 
     pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, CallError> {
         let rows = self.store.list_secrets().await.map_err(unavailable)?;
-        let mut out: Vec<SecretInfo> = Vec::new();
-        for row in rows {
-            match out.last_mut() {
-                Some(last) if last.name == row.name => {
-                    last.environments.push(row.env);
-                    last.updated_at = last.updated_at.max(row.updated_at);
-                }
-                _ => out.push(SecretInfo { name: row.name, environments: vec![row.env], updated_at: row.updated_at }),
-            }
-        }
-        for s in &mut out {
-            s.environments.sort();
-        }
-        Ok(out)
+        Ok(secret_infos(rows))
     }
 
     /// Creates a key; the returned key text is shown once and never stored.
@@ -179,13 +166,13 @@ impl Admin {
 
     /// `GET /v1/admin/events`: the audit events `filter` selects, newest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, CallError> {
-        self.store.list_events(filter).await.map_err(unavailable)
+        self.store.list_events(filter).await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))
     }
 
     /// `GET /v1/admin/tokens`: every stored token's row (its health; the server never shows
     /// the sealed token).
     pub async fn token_states(&self) -> Result<Vec<TokenRow>, CallError> {
-        self.store.list_tokens().await.map_err(unavailable)
+        self.store.list_tokens().await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))
     }
 }
 
@@ -193,4 +180,42 @@ impl Admin {
 pub enum PutConnectorError {
     Invalid(ConfigErrors),
     Call(CallError),
+}
+
+/// One entry per secret name (rows come sorted by name): its environments, sorted, and its
+/// last change in any of them.
+fn secret_infos(rows: Vec<SecretRow>) -> Vec<SecretInfo> {
+    let mut out: Vec<SecretInfo> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if last.name == row.name => {
+                last.environments.push(row.env);
+                last.updated_at = last.updated_at.max(row.updated_at);
+            }
+            _ => out.push(SecretInfo { name: row.name, environments: vec![row.env], updated_at: row.updated_at }),
+        }
+    }
+    for s in &mut out {
+        s.environments.sort();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_listed_once_per_name_with_their_environments() {
+        let row = |name: &str, env, updated_at| SecretRow { name: name.into(), env, sealed: vec![], updated_at };
+        let infos = secret_infos(vec![row("a", Env::Dev, 5), row("a", Env::Live, 3), row("b", Env::Live, 7)]);
+        assert_eq!(
+            infos,
+            [
+                SecretInfo { name: "a".into(), environments: vec![Env::Live, Env::Dev], updated_at: 5 },
+                SecretInfo { name: "b".into(), environments: vec![Env::Live], updated_at: 7 },
+            ]
+        );
+        assert!(secret_infos(vec![]).is_empty());
+    }
 }

@@ -12,10 +12,11 @@
 //! again from the secrets in memory.
 //!
 //! [`Engine`] is a façade over services, each owning its part of the store and of memory:
-//! [`Mirror`](mirror) (the runtime, the app keys, the generation: reload, catch-up, sync),
+//! `Mirror` (`mirror.rs`: the runtime, the app keys, the generation; reload, catch-up, sync),
 //! [`Admin`] (secrets, keys, API connectors), [`Connections`] (the connect flow and per-user
 //! connections), [`Identity`] (users, their tokens, signing keys) and the token lifecycle
-//! ([`tokens::TokenManager`]). The server reaches them only through the façade.
+//! ([`tokens::TokenManager`]). The server reaches them only through the façade: its services'
+//! methods, and its own for what spans them (`authenticate`, `ping`, `stats`).
 
 mod admin;
 pub mod audit;

@@ -175,7 +175,7 @@ impl Connections {
     /// deletion of a user.
     pub(crate) async fn delete_all_of(&self, env: Env, owner: &str) -> Result<(), CallError> {
         let filter = ConnectionFilter { connector: None, env: Some(env), owner: Some(owner.to_owned()) };
-        for c in self.store.list_connections(&filter).await.map_err(unavailable)? {
+        for c in self.store.list_connections(&filter).await.map_err(CallError::from)? {
             self.delete(&c, "user_deleted").await?;
         }
         Ok(())

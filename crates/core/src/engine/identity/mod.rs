@@ -69,7 +69,7 @@ impl Identity {
         claims::refresh_ttl_ms(self.mirror.config().server.refresh_token_ttl_s)
     }
 
-    pub fn token_audience(&self) -> String {
+    fn token_audience(&self) -> String {
         self.mirror.config().server.token_audience.clone().unwrap_or_else(|| self.public_url.clone())
     }
 
