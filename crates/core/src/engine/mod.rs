@@ -139,9 +139,10 @@ impl Engine {
         let identity =
             Identity::new(store.clone(), vault.clone(), mirror.clone(), connections.clone(), public_url.clone());
         let admin = Admin::new(store.clone(), vault.clone(), mirror.clone());
+        let webhooks = Arc::new(webhooks::Webhooks::new(store.clone(), mirror.clone(), tokens.clone()));
         let engine = Arc::new(Engine { store, vault, public_url, mirror, tokens, connections, identity, admin });
         engine.mirror.reload().await?;
-        tokio::spawn(engine.clone().webhook_loop(events));
+        tokio::spawn(webhooks.run(events));
         Ok(engine)
     }
 
