@@ -29,7 +29,7 @@ impl Engine {
 
     /// Refreshes tokens unused for their connector's `keepalive_s`, so refresh tokens that
     /// die when idle stay alive. Returns how many were refreshed.
-    pub async fn keepalive_once(&self) -> usize {
+    async fn keepalive_once(&self) -> usize {
         let rows = match self.store.list_tokens().await {
             Ok(r) => r,
             Err(e) => {
