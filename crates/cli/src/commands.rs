@@ -65,7 +65,7 @@ pub async fn check(settings: Settings, live: bool, env: Env) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     }
     let engine = start::engine(&settings).await?;
-    let missing = engine.missing_secrets();
+    let missing = engine.admin().missing_secrets();
     for p in &missing {
         println!("warning: {p}");
     }
@@ -133,12 +133,12 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
                 f.insert("environment".into(), env.as_str().into());
                 f
             })?;
-            let info = engine.put_secret(&name, env, &value).await?;
+            let info = engine.admin().put_secret(&name, env, &value).await?;
             let envs: Vec<&str> = info.environments.iter().map(|e| e.as_str()).collect();
             println!("secret `{}` set for {env} (has: {})", info.name, envs.join(", "));
         }
         SecretCommand::List => {
-            let list = engine.list_secrets().await?;
+            let list = engine.admin().list_secrets().await?;
             if list.is_empty() {
                 println!("no secrets");
             }
@@ -149,7 +149,7 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
         }
         SecretCommand::Rm { name } => {
             audit(log.as_ref(), "secret.delete", |_| named("secret", &name))?;
-            if !engine.delete_secret(&name).await? {
+            if !engine.admin().delete_secret(&name).await? {
                 bail!("no secret named `{name}`");
             }
             println!("secret `{name}` removed");
@@ -168,7 +168,7 @@ pub async fn key(settings: Settings, cmd: KeyCommand) -> anyhow::Result<ExitCode
                 f.insert("environment".into(), env.as_str().into());
                 f
             })?;
-            let new = engine.create_key(KeyKind::App(env), &name).await?;
+            let new = engine.admin().create_key(KeyKind::App(env), &name).await?;
             eprintln!("Created {env} app key {} (shown only this once):", new.row.id);
             println!("{}", new.key.expose_secret());
         }
@@ -257,7 +257,7 @@ pub async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<ExitCo
                 f.insert("now".into(), now.into());
                 f
             })?;
-            let row = engine.rotate_signing_key(alg, now).await?;
+            let row = engine.identity().rotate_signing_key(alg, now).await?;
             println!(
                 "new signing key {} ({}): published now, signs from {}",
                 row.kid,

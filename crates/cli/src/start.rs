@@ -154,14 +154,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let engine = engine_at(&settings, public_url.clone()).await?;
     if settings.admin_key.is_none() {
-        let keys = engine.list_keys().await?;
+        let keys = engine.admin().list_keys().await?;
         if !keys.iter().any(|k| k.kind == KeyKind::Admin) {
-            let new = engine.create_key(KeyKind::Admin, "first admin key").await?;
+            let new = engine.admin().create_key(KeyKind::Admin, "first admin key").await?;
             println!("Admin key (shown only this once; keep it safe): {}", new.key.expose_secret());
         }
     }
-    engine.ensure_signing_key().await?;
-    for p in engine.missing_secrets() {
+    engine.identity().ensure_signing_key().await?;
+    for p in engine.admin().missing_secrets() {
         tracing::warn!("{p}");
     }
     tokio::spawn(engine.clone().sync_forever(Duration::from_secs(1)));
@@ -229,7 +229,7 @@ pub fn init_logging() {
 /// key (`key`, the install's audit key, is read only when there is a log).
 pub async fn audit_log(
     settings: &Settings,
-    key: impl Future<Output = Result<latchkey_vault::HmacKey, String>>,
+    key: impl Future<Output = Result<latchkey_vault::HmacKey, latchkey_core::engine::AuditKeyError>>,
 ) -> anyhow::Result<Option<latchkey_server::Audit>> {
     let Some(path) = &settings.config.server.audit_log else { return Ok(None) };
     let key = key.await.map_err(|e| anyhow::anyhow!("server.audit_log: {e}"))?;

@@ -58,7 +58,7 @@ impl AppOrUser {
     pub async fn of(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         if token.matches('.').count() == 2 && !token.starts_with("lk_") {
-            let claims = state.engine.verify_user_token(token).map_err(refused)?;
+            let claims = state.engine.identity().verify_user_token(token).map_err(refused)?;
             let env = claims
                 .env
                 .parse::<Env>()
@@ -102,17 +102,14 @@ async fn authenticate(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -
         .map(str::trim)
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <key>`"))?;
     if token.matches('.').count() == 2 && !token.starts_with("lk_") {
-        state.engine.verify_user_token(token).map_err(refused)?;
+        state.engine.identity().verify_user_token(token).map_err(refused)?;
         return Err(CallError::new(
             ErrorCode::Forbidden,
             "a user token may make `access = \"user\"` calls and manage its own connections only",
         )
         .into());
     }
-    Ok(match memo {
-        Some(memo) => state.engine.callers.authenticate_memo(token, memo).await.map_err(refused)?,
-        None => state.engine.callers.authenticate(token).await.map_err(refused)?,
-    })
+    state.engine.authenticate(token, memo).await.map_err(refused)
 }
 
 impl FromRequestParts<AppState> for AdminCaller {

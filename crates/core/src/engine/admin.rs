@@ -1,15 +1,19 @@
-//! Writes shared by the admin API and the CLI: secrets, keys and connectors. Each write goes
-//! to the store and then reloads the runtime, so the next call sees it.
+//! Writes shared by the admin API and the CLI: secrets, keys and connectors, and what admins
+//! read besides (the audit events, the health of app-level tokens). Each write goes to the
+//! store and then brings memory up to date ([`Mirror::own_write`], [`Mirror::catch_up`]), so
+//! the next call sees it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use latchkey_vault::Vault;
 use secrecy::SecretString;
 
-use super::Engine;
+use super::mirror::Mirror;
 use crate::callers::{self, NewKey};
 use crate::config::{Config, ConfigErrors, ConnectorConfig, Problem};
 use crate::secrets::{check_secret_name, seal_secret};
-use crate::store::{ConnectorRow, KeyKind, KeyRow, SecretRow, StoreError};
+use crate::store::{ConnectorRow, EventFilter, EventRow, KeyKind, KeyRow, SecretRow, Store, StoreError, TokenRow};
 use crate::time_fmt::now_ms;
 use crate::{CallError, Env, ErrorCode};
 
@@ -25,7 +29,19 @@ fn unavailable(e: StoreError) -> CallError {
     CallError::from(e)
 }
 
-impl Engine {
+/// The administration of what the runtime is compiled from: owns secrets, app and admin
+/// keys and API connectors in the store.
+pub struct Admin {
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    mirror: Arc<Mirror>,
+}
+
+impl Admin {
+    pub(crate) fn new(store: Arc<dyn Store>, vault: Arc<Vault>, mirror: Arc<Mirror>) -> Admin {
+        Admin { store, vault, mirror }
+    }
+
     pub async fn put_secret(&self, name: &str, env: Env, value: &SecretString) -> Result<SecretInfo, CallError> {
         check_secret_name(name)?;
         if secrecy::ExposeSecret::expose_secret(value).is_empty() {
@@ -38,39 +54,22 @@ impl Engine {
             updated_at: now_ms(),
         };
         self.store.put_secret(&row).await.map_err(unavailable)?;
-        self.own_write(|rt| Some(rt.with_secrets(&self.config, &self.clients, |s| s.set(name, env, value.clone()))))
-            .await
-            .map_err(unavailable)?;
-        let environments = self.runtime.load().secrets.environments(name);
+        self.mirror.own_secret_write(|s| s.set(name, env, value.clone())).await.map_err(unavailable)?;
+        let environments = self.mirror.runtime().secrets.environments(name);
         Ok(SecretInfo { name: name.to_owned(), environments, updated_at: row.updated_at })
     }
 
     pub async fn delete_secret(&self, name: &str) -> Result<bool, CallError> {
         let deleted = self.store.delete_secret(name).await.map_err(unavailable)?;
         if deleted {
-            self.own_write(|rt| Some(rt.with_secrets(&self.config, &self.clients, |s| s.remove(name))))
-                .await
-                .map_err(unavailable)?;
+            self.mirror.own_secret_write(|s| s.remove(name)).await.map_err(unavailable)?;
         }
         Ok(deleted)
     }
 
     pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, CallError> {
         let rows = self.store.list_secrets().await.map_err(unavailable)?;
-        let mut out: Vec<SecretInfo> = Vec::new();
-        for row in rows {
-            match out.last_mut() {
-                Some(last) if last.name == row.name => {
-                    last.environments.push(row.env);
-                    last.updated_at = last.updated_at.max(row.updated_at);
-                }
-                _ => out.push(SecretInfo { name: row.name, environments: vec![row.env], updated_at: row.updated_at }),
-            }
-        }
-        for s in &mut out {
-            s.environments.sort();
-        }
-        Ok(out)
+        Ok(secret_infos(rows))
     }
 
     /// Creates a key; the returned key text is shown once and never stored.
@@ -80,8 +79,8 @@ impl Engine {
         }
         let new = callers::generate(kind, name);
         self.store.insert_key(&new.row).await.map_err(unavailable)?;
-        self.callers.remember(new.row.clone());
-        self.own_write(|_| None).await.map_err(unavailable)?;
+        self.mirror.callers().remember(new.row.clone());
+        self.mirror.own_write(|_| None).await.map_err(unavailable)?;
         Ok(new)
     }
 
@@ -92,8 +91,8 @@ impl Engine {
     pub async fn delete_key(&self, id: &str) -> Result<bool, CallError> {
         let deleted = self.store.delete_key(id).await.map_err(unavailable)?;
         if deleted {
-            self.callers.forget(id);
-            self.own_write(|_| None).await.map_err(unavailable)?;
+            self.mirror.callers().forget(id);
+            self.mirror.own_write(|_| None).await.map_err(unavailable)?;
         }
         Ok(deleted)
     }
@@ -104,7 +103,7 @@ impl Engine {
         name: &str,
         json: serde_json::Value,
     ) -> Result<ConnectorConfig, PutConnectorError> {
-        if self.config.connectors.contains_key(name) {
+        if self.mirror.config().connectors.contains_key(name) {
             return Err(PutConnectorError::Call(CallError::new(
                 ErrorCode::Forbidden,
                 format!("connector `{name}` is defined in the configuration file; change it there"),
@@ -129,19 +128,19 @@ impl Engine {
             serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
         let row = ConnectorRow { name: name.to_owned(), definition, updated_at: now_ms() };
         self.store.put_connector(&row).await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
-        self.catch_up().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
+        self.mirror.catch_up().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
         Ok(config)
     }
 
     pub async fn delete_connector(&self, name: &str) -> Result<bool, CallError> {
-        if self.config.connectors.contains_key(name) {
+        if self.mirror.config().connectors.contains_key(name) {
             return Err(CallError::new(
                 ErrorCode::Forbidden,
                 format!("connector `{name}` is defined in the configuration file; remove it there"),
             ));
         }
         let deleted = self.store.delete_connector(name).await.map_err(unavailable)?;
-        self.catch_up().await.map_err(unavailable)?;
+        self.mirror.catch_up().await.map_err(unavailable)?;
         Ok(deleted)
     }
 
@@ -149,7 +148,7 @@ impl Engine {
     pub fn missing_secrets(&self) -> Vec<Problem> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for conn in self.connectors() {
+        for conn in self.mirror.connectors() {
             for env in Env::ALL {
                 // Dev falls back to live: when live is missing, one report says it all.
                 if env == Env::Dev && conn.credential_status(Env::Live).is_err() {
@@ -164,10 +163,59 @@ impl Engine {
         }
         out
     }
+
+    /// `GET /v1/admin/events`: the audit events `filter` selects, newest first.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, CallError> {
+        self.store.list_events(filter).await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))
+    }
+
+    /// `GET /v1/admin/tokens`: every stored token's row (its health; the server never shows
+    /// the sealed token).
+    pub async fn token_states(&self) -> Result<Vec<TokenRow>, CallError> {
+        self.store.list_tokens().await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))
+    }
 }
 
 #[derive(Debug)]
 pub enum PutConnectorError {
     Invalid(ConfigErrors),
     Call(CallError),
+}
+
+/// One entry per secret name (rows come sorted by name): its environments, sorted, and its
+/// last change in any of them.
+fn secret_infos(rows: Vec<SecretRow>) -> Vec<SecretInfo> {
+    let mut out: Vec<SecretInfo> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if last.name == row.name => {
+                last.environments.push(row.env);
+                last.updated_at = last.updated_at.max(row.updated_at);
+            }
+            _ => out.push(SecretInfo { name: row.name, environments: vec![row.env], updated_at: row.updated_at }),
+        }
+    }
+    for s in &mut out {
+        s.environments.sort();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_listed_once_per_name_with_their_environments() {
+        let row = |name: &str, env, updated_at| SecretRow { name: name.into(), env, sealed: vec![], updated_at };
+        let infos = secret_infos(vec![row("a", Env::Dev, 5), row("a", Env::Live, 3), row("b", Env::Live, 7)]);
+        assert_eq!(
+            infos,
+            [
+                SecretInfo { name: "a".into(), environments: vec![Env::Live, Env::Dev], updated_at: 5 },
+                SecretInfo { name: "b".into(), environments: vec![Env::Live], updated_at: 7 },
+            ]
+        );
+        assert!(secret_infos(vec![]).is_empty());
+    }
 }

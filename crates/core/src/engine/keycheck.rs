@@ -1,9 +1,9 @@
 //! The master-key check: a sealed marker in the store proves that the key given at start-up
 //! is the key the store was sealed with. A wrong key stops start-up before anything is touched.
 
-use latchkey_vault::{Aad, Vault, VaultError};
+use latchkey_vault::{Aad, KeyId, Vault, VaultError};
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub(crate) const MARKER_KEY: &str = "vault.key_check";
 const MARKER: &[u8] = b"latchkey master key check v1";
@@ -20,12 +20,50 @@ pub enum KeyCheck {
     Matches,
 }
 
+/// Why the master key could not be checked, or is not the store's.
+#[derive(Debug)]
+pub enum KeyCheckError {
+    /// The store did not answer.
+    Store(StoreError),
+    /// The store was sealed with another key.
+    WrongKey { given: KeyId, sealed_with: KeyId },
+    /// The marker does not open with the key that sealed it.
+    Damaged(VaultError),
+}
+
+impl std::fmt::Display for KeyCheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyCheckError::Store(e) => write!(f, "{e}"),
+            KeyCheckError::WrongKey { given, sealed_with } => write!(
+                f,
+                "the master key given (id {given}) is not the key this store was sealed with (id {sealed_with}); \
+                 nothing was changed. Give the right key in LATCHKEY_MASTER_KEY or the data directory's \
+                 master.key, or point --data-dir/--database-url at the store this key belongs to"
+            ),
+            KeyCheckError::Damaged(e) => {
+                write!(f, "the store's key-check marker is damaged ({e}); nothing was changed")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyCheckError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KeyCheckError::Store(e) => Some(e),
+            KeyCheckError::WrongKey { .. } => None,
+            KeyCheckError::Damaged(e) => Some(e),
+        }
+    }
+}
+
 /// Checks (or, on a new store, records) that `vault`'s key is the store's key.
-pub async fn check_master_key(store: &dyn Store, vault: &Vault) -> Result<KeyCheck, String> {
-    let marker = store.get_meta(MARKER_KEY).await.map_err(|e| e.to_string())?;
+pub async fn check_master_key(store: &dyn Store, vault: &Vault) -> Result<KeyCheck, KeyCheckError> {
+    let marker = store.get_meta(MARKER_KEY).await.map_err(KeyCheckError::Store)?;
     let Some(sealed) = marker else {
         let sealed = vault.seal(&aad(), MARKER);
-        let inserted = store.insert_meta(MARKER_KEY, &sealed).await.map_err(|e| e.to_string())?;
+        let inserted = store.insert_meta(MARKER_KEY, &sealed).await.map_err(KeyCheckError::Store)?;
         if inserted {
             return Ok(KeyCheck::Initialized);
         }
@@ -34,12 +72,9 @@ pub async fn check_master_key(store: &dyn Store, vault: &Vault) -> Result<KeyChe
     };
     match vault.open(&aad(), &sealed) {
         Ok(_) => Ok(KeyCheck::Matches),
-        Err(VaultError::UnknownKey(id)) => Err(format!(
-            "the master key given (id {}) is not the key this store was sealed with (id {id}); \
-             nothing was changed. Give the right key in LATCHKEY_MASTER_KEY or the data directory's \
-             master.key, or point --data-dir/--database-url at the store this key belongs to",
-            vault.active_key_id()
-        )),
-        Err(e) => Err(format!("the store's key-check marker is damaged ({e}); nothing was changed")),
+        Err(VaultError::UnknownKey(id)) => {
+            Err(KeyCheckError::WrongKey { given: vault.active_key_id(), sealed_with: id })
+        }
+        Err(e) => Err(KeyCheckError::Damaged(e)),
     }
 }

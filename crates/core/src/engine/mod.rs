@@ -10,23 +10,34 @@
 //! Rebuilding reads the whole store only at start; afterwards it reads the secrets and app keys
 //! that changed (each row carries the generation of its last write) and compiles connectors
 //! again from the secrets in memory.
+//!
+//! [`Engine`] is a façade over services, each owning its part of the store and of memory:
+//! `Mirror` (`mirror.rs`: the runtime, the app keys, the generation; reload, catch-up, sync),
+//! [`Admin`] (secrets, keys, API connectors), [`Connections`] (the connect flow and per-user
+//! connections), [`Identity`] (users, their tokens, signing keys) and the token lifecycle
+//! ([`tokens::TokenManager`]). The server reaches them only through the façade: its services'
+//! methods, and its own for what spans them (`authenticate`, `ping`, `stats`).
 
 mod admin;
 pub mod audit;
-mod connect;
+mod background;
+mod connections;
 pub mod identity;
 mod keycheck;
+mod mirror;
 mod pipeline;
 pub mod rotate;
 mod runtime;
 pub mod tokens;
 mod webhooks;
 
-pub use connect::{CallbackOutcome, ConnectionView, FlowError};
+pub use connections::{CallbackOutcome, ConnectionView, Connections, FlowError};
 pub use webhooks::signature as webhook_signature;
 
-pub use admin::{PutConnectorError, SecretInfo};
-pub use keycheck::{KeyCheck, check_master_key};
+pub use admin::{Admin, PutConnectorError, SecretInfo};
+pub use audit::AuditKeyError;
+pub use identity::Identity;
+pub use keycheck::{KeyCheck, KeyCheckError, check_master_key};
 /// The audit log's prepared HMAC key.
 pub use latchkey_vault::HmacKey as AuditKey;
 pub use pipeline::{OutBody, ProxyRequest, UpstreamResponse};
@@ -34,18 +45,16 @@ pub use runtime::ConnectorRuntime;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use latchkey_vault::Vault;
 use secrecy::SecretString;
 
-use crate::auth::ClientPool;
-use crate::callers::Callers;
+use crate::callers::{Caller, Callers, KeyMemo};
 use crate::config::Config;
-use crate::secrets::SecretSet;
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectionRow, Store, StoreError};
+use crate::{CallError, Env};
 
 /// How long one check for other writers' changes may wait for the store (a full read of a
 /// large store takes about a second).
@@ -70,28 +79,32 @@ pub struct EngineSettings {
 pub struct Engine {
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
-    config: Config,
-    key_dir: Option<std::path::PathBuf>,
     public_url: String,
-    env_vars: Arc<BTreeMap<String, SecretString>>,
-    clients: ClientPool,
-    runtime: ArcSwap<runtime::Runtime>,
-    generation: AtomicI64,
-    full_reloads: AtomicU64,
-    catch_ups: AtomicU64,
-    /// When memory was last known to match the store (ms since the epoch): the last sync that
-    /// got an answer, or the start.
-    synced_at: AtomicI64,
-    reload_lock: tokio::sync::Mutex<()>,
-    pub callers: Callers,
-    pub tokens: tokens::TokenManager,
-    /// Per-user connections looked up by calls: (connector, env, owner) -> row. Cleared on
-    /// every reload, so a deletion anywhere takes effect everywhere within a second.
-    user_connections: UserConnections,
+    mirror: Arc<mirror::Mirror>,
+    tokens: Arc<tokens::TokenManager>,
+    connections: Arc<Connections>,
+    identity: Identity,
+    admin: Admin,
 }
 
-type UserConnections =
-    std::sync::Mutex<std::collections::HashMap<(String, crate::Env, String), Arc<crate::store::ConnectionRow>>>;
+/// The engine's counters and gauges, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Token requests sent to providers.
+    pub token_requests: u64,
+    /// Refresh-token requests whose answer was lost after they may have reached the provider.
+    pub refresh_ambiguous: u64,
+    /// Store lookups of presented keys not in memory.
+    pub key_store_lookups: u64,
+    /// Times memory was read from the whole store.
+    pub full_reloads: u64,
+    /// Times memory caught up from the changed rows only.
+    pub catch_ups: u64,
+    /// How long ago memory was last known to match the store.
+    pub sync_age: Duration,
+    /// Data keys this process's vault has drawn (SECURITY S2).
+    pub data_keys_drawn: u64,
+}
 
 impl Engine {
     /// Loads secrets, keys and connectors and builds the first runtime.
@@ -100,31 +113,42 @@ impl Engine {
         vault: Arc<Vault>,
         settings: EngineSettings,
     ) -> Result<Arc<Engine>, StoreError> {
+        let public_url = settings.public_url.trim_end_matches('/').to_owned();
         let callers = Callers::new(store.clone(), settings.bootstrap_admin_key.as_ref());
+        let cache = Arc::new(connections::ConnectionCache::default());
+        let mirror = Arc::new(mirror::Mirror::new(
+            store.clone(),
+            vault.clone(),
+            Arc::new(settings.config),
+            settings.env_vars,
+            settings.key_dir,
+            callers,
+            cache.clone(),
+        ));
         let (notify, events) = tokio::sync::mpsc::unbounded_channel();
         let clock = Arc::new(crate::clock::SystemClock);
-        let tokens =
-            tokens::TokenManager::new(store.clone(), vault.clone(), clock, settings.fault.clone(), Some(notify));
-        let engine = Arc::new(Engine {
-            store,
-            vault,
-            config: settings.config,
-            key_dir: settings.key_dir,
-            public_url: settings.public_url.trim_end_matches('/').to_owned(),
-            env_vars: Arc::new(settings.env_vars),
-            clients: ClientPool::default(),
-            runtime: ArcSwap::from_pointee(runtime::Runtime::default()),
-            generation: AtomicI64::new(i64::MIN),
-            full_reloads: AtomicU64::new(0),
-            catch_ups: AtomicU64::new(0),
-            synced_at: AtomicI64::new(crate::time_fmt::now_ms()),
-            reload_lock: tokio::sync::Mutex::new(()),
-            callers,
-            tokens,
-            user_connections: UserConnections::default(),
-        });
-        engine.reload().await?;
-        tokio::spawn(engine.clone().webhook_loop(events));
+        let tokens = Arc::new(tokens::TokenManager::new(
+            store.clone(),
+            vault.clone(),
+            clock,
+            settings.fault.clone(),
+            Some(notify),
+        ));
+        let connections = Arc::new(Connections::new(
+            store.clone(),
+            vault.clone(),
+            mirror.clone(),
+            tokens.clone(),
+            public_url.clone(),
+            cache,
+        ));
+        let identity =
+            Identity::new(store.clone(), vault.clone(), mirror.clone(), connections.clone(), public_url.clone());
+        let admin = Admin::new(store.clone(), vault.clone(), mirror.clone());
+        let webhooks = Arc::new(webhooks::Webhooks::new(store.clone(), mirror.clone(), tokens.clone()));
+        let engine = Arc::new(Engine { store, vault, public_url, mirror, tokens, connections, identity, admin });
+        engine.mirror.reload().await?;
+        tokio::spawn(webhooks.run(events));
         Ok(engine)
     }
 
@@ -133,203 +157,85 @@ impl Engine {
     }
 
     pub fn config(&self) -> &Config {
-        &self.config
+        self.mirror.config()
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Secrets, keys and API connectors (the admin API and the CLI).
+    pub fn admin(&self) -> &Admin {
+        &self.admin
     }
 
-    /// Rebuilds the runtime from the store and swaps it in.
-    pub async fn reload(&self) -> Result<(), StoreError> {
-        let _guard = self.reload_lock.lock().await;
-        let generation = self.store.generation().await?;
-        let secrets = self.store.list_secrets().await?;
-        let stored = self.store.list_connectors().await?;
-        self.callers.reload().await?;
-        let identity = self.load_identity().await?;
-        let rt =
-            runtime::Runtime::load(&self.config, stored, &secrets, &self.vault, self.env_vars.clone(), &self.clients);
-        self.swap_in(rt, identity, generation);
-        self.full_reloads.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    /// The connect flow and per-user connections.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 
-    /// Signing keys and recent revocations: few rows, read whole on every rebuild.
-    async fn load_identity(&self) -> Result<identity::IdentityKeys, StoreError> {
-        /// Revocations older than this concern refresh tokens that have expired anyway.
-        const REVOCATIONS_KEPT_MS: i64 = 2 * 86_400_000;
-        let keys = self.store.list_signing_keys().await?;
-        let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - REVOCATIONS_KEPT_MS).await?;
-        Ok(identity::IdentityKeys::load(keys, &self.vault, revoked))
+    /// The identity provider: users, their tokens, signing keys.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
-    /// Makes `rt` (with `identity`) the runtime, as of store generation `generation`.
-    fn swap_in(&self, mut rt: runtime::Runtime, identity: identity::IdentityKeys, generation: i64) {
-        rt.identity = identity;
-        self.runtime.store(Arc::new(rt));
-        self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.generation.store(generation, Ordering::SeqCst);
+    pub fn connector(&self, name: &str) -> Option<Arc<ConnectorRuntime>> {
+        self.mirror.connector(name)
     }
 
-    /// Brings memory up to date after this instance's own write, which bumped the store's
-    /// generation by one. When nobody else wrote meanwhile, `change` makes the same change in
-    /// memory (or returns `None` when the runtime is not concerned, such as for app keys)
-    /// without reading the store. Otherwise it catches up with every change since
-    /// ([`Engine::catch_up`]), this one included.
-    pub(crate) async fn own_write(
-        &self,
-        change: impl FnOnce(&runtime::Runtime) -> Option<runtime::Runtime>,
-    ) -> Result<(), StoreError> {
-        let guard = self.reload_lock.lock().await;
-        let now = self.store.generation().await?;
-        let seen = self.generation.load(Ordering::SeqCst);
-        if now == seen {
-            return Ok(()); // a reload since the write already read it
-        }
-        if now != seen + 1 {
-            drop(guard);
-            return self.catch_up().await;
-        }
-        if let Some(rt) = change(&self.runtime.load()) {
-            self.runtime.store(Arc::new(rt));
-            self.user_connections.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
-        self.generation.store(now, Ordering::SeqCst);
-        Ok(())
+    pub fn connectors(&self) -> Vec<Arc<ConnectorRuntime>> {
+        self.mirror.connectors()
     }
 
-    /// The per-install key of the audit log's HMACs (SECURITY S8), made on first use.
-    pub async fn audit_key(&self) -> Result<AuditKey, String> {
-        audit::key(&*self.store, &self.vault).await
-    }
-
-    /// Picks up `master.key.next` (written by `latchkey vault rotate`) as the sealing key.
-    fn adopt_next_key(&self) {
-        let Some(dir) = &self.key_dir else { return };
-        let Ok(text) = std::fs::read_to_string(dir.join("master.key.next")) else { return };
-        match latchkey_vault::MasterKey::from_base64(&text) {
-            Ok(k) if self.vault.active_key_id() != k.id() => {
-                self.vault.promote(&k);
-                tracing::info!(key_id = %k.id(), "sealing with the new master key (vault rotation in progress)");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "master.key.next is not usable"),
+    /// The caller an admin or app key names: from memory, else (a key another writer made)
+    /// from the store. With `memo`, the key its connection presented last is recognised by a
+    /// constant-time comparison alone.
+    pub async fn authenticate(&self, presented: &str, memo: Option<&KeyMemo>) -> Result<Caller, CallError> {
+        let callers = self.mirror.callers();
+        match memo {
+            Some(memo) => callers.authenticate_memo(presented, memo).await,
+            None => callers.authenticate(presented).await,
         }
     }
 
-    /// Catches up when another writer (another instance, or the CLI) changed the store.
+    /// Whether the store answers, within the bound every store operation on a call's path has
+    /// ([`tokens::STORE_WAIT`]); the error says Latchkey is not ready, and why.
+    pub async fn ping(&self) -> Result<(), CallError> {
+        tokens::store_bounded(self.store.ping(), "Latchkey is not ready").await
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let (full_reloads, catch_ups) = self.mirror.sync_counts();
+        EngineStats {
+            token_requests: self.tokens.requests.load(Ordering::Relaxed),
+            refresh_ambiguous: self.tokens.ambiguous.load(Ordering::Relaxed),
+            key_store_lookups: self.mirror.callers().store_lookups.load(Ordering::Relaxed),
+            full_reloads,
+            catch_ups,
+            sync_age: self.mirror.sync_age(),
+            data_keys_drawn: self.vault.data_keys_drawn(),
+        }
+    }
+
+    /// Catches up when another writer (another instance, or the CLI) changed the store; says
+    /// whether the generation had moved.
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
-        self.adopt_next_key();
-        let asked = crate::time_fmt::now_ms();
-        let now = self.store.generation().await?;
-        let moved = now != self.generation.load(Ordering::SeqCst);
-        if moved {
-            self.catch_up().await?;
-        }
-        self.synced_at.fetch_max(asked, Ordering::Relaxed);
-        Ok(moved)
-    }
-
-    /// How long ago memory was last known to match the store: a second or so while the sync
-    /// runs, growing while the store does not answer (changes other instances make, such as a
-    /// deleted app key, are not seen here meanwhile).
-    pub fn sync_age(&self) -> Duration {
-        let ms = crate::time_fmt::now_ms() - self.synced_at.load(Ordering::Relaxed);
-        Duration::from_millis(ms.max(0) as u64)
-    }
-
-    /// Brings memory up to the store's generation without reading the whole store: only the
-    /// secrets and app keys written or deleted since the generation held are read (and only
-    /// those secrets opened); connectors, signing keys and revocations, which are few, are read
-    /// again; connectors are compiled again from the secrets in memory. Every write that
-    /// changes what memory holds bumps the generation, so a generation that has not moved
-    /// means there is nothing to do.
-    pub async fn catch_up(&self) -> Result<(), StoreError> {
-        let guard = self.reload_lock.lock().await;
-        let seen = self.generation.load(Ordering::SeqCst);
-        let changes = self.store.changes_since(seen).await?;
-        if changes.through == seen {
-            return Ok(()); // caught up meanwhile
-        }
-        if changes.through < seen {
-            // The generation went back: the store was restored from a backup or replaced.
-            // Rows stamped before what this instance saw may differ: read everything.
-            drop(guard);
-            tracing::warn!(
-                held = seen,
-                store = changes.through,
-                "the store's generation went back; reading it all again"
-            );
-            return self.reload().await;
-        }
-        let stored = self.store.list_connectors().await?;
-        let identity = self.load_identity().await?;
-        let current = self.runtime.load_full();
-        let secrets = if changes.secrets.is_empty() && changes.deleted_secrets.is_empty() {
-            current.secrets.clone()
-        } else {
-            let mut secrets = SecretSet::clone(&current.secrets);
-            for name in &changes.deleted_secrets {
-                secrets.remove(name);
-            }
-            secrets.open_rows(&changes.secrets, &self.vault);
-            Arc::new(secrets)
-        };
-        let (n_secrets, n_keys) =
-            (changes.secrets.len() + changes.deleted_secrets.len(), changes.keys.len() + changes.deleted_keys.len());
-        self.callers.apply(changes.keys, &changes.deleted_keys);
-        let rt = runtime::Runtime::build(&self.config, Arc::new(stored), secrets, &self.clients);
-        self.swap_in(rt, identity, changes.through);
-        self.catch_ups.fetch_add(1, Ordering::Relaxed);
-        drop(guard);
-        tracing::info!(
-            generation = changes.through,
-            secrets = n_secrets,
-            keys = n_keys,
-            "caught up with changes in the store (secrets and keys read: only those changed)"
-        );
-        Ok(())
-    }
-
-    /// Data keys this process's vault has drawn (SECURITY S2): one at the first seal, one more
-    /// each time a data key reached its budget or a new master key took over.
-    pub fn data_keys_drawn(&self) -> u64 {
-        self.vault.data_keys_drawn()
+        self.mirror.sync_once().await
     }
 
     /// How many times memory was rebuilt from the whole store, and how many times it caught up
     /// from the changed rows only (tests, metrics).
     pub fn sync_counts(&self) -> (u64, u64) {
-        (self.full_reloads.load(Ordering::Relaxed), self.catch_ups.load(Ordering::Relaxed))
+        self.mirror.sync_counts()
     }
 
-    /// Runs [`Engine::sync_once`] every `every` until the task is dropped. Each is bounded by
-    /// [`SYNC_WAIT`]: a store that stopped answering (a partition) is reported and asked again
-    /// on a new attempt, instead of holding the sync until the TCP timeout.
-    pub async fn sync_forever(self: Arc<Self>, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match tokio::time::timeout(SYNC_WAIT, self.sync_once()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not check the store for changes"),
-                Err(_) => tracing::warn!(
-                    seconds = SYNC_WAIT.as_secs(),
-                    behind_s = self.sync_age().as_secs(),
-                    "the store did not answer the check for changes; changes other instances make are not seen here until it does"
-                ),
-            }
-        }
+    /// The per-install key of the audit log's HMACs (SECURITY S8), made on first use.
+    pub async fn audit_key(&self) -> Result<AuditKey, AuditKeyError> {
+        audit::key(&*self.store, &self.vault).await
     }
 
     /// Obtains a token for `connector` in `env` now (for `latchkey check --live`). `Ok(None)`
     /// when the connector's method has no token.
-    pub async fn obtain_token(&self, connector: &str, env: crate::Env) -> Result<Option<i64>, crate::CallError> {
+    pub async fn obtain_token(&self, connector: &str, env: Env) -> Result<Option<i64>, CallError> {
         let conn = self
             .connector(connector)
-            .ok_or_else(|| crate::CallError::not_found(format!("no connector named `{connector}`")))?;
+            .ok_or_else(|| CallError::not_found(format!("no connector named `{connector}`")))?;
         let prepared = conn.credential(env)?;
         match &prepared.credential {
             crate::auth::Credential::Token(src) => {
@@ -340,69 +246,28 @@ impl Engine {
         }
     }
 
-    /// Refreshes tokens unused for their connector's `keepalive_s`, so refresh tokens that
-    /// die when idle stay alive. Returns how many were refreshed.
-    pub async fn keepalive_once(&self) -> usize {
-        let rows = match self.store.list_tokens().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "keep-alive could not list tokens");
-                return 0;
-            }
-        };
-        let now = crate::time_fmt::now_ms();
-        let mut n = 0;
-        for row in rows.iter().filter(|r| r.sealed.is_some()) {
-            let Some(conn) = self.connector(&row.key.connector) else { continue };
-            let Ok(prepared) = conn.credential(row.key.env) else { continue };
-            let per_user;
-            let src = match (&prepared.credential, row.key.connection.is_empty()) {
-                (crate::auth::Credential::Token(src), true) => src.as_ref(),
-                (crate::auth::Credential::User(auth), false) => {
-                    per_user = auth.for_connection(&row.key.connection);
-                    &per_user
-                }
-                _ => continue,
-            };
-            let last_activity = row.last_used_at.unwrap_or(0).max(row.last_refresh_at.unwrap_or(0));
-            if now - last_activity < src.keepalive_ms {
-                continue;
-            }
-            match self.tokens.keep_alive(src).await {
-                Ok(_) => n += 1,
-                Err(e) => tracing::warn!(connector = %row.key.connector, error = %e, "keep-alive refresh failed"),
-            }
-        }
-        n
+    // What the call path asks of the services.
+
+    pub(crate) async fn user_connection(
+        &self,
+        env: Env,
+        connector: &str,
+        owner: &str,
+    ) -> Result<Option<ConnectionRow>, CallError> {
+        self.connections.user_connection(env, connector, owner).await
     }
 
-    /// Runs [`Engine::keepalive_once`] until the task is dropped, every half of the smallest
-    /// `keepalive_s` among the token connectors (between 1 s and `max_every`), rechecked every
-    /// second as connectors change.
-    pub async fn keepalive_forever(self: Arc<Self>, max_every: Duration) {
-        let mut last_run = std::time::Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let smallest = self
-                .connectors()
-                .iter()
-                .filter(|c| c.config.auth.kind().holds_tokens())
-                .map(|c| c.config.keepalive_s)
-                .min()
-                .unwrap_or(u64::MAX);
-            let every = Duration::from_secs((smallest / 2).max(1)).min(max_every);
-            if last_run.elapsed() >= every {
-                last_run = std::time::Instant::now();
-                self.keepalive_once().await;
-            }
-        }
+    pub(crate) async fn reconnect_url(&self, row: &ConnectionRow) -> Option<String> {
+        self.connections.reconnect_url(row).await
     }
 
-    pub fn connector(&self, name: &str) -> Option<Arc<ConnectorRuntime>> {
-        self.runtime.load().connectors.get(name).cloned()
-    }
-
-    pub fn connectors(&self) -> Vec<Arc<ConnectorRuntime>> {
-        self.runtime.load().connectors.values().cloned().collect()
+    pub(crate) async fn sign_identity(
+        &self,
+        env: Env,
+        user: &str,
+        audience: &str,
+        lifetime_s: i64,
+    ) -> Result<String, CallError> {
+        self.identity.sign_identity(env, user, audience, lifetime_s).await
     }
 }

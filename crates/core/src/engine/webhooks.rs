@@ -10,9 +10,10 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::Engine;
+use super::mirror::Mirror;
+use super::tokens::TokenManager;
 use crate::event::{EventKind, EventOutcome};
-use crate::store::{EventRow, TokenKey};
+use crate::store::{EventRow, Store, TokenKey};
 use crate::time_fmt::{now_ms, rfc3339};
 
 const ATTEMPTS: u32 = 5;
@@ -46,33 +47,52 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", latchkey_vault::to_hex(&tag))
 }
 
-impl Engine {
+/// The body of the `kind` webhook of `event`; `owner` is the connection's owner when the
+/// connection still exists (else the event's own `user`).
+fn payload(event: &EventRow, kind: &str, owner: Option<String>) -> String {
+    let detail: Value = serde_json::from_str(&event.detail).unwrap_or(Value::Null);
+    let mut data = json!({
+        "connection_id": event.connection,
+        "connector": event.connector,
+        "environment": event.env.as_str(),
+        "user": owner.or_else(|| detail["user"].as_str().map(str::to_owned)),
+    });
+    if kind == "connection.refresh_failed" {
+        data["error"] = detail["error"].clone();
+        data["error_description"] = detail["error_description"].clone();
+        data["terminal"] = Value::Bool(event.outcome == EventOutcome::Terminal);
+    }
+    json!({"id": event.id, "type": kind, "created_at": rfc3339(event.at), "data": data}).to_string()
+}
+
+/// Webhook deliveries: reads the connection (its owner) from the store, the URL and the
+/// signing secret from the [`Mirror`], and records each outcome through the token manager's
+/// event log.
+pub(crate) struct Webhooks {
+    store: Arc<dyn Store>,
+    mirror: Arc<Mirror>,
+    tokens: Arc<TokenManager>,
+}
+
+impl Webhooks {
+    pub(crate) fn new(store: Arc<dyn Store>, mirror: Arc<Mirror>, tokens: Arc<TokenManager>) -> Webhooks {
+        Webhooks { store, mirror, tokens }
+    }
+
     /// Turns recorded events into webhook deliveries until the channel closes.
-    pub(crate) async fn webhook_loop(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<EventRow>) {
+    pub(crate) async fn run(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<EventRow>) {
         while let Some(event) = rx.recv().await {
             let Some(kind) = webhook_type(&event) else { continue };
-            let Some(url) = self.config.server.webhook_url.clone() else { continue };
-            let engine = self.clone();
-            tokio::spawn(async move { engine.deliver(url.as_str(), kind, event).await });
+            let Some(url) = self.mirror.config().server.webhook_url.clone() else { continue };
+            let hooks = self.clone();
+            tokio::spawn(async move { hooks.deliver(url.as_str(), kind, event).await });
         }
     }
 
     async fn deliver(&self, url: &str, kind: &'static str, event: EventRow) {
         let connection = self.store.get_connection(&event.connection).await.ok().flatten();
-        let detail: Value = serde_json::from_str(&event.detail).unwrap_or(Value::Null);
-        let mut data = json!({
-            "connection_id": event.connection,
-            "connector": event.connector,
-            "environment": event.env.as_str(),
-            "user": connection.as_ref().map(|c| c.owner.clone()).or_else(|| detail["user"].as_str().map(str::to_owned)),
-        });
-        if kind == "connection.refresh_failed" {
-            data["error"] = detail["error"].clone();
-            data["error_description"] = detail["error_description"].clone();
-            data["terminal"] = Value::Bool(event.outcome == EventOutcome::Terminal);
-        }
-        let body = json!({"id": event.id, "type": kind, "created_at": rfc3339(event.at), "data": data}).to_string();
-        let secret = self.runtime.load().webhook_secret.clone();
+        let body = payload(&event, kind, connection.map(|c| c.owner));
+        let secret = self.mirror.runtime().webhook_secret.clone();
         let key = TokenKey { connector: event.connector.clone(), env: event.env, connection: event.connection.clone() };
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
@@ -80,7 +100,8 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
             let mut req = self
-                .clients
+                .mirror
+                .clients()
                 .default_client()
                 .post(url)
                 .timeout(Duration::from_secs(10))
@@ -164,6 +185,33 @@ mod tests {
             // Events of app-level credentials (no connection) never become webhooks.
             assert_eq!(super::webhook_type(&event(kind, outcome, "", detail)), None, "{kind} {outcome}");
         }
+    }
+
+    #[test]
+    fn payloads_name_the_connection_and_never_more_than_the_error() {
+        let e = event(
+            EventKind::TokenRefreshFailed,
+            EventOutcome::Terminal,
+            "conn1",
+            r#"{"user":"u-from-event","error":"invalid_grant","error_description":"gone","previous_state":"ok"}"#,
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&super::payload(&e, "connection.refresh_failed", Some("u1".into()))).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "id": "e1", "type": "connection.refresh_failed", "created_at": crate::time_fmt::rfc3339(1),
+                "data": {"connection_id": "conn1", "connector": "crm", "environment": "live", "user": "u1",
+                         "error": "invalid_grant", "error_description": "gone", "terminal": true},
+            })
+        );
+        // A deleted connection: the owner the event recorded.
+        let gone = event(EventKind::ConnectionDeleted, EventOutcome::Ok, "conn1", r#"{"user":"u2","revoked":true}"#);
+        let body: serde_json::Value = serde_json::from_str(&super::payload(&gone, "connection.deleted", None)).unwrap();
+        assert_eq!(
+            body["data"],
+            serde_json::json!({"connection_id": "conn1", "connector": "crm", "environment": "live", "user": "u2"})
+        );
     }
 
     #[test]

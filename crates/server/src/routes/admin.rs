@@ -48,7 +48,7 @@ pub async fn put_connector(
     let json = body(b, "of a connector definition (the shape of `[connectors.NAME]` in the file)")?;
     state.audit("connector.put", |_| change(&admin, "connector", &name))?;
     let existed = state.engine.connector(&name).is_some();
-    match state.engine.put_connector(&name, json).await {
+    match state.engine.admin().put_connector(&name, json).await {
         Ok(_) => {
             let c = state
                 .engine
@@ -68,7 +68,7 @@ pub async fn delete_connector(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.audit("connector.delete", |_| change(&admin, "connector", &name))?;
-    if state.engine.delete_connector(&name).await? {
+    if state.engine.admin().delete_connector(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CallError::not_found(format!("no connector named `{name}` was created through the API")).into())
@@ -99,7 +99,7 @@ pub async fn put_secret(
         f.insert("environment".into(), env.as_str().into());
         f
     })?;
-    let info = state.engine.put_secret(&name, env, &req.value).await?;
+    let info = state.engine.admin().put_secret(&name, env, &req.value).await?;
     Ok(Json(wire::Secret::from(&info)).into_response())
 }
 
@@ -109,7 +109,7 @@ pub async fn delete_secret(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.audit("secret.delete", |_| change(&admin, "secret", &name))?;
-    if state.engine.delete_secret(&name).await? {
+    if state.engine.admin().delete_secret(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CallError::not_found(format!("no secret named `{name}`")).into())
@@ -117,7 +117,7 @@ pub async fn delete_secret(
 }
 
 pub async fn list_secrets(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
-    let list = state.engine.list_secrets().await?;
+    let list = state.engine.admin().list_secrets().await?;
     Ok(Json(wire::Secrets { secrets: list.iter().map(wire::Secret::from).collect() }).into_response())
 }
 
@@ -141,13 +141,13 @@ pub async fn create_key(
         f.insert("environment".into(), env.as_str().into());
         f
     })?;
-    let new = state.engine.create_key(KeyKind::App(env), req.name.as_deref().unwrap_or("")).await?;
+    let new = state.engine.admin().create_key(KeyKind::App(env), req.name.as_deref().unwrap_or("")).await?;
     let out = wire::Key { key: Some(new.key.expose_secret()), ..wire::Key::from(&new.row) };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 pub async fn list_keys(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
-    let keys = state.engine.list_keys().await?;
+    let keys = state.engine.admin().list_keys().await?;
     Ok(Json(wire::Keys { keys: keys.iter().map(wire::Key::from).collect() }).into_response())
 }
 
@@ -157,7 +157,7 @@ pub async fn delete_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.audit("key.delete", |_| change(&admin, "key", &id))?;
-    if state.engine.delete_key(&id).await? {
+    if state.engine.admin().delete_key(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CallError::not_found(format!("no key with id `{id}`")).into())
@@ -204,19 +204,13 @@ pub async fn list_events(
         until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
-    let events = state
-        .engine
-        .store()
-        .list_events(&filter)
-        .await
-        .map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let events = state.engine.admin().events(&filter).await?;
     Ok(Json(wire::Events { events: events.iter().map(wire::Event::from).collect() }).into_response())
 }
 
 /// `GET /v1/admin/tokens`: the health of every app-level token (never the tokens).
 pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
-    let rows =
-        state.engine.store().list_tokens().await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let rows = state.engine.admin().token_states().await?;
     let now = latchkey_core::time_fmt::now_ms();
     Ok(Json(wire::Tokens { tokens: rows.iter().map(|t| wire::Token::of(t, now)).collect() }).into_response())
 }

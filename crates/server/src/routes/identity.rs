@@ -36,7 +36,7 @@ pub async fn upsert_user(
             format!(r#"the body must be JSON {{"id": "...", "email": "..."}}: {}"#, e.body_text()),
         )
     })?;
-    let u = state.engine.upsert_user(caller.env, &b.id, b.email, b.attributes).await?;
+    let u = state.engine.identity().upsert_user(caller.env, &b.id, b.email, b.attributes).await?;
     Ok(Json(wire::User::from(&u)).into_response())
 }
 
@@ -45,8 +45,12 @@ pub async fn get_user(
     caller: AppCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let u =
-        state.engine.get_user(caller.env, &id).await?.ok_or_else(|| CallError::not_found(format!("no user `{id}`")))?;
+    let u = state
+        .engine
+        .identity()
+        .get_user(caller.env, &id)
+        .await?
+        .ok_or_else(|| CallError::not_found(format!("no user `{id}`")))?;
     Ok(Json(wire::User::from(&u)).into_response())
 }
 
@@ -56,7 +60,7 @@ pub async fn delete_user(
     caller: AppCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.engine.delete_user(caller.env, &id).await? {
+    if state.engine.identity().delete_user(caller.env, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CallError::not_found(format!("no user `{id}`")).into())
@@ -69,7 +73,7 @@ pub async fn mint(
     caller: AppCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let pair = state.engine.mint_tokens(caller.env, &id).await?;
+    let pair = state.engine.identity().mint_tokens(caller.env, &id).await?;
     Ok((StatusCode::CREATED, no_store(Json(wire::TokenPair::from(&pair)).into_response())).into_response())
 }
 
@@ -108,7 +112,7 @@ pub async fn token(
     let Some(rt) = f.refresh_token else {
         return oauth_error(CallError::invalid_params("refresh_token is missing"));
     };
-    match state.engine.refresh_user_tokens(&rt).await {
+    match state.engine.identity().refresh_user_tokens(&rt).await {
         Ok(pair) => no_store(Json(wire::TokenPair::from(&pair)).into_response()),
         Err(e) => oauth_error(e),
     }
@@ -134,7 +138,9 @@ pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f
         return r;
     }
     let answer = match f.token {
-        Some(t) => Json(wire::Introspection::from(&state.engine.introspect(caller.env, &t).await)).into_response(),
+        Some(t) => {
+            Json(wire::Introspection::from(&state.engine.identity().introspect(caller.env, &t).await)).into_response()
+        }
         None => Json(wire::Introspection::INACTIVE).into_response(),
     };
     no_store(answer)
@@ -147,13 +153,13 @@ pub async fn revoke(
     Form(f): Form<TokenOnly>,
 ) -> Result<StatusCode, ApiError> {
     if let Some(t) = f.token {
-        state.engine.revoke_user_token(caller.env, &t).await?;
+        state.engine.identity().revoke_user_token(caller.env, &t).await?;
     }
     Ok(StatusCode::OK)
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let mut r = Json(state.engine.jwks()).into_response();
+    let mut r = Json(state.engine.identity().jwks()).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_S}")) {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
     }
@@ -161,5 +167,6 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
-    Json(wire::OpenIdConfiguration::of(state.engine.public_url(), state.engine.signing_algs())).into_response()
+    Json(wire::OpenIdConfiguration::of(state.engine.public_url(), state.engine.identity().signing_algs()))
+        .into_response()
 }

@@ -42,7 +42,8 @@ pub async fn connect(
             format!(r#"the body must be JSON {{"user": "...", "return_to": "https://..."}}: {}"#, e.body_text()),
         )
     })?;
-    let url = state.engine.connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
+    let url =
+        state.engine.connections().connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
     let expires_at = rfc3339(now_ms() + 10 * 60 * 1000);
     Ok((StatusCode::CREATED, Json(wire::ConnectLink { expires_at: Some(expires_at), url })).into_response())
 }
@@ -91,7 +92,7 @@ pub async fn start(
             redirect: None,
         });
     };
-    match state.engine.start_flow(&connector, session).await {
+    match state.engine.connections().start_flow(&connector, session).await {
         Ok((login, name, value)) => {
             let c = cookie(&state, &name, &value, 600);
             redirect(&login, Some(c))
@@ -117,7 +118,7 @@ async fn finish(
     q: HashMap<String, String>,
     headers: HeaderMap,
 ) -> Response {
-    match state.engine.finish_flow(connector.as_deref(), &q, &cookies(&headers)).await {
+    match state.engine.connections().finish_flow(connector.as_deref(), &q, &cookies(&headers)).await {
         Ok(done) => {
             let c = cookie(&state, &done.cookie_name, "", 0);
             redirect(&done.redirect, Some(c))
@@ -177,7 +178,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let filter =
         ConnectionFilter { connector: None, env: Some(caller.env()), owner: Some(whose(&caller, &q)?.to_owned()) };
-    let views = state.engine.connection_views(&filter).await?;
+    let views = state.engine.connections().views(&filter).await?;
     Ok(connections(&views))
 }
 
@@ -189,10 +190,10 @@ fn connections(views: &[ConnectionView]) -> Response {
 }
 
 async fn own(state: &AppState, env: Env, connector: &str, user: &str) -> Result<ConnectionView, ApiError> {
-    state.engine.require_user_connector(connector)?;
+    state.engine.connections().require_user_connector(connector)?;
     let filter =
         ConnectionFilter { connector: Some(connector.to_owned()), env: Some(env), owner: Some(user.to_owned()) };
-    state.engine.connection_views(&filter).await?.into_iter().next().ok_or_else(|| {
+    state.engine.connections().views(&filter).await?.into_iter().next().ok_or_else(|| {
         CallError::not_found(format!("user `{user}` has no connection on connector `{connector}` ({env})")).into()
     })
 }
@@ -221,7 +222,7 @@ pub async fn delete_one(
         AppOrUser::User { .. } => "user token",
     };
     state.audit("connection.delete", |a| deletion(a, by, &v.row))?;
-    let revoked = state.engine.delete_connection(&v.row, "app").await?;
+    let revoked = state.engine.connections().delete(&v.row, "app").await?;
     Ok(Json(wire::Deleted { deleted: &v.row.id, revoked }).into_response())
 }
 
@@ -241,7 +242,7 @@ pub async fn admin_list(
 ) -> Result<Response, ApiError> {
     let env = q.environment.as_deref().map(str::parse::<Env>).transpose().map_err(CallError::invalid_params)?;
     let filter = ConnectionFilter { connector: q.connector, env, owner: q.user };
-    let views = state.engine.connection_views(&filter).await?;
+    let views = state.engine.connections().views(&filter).await?;
     Ok(connections(&views))
 }
 
@@ -253,11 +254,12 @@ pub async fn admin_delete(
 ) -> Result<Response, ApiError> {
     let row = state
         .engine
-        .connection_by_id(&id)
+        .connections()
+        .by_id(&id)
         .await?
         .ok_or_else(|| CallError::not_found(format!("no connection with id `{id}`")))?;
     state.audit("connection.delete", |a| deletion(a, &admin.key_id, &row))?;
-    let revoked = state.engine.delete_connection(&row, "admin").await?;
+    let revoked = state.engine.connections().delete(&row, "admin").await?;
     Ok(Json(wire::Deleted { deleted: &id, revoked }).into_response())
 }
 
@@ -283,7 +285,7 @@ pub async fn connect_as_user(
         )
         .into());
     };
-    let url = state.engine.connect_session(env, &connector, &user, &q.return_to, BTreeMap::new()).await?;
+    let url = state.engine.connections().connect_session(env, &connector, &user, &q.return_to, BTreeMap::new()).await?;
     let wants_json =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
     if wants_json {
@@ -311,7 +313,7 @@ pub async fn login(
         Ok(e) => e.unwrap_or(Env::Live),
         Err(m) => return ApiError::new(ErrorCode::InvalidParams, m).into_response(),
     };
-    match state.engine.start_login(&connector, env, &q.return_to).await {
+    match state.engine.connections().start_login(&connector, env, &q.return_to).await {
         Ok((url, name, value)) => {
             let c = cookie(&state, &name, &value, 600);
             redirect(&url, Some(c))
@@ -339,7 +341,7 @@ pub async fn exchange(
             format!(r#"the body must be JSON {{"code": "lkc_..."}}: {}"#, e.body_text()),
         )
     })?;
-    let (user, tokens, connection) = state.engine.exchange_login_code(caller.env, &b.code).await?;
+    let (user, tokens, connection) = state.engine.identity().exchange_login_code(caller.env, &b.code).await?;
     let mut resp = Json(wire::SignIn {
         connection: &connection,
         tokens: wire::TokenPair::from(&tokens),

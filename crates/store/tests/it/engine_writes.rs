@@ -47,11 +47,11 @@ async fn own_secret_writes_apply_in_memory_and_a_foreign_write_is_caught_up() {
     let engine = Engine::start(store.clone(), vault.clone(), settings).await.unwrap();
     assert_eq!(sent_key(&engine, "a"), None);
 
-    let info = engine.put_secret("ka", Env::Live, &SecretString::from("one")).await.unwrap();
+    let info = engine.admin().put_secret("ka", Env::Live, &SecretString::from("one")).await.unwrap();
     assert_eq!(info.environments, [Env::Live]);
     assert_eq!(sent_key(&engine, "a").as_deref(), Some("one"));
     assert!(!engine.sync_once().await.unwrap(), "the engine already holds its own write");
-    let info = engine.put_secret("ka", Env::Dev, &SecretString::from("dev-one")).await.unwrap();
+    let info = engine.admin().put_secret("ka", Env::Dev, &SecretString::from("dev-one")).await.unwrap();
     assert_eq!(info.environments, [Env::Live, Env::Dev]);
 
     // Another writer (the CLI, another instance) sets `kb`; this engine has not synced.
@@ -65,14 +65,14 @@ async fn own_secret_writes_apply_in_memory_and_a_foreign_write_is_caught_up() {
     store.put_secret(&row).await.unwrap();
     assert_eq!(sent_key(&engine, "b"), None, "not seen yet");
     // The next own write finds two generations passed and catches up with both.
-    engine.put_secret("ka", Env::Live, &SecretString::from("two")).await.unwrap();
+    engine.admin().put_secret("ka", Env::Live, &SecretString::from("two")).await.unwrap();
     assert_eq!(sent_key(&engine, "a").as_deref(), Some("two"));
     assert_eq!(sent_key(&engine, "b").as_deref(), Some("theirs"));
     assert_eq!(engine.sync_counts(), (1, 1), "one full read (at start), one catch-up");
 
-    assert!(engine.delete_secret("ka").await.unwrap());
+    assert!(engine.admin().delete_secret("ka").await.unwrap());
     assert_eq!(sent_key(&engine, "a"), None);
-    assert!(!engine.delete_secret("ka").await.unwrap());
+    assert!(!engine.admin().delete_secret("ka").await.unwrap());
     assert!(!engine.sync_once().await.unwrap(), "nothing left for the sync loop");
     assert_eq!(sent_key(&engine, "b").as_deref(), Some("theirs"));
 }
@@ -110,7 +110,7 @@ async fn the_sync_reads_only_what_another_writer_changed() {
     assert!(engine.sync_once().await.unwrap());
     assert_eq!(sent_key(&engine, "b").as_deref(), Some("b-theirs"));
     assert_eq!(sent_key(&engine, "a").as_deref(), Some("a-before-start"), "an unchanged secret was read again");
-    assert!(engine.callers.authenticate(key.key.expose_secret()).await.is_ok());
+    assert!(engine.authenticate(key.key.expose_secret(), None).await.is_ok());
     assert_eq!(engine.sync_counts(), (1, 1));
 
     // Their deletes: the secret's connector loses its key; the app key stops working at once
@@ -119,7 +119,7 @@ async fn the_sync_reads_only_what_another_writer_changed() {
     assert!(theirs.delete_key(&key.row.id).await.unwrap());
     assert!(engine.sync_once().await.unwrap());
     assert_eq!(sent_key(&engine, "b"), None);
-    assert!(engine.callers.authenticate(key.key.expose_secret()).await.is_err());
+    assert!(engine.authenticate(key.key.expose_secret(), None).await.is_err());
     assert!(!engine.sync_once().await.unwrap(), "nothing more to catch up with");
     assert_eq!(engine.sync_counts(), (1, 2));
 

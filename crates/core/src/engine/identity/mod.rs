@@ -1,38 +1,29 @@
 //! Latchkey as identity provider (SPEC §9): users, signed user access tokens (JWT, `typ`
 //! `at+jwt`), opaque refresh tokens stored only as hashes and rotated with reuse detection and
 //! a short retry window, the JWKS, RFC 7662 introspection, RFC 7009 revocation, and key
-//! rotation that publishes before it signs.
+//! rotation that publishes before it signs. The rules apart from the store are in `claims.rs`
+//! (tokens and refresh families) and `keys.rs` (signing keys).
 
-use std::collections::HashSet;
+mod claims;
+mod keys;
+
 use std::sync::Arc;
 
 use latchkey_vault::identity::{SigningAlg, SigningKey};
-use latchkey_vault::{Aad, random, sha256};
+use latchkey_vault::{Aad, Vault, random, sha256};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::Engine;
-use crate::store::{ConnectionFilter, RefreshRow, RefreshTake, SigningKeyRow, StoreError, UserRow};
+use super::connections::Connections;
+use super::mirror::Mirror;
+use crate::store::{RefreshRow, RefreshTake, SigningKeyRow, Store, StoreError, UserRow};
 use crate::time_fmt::now_ms;
 use crate::{CallError, Env, ErrorCode};
 
-/// A used refresh token returns the same new pair if replayed this soon (clients that retried).
-const GRACE_MS: i64 = 30_000;
-/// How long a new key is published before it signs (the JWKS cache lifetime).
-pub const PUBLISH_BEFORE_SIGNING_S: i64 = 300;
-pub const JWKS_MAX_AGE_S: i64 = 300;
-
-/// The signing keys as the runtime holds them.
-#[derive(Default, Clone)]
-pub struct IdentityKeys {
-    pub keys: Vec<(SigningKeyRow, Arc<SigningKey>)>,
-    pub revoked_families: HashSet<String>,
-}
-
-pub(crate) fn key_aad(kid: &str) -> Aad {
-    Aad::new("signing_key", kid, "pkcs8", "-")
-}
+pub use claims::{Introspection, TokenPair, UserClaims};
+pub(crate) use keys::key_aad;
+pub use keys::{IdentityKeys, JWKS_MAX_AGE_S, PUBLISH_BEFORE_SIGNING_S};
 
 fn unavailable(e: StoreError) -> CallError {
     CallError::from(e)
@@ -44,84 +35,42 @@ fn invalid_grant(message: &str) -> CallError {
     e
 }
 
-/// What introspection found (RFC 7662); the server writes the answer.
-#[derive(Debug, Clone)]
-pub enum Introspection {
-    /// Unknown, invalid, expired, used, revoked, or of another environment.
-    Inactive,
-    /// An active refresh token: its user, its expiry (Unix seconds), the issuer and the
-    /// environment.
-    Refresh { sub: String, exp: i64, iss: String, env: Env },
-    /// An active access token in the environment asked about: its claims.
-    Access(UserClaims),
+pub(crate) fn successor_aad(hash: &[u8], env: Env) -> Aad {
+    Aad::new("refresh", latchkey_vault::to_hex(hash), "successor", env.as_str())
 }
 
-/// The claims of a user access token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub exp: i64,
-    pub iat: i64,
-    pub nbf: i64,
-    pub jti: String,
-    /// The environment the token belongs to.
-    pub env: String,
-    /// The refresh-token family it was issued with (revoking the family revokes it).
-    pub fam: String,
+/// The identity provider: owns users, refresh-token families, sign-in codes and signing keys
+/// in the store; reads its keys and revoked families from the [`Mirror`]. Deleting a user
+/// deletes its connections ([`Connections`]).
+pub struct Identity {
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    mirror: Arc<Mirror>,
+    connections: Arc<Connections>,
+    public_url: String,
 }
 
-/// What `POST /v1/users/{id}/tokens` and `POST /v1/token` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub token_type: String,
-    pub expires_in: i64,
-    pub refresh_token: String,
-}
-
-impl IdentityKeys {
-    pub fn load(rows: Vec<SigningKeyRow>, vault: &latchkey_vault::Vault, revoked: Vec<String>) -> IdentityKeys {
-        let mut keys = Vec::new();
-        for row in rows {
-            let Some(alg) = SigningAlg::parse(&row.alg) else { continue };
-            match vault.open(&key_aad(&row.kid), &row.sealed) {
-                Ok(der) => match SigningKey::from_pkcs8(&row.kid, alg, der.expose_secret().to_vec()) {
-                    Ok(k) => keys.push((row, Arc::new(k))),
-                    Err(e) => tracing::error!(kid = %row.kid, error = %e, "signing key unusable"),
-                },
-                Err(e) => tracing::error!(kid = %row.kid, error = %e, "signing key failed to decrypt"),
-            }
-        }
-        IdentityKeys { keys, revoked_families: revoked.into_iter().collect() }
+impl Identity {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        vault: Arc<Vault>,
+        mirror: Arc<Mirror>,
+        connections: Arc<Connections>,
+        public_url: String,
+    ) -> Identity {
+        Identity { store, vault, mirror, connections, public_url }
     }
 
-    /// The key that signs now: the newest active one.
-    fn signer(&self, now: i64) -> Option<&Arc<SigningKey>> {
-        self.keys
-            .iter()
-            .filter(|(r, _)| r.activates_at <= now && r.retired_at.is_none_or(|t| t > now))
-            .max_by_key(|(r, _)| r.activates_at)
-            .map(|(_, k)| k)
-    }
-
-    fn by_kid(&self, kid: &str) -> Option<&Arc<SigningKey>> {
-        self.keys.iter().find(|(r, _)| r.kid == kid).map(|(_, k)| k)
-    }
-}
-
-impl Engine {
     fn access_ttl_s(&self) -> i64 {
-        self.config.server.access_token_ttl_s.map_or(900, |t| i64::try_from(t).unwrap_or(900))
+        claims::access_ttl_s(self.mirror.config().server.access_token_ttl_s)
     }
 
     fn refresh_ttl_ms(&self) -> i64 {
-        self.config.server.refresh_token_ttl_s.map_or(30 * 86_400, |t| i64::try_from(t).unwrap_or(30 * 86_400)) * 1000
+        claims::refresh_ttl_ms(self.mirror.config().server.refresh_token_ttl_s)
     }
 
-    pub fn token_audience(&self) -> String {
-        self.config.server.token_audience.clone().unwrap_or_else(|| self.public_url.clone())
+    fn token_audience(&self) -> String {
+        self.mirror.config().server.token_audience.clone().unwrap_or_else(|| self.public_url.clone())
     }
 
     /// Makes a new signing key. With `now = false` it is published first and signs only after
@@ -129,7 +78,7 @@ impl Engine {
     /// the JWKS until every token they signed has expired.
     pub async fn rotate_signing_key(&self, alg: Option<SigningAlg>, now: bool) -> Result<SigningKeyRow, CallError> {
         let alg = alg
-            .or_else(|| self.config.server.token_algorithm.as_deref().and_then(SigningAlg::parse))
+            .or_else(|| self.mirror.config().server.token_algorithm.as_deref().and_then(SigningAlg::parse))
             .unwrap_or(SigningAlg::Rs256);
         let key = SigningKey::generate(alg).map_err(|e| CallError::internal(e.to_string()))?;
         let at = now_ms();
@@ -144,15 +93,15 @@ impl Engine {
         };
         let previous = self.store.list_signing_keys().await.map_err(unavailable)?;
         self.store.insert_signing_key(&row).await.map_err(unavailable)?;
-        for old in previous.iter().filter(|r| r.retired_at.is_none()) {
+        // Keys whose every token has expired leave the store (and the JWKS).
+        let (retire, delete) = keys::rotation_plan(&previous, at, self.access_ttl_s());
+        for old in retire {
             self.store.retire_signing_key(&old.kid, activates_at).await.map_err(unavailable)?;
         }
-        // Keys whose every token has expired leave the store (and the JWKS).
-        let gone = at - self.access_ttl_s() * 1000 - 60_000;
-        for old in previous.iter().filter(|r| r.retired_at.is_some_and(|t| t < gone)) {
+        for old in delete {
             self.store.delete_signing_key(&old.kid).await.map_err(unavailable)?;
         }
-        self.catch_up().await.map_err(unavailable)?;
+        self.mirror.catch_up().await.map_err(unavailable)?;
         Ok(row)
     }
 
@@ -166,27 +115,16 @@ impl Engine {
 
     /// `GET /.well-known/jwks.json`: public members only; keys leave once their tokens expired.
     pub fn jwks(&self) -> Value {
-        let now = now_ms();
-        let ttl = self.access_ttl_s() * 1000;
-        let rt = self.runtime.load();
-        let keys: Vec<Value> = rt
-            .identity
-            .keys
-            .iter()
-            .filter(|(r, _)| r.retired_at.is_none_or(|t| t + ttl + 60_000 > now))
-            .map(|(_, k)| k.public_jwk().clone())
-            .collect();
+        let rt = self.mirror.runtime();
+        let keys: Vec<Value> =
+            rt.identity.published(now_ms(), self.access_ttl_s() * 1000).map(|k| k.public_jwk().clone()).collect();
         json!({"keys": keys})
     }
 
     /// The algorithms of the signing keys, sorted, each once: the discovery document's
     /// `id_token_signing_alg_values_supported` (the server writes the document).
     pub fn signing_algs(&self) -> Vec<&'static str> {
-        let rt = self.runtime.load();
-        let mut v: Vec<&'static str> = rt.identity.keys.iter().map(|(_, k)| k.alg.as_str()).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        self.mirror.runtime().identity.algorithms()
     }
 
     pub async fn upsert_user(
@@ -226,19 +164,16 @@ impl Engine {
         if self.get_user(env, id).await?.is_none() {
             return Ok(false);
         }
-        let filter = ConnectionFilter { connector: None, env: Some(env), owner: Some(id.to_owned()) };
-        for c in self.store.list_connections(&filter).await.map_err(unavailable)? {
-            self.delete_connection(&c, "user_deleted").await?;
-        }
+        self.connections.delete_all_of(env, id).await?;
         self.store.revoke_user_families(env, id, now_ms()).await.map_err(unavailable)?;
         let deleted = self.store.delete_user(env, id).await.map_err(unavailable)?;
-        self.catch_up().await.map_err(unavailable)?;
+        self.mirror.catch_up().await.map_err(unavailable)?;
         Ok(deleted)
     }
 
     /// Signs `claims` (`typ: at+jwt`) with the key that signs now.
     fn sign_user_jwt<T: Serialize>(&self, claims: &T) -> Result<String, CallError> {
-        let rt = self.runtime.load();
+        let rt = self.mirror.runtime();
         let key = rt.identity.signer(now_ms()).ok_or_else(|| {
             CallError::new(
                 ErrorCode::Unavailable,
@@ -251,22 +186,13 @@ impl Engine {
     fn sign_access(&self, env: Env, user: &str, family: &str) -> Result<(String, i64), CallError> {
         let ttl = self.access_ttl_s();
         let iat = now_ms() / 1000;
-        let claims = UserClaims {
-            iss: self.public_url.clone(),
-            sub: user.to_owned(),
-            aud: self.token_audience(),
-            exp: iat + ttl,
-            iat,
-            nbf: iat,
-            jti: random::token(24),
-            env: env.as_str().into(),
-            fam: family.to_owned(),
-        };
+        let aud = self.token_audience();
+        let claims = claims::access_claims(&self.public_url, &aud, env, user, family, iat, ttl, random::token(24));
         Ok((self.sign_user_jwt(&claims)?, ttl))
     }
 
     /// A short-lived JWT saying who is calling, for `latchkey_identity` connectors.
-    pub async fn sign_identity(
+    pub(crate) async fn sign_identity(
         &self,
         env: Env,
         user: &str,
@@ -277,10 +203,7 @@ impl Engine {
             return Err(CallError::not_found(format!("no user `{user}` ({env}): create it with POST /v1/users")));
         }
         let iat = now_ms() / 1000;
-        let claims = json!({
-            "iss": self.public_url, "sub": user, "aud": audience, "exp": iat + lifetime_s, "iat": iat, "nbf": iat,
-            "jti": random::token(24), "env": env.as_str(),
-        });
+        let claims = claims::identity_claims(&self.public_url, env, user, audience, iat, lifetime_s, random::token(24));
         self.sign_user_jwt(&claims)
     }
 
@@ -313,10 +236,6 @@ impl Engine {
         Ok(TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token })
     }
 
-    pub(crate) fn successor_aad(hash: &[u8], env: Env) -> Aad {
-        Aad::new("refresh", latchkey_vault::to_hex(hash), "successor", env.as_str())
-    }
-
     /// `POST /v1/token` with `grant_type=refresh_token`: rotates. A reused token revokes its
     /// whole family, except the immediately previous token within the retry window, which
     /// returns the same new pair.
@@ -331,34 +250,34 @@ impl Engine {
         let Some(row) = self.store.get_refresh(&hash).await.map_err(unavailable)? else {
             return Err(invalid_grant("the refresh token is not valid"));
         };
-        let row = if row.used_at.is_none() && row.revoked_at.is_none() {
-            if row.expires_at <= now || self.runtime.load().identity.revoked_families.contains(&row.family) {
+        let family_revoked = self.mirror.runtime().identity.family_revoked(&row.family);
+        let row = match claims::presented(&row, now, family_revoked) {
+            claims::Presented::Refused => {
                 return Err(invalid_grant("the refresh token expired or was revoked: sign the user in again"));
             }
-            if self.get_user(row.env, &row.user_id).await?.is_none() {
-                return Err(invalid_grant("the user no longer exists"));
+            claims::Presented::Rotate => {
+                if self.get_user(row.env, &row.user_id).await?.is_none() {
+                    return Err(invalid_grant("the user no longer exists"));
+                }
+                let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family)?;
+                let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &row.family, row.expires_at);
+                let pair = TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token: next };
+                let mut plain =
+                    serde_json::to_vec(&pair).map_err(|_| CallError::internal("a token pair serializes"))?;
+                let sealed = self.vault.seal(&successor_aad(&hash, row.env), &plain);
+                zeroize::Zeroize::zeroize(&mut plain);
+                match self.store.rotate_refresh(&hash, now, &next_row, &sealed).await.map_err(unavailable)? {
+                    RefreshTake::Fresh(_) => return Ok(pair),
+                    RefreshTake::Unknown => return Err(invalid_grant("the refresh token is not valid")),
+                    // Taken by a concurrent presenter since it was read: theirs is the pair.
+                    RefreshTake::Spent(now_spent) => now_spent,
+                }
             }
-            let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family)?;
-            let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &row.family, row.expires_at);
-            let pair = TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token: next };
-            let mut plain = serde_json::to_vec(&pair).map_err(|_| CallError::internal("a token pair serializes"))?;
-            let sealed = self.vault.seal(&Self::successor_aad(&hash, row.env), &plain);
-            zeroize::Zeroize::zeroize(&mut plain);
-            match self.store.rotate_refresh(&hash, now, &next_row, &sealed).await.map_err(unavailable)? {
-                RefreshTake::Fresh(_) => return Ok(pair),
-                RefreshTake::Unknown => return Err(invalid_grant("the refresh token is not valid")),
-                // Taken by a concurrent presenter since it was read: theirs is the pair.
-                RefreshTake::Spent(now_spent) => now_spent,
-            }
-        } else if row.revoked_at.is_some() {
-            return Err(invalid_grant("the refresh token expired or was revoked: sign the user in again"));
-        } else {
-            row
+            claims::Presented::Reused => row,
         };
-        if row.revoked_at.is_none()
-            && row.used_at.is_some_and(|u| now - u <= GRACE_MS)
+        if claims::replay_allowed(&row, now)
             && let Some(sealed) = &row.successor
-            && let Ok(plain) = self.vault.open(&Self::successor_aad(&hash, row.env), sealed)
+            && let Ok(plain) = self.vault.open(&successor_aad(&hash, row.env), sealed)
             && let Ok(pair) = serde_json::from_slice::<TokenPair>(plain.expose_secret())
         {
             // Only while the successor is still unused: this is the previous token.
@@ -371,7 +290,7 @@ impl Engine {
             }
         }
         self.store.revoke_family(&row.family, now).await.map_err(unavailable)?;
-        self.catch_up().await.map_err(unavailable)?;
+        self.mirror.catch_up().await.map_err(unavailable)?;
         tracing::warn!(family = %row.family, "refresh token reused: family revoked");
         Err(invalid_grant("the refresh token was used already: its whole family is revoked; sign the user in again"))
     }
@@ -379,21 +298,12 @@ impl Engine {
     /// Verifies a user access token (signature by one of our keys, `iss`, `aud`, `exp`,
     /// `nbf`, family not revoked).
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, CallError> {
-        let bad = || {
+        self.mirror.runtime().identity.verify(token, &self.public_url, &self.token_audience()).ok_or_else(|| {
             CallError::new(
                 ErrorCode::Unauthenticated,
                 "the user token is invalid or expired: get a new one with POST /v1/token",
             )
-        };
-        let (kid, _) = latchkey_vault::identity::peek_header(token).ok_or_else(bad)?;
-        let rt = self.runtime.load();
-        let key = rt.identity.by_kid(&kid).ok_or_else(bad)?;
-        let claims: UserClaims =
-            key.verify(token, &self.public_url, Some(&self.token_audience())).map_err(|_| bad())?;
-        if rt.identity.revoked_families.contains(&claims.fam) {
-            return Err(bad());
-        }
-        Ok(claims)
+        })
     }
 
     /// RFC 7662: `{"active": false}` for anything invalid, expired, revoked or foreign.
@@ -401,9 +311,8 @@ impl Engine {
         let inactive = Introspection::Inactive;
         if token.starts_with("lkr_") {
             let Ok(Some(row)) = self.store.get_refresh(&sha256(token.as_bytes())).await else { return inactive };
-            let revoked =
-                row.revoked_at.is_some() || self.runtime.load().identity.revoked_families.contains(&row.family);
-            if row.env != env || row.used_at.is_some() || revoked || row.expires_at <= now_ms() {
+            let family_revoked = self.mirror.runtime().identity.family_revoked(&row.family);
+            if !claims::refresh_active(&row, env, now_ms(), family_revoked) {
                 return inactive;
             }
             return Introspection::Refresh {
@@ -432,8 +341,25 @@ impl Engine {
         };
         if let Some(f) = family {
             self.store.revoke_family(&f, now_ms()).await.map_err(unavailable)?;
-            self.catch_up().await.map_err(unavailable)?;
+            self.mirror.catch_up().await.map_err(unavailable)?;
         }
         Ok(())
+    }
+
+    /// `POST /v1/login/exchange`: a one-time sign-in code for the user, its tokens and the
+    /// connection. A code works once, for 60 seconds, in its environment.
+    pub async fn exchange_login_code(&self, env: Env, code: &str) -> Result<(UserRow, TokenPair, String), CallError> {
+        let refused = || invalid_grant("the sign-in code is unknown, used or expired: sign in again");
+        // Taken only by a request that may use it: a code presented with another
+        // environment's key, or too late, is refused and stays as it was.
+        let row = self
+            .store
+            .take_login_code(&sha256(code.as_bytes()), env, now_ms())
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(refused)?;
+        let user = self.store.get_user(env, &row.user_id).await.map_err(unavailable)?.ok_or_else(refused)?;
+        let tokens = self.mint_tokens(env, &user.id).await?;
+        Ok((user, tokens, row.connection_id))
     }
 }

@@ -1,0 +1,168 @@
+//! The admin API's bodies: connectors, secrets, keys, audit events, the health of tokens.
+
+use latchkey_core::callers::display_prefix;
+use latchkey_core::engine::tokens::shown_state;
+use latchkey_core::engine::{ConnectorRuntime, SecretInfo};
+use latchkey_core::store::{EventRow, KeyKind, KeyRow, TokenRow};
+use latchkey_core::time_fmt::rfc3339;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::stored_json;
+
+/// A connector and where it was defined.
+#[derive(Serialize)]
+pub struct Connector<'a> {
+    pub definition: &'a latchkey_core::config::ConnectorConfig,
+    pub name: &'a str,
+    pub source: &'static str,
+}
+
+impl<'a> From<&'a ConnectorRuntime> for Connector<'a> {
+    fn from(c: &'a ConnectorRuntime) -> Self {
+        Connector { definition: &c.config, name: &c.name, source: if c.from_file { "file" } else { "api" } }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Connectors<'a> {
+    pub connectors: Vec<Connector<'a>>,
+}
+
+/// A secret's name and environments, never its value.
+#[derive(Serialize)]
+pub struct Secret<'a> {
+    pub environments: Vec<&'static str>,
+    pub name: &'a str,
+    pub updated_at: String,
+}
+
+impl<'a> From<&'a SecretInfo> for Secret<'a> {
+    fn from(s: &'a SecretInfo) -> Self {
+        Secret {
+            environments: s.environments.iter().map(|e| e.as_str()).collect(),
+            name: &s.name,
+            updated_at: rfc3339(s.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Secrets<'a> {
+    pub secrets: Vec<Secret<'a>>,
+}
+
+/// An admin or app key as listed: its display prefix, never the key. `key` is there only in
+/// the answer that creates it.
+#[derive(Serialize)]
+pub struct Key<'a> {
+    pub created_at: String,
+    pub environment: Option<&'static str>,
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    pub kind: &'static str,
+    pub last_used_at: Option<String>,
+    pub name: &'a str,
+    pub prefix: String,
+}
+
+impl<'a> From<&'a KeyRow> for Key<'a> {
+    fn from(k: &'a KeyRow) -> Self {
+        let (kind, environment) = match k.kind {
+            KeyKind::Admin => ("admin", None),
+            KeyKind::App(e) => ("app", Some(e.as_str())),
+        };
+        Key {
+            created_at: rfc3339(k.created_at),
+            environment,
+            id: &k.id,
+            key: None,
+            kind,
+            last_used_at: k.last_used_at.map(rfc3339),
+            name: &k.name,
+            prefix: display_prefix(k),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Keys<'a> {
+    pub keys: Vec<Key<'a>>,
+}
+
+/// One audit event.
+#[derive(Serialize)]
+pub struct Event<'a> {
+    pub actor: &'a str,
+    pub at: String,
+    pub connection: Option<&'a str>,
+    pub connector: &'a str,
+    pub detail: Value,
+    pub environment: &'static str,
+    pub id: &'a str,
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+impl<'a> From<&'a EventRow> for Event<'a> {
+    fn from(e: &'a EventRow) -> Self {
+        Event {
+            actor: &e.actor,
+            at: rfc3339(e.at),
+            connection: (!e.connection.is_empty()).then_some(e.connection.as_str()),
+            connector: &e.connector,
+            detail: stored_json(&e.detail),
+            environment: e.env.as_str(),
+            id: &e.id,
+            kind: e.kind.as_str(),
+            outcome: e.outcome.as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Events<'a> {
+    pub events: Vec<Event<'a>>,
+}
+
+/// The health of an app-level token (never the token).
+#[derive(Serialize)]
+pub struct Token<'a> {
+    pub connector: &'a str,
+    pub environment: &'static str,
+    pub expires_at: Option<String>,
+    pub has_token: bool,
+    pub last_error: Option<&'a str>,
+    pub last_refresh_at: Option<String>,
+    pub last_used_at: Option<String>,
+    /// `refreshing` while a lease runs; `refresh_outcome_unknown` after one that was never
+    /// given back (SECURITY S24).
+    pub state: &'static str,
+}
+
+impl<'a> Token<'a> {
+    pub fn of(t: &'a TokenRow, now: i64) -> Self {
+        Token {
+            connector: &t.key.connector,
+            environment: t.key.env.as_str(),
+            expires_at: t.expires_at.map(rfc3339),
+            has_token: t.sealed.is_some(),
+            last_error: t.last_error.as_deref(),
+            last_refresh_at: t.last_refresh_at.map(rfc3339),
+            last_used_at: t.last_used_at.map(rfc3339),
+            state: shown_state(t, now).as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Tokens<'a> {
+    pub tokens: Vec<Token<'a>>,
+}
+
+/// `POST /v1/admin/audit-hash`.
+#[derive(Serialize)]
+pub struct AuditHash {
+    pub hash: String,
+}
