@@ -3,7 +3,8 @@
 //! store yet), and again once every secret it names has been provided the way a user
 //! provides it (`latchkey secret set NAME` on standard input for `{ secret = "NAME" }`, the
 //! process environment for `{ env = "VAR" }`), when `check` must find nothing missing or
-//! unusable.
+//! unusable. The whole configuration files shown in `README.md` and `docs/*.md` pass `check`
+//! too.
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +136,60 @@ fn every_example_passes_check_before_and_after_its_secrets_are_provided() {
         assert!(
             !said.lines().any(|l| l.starts_with("warning")),
             "{path}: `latchkey check` still reports problems with every secret provided:\n{said}"
+        );
+    }
+}
+
+/// The ` ```toml ` blocks of `README.md` and `docs/*.md` that are whole files (they have a
+/// `[section]` line; one-line excerpts such as `refresh_on = {...}` have none), each with where
+/// it is.
+fn documented_configs() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    let mut blocks = Vec::new();
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let mut block: Option<(usize, Vec<&str>)> = None;
+        for (n, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            match &mut block {
+                None if trimmed == "```toml" => block = Some((n + 1, Vec::new())),
+                None => {}
+                Some(_) if trimmed.starts_with("```") => {
+                    let (start, lines) = block.take().expect("in a block");
+                    let indent = line.len() - trimmed.len();
+                    let body: Vec<&str> = lines.iter().map(|l| l.get(indent..).unwrap_or(l.trim_start())).collect();
+                    if body.iter().any(|l| l.starts_with('[')) {
+                        blocks.push((format!("{}:{}", page.display(), start + 1), body.join("\n")));
+                    }
+                }
+                Some((_, lines)) => lines.push(line),
+            }
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_whole_configuration_in_the_docs_passes_check() {
+    let blocks = documented_configs();
+    assert!(blocks.len() >= 10, "expected the configuration examples of docs/configuration.md, found {}", blocks.len());
+    for (place, config) in &blocks {
+        let work = tempfile::tempdir().expect("temp dir");
+        std::fs::write(work.path().join("latchkey.toml"), config).expect("write config");
+        let out = run_cli(bin(), work.path(), &work.path().join("data"), &[], &["check"], None);
+        assert!(
+            out.status.success(),
+            "the configuration at {place} does not pass `latchkey check`:\n{config}\n{}",
+            text(&out)
         );
     }
 }
