@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod egress;
 mod environments;
+mod examples;
 mod grants;
 mod hardening;
 mod hostile;
