@@ -81,19 +81,6 @@ pub struct ProxyRequest {
     pub body: OutBody,
 }
 
-/// What signs a request, found in the credential phase.
-#[expect(clippy::large_enum_variant, reason = "lives on the stack for one call; boxing would allocate on it")]
-enum Signing<'a> {
-    /// What was prepared (an API key, a Basic pair), or nothing.
-    Prepared(Option<&'a dyn Sign>),
-    /// The calling user's identity JWT, minted for this call.
-    Identity(SecretString),
-    /// The app's OAuth token.
-    AppToken(&'a TokenSource),
-    /// A user's OAuth token, from that user's connection.
-    UserToken(TokenSource, ConnectionRow),
-}
-
 impl Engine {
     fn connector_for(&self, name: &str) -> Result<Arc<ConnectorRuntime>, CallError> {
         self.connector(name).ok_or_else(|| {
@@ -157,7 +144,7 @@ impl Engine {
         // Parameters, credential, build.
         let values = build::resolve_params(compiled, params)?;
         let prepared = conn.credential(env)?;
-        let request = build::named(&conn, compiled, &values)?;
+        let mut request = build::named(&conn, compiled, &values)?;
         // A user token names its user for the credentials that belong to one (a per-user
         // connection, the user's identity); on an app-level credential the app's own key signs
         // the user's call, and the user is not a parameter the caller sent.
@@ -166,7 +153,7 @@ impl Engine {
             _ if user_token => None,
             _ => user,
         };
-        self.sign_and_send(&conn, prepared, env, user, request).await
+        self.sign_and_send(&conn, prepared, env, user, &mut request).await
     }
 
     /// The passthrough proxy: `ANY /v1/proxy/{connector}/{path}`.
@@ -183,50 +170,82 @@ impl Engine {
         let prepared = conn.credential(env)?;
         let ProxyRequest { user, method, path, query, headers, body } = req;
         let owned = prepared.credential.owned_header();
-        let request = build::proxied(&conn, method, &path, query.as_deref(), headers, body, owned)?;
-        self.sign_and_send(&conn, prepared, env, user.as_deref(), request).await
+        let mut request = build::proxied(&conn, method, &path, query.as_deref(), headers, body, owned)?;
+        self.sign_and_send(&conn, prepared, env, user.as_deref(), &mut request).await
     }
 
-    /// Checks the origin, obtains what signs the request, signs it, sends it and filters the
-    /// answer; with an OAuth token the upstream refuses, refreshes it once and sends again.
+    /// Checks the origin, then the credential phase: what signs this request for this caller
+    /// (what was prepared; the user's identity JWT; an OAuth token, the app's or the named
+    /// user's connection's), then the signing step and the send.
+    ///
+    /// Kept flat on purpose: every `async fn` between the route and the upstream adds its
+    /// arguments (twice: rust-lang/rust#62958) and awaited futures to the future the server
+    /// boxes per request, and copies into the box; so the request is borrowed, not moved, and
+    /// the static credentials' path awaits the send directly.
     async fn sign_and_send(
         &self,
         conn: &ConnectorRuntime,
         prepared: &Prepared,
         env: Env,
         user: Option<&str>,
-        request: Outgoing,
+        request: &mut Outgoing,
     ) -> Result<UpstreamResponse, CallError> {
         build::check_origin(conn, &request.url)?;
-        let (src, connection) = match self.signing(conn, prepared, env, user).await? {
-            Signing::Prepared(signer) => return send_signed(conn, prepared, signer, request).await,
-            Signing::Identity(jwt) => {
-                let bearer = Bearer { token: &jwt, token_in: TokenIn::Header };
-                return send_signed(conn, prepared, Some(&bearer), request).await;
+        match (&prepared.credential, user) {
+            (Credential::Static(signer), None) => {
+                sign(signer.as_ref(), request)?;
+                send::send_outgoing(conn, prepared, request).await
             }
-            Signing::AppToken(src) => (std::borrow::Cow::Borrowed(src), None),
-            Signing::UserToken(src, row) => (std::borrow::Cow::Owned(src), Some(row)),
-        };
-        let src: &TokenSource = &src;
-        let reauth = |e: CallError| self.reauthorization(e, connection.as_ref());
+            (Credential::None, None) => send::send_outgoing(conn, prepared, request).await,
+            (Credential::Token(src), None) => self.send_with_token(conn, prepared, src, None, request).await,
+            (Credential::User(auth), Some(owner)) => {
+                let row = self.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
+                    CallError::not_found(format!(
+                        "user `{owner}` has no connection on connector `{}` ({env}): connect one with POST /v1/connect/{}",
+                        conn.name, conn.name
+                    ))
+                })?;
+                let src = auth.for_connection(&row.id);
+                self.send_with_token(conn, prepared, &src, Some(&row), request).await
+            }
+            (Credential::Identity { audience, lifetime_s }, Some(user)) => {
+                let jwt = SecretString::from(self.sign_identity(env, user, audience, *lifetime_s).await?);
+                sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, request)?;
+                send::send_outgoing(conn, prepared, request).await
+            }
+            (credential, user) => Err(wrong_caller(conn, credential, user.is_some())),
+        }
+    }
+
+    /// Signs with an OAuth access token from the lifecycle and sends; when the upstream refuses
+    /// a token this call did not just obtain, replaces it once and sends again (a body in
+    /// memory only).
+    async fn send_with_token(
+        &self,
+        conn: &ConnectorRuntime,
+        prepared: &Prepared,
+        src: &TokenSource,
+        connection: Option<&ConnectionRow>,
+        request: &mut Outgoing,
+    ) -> Result<UpstreamResponse, CallError> {
         let obtained = match self.tokens.get(src).await {
             Ok(o) => o,
-            Err(e) => return Err(reauth(e).await),
+            Err(e) => return Err(self.reauthorization(e, connection).await),
         };
-        let Outgoing { method, url, headers, body } = request;
+        let (method, url, headers) = (&request.method, &request.url, &request.headers);
         // The unsigned request is kept: a second attempt is signed with another token.
         let signed =
             |token: &crate::secret::AccessToken, body: Option<&[u8]>| -> Result<(HeaderMap, url::Url), CallError> {
                 let (mut h, mut u) = (headers.clone(), url.clone());
                 Bearer { token, token_in: src.token_in }.sign(&mut Unsigned {
-                    method: &method,
+                    method,
                     url: &mut u,
                     headers: &mut h,
                     body,
                 })?;
                 Ok((h, u))
             };
-        let (first_body, replay) = match body {
+        let (first_body, replay) = match std::mem::replace(&mut request.body, OutBody::Bytes(Bytes::new())) {
             OutBody::Bytes(b) => (bytes_body(b.clone()), Some(b)),
             OutBody::Stream(s) => (s, None),
         };
@@ -245,60 +264,15 @@ impl Engine {
         drop(first);
         let again = match self.tokens.replace(src, &obtained.token.access_token).await {
             Ok(o) => o,
-            Err(e) => return Err(reauth(e).await),
+            Err(e) => return Err(self.reauthorization(e, connection).await),
         };
         let (h, u) = signed(&again.token.access_token, Some(&replay))?;
-        let second = send::send_once(conn, prepared, method, &u, h, bytes_body(replay)).await?;
+        let second = send::send_once(conn, prepared, method.clone(), &u, h, bytes_body(replay)).await?;
         let (refused_again, second) = send::token_refused(src, second).await;
         if refused_again {
             self.tokens.refused_after_refresh(src, &again.token);
         }
         Ok(second)
-    }
-
-    /// The credential phase: what signs this request, for this caller. A per-user credential
-    /// needs the user's connection; an identity credential mints the user's JWT; an app-level
-    /// credential refuses a named user.
-    async fn signing<'a>(
-        &self,
-        conn: &ConnectorRuntime,
-        prepared: &'a Prepared,
-        env: Env,
-        user: Option<&str>,
-    ) -> Result<Signing<'a>, CallError> {
-        match (&prepared.credential, user) {
-            (Credential::User(auth), Some(owner)) => {
-                let row = self.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
-                    CallError::not_found(format!(
-                        "user `{owner}` has no connection on connector `{}` ({env}): connect one with POST /v1/connect/{}",
-                        conn.name, conn.name
-                    ))
-                })?;
-                Ok(Signing::UserToken(auth.for_connection(&row.id), row))
-            }
-            (Credential::User(_), None) => Err(CallError::invalid_params(format!(
-                "connector `{}` holds per-user connections: name whose with `user` (or the `Latchkey-User` header)",
-                conn.name
-            ))),
-            (Credential::Identity { audience, lifetime_s }, user) => {
-                let user = user.ok_or_else(|| {
-                    CallError::invalid_params(format!(
-                        "connector `{}` sends the calling user's identity: name the user with `user` (or call with a user token)",
-                        conn.name
-                    ))
-                })?;
-                let jwt = self.sign_identity(env, user, audience, *lifetime_s).await?;
-                Ok(Signing::Identity(SecretString::from(jwt)))
-            }
-            (_, Some(_)) => Err(CallError::invalid_params(format!(
-                "connector `{}` uses app-level credentials ({}): drop `user` / `Latchkey-User`",
-                conn.name,
-                conn.config.auth.method()
-            ))),
-            (Credential::Token(src), None) => Ok(Signing::AppToken(src)),
-            (Credential::Static(signer), None) => Ok(Signing::Prepared(Some(signer.as_ref()))),
-            (Credential::None, None) => Ok(Signing::Prepared(None)),
-        }
     }
 
     /// For a per-user connection, a refused credential becomes `reauthorization_required` with
@@ -328,18 +302,24 @@ impl Engine {
     }
 }
 
-/// Signs a request once (nothing to refresh) and sends it.
-async fn send_signed(
-    conn: &ConnectorRuntime,
-    prepared: &Prepared,
-    signer: Option<&dyn Sign>,
-    mut request: Outgoing,
-) -> Result<UpstreamResponse, CallError> {
-    if let Some(signer) = signer {
-        sign(signer, &mut request)?;
+/// The credential phase's refusals: a per-user credential without a user, an identity
+/// credential without one, an app-level credential with one.
+fn wrong_caller(conn: &ConnectorRuntime, credential: &Credential, user_named: bool) -> CallError {
+    match (credential, user_named) {
+        (Credential::User(_), false) => CallError::invalid_params(format!(
+            "connector `{}` holds per-user connections: name whose with `user` (or the `Latchkey-User` header)",
+            conn.name
+        )),
+        (Credential::Identity { .. }, false) => CallError::invalid_params(format!(
+            "connector `{}` sends the calling user's identity: name the user with `user` (or call with a user token)",
+            conn.name
+        )),
+        _ => CallError::invalid_params(format!(
+            "connector `{}` uses app-level credentials ({}): drop `user` / `Latchkey-User`",
+            conn.name,
+            conn.config.auth.method()
+        )),
     }
-    let Outgoing { method, url, headers, body } = request;
-    send::send_once(conn, prepared, method, &url, headers, body.into_body()).await
 }
 
 /// The signing step for a request sent once: the signer sees the body when it is in memory.
