@@ -1,8 +1,8 @@
 //! Timestamps: stored as Unix milliseconds, shown as RFC 3339.
 
+/// The system's time, from the one place that reads it ([`crate::clock::system_now_ms`]).
 pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+    crate::clock::system_now_ms()
 }
 
 pub fn rfc3339(ms: i64) -> String {

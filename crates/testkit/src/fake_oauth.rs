@@ -337,6 +337,7 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
     })
 }
 
+#[expect(clippy::disallowed_methods, reason = "a stand-in for another system, which has its own clock")]
 fn latchkey_like_random() -> String {
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("{:x}", n ^ 0x5bd1_e995)

@@ -216,6 +216,7 @@ fn json_response(status: u16, v: &Value) -> Response {
         .expect("response")
 }
 
+#[expect(clippy::disallowed_methods, reason = "a stand-in for another system, which has its own clock")]
 fn unique() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();

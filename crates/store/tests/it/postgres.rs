@@ -5,7 +5,6 @@
 //! database `test`. An unreachable server fails these tests: they never skip.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
@@ -49,8 +48,8 @@ fn with_database(url: &str, database: &str) -> String {
 
 fn unique_database() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("lk_test_{}_{nanos}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    let ms = latchkey_core::clock::system_now_ms();
+    format!("lk_test_{}_{ms}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Drops its database when dropped, also when the test panicked.
