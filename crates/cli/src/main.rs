@@ -1,10 +1,11 @@
 //! The `latchkey` binary: commands, settings, start-up. The only crate that uses anyhow.
 
 mod commands;
+mod inspect;
 mod settings;
 mod start;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: a proxied request makes ~20 allocations, and mimalloc's
 /// are cheaper (issue 5: 42,771 → 41,086 instructions per request; idle RSS 15 MB, from 17).
@@ -23,22 +24,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the server.
-    Serve,
+    Serve(settings::ServeFlags),
     /// Validate the configuration file (and report secrets the connectors need but the store lacks).
-    Check {
-        /// Also obtain a token for every connector that can, and report what the provider said
-        #[arg(long)]
-        live: bool,
-        /// The environment whose credentials `--live` uses
-        #[arg(long, default_value = "live")]
-        env: latchkey_core::Env,
-    },
-    /// Manage secrets in the vault. Values are read from standard input, never from arguments.
+    Check(commands::CheckArgs),
+    /// Manage secrets in the vault. Values are read from a prompt or standard input, never from arguments.
     #[command(subcommand)]
     Secret(commands::SecretCommand),
-    /// Manage app keys.
+    /// Manage app keys: create, list, remove.
     #[command(subcommand)]
     Key(commands::KeyCommand),
+    /// Show the connectors (from the configuration file and the admin API).
+    #[command(subcommand)]
+    Connector(inspect::ConnectorCommand),
     /// Run one named call locally and print the upstream's response.
     Call(commands::CallArgs),
     /// Manage the identity signing keys (user tokens).
@@ -47,10 +44,51 @@ enum Command {
     /// Manage the vault's master key.
     #[command(subcommand)]
     Vault(commands::VaultCommand),
+    /// Print a shell completion script, e.g. `latchkey completions bash > /etc/bash_completion.d/latchkey`.
+    Completions {
+        /// The shell to write the script for
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: Shell,
+    },
+    /// Print Latchkey's version.
+    Version,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Commands that need neither the configuration nor a store.
+    match cli.command {
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            // Written whole into memory first: `generate` panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "latchkey", &mut script);
+            return match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the script: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Version => {
+            println!("latchkey {}", env!("CARGO_PKG_VERSION"));
+            return std::process::ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -59,15 +97,21 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let settings = settings::Settings::resolve(cli.settings)?;
+        let serve_flags = match &cli.command {
+            Command::Serve(f) => Some(f.clone()),
+            _ => None,
+        };
+        let settings = settings::Settings::resolve(cli.settings, serve_flags)?;
         match cli.command {
-            Command::Serve => start::serve(settings).await,
-            Command::Check { live, env } => commands::check(settings, live, env).await,
+            Command::Serve(_) => start::serve(settings).await,
+            Command::Check(args) => commands::check(settings, args).await,
             Command::Secret(c) => commands::secret(settings, c).await,
             Command::Key(c) => commands::key(settings, c).await,
+            Command::Connector(c) => inspect::connector(settings, c).await,
             Command::Call(c) => commands::call(settings, c).await,
             Command::Keys(c) => commands::keys(settings, c).await,
             Command::Vault(c) => commands::vault(settings, c).await,
+            Command::Completions { .. } | Command::Version => Ok(std::process::ExitCode::SUCCESS),
         }
     });
     match result {
@@ -76,5 +120,13 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_tree_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -9,25 +9,32 @@ use anyhow::{Context, bail};
 use latchkey_core::config::{Config, SecretRef};
 use secrecy::SecretString;
 
+/// The flags every command takes: where the configuration and the store are.
 #[derive(clap::Args)]
+#[command(next_help_heading = "Configuration and store (every command)")]
 pub struct Flags {
     /// The configuration file [default: ./latchkey.toml if it exists]
-    #[arg(long, env = "LATCHKEY_CONFIG", global = true)]
+    #[arg(long, env = "LATCHKEY_CONFIG", global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the SQLite database and the master key file live
-    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true, default_value = "./latchkey-data")]
+    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true, default_value = "./latchkey-data", value_name = "DIR")]
     data_dir: PathBuf,
-    /// `sqlite://…` or `postgres://…` [default: sqlite in the data directory]
-    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true, hide_env_values = true)]
+    /// The store: `sqlite://PATH` or `postgres://USER@HOST/DATABASE` [default: sqlite in the data directory]
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
     database_url: Option<String>,
-    /// Address to listen on [default: 127.0.0.1:7420]
-    #[arg(long, env = "LATCHKEY_LISTEN", global = true)]
+}
+
+/// The flags only `serve` takes.
+#[derive(clap::Args, Clone, Default)]
+pub struct ServeFlags {
+    /// Address to listen on [default: 127.0.0.1:7420, or `[server] listen`]
+    #[arg(long, env = "LATCHKEY_LISTEN", value_name = "HOST:PORT")]
     listen: Option<SocketAddr>,
-    /// The externally visible base URL
-    #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
+    /// The externally visible base URL [default: http:// and the address bound, or `[server] public_url`]
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
-    /// Serving threads [default: one per CPU]
-    #[arg(long, env = "LATCHKEY_THREADS", global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Serving threads [default: one per CPU, or `[server] threads`]
+    #[arg(long, env = "LATCHKEY_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
 }
 
@@ -51,7 +58,21 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn resolve(flags: Flags) -> anyhow::Result<Settings> {
+    /// `serve` is `None` for the commands that do not listen: they still read the public URL
+    /// (links in messages) from `LATCHKEY_PUBLIC_URL` or the file, and the address from
+    /// `LATCHKEY_LISTEN` or the file.
+    pub fn resolve(flags: Flags, serve: Option<ServeFlags>) -> anyhow::Result<Settings> {
+        let serve = match serve {
+            Some(s) => s,
+            None => ServeFlags {
+                listen: match std::env::var("LATCHKEY_LISTEN") {
+                    Ok(l) if !l.is_empty() => Some(l.parse().context("LATCHKEY_LISTEN")?),
+                    _ => None,
+                },
+                public_url: std::env::var("LATCHKEY_PUBLIC_URL").ok().filter(|u| !u.is_empty()),
+                threads: None,
+            },
+        };
         let config_file = match flags.config {
             Some(path) => Some(path),
             None => Some(PathBuf::from("latchkey.toml")).filter(|p| p.exists()),
@@ -60,7 +81,7 @@ impl Settings {
             Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
             None => Config::default(),
         };
-        let listen = match (flags.listen, &config.server.listen) {
+        let listen = match (serve.listen, &config.server.listen) {
             (Some(l), _) => l,
             (None, Some(l)) => l.parse().context("server.listen")?,
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 7420)),
@@ -71,12 +92,12 @@ impl Settings {
         if config.server.data_key_max_seals == Some(0) {
             bail!("server.data_key_max_seals must be at least 1 (or left out: 3,865,470,566)");
         }
-        let threads = match flags.threads.or(config.server.threads) {
+        let threads = match serve.threads.or(config.server.threads) {
             Some(0) => bail!("server.threads must be at least 1 (or left out: one per CPU)"),
             Some(n) => usize::from(n),
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
-        let public_url = flags.public_url.or_else(|| config.server.public_url.clone());
+        let public_url = serve.public_url.or_else(|| config.server.public_url.clone());
         let database_url =
             flags.database_url.unwrap_or_else(|| format!("sqlite://{}", flags.data_dir.join("latchkey.db").display()));
         let admin_key = std::env::var("LATCHKEY_ADMIN_KEY").ok().filter(|k| !k.is_empty());
@@ -111,5 +132,31 @@ impl Settings {
             env_vars,
             fault: std::env::var("LATCHKEY_FAULT").ok().filter(|f| !f.is_empty()),
         })
+    }
+}
+
+impl Settings {
+    /// The SQLite database file the store URL names (`None` for PostgreSQL or an in-memory one).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let url = &self.database_url;
+        let scheme_len = url.find(':')?;
+        if !url[..scheme_len].eq_ignore_ascii_case("sqlite") {
+            return None;
+        }
+        let rest = &url[scheme_len + 1..];
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+            return None;
+        }
+        Some(PathBuf::from(path))
+    }
+
+    /// Where the store is, for messages: the SQLite file, or the URL without its password.
+    pub fn store_location(&self) -> String {
+        match self.sqlite_file() {
+            Some(path) => path.display().to_string(),
+            None => latchkey_store::redact_url(&self.database_url),
+        }
     }
 }

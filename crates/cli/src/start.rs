@@ -19,16 +19,75 @@ const KEY_FILE: &str = "master.key";
 pub const NEXT_KEY_FILE: &str = "master.key.next";
 pub const PREVIOUS_KEY_FILE: &str = "master.key.previous";
 
+/// Whether a command may make a store when there is none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Read-only commands: with no store they say where they looked and how to make one.
+    Existing,
+    /// Commands that write: a missing store is created, and they say so.
+    CreateIfMissing,
+}
+
+/// A read-only command found no store (see [`no_store_message`]).
+#[derive(Debug)]
+struct NoStore(String);
+
+impl std::fmt::Display for NoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoStore {}
+
+fn no_store(settings: &Settings) -> anyhow::Error {
+    anyhow::Error::new(NoStore(no_store_message(settings)))
+}
+
+/// Where a read-only command looked for a store, and how to make one.
+pub fn no_store_message(settings: &Settings) -> String {
+    let looked = match settings.sqlite_file() {
+        Some(path) => format!(
+            "no store at {} (the SQLite database in the data directory {}; set with --data-dir or LATCHKEY_DATA_DIR, \
+             or --database-url / LATCHKEY_DATABASE_URL)",
+            path.display(),
+            settings.data_dir.display()
+        ),
+        None => format!(
+            "the database {} holds no Latchkey store yet (set with --database-url or LATCHKEY_DATABASE_URL)",
+            settings.store_location()
+        ),
+    };
+    format!(
+        "{looked}. Create one with `latchkey serve`, `latchkey secret set NAME` or `latchkey key create --env dev` \
+         (run where the store should live), or point these settings at an existing store"
+    )
+}
+
+/// Whether the store exists without opening it: the SQLite file is there (PostgreSQL: `None`,
+/// only opening tells).
+pub fn sqlite_store_exists(settings: &Settings) -> Option<bool> {
+    settings.sqlite_file().map(|p| p.exists())
+}
+
 /// Opens the store and the vault, and proves that the key belongs to the store. On a new
-/// store, a missing key is generated (mode 0600); on an existing one it never is.
-pub async fn open(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<Vault>)> {
-    if settings.database_url.starts_with("sqlite:") || settings.master_key.is_none() {
+/// store (only with [`Need::CreateIfMissing`]), a missing key is generated (mode 0600); on an
+/// existing one it never is.
+pub async fn open(settings: &Settings, need: Need) -> anyhow::Result<(Arc<dyn Store>, Arc<Vault>)> {
+    if need == Need::Existing && sqlite_store_exists(settings) == Some(false) {
+        return Err(no_store(settings));
+    }
+    if need == Need::CreateIfMissing && (settings.database_url.starts_with("sqlite:") || settings.master_key.is_none())
+    {
         create_private_dir(&settings.data_dir)?;
     }
     let store = latchkey_store::connect(&settings.database_url)
         .await
         .with_context(|| "cannot open the store (check --database-url / LATCHKEY_DATABASE_URL)")?;
     let store_is_new = store.get_meta("vault.key_check").await?.is_none();
+    if store_is_new && need == Need::Existing {
+        return Err(no_store(settings));
+    }
     let key = master_key(settings, store_is_new)?;
     let vault = Arc::new(Vault::new(&key));
     if let Some(seals) = settings.config.server.data_key_max_seals {
@@ -46,7 +105,10 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<Va
         }
     }
     match check_master_key(store.as_ref(), &vault).await.map_err(anyhow::Error::msg)? {
-        KeyCheck::Initialized => tracing::info!(key_id = %vault.active_key_id(), "new store sealed with master key"),
+        KeyCheck::Initialized => {
+            tracing::info!(key_id = %vault.active_key_id(), "new store sealed with master key");
+            eprintln!("Created a new store at {} (master key {}).", settings.store_location(), vault.active_key_id());
+        }
         KeyCheck::Matches => {}
     }
     Ok((store, vault))
@@ -103,7 +165,6 @@ fn master_key(settings: &Settings, store_is_new: bool) -> anyhow::Result<MasterK
     Ok(key)
 }
 
-/// The engine for a command that does not listen (its public URL is the configured one).
 /// Writes a key file (mode 0600) durably.
 pub fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
@@ -121,13 +182,23 @@ pub fn write_key_file(path: &Path, key: &MasterKey) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
-    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
-    engine_at(settings, public_url).await
+/// The engine for a command that does not listen (its public URL is the configured one).
+/// The engine over the existing store, or `None` when there is none (nothing is created).
+pub async fn engine_if_exists(settings: &Settings) -> anyhow::Result<Option<Arc<Engine>>> {
+    match engine(settings, Need::Existing).await {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.downcast_ref::<NoStore>().is_some() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
-async fn engine_at(settings: &Settings, public_url: String) -> anyhow::Result<Arc<Engine>> {
-    let (store, vault) = open(settings).await?;
+pub async fn engine(settings: &Settings, need: Need) -> anyhow::Result<Arc<Engine>> {
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+    engine_at(settings, public_url, need).await
+}
+
+async fn engine_at(settings: &Settings, public_url: String, need: Need) -> anyhow::Result<Arc<Engine>> {
+    let (store, vault) = open(settings, need).await?;
     let engine = Engine::start(
         store,
         vault,
@@ -152,7 +223,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let engine = engine_at(&settings, public_url.clone()).await?;
+    let engine = engine_at(&settings, public_url.clone(), Need::CreateIfMissing).await?;
     if settings.admin_key.is_none() {
         let keys = engine.admin().list_keys().await?;
         if !keys.iter().any(|k| k.kind == KeyKind::Admin) {

@@ -10,7 +10,7 @@ mod limit;
 mod metrics;
 mod routes;
 mod threads;
-mod wire;
+pub mod wire;
 
 pub use audit::Audit;
 pub use error::ApiError;
