@@ -3,6 +3,7 @@
 //! problem listed at once: file, connector, field, what is wrong and what to do.
 
 mod auth_tables;
+mod lines;
 mod methods;
 mod problems;
 mod raw;
@@ -47,7 +48,10 @@ impl Config {
                 Problem::file(file, format!("not valid TOML: {}", e.message().trim())).with_span(text, e.span()),
             )
         })?;
-        raw::from_table(value, file)
+        raw::from_table(value, file).map_err(|ConfigErrors(mut problems)| {
+            lines::locate(text, &mut problems);
+            ConfigErrors(problems)
+        })
     }
 
     /// Parses one connector given as JSON (the admin API), with the same validation.

@@ -6,7 +6,7 @@ use std::fmt;
 
 use http::{HeaderValue, Method};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::Config;
@@ -188,14 +188,6 @@ pub(super) fn yes() -> bool {
     true
 }
 
-/// Deserializes `value` into `T`, naming the failing field path on error.
-fn typed<'de, T: Deserialize<'de>, D: Deserializer<'de>>(value: D) -> Result<T, (String, String)>
-where
-    D::Error: fmt::Display,
-{
-    serde_path_to_error::deserialize(value).map_err(located)
-}
-
 /// A field whose value serde parses (a URL, a method, a header, a template): when it does not
 /// parse, the problem is recorded, the field is dropped (optional ones) or given a stand-in
 /// that parses (required ones), and the table is parsed again, so that one load reports every
@@ -252,14 +244,19 @@ pub(super) fn typed_all<T: DeserializeOwned>(
         if problems.iter().any(|(p, _)| *p == path) {
             return (None, problems); // its stand-in did not help: reported already
         }
+        // An unknown field is reported and dropped, so that the rest is still checked.
+        let unknown = msg.starts_with("unknown field `");
         problems.push((path, msg));
-        let set_aside = sift.iter().find(|s| s.matches(&keys));
-        let Some(s) = set_aside else { return (None, problems) };
+        let stand_in = match sift.iter().find(|s| s.matches(&keys)) {
+            Some(s) => s.stand_in,
+            None if unknown => None,
+            None => return (None, problems),
+        };
         let Some((last, parents)) = keys.split_last() else { return (None, problems) };
         let Some(serde_json::Value::Object(table)) = parents.iter().try_fold(&mut value, |v, k| v.get_mut(k)) else {
             return (None, problems);
         };
-        match s.stand_in {
+        match stand_in {
             Some(stand_in) => table.insert(last.clone(), stand_in()),
             None => table.remove(last),
         };
@@ -291,9 +288,15 @@ pub(super) fn from_table(mut table: toml::Table, file: &str) -> Result<Config, C
     let mut config = Config::default();
 
     if let Some(server) = table.remove("server") {
-        match typed::<ServerConfig, _>(server) {
-            Ok(s) => config.server = s,
-            Err((path, msg)) => problems.push(Problem::at(file, None, join("server", &path), msg)),
+        let (server, errs) = match serde_json::to_value(server) {
+            Ok(json) => typed_all::<ServerConfig>(json, &[]),
+            Err(e) => (None, vec![(String::new(), e.to_string())]),
+        };
+        for (path, msg) in errs {
+            problems.push(Problem::at(file, None, join("server", &path), msg));
+        }
+        if let Some(s) = server {
+            config.server = s;
         }
     }
     match table.remove("connectors") {

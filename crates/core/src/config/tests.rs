@@ -229,3 +229,28 @@ fn inbound_limits_are_checked() {
     );
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn unknown_fields_and_semantic_problems_show_together_each_at_its_line() {
+    let text = "[server]\nnonsense = 3\n\n[connectors.a]\nbase_url = \"https://a.example\"\nbogus = 1\n\
+                auth = { method = \"api_key_query\", name = \"\", key = { secret = \"x\" }, extra = 2 }\n\n\
+                [connectors.b]\nbase_url = \"https://b.example\"\nauth = { method = \"none\" }\n\
+                [connectors.b.calls.c]\npath = \"/x/<y>\"\nmethod = \"FETCH\"\nfrob = true\n";
+    let p = problems(text);
+    let has = |needle: &str| assert!(p.iter().any(|s| s.contains(needle)), "no `{needle}` in {p:#?}");
+    has("latchkey.toml:2, field `server.nonsense`: unknown field `nonsense`");
+    has("latchkey.toml:6: connector `a`, field `bogus`: unknown field `bogus`");
+    has("latchkey.toml:7: connector `a`, field `auth.extra`: unknown field `extra`");
+    // The semantic checks of the same tables still ran.
+    has("latchkey.toml:7: connector `a`, field `auth.name`:");
+    has("latchkey.toml:15: connector `b`, field `calls.c.frob`: unknown field `frob`");
+    has("latchkey.toml:14: connector `b`, field `calls.c.method`: `FETCH` is not an HTTP method");
+    has("latchkey.toml:13: connector `b`, field `calls.c.path`: uses `<y>`, which is not declared");
+    assert_eq!(p.len(), 7, "{p:#?}");
+}
+
+#[test]
+fn a_missing_field_is_reported_at_its_table() {
+    let p = one_problem("\n[connectors.a]\nauth = { method = \"none\" }\n");
+    assert!(p.starts_with("latchkey.toml:2: connector `a`, field `base_url`: missing"), "{p}");
+}

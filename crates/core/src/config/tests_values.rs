@@ -339,3 +339,15 @@ fn server_urls_are_parsed_at_load() {
     assert_eq!(c.server.return_to_allow[0].as_str(), "HTTPS://App.example");
     assert_eq!(c.server.return_to_allow[0].host_str(), Some("app.example"));
 }
+
+#[test]
+fn methods_are_the_standard_ones_in_any_case() {
+    for m in ["GET", "head", "Post", "PUT", "patch", "DELETE", "options", "TRACE", "connect"] {
+        let parsed = Parsed::<Method>::parse(m).unwrap();
+        assert_eq!(parsed.value().as_str(), m.to_ascii_uppercase());
+    }
+    // `http::Method` takes any token; the configuration does not.
+    for m in ["FETCH", "PROPFIND", "GETT", "QUERY"] {
+        assert_eq!(Parsed::<Method>::parse(m).unwrap_err(), ValueError::Method(m.into()), "{m}");
+    }
+}

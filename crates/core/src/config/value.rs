@@ -32,7 +32,9 @@ pub enum ValueError {
     Origin { text: String, reason: OriginError },
     #[error("`{0}` is not an http(s) URL; write e.g. `https://auth.example.com/authorize?tenant=[tenant]`")]
     LoginUrl(String),
-    #[error("`{0}` is not an HTTP method: write GET, POST, PUT, PATCH, DELETE or another token")]
+    #[error(
+        "`{0}` is not an HTTP method Latchkey sends: write GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, TRACE or CONNECT"
+    )]
     Method(String),
     #[error("`{0}` is not a valid header name: use letters, digits and `-`, e.g. `X-Api-Version`")]
     HeaderName(String),
@@ -215,10 +217,24 @@ impl FromField for LoginUrl {
     }
 }
 
-/// A call's method, case-insensitive as written (`post` is `POST`).
+/// A call's method, case-insensitive as written (`post` is `POST`): one of RFC 9110's methods
+/// or PATCH. Any other token (`FETCH`, a typo) is refused, so a mistake shows at load instead
+/// of as an upstream's 405.
 impl FromField for Method {
     fn from_field(text: &str) -> Result<Self, ValueError> {
-        Method::from_bytes(text.to_ascii_uppercase().as_bytes()).map_err(|_| ValueError::Method(text.to_owned()))
+        const STANDARD: [Method; 9] = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::CONNECT,
+        ];
+        let upper = text.to_ascii_uppercase();
+        STANDARD.into_iter().find(|m| m.as_str() == upper).ok_or_else(|| ValueError::Method(text.to_owned()))
     }
 }
 
