@@ -8,6 +8,7 @@ mod at_rest;
 mod audit;
 mod auth_methods;
 mod cli;
+mod cli_commands;
 mod connections;
 mod crash;
 mod egress;
