@@ -301,7 +301,8 @@ async fn check_live_obtains_a_token_per_connector_and_reports_failures() {
     let out = lk.cli(&["check", "--live"], None);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("api: ok, token obtained (live; expires"), "{text}");
+    assert!(text.contains("api: ok (live, ") && text.contains(": full grant at "), "{text}");
+    assert!(text.contains("token obtained (expires ") && text.contains("; not stored"), "{text}");
     let fake2 = FakeOAuth::start().await;
     fake2.script(&[Step::Error(401, "invalid_client")]);
     let (lk2, _) = setup(&fake2, "").await;

@@ -126,9 +126,10 @@ async fn a_broken_configuration_is_refused_with_every_problem() {
     .err()
     .expect("started with a broken config");
     assert!(out.contains("the configuration has 3 problems"), "{out}");
-    assert!(out.contains("latchkey.toml: connector `a`, field `base_url`"), "{out}");
-    assert!(out.contains("latchkey.toml: connector `a`, field `auth.password`: a secret cannot be written"), "{out}");
-    assert!(out.contains("latchkey.toml: connector `b`, field `auth.key`: missing"), "{out}");
+    // Each at its line of the file (a missing field at the table that lacks it).
+    assert!(out.contains("latchkey.toml:2: connector `a`, field `base_url`"), "{out}");
+    assert!(out.contains("latchkey.toml:3: connector `a`, field `auth.password`: a secret cannot be written"), "{out}");
+    assert!(out.contains("latchkey.toml:6: connector `b`, field `auth.key`: missing"), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
 }
 
