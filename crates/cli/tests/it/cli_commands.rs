@@ -313,6 +313,24 @@ async fn check_live_runs_the_full_grant_even_with_a_stored_token() {
     assert!(!t.contains("wrong-password"), "{t}");
 }
 
+/// Waits until the terminal of `script`'s child (`latchkey`) has echo turned off, as `stty`
+/// reports it; after 10 s the test goes on, and its echo assertion says what happened.
+fn wait_for_echo_off(script_pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let children =
+            std::fs::read_to_string(format!("/proc/{script_pid}/task/{script_pid}/children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let Ok(tty) = std::fs::read_link(format!("/proc/{pid}/fd/0")) else { continue };
+            let Ok(out) = Command::new("stty").arg("-a").arg("-F").arg(&tty).output() else { continue };
+            if String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == "-echo") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `secret set` at a terminal: `script` gives it a pseudo-terminal; the value typed after the
 /// prompt is not echoed, and it is what is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,6 +375,8 @@ async fn secret_set_at_a_terminal_prompts_without_echo() {
     let waited = prompt.recv_timeout(Duration::from_secs(20));
     let mut stdin = child.stdin.take().unwrap();
     if waited.is_ok() {
+        // rpassword shows the prompt, then turns echo off: wait until the terminal says so.
+        wait_for_echo_off(child.id());
         stdin.write_all(b"typed-at-tty\n").unwrap();
         stdin.flush().unwrap();
     } else {
