@@ -86,7 +86,8 @@ pub async fn connector(settings: Settings, cmd: ConnectorCommand) -> anyhow::Res
                 if c.source == "file" { "the configuration file" } else { "the admin API" }
             );
             let mut table = toml::Table::new();
-            let definition = toml::Value::try_from(c.definition)?;
+            let mut definition = toml::Value::try_from(c.definition)?;
+            drop_empty_tables(&mut definition);
             let mut connectors = toml::Table::new();
             connectors.insert(c.name.to_owned(), definition);
             table.insert("connectors".into(), toml::Value::Table(connectors));
@@ -94,4 +95,15 @@ pub async fn connector(settings: Settings, cmd: ConnectorCommand) -> anyhow::Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the empty tables (`headers = {}`, `params = {}`, ...) that defaults leave, so the
+/// text shows what was configured.
+fn drop_empty_tables(value: &mut toml::Value) {
+    if let toml::Value::Table(t) = value {
+        for (_, v) in t.iter_mut() {
+            drop_empty_tables(v);
+        }
+        t.retain(|_, v| !matches!(v, toml::Value::Table(inner) if inner.is_empty()));
+    }
 }

@@ -172,6 +172,7 @@ async fn connector_and_secret_json_are_the_apis_bodies() {
     let out = lk.cli(&["connector", "show", "up"], None);
     let t = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(t.contains("[connectors.up.auth.key]\nsecret = \"k\""), "{t}");
+    assert!(!t.contains("[connectors.up.headers]"), "empty tables are shown: {t}");
     assert!(!text(&out).contains("secret-value-1"), "a secret's value was shown");
     let out = lk.cli(&["connector", "show", "nope"], None);
     assert!(!out.status.success());
