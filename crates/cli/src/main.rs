@@ -30,7 +30,7 @@ enum Command {
     /// Manage secrets in the vault. Values are read from a prompt or standard input, never from arguments.
     #[command(subcommand)]
     Secret(commands::SecretCommand),
-    /// Manage app keys: create, list, remove.
+    /// Manage keys: create app keys; list and remove admin and app keys.
     #[command(subcommand)]
     Key(commands::KeyCommand),
     /// Show the connectors (from the configuration file and the admin API).
