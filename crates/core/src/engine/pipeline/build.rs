@@ -21,6 +21,15 @@ pub(super) struct Outgoing {
     pub body: OutBody,
 }
 
+impl Outgoing {
+    /// The signed request's headers and body, taken for the send (method and URL are read in
+    /// place).
+    pub(super) fn take_signed(&mut self) -> (HeaderMap, crate::upstream::ReqBody) {
+        let body = std::mem::replace(&mut self.body, OutBody::Bytes(Bytes::new()));
+        (std::mem::take(&mut self.headers), body.into_body())
+    }
+}
+
 impl std::fmt::Debug for Outgoing {
     /// The method, the path and the header names: no query (it may carry a key once signed),
     /// no header value, no body.
