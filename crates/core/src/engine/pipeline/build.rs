@@ -22,11 +22,11 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
-    /// The signed request's headers and body, taken for the send (method and URL are read in
+    /// The signed request's method, headers and body, taken for the send (the URL is read in
     /// place).
-    pub(super) fn take_signed(&mut self) -> (HeaderMap, crate::upstream::ReqBody) {
+    pub(super) fn take_signed(&mut self) -> (Method, HeaderMap, crate::upstream::ReqBody) {
         let body = std::mem::replace(&mut self.body, OutBody::Bytes(Bytes::new()));
-        (std::mem::take(&mut self.headers), body.into_body())
+        (std::mem::take(&mut self.method), std::mem::take(&mut self.headers), body.into_body())
     }
 }
 

@@ -194,12 +194,12 @@ impl Engine {
         match (&prepared.credential, user) {
             (Credential::Static(signer), None) => {
                 sign(signer.as_ref(), request)?;
-                let (headers, body) = request.take_signed();
-                send::send_once(conn, prepared, request.method.clone(), &request.url, headers, body).await
+                let (method, headers, body) = request.take_signed();
+                send::send_once(conn, prepared, method, &request.url, headers, body).await
             }
             (Credential::None, None) => {
-                let (headers, body) = request.take_signed();
-                send::send_once(conn, prepared, request.method.clone(), &request.url, headers, body).await
+                let (method, headers, body) = request.take_signed();
+                send::send_once(conn, prepared, method, &request.url, headers, body).await
             }
             (Credential::Token(src), None) => self.send_with_token(conn, prepared, src, None, request).await,
             (Credential::User(auth), Some(owner)) => {
@@ -215,8 +215,8 @@ impl Engine {
             (Credential::Identity { audience, lifetime_s }, Some(user)) => {
                 let jwt = SecretString::from(self.sign_identity(env, user, audience, *lifetime_s).await?);
                 sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, request)?;
-                let (headers, body) = request.take_signed();
-                send::send_once(conn, prepared, request.method.clone(), &request.url, headers, body).await
+                let (method, headers, body) = request.take_signed();
+                send::send_once(conn, prepared, method, &request.url, headers, body).await
             }
             (credential, user) => Err(wrong_caller(conn, credential, user.is_some())),
         }
