@@ -168,7 +168,8 @@ mod tests {
     #[test]
     fn user_tokens_verify_against_our_keys_only() {
         let (mut ks, _) = keys(&[row("", 0, None)]);
-        let now = crate::time_fmt::now_ms() / 1000;
+        // `verify` checks `exp` on the wall clock (jsonwebtoken reads it).
+        let now = crate::clock::system_now_ms() / 1000;
         let good = claims("https://lk", "https://lk", "fam_1", now + 900);
         let token = ks.keys[0].1.sign("at+jwt", &good).unwrap();
         let found = ks.verify(&token, "https://lk", "https://lk").unwrap();
