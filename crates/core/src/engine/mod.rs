@@ -28,6 +28,8 @@ mod mirror;
 mod pipeline;
 pub mod rotate;
 mod runtime;
+#[cfg(test)]
+mod tests;
 pub mod tokens;
 mod webhooks;
 
