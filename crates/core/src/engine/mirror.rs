@@ -50,6 +50,7 @@ pub(crate) struct Mirror {
 
 impl Mirror {
     /// An empty mirror; [`Mirror::reload`] fills it.
+    #[expect(clippy::too_many_arguments, reason = "the parts of the engine it holds, handed over once at start")]
     pub(crate) fn new(
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
