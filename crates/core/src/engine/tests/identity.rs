@@ -181,3 +181,25 @@ async fn without_an_active_key_nothing_is_signed() {
     h.engine.identity().rotate_signing_key(None, false).await.unwrap();
     assert!(h.engine.identity().mint_tokens(Env::Live, "ann").await.is_err(), "published, not yet signing");
 }
+
+/// The claims of a JWT, unverified.
+fn payload(token: &str) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_are_issued_at_the_engines_time() {
+    let h = Harness::new().await;
+    h.engine.identity().upsert_user(Env::Live, "ann", None, Value::Null).await.unwrap();
+    h.clock.advance(42_000);
+    let identity = h.engine.sign_identity(Env::Live, "ann", "https://api.test", 60).await.unwrap();
+    let claims = payload(&identity);
+    assert_eq!(claims["iat"], h.now() / 1000);
+    assert_eq!(claims["exp"], h.now() / 1000 + 60);
+    let pair = h.engine.identity().mint_tokens(Env::Live, "ann").await.unwrap();
+    assert_eq!(payload(&pair.access_token)["iat"], h.now() / 1000);
+    let row = h.store.get_refresh(&latchkey_vault::sha256(pair.refresh_token.as_bytes())).await.unwrap().unwrap();
+    assert_eq!((row.created_at, row.expires_at), (h.now(), h.now() + 30 * 86_400_000));
+}

@@ -131,3 +131,12 @@ async fn a_new_instance_reads_everything_at_start() {
     assert_eq!(second.secret_in_memory("plain_key"), [Env::Live]);
     assert_eq!(second.engine.sync_counts(), (1, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_reads_the_time_from_the_clock_it_was_given() {
+    let h = Harness::new().await;
+    h.clock.advance(86_400_000);
+    assert_eq!(h.engine.now_ms(), h.now());
+    let started = super::super::EngineSettings::default();
+    assert!(started.clock.is_none(), "the system's clock unless a test gives one");
+}

@@ -3,6 +3,7 @@
 //! No network, no real sleeping. Each test starts an engine from a TOML configuration.
 
 mod admin;
+mod callers;
 mod connect;
 mod faults;
 mod identity;
@@ -34,6 +35,8 @@ pub(super) const CONFIG: &str = r#"
 [server]
 public_url = "https://lk.test"
 return_to_allow = ["https://app.test/"]
+# Quick to generate (RSA keys take a while in a debug build).
+token_algorithm = "ES256"
 
 [connectors.gh]
 base_url = "https://api.gh.test"
