@@ -305,7 +305,8 @@ impl Identity {
     /// Verifies a user access token (signature by one of our keys, `iss`, `aud`, `exp`,
     /// `nbf`, family not revoked).
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, CallError> {
-        self.mirror.runtime().identity.verify(token, &self.public_url, &self.token_audience()).ok_or_else(|| {
+        let now = self.clock.now_ms();
+        self.mirror.runtime().identity.verify(token, &self.public_url, &self.token_audience(), now).ok_or_else(|| {
             CallError::new(
                 ErrorCode::Unauthenticated,
                 "the user token is invalid or expired: get a new one with POST /v1/token",

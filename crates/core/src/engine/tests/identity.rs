@@ -91,6 +91,20 @@ async fn an_expired_family_is_refused() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_access_token_verifies_until_it_expires_on_the_engines_clock() {
+    let h = Harness::new().await;
+    let pair = minted(&h).await;
+    let claims = h.engine.identity().verify_user_token(&pair.access_token).unwrap();
+    assert_eq!((claims.sub.as_str(), claims.env.as_str()), ("ann", "live"));
+    // 15 minutes, and 5 seconds' leeway.
+    h.clock.advance(ACCESS_TTL_MS + 5_000);
+    assert!(h.engine.identity().verify_user_token(&pair.access_token).is_ok());
+    h.clock.advance(1_000);
+    assert!(h.engine.identity().verify_user_token(&pair.access_token).is_err());
+    assert!(matches!(h.engine.identity().introspect(Env::Live, &pair.access_token).await, Introspection::Inactive));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refresh_token_of_a_deleted_user_is_refused() {
     let h = Harness::new().await;
     let first = minted(&h).await;

@@ -23,11 +23,9 @@ use crate::config::Config;
 use crate::store::memory::MemoryStore;
 use crate::store::{ConnectionRow, ConnectionStore, SecretRow, Store};
 
-/// The time the tests start at: the wall clock's, since user access tokens are checked
-/// against it (jsonwebtoken reads it); every test moves it on by hand only.
-fn t0() -> i64 {
-    crate::clock::system_now_ms()
-}
+/// The time the tests start at (an arbitrary instant long past, Unix milliseconds): nothing
+/// in the engine may read the wall clock instead.
+pub(super) const T0: i64 = 1_600_000_000_000;
 
 /// Two per-user connectors (their token endpoint refuses connections: a code exchange fails
 /// without reaching anything) and a static one.
@@ -80,7 +78,7 @@ impl Harness {
 
     /// An engine started from `toml` on `store` (another instance when the store is shared).
     pub async fn on(toml: &str, store: MemoryStore, vault: Arc<Vault>) -> Harness {
-        let clock = FakeClock::at(t0());
+        let clock = FakeClock::at(T0);
         let settings = EngineSettings {
             config: Config::parse(toml, "test.toml").expect("the test configuration parses"),
             env_vars: BTreeMap::from([("GH_SECRET".to_owned(), SecretString::from("gh-secret"))]),
