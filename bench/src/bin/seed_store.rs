@@ -42,7 +42,11 @@ async fn main() {
             .execute(&mut *tx)
             .await
             .expect("insert secret");
-        let key = latchkey_core::callers::generate(KeyKind::App(Env::Live), &format!("bulk-{i:06}"));
+        let key = latchkey_core::callers::generate(
+            KeyKind::App(Env::Live),
+            &format!("bulk-{i:06}"),
+            latchkey_core::clock::system_now_ms(),
+        );
         let row = key.row;
         sqlx::query(
             "INSERT INTO api_keys (id, name, kind, hash, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use latchkey_vault::{constant_time_eq, random, sha256};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::clock::Clock;
 use crate::store::{KeyKind, KeyRow, Store, StoreResult};
 use crate::{CallError, Env, ErrorCode};
 
@@ -53,7 +54,8 @@ pub struct NewKey {
     pub key: SecretString,
 }
 
-pub fn generate(kind: KeyKind, name: &str) -> NewKey {
+/// `now` is when it is made (`created_at`).
+pub fn generate(kind: KeyKind, name: &str, now: i64) -> NewKey {
     let id = random::token(ID_LEN);
     let key = format!("{}{id}{}", prefix(kind), random::token(SECRET_LEN));
     let row = KeyRow {
@@ -61,7 +63,7 @@ pub fn generate(kind: KeyKind, name: &str) -> NewKey {
         name: name.to_owned(),
         kind,
         hash: sha256(key.as_bytes()).to_vec(),
-        created_at: crate::time_fmt::now_ms(),
+        created_at: now,
         last_used_at: None,
     };
     NewKey { row, key: SecretString::from(key) }
@@ -99,6 +101,7 @@ pub struct Callers {
     lookup_window: Mutex<(i64, u32)>,
     /// Store lookups of ids not in memory (`latchkey_key_store_lookups_total`).
     pub store_lookups: AtomicU64,
+    clock: Arc<dyn Clock>,
 }
 
 /// The key a connection presented last, and who it turned out to be. A keep-alive connection
@@ -132,7 +135,7 @@ impl KeyMemo {
 
 impl Callers {
     /// `bootstrap_admin` is `LATCHKEY_ADMIN_KEY`, kept only as its hash.
-    pub fn new(store: Arc<dyn Store>, bootstrap_admin: Option<&SecretString>) -> Self {
+    pub fn new(store: Arc<dyn Store>, bootstrap_admin: Option<&SecretString>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             bootstrap_admin: bootstrap_admin.map(|k| sha256(k.expose_secret().as_bytes())),
@@ -142,6 +145,7 @@ impl Callers {
             misses: Mutex::new((0, HashSet::new())),
             lookup_window: Mutex::new((0, 0)),
             store_lookups: AtomicU64::new(0),
+            clock,
         }
     }
 
@@ -157,7 +161,7 @@ impl Callers {
                 return false;
             }
         }
-        let second = crate::time_fmt::now_ms() / 1000;
+        let second = self.clock.now_ms() / 1000;
         let mut window = self.lookup_window.lock().unwrap_or_else(|e| e.into_inner());
         if window.0 != second {
             *window = (second, 0);
@@ -228,7 +232,7 @@ impl Callers {
                     if m.epoch == epoch
                         && constant_time_eq(m.presented.expose_secret().as_bytes(), presented.as_bytes()) =>
                 {
-                    let now = crate::time_fmt::now_ms();
+                    let now = self.clock.now_ms();
                     let touch = m.touched_at.is_some_and(|at| now - at >= TOUCH_EVERY_MS);
                     if touch {
                         m.touched_at = Some(now);
@@ -250,7 +254,7 @@ impl Callers {
             presented: SecretString::from(presented),
             caller: caller.clone(),
             epoch,
-            touched_at: (!bootstrap).then(crate::time_fmt::now_ms),
+            touched_at: (!bootstrap).then(|| self.clock.now_ms()),
         });
         Ok(caller)
     }
@@ -307,7 +311,7 @@ impl Callers {
 
     /// Records the last use, at most once a minute per key, off the request path.
     fn touch(&self, id: &str) {
-        let now = crate::time_fmt::now_ms();
+        let now = self.clock.now_ms();
         {
             let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
             match touched.get(id) {
@@ -333,7 +337,7 @@ mod tests {
 
     #[test]
     fn generated_keys_parse_and_hash() {
-        let k = generate(KeyKind::App(Env::Dev), "ci");
+        let k = generate(KeyKind::App(Env::Dev), "ci", 0);
         let text = k.key.expose_secret();
         assert!(text.starts_with("lk_dev_"));
         assert_eq!(parse(text), Some((KeyKind::App(Env::Dev), k.row.id.as_str())));

@@ -146,18 +146,43 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|_| IdentityKeyError::Sign)
     }
 
-    /// Verifies a token signed by this key: signature, `exp`, `nbf`, `iss` and `aud`.
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, issuer: &str, audience: Option<&str>) -> Result<T, String> {
+    /// Verifies a token signed by this key: signature, `iss` and `aud`, and `exp` and `nbf` at
+    /// `now_s` (Unix seconds, from the caller's clock: jsonwebtoken would read the wall clock),
+    /// with 5 seconds' leeway.
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: Option<&str>,
+        now_s: i64,
+    ) -> Result<T, String> {
+        const LEEWAY_S: i64 = 5;
         let mut v = Validation::new(self.alg.jwt());
         v.set_issuer(&[issuer]);
         match audience {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,
         }
-        v.validate_nbf = true;
-        v.leeway = 5;
+        v.validate_exp = false;
+        v.validate_nbf = false;
         v.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
-        jsonwebtoken::decode::<T>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| e.to_string())
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| e.to_string())?;
+        let time = |name: &str| {
+            claims
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|t| i64::try_from(t).ok())
+                .ok_or_else(|| format!("`{name}` is not a time"))
+        };
+        if time("exp")? < now_s - LEEWAY_S {
+            return Err("ExpiredSignature".into());
+        }
+        if time("nbf")? > now_s + LEEWAY_S {
+            return Err("ImmatureSignature".into());
+        }
+        serde_json::from_value(claims).map_err(|e| e.to_string())
     }
 }
 
@@ -178,9 +203,12 @@ mod tests {
             let claims =
                 serde_json::json!({"iss": "i", "sub": "s", "aud": "a", "exp": 4_000_000_000u64, "nbf": 1, "iat": 1});
             let t = k.sign("at+jwt", &claims).unwrap();
-            let back: serde_json::Value = k.verify(&t, "i", Some("a")).unwrap();
+            let back: serde_json::Value = k.verify(&t, "i", Some("a"), 1_000).unwrap();
             assert_eq!(back["sub"], "s");
-            assert!(k.verify::<serde_json::Value>(&t, "other", Some("a")).is_err());
+            assert!(k.verify::<serde_json::Value>(&t, "other", Some("a"), 1_000).is_err());
+            assert!(k.verify::<serde_json::Value>(&t, "i", Some("a"), 4_000_000_005).is_ok(), "within the leeway");
+            assert!(k.verify::<serde_json::Value>(&t, "i", Some("a"), 4_000_000_006).is_err(), "expired");
+            assert!(k.verify::<serde_json::Value>(&t, "i", Some("a"), -5).is_err(), "not yet valid");
             let jwk = k.public_jwk();
             for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
                 assert!(jwk.get(private).is_none(), "{alg:?} JWK has `{private}`: {jwk}");

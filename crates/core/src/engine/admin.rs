@@ -11,10 +11,10 @@ use secrecy::SecretString;
 
 use super::mirror::Mirror;
 use crate::callers::{self, NewKey};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigErrors, ConnectorConfig, Problem};
 use crate::secrets::{check_secret_name, seal_secret};
 use crate::store::{ConnectorRow, EventFilter, EventRow, KeyKind, KeyRow, SecretRow, Store, StoreError, TokenRow};
-use crate::time_fmt::now_ms;
 use crate::{CallError, Env, ErrorCode};
 
 /// A secret's names and timestamps, never its values.
@@ -35,11 +35,13 @@ pub struct Admin {
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
     mirror: Arc<Mirror>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Admin {
     pub(crate) fn new(store: Arc<dyn Store>, vault: Arc<Vault>, mirror: Arc<Mirror>) -> Admin {
-        Admin { store, vault, mirror }
+        let clock = mirror.clock().clone();
+        Admin { store, vault, mirror, clock }
     }
 
     pub async fn put_secret(&self, name: &str, env: Env, value: &SecretString) -> Result<SecretInfo, CallError> {
@@ -51,7 +53,7 @@ impl Admin {
             name: name.to_owned(),
             env,
             sealed: seal_secret(&self.vault, name, env, value),
-            updated_at: now_ms(),
+            updated_at: self.clock.now_ms(),
         };
         self.store.put_secret(&row).await.map_err(unavailable)?;
         self.mirror.own_secret_write(|s| s.set(name, env, value.clone())).await.map_err(unavailable)?;
@@ -77,7 +79,7 @@ impl Admin {
         if name.len() > 200 {
             return Err(CallError::invalid_params("a key name is at most 200 characters"));
         }
-        let new = callers::generate(kind, name);
+        let new = callers::generate(kind, name, self.clock.now_ms());
         self.store.insert_key(&new.row).await.map_err(unavailable)?;
         self.mirror.callers().remember(new.row.clone());
         self.mirror.own_write(|_| None).await.map_err(unavailable)?;
@@ -126,7 +128,7 @@ impl Admin {
         }
         let definition =
             serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
-        let row = ConnectorRow { name: name.to_owned(), definition, updated_at: now_ms() };
+        let row = ConnectorRow { name: name.to_owned(), definition, updated_at: self.clock.now_ms() };
         self.store.put_connector(&row).await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
         self.mirror.catch_up().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
         Ok(config)

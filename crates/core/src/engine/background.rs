@@ -37,7 +37,7 @@ impl Engine {
                 return 0;
             }
         };
-        let now = crate::time_fmt::now_ms();
+        let now = self.clock.now_ms();
         let mut n = 0;
         for row in rows.iter().filter(|r| r.sealed.is_some()) {
             let Some(conn) = self.connector(&row.key.connector) else { continue };

@@ -20,6 +20,7 @@ use super::identity::IdentityKeys;
 use super::runtime::{ConnectorRuntime, Runtime};
 use crate::auth::ClientPool;
 use crate::callers::Callers;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::secrets::SecretSet;
 use crate::store::{Store, StoreError};
@@ -44,10 +45,12 @@ pub(crate) struct Mirror {
     /// The per-user connections calls looked up ([`super::Connections`] fills it): cleared on
     /// every swap, so a deletion anywhere takes effect everywhere within a second.
     user_connections: Arc<ConnectionCache>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Mirror {
     /// An empty mirror; [`Mirror::reload`] fills it.
+    #[expect(clippy::too_many_arguments, reason = "the parts of the engine it holds, handed over once at start")]
     pub(crate) fn new(
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
@@ -56,6 +59,7 @@ impl Mirror {
         key_dir: Option<PathBuf>,
         callers: Callers,
         user_connections: Arc<ConnectionCache>,
+        clock: Arc<dyn Clock>,
     ) -> Mirror {
         Mirror {
             store,
@@ -69,10 +73,16 @@ impl Mirror {
             generation: AtomicI64::new(i64::MIN),
             full_reloads: AtomicU64::new(0),
             catch_ups: AtomicU64::new(0),
-            synced_at: AtomicI64::new(crate::time_fmt::now_ms()),
+            synced_at: AtomicI64::new(clock.now_ms()),
             reload_lock: tokio::sync::Mutex::new(()),
             user_connections,
+            clock,
         }
+    }
+
+    /// The engine's clock (every service reads the time through it).
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -119,7 +129,7 @@ impl Mirror {
         /// Revocations older than this concern refresh tokens that have expired anyway.
         const REVOCATIONS_KEPT_MS: i64 = 2 * 86_400_000;
         let keys = self.store.list_signing_keys().await?;
-        let revoked = self.store.revoked_families(crate::time_fmt::now_ms() - REVOCATIONS_KEPT_MS).await?;
+        let revoked = self.store.revoked_families(self.clock.now_ms() - REVOCATIONS_KEPT_MS).await?;
         Ok(IdentityKeys::load(keys, &self.vault, revoked))
     }
 
@@ -178,7 +188,7 @@ impl Mirror {
     /// Catches up when another writer (another instance, or the CLI) changed the store.
     pub(crate) async fn sync_once(&self) -> Result<bool, StoreError> {
         self.adopt_next_key();
-        let asked = crate::time_fmt::now_ms();
+        let asked = self.clock.now_ms();
         let now = self.store.generation().await?;
         let moved = now != self.generation.load(Ordering::SeqCst);
         if moved {
@@ -192,7 +202,7 @@ impl Mirror {
     /// runs, growing while the store does not answer (changes other instances make, such as a
     /// deleted app key, are not seen here meanwhile).
     pub(crate) fn sync_age(&self) -> Duration {
-        let ms = crate::time_fmt::now_ms() - self.synced_at.load(Ordering::Relaxed);
+        let ms = self.clock.now_ms() - self.synced_at.load(Ordering::Relaxed);
         Duration::from_millis(ms.max(0) as u64)
     }
 

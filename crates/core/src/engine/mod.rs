@@ -28,6 +28,8 @@ mod mirror;
 mod pipeline;
 pub mod rotate;
 mod runtime;
+#[cfg(test)]
+mod tests;
 pub mod tokens;
 mod webhooks;
 
@@ -52,6 +54,7 @@ use latchkey_vault::Vault;
 use secrecy::SecretString;
 
 use crate::callers::{Caller, Callers, KeyMemo};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::{ConnectionRow, Store, StoreError};
 use crate::{CallError, Env};
@@ -74,6 +77,9 @@ pub struct EngineSettings {
     /// Where `master.key.next` appears during `latchkey vault rotate` (key-file mode): the
     /// engine loads it as its sealing key within a second.
     pub key_dir: Option<std::path::PathBuf>,
+    /// Where every service reads the time (`None`: the system's clock); tests give a
+    /// [`crate::clock::FakeClock`].
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 pub struct Engine {
@@ -85,6 +91,7 @@ pub struct Engine {
     connections: Arc<Connections>,
     identity: Identity,
     admin: Admin,
+    clock: Arc<dyn Clock>,
 }
 
 /// The engine's counters and gauges, for `/metrics`.
@@ -114,7 +121,10 @@ impl Engine {
         settings: EngineSettings,
     ) -> Result<Arc<Engine>, StoreError> {
         let public_url = settings.public_url.trim_end_matches('/').to_owned();
-        let callers = Callers::new(store.clone(), settings.bootstrap_admin_key.as_ref());
+        // One clock for every service: the mirror carries it, and each service takes it from
+        // there when it is made.
+        let clock: Arc<dyn Clock> = settings.clock.unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
+        let callers = Callers::new(store.clone(), settings.bootstrap_admin_key.as_ref(), clock.clone());
         let cache = Arc::new(connections::ConnectionCache::default());
         let mirror = Arc::new(mirror::Mirror::new(
             store.clone(),
@@ -124,13 +134,13 @@ impl Engine {
             settings.key_dir,
             callers,
             cache.clone(),
+            clock.clone(),
         ));
         let (notify, events) = tokio::sync::mpsc::unbounded_channel();
-        let clock = Arc::new(crate::clock::SystemClock);
         let tokens = Arc::new(tokens::TokenManager::new(
             store.clone(),
             vault.clone(),
-            clock,
+            clock.clone(),
             settings.fault.clone(),
             Some(notify),
         ));
@@ -146,10 +156,16 @@ impl Engine {
             Identity::new(store.clone(), vault.clone(), mirror.clone(), connections.clone(), public_url.clone());
         let admin = Admin::new(store.clone(), vault.clone(), mirror.clone());
         let webhooks = Arc::new(webhooks::Webhooks::new(store.clone(), mirror.clone(), tokens.clone()));
-        let engine = Arc::new(Engine { store, vault, public_url, mirror, tokens, connections, identity, admin });
+        let engine = Arc::new(Engine { store, vault, public_url, mirror, tokens, connections, identity, admin, clock });
         engine.mirror.reload().await?;
         tokio::spawn(webhooks.run(events));
         Ok(engine)
+    }
+
+    /// The time (Unix milliseconds) on the engine's clock: what the server stamps and compares
+    /// with, so that it agrees with the services.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub fn public_url(&self) -> &str {

@@ -14,7 +14,7 @@ use super::mirror::Mirror;
 use super::tokens::TokenManager;
 use crate::event::{EventKind, EventOutcome};
 use crate::store::{EventRow, Store, TokenKey};
-use crate::time_fmt::{now_ms, rfc3339};
+use crate::time_fmt::rfc3339;
 
 const ATTEMPTS: u32 = 5;
 
@@ -112,7 +112,7 @@ impl Webhooks {
             if let Some(s) = &secret {
                 req = req.header(
                     "latchkey-signature",
-                    signature(s.expose_secret().as_bytes(), now_ms() / 1000, body.as_bytes()),
+                    signature(s.expose_secret().as_bytes(), self.mirror.clock().now_ms() / 1000, body.as_bytes()),
                 );
             }
             match req.send().await {

@@ -211,7 +211,7 @@ pub async fn list_events(
 /// `GET /v1/admin/tokens`: the health of every app-level token (never the tokens).
 pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
     let rows = state.engine.admin().token_states().await?;
-    let now = latchkey_core::time_fmt::now_ms();
+    let now = state.engine.now_ms();
     Ok(Json(wire::Tokens { tokens: rows.iter().map(|t| wire::Token::of(t, now)).collect() }).into_response())
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use latchkey_core::engine::{ConnectionView, FlowError};
 use latchkey_core::store::ConnectionFilter;
-use latchkey_core::time_fmt::{now_ms, rfc3339};
+use latchkey_core::time_fmt::rfc3339;
 use latchkey_core::{CallError, Env, ErrorCode};
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,7 +44,7 @@ pub async fn connect(
     })?;
     let url =
         state.engine.connections().connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
-    let expires_at = rfc3339(now_ms() + 10 * 60 * 1000);
+    let expires_at = rfc3339(state.engine.now_ms() + 10 * 60 * 1000);
     Ok((StatusCode::CREATED, Json(wire::ConnectLink { expires_at: Some(expires_at), url })).into_response())
 }
 
@@ -179,12 +179,11 @@ pub async fn list(
     let filter =
         ConnectionFilter { connector: None, env: Some(caller.env()), owner: Some(whose(&caller, &q)?.to_owned()) };
     let views = state.engine.connections().views(&filter).await?;
-    Ok(connections(&views))
+    Ok(connections(&views, state.engine.now_ms()))
 }
 
 /// `{"connections": [...]}`.
-fn connections(views: &[ConnectionView]) -> Response {
-    let now = now_ms();
+fn connections(views: &[ConnectionView], now: i64) -> Response {
     Json(wire::Connections { connections: views.iter().map(|v| wire::Connection::of(v, now)).collect() })
         .into_response()
 }
@@ -206,7 +205,7 @@ pub async fn get_one(
     Query(q): Query<UserQuery>,
 ) -> Result<Response, ApiError> {
     let v = own(&state, caller.env(), &connector, whose(&caller, &q)?).await?;
-    Ok(Json(wire::Connection::of(&v, now_ms())).into_response())
+    Ok(Json(wire::Connection::of(&v, state.engine.now_ms())).into_response())
 }
 
 /// `DELETE /v1/connections/{connector}?user=`: revokes at the provider, then erases.
@@ -243,7 +242,7 @@ pub async fn admin_list(
     let env = q.environment.as_deref().map(str::parse::<Env>).transpose().map_err(CallError::invalid_params)?;
     let filter = ConnectionFilter { connector: q.connector, env, owner: q.user };
     let views = state.engine.connections().views(&filter).await?;
-    Ok(connections(&views))
+    Ok(connections(&views, state.engine.now_ms()))
 }
 
 /// `DELETE /v1/admin/connections/{id}`.

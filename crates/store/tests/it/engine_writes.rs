@@ -105,7 +105,11 @@ async fn the_sync_reads_only_what_another_writer_changed() {
     sqlx::query("UPDATE secrets SET sealed = x'00' WHERE name = 'ka'").execute(&pool).await.unwrap();
 
     theirs.put_secret(&seal("kb", "b-theirs")).await.unwrap();
-    let key = latchkey_core::callers::generate(latchkey_core::store::KeyKind::App(Env::Live), "theirs");
+    let key = latchkey_core::callers::generate(
+        latchkey_core::store::KeyKind::App(Env::Live),
+        "theirs",
+        latchkey_core::clock::system_now_ms(),
+    );
     theirs.insert_key(&key.row).await.unwrap();
     assert!(engine.sync_once().await.unwrap());
     assert_eq!(sent_key(&engine, "b").as_deref(), Some("b-theirs"));

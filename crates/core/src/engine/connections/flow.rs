@@ -16,7 +16,6 @@ use crate::auth::authorization_code::UserAuth;
 use crate::event::{EventKind, EventOutcome};
 use crate::secret::PkceVerifier;
 use crate::store::{ConnectionRow, FlowRow, FlowTake, LoginCodeRow, TokenKey, UserRow};
-use crate::time_fmt::now_ms;
 use crate::token::{TokenSet, TokenState, request_token};
 use crate::{CallError, Env, ErrorCode};
 
@@ -86,7 +85,7 @@ impl Connections {
         auth.login_base(&params)?;
         let handle = random::token(43);
         let hash = sha256(handle.as_bytes()).to_vec();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let data = serde_json::to_vec(&SessionData { params }).map_err(|e| CallError::internal(e.to_string()))?;
         let row = FlowRow {
             sealed: Some(self.vault.seal(&flow_aad(&hash, "session", env), &data)),
@@ -113,7 +112,7 @@ impl Connections {
     /// this browser (a cookie) and a PKCE verifier, and returns the provider's login URL and
     /// the cookie to set.
     pub async fn start_flow(&self, connector: &str, session: &str) -> Result<(String, String, String), FlowError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let hash = sha256(session.as_bytes());
         let unavailable = |e: crate::store::StoreError| flow_error("unavailable", e.to_string(), None);
         // Checked before it is taken: a link opened at another connector's `/start`, or too
@@ -171,7 +170,7 @@ impl Connections {
         params: BTreeMap<String, String>,
         login: bool,
     ) -> Result<(String, String, String), FlowError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let rt = Some(return_to);
         let auth = self.user_auth(connector, env).map_err(|e| flow_error("connector_unavailable", e.message, rt))?;
         let state = random::token(43);
@@ -212,7 +211,7 @@ impl Connections {
         query: &HashMap<String, String>,
         cookies: &HashMap<String, String>,
     ) -> Result<CallbackOutcome, FlowError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let state =
             query.get("state").ok_or_else(|| flow_error("state_missing", "the callback has no `state`", None))?;
         let hash = sha256(state.as_bytes());
@@ -243,13 +242,14 @@ impl Connections {
         let cookie_name = flow_cookie_name(state);
         if data.login {
             let code = format!("lkc_{}", random::token(43));
+            let issued = self.clock.now_ms();
             let row_code = LoginCodeRow {
                 hash: sha256(code.as_bytes()).to_vec(),
                 env: row.env,
                 user_id: owner,
                 connection_id: connection.id.clone(),
-                created_at: now_ms(),
-                expires_at: now_ms() + LOGIN_CODE_TTL_MS,
+                created_at: issued,
+                expires_at: issued + LOGIN_CODE_TTL_MS,
             };
             self.store.insert_login_code(&row_code).await.map_err(|e| flow_error("unavailable", e.to_string(), rt))?;
             let redirect = with_query(&row.return_to, &[("code", &code), ("status", "signed_in")]);
@@ -272,7 +272,8 @@ impl Connections {
         let key = TokenKey { connector: row.connector.clone(), env: row.env, connection: String::new() };
         let verifier = data.verifier.clone().map(PkceVerifier::from);
         let request = auth.code_request(&SecretString::from(code.to_owned()), &data.redirect_uri, verifier);
-        let set = match request_token(&auth.template.client, &request, auth.template.timeout, now_ms()).await {
+        let set = match request_token(&auth.template.client, &request, auth.template.timeout, self.clock.now_ms()).await
+        {
             Ok(s) => s,
             Err(e) => {
                 self.tokens
@@ -371,7 +372,7 @@ impl Connections {
         if let Some(u) = self.store.find_user_by_provider(env, connector, puid).await.map_err(unavailable)? {
             return Ok(u.id);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let row = UserRow {
             env,
             id: format!("usr_{}", random::token(20)),

@@ -16,6 +16,7 @@ use super::mirror::Mirror;
 use super::tokens::{TokenManager, store_bounded};
 use crate::auth::Credential;
 use crate::auth::authorization_code::{Revocable, UserAuth};
+use crate::clock::Clock;
 use crate::event::{EventKind, EventOutcome};
 use crate::store::{ConnectionFilter, ConnectionRow, Store, StoreError, TokenKey, TokenRow};
 use crate::{CallError, Env, ErrorCode};
@@ -63,6 +64,7 @@ pub struct Connections {
     tokens: Arc<TokenManager>,
     public_url: String,
     cache: Arc<ConnectionCache>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Connections {
@@ -74,7 +76,8 @@ impl Connections {
         public_url: String,
         cache: Arc<ConnectionCache>,
     ) -> Connections {
-        Connections { store, vault, mirror, tokens, public_url, cache }
+        let clock = mirror.clock().clone();
+        Connections { store, vault, mirror, tokens, public_url, cache, clock }
     }
 
     /// The connector's per-user method in `env`, or why it has none.

@@ -81,11 +81,11 @@ impl IdentityKeys {
 
     /// A user access token's claims, when one of these keys signed it (the algorithm is the
     /// key's, never the header's), `iss`, `aud`, `exp` and `nbf` hold, and its family is not
-    /// revoked.
-    pub(crate) fn verify(&self, token: &str, issuer: &str, audience: &str) -> Option<UserClaims> {
+    /// revoked; `now` (Unix ms) is when `exp` and `nbf` are checked.
+    pub(crate) fn verify(&self, token: &str, issuer: &str, audience: &str, now: i64) -> Option<UserClaims> {
         let (kid, _) = latchkey_vault::identity::peek_header(token)?;
         let key = self.by_kid(&kid)?;
-        let claims: UserClaims = key.verify(token, issuer, Some(audience)).ok()?;
+        let claims: UserClaims = key.verify(token, issuer, Some(audience), now / 1000).ok()?;
         (!self.family_revoked(&claims.fam)).then_some(claims)
     }
 }
@@ -168,21 +168,21 @@ mod tests {
     #[test]
     fn user_tokens_verify_against_our_keys_only() {
         let (mut ks, _) = keys(&[row("", 0, None)]);
-        let now = crate::time_fmt::now_ms() / 1000;
+        let now = 1_700_000_000;
         let good = claims("https://lk", "https://lk", "fam_1", now + 900);
         let token = ks.keys[0].1.sign("at+jwt", &good).unwrap();
-        let found = ks.verify(&token, "https://lk", "https://lk").unwrap();
+        let found = ks.verify(&token, "https://lk", "https://lk", now * 1000).unwrap();
         assert_eq!((found.sub.as_str(), found.fam.as_str(), found.env.as_str()), ("u1", "fam_1", "live"));
-        assert!(ks.verify(&token, "https://other", "https://lk").is_none(), "issuer");
-        assert!(ks.verify(&token, "https://lk", "https://api").is_none(), "audience");
+        assert!(ks.verify(&token, "https://other", "https://lk", now * 1000).is_none(), "issuer");
+        assert!(ks.verify(&token, "https://lk", "https://api", now * 1000).is_none(), "audience");
         let expired = ks.keys[0].1.sign("at+jwt", &claims("https://lk", "https://lk", "f", now - 60)).unwrap();
-        assert!(ks.verify(&expired, "https://lk", "https://lk").is_none(), "expiry");
+        assert!(ks.verify(&expired, "https://lk", "https://lk", now * 1000).is_none(), "expiry");
         // A key that is not ours signs nothing that verifies.
         let stranger = SigningKey::generate(SigningAlg::Es256).unwrap();
-        assert!(ks.verify(&stranger.sign("at+jwt", &good).unwrap(), "https://lk", "https://lk").is_none());
-        assert!(ks.verify("not.a.jwt", "https://lk", "https://lk").is_none());
+        assert!(ks.verify(&stranger.sign("at+jwt", &good).unwrap(), "https://lk", "https://lk", now * 1000).is_none());
+        assert!(ks.verify("not.a.jwt", "https://lk", "https://lk", now * 1000).is_none());
         // Revoking the family revokes its access tokens.
         ks.revoked_families.insert("fam_1".into());
-        assert!(ks.verify(&token, "https://lk", "https://lk").is_none(), "revoked family");
+        assert!(ks.verify(&token, "https://lk", "https://lk", now * 1000).is_none(), "revoked family");
     }
 }

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use super::connections::Connections;
 use super::mirror::Mirror;
+use crate::clock::Clock;
 use crate::store::{RefreshRow, RefreshTake, SigningKeyRow, Store, StoreError, UserRow};
-use crate::time_fmt::now_ms;
 use crate::{CallError, Env, ErrorCode};
 
 pub use claims::{Introspection, TokenPair, UserClaims};
@@ -48,6 +48,7 @@ pub struct Identity {
     mirror: Arc<Mirror>,
     connections: Arc<Connections>,
     public_url: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl Identity {
@@ -58,7 +59,8 @@ impl Identity {
         connections: Arc<Connections>,
         public_url: String,
     ) -> Identity {
-        Identity { store, vault, mirror, connections, public_url }
+        let clock = mirror.clock().clone();
+        Identity { store, vault, mirror, connections, public_url, clock }
     }
 
     fn access_ttl_s(&self) -> i64 {
@@ -81,7 +83,7 @@ impl Identity {
             .or_else(|| self.mirror.config().server.token_algorithm.as_deref().and_then(SigningAlg::parse))
             .unwrap_or(SigningAlg::Rs256);
         let key = SigningKey::generate(alg).map_err(|e| CallError::internal(e.to_string()))?;
-        let at = now_ms();
+        let at = self.clock.now_ms();
         let activates_at = if now { at } else { at + PUBLISH_BEFORE_SIGNING_S * 1000 };
         let row = SigningKeyRow {
             kid: key.kid.clone(),
@@ -116,8 +118,11 @@ impl Identity {
     /// `GET /.well-known/jwks.json`: public members only; keys leave once their tokens expired.
     pub fn jwks(&self) -> Value {
         let rt = self.mirror.runtime();
-        let keys: Vec<Value> =
-            rt.identity.published(now_ms(), self.access_ttl_s() * 1000).map(|k| k.public_jwk().clone()).collect();
+        let keys: Vec<Value> = rt
+            .identity
+            .published(self.clock.now_ms(), self.access_ttl_s() * 1000)
+            .map(|k| k.public_jwk().clone())
+            .collect();
         json!({"keys": keys})
     }
 
@@ -140,7 +145,7 @@ impl Identity {
         if !attributes.is_object() && !attributes.is_null() {
             return Err(CallError::invalid_params("`attributes` must be a JSON object"));
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let row = UserRow {
             env,
             id: id.to_owned(),
@@ -165,16 +170,16 @@ impl Identity {
             return Ok(false);
         }
         self.connections.delete_all_of(env, id).await?;
-        self.store.revoke_user_families(env, id, now_ms()).await.map_err(unavailable)?;
+        self.store.revoke_user_families(env, id, self.clock.now_ms()).await.map_err(unavailable)?;
         let deleted = self.store.delete_user(env, id).await.map_err(unavailable)?;
         self.mirror.catch_up().await.map_err(unavailable)?;
         Ok(deleted)
     }
 
-    /// Signs `claims` (`typ: at+jwt`) with the key that signs now.
-    fn sign_user_jwt<T: Serialize>(&self, claims: &T) -> Result<String, CallError> {
+    /// Signs `claims` (`typ: at+jwt`) with the key that signs at `now`.
+    fn sign_user_jwt<T: Serialize>(&self, claims: &T, now: i64) -> Result<String, CallError> {
         let rt = self.mirror.runtime();
-        let key = rt.identity.signer(now_ms()).ok_or_else(|| {
+        let key = rt.identity.signer(now).ok_or_else(|| {
             CallError::new(
                 ErrorCode::Unavailable,
                 "no identity signing key is active: run `latchkey keys rotate --now`",
@@ -183,12 +188,12 @@ impl Identity {
         key.sign("at+jwt", claims).map_err(|e| CallError::internal(e.to_string()))
     }
 
-    fn sign_access(&self, env: Env, user: &str, family: &str) -> Result<(String, i64), CallError> {
+    fn sign_access(&self, env: Env, user: &str, family: &str, now: i64) -> Result<(String, i64), CallError> {
         let ttl = self.access_ttl_s();
-        let iat = now_ms() / 1000;
+        let iat = now / 1000;
         let aud = self.token_audience();
         let claims = claims::access_claims(&self.public_url, &aud, env, user, family, iat, ttl, random::token(24));
-        Ok((self.sign_user_jwt(&claims)?, ttl))
+        Ok((self.sign_user_jwt(&claims, now)?, ttl))
     }
 
     /// A short-lived JWT saying who is calling, for `latchkey_identity` connectors.
@@ -202,20 +207,21 @@ impl Identity {
         if self.get_user(env, user).await?.is_none() {
             return Err(CallError::not_found(format!("no user `{user}` ({env}): create it with POST /v1/users")));
         }
-        let iat = now_ms() / 1000;
-        let claims = claims::identity_claims(&self.public_url, env, user, audience, iat, lifetime_s, random::token(24));
-        self.sign_user_jwt(&claims)
+        let now = self.clock.now_ms();
+        let claims =
+            claims::identity_claims(&self.public_url, env, user, audience, now / 1000, lifetime_s, random::token(24));
+        self.sign_user_jwt(&claims, now)
     }
 
     /// A new refresh token of `family` and the row that stores it (only its hash).
-    fn new_refresh(env: Env, user: &str, family: &str, expires_at: i64) -> (String, RefreshRow) {
+    fn new_refresh(env: Env, user: &str, family: &str, now: i64, expires_at: i64) -> (String, RefreshRow) {
         let token = format!("lkr_{}", random::token(43));
         let row = RefreshRow {
             hash: sha256(token.as_bytes()).to_vec(),
             family: family.to_owned(),
             env,
             user_id: user.to_owned(),
-            created_at: now_ms(),
+            created_at: now,
             expires_at,
             used_at: None,
             revoked_at: None,
@@ -229,9 +235,10 @@ impl Identity {
         if self.get_user(env, user).await?.is_none() {
             return Err(CallError::not_found(format!("no user `{user}` ({env}): create it with POST /v1/users")));
         }
+        let now = self.clock.now_ms();
         let family = format!("fam_{}", random::token(20));
-        let (access_token, expires_in) = self.sign_access(env, user, &family)?;
-        let (refresh_token, row) = Self::new_refresh(env, user, &family, now_ms() + self.refresh_ttl_ms());
+        let (access_token, expires_in) = self.sign_access(env, user, &family, now)?;
+        let (refresh_token, row) = Self::new_refresh(env, user, &family, now, now + self.refresh_ttl_ms());
         self.store.insert_refresh(&row).await.map_err(unavailable)?;
         Ok(TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token })
     }
@@ -246,7 +253,7 @@ impl Identity {
     /// finding it used without one and revoking the family the winner was just given.
     pub async fn refresh_user_tokens(&self, refresh_token: &SecretString) -> Result<TokenPair, CallError> {
         let hash = sha256(refresh_token.expose_secret().as_bytes());
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let Some(row) = self.store.get_refresh(&hash).await.map_err(unavailable)? else {
             return Err(invalid_grant("the refresh token is not valid"));
         };
@@ -259,8 +266,8 @@ impl Identity {
                 if self.get_user(row.env, &row.user_id).await?.is_none() {
                     return Err(invalid_grant("the user no longer exists"));
                 }
-                let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family)?;
-                let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &row.family, row.expires_at);
+                let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family, now)?;
+                let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &row.family, now, row.expires_at);
                 let pair = TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token: next };
                 let mut plain =
                     serde_json::to_vec(&pair).map_err(|_| CallError::internal("a token pair serializes"))?;
@@ -298,7 +305,8 @@ impl Identity {
     /// Verifies a user access token (signature by one of our keys, `iss`, `aud`, `exp`,
     /// `nbf`, family not revoked).
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, CallError> {
-        self.mirror.runtime().identity.verify(token, &self.public_url, &self.token_audience()).ok_or_else(|| {
+        let now = self.clock.now_ms();
+        self.mirror.runtime().identity.verify(token, &self.public_url, &self.token_audience(), now).ok_or_else(|| {
             CallError::new(
                 ErrorCode::Unauthenticated,
                 "the user token is invalid or expired: get a new one with POST /v1/token",
@@ -312,7 +320,7 @@ impl Identity {
         if token.starts_with("lkr_") {
             let Ok(Some(row)) = self.store.get_refresh(&sha256(token.as_bytes())).await else { return inactive };
             let family_revoked = self.mirror.runtime().identity.family_revoked(&row.family);
-            if !claims::refresh_active(&row, env, now_ms(), family_revoked) {
+            if !claims::refresh_active(&row, env, self.clock.now_ms(), family_revoked) {
                 return inactive;
             }
             return Introspection::Refresh {
@@ -340,7 +348,7 @@ impl Identity {
             self.verify_user_token(token).ok().filter(|c| c.env == env.as_str()).map(|c| c.fam)
         };
         if let Some(f) = family {
-            self.store.revoke_family(&f, now_ms()).await.map_err(unavailable)?;
+            self.store.revoke_family(&f, self.clock.now_ms()).await.map_err(unavailable)?;
             self.mirror.catch_up().await.map_err(unavailable)?;
         }
         Ok(())
@@ -354,7 +362,7 @@ impl Identity {
         // environment's key, or too late, is refused and stays as it was.
         let row = self
             .store
-            .take_login_code(&sha256(code.as_bytes()), env, now_ms())
+            .take_login_code(&sha256(code.as_bytes()), env, self.clock.now_ms())
             .await
             .map_err(unavailable)?
             .ok_or_else(refused)?;

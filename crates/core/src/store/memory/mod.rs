@@ -5,7 +5,9 @@
 //!
 //! A fault switch makes chosen operations fail with [`StoreError::Unavailable`] or never
 //! answer ([`MemoryStore::fail`], [`MemoryStore::hang`]), and [`MemoryStore::calls`] counts
-//! the operations made.
+//! the operations made. [`MemoryStore::before_next`] runs a test's step just before an
+//! operation (a concurrent writer between a read and a write), and [`MemoryStore::backup`] /
+//! [`MemoryStore::restore`] put an older copy back (the generation goes back).
 
 mod identity;
 mod tokens;
@@ -25,7 +27,7 @@ fn token_id(key: &TokenKey) -> TokenId {
     (key.connector.clone(), key.env.as_str(), key.connection.clone())
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Data {
     generation: i64,
     meta: BTreeMap<String, Vec<u8>>,
@@ -67,11 +69,15 @@ struct Fault {
     kind: FaultKind,
 }
 
+/// A test's step run just before an operation.
+type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+
 #[derive(Default)]
 struct Inner {
     data: Mutex<Data>,
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<HashMap<&'static str, u64>>,
+    hooks: Mutex<Vec<(&'static str, Hook)>>,
 }
 
 /// The in-memory store. Cheap to clone; clones share everything.
@@ -109,6 +115,29 @@ impl MemoryStore {
         lock(&self.inner.faults).clear();
     }
 
+    /// Runs `step` (once) just before the next operation named `op` does its work: what
+    /// another writer does between a caller's read and its write.
+    pub fn before_next<F>(&self, op: &'static str, step: impl FnOnce() -> F + Send + 'static)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        lock(&self.inner.hooks).push((op, Box::new(move || Box::pin(step()))));
+    }
+
+    /// A copy of the data as it is now, shared with nothing (a backup).
+    pub fn backup(&self) -> MemoryStore {
+        let copy = MemoryStore::new();
+        *lock(&copy.inner.data) = self.data().clone();
+        copy
+    }
+
+    /// Puts `backup`'s data back in place of this store's (a restore: the generation goes
+    /// back to the backup's).
+    pub fn restore(&self, backup: &MemoryStore) {
+        let data = backup.data().clone();
+        *self.data() = data;
+    }
+
     /// How many times `op` was called (including calls a fault met).
     pub fn calls(&self, op: &str) -> u64 {
         lock(&self.inner.calls).get(op).copied().unwrap_or(0)
@@ -117,6 +146,13 @@ impl MemoryStore {
     /// Every operation starts here: counted, then met by the first fault that matches.
     async fn enter(&self, op: &'static str) -> StoreResult<()> {
         *lock(&self.inner.calls).entry(op).or_default() += 1;
+        let hook = {
+            let mut hooks = lock(&self.inner.hooks);
+            hooks.iter().position(|(o, _)| *o == op).map(|i| hooks.remove(i).1)
+        };
+        if let Some(step) = hook {
+            step().await;
+        }
         let kind = {
             let mut faults = lock(&self.inner.faults);
             let found = faults.iter_mut().find(|f| f.times > 0 && f.op.is_none_or(|o| o == op));

@@ -1,0 +1,137 @@
+//! `Admin` writes, the master-key check and `vault rotate`'s compare-and-swap passes.
+
+use std::sync::Arc;
+
+use latchkey_vault::{MasterKey, Vault};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::Harness;
+use crate::engine::{KeyCheck, KeyCheckError, PutConnectorError, check_master_key, rotate::reseal_all};
+use crate::store::memory::MemoryStore;
+use crate::store::{SealedStore, SecretRow, Store};
+use crate::{Env, ErrorCode};
+
+fn api_connector(key: serde_json::Value) -> serde_json::Value {
+    json!({"base_url": "https://api.example.com", "auth": {"method": "api_key_header", "name": "X-Key", "key": key}})
+}
+
+#[tokio::test(start_paused = true)]
+async fn put_connector_refuses_a_name_the_file_has() {
+    let h = Harness::new().await;
+    match h.engine.admin().put_connector("plain", api_connector(json!({"secret": "k"}))).await {
+        Err(PutConnectorError::Call(e)) => assert_eq!(e.code, ErrorCode::Forbidden),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.store.calls("put_connector"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn put_connector_refuses_environment_references() {
+    let h = Harness::new().await;
+    match h.engine.admin().put_connector("mine", api_connector(json!({"env": "GH_SECRET"}))).await {
+        Err(PutConnectorError::Invalid(errors)) => {
+            assert_eq!(errors.0.len(), 1);
+            assert_eq!(errors.0[0].field.as_deref(), Some("auth.key"));
+            assert!(errors.0[0].message.contains("from the vault only"), "{}", errors.0[0].message);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.engine.connector("mine").is_none());
+    assert_eq!(h.store.calls("put_connector"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_connector_is_served_at_once_and_stamped_on_the_clock() {
+    let h = Harness::new().await;
+    h.clock.advance(1234);
+    h.engine.admin().put_connector("mine", api_connector(json!({"secret": "k"}))).await.unwrap();
+    assert!(h.engine.connector("mine").is_some());
+    let rows = h.store.list_connectors().await.unwrap();
+    assert_eq!(rows.iter().map(|r| (r.name.as_str(), r.updated_at)).collect::<Vec<_>>(), [("mine", h.now())]);
+    assert!(h.engine.admin().delete_connector("mine").await.unwrap());
+    assert!(h.engine.connector("mine").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_master_key_check_records_the_first_key_and_refuses_another() {
+    let store = MemoryStore::new();
+    let ours = Vault::new(&MasterKey::generate());
+    assert_eq!(check_master_key(&store, &ours).await.unwrap(), KeyCheck::Initialized);
+    assert_eq!(check_master_key(&store, &ours).await.unwrap(), KeyCheck::Matches);
+    let theirs = Vault::new(&MasterKey::generate());
+    match check_master_key(&store, &theirs).await {
+        Err(KeyCheckError::WrongKey { given, sealed_with }) => {
+            assert_eq!((given, sealed_with), (theirs.active_key_id(), ours.active_key_id()));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A keyring holding the store's key as an old key opens the marker.
+    let rotating = Vault::new(&MasterKey::generate());
+    let old = MasterKey::generate();
+    let store2 = MemoryStore::new();
+    check_master_key(&store2, &Vault::new(&old)).await.unwrap();
+    rotating.add_old_key(&old);
+    assert_eq!(check_master_key(&store2, &rotating).await.unwrap(), KeyCheck::Matches);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_master_key_check_reports_a_store_that_does_not_answer() {
+    let store = MemoryStore::new();
+    store.fail(Some("get_meta"), 1);
+    let vault = Vault::new(&MasterKey::generate());
+    assert!(matches!(check_master_key(&store, &vault).await, Err(KeyCheckError::Store(_))));
+    assert_eq!(store.calls("insert_meta"), 0, "nothing written");
+}
+
+fn secret(vault: &Vault, name: &str, value: &str) -> SecretRow {
+    SecretRow {
+        name: name.into(),
+        env: Env::Live,
+        sealed: crate::secrets::seal_secret(vault, name, Env::Live, &SecretString::from(value)),
+        updated_at: 0,
+    }
+}
+
+async fn opened(store: &MemoryStore, vault: &Vault, name: &str) -> String {
+    let row = store.list_secrets().await.unwrap().into_iter().find(|r| r.name == name).unwrap();
+    let plain = vault.open(&crate::secrets::secret_aad(name, Env::Live), &row.sealed).unwrap();
+    String::from_utf8(plain.expose_secret().to_vec()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reseal_moves_every_value_to_the_active_key() {
+    let store = MemoryStore::new();
+    let old = MasterKey::generate();
+    let before = Vault::new(&old);
+    check_master_key(&store, &before).await.unwrap();
+    store.put_secret(&secret(&before, "a", "one")).await.unwrap();
+    store.put_secret(&secret(&before, "b", "two")).await.unwrap();
+    let after = Vault::new(&MasterKey::generate()).with_old_key(&old);
+    let report = reseal_all(&store, &after).await.unwrap();
+    assert_eq!((report.resealed, report.already_current, report.passes), (3, 0, 2));
+    assert!(store.sealed_values().await.unwrap().iter().all(|(_, v)| after.is_current(v)));
+    assert_eq!(opened(&store, &after, "a").await, "one");
+    let again = reseal_all(&store, &after).await.unwrap();
+    assert_eq!((again.resealed, again.already_current, again.passes), (0, 3, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reseal_leaves_a_value_changed_under_it_for_the_next_pass() {
+    let store = MemoryStore::new();
+    let old = MasterKey::generate();
+    let before = Arc::new(Vault::new(&old));
+    store.put_secret(&secret(&before, "a", "one")).await.unwrap();
+    // An instance still on the old key writes a new value between the read and the swap.
+    let (writer, vault) = (store.clone(), before.clone());
+    store.before_next("replace_sealed", move || async move {
+        writer.put_secret(&secret(&vault, "a", "theirs")).await.unwrap();
+    });
+    let after = Vault::new(&MasterKey::generate()).with_old_key(&old);
+    let report = reseal_all(&store, &after).await.unwrap();
+    assert_eq!(store.calls("replace_sealed"), 2);
+    // Pass 1 lost its swap, pass 2 took the value again, pass 3 found nothing left.
+    assert_eq!((report.resealed, report.passes), (1, 3));
+    assert_eq!(opened(&store, &after, "a").await, "theirs", "their value kept, not ours");
+    assert!(store.sealed_values().await.unwrap().iter().all(|(_, v)| after.is_current(v)));
+}
