@@ -21,15 +21,6 @@ pub(super) struct Outgoing {
     pub body: OutBody,
 }
 
-impl Outgoing {
-    /// The signed request's method, headers and body, taken for the send (the URL is read in
-    /// place).
-    pub(super) fn take_signed(&mut self) -> (Method, HeaderMap, crate::upstream::ReqBody) {
-        let body = std::mem::replace(&mut self.body, OutBody::Bytes(Bytes::new()));
-        (std::mem::take(&mut self.method), std::mem::take(&mut self.headers), body.into_body())
-    }
-}
-
 impl std::fmt::Debug for Outgoing {
     /// The method, the path and the header names: no query (it may carry a key once signed),
     /// no header value, no body.

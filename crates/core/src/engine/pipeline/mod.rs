@@ -194,13 +194,9 @@ impl Engine {
         match (&prepared.credential, user) {
             (Credential::Static(signer), None) => {
                 sign(signer.as_ref(), request)?;
-                let (method, headers, body) = request.take_signed();
-                send::send_once(conn, prepared, method, &request.url, headers, body).await
+                send::send_outgoing(conn, prepared, request).await
             }
-            (Credential::None, None) => {
-                let (method, headers, body) = request.take_signed();
-                send::send_once(conn, prepared, method, &request.url, headers, body).await
-            }
+            (Credential::None, None) => send::send_outgoing(conn, prepared, request).await,
             (Credential::Token(src), None) => self.send_with_token(conn, prepared, src, None, request).await,
             (Credential::User(auth), Some(owner)) => {
                 let row = self.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
@@ -215,8 +211,7 @@ impl Engine {
             (Credential::Identity { audience, lifetime_s }, Some(user)) => {
                 let jwt = SecretString::from(self.sign_identity(env, user, audience, *lifetime_s).await?);
                 sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, request)?;
-                let (method, headers, body) = request.take_signed();
-                send::send_once(conn, prepared, method, &request.url, headers, body).await
+                send::send_outgoing(conn, prepared, request).await
             }
             (credential, user) => Err(wrong_caller(conn, credential, user.is_some())),
         }

@@ -18,6 +18,17 @@ use crate::{CallError, ErrorCode};
 /// How much of an upstream error body is read to look for a `refresh_on.body_contains` match.
 const SNIFF_LIMIT: usize = 64 * 1024;
 
+/// Sends a signed request once (nothing to refresh).
+pub(super) async fn send_outgoing(
+    conn: &ConnectorRuntime,
+    prepared: &Prepared,
+    request: &mut super::build::Outgoing,
+) -> Result<UpstreamResponse, CallError> {
+    let headers = std::mem::take(&mut request.headers);
+    let body = std::mem::replace(&mut request.body, super::OutBody::Bytes(Bytes::new()));
+    send_once(conn, prepared, request.method.clone(), &request.url, headers, body.into_body()).await
+}
+
 /// Sends one signed request and hands back the answer, still streaming.
 pub(super) async fn send_once(
     conn: &ConnectorRuntime,
