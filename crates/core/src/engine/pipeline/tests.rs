@@ -201,6 +201,8 @@ fn the_origin_check_refuses_a_url_off_the_connectors_origin_or_base_path() {
         "https://evil.example:8443/v2/x",
         "https://api.example.com:8443/v3/x",
         "https://api.example.com:8443/",
+        "https://user@api.example.com:8443/v2/x",
+        "https://api.example.com.:8443/v2/x",
     ] {
         let e = build::check_origin(&conn, &url::Url::parse(off).unwrap()).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidParams, "{off}");
