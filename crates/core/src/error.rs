@@ -24,9 +24,39 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// A connector written through the admin API names a destination its egress rules forbid
+    /// (SECURITY S16): refused when written, naming the field.
+    EgressRefused,
+    /// An `Idempotency-Key` already used by this caller with another request.
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose first request is still being answered.
+    IdempotencyKeyInUse,
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the enum (the OpenAPI document lists them all).
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidParams,
+        ErrorCode::ConfigInvalid,
+        ErrorCode::SecretMissing,
+        ErrorCode::ReauthorizationRequired,
+        ErrorCode::TokenRequestFailed,
+        ErrorCode::UpstreamUnreachable,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::EgressRefused,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInUse,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthenticated => "unauthenticated",
@@ -45,6 +75,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::EgressRefused => "egress_refused",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
         }
     }
 
@@ -64,6 +97,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::EgressRefused | ErrorCode::IdempotencyKeyReused => 422,
+            ErrorCode::IdempotencyKeyInUse => 409,
         }
     }
 }
@@ -109,8 +144,10 @@ impl ErrorCode {
             | ErrorCode::PayloadTooLarge
             | ErrorCode::UnsupportedMediaType
             | ErrorCode::InvalidParams
-            | ErrorCode::RateLimited => Origin::Caller,
-            ErrorCode::ConfigInvalid | ErrorCode::SecretMissing => Origin::Config,
+            | ErrorCode::RateLimited
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::IdempotencyKeyInUse => Origin::Caller,
+            ErrorCode::ConfigInvalid | ErrorCode::SecretMissing | ErrorCode::EgressRefused => Origin::Config,
             ErrorCode::ReauthorizationRequired | ErrorCode::TokenRequestFailed => Origin::Provider,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout => Origin::Upstream,
             ErrorCode::Unavailable => Origin::Store,
@@ -126,6 +163,7 @@ impl ErrorCode {
             | ErrorCode::UpstreamUnreachable
             | ErrorCode::UpstreamTimeout
             | ErrorCode::Unavailable
+            | ErrorCode::IdempotencyKeyInUse
             | ErrorCode::Internal => Retry::Later,
             _ => Retry::Never,
         }
@@ -250,6 +288,36 @@ mod tests {
     use std::error::Error as _;
 
     use super::*;
+
+    /// `ALL` holds every code once: the OpenAPI document's list of codes is complete.
+    #[test]
+    fn all_lists_every_code_once() {
+        let names: std::collections::BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        // A new variant fails to compile here until it is counted (and added to `ALL`).
+        let counted = |c: ErrorCode| match c {
+            ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::InvalidParams
+            | ErrorCode::ConfigInvalid
+            | ErrorCode::SecretMissing
+            | ErrorCode::ReauthorizationRequired
+            | ErrorCode::TokenRequestFailed
+            | ErrorCode::UpstreamUnreachable
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::RateLimited
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::EgressRefused
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::IdempotencyKeyInUse => 19,
+        };
+        assert_eq!(counted(ErrorCode::Internal), ErrorCode::ALL.len());
+    }
     use crate::store::StoreError;
 
     #[test]

@@ -6,8 +6,10 @@
 mod audit;
 mod error;
 mod extract;
+mod idempotency;
 mod limit;
 mod metrics;
+mod openapi;
 mod routes;
 mod threads;
 pub mod wire;
@@ -15,6 +17,7 @@ pub mod wire;
 pub use audit::Audit;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use routes::ROUTES;
 pub use threads::serve_threaded;
 
 use std::sync::Arc;

@@ -235,6 +235,8 @@ pub struct EventFilter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub limit: i64,
+    /// A page after the event with this id (in the listing's order, newest first).
+    pub starting_after: Option<String>,
 }
 
 /// Tokens and the audit log: separate from [`Store`] so that each stays readable.

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::page::{Page, PageQuery};
 use crate::extract::AdminCaller;
 use crate::{ApiError, AppState, wire};
 
@@ -23,12 +24,29 @@ fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
     })
 }
 
-pub async fn list_connectors(_: AdminCaller, State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/v1/admin/connectors", tag = "admin", params(super::page::PageQuery), security(("admin_key" = [])), responses((status = 200, description = "Connectors by name, one page.", body = wire::Connectors)))]
+pub async fn list_connectors(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    q: QueryOf<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query(q)?.page()?;
     let mut list = state.engine.connectors();
     list.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(wire::Connectors { connectors: list.iter().map(|c| wire::Connector::from(&**c)).collect() }).into_response()
+    let (list, has_more) = page.take(list, |c| c.name.as_str())?;
+    let connectors = list.iter().map(|c| wire::Connector::from(&**c)).collect();
+    Ok(Json(wire::Connectors { connectors, has_more }).into_response())
 }
 
+type QueryOf<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The query string, or `invalid_params` saying what is wrong with it.
+fn query<T>(q: QueryOf<T>) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParams, format!("bad query: {}", e.body_text())))
+}
+
+#[utoipa::path(get, path = "/v1/admin/connectors/{name}", tag = "admin", params(("name" = String, Path, description = "The connector's name.")), security(("admin_key" = [])), responses((status = 200, description = "The connector.", body = wire::Connector)))]
 pub async fn get_connector(
     _: AdminCaller,
     State(state): State<AppState>,
@@ -39,6 +57,7 @@ pub async fn get_connector(
     Ok(Json(wire::Connector::from(&*c)).into_response())
 }
 
+#[utoipa::path(put, path = "/v1/admin/connectors/{name}", tag = "admin", params(("name" = String, Path, description = "The connector's name.")), request_body(content = Object, description = "A connector definition: the shape of `[connectors.NAME]` in the configuration file, as JSON."), security(("admin_key" = [])), responses((status = 200, description = "Replaced.", body = wire::Connector), (status = 201, description = "Created.", body = wire::Connector), (status = 400, description = "`config_invalid`, each problem under `problems`.", body = wire::ErrorEnvelope), (status = 422, description = "`egress_refused`: a URL reaches a non-public address; `field` names it.", body = wire::ErrorEnvelope)))]
 pub async fn put_connector(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -62,6 +81,7 @@ pub async fn put_connector(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/admin/connectors/{name}", tag = "admin", params(("name" = String, Path, description = "The connector's name.")), security(("admin_key" = [])), responses((status = 204, description = "Deleted.")))]
 pub async fn delete_connector(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -75,14 +95,16 @@ pub async fn delete_connector(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
+    #[schema(value_type = String)]
     value: SecretString,
     #[serde(default)]
     environment: Option<String>,
 }
 
+#[utoipa::path(put, path = "/v1/admin/secrets/{name}", tag = "admin", params(("name" = String, Path, description = "The secret's name.")), request_body = PutSecret, security(("admin_key" = [])), responses((status = 200, description = "Stored, sealed.", body = wire::Secret)))]
 pub async fn put_secret(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -103,6 +125,7 @@ pub async fn put_secret(
     Ok(Json(wire::Secret::from(&info)).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/admin/secrets/{name}", tag = "admin", params(("name" = String, Path, description = "The secret's name.")), security(("admin_key" = [])), responses((status = 204, description = "Deleted.")))]
 pub async fn delete_secret(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -116,12 +139,19 @@ pub async fn delete_secret(
     }
 }
 
-pub async fn list_secrets(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/admin/secrets", tag = "admin", params(super::page::PageQuery), security(("admin_key" = [])), responses((status = 200, description = "Secrets by name (never their values), one page.", body = wire::Secrets)))]
+pub async fn list_secrets(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    q: QueryOf<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query(q)?.page()?;
     let list = state.engine.admin().list_secrets().await?;
-    Ok(Json(wire::Secrets { secrets: list.iter().map(wire::Secret::from).collect() }).into_response())
+    let (list, has_more) = page.take(list, |s| s.name.as_str())?;
+    Ok(Json(wire::Secrets { has_more, secrets: list.iter().map(wire::Secret::from).collect() }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     environment: String,
@@ -129,6 +159,7 @@ pub struct CreateKey {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", params(crate::idempotency::IdempotencyKey), request_body = CreateKey, security(("admin_key" = [])), responses((status = 201, description = "The new app key: `key` is shown only here.", body = wire::Key)))]
 pub async fn create_key(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -146,11 +177,19 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-pub async fn list_keys(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", params(super::page::PageQuery), security(("admin_key" = [])), responses((status = 200, description = "Keys by creation (never the keys), one page.", body = wire::Keys)))]
+pub async fn list_keys(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    q: QueryOf<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query(q)?.page()?;
     let keys = state.engine.admin().list_keys().await?;
-    Ok(Json(wire::Keys { keys: keys.iter().map(wire::Key::from).collect() }).into_response())
+    let (keys, has_more) = page.take(keys, |k| k.id.as_str())?;
+    Ok(Json(wire::Keys { has_more, keys: keys.iter().map(wire::Key::from).collect() }).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin", params(("id" = String, Path, description = "The key's id.")), security(("admin_key" = [])), responses((status = 204, description = "Deleted.")))]
 pub async fn delete_key(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -164,7 +203,8 @@ pub async fn delete_key(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     connector: Option<String>,
@@ -173,6 +213,7 @@ pub struct EventQuery {
     since: Option<String>,
     until: Option<String>,
     limit: Option<i64>,
+    starting_after: Option<String>,
 }
 
 fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
@@ -190,6 +231,7 @@ fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /v1/admin/events?connector=&kind=&since=&until=&limit=`: the audit log, newest first.
+#[utoipa::path(get, path = "/v1/admin/events", tag = "admin", params(EventQuery), security(("admin_key" = [])), responses((status = 200, description = "Audit events, newest first, one page.", body = wire::Events)))]
 pub async fn list_events(
     _: AdminCaller,
     State(state): State<AppState>,
@@ -197,22 +239,35 @@ pub async fn list_events(
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(q) =
         q.map_err(|e| ApiError::new(ErrorCode::InvalidParams, format!("bad query: {}", e.body_text())))?;
+    let page = Page::of(q.limit, q.starting_after)?;
     let filter = latchkey_core::store::EventFilter {
         connector: q.connector,
         kind: q.kind,
         since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
         until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        // One more than the page, to know whether more follow.
+        limit: i64::try_from(page.limit).unwrap_or(100) + 1,
+        starting_after: page.starting_after.clone(),
     };
-    let events = state.engine.admin().events(&filter).await?;
-    Ok(Json(wire::Events { events: events.iter().map(wire::Event::from).collect() }).into_response())
+    let mut events = state.engine.admin().events(&filter).await?;
+    let has_more = events.len() > page.limit;
+    events.truncate(page.limit);
+    Ok(Json(wire::Events { events: events.iter().map(wire::Event::from).collect(), has_more }).into_response())
 }
 
 /// `GET /v1/admin/tokens`: the health of every app-level token (never the tokens).
-pub async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/admin/tokens", tag = "admin", params(super::page::PageQuery), security(("admin_key" = [])), responses((status = 200, description = "The health of every app-level token (never the tokens), one page.", body = wire::Tokens)))]
+pub async fn list_tokens(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    q: QueryOf<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query(q)?.page()?;
     let rows = state.engine.admin().token_states().await?;
     let now = state.engine.now_ms();
-    Ok(Json(wire::Tokens { tokens: rows.iter().map(|t| wire::Token::of(t, now)).collect() }).into_response())
+    let tokens: Vec<wire::Token<'_>> = rows.iter().map(|t| wire::Token::of(t, now)).collect();
+    let (tokens, has_more) = page.take(tokens, |t| t.id.as_str())?;
+    Ok(Json(wire::Tokens { has_more, tokens }).into_response())
 }
 
 /// The fields of a credential change in the audit log: who, and the name of what changed.
@@ -223,13 +278,14 @@ fn change(admin: &AdminCaller, what: &str, name: &str) -> serde_json::Map<String
     f
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AuditHash {
     value: String,
 }
 
 /// `POST /v1/admin/audit-hash`: the HMAC under which the audit log records `value`, to look a
 /// path or user id up in it (SECURITY S8).
+#[utoipa::path(post, path = "/v1/admin/audit-hash", tag = "admin", request_body = AuditHash, security(("admin_key" = [])), responses((status = 200, description = "The HMAC the audit log records the value under.", body = wire::AuditHash)))]
 pub async fn audit_hash(
     _: AdminCaller,
     State(state): State<AppState>,

@@ -15,10 +15,12 @@ use crate::{ApiError, AppState};
 /// Proxy bodies up to this size are held in memory (and can be replayed once).
 const REPLAYABLE_BODY: usize = 1 << 20;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallBody {
+    /// The call's parameters by name.
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: serde_json::Value,
     #[serde(default)]
     user: Option<String>,
@@ -87,6 +89,7 @@ where
     answer.unwrap_or_else(IntoResponse::into_response)
 }
 
+#[utoipa::path(post, path = "/v1/connectors/{connector}/calls/{call}", tag = "calls", params(("connector" = String, Path), ("call" = String, Path)), request_body(content = CallBody, description = "Optional for a call without parameters: an empty body is `{}`."), security(("app_key" = []), ("user_token" = [])), responses((status = "default", description = "The upstream's answer, streamed as it came (status, headers but hop-by-hop and `set-cookie`, body). Latchkey's own errors carry `Latchkey-Error`.", content_type = "*/*", body = String)))]
 pub async fn named_call(State(state): State<AppState>, req: Request) -> Response {
     serve_hot(&state, Hot::Call, req, None).await
 }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use http::{StatusCode, header};
 
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process answers.", body = wire::Health)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(wire::Health { status: "ok" })
 }
@@ -13,6 +14,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// (SECURITY R5): a partitioned store makes the instance unready in seconds, which a load
 /// balancer's probe (often with a timeout of a few seconds) sees as a 503, not as its own
 /// timeout.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The store answers.", body = wire::Ready), (status = 503, description = "The store does not answer: `{\"status\": \"unavailable\", \"reason\"}`.", body = wire::Ready)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.engine.ping().await {
         Ok(()) => (
@@ -26,6 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.engine.stats();
     let mut text = state.metrics.render();

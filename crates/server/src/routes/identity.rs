@@ -14,17 +14,19 @@ use serde_json::Value;
 use crate::extract::AppCaller;
 use crate::{ApiError, AppState, wire};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
     id: String,
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Value,
 }
 
 /// `POST /v1/users`: creates or updates a user in the key's environment.
+#[utoipa::path(post, path = "/v1/users", tag = "identity", params(crate::idempotency::IdempotencyKey), request_body = UserBody, security(("app_key" = [])), responses((status = 200, description = "The user, created or updated.", body = wire::User)))]
 pub async fn upsert_user(
     State(state): State<AppState>,
     caller: AppCaller,
@@ -40,6 +42,7 @@ pub async fn upsert_user(
     Ok(Json(wire::User::from(&u)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "identity", params(("id" = String, Path)), security(("app_key" = [])), responses((status = 200, description = "The user.", body = wire::User)))]
 pub async fn get_user(
     State(state): State<AppState>,
     caller: AppCaller,
@@ -55,6 +58,7 @@ pub async fn get_user(
 }
 
 /// `DELETE /v1/users/{id}`: its connections (revoked at the providers) and tokens go too.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "identity", params(("id" = String, Path)), security(("app_key" = [])), responses((status = 204, description = "Deleted, with its connections and tokens.")))]
 pub async fn delete_user(
     State(state): State<AppState>,
     caller: AppCaller,
@@ -68,6 +72,7 @@ pub async fn delete_user(
 }
 
 /// `POST /v1/users/{id}/tokens`.
+#[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "identity", params(("id" = String, Path), crate::idempotency::IdempotencyKey), security(("app_key" = [])), responses((status = 201, description = "A user access token (JWT) and refresh token.", body = wire::TokenPair)))]
 pub async fn mint(
     State(state): State<AppState>,
     caller: AppCaller,
@@ -88,13 +93,15 @@ fn oauth_error(e: CallError) -> Response {
     ApiError::from(e).with_detail("oauth_error", oauth).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
     grant_type: Option<String>,
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<SecretString>,
 }
 
 /// `POST /v1/token` (form): `grant_type=refresh_token`. The refresh token is the credential.
+#[utoipa::path(post, path = "/v1/token", tag = "identity", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "A new pair; the refresh token is rotated.", body = wire::TokenPair)))]
 pub async fn token(
     State(state): State<AppState>,
     form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
@@ -118,7 +125,7 @@ pub async fn token(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenOnly {
     token: Option<String>,
     #[allow(dead_code)]
@@ -127,6 +134,7 @@ pub struct TokenOnly {
 
 /// `POST /v1/token/introspect` (RFC 7662), for app keys: anything not active in the key's
 /// environment is exactly `{"active": false}`.
+#[utoipa::path(post, path = "/v1/token/introspect", tag = "identity", request_body(content = TokenOnly, content_type = "application/x-www-form-urlencoded"), security(("app_key" = [])), responses((status = 200, description = "RFC 7662: exactly `{\"active\": false}` for anything not active.", body = wire::Introspection)))]
 pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f): Form<TokenOnly>) -> Response {
     if let Err(wait) = state.introspection.check(&caller.key_id) {
         let mut r = ApiError::new(
@@ -147,6 +155,7 @@ pub async fn introspect(State(state): State<AppState>, caller: AppCaller, Form(f
 }
 
 /// `POST /v1/token/revoke` (RFC 7009): 200 whatever the token.
+#[utoipa::path(post, path = "/v1/token/revoke", tag = "identity", request_body(content = TokenOnly, content_type = "application/x-www-form-urlencoded"), security(("app_key" = [])), responses((status = 200, description = "RFC 7009: revoked, or was never valid.")))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: AppCaller,
@@ -158,6 +167,7 @@ pub async fn revoke(
     Ok(StatusCode::OK)
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "identity", responses((status = 200, description = "The public signing keys (RFC 7517).", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut r = Json(state.engine.identity().jwks()).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_S}")) {
@@ -166,6 +176,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     r
 }
 
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "identity", responses((status = 200, description = "OpenID Connect Discovery / RFC 8414 metadata.", body = wire::OpenIdConfiguration)))]
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     Json(wire::OpenIdConfiguration::of(state.engine.public_url(), state.engine.identity().signing_algs()))
         .into_response()

@@ -1,8 +1,9 @@
-mod admin;
-mod calls;
-mod health;
-mod identity;
-mod oauth;
+pub(crate) mod admin;
+pub(crate) mod calls;
+pub(crate) mod health;
+pub(crate) mod identity;
+pub(crate) mod oauth;
+pub(crate) mod page;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, put};
 use latchkey_core::ErrorCode;
 use latchkey_core::callers::KeyMemo;
 
@@ -20,51 +20,61 @@ use crate::metrics::Route;
 use crate::threads::Activity;
 use crate::{ApiError, AppState};
 
+/// The whole API, written once: the router is built from this list and [`ROUTES`] names every
+/// path and method in it, which the OpenAPI document is checked against (`openapi::tests`).
+/// Each entry is `path => method(handler), ...`; `any` takes every method.
+macro_rules! api {
+    ($($path:literal => $m0:ident($h0:path) $(, $m:ident($h:path))*;)*) => {
+        fn routes() -> Router<AppState> {
+            Router::new() $(.route($path, axum::routing::$m0($h0) $(.$m($h))*))*
+        }
+
+        /// Every route the router serves: its path template and its methods.
+        pub const ROUTES: &[(&str, &[&str])] = &[$(($path, &[stringify!($m0) $(, stringify!($m))*])),*];
+    };
+}
+
+api! {
+    "/healthz" => get(health::healthz);
+    "/readyz" => get(health::readyz);
+    "/metrics" => get(health::metrics);
+    "/openapi.json" => get(crate::openapi::serve);
+    "/v1/admin/connectors" => get(admin::list_connectors);
+    "/v1/admin/connectors/{name}" => get(admin::get_connector), put(admin::put_connector), delete(admin::delete_connector);
+    "/v1/admin/secrets" => get(admin::list_secrets);
+    "/v1/admin/secrets/{name}" => put(admin::put_secret), delete(admin::delete_secret);
+    "/v1/admin/keys" => get(admin::list_keys), post(admin::create_key);
+    "/v1/admin/keys/{id}" => delete(admin::delete_key);
+    "/v1/admin/events" => get(admin::list_events);
+    "/v1/admin/connections" => get(oauth::admin_list);
+    "/v1/admin/connections/{id}" => delete(oauth::admin_delete);
+    "/v1/admin/tokens" => get(admin::list_tokens);
+    "/v1/admin/audit-hash" => post(admin::audit_hash);
+    "/v1/connectors/{connector}/calls/{call}" => post(calls::named_call);
+    "/v1/connect/{connector}" => post(oauth::connect);
+    "/v1/users" => post(identity::upsert_user);
+    "/v1/users/{id}" => get(identity::get_user), delete(identity::delete_user);
+    "/v1/users/{id}/tokens" => post(identity::mint);
+    "/v1/token" => post(identity::token);
+    "/v1/token/introspect" => post(identity::introspect);
+    "/v1/token/revoke" => post(identity::revoke);
+    "/.well-known/jwks.json" => get(identity::jwks);
+    "/.well-known/openid-configuration" => get(identity::openid_configuration);
+    "/oauth/{connector}/connect" => get(oauth::connect_as_user);
+    "/oauth/{connector}/login" => get(oauth::login);
+    "/v1/login/exchange" => post(oauth::exchange);
+    "/v1/connections" => get(oauth::list);
+    "/v1/connections/{connector}" => get(oauth::get_one), delete(oauth::delete_one);
+    "/oauth/callback" => get(oauth::callback);
+    "/oauth/{connector}/start" => get(oauth::start);
+    "/oauth/{connector}/callback" => get(oauth::connector_callback);
+    "/v1/proxy/{connector}" => any(calls::proxy);
+    "/v1/proxy/{connector}/" => any(calls::proxy);
+    "/v1/proxy/{connector}/{*path}" => any(calls::proxy);
+}
+
 pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
-        .route("/connectors", get(admin::list_connectors))
-        .route(
-            "/connectors/{name}",
-            get(admin::get_connector).put(admin::put_connector).delete(admin::delete_connector),
-        )
-        .route("/secrets", get(admin::list_secrets))
-        .route("/secrets/{name}", put(admin::put_secret).delete(admin::delete_secret))
-        .route("/keys", get(admin::list_keys).post(admin::create_key))
-        .route("/keys/{id}", axum::routing::delete(admin::delete_key))
-        .route("/events", get(admin::list_events))
-        .route("/connections", get(oauth::admin_list))
-        .route("/connections/{id}", axum::routing::delete(oauth::admin_delete))
-        .route("/tokens", get(admin::list_tokens))
-        .route("/audit-hash", post(admin::audit_hash));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .nest("/v1/admin", admin)
-        .route("/v1/connectors/{connector}/calls/{call}", post(calls::named_call))
-        .route("/v1/connect/{connector}", post(oauth::connect))
-        .route("/v1/users", post(identity::upsert_user))
-        .route("/v1/users/{id}", get(identity::get_user).delete(identity::delete_user))
-        .route("/v1/users/{id}/tokens", post(identity::mint))
-        .route("/v1/token", post(identity::token))
-        .route("/v1/token/introspect", post(identity::introspect))
-        .route("/v1/token/revoke", post(identity::revoke))
-        .route("/.well-known/jwks.json", get(identity::jwks))
-        .route("/.well-known/openid-configuration", get(identity::openid_configuration))
-        .route("/oauth/{connector}/connect", get(oauth::connect_as_user))
-        .route("/oauth/{connector}/login", get(oauth::login))
-        .route("/v1/login/exchange", post(oauth::exchange))
-        .route("/v1/connections", get(oauth::list))
-        .route("/v1/connections/{connector}", get(oauth::get_one).delete(oauth::delete_one))
-        .route("/oauth/callback", get(oauth::callback))
-        .route("/oauth/{connector}/start", get(oauth::start))
-        .route("/oauth/{connector}/callback", get(oauth::connector_callback))
-        .route("/v1/proxy/{connector}", any(calls::proxy))
-        .route("/v1/proxy/{connector}/", any(calls::proxy))
-        .route("/v1/proxy/{connector}/{*path}", any(calls::proxy))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+    routes().fallback(not_found).layer(middleware::from_fn_with_state(state.clone(), observe)).with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -14,12 +14,13 @@ use latchkey_core::{CallError, Env, ErrorCode};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::page::Page;
 use crate::extract::{AdminCaller, AppCaller, AppOrUser};
 use crate::{ApiError, AppState, wire};
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectBody {
     user: String,
@@ -30,6 +31,7 @@ pub struct ConnectBody {
 
 /// `POST /v1/connect/{connector}`: a single-use link that sends the user's browser to the
 /// provider's login. The owner is the app key's caller plus `user`, never the browser.
+#[utoipa::path(post, path = "/v1/connect/{connector}", tag = "connections", params(("connector" = String, Path), crate::idempotency::IdempotencyKey), request_body = ConnectBody, security(("app_key" = [])), responses((status = 201, description = "A single-use link (10 minutes) for the user's browser.", body = wire::ConnectLink)))]
 pub async fn connect(
     State(state): State<AppState>,
     caller: AppCaller,
@@ -80,6 +82,7 @@ fn cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
 }
 
 /// `GET /oauth/{connector}/start?session=`.
+#[utoipa::path(get, path = "/oauth/{connector}/start", tag = "oauth", params(("connector" = String, Path), ("session" = String, Query, description = "The connect link's session.")), responses((status = 302, description = "To the provider's login dialog, with a cookie binding the browser.")))]
 pub async fn start(
     State(state): State<AppState>,
     Path(connector): Path<String>,
@@ -128,6 +131,7 @@ async fn finish(
 }
 
 /// `GET /oauth/callback` (generic redirect).
+#[utoipa::path(get, path = "/oauth/callback", tag = "oauth", params(("state" = String, Query), ("code" = Option<String>, Query), ("iss" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 302, description = "To `return_to` with `status=connected` or `status=error&error=<code>`.")))]
 pub async fn callback(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -137,6 +141,7 @@ pub async fn callback(
 }
 
 /// `GET /oauth/{connector}/callback` (per-connector redirect).
+#[utoipa::path(get, path = "/oauth/{connector}/callback", tag = "oauth", params(("connector" = String, Path), ("state" = String, Query), ("code" = Option<String>, Query), ("iss" = Option<String>, Query), ("error" = Option<String>, Query)), responses((status = 302, description = "To `return_to` with `status=connected` or `status=error&error=<code>`.")))]
 pub async fn connector_callback(
     State(state): State<AppState>,
     Path(connector): Path<String>,
@@ -146,10 +151,13 @@ pub async fn connector_callback(
     finish(state, Some(connector), q, headers).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     user: Option<String>,
+    limit: Option<i64>,
+    starting_after: Option<String>,
 }
 
 fn owner(q: &UserQuery) -> Result<&str, ApiError> {
@@ -171,6 +179,7 @@ fn whose<'a>(caller: &'a AppOrUser, q: &'a UserQuery) -> Result<&'a str, ApiErro
 }
 
 /// `GET /v1/connections?user=` (app key) or `GET /v1/connections` (user token: its own).
+#[utoipa::path(get, path = "/v1/connections", tag = "connections", params(UserQuery), security(("app_key" = []), ("user_token" = [])), responses((status = 200, description = "The user's connections, one page.", body = wire::Connections)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: AppOrUser,
@@ -179,13 +188,14 @@ pub async fn list(
     let filter =
         ConnectionFilter { connector: None, env: Some(caller.env()), owner: Some(whose(&caller, &q)?.to_owned()) };
     let views = state.engine.connections().views(&filter).await?;
-    Ok(connections(&views, state.engine.now_ms()))
+    connections(views, Page::of(q.limit, q.starting_after.clone())?, state.engine.now_ms())
 }
 
-/// `{"connections": [...]}`.
-fn connections(views: &[ConnectionView], now: i64) -> Response {
-    Json(wire::Connections { connections: views.iter().map(|v| wire::Connection::of(v, now)).collect() })
-        .into_response()
+/// `{"connections": [...], "has_more": ...}`: one page of `views` (in the store's order), each known by its id.
+fn connections(views: Vec<ConnectionView>, page: Page, now: i64) -> Result<Response, ApiError> {
+    let (views, has_more) = page.take(views, |v| v.row.id.as_str())?;
+    let connections = views.iter().map(|v| wire::Connection::of(v, now)).collect();
+    Ok(Json(wire::Connections { connections, has_more }).into_response())
 }
 
 async fn own(state: &AppState, env: Env, connector: &str, user: &str) -> Result<ConnectionView, ApiError> {
@@ -198,6 +208,7 @@ async fn own(state: &AppState, env: Env, connector: &str, user: &str) -> Result<
 }
 
 /// `GET /v1/connections/{connector}?user=`.
+#[utoipa::path(get, path = "/v1/connections/{connector}", tag = "connections", params(("connector" = String, Path), UserQuery), security(("app_key" = []), ("user_token" = [])), responses((status = 200, description = "The user's connection on this connector.", body = wire::Connection)))]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: AppOrUser,
@@ -209,6 +220,7 @@ pub async fn get_one(
 }
 
 /// `DELETE /v1/connections/{connector}?user=`: revokes at the provider, then erases.
+#[utoipa::path(delete, path = "/v1/connections/{connector}", tag = "connections", params(("connector" = String, Path), UserQuery), security(("app_key" = []), ("user_token" = [])), responses((status = 200, description = "Revoked at the provider when it can be, then erased.", body = wire::Deleted)))]
 pub async fn delete_one(
     State(state): State<AppState>,
     caller: AppOrUser,
@@ -225,27 +237,33 @@ pub async fn delete_one(
     Ok(Json(wire::Deleted { deleted: &v.row.id, revoked }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdminQuery {
     connector: Option<String>,
     user: Option<String>,
     environment: Option<String>,
+    limit: Option<i64>,
+    starting_after: Option<String>,
 }
 
 /// `GET /v1/admin/connections?connector=&user=&environment=`.
+#[utoipa::path(get, path = "/v1/admin/connections", tag = "admin", params(AdminQuery), security(("admin_key" = [])), responses((status = 200, description = "Per-user connections, one page.", body = wire::Connections)))]
 pub async fn admin_list(
     _: AdminCaller,
     State(state): State<AppState>,
     Query(q): Query<AdminQuery>,
 ) -> Result<Response, ApiError> {
     let env = q.environment.as_deref().map(str::parse::<Env>).transpose().map_err(CallError::invalid_params)?;
+    let page = Page::of(q.limit, q.starting_after)?;
     let filter = ConnectionFilter { connector: q.connector, env, owner: q.user };
     let views = state.engine.connections().views(&filter).await?;
-    Ok(connections(&views, state.engine.now_ms()))
+    connections(views, page, state.engine.now_ms())
 }
 
 /// `DELETE /v1/admin/connections/{id}`.
+#[utoipa::path(delete, path = "/v1/admin/connections/{id}", tag = "admin", params(("id" = String, Path, description = "The connection's id.")), security(("admin_key" = [])), responses((status = 200, description = "Revoked at the provider when it can be, then erased.", body = wire::Deleted)))]
 pub async fn admin_delete(
     admin: AdminCaller,
     State(state): State<AppState>,
@@ -262,7 +280,8 @@ pub async fn admin_delete(
     Ok(Json(wire::Deleted { deleted: &id, revoked }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectAsUser {
     return_to: String,
@@ -270,6 +289,7 @@ pub struct ConnectAsUser {
 
 /// `GET /oauth/{connector}/connect?return_to=` with a user token: a connect link for the
 /// token's own user. Answers 302 to the link, or `{"url"}` to `Accept: application/json`.
+#[utoipa::path(get, path = "/oauth/{connector}/connect", tag = "oauth", params(("connector" = String, Path), ConnectAsUser), security(("user_token" = [])), responses((status = 302, description = "To the connect link."), (status = 200, description = "With `Accept: application/json`: the link.", body = wire::ConnectLink)))]
 pub async fn connect_as_user(
     State(state): State<AppState>,
     caller: AppOrUser,
@@ -294,7 +314,8 @@ pub async fn connect_as_user(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LoginQuery {
     return_to: String,
@@ -303,6 +324,7 @@ pub struct LoginQuery {
 }
 
 /// `GET /oauth/{connector}/login?return_to=&environment=`: sign-in through the provider.
+#[utoipa::path(get, path = "/oauth/{connector}/login", tag = "oauth", params(("connector" = String, Path), LoginQuery), responses((status = 302, description = "To the provider's login.")))]
 pub async fn login(
     State(state): State<AppState>,
     Path(connector): Path<String>,
@@ -321,7 +343,7 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeBody {
     code: String,
@@ -329,6 +351,7 @@ pub struct ExchangeBody {
 
 /// `POST /v1/login/exchange` (app key): the one-time code from a sign-in for the user, its
 /// tokens and its connection.
+#[utoipa::path(post, path = "/v1/login/exchange", tag = "identity", request_body = ExchangeBody, security(("app_key" = [])), responses((status = 200, description = "The signed-in user, its tokens and its connection.", body = wire::SignIn)))]
 pub async fn exchange(
     State(state): State<AppState>,
     caller: AppCaller,

@@ -11,10 +11,14 @@ use serde_json::Value;
 use super::stored_json;
 
 /// A connector and where it was defined.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Connector<'a> {
+    /// The connector's definition: the shape of `[connectors.NAME]` in the configuration file.
+    #[schema(value_type = Object)]
     pub definition: &'a latchkey_core::config::ConnectorConfig,
     pub name: &'a str,
+    /// `file` (the configuration file) or `api` (written through the admin API).
+    #[schema(value_type = String, pattern = "^(file|api)$")]
     pub source: &'static str,
 }
 
@@ -24,13 +28,15 @@ impl<'a> From<&'a ConnectorRuntime> for Connector<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Connectors<'a> {
     pub connectors: Vec<Connector<'a>>,
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
 }
 
 /// A secret's name and environments, never its value.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Secret<'a> {
     pub environments: Vec<&'static str>,
     pub name: &'a str,
@@ -47,14 +53,16 @@ impl<'a> From<&'a SecretInfo> for Secret<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Secrets<'a> {
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
     pub secrets: Vec<Secret<'a>>,
 }
 
 /// An admin or app key as listed: its display prefix, never the key. `key` is there only in
 /// the answer that creates it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Key<'a> {
     pub created_at: String,
     pub environment: Option<&'static str>,
@@ -86,13 +94,15 @@ impl<'a> From<&'a KeyRow> for Key<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Keys<'a> {
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
     pub keys: Vec<Key<'a>>,
 }
 
 /// One audit event.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Event<'a> {
     pub actor: &'a str,
     pub at: String,
@@ -121,18 +131,22 @@ impl<'a> From<&'a EventRow> for Event<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Events<'a> {
     pub events: Vec<Event<'a>>,
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
 }
 
 /// The health of an app-level token (never the token).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Token<'a> {
     pub connector: &'a str,
     pub environment: &'static str,
     pub expires_at: Option<String>,
     pub has_token: bool,
+    /// `connector:environment`, the token's place in the list (`starting_after`).
+    pub id: String,
     pub last_error: Option<&'a str>,
     pub last_refresh_at: Option<String>,
     pub last_used_at: Option<String>,
@@ -148,6 +162,7 @@ impl<'a> Token<'a> {
             environment: t.key.env.as_str(),
             expires_at: t.expires_at.map(rfc3339),
             has_token: t.sealed.is_some(),
+            id: format!("{}:{}", t.key.connector, t.key.env.as_str()),
             last_error: t.last_error.as_deref(),
             last_refresh_at: t.last_refresh_at.map(rfc3339),
             last_used_at: t.last_used_at.map(rfc3339),
@@ -156,13 +171,15 @@ impl<'a> Token<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Tokens<'a> {
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
     pub tokens: Vec<Token<'a>>,
 }
 
 /// `POST /v1/admin/audit-hash`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditHash {
     pub hash: String,
 }

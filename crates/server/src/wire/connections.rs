@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::stored_json;
 
 /// A per-user connection and the health of its token.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Connection<'a> {
     pub connector: &'a str,
     pub created_at: String,
@@ -51,13 +51,15 @@ impl<'a> Connection<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Connections<'a> {
     pub connections: Vec<Connection<'a>>,
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
 }
 
 /// `DELETE` of a connection: its id, and whether the provider confirmed the revocation.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Deleted<'a> {
     pub deleted: &'a str,
     pub revoked: bool,
@@ -65,7 +67,7 @@ pub struct Deleted<'a> {
 
 /// A connect link: `POST /v1/connect/{connector}` gives `expires_at`, the user token's
 /// `GET /oauth/{connector}/connect` does not.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConnectLink {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,

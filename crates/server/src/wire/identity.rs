@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::stored_json;
 
 /// A user of the identity provider.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct User<'a> {
     pub attributes: Value,
     pub created_at: String,
@@ -32,7 +32,7 @@ impl<'a> From<&'a UserRow> for User<'a> {
 }
 
 /// An access and refresh token (RFC 6749 §5.1): `POST /v1/users/{id}/tokens`, `POST /v1/token`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenPair<'a> {
     pub access_token: &'a str,
     pub expires_in: i64,
@@ -52,7 +52,7 @@ impl<'a> From<&'a latchkey_core::engine::identity::TokenPair> for TokenPair<'a> 
 }
 
 /// `POST /v1/login/exchange`'s user.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SignedInUser<'a> {
     pub email: Option<&'a str>,
     pub environment: &'static str,
@@ -60,7 +60,7 @@ pub struct SignedInUser<'a> {
 }
 
 /// `POST /v1/login/exchange`: the signed-in user, its tokens and its connection's id.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SignIn<'a> {
     pub connection: &'a str,
     pub tokens: TokenPair<'a>,
@@ -68,7 +68,7 @@ pub struct SignIn<'a> {
 }
 
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §3, RFC 8414).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OpenIdConfiguration<'a> {
     pub grant_types_supported: [&'static str; 1],
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
@@ -106,7 +106,7 @@ impl<'a> OpenIdConfiguration<'a> {
 
 /// `POST /v1/token/introspect` (RFC 7662 §2.2): exactly `{"active": false}` for anything
 /// not active; otherwise `active`, `token_type` and the token's claims.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Introspection<'a> {
     pub active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -32,23 +32,25 @@ fn stored_json(text: &str) -> Value {
 // ----- errors ---------------------------------------------------------------------------
 
 /// `{"error": {...}}`, the body of every error Latchkey writes (see [`crate::ApiError`]).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope<'a> {
     pub error: ErrorBody<'a>,
 }
 
 /// `code` and `message`, then the error's details (a provider's `error`, a `reconnect_url`,
 /// config `problems`, ...), each at the top level of the object.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
+    #[schema(schema_with = crate::openapi::error_code)]
     pub code: &'static str,
     pub message: &'a str,
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub details: &'a serde_json::Map<String, Value>,
 }
 
 /// One entry of a `config_invalid` error's `problems`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConfigProblem<'a> {
     pub field: Option<&'a str>,
     pub message: &'a str,
@@ -58,14 +60,14 @@ pub struct ConfigProblem<'a> {
 // ----- health ---------------------------------------------------------------------------
 
 /// `GET /healthz`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
 }
 
 /// `GET /readyz`: `{"status": "ready", "connectors": n}`, or 503 with
 /// `{"status": "unavailable", "reason": "..."}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Ready {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connectors: Option<usize>,

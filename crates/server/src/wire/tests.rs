@@ -46,7 +46,10 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         last_used_at: None,
     };
     let app = KeyRow { kind: KeyKind::App(Env::Dev), last_used_at: Some(5), ..admin.clone() };
-    as_json_wrote(Keys { keys: vec![Key::from(&admin), Key { key: Some("lk_dev_x"), ..Key::from(&app) }] });
+    as_json_wrote(Keys {
+        has_more: false,
+        keys: vec![Key::from(&admin), Key { key: Some("lk_dev_x"), ..Key::from(&app) }],
+    });
     let event = EventRow {
         id: "e".into(),
         at: 0,
@@ -58,8 +61,8 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         outcome: latchkey_core::event::EventOutcome::Ok,
         detail: r#"{"status": 200}"#.into(),
     };
-    as_json_wrote(Events { events: vec![Event::from(&event)] });
-    as_json_wrote(Tokens { tokens: vec![Token::of(&token(), 0)] });
+    as_json_wrote(Events { events: vec![Event::from(&event)], has_more: true });
+    as_json_wrote(Tokens { has_more: false, tokens: vec![Token::of(&token(), 0)] });
     let row = ConnectionRow {
         id: "c1".into(),
         connector: "google".into(),
@@ -74,7 +77,7 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         updated_at: 0,
     };
     let views = [ConnectionView { row: row.clone(), token: None }, ConnectionView { row, token: Some(token()) }];
-    as_json_wrote(Connections { connections: views.iter().map(|v| Connection::of(v, 0)).collect() });
+    as_json_wrote(Connections { connections: views.iter().map(|v| Connection::of(v, 0)).collect(), has_more: false });
     as_json_wrote(Deleted { deleted: "c1", revoked: true });
     as_json_wrote(ConnectLink { expires_at: Some("2026-01-01T00:00:00Z".into()), url: "https://x".into() });
     let user = UserRow {

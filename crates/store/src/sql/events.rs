@@ -9,7 +9,10 @@ const INSERT: &str = "INSERT INTO events (id, at, kind, connector, env, connecti
      detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const LIST: &str = "SELECT id, at, kind, connector, env, connection, actor, outcome, detail \
      FROM events WHERE ($1 IS NULL OR connector = $1) AND ($2 IS NULL OR kind = $2) \
-     AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY at DESC, id DESC LIMIT $5";
+     AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) \
+     AND ($6 IS NULL OR at < (SELECT a.at FROM events a WHERE a.id = $6) \
+          OR (at = (SELECT a.at FROM events a WHERE a.id = $6) AND id < $6)) \
+     ORDER BY at DESC, id DESC LIMIT $5";
 
 /// The number of events listed when the filter sets no positive limit.
 const DEFAULT_LIMIT: i64 = 100;
@@ -40,6 +43,7 @@ pub(super) async fn list(pool: &Pool, f: &EventFilter) -> StoreResult<Vec<EventR
         .bind(f.since)
         .bind(f.until)
         .bind(if f.limit > 0 { f.limit } else { DEFAULT_LIMIT })
+        .bind(f.starting_after.as_deref())
         .fetch_all(pool)
         .await
         .map_err(fail(OP))?;

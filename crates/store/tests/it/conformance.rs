@@ -632,6 +632,28 @@ pub async fn events_filter_and_order(ctx: &Ctx) {
     assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e1"]);
     let f = EventFilter { limit: 1, ..EventFilter::default() };
     assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e2"]);
+    // Pages: after an event come the older ones (same time: smaller ids), filters still apply.
+    let f = EventFilter { starting_after: Some("e2".into()), ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e1", "e0"]);
+    let f = EventFilter { starting_after: Some("e2".into()), limit: 1, ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e1"]);
+    let f = EventFilter { starting_after: Some("e1".into()), connector: Some("a".into()), ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e0"]);
+    s.insert_event(&EventRow {
+        id: "e1b".into(),
+        at: 200,
+        kind: EventKind::TokenObtained,
+        connector: "a".into(),
+        env: Env::Live,
+        connection: String::new(),
+        actor: "system".into(),
+        outcome: EventOutcome::Ok,
+        detail: "{}".into(),
+    })
+    .await
+    .unwrap();
+    let f = EventFilter { starting_after: Some("e1b".into()), ..EventFilter::default() };
+    assert_eq!(ids(s.list_events(&f).await.unwrap()), ["e1", "e0"]);
 }
 
 // ---- connections and flows ----
