@@ -126,6 +126,12 @@ impl Admin {
         if !env_refs.is_empty() {
             return Err(PutConnectorError::Invalid(ConfigErrors(env_refs)));
         }
+        let value =
+            serde_json::to_value(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
+        // SECURITY S16, said when the connector is written rather than on every call.
+        if !self.mirror.config().server.api_connectors_private_egress {
+            crate::upstream::egress::check_definition(&value).await.map_err(PutConnectorError::Call)?;
+        }
         let definition =
             serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
         let row = ConnectorRow { name: name.to_owned(), definition, updated_at: self.clock.now_ms() };

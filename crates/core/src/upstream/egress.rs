@@ -119,9 +119,82 @@ pub fn check_url(field: &str, url: &str) -> Result<(), CallError> {
     ))
 }
 
+/// How long a name in an API connector's definition may take to resolve when it is written.
+const WRITE_RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// SECURITY S16 when an API connector is written: every URL of its definition that Latchkey
+/// itself sends to (`base_url` and every other `*_url` but `authorize_url`, which only the
+/// browser visits), refused with `egress_refused` naming its field when its host is a non-public
+/// address or a name that resolves only to non-public addresses. A name that does not resolve
+/// now is left to the check at connect time, which also catches a name rebound later.
+pub async fn check_definition(definition: &serde_json::Value) -> Result<(), CallError> {
+    let mut urls = Vec::new();
+    collect_urls("", definition, &mut urls);
+    for (field, url) in urls {
+        let Ok(parsed) = url::Url::parse(&url) else { continue };
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let (host, addrs): (String, Vec<SocketAddr>) = match parsed.host() {
+            Some(url::Host::Ipv4(a)) => (a.to_string(), vec![SocketAddr::new(IpAddr::V4(a), port)]),
+            Some(url::Host::Ipv6(a)) => (a.to_string(), vec![SocketAddr::new(IpAddr::V6(a), port)]),
+            Some(url::Host::Domain(name)) => {
+                let found = tokio::time::timeout(WRITE_RESOLVE_WAIT, tokio::net::lookup_host((name, port))).await;
+                match found {
+                    Ok(Ok(addrs)) => (name.to_owned(), addrs.collect()),
+                    _ => continue,
+                }
+            }
+            None => continue,
+        };
+        if !addrs.is_empty() && !addrs.iter().any(|a| is_public(a.ip())) {
+            let mut e = CallError::new(ErrorCode::EgressRefused, format!("{field}: {}", refusal(&host, &addrs)));
+            e.details.insert("field".into(), field.into());
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The URLs under `value` with their dotted field names.
+fn collect_urls(at: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let field = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match v {
+                    serde_json::Value::String(url) if k.ends_with("_url") && k != "authorize_url" => {
+                        out.push((field, url.clone()));
+                    }
+                    _ => collect_urls(&field, v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_urls(&format!("{at}[{i}]"), v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_definition_is_refused_at_the_first_private_url_naming_its_field() {
+        let ok = serde_json::json!({"base_url": "https://8.8.8.8", "auth": {"authorize_url": "http://127.0.0.1/a"}});
+        assert!(check_definition(&ok).await.is_ok(), "the browser's authorize_url is not Latchkey's egress");
+        let bad = serde_json::json!({"base_url": "https://8.8.8.8", "auth": {"token_url": "http://10.0.0.1/token"}});
+        let e = check_definition(&bad).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::EgressRefused);
+        assert_eq!(e.details["field"], "auth.token_url");
+        assert!(e.message.starts_with("auth.token_url: `10.0.0.1`"), "{}", e.message);
+        let by_name = serde_json::json!({"base_url": "http://localhost:9/x"});
+        assert_eq!(check_definition(&by_name).await.unwrap_err().details["field"], "base_url");
+        let unknown = serde_json::json!({"base_url": "https://no-such-host.invalid"});
+        assert!(check_definition(&unknown).await.is_ok(), "left to the check at connect time");
+    }
 
     #[test]
     fn internal_and_wrapped_internal_addresses_are_not_public() {
