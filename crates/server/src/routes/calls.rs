@@ -15,7 +15,7 @@ use crate::{ApiError, AppState};
 /// Proxy bodies up to this size are held in memory (and can be replayed once).
 const REPLAYABLE_BODY: usize = 1 << 20;
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallBody {
     /// The call's parameters by name.
@@ -155,17 +155,24 @@ where
 
 /// The named call's body, as axum's `Json` extractor reads it (the same content types, limit
 /// and error texts) without its per-request `mime` parse and boxed body: the common
-/// `Content-Type: application/json` is recognised by a comparison.
+/// `Content-Type: application/json` is recognised by a comparison. An empty body, with any
+/// `Content-Type` or none, is `{}`: a call without parameters needs none.
 async fn call_body<B>(headers: &http::HeaderMap, body: B) -> Result<CallBody, String>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if body.is_end_stream() {
+        return Ok(CallBody::default());
+    }
     if !json_content_type(headers) {
         return Err("Expected request with `Content-Type: application/json`".into());
     }
     let bytes =
         read_whole(body, JSON_BODY_LIMIT).await.map_err(|e| format!("Failed to buffer the request body: {e}"))?;
+    if bytes.is_empty() {
+        return Ok(CallBody::default());
+    }
     Json::<CallBody>::from_bytes(&bytes).map(|Json(body)| body).map_err(|e| e.body_text())
 }
 
