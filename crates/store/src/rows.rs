@@ -64,6 +64,24 @@ impl Key {
     }
 }
 
+/// `idempotency_keys`: `scope, idem_key, fingerprint, status, answer, created_at`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Idempotency {
+    scope: String,
+    idem_key: String,
+    fingerprint: Vec<u8>,
+    status: i64,
+    answer: Vec<u8>,
+    created_at: i64,
+}
+
+impl Idempotency {
+    pub(crate) fn into_row(self) -> latchkey_core::store::IdempotencyRow {
+        let Idempotency { scope, idem_key, fingerprint, status, answer, created_at } = self;
+        latchkey_core::store::IdempotencyRow { scope, key: idem_key, fingerprint, status, answer, created_at }
+    }
+}
+
 /// `connectors`: `name, definition, updated_at`.
 #[derive(sqlx::FromRow)]
 pub(crate) struct Connector {

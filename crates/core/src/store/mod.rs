@@ -151,6 +151,36 @@ pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Se
     async fn put_connector(&self, row: &ConnectorRow) -> StoreResult<()>;
     async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>>;
     async fn delete_connector(&self, name: &str) -> StoreResult<bool>;
+
+    /// Claims `row`'s `Idempotency-Key` for its scope (a caller), in progress (`status` 0),
+    /// unless a claim is there: then that one is answered, as it is. First forgets every claim
+    /// made before `expired_before`, and claims still in progress made before
+    /// `abandoned_before` (their request never finished: a process died).
+    async fn claim_idempotency(
+        &self,
+        row: &IdempotencyRow,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> StoreResult<Option<IdempotencyRow>>;
+    /// Keeps the answer (`status` and the sealed body) of the claim in progress for `scope`
+    /// and `key`.
+    async fn finish_idempotency(&self, scope: &str, key: &str, status: i64, answer: &[u8]) -> StoreResult<()>;
+    /// Forgets the claim in progress for `scope` and `key` (its answer is not kept: the same
+    /// key may be tried again).
+    async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()>;
+}
+
+/// A request's `Idempotency-Key` and, once answered, its answer. `fingerprint` is the
+/// SHA-256 of the request (method, path, body); `answer` is sealed (an answer may show a new
+/// key or token), empty while `status` is 0 (in progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRow {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: Vec<u8>,
+    pub status: i64,
+    pub answer: Vec<u8>,
+    pub created_at: i64,
 }
 
 /// Which token: app-level tokens have an empty `connection`; per-user connections name theirs.

@@ -23,6 +23,7 @@ mod connections;
 mod connectors;
 mod events;
 mod generation;
+mod idempotency;
 mod identity;
 mod keys;
 mod sealed;
@@ -32,8 +33,8 @@ mod tokens;
 use latchkey_core::Env;
 use latchkey_core::store::{
     ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow, FlowTake,
-    IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow,
-    Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
+    IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow,
+    SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
 };
 
 use super::{Db, ThisStore};
@@ -94,6 +95,20 @@ impl Store for ThisStore {
     }
     async fn delete_connector(&self, name: &str) -> StoreResult<bool> {
         connectors::delete(&self.pool, name).await
+    }
+    async fn claim_idempotency(
+        &self,
+        row: &IdempotencyRow,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> StoreResult<Option<IdempotencyRow>> {
+        idempotency::claim(&self.pool, row, expired_before, abandoned_before).await
+    }
+    async fn finish_idempotency(&self, scope: &str, key: &str, status: i64, answer: &[u8]) -> StoreResult<()> {
+        idempotency::finish(&self.pool, scope, key, status, answer).await
+    }
+    async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()> {
+        idempotency::release(&self.pool, scope, key).await
     }
 }
 

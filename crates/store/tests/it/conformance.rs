@@ -830,3 +830,67 @@ pub async fn revoking_families_bumps_once_and_only_when_something_changed(ctx: &
     revoked.sort();
     assert_eq!(revoked, ["fam_a", "fam_b", "fam_c"]);
 }
+
+// ---- idempotency keys ----
+
+use latchkey_core::store::IdempotencyRow;
+
+fn claim(scope: &str, key: &str, fingerprint: &[u8], at: i64) -> IdempotencyRow {
+    IdempotencyRow {
+        scope: scope.into(),
+        key: key.into(),
+        fingerprint: fingerprint.to_vec(),
+        status: 0,
+        answer: Vec::new(),
+        created_at: at,
+    }
+}
+
+pub async fn idempotency_keys_are_claimed_once_answered_and_forgotten(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let day = 86_400_000;
+    let now = 10 * day;
+    let (expired, abandoned) = (now - day, now - 120_000);
+    // A first claim wins; a second sees it in progress, with the first request's fingerprint.
+    assert_eq!(s.claim_idempotency(&claim("k1", "a", b"f1", now), expired, abandoned).await.unwrap(), None);
+    let found = s.claim_idempotency(&claim("k1", "a", b"f2", now + 1), expired, abandoned).await.unwrap().unwrap();
+    assert_eq!((found.status, found.fingerprint.as_slice(), found.answer.len()), (0, &b"f1"[..], 0));
+    // Keys are per scope: another caller's same key is its own.
+    assert_eq!(s.claim_idempotency(&claim("k2", "a", b"f9", now), expired, abandoned).await.unwrap(), None);
+    // Answered: the answer is read back exactly, and is never overwritten.
+    s.finish_idempotency("k1", "a", 201, b"\x00sealed\xff").await.unwrap();
+    s.finish_idempotency("k1", "a", 500, b"other").await.unwrap();
+    let found = s.claim_idempotency(&claim("k1", "a", b"f1", now + 2), expired, abandoned).await.unwrap().unwrap();
+    assert_eq!((found.status, found.answer.as_slice(), found.created_at), (201, &b"\x00sealed\xff"[..], now));
+    // An answered key is not released; a claim in progress is.
+    s.release_idempotency("k1", "a").await.unwrap();
+    assert!(s.claim_idempotency(&claim("k1", "a", b"f1", now), expired, abandoned).await.unwrap().is_some());
+    s.release_idempotency("k2", "a").await.unwrap();
+    assert_eq!(s.claim_idempotency(&claim("k2", "a", b"f3", now), expired, abandoned).await.unwrap(), None);
+    // A claim in progress past `abandoned_before` is forgotten, an answered one only after a day.
+    let later = now + 200_000;
+    let found = s.claim_idempotency(&claim("k2", "a", b"f4", later), later - day, later - 120_000).await.unwrap();
+    assert_eq!(found, None, "the abandoned claim was taken over");
+    let found = s.claim_idempotency(&claim("k1", "a", b"f5", later), later - day, later - 120_000).await.unwrap();
+    assert_eq!(found.unwrap().status, 201);
+    let next_day = now + day + 1;
+    let found = s.claim_idempotency(&claim("k1", "a", b"f6", next_day), next_day - day, next_day - 120_000).await;
+    assert_eq!(found.unwrap(), None, "forgotten after 24 hours");
+}
+
+pub async fn concurrent_idempotency_claims_have_one_winner(ctx: &Ctx) {
+    let second = ctx.second_instance().await;
+    let stores: Vec<std::sync::Arc<dyn Store>> = vec![ctx.store.clone(), second];
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_idempotency(&claim("k", "same", b"f", 1_000), 0, 0).await.unwrap().is_none()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}

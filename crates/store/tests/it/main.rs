@@ -75,6 +75,8 @@ macro_rules! conformance_suite {
             flows_are_taken_once,
             refresh_rotation_is_atomic_and_has_one_winner,
             revoking_families_bumps_once_and_only_when_something_changed,
+            idempotency_keys_are_claimed_once_answered_and_forgotten,
+            concurrent_idempotency_claims_have_one_winner,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

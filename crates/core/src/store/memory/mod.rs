@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    ConnectionRow, ConnectorRow, EventRow, FlowRow, KeyRow, LoginCodeRow, RefreshRow, SecretRow, SigningKeyRow, Store,
-    StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
+    ConnectionRow, ConnectorRow, EventRow, FlowRow, IdempotencyRow, KeyRow, LoginCodeRow, RefreshRow, SecretRow,
+    SigningKeyRow, Store, StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
 };
 
 /// Rows in the SQL stores' order: text columns compared as text (`dev` before `live`).
@@ -46,6 +46,8 @@ struct Data {
     refresh: BTreeMap<Vec<u8>, RefreshRow>,
     /// hash -> (row, used_at)
     login_codes: BTreeMap<Vec<u8>, (LoginCodeRow, Option<i64>)>,
+    /// (scope, key) -> claim
+    idempotency: BTreeMap<(String, String), IdempotencyRow>,
 }
 
 impl Data {
@@ -288,6 +290,41 @@ impl Store for MemoryStore {
         }
         d.bump();
         Ok(true)
+    }
+    async fn claim_idempotency(
+        &self,
+        row: &IdempotencyRow,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> StoreResult<Option<IdempotencyRow>> {
+        self.enter("claim_idempotency").await?;
+        let mut d = self.data();
+        d.idempotency
+            .retain(|_, r| r.created_at >= expired_before && (r.status != 0 || r.created_at >= abandoned_before));
+        let id = (row.scope.clone(), row.key.clone());
+        if let Some(found) = d.idempotency.get(&id) {
+            return Ok(Some(found.clone()));
+        }
+        d.idempotency.insert(id, IdempotencyRow { status: 0, answer: Vec::new(), ..row.clone() });
+        Ok(None)
+    }
+    async fn finish_idempotency(&self, scope: &str, key: &str, status: i64, answer: &[u8]) -> StoreResult<()> {
+        self.enter("finish_idempotency").await?;
+        let mut d = self.data();
+        if let Some(r) = d.idempotency.get_mut(&(scope.to_owned(), key.to_owned())).filter(|r| r.status == 0) {
+            r.status = status;
+            r.answer = answer.to_vec();
+        }
+        Ok(())
+    }
+    async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()> {
+        self.enter("release_idempotency").await?;
+        let mut d = self.data();
+        let id = (scope.to_owned(), key.to_owned());
+        if d.idempotency.get(&id).is_some_and(|r| r.status == 0) {
+            d.idempotency.remove(&id);
+        }
+        Ok(())
     }
 }
 

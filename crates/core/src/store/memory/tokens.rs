@@ -121,6 +121,11 @@ impl TokenStore for MemoryStore {
             .cloned()
             .collect();
         rows.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        if let Some(after) = &f.starting_after {
+            // As the SQL stores: the rows after that event in this order; none when it is unknown.
+            let cursor = d.events.iter().find(|e| &e.id == after).map(|e| (e.at, e.id.clone()));
+            rows.retain(|e| cursor.as_ref().is_some_and(|(at, id)| (e.at, &e.id) < (*at, id)));
+        }
         rows.truncate(usize::try_from(if f.limit > 0 { f.limit } else { 100 }).unwrap_or(usize::MAX));
         Ok(rows)
     }
