@@ -112,6 +112,14 @@ async fn authenticate(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -
     state.engine.authenticate(token, memo).await.map_err(refused)
 }
 
+/// The id of the key a request's credential is, when it is a valid admin or app key: the
+/// scope of its `Idempotency-Key`s. None for anything else (the handler refuses it).
+pub(crate) async fn scope(parts: &Parts, state: &AppState) -> Option<String> {
+    match authenticate(parts, state, None).await.ok()? {
+        Caller::Admin { key_id } | Caller::App { key_id, .. } => Some(key_id),
+    }
+}
+
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {

@@ -209,6 +209,23 @@ mod tests {
         std::fs::write("/tmp/openapi-x/openapi.json", &*super::document()).unwrap();
     }
 
+    /// `Idempotency-Key` is described on exactly the `POST`s that read it.
+    #[test]
+    fn idempotency_key_is_on_the_creating_posts() {
+        let doc: Value = serde_json::from_slice(&super::document()).unwrap();
+        let mut with = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                if params.iter().any(|p| p["name"] == "Idempotency-Key") {
+                    with.insert(format!("{method} {path}"));
+                }
+            }
+        }
+        let creates: BTreeSet<String> = crate::idempotency::CREATES.iter().map(|p| format!("post {p}")).collect();
+        assert_eq!(with, creates);
+    }
+
     /// The error shape names every code, and every operation may answer it.
     #[test]
     fn errors_and_security_are_described() {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test and benchmark code: a panic is the failure report")]
 
 mod admin;
+mod api_contract;
 mod at_rest;
 mod audit;
 mod auth_methods;

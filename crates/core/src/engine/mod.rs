@@ -22,6 +22,7 @@ mod admin;
 pub mod audit;
 mod background;
 mod connections;
+pub mod idempotency;
 pub mod identity;
 mod keycheck;
 mod mirror;
@@ -189,6 +190,11 @@ impl Engine {
     /// The identity provider: users, their tokens, signing keys.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// `Idempotency-Key`s: claims and kept answers, in the store.
+    pub fn idempotency(&self) -> idempotency::Idempotency<'_> {
+        idempotency::Idempotency { store: &*self.store, vault: &self.vault }
     }
 
     pub fn connector(&self, name: &str) -> Option<Arc<ConnectorRuntime>> {

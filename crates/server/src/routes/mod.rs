@@ -74,7 +74,11 @@ api! {
 }
 
 pub fn router(state: AppState) -> Router {
-    routes().fallback(not_found).layer(middleware::from_fn_with_state(state.clone(), observe)).with_state(state)
+    routes()
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::guard))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -145,7 +145,8 @@ pub struct Token<'a> {
     pub environment: &'static str,
     pub expires_at: Option<String>,
     pub has_token: bool,
-    /// `connector:environment`, the token's place in the list (`starting_after`).
+    /// `connector:environment`, and `:connection` for a per-user connection's token: the
+    /// token's place in the list (`starting_after`).
     pub id: String,
     pub last_error: Option<&'a str>,
     pub last_refresh_at: Option<String>,
@@ -162,7 +163,10 @@ impl<'a> Token<'a> {
             environment: t.key.env.as_str(),
             expires_at: t.expires_at.map(rfc3339),
             has_token: t.sealed.is_some(),
-            id: format!("{}:{}", t.key.connector, t.key.env.as_str()),
+            id: match t.key.connection.as_str() {
+                "" => format!("{}:{}", t.key.connector, t.key.env.as_str()),
+                connection => format!("{}:{}:{connection}", t.key.connector, t.key.env.as_str()),
+            },
             last_error: t.last_error.as_deref(),
             last_refresh_at: t.last_refresh_at.map(rfc3339),
             last_used_at: t.last_used_at.map(rfc3339),
