@@ -385,7 +385,7 @@ async fn one_user_can_neither_use_see_nor_delete_anothers_connection() {
     }
     let r = Reply::read(s.lk.http.get(s.lk.url("/v1/connections?user=bob")).bearer_auth(&s.app).send().await.unwrap())
         .await;
-    assert_eq!(r.json(), json!({"connections": []}));
+    assert_eq!(r.json(), json!({"connections": [], "has_more": false}));
     // Another environment does not see it either.
     let dev = s.lk.app_key("dev").await;
     let r = Reply::read(

@@ -478,7 +478,7 @@ async fn deleting_a_user_deletes_its_connections_and_revokes_its_tokens() {
     assert_eq!(refresh(&lk, t["refresh_token"].as_str().unwrap()).await.status, 400);
     let r =
         Reply::read(lk.http.get(lk.url("/v1/connections?user=alice")).bearer_auth(&app).send().await.unwrap()).await;
-    assert_eq!(r.json(), json!({"connections": []}));
+    assert_eq!(r.json(), json!({"connections": [], "has_more": false}));
     let r = Reply::read(lk.http.get(lk.url("/v1/connections?user=bob")).bearer_auth(&app).send().await.unwrap()).await;
     assert_eq!(r.json()["connections"].as_array().unwrap().len(), 1);
 }
