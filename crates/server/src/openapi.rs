@@ -203,12 +203,6 @@ mod tests {
         assert!(extra.is_empty(), "documented but not served: {extra:?}");
     }
 
-    #[test]
-    #[ignore = "writes the document for a look by hand"]
-    fn dump() {
-        std::fs::write("/tmp/openapi-x/openapi.json", &*super::document()).unwrap();
-    }
-
     /// `Idempotency-Key` is described on exactly the `POST`s that read it.
     #[test]
     fn idempotency_key_is_on_the_creating_posts() {

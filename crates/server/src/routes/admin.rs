@@ -98,9 +98,11 @@ pub async fn delete_connector(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1)]
     value: SecretString,
     #[serde(default)]
+    /// `live` or `dev` (default `live`).
+    #[schema(value_type = Option<String>, pattern = "^(live|dev)$")]
     environment: Option<String>,
 }
 
@@ -154,6 +156,8 @@ pub async fn list_secrets(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// `live` or `dev`.
+    #[schema(value_type = String, pattern = "^(live|dev)$")]
     environment: String,
     #[serde(default)]
     name: Option<String>,
@@ -212,7 +216,10 @@ pub struct EventQuery {
     /// RFC 3339 or Unix milliseconds.
     since: Option<String>,
     until: Option<String>,
+    /// How many items to answer, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The id of the last item of the previous page: this page starts after it.
     starting_after: Option<String>,
 }
 
@@ -279,17 +286,17 @@ fn change(admin: &AdminCaller, what: &str, name: &str) -> serde_json::Map<String
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct AuditHash {
+pub struct AuditHashBody {
     value: String,
 }
 
 /// `POST /v1/admin/audit-hash`: the HMAC under which the audit log records `value`, to look a
 /// path or user id up in it (SECURITY S8).
-#[utoipa::path(post, path = "/v1/admin/audit-hash", tag = "admin", request_body = AuditHash, security(("admin_key" = [])), responses((status = 200, description = "The HMAC the audit log records the value under.", body = wire::AuditHash)))]
+#[utoipa::path(post, path = "/v1/admin/audit-hash", tag = "admin", request_body = AuditHashBody, security(("admin_key" = [])), responses((status = 200, description = "The HMAC the audit log records the value under.", body = wire::AuditHash)))]
 pub async fn audit_hash(
     _: AdminCaller,
     State(state): State<AppState>,
-    b: JsonBody<AuditHash>,
+    b: JsonBody<AuditHashBody>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"`{"value": "..."}`"#)?;
     let hash = state.audit_hash(&req.value).ok_or_else(|| {

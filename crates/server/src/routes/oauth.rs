@@ -156,7 +156,10 @@ pub async fn connector_callback(
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     user: Option<String>,
+    /// How many items to answer, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The id of the last item of the previous page: this page starts after it.
     starting_after: Option<String>,
 }
 
@@ -243,8 +246,13 @@ pub async fn delete_one(
 pub struct AdminQuery {
     connector: Option<String>,
     user: Option<String>,
+    /// `live` or `dev`.
+    #[param(pattern = "^(live|dev)$")]
     environment: Option<String>,
+    /// How many items to answer, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The id of the last item of the previous page: this page starts after it.
     starting_after: Option<String>,
 }
 
@@ -320,6 +328,8 @@ pub async fn connect_as_user(
 pub struct LoginQuery {
     return_to: String,
     #[serde(default)]
+    /// `live` or `dev`.
+    #[param(pattern = "^(live|dev)$")]
     environment: Option<String>,
 }
 
