@@ -313,7 +313,7 @@ pub async fn secret(settings: Settings, cmd: SecretCommand) -> anyhow::Result<Ex
         SecretCommand::List { json } => {
             let list = engine.admin().list_secrets().await?;
             if json {
-                print_json(&wire::Secrets { secrets: list.iter().map(wire::Secret::from).collect() })?;
+                print_json(&wire::Secrets { has_more: false, secrets: list.iter().map(wire::Secret::from).collect() })?;
                 return Ok(ExitCode::SUCCESS);
             }
             if list.is_empty() {
@@ -357,7 +357,7 @@ pub async fn key(settings: Settings, cmd: KeyCommand) -> anyhow::Result<ExitCode
             let keys = engine.admin().list_keys().await?;
             let keys: Vec<wire::Key> = keys.iter().map(wire::Key::from).collect();
             if json {
-                print_json(&wire::Keys { keys })?;
+                print_json(&wire::Keys { has_more: false, keys })?;
                 return Ok(ExitCode::SUCCESS);
             }
             if keys.is_empty() {

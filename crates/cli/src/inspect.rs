@@ -52,7 +52,7 @@ pub async fn connector(settings: Settings, cmd: ConnectorCommand) -> anyhow::Res
     match cmd {
         ConnectorCommand::List { json } => {
             if json {
-                print_json(&wire::Connectors { connectors: list })?;
+                print_json(&wire::Connectors { connectors: list, has_more: false })?;
                 return Ok(ExitCode::SUCCESS);
             }
             if list.is_empty() {

@@ -138,7 +138,8 @@ async fn connector_and_secret_json_are_the_apis_bodies() {
         with_connector(&up.base_url, r#"{ method = "api_key_header", name = "X-Key", key = { secret = "k" } }"#, "");
     let made = lk
         .admin_req(reqwest::Method::PUT, "/v1/admin/connectors/made")
-        .json(&json!({"base_url": up.base_url, "auth": {"method": "none"}, "calls": {"c": {"path": "/c"}}}))
+        // A public address: API connectors are checked against the egress rules when written.
+        .json(&json!({"base_url": "https://8.8.8.8", "auth": {"method": "none"}, "calls": {"c": {"path": "/c"}}}))
         .send()
         .await
         .unwrap();
