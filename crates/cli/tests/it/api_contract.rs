@@ -251,3 +251,26 @@ async fn an_api_connector_with_a_private_token_url_is_refused_when_written() {
     let r = Reply::read(lk.admin_req(Method::GET, "/v1/admin/connectors/c").send().await.unwrap()).await;
     assert_eq!(r.status, 404, "nothing was stored");
 }
+
+/// Keys are kept in the store: a retry that reaches another instance gets the first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_replay_works_across_instances_on_postgres() {
+    let db = super::at_rest::Database::create();
+    let key = latchkey_vault::MasterKey::generate();
+    let key_text = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
+    let env = vec![("LATCHKEY_DATABASE_URL".to_owned(), db.url()), ("LATCHKEY_MASTER_KEY".to_owned(), key_text)];
+    let start = || Latchkey::start_with(bin(), Options { env: env.clone(), ..Options::default() }).unwrap();
+    let (first, second) = (start(), start());
+    let app = first.app_key("live").await;
+    let r = first.http.post(first.url("/v1/users")).bearer_auth(&app).json(&json!({"id": "u"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mint = |lk: &Latchkey| {
+        lk.http.post(lk.url("/v1/users/u/tokens")).bearer_auth(&app).header("Idempotency-Key", "across-1").send()
+    };
+    let one = mint(&first).await.unwrap();
+    assert_eq!(one.status(), 201);
+    let one = one.text().await.unwrap();
+    let two = mint(&second).await.unwrap();
+    assert_eq!((two.status().as_u16(), two.headers()["idempotent-replayed"].to_str().unwrap()), (201, "true"));
+    assert_eq!(two.text().await.unwrap(), one, "the other instance answered with the first answer");
+}
