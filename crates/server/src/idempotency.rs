@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, header};
 use latchkey_core::ErrorCode;
 use latchkey_core::engine::idempotency::Claim;
-use latchkey_core::time_fmt::now_ms;
 
 use crate::{ApiError, AppState};
 
@@ -63,7 +62,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path(), |p| p.as_str()).to_owned();
     let keys = state.engine.idempotency();
-    match keys.claim(&scope, &key, (parts.method.as_str(), &target, &bytes), now_ms()).await {
+    match keys.claim(&scope, &key, (parts.method.as_str(), &target, &bytes), state.engine.now_ms()).await {
         Err(e) => return ApiError::from(e).into_response(),
         Ok(Claim::Replay { status, body }) => return replay(status, body),
         Ok(Claim::First) => {}
