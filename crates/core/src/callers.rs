@@ -283,7 +283,7 @@ impl Callers {
                 if !self.may_look_up(id) {
                     let mut e = unauthenticated();
                     e.message.push_str(
-                        "; a key created by another instance or the CLI in the last second is known here after                          the next sync: repeat the request then",
+                        "; a key created by another instance or the CLI in the last second is known here after the next sync: repeat the request then",
                     );
                     return Err(e);
                 }

@@ -82,7 +82,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such route: see the HTTP API in the README")
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such route: GET /openapi.json lists them all, and docs/http-api.md explains them",
+    )
 }
 
 /// Counts and logs every request: method, route template, status, error code, duration.
@@ -122,10 +125,18 @@ fn json_rejection(method: &http::Method, response: Response) -> Response {
         return response;
     }
     let (code, message) = match status.as_u16() {
-        404 => (ErrorCode::NotFound, "no such route: see the HTTP API in the README".to_owned()),
+        404 => (
+            ErrorCode::NotFound,
+            "no such route: GET /openapi.json lists them all, and docs/http-api.md explains them".to_owned(),
+        ),
         405 => {
             let allow = response.headers().get(http::header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
-            (ErrorCode::MethodNotAllowed, format!("this route does not take {method}: use {allow} (see `Allow`)"))
+            let message = if allow.is_empty() {
+                format!("this route does not take {method}: the `Allow` header lists the methods it takes")
+            } else {
+                format!("this route does not take {method}: use {allow} (see `Allow`)")
+            };
+            (ErrorCode::MethodNotAllowed, message)
         }
         413 => (
             ErrorCode::PayloadTooLarge,
@@ -146,7 +157,7 @@ fn json_rejection(method: &http::Method, response: Response) -> Response {
         _ => (
             ErrorCode::InvalidParams,
             "the request could not be read: check its path, query string, body and Content-Type against the \
-             HTTP API in the README"
+             HTTP API (GET /openapi.json; docs/http-api.md)"
                 .to_owned(),
         ),
     };
