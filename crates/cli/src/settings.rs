@@ -55,6 +55,8 @@ pub struct Settings {
     /// `LATCHKEY_FAULT`: a test hook that aborts the process at a named point of a token
     /// refresh (`after_token_response`, `after_token_commit`), to prove crash safety.
     pub fault: Option<String>,
+    /// `LATCHKEY_LOG_FORMAT`, else `[server] log_format`, else text.
+    pub log_format: latchkey_core::config::LogFormat,
 }
 
 impl Settings {
@@ -119,7 +121,12 @@ impl Settings {
                 }
             }
         }
+        let log_format = match std::env::var("LATCHKEY_LOG_FORMAT") {
+            Ok(f) if !f.is_empty() => f.parse().map_err(|e: String| anyhow::anyhow!("LATCHKEY_LOG_FORMAT: {e}"))?,
+            _ => config.server.log_format.unwrap_or_default(),
+        };
         Ok(Settings {
+            log_format,
             config,
             config_file,
             data_dir: flags.data_dir,

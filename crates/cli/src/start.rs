@@ -217,7 +217,7 @@ async fn engine_at(settings: &Settings, public_url: String, need: Need) -> anyho
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    init_logging();
+    init_logging(settings.log_format);
     survive_hangup();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -284,16 +284,21 @@ async fn shutdown_signal() {
     }
 }
 
-pub fn init_logging() {
+/// Logs to standard error, filtered by `LATCHKEY_LOG` (default `info`): text, or with
+/// `format = Json` one JSON object per line (`timestamp`, `level`, `message` and the event's
+/// fields at the top level), for log collectors.
+pub fn init_logging(format: latchkey_core::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        latchkey_core::config::LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init()
+        }
+        latchkey_core::config::LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+        }
+    };
 }
 
 /// The audit log, when `[server] audit_log` is set (SECURITY S8): the server writes it, and so

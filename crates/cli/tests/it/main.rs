@@ -22,6 +22,7 @@ mod idp;
 mod inbound;
 mod leaks;
 mod lifecycle;
+mod logs;
 mod multi;
 mod partition;
 mod provider_answers;

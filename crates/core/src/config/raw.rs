@@ -16,6 +16,28 @@ use super::secret_ref::SecretRef;
 use super::value::{BaseUrl, BodyTemplate, HeaderTable, HeaderText, Parsed};
 use crate::template::Text;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One line of text per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `message` and the event's fields.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("`{other}` is not a log format: use `text` or `json`")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -83,6 +105,10 @@ pub struct ServerConfig {
     /// limit allows); past it, new connections wait in the listen backlog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// How log lines are written: `text` (the default) or `json` (one object per line);
+    /// `LATCHKEY_LOG_FORMAT` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
