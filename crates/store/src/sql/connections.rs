@@ -2,7 +2,7 @@
 //! them. A connection's tokens live in `tokens` under its id.
 
 use latchkey_core::Env;
-use latchkey_core::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake, StoreError, StoreResult};
+use latchkey_core::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake, StoreResult};
 
 use super::{Pool, generation};
 use crate::{fail, rows};
@@ -11,7 +11,8 @@ const UPSERT: &str = "INSERT INTO connections (id, connector, env, owner, provid
      email, scopes, metadata, return_to, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (connector, env, owner) DO UPDATE SET provider_user_id = excluded.provider_user_id, \
      email = excluded.email, scopes = excluded.scopes, metadata = excluded.metadata, \
-     return_to = COALESCE(excluded.return_to, connections.return_to), updated_at = excluded.updated_at";
+     return_to = COALESCE(excluded.return_to, connections.return_to), updated_at = excluded.updated_at \
+     RETURNING id, connector, env, owner, provider_user_id, email, scopes, metadata, return_to, created_at, updated_at";
 const FIND: &str = "SELECT id, connector, env, owner, provider_user_id, email, scopes, metadata, \
      return_to, created_at, updated_at FROM connections WHERE connector = $1 AND env = $2 AND owner = $3";
 const GET: &str = "SELECT id, connector, env, owner, provider_user_id, email, scopes, metadata, \
@@ -31,10 +32,11 @@ const GET_FLOW: &str = "SELECT handle_hash, kind, connector, env, owner, return_
      created_at, expires_at, used_at FROM flows WHERE handle_hash = $1";
 const PURGE_FLOWS: &str = "DELETE FROM flows WHERE expires_at < $1";
 
-/// Inserts, or updates the row of (connector, env, owner) keeping its id; then reads it back.
+/// Inserts, or updates the row of (connector, env, owner) keeping its id; answers the row as
+/// stored, in the same statement.
 pub(super) async fn upsert(pool: &Pool, row: &ConnectionRow) -> StoreResult<ConnectionRow> {
     const OP: &str = "upsert_connection";
-    sqlx::query(UPSERT)
+    sqlx::query_as::<_, rows::Connection>(UPSERT)
         .bind(row.id.as_str())
         .bind(row.connector.as_str())
         .bind(row.env.as_str())
@@ -46,12 +48,10 @@ pub(super) async fn upsert(pool: &Pool, row: &ConnectionRow) -> StoreResult<Conn
         .bind(row.return_to.as_deref())
         .bind(row.created_at)
         .bind(row.updated_at)
-        .execute(pool)
+        .fetch_one(pool)
         .await
-        .map_err(fail(OP))?;
-    find(pool, &row.connector, row.env, &row.owner)
-        .await?
-        .ok_or_else(|| StoreError::Unavailable { op: OP, reason: "the connection vanished after its write".into() })
+        .map_err(fail(OP))?
+        .into_row(OP)
 }
 
 pub(super) async fn find(pool: &Pool, connector: &str, env: Env, owner: &str) -> StoreResult<Option<ConnectionRow>> {

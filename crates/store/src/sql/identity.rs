@@ -4,7 +4,7 @@
 //! the family's access tokens.
 
 use latchkey_core::Env;
-use latchkey_core::store::{LoginCodeRow, RefreshRow, RefreshTake, SigningKeyRow, StoreError, StoreResult, UserRow};
+use latchkey_core::store::{LoginCodeRow, RefreshRow, RefreshTake, SigningKeyRow, StoreResult, UserRow};
 
 use super::{Db, Pool, generation};
 use crate::{fail, rows};
@@ -13,7 +13,8 @@ const UPSERT_USER: &str = "INSERT INTO users (env, id, email, attributes, provid
      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (env, id) DO UPDATE SET \
      email = COALESCE(excluded.email, users.email), attributes = excluded.attributes, \
      provider = COALESCE(excluded.provider, users.provider), \
-     provider_user_id = COALESCE(excluded.provider_user_id, users.provider_user_id), updated_at = excluded.updated_at";
+     provider_user_id = COALESCE(excluded.provider_user_id, users.provider_user_id), updated_at = excluded.updated_at \
+     RETURNING env, id, email, attributes, provider, provider_user_id, created_at, updated_at";
 const GET_USER: &str = "SELECT env, id, email, attributes, provider, provider_user_id, created_at, updated_at \
      FROM users WHERE env = $1 AND id = $2";
 const FIND_USER_BY_PROVIDER: &str = "SELECT env, id, email, attributes, provider, provider_user_id, \
@@ -45,10 +46,11 @@ const INSERT_LOGIN_CODE: &str = "INSERT INTO login_codes (hash, env, user_id, co
 const TAKE_LOGIN_CODE: &str = "UPDATE login_codes SET used_at = $2 WHERE hash = $1 AND used_at IS NULL \
      AND env = $3 AND expires_at >= $2 RETURNING hash, env, user_id, connection_id, created_at, expires_at";
 
-/// Inserts or updates the user (keeping what the new row leaves unset); then reads it back.
+/// Inserts or updates the user (keeping what the new row leaves unset); answers the row as
+/// stored, in the same statement.
 pub(super) async fn upsert_user(pool: &Pool, row: &UserRow) -> StoreResult<UserRow> {
     const OP: &str = "upsert_user";
-    sqlx::query(UPSERT_USER)
+    sqlx::query_as::<_, rows::User>(UPSERT_USER)
         .bind(row.env.as_str())
         .bind(row.id.as_str())
         .bind(row.email.as_deref())
@@ -57,12 +59,10 @@ pub(super) async fn upsert_user(pool: &Pool, row: &UserRow) -> StoreResult<UserR
         .bind(row.provider_user_id.as_deref())
         .bind(row.created_at)
         .bind(row.updated_at)
-        .execute(pool)
+        .fetch_one(pool)
         .await
-        .map_err(fail(OP))?;
-    get_user(pool, row.env, &row.id)
-        .await?
-        .ok_or_else(|| StoreError::Unavailable { op: OP, reason: "the user vanished after its write".into() })
+        .map_err(fail(OP))?
+        .into_row(OP)
 }
 
 pub(super) async fn get_user(pool: &Pool, env: Env, id: &str) -> StoreResult<Option<UserRow>> {
