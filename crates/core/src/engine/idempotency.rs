@@ -21,13 +21,23 @@ const ABANDONED_MS: i64 = 10 * 60 * 1000;
 /// The longest key taken (Stripe's limit).
 pub const MAX_KEY_LEN: usize = 255;
 
-/// What to do with a request that carries a key.
-#[derive(Debug, PartialEq, Eq)]
+/// What to do with a request that carries a key. `Debug` shows a replay's status and length,
+/// never its body (the first answer may hold a key shown once, or tokens).
+#[derive(PartialEq, Eq)]
 pub enum Claim {
     /// The key is new: do the request, then [`Idempotency::finish`] or [`Idempotency::release`].
     First,
     /// The same request was answered before: answer this.
     Replay { status: u16, body: Vec<u8> },
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Claim::First => f.write_str("Claim::First"),
+            Claim::Replay { status, body } => write!(f, "Claim::Replay({status}, {} bytes)", body.len()),
+        }
+    }
 }
 
 /// The keys of one store, sealed by one vault.
@@ -36,14 +46,12 @@ pub struct Idempotency<'a> {
     pub(crate) vault: &'a Vault,
 }
 
-/// The SHA-256 of a request: its method, path and query, and body, each length-prefixed.
+/// The SHA-256 of a request: its method, path and query, and body, each length-prefixed (the
+/// body is hashed as it is, never copied).
 fn fingerprint(method: &str, target: &str, body: &[u8]) -> Vec<u8> {
-    let mut all = Vec::with_capacity(body.len() + target.len() + 32);
-    for part in [method.as_bytes(), target.as_bytes(), body] {
-        all.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        all.extend_from_slice(part);
-    }
-    latchkey_vault::sha256(&all).to_vec()
+    let mut f = latchkey_vault::Fingerprint::default();
+    f.part(method.as_bytes()).part(target.as_bytes()).part(body);
+    f.finish().to_vec()
 }
 
 fn aad(scope: &str, key: &str) -> Aad {
@@ -130,5 +138,7 @@ mod tests {
         assert!(check_key("").is_err());
         assert!(check_key("with space").is_err());
         assert!(check_key(&"x".repeat(256)).is_err());
+        let replay = Claim::Replay { status: 201, body: b"{\"key\":\"lk_live_canary\"}".to_vec() };
+        assert_eq!(format!("{replay:?}"), "Claim::Replay(201, 24 bytes)");
     }
 }
