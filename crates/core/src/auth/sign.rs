@@ -123,9 +123,8 @@ impl Sign for Bearer<'_> {
 
 /// Sets `name=value` as the query's only parameter of that name; the others stay byte for byte.
 fn set_query_param(url: &mut Url, name: &str, value: &str) {
-    if url.query().is_some() {
-        let kept = url.query().map(|q| super::without_params(q, |n| n == name));
-        url.set_query(kept.as_deref().filter(|k| !k.is_empty()));
+    if let Some(kept) = url.query().map(|q| super::without_params(q, |n| n == name)) {
+        url.set_query(Some(kept.as_str()).filter(|k| !k.is_empty()));
     }
     url.query_pairs_mut().append_pair(name, value);
 }

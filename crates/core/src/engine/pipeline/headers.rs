@@ -4,7 +4,9 @@
 use http::{HeaderMap, HeaderName, header};
 
 /// Headers that belong to one connection, never forwarded in either direction (RFC 9110 §7.6.1),
-/// plus `host` and `content-length`, which the client sets for the new connection.
+/// and the obsolete `proxy-connection`. (`host` is dropped from a proxied request apart, in
+/// `build::proxied`; `content-length` stays: it frames the caller's body, which is sent as it
+/// came.)
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",

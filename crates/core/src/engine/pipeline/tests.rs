@@ -212,7 +212,7 @@ fn the_origin_check_refuses_a_url_off_the_connectors_origin_or_base_path() {
     }
 }
 
-fn send_signed_request(conn: &ConnectorRuntime, env: Env, mut out: Outgoing) -> Result<Outgoing, CallError> {
+fn signed_by_prepared(conn: &ConnectorRuntime, env: Env, mut out: Outgoing) -> Result<Outgoing, CallError> {
     let signer = conn.credential(env)?.credential.prepared_signer().expect("a static credential");
     sign(signer, &mut out)?;
     Ok(out)
@@ -224,12 +224,12 @@ fn a_prepared_credential_signs_the_built_request_replacing_the_callers() {
     let conn = connector(&rt, "api");
     let mut out = proxied(&conn, "/x", None, &[]).unwrap();
     out.headers.insert("x-key", HeaderValue::from_static("smuggled"));
-    let signed = send_signed_request(&conn, Env::Live, out).unwrap();
+    let signed = signed_by_prepared(&conn, Env::Live, out).unwrap();
     assert_eq!(signed.headers.get_all("x-key").iter().collect::<Vec<_>>(), ["Key sekrit"]);
 
     let plain = connector(&rt, "plain");
     let out = proxied(&plain, "/x", Some("api_key=smuggled&a=1"), &[]).unwrap();
-    let signed = send_signed_request(&plain, Env::Live, out).unwrap();
+    let signed = signed_by_prepared(&plain, Env::Live, out).unwrap();
     assert_eq!(signed.url.as_str(), "https://plain.example/x?a=1&api_key=sekrit");
 }
 
