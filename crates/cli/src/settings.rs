@@ -122,7 +122,9 @@ impl Settings {
             }
         }
         let log_format = match std::env::var("LATCHKEY_LOG_FORMAT") {
-            Ok(f) if !f.is_empty() => f.parse().map_err(|e: String| anyhow::anyhow!("LATCHKEY_LOG_FORMAT: {e}"))?,
+            Ok(f) if !f.is_empty() => f
+                .parse::<latchkey_core::config::LogFormat>()
+                .map_err(|e| anyhow::anyhow!("LATCHKEY_LOG_FORMAT: {e}"))?,
             _ => config.server.log_format.unwrap_or_default(),
         };
         Ok(Settings {

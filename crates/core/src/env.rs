@@ -25,13 +25,18 @@ impl fmt::Display for Env {
     }
 }
 
+/// A name that is no environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown environment `{0}`: use `live` or `dev`")]
+pub struct UnknownEnv(pub String);
+
 impl FromStr for Env {
-    type Err = String;
+    type Err = UnknownEnv;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "live" => Ok(Env::Live),
             "dev" => Ok(Env::Dev),
-            other => Err(format!("unknown environment `{other}`: use `live` or `dev`")),
+            other => Err(UnknownEnv(other.to_owned())),
         }
     }
 }

@@ -27,13 +27,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// A name that is no log format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a log format: use `text` or `json`")]
+pub struct UnknownLogFormat(pub String);
+
 impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownLogFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownLogFormat> {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("`{other}` is not a log format: use `text` or `json`")),
+            other => Err(UnknownLogFormat(other.to_owned())),
         }
     }
 }

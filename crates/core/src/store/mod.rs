@@ -32,7 +32,7 @@ impl From<StoreError> for crate::CallError {
         let error = match &e {
             StoreError::Corrupt { .. } => CallError::new(
                 ErrorCode::Internal,
-                format!("{e}: restore the row from a backup, or delete it, and run the version that wrote it no more"),
+                format!("{e}: if a newer Latchkey wrote it, run that version; otherwise restore the row from a backup or delete it"),
             )
             .from_origin(Origin::Store)
             .with_retry(Retry::Never),

@@ -116,7 +116,7 @@ pub async fn put_secret(
     let req = body(b, r#"`{"value": "...", "environment": "live"|"dev"}`"#)?;
     let env = match req.environment.as_deref() {
         None => Env::Live,
-        Some(e) => e.parse::<Env>().map_err(CallError::invalid_params)?,
+        Some(e) => e.parse::<Env>().map_err(|e| CallError::invalid_params(e.to_string()))?,
     };
     state.audit("secret.put", |_| {
         let mut f = change(&admin, "secret", &name);
@@ -170,7 +170,7 @@ pub async fn create_key(
     b: JsonBody<CreateKey>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"`{"environment": "live"|"dev", "name": "..."}`"#)?;
-    let env = req.environment.parse::<Env>().map_err(CallError::invalid_params)?;
+    let env = req.environment.parse::<Env>().map_err(|e| CallError::invalid_params(e.to_string()))?;
     state.audit("key.create", |_| {
         let mut f = change(&admin, "key", req.name.as_deref().unwrap_or(""));
         f.insert("environment".into(), env.as_str().into());

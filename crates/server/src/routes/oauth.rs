@@ -263,7 +263,12 @@ pub async fn admin_list(
     State(state): State<AppState>,
     Query(q): Query<AdminQuery>,
 ) -> Result<Response, ApiError> {
-    let env = q.environment.as_deref().map(str::parse::<Env>).transpose().map_err(CallError::invalid_params)?;
+    let env = q
+        .environment
+        .as_deref()
+        .map(str::parse::<Env>)
+        .transpose()
+        .map_err(|e| CallError::invalid_params(e.to_string()))?;
     let page = Page::of(q.limit, q.starting_after)?;
     let filter = ConnectionFilter { connector: q.connector, env, owner: q.user };
     let views = state.engine.connections().views(&filter).await?;
@@ -342,7 +347,7 @@ pub async fn login(
 ) -> Response {
     let env = match q.environment.as_deref().map(str::parse::<Env>).transpose() {
         Ok(e) => e.unwrap_or(Env::Live),
-        Err(m) => return ApiError::new(ErrorCode::InvalidParams, m).into_response(),
+        Err(m) => return ApiError::new(ErrorCode::InvalidParams, m.to_string()).into_response(),
     };
     match state.engine.connections().start_login(&connector, env, &q.return_to).await {
         Ok((url, name, value)) => {
