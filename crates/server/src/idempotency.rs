@@ -75,10 +75,21 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         return response;
     }
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
-        let _ = keys.release(&scope, &key).await;
-        return ApiError::new(ErrorCode::Internal, "the answer could not be read inside Latchkey; see its log")
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // The handler's own answer, over 2 MiB or cut: nothing a caller sent. Its error
+            // names a size or an I/O failure, never the body.
+            tracing::error!(error = %e, "a created resource's answer could not be read to keep it for Idempotency-Key");
+            if let Err(e) = keys.release(&scope, &key).await {
+                tracing::warn!(error = %e, "an Idempotency-Key claim could not be released; it is forgotten in 10 minutes");
+            }
+            return ApiError::new(
+                ErrorCode::Internal,
+                "the answer could not be read inside Latchkey (see its log); the change may have been made: look before repeating it with a new key",
+            )
             .into_response();
+        }
     };
     if let Err(e) = keys.finish(&scope, &key, parts.status.as_u16(), &bytes).await {
         tracing::warn!(error = %e, "an Idempotency-Key answer could not be kept; the key is forgotten in 10 minutes");
