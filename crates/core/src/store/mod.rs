@@ -277,6 +277,10 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Takes the refresh lease if it is free at `now` (creating an empty row if there is
     /// none): returns the row with its new epoch, or `None` while another holder's lease runs.
     async fn take_lease(&self, key: &TokenKey, owner: &str, now: i64, until: i64) -> StoreResult<Option<TokenRow>>;
+    /// Moves the end of the lease taken under `epoch` to `until` (the holder's heartbeat),
+    /// only if that epoch still holds it and it has not run out at `now`: `false` when it was
+    /// released, ran out, or was taken over (a newer epoch).
+    async fn extend_lease(&self, key: &TokenKey, epoch: i64, now: i64, until: i64) -> StoreResult<bool>;
     /// Commits `write` and releases the lease, only if `epoch` still holds it (compare-and-swap).
     async fn commit_token(&self, key: &TokenKey, epoch: i64, write: &TokenWrite, now: i64) -> StoreResult<bool>;
     /// Commits `write` only if nobody wrote since `version` (for a holder whose lease ran out).

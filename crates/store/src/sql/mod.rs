@@ -123,6 +123,9 @@ impl TokenStore for ThisStore {
     async fn take_lease(&self, key: &TokenKey, owner: &str, now: i64, until: i64) -> StoreResult<Option<TokenRow>> {
         tokens::take_lease(&self.pool, key, owner, now, until).await
     }
+    async fn extend_lease(&self, key: &TokenKey, epoch: i64, now: i64, until: i64) -> StoreResult<bool> {
+        tokens::extend_lease(&self.pool, key, epoch, now, until).await
+    }
     async fn commit_token(&self, key: &TokenKey, epoch: i64, write: &TokenWrite, now: i64) -> StoreResult<bool> {
         tokens::commit(&self.pool, key, epoch, write, now).await
     }

@@ -20,6 +20,10 @@ const TAKE_LEASE: &str = "UPDATE tokens SET lease_owner = $4, lease_until = $5, 
      WHERE connector = $1 AND env = $2 AND connection = $3 AND lease_until <= $6 \
      RETURNING connector, env, connection, sealed, expires_at, state, last_error, last_refresh_at, last_used_at, \
      version, lease_until, epoch, updated_at";
+/// The holder's heartbeat: only under its epoch, only while the lease runs (a released lease
+/// has `lease_until = 0`).
+const EXTEND_LEASE: &str = "UPDATE tokens SET lease_until = $6 \
+     WHERE connector = $1 AND env = $2 AND connection = $3 AND epoch = $4 AND lease_until > $5";
 /// `$4` is the fencing epoch; `$5`/`$7` say whether to write sealed/expires_at at all.
 const COMMIT: &str = "UPDATE tokens SET \
      sealed = CASE WHEN $5 = 1 THEN $6 ELSE sealed END, \
@@ -86,6 +90,13 @@ pub(super) async fn take_lease(
         .map_err(fail(OP))?
         .map(|row| row.into_row(OP))
         .transpose()
+}
+
+/// Moves the lease's end to `until` if `epoch` still holds it and it runs at `now`.
+pub(super) async fn extend_lease(pool: &Pool, key: &TokenKey, epoch: i64, now: i64, until: i64) -> StoreResult<bool> {
+    const OP: &str = "extend_lease";
+    let done = keyed(EXTEND_LEASE, key).bind(epoch).bind(now).bind(until).execute(pool).await.map_err(fail(OP))?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Commits `write` and releases the lease if `epoch` still holds it.

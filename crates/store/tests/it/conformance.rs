@@ -482,6 +482,30 @@ pub async fn token_commit_is_fenced_by_the_lease_epoch(ctx: &Ctx) {
     assert_eq!((row.sealed, row.expires_at), (None, None));
 }
 
+/// The holder's heartbeat moves only its own running lease: not one taken over by a newer
+/// epoch, not one given back by a commit, not one that ran out.
+pub async fn token_lease_is_extended_only_by_its_running_holder(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let k = tkey("a");
+    let first = s.take_lease(&k, "one", 100, 1_100).await.unwrap().unwrap();
+    assert!(s.extend_lease(&k, first.epoch, 1_000, 2_000).await.unwrap(), "the holder extends its lease");
+    assert_eq!(s.get_token(&k).await.unwrap().unwrap().lease_until, 2_000);
+    assert!(s.take_lease(&k, "two", 1_500, 2_500).await.unwrap().is_none(), "still held, by the extension");
+    assert!(!s.extend_lease(&k, first.epoch, 2_000, 3_000).await.unwrap(), "ran out at 2,000: not extended");
+    assert!(!s.extend_lease(&k, first.epoch + 1, 1_900, 3_000).await.unwrap(), "an epoch that never held it");
+    // Taken over: the old holder cannot move the new holder's lease.
+    let second = s.take_lease(&k, "two", 2_000, 3_000).await.unwrap().unwrap();
+    assert!(!s.extend_lease(&k, first.epoch, 2_100, 9_000).await.unwrap(), "the old holder extended");
+    assert_eq!(s.get_token(&k).await.unwrap().unwrap().lease_until, 3_000);
+    assert!(s.extend_lease(&k, second.epoch, 2_100, 4_000).await.unwrap());
+    // Released by the commit: nothing left to extend.
+    assert!(s.commit_token(&k, second.epoch, &write(b"t1", TokenState::Ok), 2_200).await.unwrap());
+    assert!(!s.extend_lease(&k, second.epoch, 2_300, 5_000).await.unwrap(), "a released lease was extended");
+    let row = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!((row.lease_until, row.epoch, row.version), (0, second.epoch, 1), "only lease_until ever moves");
+    assert!(!s.extend_lease(&tkey("none"), 1, 0, 10).await.unwrap(), "no row");
+}
+
 pub async fn token_commit_if_version_refuses_a_stale_writer(ctx: &Ctx) {
     let s = &*ctx.store;
     let k = tkey("a");

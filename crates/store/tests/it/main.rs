@@ -65,6 +65,7 @@ macro_rules! conformance_suite {
             a_reader_catching_up_during_concurrent_writes_misses_nothing,
             token_lease_is_exclusive_until_it_runs_out,
             token_commit_is_fenced_by_the_lease_epoch,
+            token_lease_is_extended_only_by_its_running_holder,
             token_commit_if_version_refuses_a_stale_writer,
             token_touch_and_delete,
             concurrent_leases_have_one_winner,

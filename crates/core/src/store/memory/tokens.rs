@@ -57,6 +57,17 @@ impl TokenStore for MemoryStore {
         row.epoch += 1;
         Ok(Some(row.clone()))
     }
+    async fn extend_lease(&self, key: &TokenKey, epoch: i64, now: i64, until: i64) -> StoreResult<bool> {
+        self.enter("extend_lease").await?;
+        let mut d = self.data();
+        match d.tokens.get_mut(&token_id(key)).filter(|row| row.epoch == epoch && row.lease_until > now) {
+            Some(row) => {
+                row.lease_until = until;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     async fn commit_token(&self, key: &TokenKey, epoch: i64, write: &TokenWrite, now: i64) -> StoreResult<bool> {
         self.enter("commit_token").await?;
         let mut d = self.data();
