@@ -33,15 +33,28 @@ pub(super) const JUST_OBTAINED_MS: i64 = 5_000;
 pub(super) const REACTIVE_PAUSE_MS: i64 = 60_000;
 /// `last_used_at` is written at most this often per token.
 pub(super) const TOUCH_EVERY_MS: i64 = 60_000;
-/// How long a waiter gives a lease held elsewhere beyond its length before giving up.
-pub(super) const LEASE_GRACE_MS: i64 = 5_000;
+/// How long a refresh lease lasts unless its holder extends it: the time another instance
+/// needs to take over the refresh of a holder that died (issue 19: the calls waiting on the
+/// survivors are served within 10 s of a kill, which leaves the new holder about 5 s for its
+/// own token request). The holder extends it every [`HEARTBEAT_MS`] for as long as its token
+/// requests and their commit run, so the lease is not tied to the connector's timeout. Much
+/// shorter would let a store that pauses for a few seconds (each extension may take up to
+/// [`HEARTBEAT_MS`]; calls already give the store 3 s, `STORE_WAIT`) cost a live holder its
+/// lease, and another instance a second token request; the instances' clocks must agree to
+/// well within it (the holder writes its end, the others compare it with their own clocks).
+pub const LEASE_MS: i64 = 5_000;
+/// How often the holder extends its lease: a third of it, so that one extension that fails
+/// (or the store's slowness up to a third each time) still leaves the next one in time.
+pub(super) const HEARTBEAT_MS: i64 = LEASE_MS / 3;
 
-/// How long a refresh lease lasts: longer than the token requests of one refresh (each bounded
-/// by the connector's timeout, at most 30 s) plus a margin. A lease held by a process that died
-/// runs out after this; meanwhile a still-valid token keeps being served.
-pub fn lease_ms(timeout: Duration) -> i64 {
-    let timeout = i64::try_from(timeout.as_millis()).unwrap_or(30_000);
-    2 * timeout + 5_000
+/// How long a call waits for a refresh another instance holds before it is told `unavailable`:
+/// the connector's timeout (the holder's token request should end within it) and one lease
+/// (a holder that died is taken over, by this waiter or another, within a lease of its last
+/// heartbeat). A holder still extending its lease past this is retrying a failing provider:
+/// the call is told so rather than kept waiting; a waiter that takes the lease over itself
+/// then makes its own request, bounded by the connector's timeout again.
+pub(super) fn wait_bound_ms(timeout: Duration) -> i64 {
+    i64::try_from(timeout.as_millis()).unwrap_or(30_000) + LEASE_MS
 }
 
 /// The state shown for a stored token: `refreshing` while a lease runs; `refresh_outcome_unknown`
@@ -208,7 +221,8 @@ pub(super) enum LeaseWait {
 }
 
 /// While another holder refreshes: a call that only wants a fresh-enough token is served the
-/// still-valid one; everyone else waits, up to the lease's length and a grace, then gives up.
+/// still-valid one; everyone else waits, up to [`wait_bound_ms`] from its arrival
+/// (`waited_since`), then is told what it waited for.
 pub(super) fn while_leased(
     c: &Cached,
     src: &TokenSource,
@@ -221,21 +235,35 @@ pub(super) fn while_leased(
     {
         return LeaseWait::Serve(Obtained { token: set.clone(), fresh: false });
     }
-    if now - waited_since > lease_ms(src.timeout) + LEASE_GRACE_MS {
-        return LeaseWait::GiveUp(CallError::new(
-            ErrorCode::Unavailable,
-            match waiter {
-                Waiter::Refresh { .. } => format!(
-                    "connector `{}`: another instance holds the token refresh and does not finish",
-                    src.key.connector
-                ),
-                Waiter::Install => "the connection's tokens are being refreshed by another instance that does not \
-                                    finish; connect again in a few seconds"
-                    .to_owned(),
-            },
-        ));
+    let waited = now - waited_since;
+    let bound = wait_bound_ms(src.timeout);
+    if waited <= bound {
+        return LeaseWait::Wait;
     }
-    LeaseWait::Wait
+    let connector = &src.key.connector;
+    let within = format!(
+        "within {} s (the connector's timeout, {} s, and the {} s refresh lease)",
+        bound / 1000,
+        src.timeout.as_secs(),
+        LEASE_MS / 1000
+    );
+    let mut error = CallError::new(
+        ErrorCode::Unavailable,
+        match waiter {
+            Waiter::Refresh { .. } => format!(
+                "connector `{connector}`: another instance holds its token refresh and did not finish it {within}; \
+                 try again shortly, and look at that instance's log if this lasts"
+            ),
+            Waiter::Install => format!(
+                "the connection's tokens are being refreshed by another instance that did not finish {within}; \
+                 connect again in a few seconds"
+            ),
+        },
+    );
+    error.details.insert("connector".into(), json!(connector));
+    error.details.insert("waited_ms".into(), json!(waited));
+    error.details.insert("lease_held_elsewhere".into(), json!(true));
+    LeaseWait::GiveUp(error)
 }
 
 /// SECURITY S24: the lease just taken replaced one that was never given back (`seen`, the row

@@ -1,6 +1,7 @@
 //! The token lifecycle (SPEC §5): tokens cached in memory and persisted sealed; refreshed
 //! `refresh_skew_s` before expiry; one refresh at a time per token, across every instance
-//! sharing the store (a lease with a fencing epoch); a rotated refresh token durable before any
+//! sharing the store (a short lease its holder extends while it works, with a fencing epoch:
+//! `heartbeat.rs`); a rotated refresh token durable before any
 //! call uses the new access token; terminal refusals erase tokens and mark
 //! `reauthorization_required`; transient failures back off with jitter and keep every token.
 //!
@@ -10,6 +11,7 @@
 
 mod decide;
 mod events;
+mod heartbeat;
 mod obtain;
 mod pending;
 #[cfg(test)]
@@ -31,7 +33,7 @@ use crate::store::{EventRow, Store, TokenKey, TokenRow, TokenWrite};
 use crate::token::{self, TokenSet, TokenState};
 use crate::{CallError, ErrorCode};
 
-pub use decide::{lease_ms, shown_state};
+pub use decide::{LEASE_MS, shown_state};
 pub use obtain::{HttpTokenEndpoint, TokenEndpoint};
 
 use decide::{Cached, LeaseWait, Mode, Waiter};
@@ -260,21 +262,20 @@ impl TokenManager {
     /// Takes the refresh lease, or waits while another holder has it: the one wait loop of the
     /// lifecycle. A refresh that waits reads the store again each time (the holder may have
     /// stored a token that answers it; `seen` is then the row read last); [`decide::while_leased`]
-    /// says whether to serve a still-valid token meanwhile or to give up.
+    /// says whether to serve a still-valid token meanwhile or to give up, counting from
+    /// `waited_since` (when the call arrived, before it queued behind this process's flight).
     async fn lease(
         &self,
         src: &TokenSource,
         slot: &Slot,
         waiter: Waiter<'_>,
         seen: &mut Option<TokenRow>,
+        waited_since: i64,
     ) -> Result<Leased, CallError> {
         let key = &src.key;
-        let waited_since = self.now();
         loop {
             let now = self.now();
-            if let Some(row) =
-                bounded(self.store.take_lease(key, &self.owner, now, now + lease_ms(src.timeout))).await?
-            {
+            if let Some(row) = bounded(self.store.take_lease(key, &self.owner, now, now + LEASE_MS)).await? {
                 return Ok(Leased::Taken(row));
             }
             match decide::while_leased(&lock(&slot.cached), src, waiter, now, waited_since) {
@@ -301,6 +302,7 @@ impl TokenManager {
         mode: Mode,
         refused: Option<&AccessToken>,
     ) -> Result<Obtained, CallError> {
+        let arrived = self.now();
         let _flight = slot.flight.lock().await;
         let key = &src.key;
         self.settle_pending(key, slot).await?;
@@ -315,7 +317,7 @@ impl TokenManager {
         {
             return Ok(answer);
         }
-        let leased = match self.lease(src, slot, Waiter::Refresh { mode, refused }, &mut seen).await? {
+        let leased = match self.lease(src, slot, Waiter::Refresh { mode, refused }, &mut seen, arrived).await? {
             Leased::Taken(row) => row,
             Leased::Answered(obtained) => return Ok(obtained),
         };
@@ -345,12 +347,18 @@ impl TokenManager {
             self.release(key, &leased).await;
             return Ok(answer);
         }
-        let result = self.obtain(src, previous.as_ref().and_then(|p| p.refresh_token.as_ref())).await;
-        self.fault("after_token_response");
-        match result {
-            Ok(new) => self.store_new(src, slot, mode, &leased, abandoned.is_some(), previous.as_deref(), new).await,
-            Err(e) => self.store_failure(src, slot, mode, &leased, &e).await,
-        }
+        // The token requests and their commit, while the heartbeat extends the lease.
+        let work = async {
+            let result = self.obtain(src, previous.as_ref().and_then(|p| p.refresh_token.as_ref())).await;
+            self.fault("after_token_response");
+            match result {
+                Ok(new) => {
+                    self.store_new(src, slot, mode, &leased, abandoned.is_some(), previous.as_deref(), new).await
+                }
+                Err(e) => self.store_failure(src, slot, mode, &leased, &e).await,
+            }
+        };
+        self.holding(key, &leased, work).await
     }
 
     /// Stores what a failed refresh leaves ([`decide::after_failure`]), releasing the lease,
@@ -459,8 +467,9 @@ impl TokenManager {
     pub async fn install(&self, src: &TokenSource, set: TokenSet) -> Result<TokenState, CallError> {
         let key = &src.key;
         let slot = self.slot(key);
+        let arrived = self.now();
         let _flight = slot.flight.lock().await;
-        let leased = match self.lease(src, &slot, Waiter::Install, &mut None).await? {
+        let leased = match self.lease(src, &slot, Waiter::Install, &mut None, arrived).await? {
             Leased::Taken(row) => row,
             Leased::Answered(_) => return Err(CallError::internal("an install was answered from the cache")),
         };

@@ -98,9 +98,10 @@ fn retries_within_a_call_are_few_short_and_honour_a_short_retry_after() {
 }
 
 #[test]
-fn a_lease_lasts_twice_the_timeout_and_5_s() {
-    assert_eq!(decide::lease_ms(Duration::from_secs(10)), 25_000);
-    assert_eq!(decide::lease_ms(Duration::from_secs(30)), 65_000);
+fn a_lease_lasts_5_s_extended_every_third_and_a_waiter_waits_the_timeout_and_one_lease() {
+    assert_eq!((decide::LEASE_MS, decide::HEARTBEAT_MS), (5_000, 1_666));
+    assert_eq!(decide::wait_bound_ms(Duration::from_secs(10)), 15_000);
+    assert_eq!(decide::wait_bound_ms(Duration::from_secs(30)), 35_000);
 }
 
 #[test]
@@ -148,18 +149,26 @@ fn while_another_holds_the_lease_a_stale_valid_token_is_served_and_others_wait()
 }
 
 #[test]
-fn a_waiter_gives_up_after_the_lease_and_a_grace() {
+fn a_waiter_is_told_what_it_waited_for_after_the_timeout_and_one_lease() {
     let (src, c) = (source(), Cached::default());
     let waiter = Waiter::Refresh { mode: Mode::IfStale, refused: None };
-    assert!(matches!(decide::while_leased(&c, &src, waiter, T0 + 30_000, T0), LeaseWait::Wait));
-    match decide::while_leased(&c, &src, waiter, T0 + 30_001, T0) {
+    assert!(matches!(decide::while_leased(&c, &src, waiter, T0 + 15_000, T0), LeaseWait::Wait));
+    match decide::while_leased(&c, &src, waiter, T0 + 15_001, T0) {
         LeaseWait::GiveUp(e) => {
-            assert_eq!(e.code, ErrorCode::Unavailable);
-            assert!(e.message.contains("another instance holds the token refresh"), "{}", e.message);
+            assert_eq!((e.code, e.retry()), (ErrorCode::Unavailable, Retry::Later));
+            assert_eq!(
+                e.message,
+                "connector `crm`: another instance holds its token refresh and did not finish it within 15 s \
+                 (the connector's timeout, 10 s, and the 5 s refresh lease); try again shortly, and look at that \
+                 instance's log if this lasts"
+            );
+            assert_eq!(e.details["connector"], "crm");
+            assert_eq!(e.details["waited_ms"], 15_001);
+            assert_eq!(e.details["lease_held_elsewhere"], true);
         }
         _ => panic!("gives up"),
     }
-    match decide::while_leased(&c, &src, Waiter::Install, T0 + 30_001, T0) {
+    match decide::while_leased(&c, &src, Waiter::Install, T0 + 15_001, T0) {
         LeaseWait::GiveUp(e) => assert!(e.message.contains("connect again"), "{}", e.message),
         _ => panic!("gives up"),
     }

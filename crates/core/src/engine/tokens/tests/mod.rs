@@ -3,6 +3,7 @@
 //! network, no real sleeping.
 
 mod decide;
+mod failover;
 mod failures;
 mod leases;
 mod reactive;
