@@ -21,7 +21,8 @@ pub enum Step {
     Error(u16, &'static str),
     /// Answer 429 with `Retry-After: secs`.
     RetryAfter(u64),
-    /// Wait this long, then issue tokens (a client with a shorter timeout sees a timeout).
+    /// Wait this many milliseconds, then issue tokens (a client with a shorter timeout sees a
+    /// timeout).
     Slow(u64),
 }
 

@@ -15,6 +15,7 @@ mod crash;
 mod egress;
 mod environments;
 mod examples;
+mod failover;
 mod grants;
 mod hardening;
 mod hostile;
