@@ -18,14 +18,21 @@ fn ms(value: i64) -> Duration {
 }
 
 impl TokenManager {
-    /// Runs `work` (a refresh's token requests and commit) while extending the lease taken as
-    /// `leased`; returns what `work` returns, as soon as it does.
-    pub(super) async fn holding<T>(&self, key: &TokenKey, leased: &TokenRow, work: impl Future<Output = T>) -> T {
-        let work = std::pin::pin!(work);
-        let beat = std::pin::pin!(self.heartbeat(key, leased.epoch));
+    /// Runs `work` (a refresh's token requests and commit, pinned by the caller so that it is
+    /// stored once) while extending the lease taken as `leased`; returns what `work` returns,
+    /// as soon as it does.
+    pub(super) async fn holding<T>(
+        &self,
+        key: &TokenKey,
+        leased: &TokenRow,
+        mut work: std::pin::Pin<&mut impl Future<Output = T>>,
+    ) -> T {
+        // Boxed: a refresh is the cold path, and the call's future (which the server boxes and
+        // copies per request) stays as small as it was.
+        let beat = Box::pin(self.heartbeat(key, leased.epoch));
         tokio::select! {
             biased;
-            out = work => out,
+            out = &mut work => out,
             never = beat => match never {},
         }
     }

@@ -177,14 +177,16 @@ impl TokenManager {
                 return Ok(out);
             }
         }
-        self.refresh(src, &slot, Mode::IfStale, None).await
+        // Boxed: the refresh (token requests, store, heartbeat) is the cold path, and the
+        // call's future, which the server boxes and copies per request, need not hold it.
+        Box::pin(self.refresh(src, &slot, Mode::IfStale, None)).await
     }
 
     /// Replaces an access token the upstream refused (reactive refresh), unless another
     /// caller already replaced it.
     pub async fn replace(&self, src: &TokenSource, refused: &AccessToken) -> Result<Obtained, CallError> {
         let slot = self.slot(&src.key);
-        self.refresh(src, &slot, Mode::Replace, Some(refused)).await
+        Box::pin(self.refresh(src, &slot, Mode::Replace, Some(refused))).await
     }
 
     /// The upstream refused `token` too, which a reactive refresh had just obtained: the path
@@ -347,8 +349,9 @@ impl TokenManager {
             self.release(key, &leased).await;
             return Ok(answer);
         }
-        // The token requests and their commit, while the heartbeat extends the lease.
-        let work = async {
+        // The token requests and their commit, while the heartbeat extends the lease (pinned
+        // here and lent, so that the call's future holds it once).
+        let work = std::pin::pin!(async {
             let result = self.obtain(src, previous.as_ref().and_then(|p| p.refresh_token.as_ref())).await;
             self.fault("after_token_response");
             match result {
@@ -357,7 +360,7 @@ impl TokenManager {
                 }
                 Err(e) => self.store_failure(src, slot, mode, &leased, &e).await,
             }
-        };
+        });
         self.holding(key, &leased, work).await
     }
 
