@@ -29,7 +29,7 @@ impl TokenManager {
     ) -> T {
         // Boxed: a refresh is the cold path, and the call's future (which the server boxes and
         // copies per request) stays as small as it was.
-        let beat = Box::pin(self.heartbeat(key, leased.epoch));
+        let beat = Box::pin(self.heartbeat(key, leased.epoch, leased.lease_until - LEASE_MS));
         tokio::select! {
             biased;
             out = &mut work => out,
@@ -37,17 +37,22 @@ impl TokenManager {
         }
     }
 
-    /// Extends the lease of `epoch` every [`HEARTBEAT_MS`], each try bounded by the same time
-    /// so that the next one starts on schedule. Never ends: after the lease is lost (released
-    /// by this refresh's own commit, run out, or taken over) it only waits to be dropped.
-    async fn heartbeat(&self, key: &TokenKey, epoch: i64) -> Infallible {
+    /// Extends the lease of `epoch`, taken at `taken_at`, every [`HEARTBEAT_MS`] from then (what
+    /// ran between the take and the work, an event recorded, counts), each try bounded by the
+    /// same time so that the next one starts on schedule. Never ends: after the lease is lost
+    /// (released by this refresh's own commit, run out, or taken over) it only waits to be
+    /// dropped.
+    async fn heartbeat(&self, key: &TokenKey, epoch: i64, taken_at: i64) -> Infallible {
         let clock = &self.events.clock;
-        let mut next = clock.now_ms();
+        let mut next = taken_at;
         loop {
             next += HEARTBEAT_MS;
             let wait = next - clock.now_ms();
             if wait > 0 {
                 clock.sleep(ms(wait)).await;
+            } else {
+                // Behind schedule: one extension now, the next a third of the lease later.
+                next -= wait;
             }
             let now = clock.now_ms();
             let until = now + LEASE_MS;

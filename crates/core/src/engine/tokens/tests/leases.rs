@@ -150,9 +150,10 @@ async fn shown_state_is_refreshing_while_this_instance_refreshes() {
 async fn a_late_holders_commit_is_refused_by_the_fence_and_recorded_as_a_conflict() {
     let h = Harness::new();
     let src = source();
-    // The store takes none of the holder's extensions: its lease runs out after 5 s, the
-    // provider answers after 30 s, and meanwhile another instance took over and refreshed.
-    h.store.fail(Some("extend_lease"), 1_000);
+    // The store fails the holder's first three extensions (at 1.67, 3.33 and 5 s): its lease
+    // runs out at 5 s and the fourth is refused. The provider answers after 30 s; meanwhile
+    // another instance took over and refreshed.
+    h.store.fail(Some("extend_lease"), 3);
     h.script.slow(Duration::from_secs(30));
     let (store, vault, clock, key) = (h.store.clone(), h.vault.clone(), h.clock.clone(), src.key.clone());
     let other = tokio::spawn(async move {
@@ -170,6 +171,7 @@ async fn a_late_holders_commit_is_refused_by_the_fence_and_recorded_as_a_conflic
     });
     h.tokens.get(&src).await.unwrap();
     other.await.unwrap();
+    assert_eq!(h.store.calls("extend_lease"), 4, "no extension after the store refused one");
     assert_eq!(h.kinds().await, [EventKind::TokenCommitConflict]);
     let stored = token::open(&h.vault, &src.key, &h.row(&src.key).await.sealed.unwrap()).unwrap();
     assert_eq!(stored.access_token.expose_secret(), "theirs", "the other writer's tokens stay");
