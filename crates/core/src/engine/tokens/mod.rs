@@ -1,9 +1,9 @@
 //! The token lifecycle (SPEC §5): tokens cached in memory and persisted sealed; refreshed
 //! `refresh_skew_s` before expiry; one refresh at a time per token, across every instance
 //! sharing the store (a short lease its holder extends while it works, with a fencing epoch:
-//! `heartbeat.rs`); a rotated refresh token durable before any
-//! call uses the new access token; terminal refusals erase tokens and mark
-//! `reauthorization_required`; transient failures back off with jitter and keep every token.
+//! `heartbeat.rs`); a rotated refresh token durable before any call uses the new access token;
+//! terminal refusals erase tokens and mark `reauthorization_required`; transient failures back
+//! off with jitter and keep every token.
 //!
 //! What to do is decided by the pure functions of [`decide`] (over the cached state, the stored
 //! row, the time and the settings); this module only does it: it reads the clock once per
