@@ -267,11 +267,13 @@ pub(super) fn while_leased(
 }
 
 /// SECURITY S24: the lease just taken replaced one that was never given back (`seen`, the row
-/// read last before taking it, held the lease before ours and did not release it), so a
-/// refresh was under way when its process died or stalled past the lease. Returns the
-/// abandoned lease's end.
+/// read last before taking it, held the lease before ours, and nothing was committed since:
+/// the version did not move), so a refresh was under way when its process died or stalled
+/// past the lease. A holder that committed between that read and our take (its commit bumps
+/// the version) finished: not abandoned. Returns the abandoned lease's end.
 pub(super) fn abandoned(seen: Option<&TokenRow>, leased: &TokenRow) -> Option<i64> {
-    seen.filter(|r| r.epoch + 1 == leased.epoch && r.lease_until != 0).map(|r| r.lease_until)
+    seen.filter(|r| r.epoch + 1 == leased.epoch && r.lease_until != 0 && r.version == leased.version)
+        .map(|r| r.lease_until)
 }
 
 /// The event of newly stored tokens: the first ones, or a refresh.

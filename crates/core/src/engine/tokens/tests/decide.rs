@@ -111,6 +111,10 @@ fn a_lease_taken_over_from_an_unreleased_holder_is_an_abandoned_refresh() {
     assert_eq!(decide::abandoned(Some(&row(4, 0)), &leased), None, "given back");
     assert_eq!(decide::abandoned(Some(&row(3, 1_000)), &leased), None, "not the lease just before ours");
     assert_eq!(decide::abandoned(None, &leased), None, "a first lease");
+    // The holder committed between our last read and our take: it finished.
+    let mut committed = row(5, 99_000);
+    committed.version += 1;
+    assert_eq!(decide::abandoned(Some(&row(4, 1_000)), &committed), None, "committed since it was read");
 }
 
 #[test]

@@ -176,3 +176,29 @@ async fn a_late_holders_commit_is_refused_by_the_fence_and_recorded_as_a_conflic
     let stored = token::open(&h.vault, &src.key, &h.row(&src.key).await.sealed.unwrap()).unwrap();
     assert_eq!(stored.access_token.expose_secret(), "theirs", "the other writer's tokens stay");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_commits_just_before_the_waiter_takes_the_lease_finished_its_refresh() {
+    let h = Harness::new();
+    let src = source();
+    h.tokens.get(&src).await.unwrap();
+    h.clock.advance(HOUR);
+    let now = h.now();
+    let leased = h.store.take_lease(&src.key, "elsewhere", now, now + 5_000).await.unwrap().unwrap();
+    // The holder commits between the waiter's read of the row (still leased) and its take.
+    let (store, vault, key) = (h.store.clone(), h.vault.clone(), src.key.clone());
+    h.store.before_next("take_lease", move || async move {
+        let set = token_set("theirs", Some("rt-x"), now, HOUR);
+        let write = TokenWrite {
+            sealed: Some(Some(token::seal(&vault, &key, &set))),
+            expires_at: Some(set.expires_at),
+            state: TokenState::Ok,
+            ..TokenWrite::default()
+        };
+        assert!(store.commit_token(&key, leased.epoch, &write, now).await.unwrap());
+    });
+    let got = h.tokens.get(&src).await.unwrap();
+    assert_eq!(access(&got.token), "theirs");
+    assert_eq!(h.requests(), 1, "only the first token");
+    assert_eq!(h.kinds().await, [EventKind::TokenObtained], "no refresh whose outcome is unknown");
+}
