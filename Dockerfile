@@ -18,17 +18,18 @@ FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
 COPY . .
 # The registry and target caches make rebuilds incremental (BuildKit); the binary is copied
-# out of the cached target directory, which the next stage cannot see.
+# out of the cached target directory, which the next stage cannot see. Without the release
+# profile's line tables (kept for profiling on a workstation): 19 MB instead of 83 MB.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p latchkey \
+    CARGO_PROFILE_RELEASE_DEBUG=false cargo build --release --locked -p latchkey \
     && install -m 0755 target/release/latchkey /usr/local/bin/latchkey
 
 FROM debian:${DEBIAN_RELEASE}-slim
 # ca-certificates: upstream TLS is verified against the system's roots. curl: the health check.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 latchkey \
     && useradd --system --uid 10001 --gid latchkey --home-dir /data --no-create-home \
