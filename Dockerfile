@@ -3,13 +3,14 @@
 # Latchkey in a container: a release build on the Rust image, run on Debian slim as a non-root
 # user, with its data (SQLite store and master key) in the /data volume.
 #
-#   docker build -t latchkey .
+#   docker build -t latchkey .                   # podman build --format docker (keeps the HEALTHCHECK)
 #   docker run -d --name latchkey -p 127.0.0.1:7420:7420 -v latchkey-data:/data \
 #     -v "$PWD/latchkey.toml:/etc/latchkey/latchkey.toml:ro" latchkey
 #   docker logs latchkey          # the one-time admin key is printed at first start
 #   docker exec -i latchkey latchkey secret set NAME < value.txt
 #
 # See docs/operations.md: back up the master key (/data/master.key, or LATCHKEY_MASTER_KEY).
+# packaging/test-image builds the image and checks it (user, health check, volume, restarts).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=trixie
