@@ -11,6 +11,7 @@
 //!   `connect` / `migrate`) and sqlx's message, which never carries a bound value. A URL in a
 //!   message is shown without its user and password ([`redact_url`]).
 
+mod listen;
 mod postgres;
 mod rows;
 mod sqlite;

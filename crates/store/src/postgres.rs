@@ -16,6 +16,12 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 #[path = "sql/mod.rs"]
 mod sql;
 
+/// The generation bump of every write (see `sql/generation.rs`), returning the new value and
+/// notifying [`crate::listen::CHANNEL`] of it, which PostgreSQL delivers when (and only if)
+/// the write commits. A function in `FROM` sees the items before it.
+const BUMP_GENERATION: &str = "WITH bumped AS (UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value) \
+     SELECT bumped.value FROM bumped, pg_notify('latchkey_changes', bumped.value::text)";
+
 /// What `sql/` is compiled for here.
 type Db = sqlx::Postgres;
 type ThisStore = PostgresStore;
@@ -23,6 +29,8 @@ type ThisStore = PostgresStore;
 /// [`latchkey_core::store::Store`] on PostgreSQL.
 pub struct PostgresStore {
     pool: PgPool,
+    /// What the pool connects with, for the change feed's connection of its own.
+    options: PgConnectOptions,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -44,10 +52,10 @@ impl PostgresStore {
         let _ = conn.close().await;
         let pool = PgPoolOptions::new()
             .acquire_timeout(WAIT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| open_error("connect", url, &e))?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, options })
     }
 
     /// The underlying pool, for diagnostics and tests.
@@ -55,8 +63,21 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Starts a change feed on a connection of its own (see [`crate::listen`]).
+    fn change_feed(&self) -> Option<latchkey_core::store::ChangeFeed> {
+        crate::listen::start(&self.options)
+    }
+
     /// Waits for queries under way, then closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bump_notifies_the_channel_the_feed_listens_on() {
+        assert!(super::BUMP_GENERATION.contains(&format!("pg_notify('{}',", crate::listen::CHANNEL)));
     }
 }

@@ -21,6 +21,10 @@ mod sql;
 type Db = sqlx::Sqlite;
 type ThisStore = SqliteStore;
 
+/// The generation bump of every write (see `sql/generation.rs`), returning the new value.
+/// No one listens on SQLite: other processes notice by polling the generation.
+const BUMP_GENERATION: &str = "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value";
+
 /// Writes serialize on SQLite anyway; a few connections let reads go on beside a write.
 const MAX_CONNECTIONS: u32 = 4;
 
@@ -75,6 +79,11 @@ impl SqliteStore {
     /// The underlying pool, for diagnostics and tests.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// None: processes sharing a SQLite file notice each other's writes by polling.
+    fn change_feed(&self) -> Option<latchkey_core::store::ChangeFeed> {
+        None
     }
 
     /// Waits for queries under way, then closes every connection.

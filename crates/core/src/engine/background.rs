@@ -1,29 +1,76 @@
-//! The engine's background work, which the server spawns: the sync with other writers every
-//! second, and keep-alive refreshes of tokens whose refresh token dies when idle.
+//! The engine's background work, which the server spawns: the sync with other writers (on the
+//! store's change notices, and every second), and keep-alive refreshes of tokens whose refresh
+//! token dies when idle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Engine, SYNC_WAIT};
+use crate::store::{ChangeFeed, StoreChange};
+
+/// The next notice of `feed`; never, when there is no feed. `None` when the feed ended.
+async fn next_notice(feed: &mut Option<ChangeFeed>) -> Option<StoreChange> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 impl Engine {
-    /// Runs [`Engine::sync_once`] every `every` until the task is dropped. Each is bounded by
-    /// [`SYNC_WAIT`]: a store that stopped answering (a partition) is reported and asked again
-    /// on a new attempt, instead of holding the sync until the TCP timeout.
+    /// Runs [`Engine::sync_once`] every `every`, and as soon as the store's change feed
+    /// ([`crate::store::Store::change_feed`], PostgreSQL's LISTEN/NOTIFY) says another writer
+    /// committed, until the task is dropped. A burst of notices costs one catch-up; a notice
+    /// of a generation memory already holds (this instance's own write) costs a comparison.
+    /// Each sync is bounded by [`SYNC_WAIT`]: a store that stopped answering (a partition) is
+    /// reported and asked again on a new attempt, instead of holding the sync until the TCP
+    /// timeout. The tick stays the fallback for changes the feed missed.
     pub async fn sync_forever(self: Arc<Self>, every: Duration) {
+        let mut feed = self.store.change_feed();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            match tokio::time::timeout(SYNC_WAIT, self.mirror.sync_once()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not check the store for changes"),
-                Err(_) => tracing::warn!(
-                    seconds = SYNC_WAIT.as_secs(),
-                    behind_s = self.mirror.sync_age().as_secs(),
-                    "the store did not answer the check for changes; changes other instances make are not seen here until it does"
-                ),
+            tokio::select! {
+                _ = tick.tick() => {}
+                notice = next_notice(&mut feed) => match notice {
+                    Some(notice) if self.wants_sync(notice, &mut feed) => {}
+                    Some(_) => continue,
+                    None => {
+                        tracing::warn!("the store's change feed ended; changes by other instances are seen at the next poll");
+                        feed = None;
+                        continue;
+                    }
+                },
             }
+            self.sync_bounded().await;
+        }
+    }
+
+    /// Whether `notice`, and the notices queued behind it (taken now: one catch-up answers a
+    /// burst), tell of a change memory does not hold yet.
+    fn wants_sync(&self, notice: StoreChange, feed: &mut Option<ChangeFeed>) -> bool {
+        let held = self.mirror.generation();
+        let news = |notice| match notice {
+            StoreChange::Resync => true,
+            StoreChange::Generation(g) => g > held,
+        };
+        let mut wanted = news(notice);
+        if let Some(rx) = feed {
+            while let Ok(queued) = rx.try_recv() {
+                wanted |= news(queued);
+            }
+        }
+        wanted
+    }
+
+    async fn sync_bounded(&self) {
+        match tokio::time::timeout(SYNC_WAIT, self.mirror.sync_once()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not check the store for changes"),
+            Err(_) => tracing::warn!(
+                seconds = SYNC_WAIT.as_secs(),
+                behind_s = self.mirror.sync_age().as_secs(),
+                "the store did not answer the check for changes; changes other instances make are not seen here until it does"
+            ),
         }
     }
 

@@ -198,6 +198,11 @@ impl Mirror {
         Ok(moved)
     }
 
+    /// The store generation memory reflects.
+    pub(crate) fn generation(&self) -> i64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// How long ago memory was last known to match the store: a second or so while the sync
     /// runs, growing while the store does not answer (changes other instances make, such as a
     /// deleted app key, are not seen here meanwhile).

@@ -168,6 +168,30 @@ pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Se
     /// Forgets the claim in progress for `scope` and `key` (its answer is not kept: the same
     /// key may be tried again).
     async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()>;
+
+    /// Notices of other writers' changes as they commit, sooner than polling
+    /// [`Store::generation`] notices them, or `None` (the default: the memory store, SQLite)
+    /// when this store sends none and polling is all there is. Each call starts a feed of its
+    /// own, which stops when its receiver is dropped. A feed may miss changes (while its
+    /// connection is down); it then says [`StoreChange::Resync`] once it is back, so polling
+    /// stays the fallback.
+    fn change_feed(&self) -> Option<ChangeFeed> {
+        None
+    }
+}
+
+/// See [`Store::change_feed`].
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<StoreChange>;
+
+/// A notice on a [`ChangeFeed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChange {
+    /// A write committed, bumping the generation to this value (a reader holding this
+    /// generation or a later one has nothing to do).
+    Generation(i64),
+    /// The feed is listening (first, or again after its connection was lost): changes made
+    /// before may not have been noticed, so a reader should check the generation.
+    Resync,
 }
 
 /// A request's `Idempotency-Key` and, once answered, its answer. `fingerprint` is the

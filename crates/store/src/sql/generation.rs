@@ -4,16 +4,10 @@
 
 use latchkey_core::store::{StoreChanges, StoreResult};
 
-use super::{Pool, Tx, keys, secrets};
+use super::{BUMP_GENERATION, Pool, Tx, keys, secrets};
 use crate::{fail, rows};
 
 const GENERATION: &str = "SELECT value FROM generation WHERE id = 1";
-const BUMP_GENERATION: &str = "UPDATE generation SET value = value + 1 WHERE id = 1";
-/// The first statement of a secret or app key write: the row is stamped with the generation
-/// it bumped to. On PostgreSQL the generation row stays locked until the write commits, so
-/// generations are handed out in commit order and a reader that sees generation `g` also
-/// sees every row stamped `g` or less.
-const BUMP_GENERATION_RETURNING: &str = "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value";
 const RECORD_DELETION: &str = "INSERT INTO deletions (kind, name, changed_gen) VALUES ($1, $2, $3) \
      ON CONFLICT (kind, name) DO UPDATE SET changed_gen = excluded.changed_gen";
 const DELETIONS_SINCE: &str = "SELECT kind, name FROM deletions WHERE changed_gen > $1 ORDER BY kind, name";
@@ -25,14 +19,18 @@ pub(super) async fn current(pool: &Pool) -> StoreResult<i64> {
 
 /// Runs the generation bump inside the write's transaction, then commits both.
 pub(super) async fn bump_and_commit(mut tx: Tx<'_>, op: &'static str) -> StoreResult<()> {
-    sqlx::query(BUMP_GENERATION).execute(&mut *tx).await.map_err(fail(op))?;
+    bump_first(&mut tx, op).await?;
     tx.commit().await.map_err(fail(op))
 }
 
 /// Starts a secret or app key write: bumps the generation first and returns the new value,
-/// which the write stamps on its row (`changed_gen`) or its deletion.
+/// which the write stamps on its row (`changed_gen`) or its deletion. On PostgreSQL the
+/// generation row stays locked until the write commits, so generations are handed out in
+/// commit order and a reader that sees generation `g` also sees every row stamped `g` or
+/// less; and the bump notifies listeners of the new generation when the write commits
+/// ([`BUMP_GENERATION`]).
 pub(super) async fn bump_first(tx: &mut Tx<'_>, op: &'static str) -> StoreResult<i64> {
-    sqlx::query_scalar::<_, i64>(BUMP_GENERATION_RETURNING).fetch_one(&mut **tx).await.map_err(fail(op))
+    sqlx::query_scalar::<_, i64>(BUMP_GENERATION).fetch_one(&mut **tx).await.map_err(fail(op))
 }
 
 /// Deletes with `delete` (bound to `name`) and records the deletion of `kind` `name` under

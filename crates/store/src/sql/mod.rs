@@ -13,6 +13,9 @@
 //! named after the trait method they are (its `OP` in errors); rows are read through the
 //! structs of [`crate::rows`]. The trait impls below only say which operation each method is.
 //!
+//! The parent also gives the one statement whose text differs, `BUMP_GENERATION`
+//! (PostgreSQL's also notifies listeners: SQLite has none), and `change_feed`.
+//!
 //! Every write to secrets, api_keys (insert, delete) and connectors runs in one transaction
 //! with the generation bump ([`generation`]), and bumps only when it changed a row. Each such
 //! transaction starts with its write, so on SQLite it takes the write lock first (waiting out
@@ -32,12 +35,12 @@ mod tokens;
 
 use latchkey_core::Env;
 use latchkey_core::store::{
-    ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow, FlowTake,
+    ChangeFeed, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow, FlowTake,
     IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow,
     SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
 };
 
-use super::{Db, ThisStore};
+use super::{BUMP_GENERATION, Db, ThisStore};
 use crate::fail;
 
 type Pool = sqlx::Pool<Db>;
@@ -109,6 +112,9 @@ impl Store for ThisStore {
     }
     async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()> {
         idempotency::release(&self.pool, scope, key).await
+    }
+    fn change_feed(&self) -> Option<ChangeFeed> {
+        ThisStore::change_feed(self)
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use latchkey_core::Env;
+use latchkey_core::store::{ConnectorRow, SecretRow, StoreChange};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -130,4 +132,50 @@ async fn names_sort_in_byte_order_whatever_the_locale() {
     .unwrap();
     assert_eq!(collations, vec![], "text keys without COLLATE \"C\"");
     let _ = conn.close().await;
+}
+
+/// The next notice of `feed`; fails (rather than hangs) when none comes within 20 s.
+async fn next_notice(feed: &mut latchkey_core::store::ChangeFeed) -> StoreChange {
+    tokio::time::timeout(std::time::Duration::from_secs(20), feed.recv())
+        .await
+        .expect("no change notice within 20 s")
+        .expect("the change feed ended")
+}
+
+/// What another handle's change feed hears of a write: the generation it committed, sent
+/// with it (LISTEN/NOTIFY); after its connection is killed, that it must check (it may have
+/// missed changes), and then the next write again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_handles_feed_hears_each_write_and_listens_again_after_its_connection_is_killed() {
+    let (ctx, _guard) = fresh().await;
+    let other = ctx.second_instance().await;
+    let mut feed = other.change_feed().expect("PostgreSQL has a change feed");
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Resync, "a new feed says to check once it listens");
+
+    let row = SecretRow { name: "k".into(), env: Env::Live, sealed: vec![1, 2, 3], updated_at: 1 };
+    ctx.store.put_secret(&row).await.unwrap();
+    let written = ctx.store.generation().await.unwrap();
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Generation(written));
+    ctx.store.put_connector(&ConnectorRow { name: "c".into(), definition: "{}".into(), updated_at: 1 }).await.unwrap();
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Generation(written + 1));
+
+    let mut conn = PgConnection::connect(&ctx.url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'latchkey listener'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(killed, vec![true], "one listener connection");
+    let _ = conn.close().await;
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Resync, "listening again, it says to check");
+    assert!(ctx.store.delete_secret("k").await.unwrap());
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Generation(written + 2));
+    // This handle's own feed hears its own writes too (a reader compares and does nothing).
+    let mut own = ctx.store.change_feed().expect("PostgreSQL has a change feed");
+    assert_eq!(next_notice(&mut own).await, StoreChange::Resync);
+    ctx.store.put_secret(&row).await.unwrap();
+    assert_eq!(next_notice(&mut own).await, StoreChange::Generation(written + 3));
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Generation(written + 3));
 }
