@@ -57,6 +57,9 @@ pub struct Settings {
     pub fault: Option<String>,
     /// `LATCHKEY_LOG_FORMAT`, else `[server] log_format`, else text.
     pub log_format: latchkey_core::config::LogFormat,
+    /// How often `serve` polls the store for other writers' changes: 1 s, or (undocumented,
+    /// for tests that show the change feed works without the poll) `LATCHKEY_SYNC_INTERVAL_MS`.
+    pub sync_every: std::time::Duration,
 }
 
 impl Settings {
@@ -127,7 +130,15 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("LATCHKEY_LOG_FORMAT: {e}"))?,
             _ => config.server.log_format.unwrap_or_default(),
         };
+        let sync_every = match std::env::var("LATCHKEY_SYNC_INTERVAL_MS") {
+            Ok(ms) if !ms.is_empty() => match ms.parse::<u64>() {
+                Ok(ms) if ms > 0 => std::time::Duration::from_millis(ms),
+                _ => bail!("LATCHKEY_SYNC_INTERVAL_MS must be a number of milliseconds, at least 1 (or unset: 1000)"),
+            },
+            _ => std::time::Duration::from_secs(1),
+        };
         Ok(Settings {
+            sync_every,
             log_format,
             config,
             config_file,

@@ -236,7 +236,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     for p in engine.admin().missing_secrets() {
         tracing::warn!("{p}");
     }
-    tokio::spawn(engine.clone().sync_forever(Duration::from_secs(1)));
+    tokio::spawn(engine.clone().sync_forever(settings.sync_every));
     tokio::spawn(engine.clone().keepalive_forever(Duration::from_secs(60)));
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");

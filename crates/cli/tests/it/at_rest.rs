@@ -58,7 +58,7 @@ async fn a_ciphertext_moved_onto_another_record_fails_its_integrity_check() {
     assert!(lk.output().contains("secret failed to decrypt"), "no integrity alert in the log");
 }
 
-fn psql(db: &str, sql: &str) {
+pub fn psql(db: &str, sql: &str) {
     let out = Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qc", sql])
         .output()

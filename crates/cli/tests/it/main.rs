@@ -25,6 +25,7 @@ mod leaks;
 mod lifecycle;
 mod logs;
 mod multi;
+mod notify;
 mod partition;
 mod provider_answers;
 mod proxy;
