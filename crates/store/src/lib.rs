@@ -26,6 +26,15 @@ pub use sqlite::SqliteStore;
 /// How long an operation waits for a free pooled connection, and SQLite for a lock.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A statement slower than this is logged at warn.
+const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `options` logging each statement at trace (sqlx's default, debug, would print the sync's
+/// poll every second at `LATCHKEY_LOG=debug`) and one slower than [`SLOW_STATEMENT`] at warn.
+fn statement_logging<O: sqlx::ConnectOptions>(options: O) -> O {
+    options.log_statements(log::LevelFilter::Trace).log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT)
+}
+
 /// Which database a store URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

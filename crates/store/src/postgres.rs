@@ -45,6 +45,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options =
             PgConnectOptions::from_str(url).map_err(|e| open_error("connect", url, &e))?.application_name("latchkey");
+        let options = crate::statement_logging(options);
         // One connection of its own first: it fails with the driver's own words (refused,
         // unknown database, authentication) rather than a pool time-out after retries.
         let mut conn = options.connect().await.map_err(|e| open_error("connect", url, &e))?;

@@ -58,6 +58,7 @@ impl SqliteStore {
     async fn open_with(options: SqliteConnectOptions, in_memory: bool, shown: &str) -> StoreResult<Self> {
         let options =
             options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal).busy_timeout(WAIT).foreign_keys(true);
+        let options = crate::statement_logging(options);
         if !in_memory {
             create_file(options.get_filename()).await.map_err(|e| open_error("connect", shown, &e))?;
         }

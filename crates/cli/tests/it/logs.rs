@@ -80,3 +80,31 @@ async fn the_environment_overrides_the_files_log_format_and_a_wrong_one_is_refus
     };
     assert!(out.contains("LATCHKEY_LOG_FORMAT: `xml` is not a log format: use `text` or `json`"), "{out}");
 }
+
+/// At `LATCHKEY_LOG=debug` the store's statements are not logged (sqlx logs each at trace
+/// here, only those slower than a second at warn): the 1 s generation poll would otherwise
+/// print one every second. On SQLite and on PostgreSQL (each backend has its own options); at
+/// trace they are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_hold_no_sql_statements() {
+    const STATEMENTS: [&str; 3] = ["SELECT value FROM generation", "INSERT INTO secrets", "db.statement"];
+    let db = super::at_rest::Database::create();
+    for (level, database_url) in [("debug", None), ("debug", Some(db.url())), ("trace", None)] {
+        let mut env = vec![("LATCHKEY_LOG".to_owned(), level.to_owned())];
+        env.extend(database_url.clone().map(|url| ("LATCHKEY_DATABASE_URL".to_owned(), url)));
+        let lk = Latchkey::start_with(bin(), Options { env, ..Options::default() }).unwrap();
+        lk.put_secret("k", "live", "v").await;
+        // Something logged at debug: a connection that sends no HTTP ends with an error.
+        let addr = lk.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let mut garbage = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut garbage, b"NOT HTTP\r\n\r\n").await.unwrap();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut garbage, &mut Vec::new()).await;
+        wait_for(&lk, "a connection ended with an error").await;
+        // A few of the sync's polls.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let out = lk.output();
+        for statement in STATEMENTS {
+            assert_eq!(out.contains(statement), level == "trace", "{level} {database_url:?}: `{statement}`:\n{out}");
+        }
+    }
+}
