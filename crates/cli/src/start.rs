@@ -22,9 +22,11 @@ pub const PREVIOUS_KEY_FILE: &str = "master.key.previous";
 /// Whether a command may make a store when there is none.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Read-only commands: with no store they say where they looked and how to make one.
+    /// Read-only commands (and those that change only what is there): nothing is created or
+    /// migrated; with no store they say where they looked and how to make one, and with an
+    /// older schema that `latchkey serve` migrates it.
     Existing,
-    /// Commands that write: a missing store is created, and they say so.
+    /// Commands that write: a missing store is created (and its schema migrated), and they say so.
     CreateIfMissing,
 }
 
@@ -81,9 +83,19 @@ pub async fn open(settings: &Settings, need: Need) -> anyhow::Result<(Arc<dyn St
     {
         create_private_dir(&settings.data_dir)?;
     }
-    let store = latchkey_store::connect(&settings.database_url)
-        .await
-        .with_context(|| "cannot open the store (check --database-url / LATCHKEY_DATABASE_URL)")?;
+    let how = match need {
+        Need::Existing => latchkey_store::Open::Existing,
+        Need::CreateIfMissing => latchkey_store::Open::Migrate,
+    };
+    let store = match latchkey_store::open(&settings.database_url, how).await {
+        Ok(store) => store,
+        Err(latchkey_store::OpenError::NoStore) => return Err(no_store(settings)),
+        Err(latchkey_store::OpenError::Store(e)) => {
+            return Err(anyhow::Error::new(e))
+                .context("cannot open the store (check --database-url / LATCHKEY_DATABASE_URL)");
+        }
+        Err(e) => bail!("the store at {}: {e}", settings.store_location()),
+    };
     let store_is_new = store.get_meta("vault.key_check").await?.is_none();
     if store_is_new && need == Need::Existing {
         return Err(no_store(settings));

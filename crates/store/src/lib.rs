@@ -67,10 +67,97 @@ fn unsupported(what: String) -> StoreError {
 
 /// Opens the store `url` names, creating (SQLite) and migrating its schema as needed.
 pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
-    Ok(match Backend::of_url(url)? {
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url).await?),
-        Backend::Postgres => Arc::new(PostgresStore::connect(url).await?),
+    open(url, Open::Migrate).await.map_err(|e| match e {
+        OpenError::Store(e) => e,
+        other => StoreError::Unavailable { op: "connect", reason: other.to_string() },
     })
+}
+
+/// What [`open`] may do to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Create (SQLite: the file too) and migrate the schema as needed.
+    Migrate,
+    /// Open only a store that is there with this version's schema: create and migrate nothing
+    /// (for read-only commands, which should not change a database they were pointed at).
+    Existing,
+}
+
+/// Why [`open`] did not open the store.
+#[derive(Debug)]
+pub enum OpenError {
+    /// [`Open::Existing`]: the database holds no Latchkey store (no migrations table, or an
+    /// empty one); nothing was created.
+    NoStore,
+    /// [`Open::Existing`]: the store's schema is older than this version's (`applied` is its
+    /// last migration, `latest` this version's); nothing was migrated.
+    Behind { applied: i64, latest: i64 },
+    /// [`Open::Existing`]: the store's schema is newer than this version knows.
+    Ahead { applied: i64, latest: i64 },
+    /// The database could not be opened or migrated.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::NoStore => f.write_str("the database holds no Latchkey store"),
+            OpenError::Behind { applied, latest } => write!(
+                f,
+                "the store's schema is at migration {applied}, older than this Latchkey's ({latest}), and this \
+                 command does not migrate it: run `latchkey serve` with this version once (it migrates the store \
+                 at start; see Upgrades in docs/operations.md), then try again"
+            ),
+            OpenError::Ahead { applied, latest } => write!(
+                f,
+                "the store's schema is at migration {applied}, newer than this Latchkey knows ({latest}): a newer \
+                 Latchkey migrated it; use that version"
+            ),
+            OpenError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for OpenError {
+    fn from(e: StoreError) -> Self {
+        OpenError::Store(e)
+    }
+}
+
+/// Opens the store `url` names, as `how` allows.
+pub async fn open(url: &str, how: Open) -> Result<Arc<dyn Store>, OpenError> {
+    Ok(match Backend::of_url(url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::open_url(url, how).await?),
+        Backend::Postgres => Arc::new(PostgresStore::open(url, how).await?),
+    })
+}
+
+/// Whether the migrations `applied` (version, success), as the migrations table holds them,
+/// are this version's `migrator`'s: `None` when there is no table.
+fn check_schema(applied: Option<Vec<(i64, bool)>>, migrator: &sqlx::migrate::Migrator) -> Result<(), OpenError> {
+    let applied = applied.unwrap_or_default();
+    let Some(&(top, _)) = applied.iter().max_by_key(|(version, _)| *version) else {
+        return Err(OpenError::NoStore);
+    };
+    let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    if top > latest {
+        return Err(OpenError::Ahead { applied: top, latest });
+    }
+    let done = |version| applied.iter().any(|&(v, success)| v == version && success);
+    if migrator.iter().any(|m| !done(m.version)) {
+        let applied = applied.iter().filter(|(_, success)| *success).map(|(v, _)| *v).max().unwrap_or(0);
+        return Err(OpenError::Behind { applied, latest });
+    }
+    Ok(())
 }
 
 /// `url` without its userinfo (`user:password@`), for messages and logs.

@@ -7,7 +7,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::{WAIT, open_error};
+use crate::{Open, OpenError, WAIT, open_error};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -21,6 +21,9 @@ mod sql;
 /// the write commits. A function in `FROM` sees the items before it.
 const BUMP_GENERATION: &str = "WITH bumped AS (UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value) \
      SELECT bumped.value FROM bumped, pg_notify('latchkey_changes', bumped.value::text)";
+
+/// Whether the migrations table is there (`sql/schema.rs`).
+const HAS_MIGRATIONS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
 
 /// What `sql/` is compiled for here.
 type Db = sqlx::Postgres;
@@ -43,14 +46,31 @@ impl PostgresStore {
     /// Connects to `postgres://…` or `postgresql://…` (an existing database) and migrates it.
     /// Migrations take PostgreSQL's advisory lock, so instances starting together are safe.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::open(url, Open::Migrate).await.map_err(|e| match e {
+            OpenError::Store(e) => e,
+            other => open_error("connect", url, &other),
+        })
+    }
+
+    /// Connects to `postgres://…` or `postgresql://…` (an existing database): with
+    /// [`Open::Migrate`] migrates it, with [`Open::Existing`] only checks that it holds a store
+    /// with this version's schema.
+    pub async fn open(url: &str, how: Open) -> Result<Self, OpenError> {
         let options =
             PgConnectOptions::from_str(url).map_err(|e| open_error("connect", url, &e))?.application_name("latchkey");
         let options = crate::statement_logging(options);
         // One connection of its own first: it fails with the driver's own words (refused,
         // unknown database, authentication) rather than a pool time-out after retries.
         let mut conn = options.connect().await.map_err(|e| open_error("connect", url, &e))?;
-        MIGRATOR.run(&mut conn).await.map_err(|e| open_error("migrate", url, &e))?;
+        let schema = match how {
+            Open::Migrate => MIGRATOR.run(&mut conn).await.map_err(|e| open_error("migrate", url, &e).into()),
+            Open::Existing => sql::schema::applied(&mut conn)
+                .await
+                .map_err(|e| open_error("connect", url, &e).into())
+                .and_then(|applied| crate::check_schema(applied, &MIGRATOR)),
+        };
         let _ = conn.close().await;
+        schema?;
         let pool = PgPoolOptions::new()
             .acquire_timeout(WAIT)
             .connect_with(options.clone())

@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::{WAIT, open_error};
+use crate::{Open, OpenError, WAIT, open_error};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -16,6 +16,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 #[expect(clippy::duplicate_mod, reason = "src/sql/ is compiled once per backend on purpose")]
 #[path = "sql/mod.rs"]
 mod sql;
+
+/// Whether the migrations table is there (`sql/schema.rs`).
+const HAS_MIGRATIONS: &str =
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')";
 
 /// What `sql/` is compiled for here.
 type Db = sqlx::Sqlite;
@@ -43,29 +47,60 @@ impl SqliteStore {
     /// Opens `sqlite://PATH` (created if missing, with its directory) or `sqlite::memory:`
     /// (one connection, gone with the store), and migrates it.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::open_url(url, Open::Migrate).await.map_err(|e| match e {
+            OpenError::Store(e) => e,
+            other => open_error("connect", url, &other),
+        })
+    }
+
+    /// Opens `sqlite://PATH` or `sqlite::memory:` as `how` allows: with [`Open::Existing`]
+    /// nothing is created (a missing file is [`OpenError::NoStore`]) or migrated.
+    pub async fn open_url(url: &str, how: Open) -> Result<Self, OpenError> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| open_error("connect", url, &e))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        Self::open_with(options, in_memory, url).await
+        Self::open_with(options, in_memory, url, how).await
     }
 
     /// Opens the database file at `path`, creating it (readable by its owner only) and its
     /// directory if missing, and migrates it.
     pub async fn open(path: &Path) -> StoreResult<Self> {
         let options = SqliteConnectOptions::new().filename(path);
-        Self::open_with(options, false, &path.display().to_string()).await
+        Self::open_with(options, false, &path.display().to_string(), Open::Migrate).await.map_err(|e| match e {
+            OpenError::Store(e) => e,
+            other => open_error("connect", &path.display().to_string(), &other),
+        })
     }
 
-    async fn open_with(options: SqliteConnectOptions, in_memory: bool, shown: &str) -> StoreResult<Self> {
-        let options =
-            options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal).busy_timeout(WAIT).foreign_keys(true);
+    async fn open_with(
+        options: SqliteConnectOptions,
+        in_memory: bool,
+        shown: &str,
+        how: Open,
+    ) -> Result<Self, OpenError> {
+        let create = how == Open::Migrate;
+        let mut options = options.create_if_missing(create).busy_timeout(WAIT).foreign_keys(true);
+        if create {
+            // Kept in the file: an existing store is in WAL mode already, and an empty file
+            // opened to look is left as it was.
+            options = options.journal_mode(SqliteJournalMode::Wal);
+        }
         let options = crate::statement_logging(options);
-        if !in_memory {
+        if !in_memory && create {
             create_file(options.get_filename()).await.map_err(|e| open_error("connect", shown, &e))?;
+        }
+        if !in_memory && !create && !options.get_filename().exists() {
+            return Err(OpenError::NoStore);
         }
         // One connection of its own first: it fails with the driver's own words rather than
         // a pool time-out, and it keeps an in-memory database alive until the pool holds it.
         let mut conn = options.connect().await.map_err(|e| open_error("connect", shown, &e))?;
-        MIGRATOR.run(&mut conn).await.map_err(|e| open_error("migrate", shown, &e))?;
+        match how {
+            Open::Migrate => MIGRATOR.run(&mut conn).await.map_err(|e| open_error("migrate", shown, &e))?,
+            Open::Existing => {
+                let applied = sql::schema::applied(&mut conn).await.map_err(|e| open_error("connect", shown, &e))?;
+                crate::check_schema(applied, &MIGRATOR)?;
+            }
+        }
         let pool = if in_memory {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {

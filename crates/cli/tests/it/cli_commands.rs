@@ -80,6 +80,52 @@ fn read_only_commands_never_create_a_store_and_writes_say_they_did() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no secrets"), "{}", text(&out));
 }
 
+/// One value from `sql` on database `db`.
+fn psql_value(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+        .output()
+        .expect("psql is missing: install the PostgreSQL client (`apt-get install -y postgresql-client`)");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// On PostgreSQL, where only the database tells whether a store is there: a read-only command
+/// against an empty database says where it looked and creates no table; against a store whose
+/// schema is older than the binary's, it says to run `latchkey serve` and migrates nothing.
+#[test]
+fn read_only_commands_on_postgres_create_and_migrate_nothing() {
+    let db = super::at_rest::Database::create();
+    let (work, data) = workdir("");
+    let env = [("LATCHKEY_DATABASE_URL".to_owned(), db.url())];
+    let cli = |args: &[&str]| run_cli(bin(), work.path(), &data, &env, args, None);
+    let tables = || psql_value(&db.0, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+    for args in [&["secret", "list"][..], &["key", "list"], &["secret", "rm", "k"]] {
+        let out = cli(args);
+        assert!(!out.status.success(), "{args:?} succeeded without a store: {}", text(&out));
+        let t = text(&out);
+        assert!(t.contains(&format!("the database postgres://127.0.0.1:5432/{} holds no Latchkey store", db.0)), "{t}");
+        assert!(t.contains("latchkey secret set NAME"), "{args:?} did not say how to make one: {t}");
+        assert_eq!(tables(), "0", "{args:?} created tables");
+    }
+
+    let out = cli(&["key", "create", "--env", "dev"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let latest = psql_value(&db.0, "SELECT max(version) FROM _sqlx_migrations");
+    // Migration 7 undone by hand: the schema of a store an older Latchkey made.
+    psql_value(&db.0, "DELETE FROM _sqlx_migrations WHERE version = 7; DROP TABLE idempotency_keys");
+    let out = cli(&["secret", "list"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let behind = format!("older than this Latchkey's ({latest}), and this command does not migrate it");
+    assert!(t.contains(&behind) && t.contains("run `latchkey serve` with this version"), "{t}");
+    assert_eq!(psql_value(&db.0, "SELECT count(*) FROM _sqlx_migrations WHERE version = 7"), "0");
+    let out = cli(&["key", "create", "--env", "dev"]);
+    assert!(out.status.success(), "a command that writes migrates: {}", text(&out));
+    let out = cli(&["secret", "list"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[tokio::test]
 async fn key_list_and_rm_agree_with_the_api_and_a_removed_key_is_refused() {
     let up = Recorder::start().await;

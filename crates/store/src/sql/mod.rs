@@ -13,8 +13,9 @@
 //! named after the trait method they are (its `OP` in errors); rows are read through the
 //! structs of [`crate::rows`]. The trait impls below only say which operation each method is.
 //!
-//! The parent also gives the one statement whose text differs, `BUMP_GENERATION`
-//! (PostgreSQL's also notifies listeners: SQLite has none), and `change_feed`.
+//! The parent also gives the statements whose text differs, `BUMP_GENERATION` (PostgreSQL's
+//! also notifies listeners: SQLite has none) and `HAS_MIGRATIONS` (each catalog's own), and
+//! `change_feed`.
 //!
 //! Every write to secrets, api_keys (insert, delete) and connectors runs in one transaction
 //! with the generation bump ([`generation`]), and bumps only when it changed a row. Each such
@@ -29,6 +30,7 @@ mod generation;
 mod idempotency;
 mod identity;
 mod keys;
+pub(super) mod schema;
 mod sealed;
 mod secrets;
 mod tokens;
@@ -40,7 +42,7 @@ use latchkey_core::store::{
     SecretRow, SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
 };
 
-use super::{BUMP_GENERATION, Db, ThisStore};
+use super::{BUMP_GENERATION, Db, HAS_MIGRATIONS, ThisStore};
 use crate::fail;
 
 type Pool = sqlx::Pool<Db>;

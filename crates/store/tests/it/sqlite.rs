@@ -145,3 +145,41 @@ async fn a_token_with_an_unknown_state_is_corrupt_not_empty() {
     let error = store.take_lease(&key, "me", 2, 3).await.unwrap_err().to_string();
     assert!(error.starts_with("stored data cannot be read during take_lease: "), "{error}");
 }
+
+/// `Open::Existing` creates nothing: no file where there was none, no schema in an empty
+/// file; it opens a store with this version's schema, and says when the schema is older.
+#[tokio::test]
+async fn opening_an_existing_store_creates_and_migrates_nothing() {
+    use latchkey_store::{Open, OpenError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    let url = format!("sqlite://{}", path.display());
+    assert!(matches!(latchkey_store::open(&url, Open::Existing).await, Err(OpenError::NoStore)));
+    assert!(!path.exists(), "a file was created");
+    std::fs::write(&path, b"").unwrap();
+    assert!(matches!(latchkey_store::open(&url, Open::Existing).await, Err(OpenError::NoStore)));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "a schema was written");
+
+    let store = latchkey_store::connect(&url).await.unwrap();
+    store.put_secret(&secret("k")).await.unwrap();
+    drop(store);
+    let store = latchkey_store::open(&url, Open::Existing).await.unwrap();
+    assert_eq!(store.list_secrets().await.unwrap().len(), 1);
+    drop(store);
+
+    let conn = SqliteStore::open(&path).await.unwrap();
+    let latest: i64 =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations").fetch_one(conn.pool()).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = $1")
+        .bind(latest)
+        .execute(conn.pool())
+        .await
+        .unwrap();
+    conn.close().await;
+    match latchkey_store::open(&url, Open::Existing).await {
+        Err(OpenError::Behind { applied, latest: l }) => assert_eq!((applied, l), (latest - 1, latest)),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let behind = latchkey_store::open(&url, Open::Existing).await.err().unwrap().to_string();
+    assert!(behind.contains("run `latchkey serve` with this version"), "{behind}");
+}
