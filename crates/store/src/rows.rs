@@ -458,6 +458,20 @@ pub(crate) mod sealed {
             Ok((SealedPlace::RefreshSuccessor { hash, env: parse_env(op, &env)? }, successor))
         }
     }
+
+    /// `idempotency_keys`: `scope, idem_key, answer` (selected only once answered).
+    #[derive(sqlx::FromRow)]
+    pub(crate) struct IdempotencyAnswer {
+        scope: String,
+        idem_key: String,
+        answer: Vec<u8>,
+    }
+
+    impl IdempotencyAnswer {
+        pub(crate) fn into_place(self) -> (SealedPlace, Vec<u8>) {
+            (SealedPlace::IdempotencyAnswer { scope: self.scope, key: self.idem_key }, self.answer)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -169,6 +169,14 @@ async fn vault_rotate_reseals_everything_while_the_server_keeps_serving() {
     )
     .await;
     assert_eq!(users.status, 200);
+    // An answer kept for an `Idempotency-Key` (sealed: it shows the key made, once).
+    let idempotent = |lk: &Latchkey| {
+        let r = lk.http.post(lk.url("/v1/admin/keys")).bearer_auth(&admin).header("Idempotency-Key", "before-rotate");
+        r.json(&json!({"environment": "dev", "name": "kept"})).send()
+    };
+    let kept = idempotent(&lk).await.unwrap();
+    assert_eq!(kept.status(), 201);
+    let kept = kept.text().await.unwrap();
     let old_key = std::fs::read_to_string(lk.data_dir.join("master.key")).unwrap();
     let old_id = latchkey_vault::MasterKey::from_base64(&old_key).unwrap().id();
 
@@ -206,6 +214,10 @@ async fn vault_rotate_reseals_everything_while_the_server_keeps_serving() {
         values.iter().any(|(p, _)| matches!(p, latchkey_core::store::SealedPlace::Meta(k) if k == "audit.salt")),
         "the audit log's key is not among the sealed values"
     );
+    assert!(
+        values.iter().any(|(p, _)| matches!(p, latchkey_core::store::SealedPlace::IdempotencyAnswer { key, .. } if key == "before-rotate")),
+        "the kept idempotent answer is not among the sealed values"
+    );
     for (place, sealed) in &values {
         assert_eq!(latchkey_vault::key_id_of(sealed).unwrap(), new_id, "{place:?} is still sealed with the old key");
     }
@@ -225,6 +237,11 @@ async fn vault_rotate_reseals_everything_while_the_server_keeps_serving() {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = Reply::read(again.http.get(again.url("/v1/admin/secrets")).bearer_auth(&admin).send().await.unwrap()).await;
     assert_eq!(r.status, 200);
+    // The kept answer replays, byte for byte, with the new key alone.
+    let replay = idempotent(&again).await.unwrap();
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.text().await.unwrap(), kept);
     drop(again);
     drop(work);
     // The old key alone no longer opens the store.

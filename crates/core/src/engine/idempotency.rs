@@ -54,7 +54,8 @@ fn fingerprint(method: &str, target: &str, body: &[u8]) -> Vec<u8> {
     f.finish().to_vec()
 }
 
-fn aad(scope: &str, key: &str) -> Aad {
+/// What a kept answer is bound to (also for `vault rotate`, which re-seals it).
+pub(super) fn aad(scope: &str, key: &str) -> Aad {
     Aad::new("idempotency", format!("{scope}\n{key}"), "answer", "-")
 }
 

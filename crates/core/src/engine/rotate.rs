@@ -26,6 +26,7 @@ fn aad(place: &SealedPlace) -> Aad {
         }
         SealedPlace::SigningKey(kid) => super::identity::key_aad(kid),
         SealedPlace::RefreshSuccessor { hash, env } => super::identity::successor_aad(hash, *env),
+        SealedPlace::IdempotencyAnswer { scope, key } => super::idempotency::aad(scope, key),
     }
 }
 

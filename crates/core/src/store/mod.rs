@@ -546,9 +546,21 @@ pub enum SealedPlace {
     Meta(String),
     Secret(String, Env),
     Token(TokenKey),
-    Flow { hash: Vec<u8>, kind: String, env: Env },
+    Flow {
+        hash: Vec<u8>,
+        kind: String,
+        env: Env,
+    },
     SigningKey(String),
-    RefreshSuccessor { hash: Vec<u8>, env: Env },
+    RefreshSuccessor {
+        hash: Vec<u8>,
+        env: Env,
+    },
+    /// The answer kept for an `Idempotency-Key` (`scope` is the caller).
+    IdempotencyAnswer {
+        scope: String,
+        key: String,
+    },
 }
 
 #[async_trait::async_trait]

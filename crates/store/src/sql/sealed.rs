@@ -15,6 +15,8 @@ const SEALED_TOKENS: &str = "SELECT connector, env, connection, sealed FROM toke
 const SEALED_FLOWS: &str = "SELECT handle_hash, kind, env, sealed FROM flows WHERE sealed IS NOT NULL";
 const SEALED_SIGNING_KEYS: &str = "SELECT kid, sealed FROM signing_keys";
 const SEALED_REFRESH_SUCCESSORS: &str = "SELECT hash, env, successor FROM refresh_tokens WHERE successor IS NOT NULL";
+/// Kept answers only: a claim in progress (`status` 0) holds no answer yet.
+const SEALED_IDEMPOTENCY_ANSWERS: &str = "SELECT scope, idem_key, answer FROM idempotency_keys WHERE status <> 0";
 
 const REPLACE_META: &str = "UPDATE meta SET value = $3 WHERE key = $1 AND value = $2";
 const REPLACE_SECRET: &str = "UPDATE secrets SET sealed = $4 WHERE name = $1 AND env = $2 AND sealed = $3";
@@ -23,6 +25,8 @@ const REPLACE_TOKEN: &str =
 const REPLACE_FLOW: &str = "UPDATE flows SET sealed = $3 WHERE handle_hash = $1 AND sealed = $2";
 const REPLACE_SIGNING_KEY: &str = "UPDATE signing_keys SET sealed = $3 WHERE kid = $1 AND sealed = $2";
 const REPLACE_REFRESH_SUCCESSOR: &str = "UPDATE refresh_tokens SET successor = $3 WHERE hash = $1 AND successor = $2";
+const REPLACE_IDEMPOTENCY_ANSWER: &str =
+    "UPDATE idempotency_keys SET answer = $4 WHERE scope = $1 AND idem_key = $2 AND status <> 0 AND answer = $3";
 
 pub(super) async fn get_meta(pool: &Pool, key: &str) -> StoreResult<Option<Vec<u8>>> {
     const OP: &str = "get_meta";
@@ -37,7 +41,7 @@ pub(super) async fn insert_meta(pool: &Pool, key: &str, value: &[u8]) -> StoreRe
 }
 
 /// Every sealed value with its place: meta, secrets, tokens, flows, signing keys, refresh
-/// successors, in that order.
+/// successors, kept `Idempotency-Key` answers, in that order.
 pub(super) async fn values(pool: &Pool) -> StoreResult<Vec<(SealedPlace, Vec<u8>)>> {
     const OP: &str = "sealed_values";
     let mut out = Vec::new();
@@ -65,6 +69,11 @@ pub(super) async fn values(pool: &Pool) -> StoreResult<Vec<(SealedPlace, Vec<u8>
     for row in successors {
         out.push(row.into_place(OP)?);
     }
+    let answers = sqlx::query_as::<_, rows::sealed::IdempotencyAnswer>(SEALED_IDEMPOTENCY_ANSWERS)
+        .fetch_all(pool)
+        .await
+        .map_err(fail(OP))?;
+    out.extend(answers.into_iter().map(rows::sealed::IdempotencyAnswer::into_place));
     Ok(out)
 }
 
@@ -81,6 +90,9 @@ pub(super) async fn replace(pool: &Pool, place: &SealedPlace, old: &[u8], new: &
         SealedPlace::Flow { hash, .. } => sqlx::query(REPLACE_FLOW).bind(hash.as_slice()),
         SealedPlace::SigningKey(kid) => sqlx::query(REPLACE_SIGNING_KEY).bind(kid.as_str()),
         SealedPlace::RefreshSuccessor { hash, .. } => sqlx::query(REPLACE_REFRESH_SUCCESSOR).bind(hash.as_slice()),
+        SealedPlace::IdempotencyAnswer { scope, key } => {
+            sqlx::query(REPLACE_IDEMPOTENCY_ANSWER).bind(scope.as_str()).bind(key.as_str())
+        }
     };
     let done = query.bind(old).bind(new).execute(pool).await.map_err(fail(OP))?;
     Ok(done.rows_affected() == 1)

@@ -918,3 +918,26 @@ pub async fn concurrent_idempotency_claims_have_one_winner(ctx: &Ctx) {
     }
     assert_eq!(winners, 1);
 }
+
+/// Kept answers are sealed values (`vault rotate` re-seals them), claims in progress are not;
+/// an answer is replaced only while it is still what was read.
+pub async fn idempotency_answers_are_sealed_values_replaced_only_when_unchanged(ctx: &Ctx) {
+    use latchkey_core::store::SealedPlace;
+    let s = &*ctx.store;
+    let now = 10 * 86_400_000;
+    for key in ["answered", "running"] {
+        assert_eq!(s.claim_idempotency(&claim("caller", key, b"f", now), 0, 0).await.unwrap(), None);
+    }
+    s.finish_idempotency("caller", "answered", 201, b"old").await.unwrap();
+    let answers = |values: Vec<(SealedPlace, Vec<u8>)>| {
+        values.into_iter().filter(|(p, _)| matches!(p, SealedPlace::IdempotencyAnswer { .. })).collect::<Vec<_>>()
+    };
+    let place = SealedPlace::IdempotencyAnswer { scope: "caller".into(), key: "answered".into() };
+    assert_eq!(answers(s.sealed_values().await.unwrap()), vec![(place.clone(), b"old".to_vec())]);
+    assert!(!s.replace_sealed(&place, b"other", b"new").await.unwrap(), "replaced what was not read");
+    assert!(s.replace_sealed(&place, b"old", b"new").await.unwrap());
+    let running = SealedPlace::IdempotencyAnswer { scope: "caller".into(), key: "running".into() };
+    assert!(!s.replace_sealed(&running, b"", b"new").await.unwrap(), "gave a claim in progress an answer");
+    let found = s.claim_idempotency(&claim("caller", "answered", b"f", now), 0, 0).await.unwrap().unwrap();
+    assert_eq!((found.status, found.answer.as_slice()), (201, &b"new"[..]));
+}

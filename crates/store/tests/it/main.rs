@@ -78,6 +78,7 @@ macro_rules! conformance_suite {
             revoking_families_bumps_once_and_only_when_something_changed,
             idempotency_keys_are_claimed_once_answered_and_forgotten,
             concurrent_idempotency_claims_have_one_winner,
+            idempotency_answers_are_sealed_values_replaced_only_when_unchanged,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -211,6 +211,10 @@ impl SealedStore for MemoryStore {
                 out.push((SealedPlace::RefreshSuccessor { hash: row.hash.clone(), env: row.env }, sealed.clone()));
             }
         }
+        for row in d.idempotency.values().filter(|r| r.status != 0) {
+            let place = SealedPlace::IdempotencyAnswer { scope: row.scope.clone(), key: row.key.clone() };
+            out.push((place, row.answer.clone()));
+        }
         Ok(out)
     }
     async fn replace_sealed(&self, place: &SealedPlace, old: &[u8], new: &[u8]) -> StoreResult<bool> {
@@ -225,6 +229,9 @@ impl SealedStore for MemoryStore {
             SealedPlace::Flow { hash, .. } => d.flows.get_mut(hash).and_then(|r| r.sealed.as_mut()),
             SealedPlace::SigningKey(kid) => d.signing_keys.get_mut(kid).map(|r| &mut r.sealed),
             SealedPlace::RefreshSuccessor { hash, .. } => d.refresh.get_mut(hash).and_then(|r| r.successor.as_mut()),
+            SealedPlace::IdempotencyAnswer { scope, key } => {
+                d.idempotency.get_mut(&(scope.clone(), key.clone())).filter(|r| r.status != 0).map(|r| &mut r.answer)
+            }
         };
         match slot {
             Some(value) if value.as_slice() == old => {
