@@ -6,6 +6,7 @@ mod admin;
 mod callers;
 mod connect;
 mod faults;
+mod feed;
 mod identity;
 mod mirror;
 mod signin;

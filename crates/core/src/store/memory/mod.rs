@@ -80,6 +80,8 @@ struct Inner {
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<HashMap<&'static str, u64>>,
     hooks: Mutex<Vec<(&'static str, Hook)>>,
+    /// What the next `change_feed` returns ([`MemoryStore::set_change_feed`]).
+    feed: Mutex<Option<crate::store::ChangeFeed>>,
 }
 
 /// The in-memory store. Cheap to clone; clones share everything.
@@ -138,6 +140,12 @@ impl MemoryStore {
     pub fn restore(&self, backup: &MemoryStore) {
         let data = backup.data().clone();
         *self.data() = data;
+    }
+
+    /// Makes `feed` (whose sender the test keeps) what the next `change_feed` returns: a store
+    /// sends no notices of its own.
+    pub fn set_change_feed(&self, feed: crate::store::ChangeFeed) {
+        *lock(&self.inner.feed) = Some(feed);
     }
 
     /// How many times `op` was called (including calls a fault met).
@@ -316,6 +324,9 @@ impl Store for MemoryStore {
             r.answer = answer.to_vec();
         }
         Ok(())
+    }
+    fn change_feed(&self) -> Option<crate::store::ChangeFeed> {
+        lock(&self.inner.feed).take()
     }
     async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()> {
         self.enter("release_idempotency").await?;
