@@ -3,7 +3,9 @@
 //! when it committed (see `BUMP_GENERATION` in `postgres.rs`).
 //!
 //! The connection is the feed's alone (not one of the pool's), named `latchkey listener` in
-//! `pg_stat_activity`. When it is lost the feed logs once, connects again with a growing wait
+//! `pg_stat_activity`. After 30 s without a notice it checks that the connection still answers
+//! (`SELECT 1`, within 5 s): a partition or a failover that neither resets nor closes it would
+//! otherwise leave the feed deaf for good. When it is lost the feed logs once, connects again with a growing wait
 //! (250 ms doubling to 10 s), logs once when it is back, and then says
 //! [`StoreChange::Resync`]: changes committed meanwhile sent their notices to nobody. It says
 //! so on its first connection too, so a change committed before the `LISTEN` is not missed.
@@ -22,6 +24,18 @@ pub(crate) const CHANNEL: &str = "latchkey_changes";
 /// What the feed's connection is called in `pg_stat_activity`.
 pub(crate) const APPLICATION_NAME: &str = "latchkey listener";
 
+/// How long the feed waits without a notice before it checks its connection, and how long the
+/// check may take ([`Check::DEFAULT`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Check {
+    pub(crate) quiet: Duration,
+    pub(crate) answer: Duration,
+}
+
+impl Check {
+    pub(crate) const DEFAULT: Check = Check { quiet: Duration::from_secs(30), answer: WAIT };
+}
+
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(10);
 /// Notices waiting for the reader. When it is full a notice is dropped, which loses nothing:
@@ -30,15 +44,15 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 const QUEUE: usize = 64;
 
 /// Starts a feed on a connection made with `options`; `None` outside a tokio runtime.
-pub(crate) fn start(options: &PgConnectOptions) -> Option<ChangeFeed> {
+pub(crate) fn start(options: &PgConnectOptions, check: Check) -> Option<ChangeFeed> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    runtime.spawn(run(options.clone().application_name(APPLICATION_NAME), tx));
+    runtime.spawn(run(options.clone().application_name(APPLICATION_NAME), tx, check));
     Some(rx)
 }
 
 /// Listens, forwards, and connects again after a loss, until the receiver is dropped.
-async fn run(options: PgConnectOptions, tx: mpsc::Sender<StoreChange>) {
+async fn run(options: PgConnectOptions, tx: mpsc::Sender<StoreChange>, check: Check) {
     let mut retry = FIRST_RETRY;
     let mut outage = false;
     loop {
@@ -58,7 +72,7 @@ async fn run(options: PgConnectOptions, tx: mpsc::Sender<StoreChange>) {
                 let since = Instant::now();
                 let lost = tokio::select! {
                     _ = tx.closed() => return,
-                    lost = forward(&mut listener, &tx) => lost,
+                    lost = forward(&mut listener, &tx, check) => lost,
                 };
                 if tx.is_closed() {
                     return;
@@ -104,10 +118,20 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-/// Forwards notices until the connection is lost; returns why.
-async fn forward(listener: &mut PgListener, tx: &mpsc::Sender<StoreChange>) -> String {
+/// Forwards notices until the connection is lost (or, checked after a quiet while, does not
+/// answer); returns why.
+async fn forward(listener: &mut PgListener, tx: &mpsc::Sender<StoreChange>, check: Check) -> String {
     loop {
-        let notice = match listener.try_recv().await {
+        // `try_recv` is cancel-safe: a message half read stays buffered for the next call.
+        let Ok(received) = tokio::time::timeout(check.quiet, listener.try_recv()).await else {
+            // A notice arriving during the check is buffered by the listener, not lost.
+            match tokio::time::timeout(check.answer, sqlx::query("SELECT 1").execute(&mut *listener)).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return e.to_string(),
+                Err(_) => return format!("the connection did not answer a check within {:?}", check.answer),
+            }
+        };
+        let notice = match received {
             Ok(Some(notification)) => match notification.payload().parse::<i64>() {
                 Ok(generation) => StoreChange::Generation(generation),
                 // Not a bump's (someone else notified this channel): checking costs little.

@@ -34,6 +34,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// What the pool connects with, for the change feed's connection of its own.
     options: PgConnectOptions,
+    /// When the change feed checks its connection.
+    listen_check: crate::listen::Check,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -76,7 +78,7 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| open_error("connect", url, &e))?;
-        Ok(PostgresStore { pool, options })
+        Ok(PostgresStore { pool, options, listen_check: crate::listen::Check::DEFAULT })
     }
 
     /// The underlying pool, for diagnostics and tests.
@@ -86,7 +88,14 @@ impl PostgresStore {
 
     /// Starts a change feed on a connection of its own (see [`crate::listen`]).
     fn change_feed(&self) -> Option<latchkey_core::store::ChangeFeed> {
-        crate::listen::start(&self.options)
+        crate::listen::start(&self.options, self.listen_check)
+    }
+
+    /// For tests: change feeds started later check their connection after `quiet` without a
+    /// notice (30 s by default) and give the check `quiet` to answer (5 s).
+    #[doc(hidden)]
+    pub fn check_change_feed_after(&mut self, quiet: std::time::Duration) {
+        self.listen_check = crate::listen::Check { quiet, answer: quiet };
     }
 
     /// Waits for queries under way, then closes every connection.

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use latchkey_core::Env;
-use latchkey_core::store::{ConnectorRow, SecretRow, StoreChange};
+use latchkey_core::store::{ConnectorRow, SecretRow, Store, StoreChange};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -178,4 +178,35 @@ async fn another_handles_feed_hears_each_write_and_listens_again_after_its_conne
     ctx.store.put_secret(&row).await.unwrap();
     assert_eq!(next_notice(&mut own).await, StoreChange::Generation(written + 3));
     assert_eq!(next_notice(&mut feed).await, StoreChange::Generation(written + 3));
+}
+
+/// A feed whose connection goes silent (a partition that neither resets nor closes it: a TCP
+/// forwarder stops passing bytes) notices when its check after a quiet while gets no answer,
+/// and listens again on a new connection once the network is back, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_connection_goes_silent_listens_again() {
+    let (ctx, _guard) = fresh().await;
+    let mut url = url::Url::parse(&ctx.url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let target = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+    let proxy = latchkey_testkit::tcp_proxy::TcpProxy::start(target).await;
+    url.set_host(Some(&proxy.addr.ip().to_string())).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    let mut through = latchkey_store::PostgresStore::connect(url.as_str()).await.unwrap();
+    through.check_change_feed_after(std::time::Duration::from_millis(200));
+    let mut feed = Store::change_feed(&through).expect("PostgreSQL has a change feed");
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Resync);
+
+    proxy.pause();
+    let row = SecretRow { name: "k".into(), env: Env::Live, sealed: vec![1], updated_at: 1 };
+    ctx.store.put_secret(&row).await.unwrap();
+    // The check (after 200 ms quiet) goes unanswered for 200 ms; connecting again waits for
+    // the network. Were the connection still taken for alive, the notice held in the
+    // partition would come first once it heals.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    proxy.resume();
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Resync, "listening again on a new connection");
+    ctx.store.delete_secret("k").await.unwrap();
+    let generation = ctx.store.generation().await.unwrap();
+    assert_eq!(next_notice(&mut feed).await, StoreChange::Generation(generation));
 }
