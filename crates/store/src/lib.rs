@@ -2,7 +2,9 @@
 //! PostgreSQL ([`PostgresStore`]), over sqlx.
 //!
 //! - [`connect`] picks the backend from the URL scheme (`sqlite://PATH`, `sqlite::memory:`,
-//!   `postgres://…`, `postgresql://…`), runs the embedded migrations and returns the store.
+//!   `postgres://…`, `postgresql://…`), runs the embedded migrations and returns the store;
+//!   [`open`] with [`Open::Existing`] creates and migrates nothing, and says when there is no
+//!   store or its schema is not this version's ([`OpenError`]).
 //! - Both backends run the same SQL text through one implementation (`src/sql/`, one module
 //!   per aggregate), compiled once per backend with its concrete types; rows are read through
 //!   the `sqlx::FromRow` structs of `src/rows.rs`. The schemas live in `migrations/sqlite`
