@@ -3,8 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use latchkey_core::Env;
+use latchkey_core::store::SecretRow;
 use latchkey_testkit::recorder::Recorder;
 use reqwest::Method;
+use secrecy::SecretString;
 use serde_json::json;
 
 use super::at_rest::{Database, psql};
@@ -18,6 +21,8 @@ struct Pair {
     b: Latchkey,
     up: Recorder,
     db: Database,
+    /// The master key both use, to write to the store directly.
+    key: latchkey_vault::MasterKey,
 }
 
 async fn pair(b_env: &[(&str, &str)]) -> Pair {
@@ -36,7 +41,7 @@ async fn pair(b_env: &[(&str, &str)]) -> Pair {
     let mut env = env;
     env.extend(b_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let b = Latchkey::start_with(bin(), Options { config, env, ..Options::default() }).unwrap();
-    Pair { a, b, up, db }
+    Pair { a, b, up, db, key }
 }
 
 impl Pair {
@@ -117,8 +122,9 @@ async fn another_instance_hears_of_app_keys_secrets_and_connectors_without_its_p
 }
 
 /// With b's listening connection killed and the database refusing new connections (so it
-/// cannot listen again), b still catches up by its poll (every second); it says once that it
-/// is not listening, and once that it listens again when it can.
+/// cannot listen again), b still catches up by its poll (every second) with a secret the test
+/// writes on a connection made before; b says once that it is not listening, and once that it
+/// listens again when it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_its_listener_cut_off_an_instance_still_catches_up_by_polling() {
     let p = pair(&[]).await;
@@ -131,6 +137,8 @@ async fn with_its_listener_cut_off_an_instance_still_catches_up_by_polling() {
     })
     .await;
 
+    // A writer of the test's own, connected before the database refuses new connections.
+    let writer = latchkey_store::connect(&p.db.url()).await.unwrap();
     let db = &p.db.0;
     psql("test", &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"));
     psql(
@@ -145,7 +153,10 @@ async fn with_its_listener_cut_off_an_instance_still_catches_up_by_polling() {
         output.contains("not listening for other instances' changes").then_some(()).ok_or(output)
     })
     .await;
-    p.a.put_secret("k", "live", "second").await;
+    let vault = latchkey_vault::Vault::new(&p.key);
+    let sealed = latchkey_core::secrets::seal_secret(&vault, "k", Env::Live, &SecretString::from("second"));
+    let row = SecretRow { name: "k".into(), env: Env::Live, sealed, updated_at: 1 };
+    writer.put_secret(&row).await.unwrap();
     until("b signs with the secret's new value", || async {
         match p.through_b(&app, "up").await {
             (200, Some(k)) if k == "second" => Ok(()),
@@ -153,6 +164,7 @@ async fn with_its_listener_cut_off_an_instance_still_catches_up_by_polling() {
         }
     })
     .await;
+    drop(writer);
 
     psql("test", &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
     until("b listens again", || async {
