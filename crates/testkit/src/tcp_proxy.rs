@@ -5,10 +5,13 @@
 //! nothing arrives. Bytes read before or during the pause are delivered after [`resume`], as a
 //! healed network delivers retransmitted segments, so a query sent into the partition may
 //! still run once it heals. [`cut`] is a server restart instead: every open connection is
-//! closed at once (what was in flight is lost), and new ones wait for [`resume`].
+//! closed at once (what was in flight is lost), and new ones wait for [`resume`]. [`restart`]
+//! is a restart as clients see it while the server is down: open connections are closed, and
+//! new ones are closed as soon as they are accepted (refused) until [`resume`].
 //!
 //! [`resume`]: TcpProxy::resume
 //! [`cut`]: TcpProxy::cut
+//! [`restart`]: TcpProxy::restart
 
 use std::net::SocketAddr;
 
@@ -27,6 +30,8 @@ pub struct TcpProxy {
 #[derive(Clone, Copy, Default)]
 struct State {
     paused: bool,
+    /// New connections are closed at once instead of held (see [`TcpProxy::restart`]).
+    refusing: bool,
     /// Connections opened before the last [`TcpProxy::cut`] are closed.
     cuts: u64,
 }
@@ -39,6 +44,10 @@ impl TcpProxy {
         let (state, watching) = watch::channel(State::default());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if watching.borrow().refusing {
+                    drop(client);
+                    continue;
+                }
                 let mut watching = watching.clone();
                 tokio::spawn(async move {
                     let Ok(now) = watching.wait_for(|s| !s.paused).await.map(|s| *s) else { return };
@@ -68,8 +77,21 @@ impl TcpProxy {
         });
     }
 
+    /// Closes every open connection, and closes new ones as soon as they are accepted, as a
+    /// server that is down refuses them, until [`TcpProxy::resume`].
+    pub fn restart(&self) {
+        self.state.send_modify(|s| {
+            s.paused = true;
+            s.refusing = true;
+            s.cuts += 1;
+        });
+    }
+
     pub fn resume(&self) {
-        self.state.send_modify(|s| s.paused = false);
+        self.state.send_modify(|s| {
+            s.paused = false;
+            s.refusing = false;
+        });
     }
 }
 

@@ -60,7 +60,10 @@ async fn setup(server: &str) -> Partitionable {
 }
 
 /// Polls `check` every 250 ms until it succeeds; fails after 20 s with `what` and the last answer.
-async fn until<F: std::future::Future<Output = Result<(), String>>>(what: &str, mut check: impl FnMut() -> F) {
+pub(crate) async fn until<F: std::future::Future<Output = Result<(), String>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match check().await {
