@@ -398,6 +398,15 @@ async fn postgres_restarted_under_load_loses_no_acknowledged_write() {
         let lost: Vec<_> = of(kind).into_iter().filter(|n| !stored.contains(n)).collect();
         assert!(lost.is_empty(), "acknowledged {kind} writes not in the database: {lost:?}");
     }
+    // A refused write may have been made all the same (its commit reached the database before
+    // the connection closed, or it was made and the catch-up after it failed): counted, not
+    // asserted either way. (The 503 says only that the store was unavailable.)
+    let names = [
+        c.rows("SELECT name FROM secrets"),
+        c.rows("SELECT name FROM api_keys"),
+        c.rows("SELECT name FROM connectors"),
+    ];
+    let made_anyway = writes.iter().filter(|w| w.status == 503 && names.iter().any(|n| n.contains(&w.name))).count();
     for i in 0..3 {
         let names = |v: serde_json::Value, list: &str, field: &str| -> Vec<String> {
             v[list].as_array().unwrap().iter().map(|e| e[field].as_str().unwrap().to_owned()).collect()
@@ -454,9 +463,11 @@ async fn postgres_restarted_under_load_loses_no_acknowledged_write() {
         assert_eq!(r.status, 200, "instance {i} after the restart: {}", r.body);
     }
     assert_eq!(c.fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
-    assert_eq!(c.rows("SELECT state FROM tokens WHERE connector = 'api'"), ["ok"]);
+    // The token rows: valid, and no lease left behind.
+    let rows = c.rows("SELECT connector || ' ' || state || ' ' || lease_until FROM tokens ORDER BY connector");
+    assert_eq!(rows, ["api ok 0", "steady ok 0"]);
     println!(
-        "restart: {} server sessions terminated, store down {} ms; {} writes, {} acknowledged, {refused} refused (503); \
+        "restart: {} server sessions terminated, store down {} ms; {} writes, {} acknowledged, {refused} refused (503, {made_anyway} of them made all the same); \
          {} calls with a fresh token, all 200; refresh in flight: {}; first acknowledged write after the store came back: {}",
         terminated.len(),
         (back - down).as_millis(),
