@@ -289,7 +289,8 @@ async fn writer(c: Arc<Cluster>, i: usize, stop: Arc<AtomicBool>, writes: Arc<Mu
 /// Every write is answered, 2xx or 503 (never a hang or a 500); every acknowledged one is in the
 /// database and on every instance afterwards (an acknowledged app key authenticates on all
 /// three); calls with a fresh token succeed throughout; the refresh in flight is stored once the
-/// store is back (or reported per S24), and no refresh token is presented twice.
+/// store is back (or reported per S24), and no refresh token is presented twice; a change
+/// made afterwards reaches the other two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load_loses_no_acknowledged_write() {
     let c = Arc::new(cluster().await);
@@ -463,19 +464,29 @@ async fn postgres_restarted_under_load_loses_no_acknowledged_write() {
         assert_eq!(r.status, 200, "instance {i} after the restart: {}", r.body);
     }
     assert_eq!(c.fake.reused_refresh_tokens(), 0, "a refresh token was presented twice");
+    // A change made now reaches the other two (the change feed, or failing it the poll).
+    let put = c.admin_req(0, Method::PUT, "/v1/admin/secrets/k").json(&json!({"value": "after"}));
+    assert_eq!(put.send().await.unwrap().status(), 200);
+    let since = Instant::now();
+    let after = arrival("a change after the restart", since, &[1, 2], async |i| {
+        c.sent_key(i, &c.app).await.1.as_deref() == Some("after")
+    })
+    .await;
     // The token rows: valid, and no lease left behind.
     let rows = c.rows("SELECT connector || ' ' || state || ' ' || lease_until FROM tokens ORDER BY connector");
     assert_eq!(rows, ["api ok 0", "steady ok 0"]);
     println!(
         "restart: {} server sessions terminated, store down {} ms; {} writes, {} acknowledged, {refused} refused (503, {made_anyway} of them made all the same); \
-         {} calls with a fresh token, all 200; refresh in flight: {}; first acknowledged write after the store came back: {}",
+         {} calls with a fresh token, all 200; refresh in flight: {}; first acknowledged write after the store came back: {}; \
+         a change made after it reached the other two after {}",
         terminated.len(),
         (back - down).as_millis(),
         writes.len(),
         acked.len(),
         answers.len(),
         settled,
-        ms(&recovered)
+        ms(&recovered),
+        ms(&after)
     );
 }
 
