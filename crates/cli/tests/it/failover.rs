@@ -3,6 +3,8 @@
 //! and the survivors serve every call waiting on them: one of them takes the refresh over once
 //! the dead holder's lease (5 s, no longer extended) runs out.
 //!
+//! And SECURITY R3: a provider stalling past two leases while its holder lives gets one refresh.
+//!
 //! The takeover time is printed (`--nocapture`); BENCHMARKS.md records it with its command.
 
 use std::sync::Arc;
@@ -104,4 +106,56 @@ async fn killing_the_lease_holder_mid_request_lets_the_survivors_serve_every_wai
     let events =
         Reply::read(survivors[1].http.get(survivors[1].url(path)).bearer_auth(&admin).send().await.unwrap()).await;
     assert_eq!(events.json()["events"].as_array().map(Vec::len), Some(1), "{}", events.body);
+}
+
+/// SECURITY R3: the provider stalls on a refresh for more than twice the lease (12 s against a
+/// 5 s lease) while the holder lives. Its heartbeat keeps the lease, so no other instance
+/// sends a refresh of its own: one refresh for the token generation, no refresh token
+/// presented twice, and every call, spread over the three instances, answered with the new
+/// token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_stalling_past_two_leases_gets_one_refresh_from_three_instances() {
+    let db = Database::create();
+    let fake = FakeOAuth::start().await;
+    let key = latchkey_vault::MasterKey::generate();
+    let key_text = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
+    let config = format!(
+        "[connectors.api]\nbase_url = \"{base}\"\n\
+         auth = {{ method = \"oauth2_password\", token_url = \"{token}\", username = \"ada\", password = {{ secret = \"pw\" }}, client_id = \"app\" }}\n\
+         [connectors.api.calls.echo]\npath = \"/api/echo\"\n",
+        base = fake.base_url,
+        token = fake.token_url
+    );
+    let env = vec![("LATCHKEY_DATABASE_URL".to_owned(), db.url()), ("LATCHKEY_MASTER_KEY".to_owned(), key_text)];
+    let start = || {
+        Latchkey::start_with(bin(), Options { config: config.clone(), env: env.clone(), ..Options::default() }).unwrap()
+    };
+    let first = start();
+    first.put_secret("pw", "live", "pw").await;
+    let app = first.app_key("live").await;
+    let instances = [Arc::new(first), Arc::new(start()), Arc::new(start())];
+    // Every instance holds the first token (one token request for the three).
+    for lk in &instances {
+        let r = lk.call(&app, "api", "echo", json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(fake.token_requests(), 1);
+
+    // The upstream refuses the token; the refresh that follows stalls 12 s.
+    fake.script(&[Step::Slow(12_000)]);
+    fake.expire_access_tokens();
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for i in 0..30 {
+        let (lk, app) = (instances[i % 3].clone(), app.clone());
+        calls.push(tokio::spawn(async move { lk.call(&app, "api", "echo", json!({})).await }));
+    }
+    for call in calls {
+        let r = call.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    println!("R3: 30 calls over three instances answered {} ms after the stall began", started.elapsed().as_millis());
+    let grants: Vec<String> = fake.calls().iter().map(|c| c.grant().to_owned()).collect();
+    assert_eq!(grants, ["password", "refresh_token"], "one refresh for the generation");
+    assert_eq!(fake.reused_refresh_tokens(), 0);
 }
