@@ -29,6 +29,26 @@ fn unavailable(e: StoreError) -> CallError {
     CallError::from(e)
 }
 
+/// A write the store did not confirm: it may have been made all the same (an answer lost after
+/// the commit), so the caller is told to look (`look`: where) before repeating it.
+fn write_failed(e: StoreError, look: &str) -> CallError {
+    let mut error = CallError::from(e);
+    error.message = format!("{}; the change may or may not have been made: {look} before repeating it", error.message);
+    error
+}
+
+/// A write the store confirmed, which this instance could not read back into memory: it takes
+/// effect here when the store answers again (the 1 s sync, or a change notice, catches up).
+fn applied_later(e: StoreError) -> CallError {
+    let mut error = CallError::from(e);
+    error.message = format!(
+        "the change was made, but this instance could not read it back ({}); it takes effect here once the store \
+         answers again (other instances see it as usual)",
+        error.message
+    );
+    error
+}
+
 /// The administration of what the runtime is compiled from: owns secrets, app and admin
 /// keys and API connectors in the store.
 pub struct Admin {
@@ -55,16 +75,20 @@ impl Admin {
             sealed: seal_secret(&self.vault, name, env, value),
             updated_at: self.clock.now_ms(),
         };
-        self.store.put_secret(&row).await.map_err(unavailable)?;
-        self.mirror.own_secret_write(|s| s.set(name, env, value.clone())).await.map_err(unavailable)?;
+        self.store.put_secret(&row).await.map_err(|e| write_failed(e, "list the secrets (GET /v1/admin/secrets)"))?;
+        self.mirror.own_secret_write(|s| s.set(name, env, value.clone())).await.map_err(applied_later)?;
         let environments = self.mirror.runtime().secrets.environments(name);
         Ok(SecretInfo { name: name.to_owned(), environments, updated_at: row.updated_at })
     }
 
     pub async fn delete_secret(&self, name: &str) -> Result<bool, CallError> {
-        let deleted = self.store.delete_secret(name).await.map_err(unavailable)?;
+        let deleted = self
+            .store
+            .delete_secret(name)
+            .await
+            .map_err(|e| write_failed(e, "list the secrets (GET /v1/admin/secrets)"))?;
         if deleted {
-            self.mirror.own_secret_write(|s| s.remove(name)).await.map_err(unavailable)?;
+            self.mirror.own_secret_write(|s| s.remove(name)).await.map_err(applied_later)?;
         }
         Ok(deleted)
     }
@@ -80,9 +104,16 @@ impl Admin {
             return Err(CallError::invalid_params("a key name is at most 200 characters"));
         }
         let new = callers::generate(kind, name, self.clock.now_ms());
-        self.store.insert_key(&new.row).await.map_err(unavailable)?;
+        self.store
+            .insert_key(&new.row)
+            .await
+            .map_err(|e| write_failed(e, "list the keys (GET /v1/admin/keys; a key made is named as asked)"))?;
+        // The key is in the store and in memory: it works here and (by a lookup) everywhere,
+        // so a failed catch-up must not lose the only copy of its text.
         self.mirror.callers().remember(new.row.clone());
-        self.mirror.own_write(|_| None).await.map_err(unavailable)?;
+        if let Err(e) = self.mirror.own_write(|_| None).await {
+            tracing::warn!(error = %e, "a new key was stored but this instance could not catch up with the store; it will on its next sync");
+        }
         Ok(new)
     }
 
@@ -91,10 +122,14 @@ impl Admin {
     }
 
     pub async fn delete_key(&self, id: &str) -> Result<bool, CallError> {
-        let deleted = self.store.delete_key(id).await.map_err(unavailable)?;
+        let deleted =
+            self.store.delete_key(id).await.map_err(|e| write_failed(e, "list the keys (GET /v1/admin/keys)"))?;
         if deleted {
+            // Forgotten here at once; a failed catch-up changes nothing for this key.
             self.mirror.callers().forget(id);
-            self.mirror.own_write(|_| None).await.map_err(unavailable)?;
+            if let Err(e) = self.mirror.own_write(|_| None).await {
+                tracing::warn!(error = %e, "a key was deleted but this instance could not catch up with the store; it will on its next sync");
+            }
         }
         Ok(deleted)
     }
@@ -135,8 +170,10 @@ impl Admin {
         let definition =
             serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
         let row = ConnectorRow { name: name.to_owned(), definition, updated_at: self.clock.now_ms() };
-        self.store.put_connector(&row).await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
-        self.mirror.catch_up().await.map_err(|e| PutConnectorError::Call(unavailable(e)))?;
+        self.store.put_connector(&row).await.map_err(|e| {
+            PutConnectorError::Call(write_failed(e, "look at the connector (GET /v1/admin/connectors)"))
+        })?;
+        self.mirror.catch_up().await.map_err(|e| PutConnectorError::Call(applied_later(e)))?;
         Ok(config)
     }
 
@@ -147,8 +184,12 @@ impl Admin {
                 format!("connector `{name}` is defined in the configuration file; remove it there"),
             ));
         }
-        let deleted = self.store.delete_connector(name).await.map_err(unavailable)?;
-        self.mirror.catch_up().await.map_err(unavailable)?;
+        let deleted = self
+            .store
+            .delete_connector(name)
+            .await
+            .map_err(|e| write_failed(e, "list the connectors (GET /v1/admin/connectors)"))?;
+        self.mirror.catch_up().await.map_err(applied_later)?;
         Ok(deleted)
     }
 

@@ -135,3 +135,33 @@ async fn reseal_leaves_a_value_changed_under_it_for_the_next_pass() {
     assert_eq!(opened(&store, &after, "a").await, "theirs", "their value kept, not ours");
     assert!(store.sealed_values().await.unwrap().iter().all(|(_, v)| after.is_current(v)));
 }
+
+/// A write the store did not confirm may have been made: the caller is told to look first.
+#[tokio::test(start_paused = true)]
+async fn a_write_the_store_did_not_confirm_says_to_look_before_repeating_it() {
+    let h = Harness::new().await;
+    h.store.fail(Some("put_secret"), 1);
+    let e = h.engine.admin().put_secret("s", Env::Live, &SecretString::from("v")).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    assert!(e.message.contains("may or may not have been made: list the secrets"), "{}", e.message);
+    h.store.fail(Some("insert_key"), 1);
+    let Err(e) = h.engine.admin().create_key(crate::store::KeyKind::App(Env::Live), "k").await else {
+        panic!("the key was made");
+    };
+    assert!(e.message.contains("may or may not have been made: list the keys"), "{}", e.message);
+}
+
+/// A write the store confirmed but this instance could not read back: a secret says it was
+/// made; a new key is answered (its text exists only in this answer) and works at once.
+#[tokio::test(start_paused = true)]
+async fn a_confirmed_write_that_cannot_be_read_back_is_not_reported_as_lost() {
+    let h = Harness::new().await;
+    h.store.fail(Some("generation"), 1);
+    let e = h.engine.admin().put_secret("s", Env::Live, &SecretString::from("v")).await.unwrap_err();
+    assert!(e.message.starts_with("the change was made, but this instance could not read it back"), "{}", e.message);
+    assert_eq!(h.store.list_secrets().await.unwrap().len(), 1);
+
+    h.store.fail(Some("generation"), 1);
+    let new = h.engine.admin().create_key(crate::store::KeyKind::App(Env::Live), "k").await.unwrap();
+    assert!(h.engine.authenticate(new.key.expose_secret(), None).await.is_ok());
+}
