@@ -91,15 +91,8 @@ impl Settings {
             (None, Some(l)) => l.parse().context("server.listen")?,
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 7420)),
         };
-        if config.server.request_timeout_s == Some(0) {
-            bail!("server.request_timeout_s must be at least 1 (or left out: 60)");
-        }
-        if config.server.data_key_max_seals == Some(0) {
-            bail!("server.data_key_max_seals must be at least 1 (or left out: 3,865,470,566)");
-        }
         let threads = match serve.threads.or(config.server.threads) {
-            Some(0) => bail!("server.threads must be at least 1 (or left out: one per CPU)"),
-            Some(n) => usize::from(n),
+            Some(n) => usize::from(n).max(1),
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
         let public_url = serve.public_url.or_else(|| config.server.public_url.clone());

@@ -222,6 +222,7 @@ async fn engine_at(settings: &Settings, public_url: String, need: Need) -> anyho
             fault: settings.fault.clone(),
             key_dir: settings.master_key.is_none().then(|| settings.data_dir.clone()),
             clock: None,
+            token_endpoint: None,
         },
     )
     .await?;

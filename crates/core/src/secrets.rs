@@ -81,6 +81,18 @@ impl SecretSet {
         }
     }
 
+    /// The environment variables `{ env = "VAR" }` references resolve to.
+    pub fn env_vars(&self) -> &Arc<BTreeMap<String, SecretString>> {
+        &self.env_vars
+    }
+
+    /// The same vault secrets with `env_vars` as the environment variables (a configuration
+    /// reload: its references may name other variables).
+    #[must_use]
+    pub fn with_env_vars(&self, env_vars: Arc<BTreeMap<String, SecretString>>) -> Self {
+        Self { vault: self.vault.clone(), env_vars }
+    }
+
     /// Records a value just written to the store (instead of opening every row again).
     pub fn set(&mut self, name: &str, env: Env, value: SecretString) {
         self.vault.insert((name.to_owned(), env), Slot::Value(value));

@@ -105,7 +105,8 @@ pub async fn serve_threaded(
     threads: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let server = &state.engine.config().server;
+    let config = state.engine.config();
+    let server = &config.server;
     let inbound = Inbound::of(server).within_fd_limit(server.max_connections.is_some());
     let gate = Arc::new(Gate { open: AtomicUsize::new(0), max: inbound.max_connections, freed: Notify::new() });
     let main = tokio::runtime::Handle::current();

@@ -332,5 +332,5 @@ async fn data_keys_are_retired_at_their_budget_and_older_ones_still_open() {
     drop(work);
 
     let refused = refused_start("[server]\ndata_key_max_seals = 0\n");
-    assert!(refused.contains("server.data_key_max_seals must be at least 1"), "{refused}");
+    assert!(refused.contains("field `server.data_key_max_seals`: must be at least 1"), "{refused}");
 }

@@ -220,5 +220,5 @@ async fn r5_other_requests_are_bounded_while_the_store_is_partitioned() {
     .await;
 
     let refused = refused_start("[server]\nrequest_timeout_s = 0\n");
-    assert!(refused.contains("server.request_timeout_s must be at least 1"), "{refused}");
+    assert!(refused.contains("field `server.request_timeout_s`: must be at least 1"), "{refused}");
 }

@@ -237,7 +237,7 @@ async fn connections_are_spread_over_serving_threads_each_with_its_own_upstream_
     assert_eq!(up.count(), 15);
 
     let refused = refused_start("[server]\nthreads = 0\n");
-    assert!(refused.contains("server.threads must be at least 1"), "{refused}");
+    assert!(refused.contains("field `server.threads`: must be at least 1"), "{refused}");
 }
 
 /// SIGTERM: the listener closes, calls in flight on the serving threads finish, and the process

@@ -114,6 +114,9 @@ pub struct ServerConfig {
     /// `LATCHKEY_LOG_FORMAT` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Reload the file when it changes (checked every second), as `SIGHUP` does.
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

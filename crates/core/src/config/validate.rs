@@ -64,6 +64,15 @@ pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) 
     {
         p("webhook_url", format!("`{u}` is not an http(s) URL"));
     }
+    for (field, value, default) in [
+        ("threads", s.threads.map(u64::from), "one per CPU"),
+        ("request_timeout_s", s.request_timeout_s, "60"),
+        ("data_key_max_seals", s.data_key_max_seals, "3,865,470,566"),
+    ] {
+        if value == Some(0) {
+            p(field, format!("must be at least 1 (or left out: {default})"));
+        }
+    }
     for (field, value, max, default) in [
         ("header_read_timeout_s", s.header_read_timeout_s, 3_600, "10"),
         ("keepalive_idle_s", s.keepalive_idle_s, 86_400, "75"),

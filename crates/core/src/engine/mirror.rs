@@ -3,7 +3,8 @@
 //! they reflect. Rebuilt from the whole store only at start ([`Mirror::reload`]); afterwards
 //! brought up to date from the rows changed since ([`Mirror::catch_up`]), after this
 //! process's own writes ([`Mirror::own_write`]) and when the 1 s sync sees another writer
-//! ([`Mirror::sync_once`]).
+//! ([`Mirror::sync_once`]). The configuration file's contents ride in the runtime, and a
+//! reload of the file swaps both at once ([`Mirror::swap_config`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,8 +29,6 @@ use crate::store::{Store, StoreError};
 pub(crate) struct Mirror {
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
-    config: Arc<Config>,
-    env_vars: Arc<BTreeMap<String, SecretString>>,
     /// Where `master.key.next` appears during `latchkey vault rotate` (key-file mode).
     key_dir: Option<PathBuf>,
     clients: ClientPool,
@@ -41,6 +40,8 @@ pub(crate) struct Mirror {
     /// When memory was last known to match the store (ms since the epoch): the last sync that
     /// got an answer, or the start.
     synced_at: AtomicI64,
+    /// Held by every rebuild (a full reload, a catch-up, an own write, a configuration swap),
+    /// so that none builds on a runtime another is replacing.
     reload_lock: tokio::sync::Mutex<()>,
     /// The per-user connections calls looked up ([`super::Connections`] fills it): cleared on
     /// every swap, so a deletion anywhere takes effect everywhere within a second.
@@ -61,14 +62,14 @@ impl Mirror {
         user_connections: Arc<ConnectionCache>,
         clock: Arc<dyn Clock>,
     ) -> Mirror {
+        let secrets = SecretSet::open(&[], &vault, Arc::new(env_vars));
+        let first = Runtime { config, secrets: Arc::new(secrets), ..Runtime::default() };
         Mirror {
             store,
             vault,
-            config,
-            env_vars: Arc::new(env_vars),
             key_dir,
             clients: ClientPool::default(),
-            runtime: ArcSwap::from_pointee(Runtime::default()),
+            runtime: ArcSwap::from_pointee(first),
             callers,
             generation: AtomicI64::new(i64::MIN),
             full_reloads: AtomicU64::new(0),
@@ -85,8 +86,10 @@ impl Mirror {
         &self.clock
     }
 
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
+    /// The configuration file as of now (swapped by a reload; not for the call path, which
+    /// reads what it needs from the runtime it holds).
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.runtime.load().config.clone()
     }
 
     pub(crate) fn clients(&self) -> &ClientPool {
@@ -118,7 +121,9 @@ impl Mirror {
         let stored = self.store.list_connectors().await?;
         self.callers.reload().await?;
         let identity = self.load_identity().await?;
-        let rt = Runtime::load(&self.config, stored, &secrets, &self.vault, self.env_vars.clone(), &self.clients);
+        let current = self.runtime.load_full();
+        let env_vars = current.secrets.env_vars().clone();
+        let rt = Runtime::load(&current.config, stored, &secrets, &self.vault, env_vars, &self.clients);
         self.swap_in(rt, identity, generation);
         self.full_reloads.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -168,7 +173,29 @@ impl Mirror {
     /// [`Mirror::own_write`] of a change to one secret: connectors are compiled again from
     /// the secrets in memory with `change` made to them.
     pub(crate) async fn own_secret_write(&self, change: impl FnOnce(&mut SecretSet)) -> Result<(), StoreError> {
-        self.own_write(|rt| Some(rt.with_secrets(&self.config, &self.clients, change))).await
+        self.own_write(|rt| Some(rt.with_secrets(&self.clients, change))).await
+    }
+
+    /// Makes `config` the configuration: connectors are compiled again from the secrets and
+    /// API connectors in memory (the store is not read), with `env_vars` for its
+    /// `{ env = "VAR" }` references; connectors whose definition did not change are kept as
+    /// they were ([`Runtime::keep_unchanged`]), and the client pool is kept. The runtime and
+    /// the configuration change in one swap. Returns the runtimes before and after.
+    pub(crate) async fn swap_config(
+        &self,
+        config: Arc<Config>,
+        env_vars: BTreeMap<String, SecretString>,
+    ) -> (Arc<Runtime>, Arc<Runtime>) {
+        let _guard = self.reload_lock.lock().await;
+        let current = self.runtime.load_full();
+        let secrets = Arc::new(current.secrets.with_env_vars(Arc::new(env_vars)));
+        let mut rt = Runtime::build(&config, current.stored.clone(), secrets, &self.clients);
+        rt.keep_unchanged(&current);
+        rt.identity = current.identity.clone();
+        let rt = Arc::new(rt);
+        self.runtime.store(rt.clone());
+        self.user_connections.clear();
+        (current, rt)
     }
 
     /// Picks up `master.key.next` (written by `latchkey vault rotate`) as the sealing key.
@@ -251,7 +278,7 @@ impl Mirror {
         let (n_secrets, n_keys) =
             (changes.secrets.len() + changes.deleted_secrets.len(), changes.keys.len() + changes.deleted_keys.len());
         self.callers.apply(changes.keys, &changes.deleted_keys);
-        let rt = Runtime::build(&self.config, Arc::new(stored), secrets, &self.clients);
+        let rt = Runtime::build(&current.config, Arc::new(stored), secrets, &self.clients);
         self.swap_in(rt, identity, changes.through);
         self.catch_ups.fetch_add(1, Ordering::Relaxed);
         drop(guard);

@@ -27,6 +27,7 @@ pub mod identity;
 mod keycheck;
 mod mirror;
 mod pipeline;
+mod reload;
 pub mod rotate;
 mod runtime;
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use keycheck::{KeyCheck, KeyCheckError, check_master_key};
 /// The audit log's prepared HMAC key.
 pub use latchkey_vault::HmacKey as AuditKey;
 pub use pipeline::{OutBody, ProxyRequest, UpstreamResponse};
+pub use reload::{ReloadReport, ServerField, server_fields};
 pub use runtime::ConnectorRuntime;
 
 use std::collections::BTreeMap;
@@ -81,6 +83,9 @@ pub struct EngineSettings {
     /// Where every service reads the time (`None`: the system's clock); tests give a
     /// [`crate::clock::FakeClock`].
     pub clock: Option<Arc<dyn Clock>>,
+    /// Where token requests go (`None`: the providers' token endpoints over HTTP); tests give
+    /// a scripted one.
+    pub token_endpoint: Option<Arc<dyn tokens::TokenEndpoint>>,
 }
 
 pub struct Engine {
@@ -138,13 +143,17 @@ impl Engine {
             clock.clone(),
         ));
         let (notify, events) = tokio::sync::mpsc::unbounded_channel();
-        let tokens = Arc::new(tokens::TokenManager::new(
+        let mut tokens = tokens::TokenManager::new(
             store.clone(),
             vault.clone(),
             clock.clone(),
             settings.fault.clone(),
             Some(notify),
-        ));
+        );
+        if let Some(endpoint) = settings.token_endpoint {
+            tokens = tokens.with_endpoint(endpoint);
+        }
+        let tokens = Arc::new(tokens);
         let connections = Arc::new(Connections::new(
             store.clone(),
             vault.clone(),
@@ -173,7 +182,8 @@ impl Engine {
         &self.public_url
     }
 
-    pub fn config(&self) -> &Config {
+    /// The configuration file as of now (a reload swaps it: [`Engine::reload_config`]).
+    pub fn config(&self) -> Arc<Config> {
         self.mirror.config()
     }
 

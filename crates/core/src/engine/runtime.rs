@@ -1,5 +1,7 @@
 //! The compiled, immutable view the hot path reads: connectors with their calls compiled and
-//! their credentials prepared for each environment.
+//! their credentials prepared for each environment, and the configuration they were compiled
+//! from (swapped with them, so that nothing sees connectors of one file with the settings of
+//! another).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use crate::{CallError, Env};
 
 #[derive(Default)]
 pub(crate) struct Runtime {
+    /// The configuration file as of this runtime (replaced by a reload, `engine/reload.rs`).
+    pub config: Arc<Config>,
     pub connectors: HashMap<String, Arc<ConnectorRuntime>>,
     pub webhook_secret: Option<SecretString>,
     pub identity: super::identity::IdentityKeys,
@@ -74,7 +78,7 @@ pub(crate) struct CompiledCall {
 impl Runtime {
     /// Opens every secret, then builds.
     pub fn load(
-        config: &Config,
+        config: &Arc<Config>,
         stored: Vec<ConnectorRow>,
         secret_rows: &[SecretRow],
         vault: &Vault,
@@ -87,16 +91,16 @@ impl Runtime {
 
     /// The same runtime with `change` made to its secrets: connectors are compiled again
     /// from the secrets in memory; signing keys are kept.
-    pub fn with_secrets(&self, config: &Config, clients: &ClientPool, change: impl FnOnce(&mut SecretSet)) -> Runtime {
+    pub fn with_secrets(&self, clients: &ClientPool, change: impl FnOnce(&mut SecretSet)) -> Runtime {
         let mut secrets = SecretSet::clone(&self.secrets);
         change(&mut secrets);
-        let mut rt = Runtime::build(config, self.stored.clone(), Arc::new(secrets), clients);
+        let mut rt = Runtime::build(&self.config, self.stored.clone(), Arc::new(secrets), clients);
         rt.identity = self.identity.clone();
         rt
     }
 
     pub(crate) fn build(
-        config: &Config,
+        config: &Arc<Config>,
         stored: Arc<Vec<ConnectorRow>>,
         secrets: Arc<SecretSet>,
         clients: &ClientPool,
@@ -131,7 +135,28 @@ impl Runtime {
                 None
             }
         });
-        Runtime { connectors, webhook_secret, identity: Default::default(), secrets, stored }
+        Runtime { config: config.clone(), connectors, webhook_secret, identity: Default::default(), secrets, stored }
+    }
+
+    /// Takes over from `previous` every connector compiled from the same definition under the
+    /// same egress rule: the same prepared credentials and upstream pools (a reload of the
+    /// configuration file leaves what it did not change as it was). Only for two runtimes
+    /// built from the same vault secrets: a changed secret changes credentials, not definitions.
+    /// A connector whose credential could not be prepared is compiled again (the variables a
+    /// reload collects may now hold what it lacked).
+    pub(crate) fn keep_unchanged(&mut self, previous: &Runtime) {
+        let same_egress =
+            self.config.server.api_connectors_private_egress == previous.config.server.api_connectors_private_egress;
+        for (name, conn) in &mut self.connectors {
+            if let Some(old) = previous.connectors.get(name)
+                && old.from_file == conn.from_file
+                && (conn.from_file || same_egress)
+                && old.config == conn.config
+                && Env::ALL.into_iter().all(|env| old.credential_status(env).is_ok())
+            {
+                *conn = old.clone();
+            }
+        }
     }
 }
 

@@ -51,7 +51,7 @@ fn connectors() -> Runtime {
 
 fn compiled(secrets: SecretSet) -> Runtime {
     let config = Config::parse(CONFIG, "test.toml").unwrap();
-    Runtime::build(&config, Arc::new(Vec::new()), Arc::new(secrets), &ClientPool::default())
+    Runtime::build(&Arc::new(config), Arc::new(Vec::new()), Arc::new(secrets), &ClientPool::default())
 }
 
 fn connector(rt: &Runtime, name: &str) -> Arc<ConnectorRuntime> {

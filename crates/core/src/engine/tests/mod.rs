@@ -9,6 +9,7 @@ mod faults;
 mod feed;
 mod identity;
 mod mirror;
+mod reload;
 mod signin;
 
 use std::collections::{BTreeMap, HashMap};

@@ -505,6 +505,36 @@ impl TokenManager {
         c.set.clone()
     }
 
+    /// Drops the token of `src`'s key, cached and stored: it was obtained under grant settings
+    /// that a configuration reload changed (token URL, client, scopes), so the next call
+    /// obtains a new one under the new settings instead of using it or its refresh token.
+    /// Tokens the store has not taken yet are stored first, then erased with the rest, under
+    /// the refresh lease (a refresh in flight elsewhere finishes first).
+    pub async fn discard(&self, src: &TokenSource) -> Result<(), CallError> {
+        let key = &src.key;
+        let slot = self.slot(key);
+        let _flight = slot.flight.lock().await;
+        self.settle_pending(key, &slot).await?;
+        lock(&slot.cached).set = None;
+        let leased = match self.lease(src, &slot, Waiter::Install, &mut None).await? {
+            Leased::Taken(row) => row,
+            Leased::Answered(_) => return Err(CallError::internal("a discard was answered from the cache")),
+        };
+        let write = TokenWrite {
+            sealed: Some(None),
+            expires_at: Some(None),
+            state: TokenState::Empty,
+            last_error: None,
+            last_refresh_at: None,
+        };
+        let committed = bounded(self.store.commit_token(key, leased.epoch, &write, self.now())).await?;
+        let mut c = lock(&slot.cached);
+        c.set = None;
+        c.version = committed.then_some(leased.version + 1);
+        c.failure = None;
+        Ok(())
+    }
+
     /// Forgets a key's cached token (after its connection was deleted).
     pub fn forget(&self, key: &TokenKey) {
         lock(&self.slots).remove(key);
