@@ -2,6 +2,7 @@
 
 mod commands;
 mod inspect;
+mod reload;
 mod settings;
 mod start;
 

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use latchkey_core::config::{Config, SecretRef};
+use latchkey_core::config::{Config, ConfigErrors, Problem, SecretRef};
 use secrecy::SecretString;
 
 /// The flags every command takes: where the configuration and the store are.
@@ -83,7 +83,7 @@ impl Settings {
             None => Some(PathBuf::from("latchkey.toml")).filter(|p| p.exists()),
         };
         let config = match &config_file {
-            Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+            Some(path) => load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?,
             None => Config::default(),
         };
         let listen = match (serve.listen, &config.server.listen) {
@@ -106,17 +106,7 @@ impl Settings {
                 "LATCHKEY_ADMIN_KEY must be at least 32 characters (it is a credential): generate one with `openssl rand -base64 32`"
             );
         }
-        let mut env_vars = BTreeMap::new();
-        let server_refs = config.server.webhook_secret.iter().map(|r| ("webhook_secret", r));
-        for conn in config.connectors.values() {
-            for (_, r) in conn.auth.secret_refs().into_iter().chain(server_refs.clone()) {
-                if let SecretRef::Env(var) = r
-                    && let Ok(v) = std::env::var(var)
-                {
-                    env_vars.insert(var.clone(), SecretString::from(v));
-                }
-            }
-        }
+        let env_vars = env_vars_for(&config);
         let log_format = match std::env::var("LATCHKEY_LOG_FORMAT") {
             Ok(f) if !f.is_empty() => f
                 .parse::<latchkey_core::config::LogFormat>()
@@ -146,6 +136,48 @@ impl Settings {
             fault: std::env::var("LATCHKEY_FAULT").ok().filter(|f| !f.is_empty()),
         })
     }
+}
+
+/// Reads and validates the configuration file: the one validator of the start, `latchkey
+/// check` and a reload (`SIGHUP`, `[server] watch_config`), which therefore accept and refuse
+/// the same files with the same problems (file, line, connector, field).
+pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
+    config_from(path, std::fs::read(path))
+}
+
+/// [`load_config`] of `bytes` read from `path` (the watch hashes what it parses).
+pub fn config_from(path: &Path, bytes: std::io::Result<Vec<u8>>) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = bytes
+        .map_err(|e| e.to_string())
+        .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_owned()))
+        .map_err(|e| ConfigErrors::one(Problem::file(&file, format!("cannot read the file: {e}"))))?;
+    Config::parse(&text, &file)
+}
+
+/// The values of the environment variables that `config`'s `{ env = "VAR" }` references name
+/// (those set), read from the process environment (only this crate reads it).
+pub fn env_vars_for(config: &Config) -> BTreeMap<String, SecretString> {
+    let mut env_vars = BTreeMap::new();
+    let server_refs = config.server.webhook_secret.iter().map(|r| ("webhook_secret", r));
+    for conn in config.connectors.values() {
+        for (_, r) in conn.auth.secret_refs().into_iter().chain(server_refs.clone()) {
+            if let SecretRef::Env(var) = r
+                && let Ok(v) = std::env::var(var)
+            {
+                env_vars.insert(var.clone(), SecretString::from(v));
+            }
+        }
+    }
+    // A file without connectors still has the server's references.
+    for (_, r) in server_refs {
+        if let SecretRef::Env(var) = r
+            && let Ok(v) = std::env::var(var)
+        {
+            env_vars.insert(var.clone(), SecretString::from(v));
+        }
+    }
+    env_vars
 }
 
 impl Settings {

@@ -231,7 +231,7 @@ async fn engine_at(settings: &Settings, public_url: String, need: Need) -> anyho
 
 pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     init_logging(settings.log_format);
-    survive_hangup();
+    let hangup = crate::reload::catch_hangup();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -251,6 +251,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     }
     tokio::spawn(engine.clone().sync_forever(settings.sync_every));
     tokio::spawn(engine.clone().keepalive_forever(Duration::from_secs(60)));
+    crate::reload::spawn(engine.clone(), settings.config_file.clone(), hangup);
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");
     let mut state = latchkey_server::AppState::new(engine.clone());
@@ -261,25 +262,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     latchkey_server::serve_threaded(listener, state, settings.threads, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `SIGHUP` would end the process (its default action), and operators send it by habit to
-/// reload. Until reload exists it is caught and answered with a log line saying what to do.
-fn survive_hangup() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::hangup()) {
-        Ok(mut hangup) => {
-            tokio::spawn(async move {
-                while hangup.recv().await.is_some() {
-                    tracing::warn!(
-                        "SIGHUP received: reload is not supported yet, so nothing changed and Latchkey keeps \
-                         serving; restart it (SIGTERM, then start again) to apply a changed configuration"
-                    );
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot catch SIGHUP: it will stop Latchkey"),
-    }
 }
 
 async fn shutdown_signal() {

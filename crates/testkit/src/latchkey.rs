@@ -186,6 +186,26 @@ impl Latchkey {
         assert!(sent.as_ref().is_ok_and(|s| s.success()), "kill -TERM failed: {sent:?}");
     }
 
+    /// Sends `SIGHUP` (a reload of the configuration), as `systemctl reload` does.
+    pub fn hangup(&self) {
+        let sent = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status();
+        assert!(sent.as_ref().is_ok_and(|s| s.success()), "kill -HUP failed: {sent:?}");
+    }
+
+    /// The configuration file the server was started with (`latchkey.toml` in its work
+    /// directory).
+    pub fn config_path(&self) -> PathBuf {
+        self.work_dir.join("latchkey.toml")
+    }
+
+    /// Replaces the configuration file whole (written aside, then renamed over it), so that a
+    /// reader sees the old text or the new one, never a part.
+    pub fn replace_config(&self, text: &str) {
+        let aside = self.work_dir.join("latchkey.toml.new");
+        std::fs::write(&aside, text).expect("write the new configuration");
+        std::fs::rename(&aside, self.config_path()).expect("rename the new configuration into place");
+    }
+
     /// Waits up to `limit` for the process to exit; `None` if it is still running.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;

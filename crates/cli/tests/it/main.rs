@@ -31,6 +31,7 @@ mod partition;
 mod provider_answers;
 mod proxy;
 mod raw;
+mod reload;
 mod startup;
 mod upstream_pool;
 
