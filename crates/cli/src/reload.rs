@@ -124,7 +124,7 @@ impl Reloader {
     }
 
     /// Every [`WATCH_EVERY`] while `[server] watch_config` is on: reloads a changed file once
-    /// it has stayed the same for one more read.
+    /// it has stayed the same for one more read ([`settled`]).
     async fn watch(self: Arc<Self>) {
         let mut last_seen = read(&self.path).1;
         {
@@ -140,16 +140,23 @@ impl Reloader {
             }
             let path = self.path.clone();
             let Ok((_, digest)) = tokio::task::spawn_blocking(move || read(&path)).await else { continue };
-            if digest != last_seen {
-                last_seen = digest; // changing: wait until it settles
-                continue;
+            let tried = *self.tried.lock().await;
+            if settled(&mut last_seen, tried, digest) {
+                self.reload(Trigger::Watch).await;
             }
-            if *self.tried.lock().await == Some(digest) {
-                continue;
-            }
-            self.reload(Trigger::Watch).await;
         }
     }
+}
+
+/// Whether the file, read as `digest`, is to be reloaded: it is the same as at the read
+/// before (`last_seen`, updated here: an editor may still be writing) and not what was tried
+/// last (applied, or refused and logged: a file is tried once until it changes again).
+fn settled(last_seen: &mut [u8; 32], tried: Option<[u8; 32]>, digest: [u8; 32]) -> bool {
+    if digest != *last_seen {
+        *last_seen = digest;
+        return false;
+    }
+    tried != Some(digest)
 }
 
 /// Reloads on `hangup` (taken at start, so that a `SIGHUP` during start-up does not stop the
@@ -190,5 +197,36 @@ pub fn catch_hangup() -> Option<Signal> {
             tracing::warn!(error = %e, "cannot catch SIGHUP: it will stop Latchkey, and reload by signal is not available");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_reloaded_once_it_has_stayed_the_same_for_one_read_and_only_once() {
+        let (a, b, c) = ([1; 32], [2; 32], [3; 32]);
+        let mut seen = a;
+        assert!(!settled(&mut seen, Some(a), a), "unchanged since it was applied");
+        assert!(!settled(&mut seen, Some(a), b), "changed: wait for one more read");
+        assert!(!settled(&mut seen, Some(a), c), "still changing (an editor writing in steps)");
+        assert!(settled(&mut seen, Some(a), c), "settled: reload");
+        assert!(!settled(&mut seen, Some(c), c), "tried already (applied or refused): not again");
+        assert!(!settled(&mut seen, Some(c), b));
+        assert!(settled(&mut seen, Some(c), b), "changed again: tried again");
+    }
+
+    #[test]
+    fn an_unreadable_file_has_a_digest_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        let (missing, gone) = read(&path);
+        assert!(missing.is_err());
+        std::fs::write(&path, "").unwrap();
+        let (empty, there) = read(&path);
+        assert_eq!(empty.unwrap(), b"");
+        assert_ne!(gone, there, "a missing file differs from an empty one");
+        assert_eq!(read(&dir.path().join("latchkey.toml")).1, there);
     }
 }
