@@ -202,6 +202,12 @@ pub struct TokenSource {
     /// SHA-256 over the grant's settings and secrets: when it changes, a refused credential
     /// may be tried again.
     pub fingerprint: [u8; 32],
+    /// What the tokens of a shared grant are stamped with (its `fingerprint`): a token set
+    /// stamped otherwise was obtained under other settings or secrets (before a reload, a
+    /// restart, a secret change, or by an instance with another file), so neither it nor its
+    /// refresh token is used. `None` for per-user connections: only the user's consent
+    /// replaces their tokens.
+    pub stamp: Option<[u8; 32]>,
     pub refresh_on: Option<RefreshOn>,
 }
 

@@ -97,14 +97,14 @@ pub fn prepare(
                     identity.part(name.as_bytes()).part(env.as_str().as_bytes());
                     identity.finish()
                 },
+                stamp: None,
                 refresh_on: connector.refresh_on.clone(),
             })
         };
     let token = |grant: Grant, token_in, identity: latchkey_vault::Fingerprint| -> Result<Prepared, CallError> {
-        Ok(Prepared {
-            credential: Credential::Token(std::sync::Arc::new(source(grant, token_in, identity)?)),
-            upstream: clients.default_upstream(),
-        })
+        let mut src = source(grant, token_in, identity)?;
+        src.stamp = Some(src.fingerprint);
+        Ok(Prepared { credential: Credential::Token(std::sync::Arc::new(src)), upstream: clients.default_upstream() })
     };
     let auth = &connector.auth;
     match auth {

@@ -14,7 +14,9 @@
 //! - drops the tokens of a connector whose grant changed (its fingerprint over the grant's
 //!   settings: token URL, client, scopes, audience, ...), cached and stored
 //!   ([`super::tokens::TokenManager::discard`]), so that the next call obtains a new one under
-//!   the new settings rather than using a token, or a refresh token, issued under the old ones;
+//!   the new settings rather than using a token, or a refresh token, issued under the old ones
+//!   (and a token a call still on the old runtime obtains meanwhile, or another instance on
+//!   the old file stores, is stamped with the old grant and not used: `TokenSource::stamp`);
 //! - reports what changed, including the `[server]` fields that only a restart applies
 //!   ([`server_fields`]).
 //!

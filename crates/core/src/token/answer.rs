@@ -122,6 +122,7 @@ pub fn parse(req: &TokenRequest, answer: &Answer, now: i64) -> Result<TokenSet, 
         scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),
         extra,
         obtained_at: now,
+        grant: None,
     })
 }
 

@@ -38,6 +38,9 @@ pub struct TokenSet {
     /// The token response's other fields that are no secret, at any depth (`token::metadata`).
     pub extra: serde_json::Map<String, serde_json::Value>,
     pub obtained_at: i64,
+    /// The stamp of the grant it was obtained under ([`crate::auth::TokenSource::stamp`]);
+    /// `None` when unknown (stored before stamps, or a per-user connection's).
+    pub grant: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -86,6 +89,9 @@ struct Stored {
     #[serde(default)]
     extra: serde_json::Map<String, serde_json::Value>,
     obtained_at: i64,
+    /// [`TokenSet::grant`], base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<String>,
 }
 
 pub(crate) fn aad(key: &TokenKey) -> Aad {
@@ -102,6 +108,7 @@ pub fn seal(vault: &Vault, key: &TokenKey, set: &TokenSet) -> Vec<u8> {
         scope: set.scope.clone(),
         extra: set.extra.clone(),
         obtained_at: set.obtained_at,
+        grant: set.grant.map(|g| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, g)),
     };
     let mut json = serde_json::to_vec(&stored).expect("a token set serializes");
     let sealed = vault.seal(&aad(key), &json);
@@ -124,6 +131,15 @@ pub enum OpenError {
 pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, OpenError> {
     let plain = vault.open(&aad(key), sealed)?;
     let stored: Stored = serde_json::from_slice(plain.expose_secret()).map_err(|_| OpenError::Unreadable)?;
+    let grant = match &stored.grant {
+        None => None,
+        Some(text) => Some(
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or(OpenError::Unreadable)?,
+        ),
+    };
     Ok(TokenSet {
         access_token: AccessToken::from(stored.access_token),
         refresh_token: stored.refresh_token.map(RefreshToken::from),
@@ -132,6 +148,7 @@ pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, Op
         scope: stored.scope,
         extra: stored.extra,
         obtained_at: stored.obtained_at,
+        grant,
     })
 }
 
@@ -244,6 +261,7 @@ mod open_tests {
             scope: None,
             extra: serde_json::Map::new(),
             obtained_at: 1_000,
+            grant: None,
         }
     }
 
@@ -255,6 +273,17 @@ mod open_tests {
         assert_eq!(opened.access_token.expose_secret(), "at-1");
         assert_eq!(opened.refresh_token.as_ref().map(|r| r.expose_secret()), Some("rt-1"));
         assert_eq!((opened.expires_at, opened.obtained_at), (Some(2_000), 1_000));
+        assert_eq!(opened.grant, None, "a set stored before stamps has none");
+        let stamped = TokenSet { grant: Some([7; 32]), ..set() };
+        assert_eq!(open(&vault, &key, &seal(&vault, &key, &stamped)).unwrap().grant, Some([7; 32]));
+    }
+
+    #[test]
+    fn a_stamp_that_is_not_32_bytes_is_unreadable() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let sealed = vault.seal(&aad(&key), br#"{"access_token": "a", "obtained_at": 1, "grant": "AAAA"}"#);
+        assert_eq!(open(&vault, &key, &sealed).unwrap_err(), OpenError::Unreadable);
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl TokenEndpoint for Issuer {
             scope: None,
             extra: serde_json::Map::new(),
             obtained_at: now,
+            grant: None,
         })
     }
 }
@@ -62,6 +63,7 @@ impl TokenEndpoint for Issuer {
 struct Reloading {
     engine: Arc<Engine>,
     store: MemoryStore,
+    vault: Arc<Vault>,
     issuer: Arc<Issuer>,
 }
 
@@ -74,7 +76,11 @@ fn parse(toml: &str) -> Config {
 }
 
 async fn start(toml: &str) -> Reloading {
-    let store = MemoryStore::new();
+    start_on(toml, MemoryStore::new(), Arc::new(Vault::new(&MasterKey::generate()))).await
+}
+
+/// An instance on `store` (another one when the store is shared), with its own token endpoint.
+async fn start_on(toml: &str, store: MemoryStore, vault: Arc<Vault>) -> Reloading {
     let issuer = Arc::new(Issuer::default());
     let clock: Arc<dyn Clock> = FakeClock::at(T0);
     let settings = EngineSettings {
@@ -85,9 +91,8 @@ async fn start(toml: &str) -> Reloading {
         token_endpoint: Some(issuer.clone()),
         ..Default::default()
     };
-    let vault = Arc::new(Vault::new(&MasterKey::generate()));
-    let engine = Engine::start(Arc::new(store.clone()), vault, settings).await.expect("the engine starts");
-    Reloading { engine, store, issuer }
+    let engine = Engine::start(Arc::new(store.clone()), vault.clone(), settings).await.expect("the engine starts");
+    Reloading { engine, store, vault, issuer }
 }
 
 /// Two client-credentials connectors and a static one.
@@ -253,4 +258,34 @@ async fn a_new_env_reference_resolves_from_the_variables_given_with_the_reload()
     assert!(report.is_empty(), "the definition did not change: {report}");
     // A credential that could not be prepared is prepared again.
     assert!(r.engine.connector("keyed").unwrap().credential_status(Env::Live).is_ok());
+}
+
+/// A call that took the runtime before the reload and asks for its token after it obtains one
+/// under the old grant; calls under the new grant do not use it.
+#[tokio::test(start_paused = true)]
+async fn a_token_obtained_under_the_old_grant_during_a_reload_is_not_used_after_it() {
+    let r = start(&config("read", "https://api.plain.test", "")).await;
+    let in_flight = token_of(&r.engine, "tokens");
+    r.engine.reload_config(parse(&config("write", "https://api.plain.test", "")), env_vars()).await;
+    let late = r.engine.tokens.get(&in_flight).await.unwrap();
+    assert_eq!(late.token.access_token.expose_secret(), "at-1", "the old runtime's call is answered");
+    assert_eq!(access_token(&r.engine, "tokens").await, "at-2", "the new grant obtains its own");
+    assert_eq!(r.issuer.seen()[1].1.as_deref(), Some("write"));
+}
+
+/// Two instances sharing a store, one reloaded with a changed grant and one not yet: neither
+/// uses the other's token.
+#[tokio::test(start_paused = true)]
+async fn instances_on_different_grants_do_not_use_each_others_tokens() {
+    let a = start(&config("read", "https://api.plain.test", "")).await;
+    let b = start_on(&config("read", "https://api.plain.test", ""), a.store.clone(), a.vault.clone()).await;
+    assert_eq!(access_token(&a.engine, "tokens").await, "at-1");
+    b.engine.reload_config(parse(&config("write", "https://api.plain.test", "")), env_vars()).await;
+    assert_eq!(access_token(&b.engine, "tokens").await, "at-1", "b's own endpoint: a new token");
+    assert_eq!(b.issuer.seen(), [("https://idp.test/token".to_owned(), Some("write".to_owned()))]);
+    // `a`, still on the old file, replaces b's token when it next looks in the store (a new
+    // process here, with an empty cache), rather than using it.
+    let a2 = start_on(&config("read", "https://api.plain.test", ""), a.store.clone(), a.vault.clone()).await;
+    assert_eq!(access_token(&a2.engine, "tokens").await, "at-1");
+    assert_eq!(a2.issuer.seen().len(), 1, "a token under a's own grant");
 }

@@ -139,9 +139,24 @@ pub(super) fn is_fresh(set: &TokenSet, src: &TokenSource, now: i64) -> bool {
     set.is_fresh(now, src.skew_for(set))
 }
 
+/// Whether `set` was obtained under `src`'s grant ([`TokenSource::stamp`]): a set stamped
+/// under another one is not used, nor its refresh token. An unstamped set (stored before
+/// stamps) or an unstamped source (a per-user connection) fits.
+pub(super) fn fits(set: &TokenSet, src: &TokenSource) -> bool {
+    match (set.grant, src.stamp) {
+        (Some(set), Some(src)) => set == src,
+        _ => true,
+    }
+}
+
+/// The cached token set, if it was obtained under `src`'s grant ([`fits`]).
+pub(super) fn usable<'a>(c: &'a Cached, src: &TokenSource) -> Option<&'a std::sync::Arc<TokenSet>> {
+    c.set.as_ref().filter(|set| fits(set, src))
+}
+
 /// The hot path: the cached token when it is fresh.
 pub(super) fn fresh_in_memory(c: &Cached, src: &TokenSource, now: i64) -> Option<Obtained> {
-    let set = c.set.as_ref().filter(|set| is_fresh(set, src, now))?;
+    let set = usable(c, src).filter(|set| is_fresh(set, src, now))?;
     Some(Obtained { token: set.clone(), fresh: !c.reactive_allowed(now) })
 }
 
@@ -161,7 +176,7 @@ pub(super) fn from_cache(
     refused: Option<&AccessToken>,
     now: i64,
 ) -> Option<Result<Obtained, CallError>> {
-    if let Some(set) = &c.set {
+    if let Some(set) = usable(c, src) {
         let just = now - set.obtained_at < JUST_OBTAINED_MS;
         let token = |fresh| Some(Ok(Obtained { token: set.clone(), fresh }));
         match mode {
@@ -190,7 +205,7 @@ pub(super) fn from_cache(
     }
     // New settings or secrets (a new fingerprint) may be tried at once.
     if !f.refused() && now < f.next_attempt_at && f.fingerprint == src.fingerprint {
-        if let Some(set) = &c.set
+        if let Some(set) = usable(c, src)
             && set.is_valid(now)
             && mode == Mode::IfStale
         {
@@ -231,7 +246,7 @@ pub(super) fn while_leased(
     waited_since: i64,
 ) -> LeaseWait {
     if let Waiter::Refresh { mode: Mode::IfStale, .. } = waiter
-        && let Some(set) = c.set.as_ref().filter(|s| s.is_valid(now))
+        && let Some(set) = usable(c, src).filter(|s| s.is_valid(now))
     {
         return LeaseWait::Serve(Obtained { token: set.clone(), fresh: false });
     }
@@ -380,7 +395,7 @@ pub(super) fn after_failure(
     let mut detail = error_detail(e);
     detail["previous_state"] = json!(previous.as_str());
     let attempts = c.failure.as_ref().map_or(0, |f| f.attempts) + 1;
-    let answer = match &c.set {
+    let answer = match usable(c, src) {
         Some(set) if set.is_valid(now) && mode != Mode::Replace => Ok(Obtained { token: set.clone(), fresh: false }),
         _ => Err(error.clone()),
     };

@@ -342,7 +342,7 @@ impl TokenManager {
             self.adopt_row(&mut c, &leased);
             match decide::from_cache(&c, src, mode, refused, self.now()) {
                 Some(Ok(answer)) => (Some(answer), None),
-                _ => (None, c.set.clone()),
+                _ => (None, decide::usable(&c, src).cloned()),
             }
         };
         if let Some(answer) = early {
@@ -410,6 +410,7 @@ impl TokenManager {
         if new.refresh_token.is_none() {
             new.refresh_token = previous.and_then(|p| p.refresh_token.clone());
         }
+        new.grant = src.stamp;
         let now = self.now();
         let write = decide::success_write(token::seal(&self.vault, key, &new), &new, now);
         let new = Arc::new(new);
@@ -467,7 +468,8 @@ impl TokenManager {
 
     /// Stores the first tokens of a connection (or new ones after a reconnect), durably,
     /// before the browser is told it worked. Returns the state the token had before.
-    pub async fn install(&self, src: &TokenSource, set: TokenSet) -> Result<TokenState, CallError> {
+    pub async fn install(&self, src: &TokenSource, mut set: TokenSet) -> Result<TokenState, CallError> {
+        set.grant = src.stamp;
         let key = &src.key;
         let slot = self.slot(key);
         let arrived = self.now();

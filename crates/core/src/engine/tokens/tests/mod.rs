@@ -9,6 +9,7 @@ mod leases;
 mod reactive;
 mod refresh;
 mod shown;
+mod stamps;
 mod store_faults;
 
 use std::collections::VecDeque;
@@ -123,6 +124,7 @@ pub(super) fn token_set(access: &str, refresh: Option<&str>, obtained_at: i64, l
         scope: None,
         extra: serde_json::Map::new(),
         obtained_at,
+        grant: None,
     }
 }
 
@@ -195,6 +197,7 @@ pub(super) fn source_with(grant: Grant, key: TokenKey) -> TokenSource {
         timeout: Duration::from_secs(10),
         client: crate::http::client_builder().build().expect("a client"),
         fingerprint: [1; 32],
+        stamp: Some([1; 32]),
         refresh_on: None,
     }
 }
