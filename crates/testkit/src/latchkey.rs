@@ -19,6 +19,8 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Extra arguments after `serve`.
     pub args: Vec<String>,
+    /// Start without a configuration file (`config` is not written).
+    pub no_config_file: bool,
 }
 
 pub struct Latchkey {
@@ -80,7 +82,9 @@ impl Latchkey {
     pub fn start_with(bin: &Path, opts: Options) -> Result<Latchkey, String> {
         let work = tempfile::tempdir().expect("temp dir");
         let work_dir = work.path().to_path_buf();
-        std::fs::write(work_dir.join("latchkey.toml"), &opts.config).expect("write config");
+        if !opts.no_config_file {
+            std::fs::write(work_dir.join("latchkey.toml"), &opts.config).expect("write config");
+        }
         let data_dir = opts.data_dir.clone().unwrap_or_else(|| work_dir.join("data"));
         let mut cmd = Command::new(bin);
         cmd.arg("serve")

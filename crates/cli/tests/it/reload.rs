@@ -202,3 +202,12 @@ async fn a_reload_that_changes_a_setting_read_at_start_says_it_needs_a_restart()
     // The rest of the file applied.
     until_version(&lk, &app, 2).await;
 }
+
+#[tokio::test]
+async fn sighup_without_a_configuration_file_says_there_is_nothing_to_re_read() {
+    let lk = Latchkey::start_with(bin(), Options { no_config_file: true, ..Options::default() }).unwrap();
+    lk.hangup();
+    until_logged(&lk, "started without a configuration file: there is no file to re-read").await;
+    let r = lk.http.get(lk.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "still serving");
+}
