@@ -515,10 +515,11 @@ impl TokenManager {
     pub async fn discard(&self, src: &TokenSource) -> Result<(), CallError> {
         let key = &src.key;
         let slot = self.slot(key);
+        let arrived = self.now();
         let _flight = slot.flight.lock().await;
         self.settle_pending(key, &slot).await?;
         lock(&slot.cached).set = None;
-        let leased = match self.lease(src, &slot, Waiter::Install, &mut None).await? {
+        let leased = match self.lease(src, &slot, Waiter::Install, &mut None, arrived).await? {
             Leased::Taken(row) => row,
             Leased::Answered(_) => return Err(CallError::internal("a discard was answered from the cache")),
         };
