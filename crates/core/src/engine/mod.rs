@@ -232,6 +232,17 @@ impl Engine {
         tokens::store_bounded(self.store.ping(), "Latchkey is not ready").await
     }
 
+    /// Per-user connections by connector, environment and their token's stored state (for the
+    /// metrics), bounded like every store operation on a request's path.
+    pub async fn connection_counts(&self) -> Result<Vec<crate::store::ConnectionCount>, CallError> {
+        tokens::store_bounded(self.store.count_connections(), "connections cannot be counted").await
+    }
+
+    /// Token requests sent to providers, by connector, kind and outcome.
+    pub fn token_counts(&self) -> Vec<tokens::TokenCount> {
+        self.tokens.tally.counts()
+    }
+
     pub fn stats(&self) -> EngineStats {
         let (full_reloads, catch_ups) = self.mirror.sync_counts();
         EngineStats {

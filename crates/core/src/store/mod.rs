@@ -344,6 +344,15 @@ pub struct ConnectionRow {
     pub updated_at: i64,
 }
 
+/// A count of [`ConnectionStore::count_connections`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCount {
+    pub connector: String,
+    pub env: Env,
+    pub state: crate::token::TokenState,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionFilter {
     pub connector: Option<String>,
@@ -402,6 +411,10 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn list_connections(&self, filter: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>>;
     /// Deletes the connection and its tokens, and bumps the generation (instances forget it).
     async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+    /// How many connections there are by connector, environment and their token's stored
+    /// state (`Empty` for one without a token row), for the metrics; sorted by those three as
+    /// text, no zero counts.
+    async fn count_connections(&self) -> StoreResult<Vec<ConnectionCount>>;
 
     async fn insert_flow(&self, row: &FlowRow) -> StoreResult<()>;
     /// Marks a flow handle used, atomically: exactly one taker sees `Fresh`.

@@ -2,7 +2,10 @@
 //! them. A connection's tokens live in `tokens` under its id.
 
 use latchkey_core::Env;
-use latchkey_core::store::{ConnectionFilter, ConnectionRow, FlowRow, FlowTake, StoreResult};
+use latchkey_core::store::{
+    ConnectionCount, ConnectionFilter, ConnectionRow, FlowRow, FlowTake, StoreError, StoreResult,
+};
+use latchkey_core::token::TokenState;
 
 use super::{Pool, generation};
 use crate::{fail, rows};
@@ -21,6 +24,10 @@ const LIST: &str = "SELECT id, connector, env, owner, provider_user_id, email, s
      return_to, created_at, updated_at FROM connections \
      WHERE ($1 IS NULL OR connector = $1) AND ($2 IS NULL OR env = $2) AND ($3 IS NULL OR owner = $3) \
      ORDER BY connector, env, owner";
+/// A connection without a token row counts as `empty`, as the connection listing shows it.
+const COUNT: &str = "SELECT c.connector, c.env, COALESCE(t.state, 'empty') AS state, COUNT(*) AS n \
+     FROM connections c LEFT JOIN tokens t ON t.connector = c.connector AND t.env = c.env AND t.connection = c.id \
+     GROUP BY c.connector, c.env, COALESCE(t.state, 'empty') ORDER BY c.connector, c.env, state";
 const DELETE_TOKENS: &str = "DELETE FROM tokens WHERE connection = $1 AND connection <> ''";
 const DELETE: &str = "DELETE FROM connections WHERE id = $1";
 
@@ -83,6 +90,21 @@ pub(super) async fn list(pool: &Pool, f: &ConnectionFilter) -> StoreResult<Vec<C
         .await
         .map_err(fail(OP))?;
     rows.into_iter().map(|row| row.into_row(OP)).collect()
+}
+
+pub(super) async fn count(pool: &Pool) -> StoreResult<Vec<ConnectionCount>> {
+    const OP: &str = "count_connections";
+    let counts: Vec<(String, String, String, i64)> = sqlx::query_as(COUNT).fetch_all(pool).await.map_err(fail(OP))?;
+    counts
+        .into_iter()
+        .map(|(connector, env, state, n)| {
+            let state = TokenState::parse(&state).map_err(|e| StoreError::Corrupt {
+                op: OP,
+                reason: format!("a token of connector `{connector}` has {e}"),
+            })?;
+            Ok(ConnectionCount { env: rows::parse_env(OP, &env)?, connector, state, count: n.max(0) as u64 })
+        })
+        .collect()
 }
 
 /// Deletes the connection and its tokens; bumps the generation when there was one.

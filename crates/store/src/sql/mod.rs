@@ -37,7 +37,7 @@ mod tokens;
 
 use latchkey_core::Env;
 use latchkey_core::store::{
-    ChangeFeed, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow,
+    ChangeFeed, ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow,
     FlowTake, IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore,
     SecretRow, SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
 };
@@ -176,6 +176,9 @@ impl ConnectionStore for ThisStore {
     }
     async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
         connections::delete(&self.pool, id).await
+    }
+    async fn count_connections(&self) -> StoreResult<Vec<ConnectionCount>> {
+        connections::count(&self.pool).await
     }
     async fn insert_flow(&self, row: &FlowRow) -> StoreResult<()> {
         connections::insert_flow(&self.pool, row).await

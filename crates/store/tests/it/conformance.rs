@@ -941,3 +941,34 @@ pub async fn idempotency_answers_are_sealed_values_replaced_only_when_unchanged(
     let found = s.claim_idempotency(&claim("caller", "answered", b"f", now), 0, 0).await.unwrap().unwrap();
     assert_eq!((found.status, found.answer.as_slice()), (201, &b"new"[..]));
 }
+
+/// The metrics' connections by state: by connector, environment and the token's stored state,
+/// `empty` for a connection without a token row; app-level tokens are not connections.
+pub async fn connections_are_counted_by_state(ctx: &Ctx) {
+    use latchkey_core::store::ConnectionCount;
+    let s = &*ctx.store;
+    assert_eq!(s.count_connections().await.unwrap(), []);
+    s.upsert_connection(&conn("c1", "gh", "alice", "a@x")).await.unwrap();
+    s.upsert_connection(&conn("c2", "gh", "bob", "b@x")).await.unwrap();
+    s.upsert_connection(&conn("c3", "gh", "carol", "c@x")).await.unwrap();
+    s.upsert_connection(&ConnectionRow { env: Env::Dev, ..conn("c4", "gh", "alice", "a@x") }).await.unwrap();
+    s.upsert_connection(&conn("c5", "slack", "alice", "a@x")).await.unwrap();
+    for (id, state) in [("c1", TokenState::Ok), ("c2", TokenState::Ok), ("c3", TokenState::ReauthorizationRequired)] {
+        let k = TokenKey { connector: "gh".into(), env: Env::Live, connection: id.into() };
+        let l = s.take_lease(&k, "o", 0, 10).await.unwrap().unwrap();
+        assert!(s.commit_token(&k, l.epoch, &write(b"t", state), 1).await.unwrap());
+    }
+    let app = tkey("gh");
+    let l = s.take_lease(&app, "o", 0, 10).await.unwrap().unwrap();
+    assert!(s.commit_token(&app, l.epoch, &write(b"t", TokenState::Degraded), 1).await.unwrap());
+    let count = |connector: &str, env, state, count| ConnectionCount { connector: connector.into(), env, state, count };
+    assert_eq!(
+        s.count_connections().await.unwrap(),
+        [
+            count("gh", Env::Dev, TokenState::Empty, 1),
+            count("gh", Env::Live, TokenState::Ok, 2),
+            count("gh", Env::Live, TokenState::ReauthorizationRequired, 1),
+            count("slack", Env::Live, TokenState::Empty, 1),
+        ]
+    );
+}

@@ -73,6 +73,7 @@ macro_rules! conformance_suite {
             events_filter_and_order,
             connections_upsert_keeps_the_id,
             deleting_a_connection_deletes_its_tokens,
+            connections_are_counted_by_state,
             flows_are_taken_once,
             refresh_rotation_is_atomic_and_has_one_winner,
             revoking_families_bumps_once_and_only_when_something_changed,

@@ -30,11 +30,14 @@ use crate::{CallError, Env, ErrorCode};
 use build::Outgoing;
 
 /// What came back from the upstream: status, headers (hop-by-hop and `set-cookie` removed)
-/// and the body, still streaming.
+/// and the body, still streaming; and how long the upstream took to answer (from the send to
+/// its response head, summed over both sends when a refused token was replaced), which the
+/// server's metrics tell apart from the time spent in Latchkey.
 pub struct UpstreamResponse {
     pub status: http::StatusCode,
     pub headers: HeaderMap,
     pub body: UpstreamBody,
+    pub upstream_time: std::time::Duration,
 }
 
 /// A response body streaming from the upstream.
@@ -261,13 +264,15 @@ impl Engine {
         }
         // Reactive refresh: the upstream refused a token Latchkey did not just obtain.
         tracing::info!(connector = %conn.name, status = first.status.as_u16(), "upstream refused the access token; refreshing once");
+        let first_time = first.upstream_time;
         drop(first);
         let again = match self.tokens.replace(src, &obtained.token.access_token).await {
             Ok(o) => o,
             Err(e) => return Err(self.reauthorization(e, connection).await),
         };
         let (h, u) = signed(&again.token.access_token, Some(&replay))?;
-        let second = send::send_once(conn, prepared, method.clone(), &u, h, bytes_body(replay)).await?;
+        let mut second = send::send_once(conn, prepared, method.clone(), &u, h, bytes_body(replay)).await?;
+        second.upstream_time += first_time;
         let (refused_again, second) = send::token_refused(src, second).await;
         if refused_again {
             self.tokens.refused_after_refresh(src, &again.token);

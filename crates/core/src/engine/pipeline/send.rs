@@ -52,14 +52,21 @@ pub(super) async fn send_once(
         .headers_mut()
         .entry(header::USER_AGENT)
         .or_insert(HeaderValue::from_static(concat!("latchkey/", env!("CARGO_PKG_VERSION"))));
+    let sent = std::time::Instant::now();
     let response =
         prepared.upstream.send(&conn.origin, request, conn.timeout).await.map_err(|e| send_error(e, conn))?;
+    let upstream_time = sent.elapsed();
     let (parts, body) = response.into_parts();
     let mut headers = parts.headers;
     // Also `Latchkey-Error` and its kin: Latchkey's words, which an upstream cannot speak.
     strip_hop_by_hop(&mut headers);
     headers.remove(header::SET_COOKIE);
-    Ok(UpstreamResponse { status: parts.status, headers, body: body.map_err(std::io::Error::other).boxed_unsync() })
+    Ok(UpstreamResponse {
+        status: parts.status,
+        headers,
+        body: body.map_err(std::io::Error::other).boxed_unsync(),
+        upstream_time,
+    })
 }
 
 /// Whether the upstream's answer means "this access token is no longer good": a 401, or a
@@ -78,7 +85,7 @@ pub(super) async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> 
     let Some(needle) = rule.and_then(|r| r.body_contains.clone()) else {
         return (true, resp);
     };
-    let UpstreamResponse { status, headers, body } = resp;
+    let UpstreamResponse { status, headers, body, upstream_time } = resp;
     let mut body = http_body_util::BodyStream::new(body);
     let mut head = Vec::new();
     let mut rest_error = None;
@@ -101,7 +108,7 @@ pub(super) async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> 
         std::iter::once(Ok(http_body::Frame::data(Bytes::from(head)))).chain(rest_error.map(Err)),
     );
     let body = http_body_util::StreamBody::new(prefix.chain(body)).boxed_unsync();
-    (found, UpstreamResponse { status, headers, body })
+    (found, UpstreamResponse { status, headers, body, upstream_time })
 }
 
 /// Says what went wrong without ever showing the URL (which may carry a query key).

@@ -14,6 +14,7 @@ mod events;
 mod heartbeat;
 mod obtain;
 mod pending;
+mod tally;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use crate::{CallError, ErrorCode};
 
 pub use decide::{LEASE_MS, shown_state};
 pub use obtain::{HttpTokenEndpoint, TokenEndpoint};
+pub use tally::{TokenCount, TokenOutcome};
 
 use decide::{Cached, LeaseWait, Mode, Waiter};
 use events::Recorder;
@@ -79,6 +81,8 @@ pub struct TokenManager {
     /// Refresh-token requests whose answer was lost after they may have reached the provider
     /// (`latchkey_refresh_ambiguous_total`): the exposure to lost rotations.
     pub ambiguous: AtomicU64,
+    /// Token requests by connector, kind and outcome (`latchkey_token_requests_total`).
+    pub(crate) tally: tally::TokenTally,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -139,6 +143,7 @@ impl TokenManager {
             fault,
             requests: AtomicU64::new(0),
             ambiguous: AtomicU64::new(0),
+            tally: tally::TokenTally::default(),
         }
     }
 

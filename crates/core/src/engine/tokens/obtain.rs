@@ -55,7 +55,9 @@ impl TokenManager {
                 _ => src.grant.request(now).map_err(TokenError::unsendable)?,
             };
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let e = match self.endpoint.send(src, &request, now).await {
+            let answer = self.endpoint.send(src, &request, now).await;
+            self.tally.add(&src.key.connector, request.is_refresh, super::TokenOutcome::of(&answer));
+            let e = match answer {
                 Ok(set) => return Ok(set),
                 Err(e) => e,
             };

@@ -1,10 +1,12 @@
 //! Tokens, the audit log, connections and browser flows, in memory.
 
 use super::{MemoryStore, duplicate, token_id};
+use std::collections::BTreeMap;
+
 use crate::Env;
 use crate::store::{
-    ConnectionFilter, ConnectionRow, ConnectionStore, EventFilter, EventRow, FlowRow, FlowTake, StoreResult, TokenKey,
-    TokenRow, TokenStore, TokenWrite,
+    ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, EventFilter, EventRow, FlowRow, FlowTake,
+    StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite,
 };
 use crate::token::TokenState;
 
@@ -198,6 +200,21 @@ impl ConnectionStore for MemoryStore {
         d.tokens.retain(|(_, _, connection), _| connection.is_empty() || connection != id);
         d.bump();
         Ok(true)
+    }
+    async fn count_connections(&self) -> StoreResult<Vec<ConnectionCount>> {
+        self.enter("count_connections").await?;
+        let d = self.data();
+        // Keyed as the SQL stores sort: by text.
+        let mut counts: BTreeMap<(String, &'static str, &'static str), ConnectionCount> = BTreeMap::new();
+        for c in d.connections.values() {
+            let token = d.tokens.get(&(c.connector.clone(), c.env.as_str(), c.id.clone()));
+            let state = token.map_or(TokenState::Empty, |t| t.state);
+            counts
+                .entry((c.connector.clone(), c.env.as_str(), state.as_str()))
+                .or_insert_with(|| ConnectionCount { connector: c.connector.clone(), env: c.env, state, count: 0 })
+                .count += 1;
+        }
+        Ok(counts.into_values().collect())
     }
     async fn insert_flow(&self, row: &FlowRow) -> StoreResult<()> {
         const OP: &str = "insert_flow";
