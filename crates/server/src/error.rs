@@ -8,8 +8,10 @@ use crate::wire;
 
 /// Every error Latchkey itself writes: a [`CallError`] rendered as `{"error": {"code",
 /// "message", ...details}}` ([`wire::ErrorEnvelope`]) plus the `Latchkey-Error: <code>`
-/// header, and on a 401 the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3). The response
-/// also carries the [`ErrorCode`] as an extension, which the metrics and the log line read.
+/// header, and on a 401 the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3). The body also
+/// names the request's id and where the code is explained (`doc_url`). The response carries
+/// the [`ErrorCode`] and the error's [`latchkey_core::Origin`] as extensions, which the
+/// metrics and the log line read.
 /// Built only from [`CallError`]s, whose messages never carry secrets; internals are logged
 /// by the engine, not shown here.
 #[derive(Debug)]
@@ -64,8 +66,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.error.code;
         let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let id = crate::request::current_id();
         let body = wire::ErrorEnvelope {
-            error: wire::ErrorBody { code: code.as_str(), message: &self.error.message, details: &self.error.details },
+            error: wire::ErrorBody {
+                code: code.as_str(),
+                message: &self.error.message,
+                doc_url: format!("{}#{}", crate::docs::ERRORS_PATH, code.as_str()),
+                request_id: id.as_ref().and_then(|id| id.to_str().ok()),
+                details: &self.error.details,
+            },
         };
         let mut resp = (status, Json(body)).into_response();
         resp.headers_mut().insert("latchkey-error", HeaderValue::from_static(code.as_str()));
@@ -78,6 +87,7 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         resp.extensions_mut().insert(code);
+        resp.extensions_mut().insert(self.error.origin());
         resp
     }
 }

@@ -4,12 +4,14 @@
 //! engine, and map the result; every decision about credentials lives in `latchkey-core`.
 
 mod audit;
+mod docs;
 mod error;
 mod extract;
 mod idempotency;
 mod limit;
 mod metrics;
 mod openapi;
+mod request;
 mod routes;
 mod threads;
 pub mod wire;

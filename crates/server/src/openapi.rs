@@ -31,7 +31,7 @@ use crate::wire;
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
-        health::healthz, health::readyz, health::metrics, serve,
+        health::healthz, health::readyz, health::metrics, serve, crate::docs::errors,
         admin::list_connectors, admin::get_connector, admin::put_connector, admin::delete_connector,
         admin::list_secrets, admin::put_secret, admin::delete_secret,
         admin::list_keys, admin::create_key, admin::delete_key,
@@ -123,11 +123,12 @@ impl utoipa::Modify for Contract {
         latchkey_error.description = Some("The error's code.".to_owned());
         let error = Answer::builder()
             .description(
-                "An error Latchkey wrote: `{\"error\": {\"code\", \"message\", ...details}}`; a 401 carries \
-             `WWW-Authenticate: Bearer`.",
+                "An error Latchkey wrote: `{\"error\": {\"code\", \"message\", \"doc_url\", \"request_id\", \
+             ...details}}`; a 401 carries `WWW-Authenticate: Bearer`.",
             )
             .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))))
             .header("Latchkey-Error", latchkey_error)
+            .header(REQUEST_ID, request_id())
             .build();
         components.responses.insert("Error".to_owned(), RefOr::T(error));
         let mut seen = std::collections::BTreeSet::new();
@@ -149,8 +150,27 @@ impl utoipa::Modify for Contract {
     }
 }
 
-/// Every operation may answer an error; each has its own id.
+const REQUEST_ID: &str = "Latchkey-Request-Id";
+
+/// `Latchkey-Request-Id`, on every answer.
+fn request_id() -> Header {
+    let mut header = Header::new(Schema::Object(Object::builder().schema_type(Type::String).build()));
+    header.description = Some(
+        "The request's id: the caller's `X-Request-Id` when it is 1 to 128 letters, digits and `-_.:+/=@`, else one \
+         Latchkey made. Also in an error body's `request_id` and in the request's log line."
+            .to_owned(),
+    );
+    header
+}
+
+/// Every operation may answer an error; every answer names the request; each operation has
+/// its own id.
 fn contract(op: &mut Operation, method: &str, seen: &mut std::collections::BTreeSet<String>) {
+    for answer in op.responses.responses.values_mut() {
+        if let RefOr::T(answer) = answer {
+            answer.headers.insert(REQUEST_ID.to_owned(), RefOr::T(request_id()));
+        }
+    }
     for class in ["4XX", "5XX"] {
         op.responses
             .responses
@@ -227,7 +247,18 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let codes = &doc["components"]["responses"]["Error"]["headers"]["Latchkey-Error"]["schema"]["enum"];
         assert_eq!(codes.as_array().unwrap().len(), latchkey_core::ErrorCode::ALL.len());
-        let body = serde_json::to_string(&doc["components"]["schemas"]["ErrorBody"]).unwrap();
+        assert_eq!(
+            doc["components"]["responses"]["Error"]["headers"]["Latchkey-Request-Id"]["schema"]["type"],
+            "string"
+        );
+        let error_body = &doc["components"]["schemas"]["ErrorBody"];
+        // The details are flattened in: the named fields are the second part of an `allOf`.
+        let named = &error_body["allOf"][1];
+        for field in ["code", "message", "doc_url"] {
+            assert!(named["required"].as_array().unwrap().iter().any(|r| r == field), "{field}: {error_body}");
+        }
+        assert_eq!(named["properties"]["request_id"]["type"], serde_json::json!(["string", "null"]));
+        let body = serde_json::to_string(error_body).unwrap();
         for c in latchkey_core::ErrorCode::ALL {
             assert!(body.contains(&format!("\"{}\"", c.as_str())), "{c} is not in ErrorBody");
         }
@@ -238,6 +269,10 @@ mod tests {
         for item in doc["paths"].as_object().unwrap().values() {
             for op in item.as_object().unwrap().values().filter(|o| o.get("responses").is_some()) {
                 assert!(op["responses"].get("4XX").is_some());
+                for (status, answer) in op["responses"].as_object().unwrap() {
+                    let named = answer.get("$ref").is_some() || answer["headers"].get("Latchkey-Request-Id").is_some();
+                    assert!(named, "{} {status} has no Latchkey-Request-Id", op["operationId"]);
+                }
                 assert!(ids.insert(op["operationId"].as_str().unwrap().to_owned()), "duplicate operationId");
             }
         }

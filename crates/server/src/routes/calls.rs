@@ -6,11 +6,11 @@ use bytes::Bytes;
 use latchkey_core::callers::KeyMemo;
 use latchkey_core::engine::{OutBody, ProxyRequest, UpstreamResponse};
 use latchkey_core::upstream::BoxError;
-use latchkey_core::{CallError, ErrorCode};
+use latchkey_core::{CallError, Env, ErrorCode};
 use serde::Deserialize;
 
 use crate::extract::{AppCaller, AppOrUser};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, request};
 
 /// Proxy bodies up to this size are held in memory (and can be replayed once).
 const REPLAYABLE_BODY: usize = 1 << 20;
@@ -98,6 +98,22 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
     serve_hot(&state, Hot::Proxy, req, None).await
 }
 
+/// Notes the call's labels for the metrics and the log line, once the caller is known (so its
+/// environment): the connector only if it exists, the named call (for the log line) only if
+/// the connector has it. Names a caller made up are never labels.
+fn note(state: &AppState, env: Env, connector: &str, call: Option<&str>) {
+    let stats = state.metrics.connectors.get(connector, || state.engine.connector(connector).is_some());
+    let call = stats.and(call).filter(|_| tracing::enabled!(tracing::Level::INFO)).and_then(|call| {
+        let runtime = state.engine.connector(connector)?;
+        runtime.config.calls.contains_key(call).then(|| call.to_owned())
+    });
+    request::note(|l| {
+        l.connector = stats;
+        l.env = Some(env);
+        l.call = call;
+    });
+}
+
 /// Extractors in the order a handler would run them: caller, path, body.
 async fn named_call_request<B>(
     state: &AppState,
@@ -113,6 +129,7 @@ where
     let rest = parts.uri.path().strip_prefix("/v1/connectors/").unwrap_or_default();
     let (connector, call) = call_segments(rest).unwrap_or_default();
     let (connector, call) = (segment(connector, "connector")?, segment(call, "call")?);
+    note(state, caller.env(), &connector, Some(&call));
     let body = call_body(&parts.headers, body).await.map_err(|text| {
         ApiError::new(
             ErrorCode::InvalidParams,
@@ -150,6 +167,7 @@ where
             state.engine.call_as_user(env, &connector, &call, &body.params, &user).await?
         }
     };
+    request::note(|l| l.upstream = Some(up.upstream_time));
     Ok(stream(up))
 }
 
@@ -213,6 +231,7 @@ where
     // The raw (still percent-encoded) path below the connector, not a decoded capture.
     let (raw_connector, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let connector = segment(raw_connector, "connector")?;
+    note(state, caller.env, &connector, None);
     let path = path.to_owned();
     forward(state, caller, connector, path, http::Request::from_parts(parts, body)).await
 }
@@ -277,6 +296,7 @@ where
         body,
     };
     let up = state.engine.proxy(caller.env, &connector, proxied).await?;
+    request::note(|l| l.upstream = Some(up.upstream_time));
     Ok(stream(up))
 }
 

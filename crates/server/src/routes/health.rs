@@ -1,4 +1,4 @@
-use crate::metrics::metric;
+use crate::metrics::{Process, escape, metric};
 use crate::{AppState, wire};
 use axum::Json;
 use axum::extract::State;
@@ -32,12 +32,26 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.engine.stats();
     let mut text = state.metrics.render();
+    let tokens: Vec<(String, u64)> = state
+        .engine
+        .token_counts()
+        .into_iter()
+        .map(|t| {
+            let labels = format!(
+                "{{connector=\"{}\",kind=\"{}\",outcome=\"{}\"}}",
+                escape(&t.connector),
+                t.kind,
+                t.outcome.as_str()
+            );
+            (labels, t.count)
+        })
+        .collect();
     metric(
         &mut text,
         "latchkey_token_requests_total",
         "counter",
-        "Token requests sent to providers.",
-        &[("", &stats.token_requests)],
+        "Token requests sent to providers, by connector, kind (`grant`, or `refresh` with a refresh token) and outcome (ok, refused, unsendable, failed, unreachable, lost).",
+        &tokens.iter().map(|(l, n)| (l.as_str(), n as &dyn std::fmt::Display)).collect::<Vec<_>>(),
     );
     metric(
         &mut text,
@@ -75,5 +89,32 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Data keys drawn by this process: each seals at most `[server] data_key_max_seals` values.",
         &[("", &stats.data_keys_drawn)],
     );
+    // Counted in the store at scrape time, bounded like any store read on a request's path:
+    // when the store does not answer, the family is left out (and `/readyz` says why).
+    match state.engine.connection_counts().await {
+        Ok(counts) => {
+            let counts: Vec<(String, u64)> = counts
+                .into_iter()
+                .map(|c| {
+                    let labels = format!(
+                        "{{connector=\"{}\",env=\"{}\",state=\"{}\"}}",
+                        escape(&c.connector),
+                        c.env.as_str(),
+                        c.state.as_str()
+                    );
+                    (labels, c.count)
+                })
+                .collect();
+            metric(
+                &mut text,
+                "latchkey_connections",
+                "gauge",
+                "Per-user connections by connector, environment and their token's state (empty: no token yet; ok; degraded: the last refresh failed transiently; reauthorization_required).",
+                &counts.iter().map(|(l, n)| (l.as_str(), n as &dyn std::fmt::Display)).collect::<Vec<_>>(),
+            );
+        }
+        Err(e) => tracing::warn!(error = %e.message, "connections were not counted for /metrics"),
+    }
+    Process::read().render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -13,10 +13,11 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::ErrorCode;
 use latchkey_core::callers::KeyMemo;
+use latchkey_core::{ErrorCode, Origin};
 
-use crate::metrics::Route;
+use crate::metrics::{Route, Source};
+use crate::request::{self, Current};
 use crate::threads::Activity;
 use crate::{ApiError, AppState};
 
@@ -39,6 +40,7 @@ api! {
     "/readyz" => get(health::readyz);
     "/metrics" => get(health::metrics);
     "/openapi.json" => get(crate::openapi::serve);
+    "/docs/errors" => get(crate::docs::errors);
     "/v1/admin/connectors" => get(admin::list_connectors);
     "/v1/admin/connectors/{name}" => get(admin::get_connector), put(admin::put_connector), delete(admin::delete_connector);
     "/v1/admin/secrets" => get(admin::list_secrets);
@@ -88,9 +90,19 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// Counts and logs every request: method, route template, status, error code, duration.
-/// Never the raw path or query, which may carry caller data.
+/// Counts and logs every request: method, route template, status, error code, duration, and
+/// names it (`Latchkey-Request-Id`). Never the raw path or query, which may carry caller data.
+/// Runs as the request [`Service::other`] began, or as a new one when the router is used
+/// directly (tests).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if request::in_request() {
+        observed(state, req, next).await
+    } else {
+        Current::new(req.headers().get(X_REQUEST_ID)).scope(observed(state, req, next)).await
+    }
+}
+
+async fn observed(state: AppState, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let Class { route, hot } = Class::of(&method, req.uri().path());
@@ -102,9 +114,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     if hot.is_none() {
         response = json_rejection(&method, response);
     }
-    record(&state, route, &method, template.as_deref(), started, &response);
+    record(&state, route, &method, template.as_deref(), started, &mut response);
     response
 }
+
+/// The caller's name for its request, used as the request's id when it is sane.
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// The router's and the extractors' own rejections, which are not JSON (an unknown method's
 /// empty 405, a form sent as JSON's plain-text 415, a body past the limit's 413, a malformed
@@ -195,33 +210,55 @@ impl Class {
     }
 }
 
-/// The metrics and the log line of one answered request.
+/// The metrics, the `Latchkey-Request-Id` header and the log line of one answered request, as
+/// the request being answered ([`request`]) noted it.
 fn record(
     state: &AppState,
     route: Route,
     method: &http::Method,
     template: Option<&str>,
     started: Instant,
-    response: &Response,
+    response: &mut Response,
 ) {
+    let elapsed = started.elapsed();
     let status = response.status().as_u16();
     // Set by `ApiError`: the error Latchkey answered with, if any (never an upstream's header).
     let code = response.extensions().get::<ErrorCode>().copied();
+    let origin = response.extensions().get::<Origin>().copied();
     let upstream_error = matches!(code, Some(ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout));
     let error = code.map_or("", ErrorCode::as_str);
     state.metrics.record(route, status, upstream_error);
-    if let Some(template) = template
-        && (!matches!(route, Route::Other) || status >= 400)
-    {
-        tracing::info!(
-            %method,
-            route = %template,
-            status,
-            error,
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
-    }
+    request::with(|id, labels| {
+        // Whose failure: Latchkey's own error answer by its origin; an answer the upstream
+        // wrote with a 5xx is the upstream's.
+        let source = match (code, origin) {
+            (Some(code), origin) => Some(Source::of(origin.unwrap_or(code.origin()))),
+            (None, _) if status >= 500 && labels.upstream.is_some() => Some(Source::Upstream),
+            (None, _) => None,
+        };
+        if let (Some(connector), Some(env)) = (labels.connector, labels.env) {
+            connector.record(env, status, source, elapsed, labels.upstream);
+        }
+        response.headers_mut().insert(request::REQUEST_ID, id.clone());
+        if let Some(template) = template
+            && (!matches!(route, Route::Other) || status >= 400)
+        {
+            tracing::info!(
+                request_id = id.to_str().unwrap_or_default(),
+                %method,
+                route = %template,
+                connector = labels.connector.map(|c| &*c.name),
+                call = labels.call.as_deref(),
+                env = labels.env.map(|e| e.as_str()),
+                status,
+                error,
+                source = source.map(Source::as_str),
+                micros = elapsed.as_micros() as u64,
+                upstream_micros = labels.upstream.map(|d| d.as_micros() as u64),
+                "request"
+            );
+        }
+    });
 }
 
 type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -252,12 +289,17 @@ impl Service {
     /// Bounded by `[server] request_timeout_s`: a store that stopped answering (a partition)
     /// gets the request a `503` instead of holding it for the TCP timeout (SECURITY R5).
     fn other(&self, req: Request) -> BoxedResponse {
+        let started = Instant::now();
         let wait = self.state.request_timeout;
-        let routed = tower_service::Service::call(&mut self.router.clone(), req);
+        let (method, route) = (req.method().clone(), Class::of(req.method(), req.uri().path()).route);
+        let current = Current::new(req.headers().get(X_REQUEST_ID));
+        let id = current.id.clone();
+        let routed = current.scope(tower_service::Service::call(&mut self.router.clone(), req));
         let answer = self.others.spawn(tokio::time::timeout(wait, routed));
+        let state = self.state.clone();
         Box::pin(async move {
-            Ok(match answer.await {
-                Ok(Ok(Ok(response))) => response,
+            let failed = match answer.await {
+                Ok(Ok(Ok(response))) => return Ok(response),
                 Ok(Ok(Err(never))) => match never {},
                 Ok(Err(_)) => ApiError::new(
                     ErrorCode::Unavailable,
@@ -266,11 +308,16 @@ impl Service {
                          asked for may or may not have been made: look before repeating it",
                         wait.as_secs()
                     ),
-                )
-                .into_response(),
-                Err(_) => ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log")
-                    .into_response(),
-            })
+                ),
+                Err(_) => ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log"),
+            };
+            // Answered here, as the same request: its id, its metrics and its log line.
+            Ok(Current::new(Some(&id)).sync_scope(|| {
+                let mut response = failed.into_response();
+                let template = tracing::enabled!(tracing::Level::INFO).then_some("unfinished");
+                record(&state, route, &method, template, started, &mut response);
+                response
+            }))
         })
     }
 
@@ -281,21 +328,22 @@ impl Service {
         B::Error: Into<latchkey_core::upstream::BoxError>,
     {
         let state = self.state.clone();
-        Box::pin(async move {
+        let current = Current::new(req.headers().get(X_REQUEST_ID));
+        Box::pin(current.scope(async move {
             let started = Instant::now();
             let method = req.method().clone();
             let template = hot.template();
-            let response = calls::serve_hot(&state, hot, req, memo.as_deref()).await;
+            let mut response = calls::serve_hot(&state, hot, req, memo.as_deref()).await;
             record(
                 &state,
                 route,
                 &method,
                 tracing::enabled!(tracing::Level::INFO).then_some(template),
                 started,
-                &response,
+                &mut response,
             );
             Ok(response)
-        })
+        }))
     }
 
     /// The service for one connection: it also remembers the key the connection presented

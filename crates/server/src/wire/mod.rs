@@ -43,10 +43,16 @@ pub struct ErrorEnvelope<'a> {
 pub struct ErrorBody<'a> {
     #[schema(schema_with = crate::openapi::error_code)]
     pub code: &'static str,
+    /// Where this code is explained, on this Latchkey (`/docs/errors#<code>`, relative to the
+    /// address the request was sent to).
+    pub doc_url: String,
     pub message: &'a str,
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub details: &'a serde_json::Map<String, Value>,
+    /// The request's id, as in the `Latchkey-Request-Id` header and the request's log line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }
 
 /// One entry of a `config_invalid` error's `problems`.

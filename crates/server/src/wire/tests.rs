@@ -122,7 +122,10 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
     as_json_wrote(AuditHash { hash: "h".into() });
     let mut details = serde_json::Map::new();
     details.insert("reconnect_url".into(), "https://x".into());
-    as_json_wrote(ErrorEnvelope { error: ErrorBody { code: "not_found", message: "m", details: &details } });
+    let doc_url = "/docs/errors#not_found".to_owned();
+    as_json_wrote(ErrorEnvelope {
+        error: ErrorBody { code: "not_found", message: "m", doc_url, request_id: Some("r-1"), details: &details },
+    });
 }
 
 /// The shapes the end-to-end suite and clients rely on: `null`s stay, omissions stay.

@@ -1,7 +1,16 @@
-//! Prometheus counters, kept as atomics so the hot path never takes a lock.
+//! Prometheus counters, kept as atomics so the hot path never takes a lock: by route class
+//! here, by connector and environment in [`connectors`], latency in [`histogram`]s, and the
+//! process's own numbers ([`process`]) read at scrape time.
+
+mod connectors;
+mod histogram;
+mod process;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use connectors::{ConnectorStats, Connectors, Source, escape};
+pub use process::Process;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Route {
@@ -18,6 +27,8 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 pub struct Metrics {
     requests: [[AtomicU64; 5]; 4],
     upstream_errors: AtomicU64,
+    /// Calls by connector and environment.
+    pub connectors: Connectors,
 }
 
 impl Metrics {
@@ -42,6 +53,7 @@ impl Metrics {
         let upstream_errors = self.upstream_errors.load(Ordering::Relaxed);
         let help = "Calls that failed to reach the upstream or timed out.";
         metric(&mut out, "latchkey_upstream_errors_total", "counter", help, &[("", &upstream_errors)]);
+        self.connectors.render(&mut out);
         out
     }
 }
