@@ -27,6 +27,7 @@ mod lifecycle;
 mod logs;
 mod multi;
 mod notify;
+mod observability;
 mod partition;
 mod provider_answers;
 mod proxy;

@@ -130,7 +130,12 @@ impl Connectors {
                 }
             }
         };
-        header(out, "latchkey_calls_total", "counter", "Calls (proxy and named) by connector, environment and status class.");
+        header(
+            out,
+            "latchkey_calls_total",
+            "counter",
+            "Calls (proxy and named) by connector, environment and status class.",
+        );
         each(out, &|out, labels, e| {
             for (class, n) in CLASSES.iter().zip(&e.requests) {
                 let n = n.load(Ordering::Relaxed);

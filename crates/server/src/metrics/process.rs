@@ -40,8 +40,10 @@ impl Process {
     pub fn parse(stat: Option<&str>, status: Option<&str>, limits: Option<&str>, system: Option<&str>) -> Process {
         // The fields after the command name, which is in parentheses and may hold spaces:
         // the third field (`state`) is the first here.
-        let fields: Vec<&str> =
-            stat.and_then(|s| s.rsplit_once(')')).map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .and_then(|s| s.rsplit_once(')'))
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
         let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
         let cpu_seconds = field(14).zip(field(15)).map(|(user, system)| (user + system) as f64 / USER_HZ);
         let boot = system.and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok()));
@@ -93,12 +95,7 @@ impl Process {
                 self.virtual_bytes.map(|v| v.to_string()),
             ),
             ("process_open_fds", "gauge", "Open file descriptors.", self.open_fds.map(|v| v.to_string())),
-            (
-                "process_max_fds",
-                "gauge",
-                "The limit on open file descriptors.",
-                self.max_fds.map(|v| v.to_string()),
-            ),
+            ("process_max_fds", "gauge", "The limit on open file descriptors.", self.max_fds.map(|v| v.to_string())),
         ];
         for (name, kind, help, value) in families {
             if let Some(value) = value {
