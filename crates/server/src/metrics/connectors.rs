@@ -154,7 +154,7 @@ impl Connectors {
                 let _ = writeln!(out, "latchkey_call_errors_total{{{labels},source=\"{source}\"}} {n}");
             }
         });
-        let histograms: [(&str, &str, fn(&EnvStats) -> &Histogram); 3] = [
+        let histograms: [(&str, &str, Pick); 3] = [
             ("latchkey_call_duration_seconds", "Calls' whole time, to the response head.", |e| &e.duration),
             (
                 "latchkey_call_upstream_seconds",
@@ -173,6 +173,9 @@ impl Connectors {
         }
     }
 }
+
+/// Which of an environment's histograms.
+type Pick = fn(&EnvStats) -> &Histogram;
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
