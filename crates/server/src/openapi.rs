@@ -25,7 +25,8 @@ use crate::wire;
     info(
         title = "Latchkey",
         description = "A self-hosted API connector and credential broker. Every error Latchkey writes is \
-            `{\"error\": {\"code\", \"message\", ...}}` with the header `Latchkey-Error: <code>`. Lists answer \
+            `{\"error\": {\"code\", \"doc_url\", \"message\", ..., \"request_id\"}}` with the header \
+            `Latchkey-Error: <code>`; every answer carries `Latchkey-Request-Id`. Lists answer \
             one page (`limit`, `starting_after`, `has_more`); `POST`s that create something take an \
             `Idempotency-Key`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")

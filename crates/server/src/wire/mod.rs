@@ -37,8 +37,9 @@ pub struct ErrorEnvelope<'a> {
     pub error: ErrorBody<'a>,
 }
 
-/// `code` and `message`, then the error's details (a provider's `error`, a `reconnect_url`,
-/// config `problems`, ...), each at the top level of the object.
+/// `code`, `doc_url` and `message`, the error's details (a provider's `error`, a
+/// `reconnect_url`, config `problems`, ...), each at the top level of the object, and the
+/// request's `request_id`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     #[schema(schema_with = crate::openapi::error_code)]
