@@ -200,17 +200,24 @@ async fn r4_tokens_the_store_did_not_take_are_kept_and_stored_when_it_answers() 
 /// SECURITY R5 for every other request: with `[server] request_timeout_s = 2`, an admin write
 /// while the store is partitioned away is answered `503` after about 2 s, saying the change
 /// may or may not have been made, where it would otherwise wait for the TCP timeout; once the
-/// store answers, so does the API. A bound of 0 is refused.
+/// store answers, so does the API. The answer names the request like any other. A bound of 0
+/// is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_other_requests_are_bounded_while_the_store_is_partitioned() {
     let Partitionable { lk, proxy, _db, _providers, .. } = setup("request_timeout_s = 2\n").await;
     proxy.pause();
     let started = Instant::now();
-    let put = lk.admin_req(reqwest::Method::PUT, "/v1/admin/secrets/late").json(&json!({"value": "v"}));
+    let put = lk
+        .admin_req(reqwest::Method::PUT, "/v1/admin/secrets/late")
+        .header("x-request-id", "late-put-1")
+        .json(&json!({"value": "v"}));
     let sent = tokio::time::timeout(Duration::from_secs(15), put.send()).await;
     let r = Reply::read(sent.expect("the request was held past the bound").unwrap()).await;
     assert_eq!((r.status, r.error_code()), (503, Some("unavailable")), "{}", r.body);
     assert!(r.body.contains("may or may not have been made"), "{}", r.body);
+    // Answered as the same request: its id in the header and the body.
+    assert_eq!(r.headers.get("latchkey-request-id").and_then(|v| v.to_str().ok()), Some("late-put-1"));
+    assert_eq!(r.json()["error"]["request_id"], "late-put-1", "{}", r.body);
     assert!(started.elapsed() < Duration::from_secs(6), "the request was held {:?}", started.elapsed());
     proxy.resume();
     until("the API recovers after the partition healed", || async {
