@@ -10,30 +10,32 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use latchkey_core::Env;
 
 use crate::metrics::ConnectorStats;
 
 /// The response header that names the request.
-pub const REQUEST_ID: &str = "latchkey-request-id";
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("latchkey-request-id");
 
 /// The longest `X-Request-Id` taken as it is.
 const MAX_INCOMING: usize = 128;
 
 tokio::task_local! {
-    static CURRENT: Current;
+    // Boxed: the task-local's value is swapped in and out on every poll of the request.
+    static CURRENT: Box<Current>;
 }
 
 /// One request's id and labels.
 pub(crate) struct Current {
-    pub(crate) id: HeaderValue,
     labels: RefCell<Labels>,
 }
 
-/// What the call path noted about the request.
+/// The request's id and what the call path noted about it.
 #[derive(Default)]
 pub(crate) struct Labels {
+    /// Taken (not copied) into the answer's header once the answer is made.
+    pub(crate) id: Option<HeaderValue>,
     /// The connector's counters: only for a connector that exists (never a name a caller made up).
     pub(crate) connector: Option<&'static ConnectorStats>,
     pub(crate) env: Option<Env>,
@@ -44,17 +46,23 @@ pub(crate) struct Labels {
 }
 
 impl Current {
-    pub(crate) fn new(incoming: Option<&HeaderValue>) -> Self {
-        Current { id: request_id(incoming), labels: RefCell::default() }
+    pub(crate) fn new(incoming: Option<&HeaderValue>) -> Box<Self> {
+        let labels = Labels { id: Some(request_id(incoming)), ..Labels::default() };
+        Box::new(Current { labels: RefCell::new(labels) })
+    }
+
+    /// The request's id.
+    pub(crate) fn id(&self) -> Option<HeaderValue> {
+        self.labels.borrow().id.clone()
     }
 
     /// Runs `fut` as this request.
-    pub(crate) fn scope<F: Future>(self, fut: F) -> tokio::task::futures::TaskLocalFuture<Current, F> {
+    pub(crate) fn scope<F: Future>(self: Box<Self>, fut: F) -> tokio::task::futures::TaskLocalFuture<Box<Current>, F> {
         CURRENT.scope(self, fut)
     }
 
     /// Runs `f` as this request.
-    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn sync_scope<R>(self: Box<Self>, f: impl FnOnce() -> R) -> R {
         CURRENT.sync_scope(self, f)
     }
 }
@@ -64,9 +72,9 @@ pub(crate) fn in_request() -> bool {
     CURRENT.try_with(|_| ()).is_ok()
 }
 
-/// The id of the request being answered, if any.
+/// The id of the request being answered, if any (and not yet taken into its answer).
 pub(crate) fn current_id() -> Option<HeaderValue> {
-    CURRENT.try_with(|c| c.id.clone()).ok()
+    CURRENT.try_with(|c| c.id()).ok().flatten()
 }
 
 /// Notes labels for the request being answered (nothing outside one).
@@ -74,9 +82,9 @@ pub(crate) fn note(f: impl FnOnce(&mut Labels)) {
     let _ = CURRENT.try_with(|c| f(&mut c.labels.borrow_mut()));
 }
 
-/// Reads the request's id and labels (`None` outside a request).
-pub(crate) fn with<R>(f: impl FnOnce(&HeaderValue, &Labels) -> R) -> Option<R> {
-    CURRENT.try_with(|c| f(&c.id, &c.labels.borrow())).ok()
+/// Reads and takes from the request's labels (`None` outside a request).
+pub(crate) fn with<R>(f: impl FnOnce(&mut Labels) -> R) -> Option<R> {
+    CURRENT.try_with(|c| f(&mut c.labels.borrow_mut())).ok()
 }
 
 /// The caller's `X-Request-Id` when it is sane (1 to 128 characters of letters, digits and
@@ -86,32 +94,34 @@ pub(crate) fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = incoming.filter(|v| sane(v.as_bytes())) {
         return v.clone();
     }
-    static PREFIX: LazyLock<String> = LazyLock::new(|| {
+    static PREFIX: LazyLock<[u8; 12]> = LazyLock::new(|| {
         // `RandomState` keys are drawn from the operating system's random source.
         let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        format!("{:012x}", random & 0xffff_ffff_ffff)
+        let mut prefix = [0u8; 12];
+        for (i, b) in prefix.iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[(random >> (4 * i)) as usize & 0xf];
+        }
+        prefix
     });
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut id = String::with_capacity(24);
-    id.push_str(&PREFIX);
-    id.push('-');
-    push_decimal(&mut id, n);
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(id)).unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    let mut n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // `<prefix>-<n>`, the counter in decimal, written backwards from the end.
+    let mut id = [0u8; 12 + 1 + 20];
+    let mut start = id.len();
     loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        start -= 1;
+        id[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|d| char::from(*d)));
+    start -= 1;
+    id[start] = b'-';
+    start -= 12;
+    id[start..start + 12].copy_from_slice(&*PREFIX);
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&id[start..]))
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// An id that can be logged, echoed and put in a JSON body as it is.

@@ -90,7 +90,7 @@ impl ConnectorStats {
 /// The counters of every connector called so far.
 #[derive(Default)]
 pub struct Connectors {
-    map: ArcSwap<HashMap<Box<str>, &'static ConnectorStats>>,
+    map: ArcSwap<HashMap<Box<str>, &'static ConnectorStats, foldhash::fast::RandomState>>,
 }
 
 impl Connectors {

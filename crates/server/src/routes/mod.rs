@@ -228,7 +228,7 @@ fn record(
     let upstream_error = matches!(code, Some(ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout));
     let error = code.map_or("", ErrorCode::as_str);
     state.metrics.record(route, status, upstream_error);
-    request::with(|id, labels| {
+    request::with(|labels| {
         // Whose failure: Latchkey's own error answer by its origin; an answer the upstream
         // wrote with a 5xx is the upstream's.
         let source = match (code, origin) {
@@ -239,12 +239,12 @@ fn record(
         if let (Some(connector), Some(env)) = (labels.connector, labels.env) {
             connector.record(env, status, source, elapsed, labels.upstream);
         }
-        response.headers_mut().insert(request::REQUEST_ID, id.clone());
+        let id = labels.id.take();
         if let Some(template) = template
             && (!matches!(route, Route::Other) || status >= 400)
         {
             tracing::info!(
-                request_id = id.to_str().unwrap_or_default(),
+                request_id = id.as_ref().and_then(|id| id.to_str().ok()),
                 %method,
                 route = %template,
                 connector = labels.connector.map(|c| &*c.name),
@@ -257,6 +257,9 @@ fn record(
                 upstream_micros = labels.upstream.map(|d| d.as_micros() as u64),
                 "request"
             );
+        }
+        if let Some(id) = id {
+            response.headers_mut().insert(request::REQUEST_ID.clone(), id);
         }
     });
 }
@@ -293,7 +296,7 @@ impl Service {
         let wait = self.state.request_timeout;
         let (method, route) = (req.method().clone(), Class::of(req.method(), req.uri().path()).route);
         let current = Current::new(req.headers().get(X_REQUEST_ID));
-        let id = current.id.clone();
+        let id = current.id();
         let routed = current.scope(tower_service::Service::call(&mut self.router.clone(), req));
         let answer = self.others.spawn(tokio::time::timeout(wait, routed));
         let state = self.state.clone();
@@ -312,7 +315,7 @@ impl Service {
                 Err(_) => ApiError::new(ErrorCode::Internal, "the request failed inside Latchkey; see its log"),
             };
             // Answered here, as the same request: its id, its metrics and its log line.
-            Ok(Current::new(Some(&id)).sync_scope(|| {
+            Ok(Current::new(id.as_ref()).sync_scope(|| {
                 let mut response = failed.into_response();
                 let template = tracing::enabled!(tracing::Level::INFO).then_some("unfinished");
                 record(&state, route, &method, template, started, &mut response);
