@@ -128,6 +128,7 @@ async fn handle(State(rec): State<Recorder>, req: Request) -> Response {
         status = 409;
         extra.push(("latchkey-error", "upstream_timeout".into()));
         extra.push(("latchkey-signature", "t=1,v1=forged".into()));
+        extra.push(("latchkey-request-id", "forged".into()));
         extra.push(("x-upstream", "kept".into()));
     } else if let Some(ms) = after("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;

@@ -73,8 +73,9 @@ async fn a_configured_skew_that_reaches_the_lifetime_is_warned_about_once() {
     assert_eq!(log.matches("every use refreshes; lower refresh_skew_s or leave it unset").count(), 1, "{log}");
 }
 
-/// Issue 12 item 9: `Latchkey-*` headers are Latchkey's alone: an upstream's are removed, and
-/// Latchkey's metrics do not count them as its own errors.
+/// Issue 12 item 9: `Latchkey-*` headers are Latchkey's alone: an upstream's are removed (its
+/// `Latchkey-Request-Id` replaced by Latchkey's), and Latchkey's metrics do not count them as
+/// its own errors.
 #[tokio::test]
 async fn an_upstreams_latchkey_headers_never_reach_the_caller() {
     let up = Recorder::start().await;
@@ -85,8 +86,13 @@ async fn an_upstreams_latchkey_headers_never_reach_the_caller() {
     for r in [r, r2] {
         assert_eq!(r.status, 409, "the upstream's status passes");
         assert_eq!(r.headers.get("x-upstream").and_then(|v| v.to_str().ok()), Some("kept"));
-        let ours: Vec<_> = r.headers.keys().filter(|k| k.as_str().starts_with("latchkey-")).collect();
-        assert!(ours.is_empty(), "an upstream's Latchkey-* header reached the caller: {ours:?}");
+        // Only Latchkey's own: the request's id, once, never the upstream's.
+        let theirs: Vec<_> =
+            r.headers.keys().filter(|k| k.as_str().starts_with("latchkey-") && *k != "latchkey-request-id").collect();
+        assert!(theirs.is_empty(), "an upstream's Latchkey-* header reached the caller: {theirs:?}");
+        let ids: Vec<_> = r.headers.get_all("latchkey-request-id").iter().collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_ne!(ids[0], "forged");
     }
     assert_eq!(lk.metric("latchkey_upstream_errors_total").await, 0.0);
 }
