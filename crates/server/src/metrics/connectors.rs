@@ -1,16 +1,16 @@
 //! Calls by connector and environment: requests by status class, errors by source, and the
 //! latency histograms (the whole request, the upstream's share, Latchkey's own). Each
-//! connector's counters are found once per request by name in a read-mostly map; a name is
+//! connector's counters are found once per request by name in a lock-free table; a name is
 //! added the first time a request names a connector that exists, so a caller cannot make up
 //! label values. The counters live as long as the process (one small struct per connector
 //! ever called, a bounded set), which lets a request hold them without reference counting.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use latchkey_core::{Env, Origin};
 
 use super::histogram::Histogram;
@@ -87,40 +87,66 @@ impl ConnectorStats {
     }
 }
 
-/// The counters of every connector called so far.
-#[derive(Default)]
+/// Slots in the table of connectors: at most [`MAX_CONNECTORS`] are used, so a probe ends soon.
+const SLOTS: usize = 1024;
+
+/// Connectors labelled at most; calls to connectors beyond are counted without labels.
+pub const MAX_CONNECTORS: usize = SLOTS * 3 / 4;
+
+/// The counters of every connector called so far: an open-addressing table whose slots are
+/// set once and never cleared, so a lookup is a hash, a load or two and a comparison of names,
+/// with no lock and no reference count.
 pub struct Connectors {
-    map: ArcSwap<HashMap<Box<str>, &'static ConnectorStats, foldhash::fast::RandomState>>,
+    slots: Box<[OnceLock<&'static ConnectorStats>]>,
+    hasher: foldhash::fast::RandomState,
+    used: AtomicUsize,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Connectors {
+            slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            used: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Connectors {
-    /// The counters of connector `name`; the first time, only if `exists` says it does.
+    /// The counters of connector `name`; the first time, only if `exists` says it does (and
+    /// while fewer than [`MAX_CONNECTORS`] are labelled).
     pub fn get(&self, name: &str, exists: impl FnOnce() -> bool) -> Option<&'static ConnectorStats> {
-        if let Some(stats) = self.map.load().get(name) {
-            return Some(*stats);
+        let start = self.hasher.hash_one(name) as usize;
+        let probe = || (0..SLOTS).map(move |i| &self.slots[(start + i) % SLOTS]);
+        for slot in probe() {
+            match slot.get() {
+                Some(stats) if *stats.name == *name => return Some(stats),
+                Some(_) => continue,
+                None => break,
+            }
         }
-        if !exists() {
+        if !exists() || self.used.load(Ordering::Relaxed) >= MAX_CONNECTORS {
             return None;
         }
-        let mut made = None;
-        self.map.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            map.entry(name.into()).or_insert_with(|| {
-                *made.get_or_insert_with(|| -> &'static ConnectorStats {
-                    Box::leak(Box::new(ConnectorStats {
-                        name: name.into(),
-                        envs: [EnvStats::default(), EnvStats::default()],
-                    }))
-                })
+        // The first empty slot on the probe takes it, unless another request took that slot
+        // first (for this name: use it; for another: probe on).
+        for slot in probe() {
+            let stats = slot.get_or_init(|| {
+                self.used.fetch_add(1, Ordering::Relaxed);
+                Box::leak(Box::new(ConnectorStats {
+                    name: name.into(),
+                    envs: [EnvStats::default(), EnvStats::default()],
+                }))
             });
-            map
-        });
-        self.map.load().get(name).copied()
+            if *stats.name == *name {
+                return Some(stats);
+            }
+        }
+        None
     }
 
     pub fn render(&self, out: &mut String) {
-        let map = self.map.load();
-        let mut all: Vec<&ConnectorStats> = map.values().copied().collect();
+        let mut all: Vec<&ConnectorStats> = self.slots.iter().filter_map(|s| s.get().copied()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         let each = |out: &mut String, f: &dyn Fn(&mut String, &str, &EnvStats)| {
             for c in &all {
@@ -207,6 +233,14 @@ mod tests {
         gh.record(Env::Dev, 502, Some(Source::Upstream), Duration::from_millis(3), None);
         gh.record(Env::Dev, 400, Some(Source::Caller), Duration::from_micros(40), None);
         c.get("a\"b", || true).unwrap();
+        // Many connectors, each found again (probes past the others), up to the bound.
+        for i in 0..super::MAX_CONNECTORS - 2 {
+            let name = format!("c{i}");
+            let first = c.get(&name, || true).unwrap();
+            assert!(std::ptr::eq(first, c.get(&name, || unreachable!()).unwrap()), "{name}");
+        }
+        assert!(c.get("one-too-many", || true).is_none(), "past the bound");
+        assert!(std::ptr::eq(gh, c.get("gh", || unreachable!()).unwrap()));
         let mut out = String::new();
         c.render(&mut out);
         for line in [
@@ -227,7 +261,7 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }
-        assert!(!out.contains("nope"), "{out}");
+        assert!(!out.contains("nope") && !out.contains("one-too-many"), "{out}");
         // Each family once, its samples together.
         for family in ["latchkey_calls_total", "latchkey_call_errors_total", "latchkey_call_duration_seconds"] {
             assert_eq!(out.matches(&format!("# TYPE {family} ")).count(), 1, "{out}");
