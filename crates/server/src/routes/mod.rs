@@ -98,7 +98,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     if request::in_request() {
         observed(state, req, next).await
     } else {
-        Current::new(req.headers().get(X_REQUEST_ID)).scope(observed(state, req, next)).await
+        Current::new(req.headers().get(&X_REQUEST_ID)).scope(observed(state, req, next)).await
     }
 }
 
@@ -118,8 +118,9 @@ async fn observed(state: AppState, req: Request, next: Next) -> Response {
     response
 }
 
-/// The caller's name for its request, used as the request's id when it is sane.
-const X_REQUEST_ID: &str = "x-request-id";
+/// The caller's name for its request, used as the request's id when it is sane (a static name:
+/// looking a `&str` up parses and hashes it on every request).
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The router's and the extractors' own rejections, which are not JSON (an unknown method's
 /// empty 405, a form sent as JSON's plain-text 415, a body past the limit's 413, a malformed
@@ -295,7 +296,7 @@ impl Service {
         let started = Instant::now();
         let wait = self.state.request_timeout;
         let (method, route) = (req.method().clone(), Class::of(req.method(), req.uri().path()).route);
-        let current = Current::new(req.headers().get(X_REQUEST_ID));
+        let current = Current::new(req.headers().get(&X_REQUEST_ID));
         let id = current.id();
         let routed = current.scope(tower_service::Service::call(&mut self.router.clone(), req));
         let answer = self.others.spawn(tokio::time::timeout(wait, routed));
@@ -331,7 +332,7 @@ impl Service {
         B::Error: Into<latchkey_core::upstream::BoxError>,
     {
         let state = self.state.clone();
-        let current = Current::new(req.headers().get(X_REQUEST_ID));
+        let current = Current::new(req.headers().get(&X_REQUEST_ID));
         Box::pin(current.scope(async move {
             let started = Instant::now();
             let method = req.method().clone();
