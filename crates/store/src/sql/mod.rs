@@ -37,9 +37,10 @@ mod tokens;
 
 use latchkey_core::Env;
 use latchkey_core::store::{
-    ChangeFeed, ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow, FlowRow,
-    FlowTake, IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore,
-    SecretRow, SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
+    ChangeFeed, ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow,
+    FlowRow, FlowTake, IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace,
+    SealedStore, SecretRow, SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore,
+    TokenWrite, UserRow,
 };
 
 use super::{BUMP_GENERATION, Db, HAS_MIGRATIONS, ThisStore};
