@@ -37,7 +37,7 @@ pub(super) fn grant(
         .part(c.client_id.as_bytes())
         .opt(secret.as_ref().map(|s| s.expose_secret().as_bytes()))
         .part(&[c.client_auth as u8]);
-    let client = Client { id: c.client_id.clone(), secret, auth: c.client_auth };
+    let client = super::client_assertion::client(c, &c.client_id, secret, env, secrets, &mut id)?;
     let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: "expires_in".into() };
     let scope = c.scope.as_ref().map(|s| s.joined(&c.scope_separator));
     Ok((Grant::AuthorizationCode { token_url: c.token_url.to_string(), client, scope, shape }, id))
@@ -140,13 +140,14 @@ impl UserAuth {
     }
 
     /// The code exchange (RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5, which it
-    /// consumes).
+    /// consumes); `Err` when the client assertion cannot be signed.
     pub fn code_request(
         &self,
         code: &SecretString,
         redirect_uri: &str,
         verifier: Option<PkceVerifier>,
-    ) -> TokenRequest {
+        now_ms: i64,
+    ) -> Result<TokenRequest, CallError> {
         let mut form = vec![
             ("grant_type".to_owned(), SecretString::from("authorization_code".to_owned())),
             ("code".to_owned(), code.clone()),
@@ -155,9 +156,10 @@ impl UserAuth {
         if let Some(v) = verifier {
             form.push(("code_verifier".to_owned(), v.into_secret()));
         }
-        let basic_auth = self.client().authenticate(&mut form);
-        TokenRequest {
-            url: self.config.token_url.to_string(),
+        let token_url = self.config.token_url.to_string();
+        let basic_auth = self.client().authenticate(&mut form, &token_url, now_ms)?;
+        Ok(TokenRequest {
+            url: token_url,
             headers: Vec::new(),
             basic_auth,
             body: TokenRequestBody::Form(form),
@@ -167,17 +169,25 @@ impl UserAuth {
             },
             is_refresh: false,
             secrets: Vec::new(),
-        }
+        })
     }
 
     /// The revocation request for `token` (RFC 7009 §2.1), if the connector has a `revoke_url`:
     /// a form of `token` and `token_type_hint` with the client's authentication, as the token
-    /// endpoint gets it. `Err` when the URL is none (checked when the config was loaded).
-    pub fn revocation_request(&self, token: Revocable<'_>) -> Option<Result<http::Request<WireBody>, String>> {
+    /// endpoint gets it (a client assertion's audience is the token endpoint). `Err` when the
+    /// URL is none (checked when the config was loaded) or the assertion cannot be signed.
+    pub fn revocation_request(
+        &self,
+        token: Revocable<'_>,
+        now_ms: i64,
+    ) -> Option<Result<http::Request<WireBody>, String>> {
         let url = self.config.revoke_url.as_ref()?;
         let (hint, token) = token.parts();
         let mut form = vec![("token".to_owned(), token), ("token_type_hint".to_owned(), SecretString::from(hint))];
-        let basic = self.client().authenticate(&mut form);
+        let basic = match self.client().authenticate(&mut form, self.config.token_url.as_str(), now_ms) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.message)),
+        };
         let mut headers = http::HeaderMap::new();
         headers.append(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
         if let Some((id, secret)) = basic {
@@ -188,8 +198,8 @@ impl UserAuth {
 
     /// Revokes `token` at the provider (RFC 7009), if the connector has a `revoke_url`.
     /// Returns `Ok(false)` when there is nothing to call.
-    pub async fn revoke(&self, token: Revocable<'_>) -> Result<bool, CallError> {
-        let Some(request) = self.revocation_request(token) else { return Ok(false) };
+    pub async fn revoke(&self, token: Revocable<'_>, now_ms: i64) -> Result<bool, CallError> {
+        let Some(request) = self.revocation_request(token, now_ms) else { return Ok(false) };
         let unreachable = || {
             CallError::new(ErrorCode::UpstreamUnreachable, "the provider's revocation endpoint could not be reached")
         };

@@ -13,6 +13,7 @@ use crate::secret::{ClientSecret, RefreshToken};
 use crate::store::TokenKey;
 use crate::token::{TokenRequest, TokenRequestBody, TokenResponseShape};
 
+pub use super::client_assertion::ClientAssertion;
 pub use super::jwt_bearer::JwtGrant;
 
 /// Client credentials as the token endpoint wants them.
@@ -20,15 +21,31 @@ pub struct Client {
     pub id: String,
     pub secret: Option<ClientSecret>,
     pub auth: ClientAuth,
+    /// The signing key of `client_auth = "private_key_jwt"`.
+    pub assertion: Option<ClientAssertion>,
 }
 
 impl Client {
-    /// Adds client authentication to a form request: the pair for `Authorization: Basic`
-    /// (`client_secret_basic`), or `client_id` (and `client_secret`, `client_secret_post`)
-    /// appended to the form. A client without a secret (a public client) sends its id in the
-    /// form whatever `auth` says.
-    pub fn authenticate(&self, form: &mut Vec<(String, SecretString)>) -> Option<(String, ClientSecret)> {
-        match (&self.secret, self.auth) {
+    /// Adds client authentication to a form request for `token_url`: the pair for
+    /// `Authorization: Basic` (`client_secret_basic`); or `client_id` (and `client_secret`,
+    /// `client_secret_post`) appended to the form; or, for `private_key_jwt`, `client_id`,
+    /// `client_assertion_type` and a fresh `client_assertion` whose audience is `token_url`.
+    /// A client without a secret or key (a public client) sends its id in the form whatever
+    /// `auth` says.
+    pub fn authenticate(
+        &self,
+        form: &mut Vec<(String, SecretString)>,
+        token_url: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, ClientSecret)>, CallError> {
+        if let (ClientAuth::PrivateKeyJwt, Some(key)) = (self.auth, &self.assertion) {
+            let assertion = key.sign(&self.id, token_url, now_ms)?;
+            form.push(pair("client_id", &self.id));
+            form.push(pair("client_assertion_type", super::client_assertion::ASSERTION_TYPE));
+            form.push(("client_assertion".into(), assertion));
+            return Ok(None);
+        }
+        Ok(match (&self.secret, self.auth) {
             (Some(secret), ClientAuth::Basic) => Some((self.id.clone(), secret.clone())),
             (secret, _) => {
                 form.push(("client_id".into(), SecretString::from(self.id.clone())));
@@ -37,7 +54,7 @@ impl Client {
                 }
                 None
             }
-        }
+        })
     }
 }
 
@@ -96,8 +113,11 @@ impl Grant {
     /// The grant itself (no refresh token involved).
     pub fn request(&self, now_ms: i64) -> Result<TokenRequest, CallError> {
         let form_request = |url: &str, mut form: Vec<(String, SecretString)>, client: Option<&Client>| {
-            let basic_auth = client.and_then(|c| c.authenticate(&mut form));
-            TokenRequest {
+            let basic_auth = match client {
+                Some(c) => c.authenticate(&mut form, url, now_ms)?,
+                None => None,
+            };
+            Ok::<_, CallError>(TokenRequest {
                 url: url.to_owned(),
                 headers: Vec::new(),
                 basic_auth,
@@ -105,7 +125,7 @@ impl Grant {
                 shape: TokenResponseShape::default(),
                 is_refresh: false,
                 secrets: Vec::new(),
-            }
+            })
         };
         Ok(match self {
             Grant::AuthorizationCode { .. } => {
@@ -123,7 +143,7 @@ impl Grant {
                 if let Some(s) = scope {
                     form.push(pair("scope", s));
                 }
-                form_request(token_url, form, Some(client))
+                form_request(token_url, form, Some(client))?
             }
             Grant::ClientCredentials { token_url, client, scope, audience } => {
                 let mut form = vec![pair("grant_type", "client_credentials")];
@@ -133,7 +153,7 @@ impl Grant {
                 if let Some(a) = audience {
                     form.push(pair("audience", a));
                 }
-                form_request(token_url, form, Some(client))
+                form_request(token_url, form, Some(client))?
             }
             Grant::Custom { token_url, headers, body, shape, secrets } => TokenRequest {
                 url: token_url.clone(),
@@ -150,13 +170,18 @@ impl Grant {
                     pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                     ("assertion".into(), assertion),
                 ];
-                form_request(&j.token_url, form, None)
+                form_request(&j.token_url, form, None)?
             }
         })
     }
 
-    /// A refresh with `refresh_token`, for the grants whose tokens can be refreshed.
-    pub fn refresh_request(&self, refresh_token: &RefreshToken) -> Option<TokenRequest> {
+    /// A refresh with `refresh_token`, for the grants whose tokens can be refreshed (`None`
+    /// for the others); `Err` when the client assertion cannot be signed.
+    pub fn refresh_request(
+        &self,
+        refresh_token: &RefreshToken,
+        now_ms: i64,
+    ) -> Option<Result<TokenRequest, CallError>> {
         let (token_url, client, scope, shape) = match self {
             Grant::Password { token_url, client, scope, .. } => {
                 (token_url, client, scope, TokenResponseShape::default())
@@ -172,8 +197,11 @@ impl Grant {
         if let Some(s) = scope {
             form.push(pair("scope", s));
         }
-        let basic_auth = client.authenticate(&mut form);
-        Some(TokenRequest {
+        let basic_auth = match client.authenticate(&mut form, token_url, now_ms) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(TokenRequest {
             url: token_url.clone(),
             headers: Vec::new(),
             basic_auth,
@@ -181,7 +209,7 @@ impl Grant {
             shape,
             is_refresh: true,
             secrets: Vec::new(),
-        })
+        }))
     }
 }
 

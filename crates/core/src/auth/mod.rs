@@ -8,6 +8,7 @@
 mod api_key;
 pub mod authorization_code;
 mod basic;
+mod client_assertion;
 mod client_certificate;
 pub mod grant;
 mod jwt_bearer;

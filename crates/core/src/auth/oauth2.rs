@@ -5,7 +5,8 @@ use http::HeaderValue;
 use latchkey_vault::Fingerprint;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::grant::{Client, Grant};
+use super::client_assertion;
+use super::grant::Grant;
 use crate::config::{OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password};
 use crate::secret::ClientSecret;
 use crate::secrets::SecretSet;
@@ -27,7 +28,7 @@ pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Res
         .opt(client_secret.as_ref().map(|s| s.expose_secret().as_bytes()))
         .opt(scope.as_ref().map(|s| s.as_bytes()))
         .part(&[c.client_auth as u8]);
-    let client = Client { id: c.client_id.clone(), secret: client_secret, auth: c.client_auth };
+    let client = client_assertion::client(c, &c.client_id, client_secret, env, secrets, &mut id)?;
     Ok((
         Grant::Password { token_url: c.token_url.to_string(), username: c.username.clone(), password, client, scope },
         id,
@@ -39,17 +40,18 @@ pub(super) fn client_credentials(
     env: Env,
     secrets: &SecretSet,
 ) -> Result<(Grant, Fingerprint), CallError> {
-    let secret = ClientSecret::from(secrets.resolve(&c.client_secret, env)?.clone());
+    let secret =
+        c.client_secret.as_ref().map(|r| secrets.resolve(r, env).cloned().map(ClientSecret::from)).transpose()?;
     let scope = c.scope.as_ref().map(|s| s.joined(" "));
     let mut id = Fingerprint::default();
     id.part(b"client_credentials")
         .part(c.token_url.as_str().as_bytes())
         .part(c.client_id.as_bytes())
-        .part(secret.expose_secret().as_bytes())
+        .part(secret.as_ref().map_or(&b""[..], |s| s.expose_secret().as_bytes()))
         .opt(scope.as_ref().map(|s| s.as_bytes()))
         .opt(c.audience.as_ref().map(|s| s.as_bytes()))
         .part(&[c.client_auth as u8]);
-    let client = Client { id: c.client_id.clone(), secret: Some(secret), auth: c.client_auth };
+    let client = client_assertion::client(c, &c.client_id, secret, env, secrets, &mut id)?;
     Ok((
         Grant::ClientCredentials { token_url: c.token_url.to_string(), client, scope, audience: c.audience.clone() },
         id,

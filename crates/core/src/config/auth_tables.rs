@@ -47,6 +47,15 @@ pub struct AuthorizationCode {
     pub pkce: bool,
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// With `client_auth = "private_key_jwt"`: the PEM key that signs the client assertion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_private_key: Option<SecretRef>,
+    /// The assertion's `kid` header, as the provider registered the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_id: Option<String>,
+    /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_alg: Option<AssertionAlg>,
     #[serde(default)]
     pub token_in: TokenIn,
     /// Dotted path of the access token in the token response.
@@ -115,7 +124,47 @@ pub enum ClientAuth {
     Basic,
     /// `client_id` and `client_secret` in the form body.
     Body,
+    /// A short-lived JWT signed with `client_private_key` (RFC 7523 §2.2, OpenID Connect
+    /// Core §9): `client_assertion_type` and `client_assertion` in the form body.
+    PrivateKeyJwt,
 }
+
+/// The signature algorithm of a `private_key_jwt` client assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AssertionAlg {
+    RS256,
+    PS256,
+    ES256,
+}
+
+/// The fields of `client_auth = "private_key_jwt"`, common to the OAuth methods' tables.
+pub trait ClientKeyFields {
+    fn client_auth(&self) -> ClientAuth;
+    fn client_private_key(&self) -> Option<&SecretRef>;
+    fn client_key_id(&self) -> Option<&str>;
+    fn client_assertion_alg(&self) -> Option<AssertionAlg>;
+}
+
+macro_rules! client_key_fields {
+    ($($t:ty),*) => {$(
+        impl ClientKeyFields for $t {
+            fn client_auth(&self) -> ClientAuth {
+                self.client_auth
+            }
+            fn client_private_key(&self) -> Option<&SecretRef> {
+                self.client_private_key.as_ref()
+            }
+            fn client_key_id(&self) -> Option<&str> {
+                self.client_key_id.as_deref()
+            }
+            fn client_assertion_alg(&self) -> Option<AssertionAlg> {
+                self.client_assertion_alg
+            }
+        }
+    )*};
+}
+
+client_key_fields!(OAuth2Password, OAuth2ClientCredentials, AuthorizationCode);
 
 /// Where an access token goes on the upstream call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -158,6 +207,15 @@ pub struct OAuth2Password {
     pub scope: Option<Scope>,
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// With `client_auth = "private_key_jwt"`: the PEM key that signs the client assertion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_private_key: Option<SecretRef>,
+    /// The assertion's `kid` header, as the provider registered the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_id: Option<String>,
+    /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_alg: Option<AssertionAlg>,
     #[serde(default)]
     pub token_in: TokenIn,
 }
@@ -167,13 +225,24 @@ pub struct OAuth2Password {
 pub struct OAuth2ClientCredentials {
     pub token_url: Parsed<Url>,
     pub client_id: String,
-    pub client_secret: SecretRef,
+    /// Required unless `client_auth = "private_key_jwt"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// With `client_auth = "private_key_jwt"`: the PEM key that signs the client assertion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_private_key: Option<SecretRef>,
+    /// The assertion's `kid` header, as the provider registered the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_id: Option<String>,
+    /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_alg: Option<AssertionAlg>,
     #[serde(default)]
     pub token_in: TokenIn,
 }
@@ -314,13 +383,16 @@ impl MethodTable for OAuth2Password {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut v = vec![("password", &self.password)];
         v.extend(self.client_secret.iter().map(|s| ("client_secret", s)));
+        v.extend(self.client_private_key.iter().map(|s| ("client_private_key", s)));
         v
     }
 }
 
 impl MethodTable for OAuth2ClientCredentials {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        vec![("client_secret", &self.client_secret)]
+        let mut v: Vec<_> = self.client_secret.iter().map(|s| ("client_secret", s)).collect();
+        v.extend(self.client_private_key.iter().map(|s| ("client_private_key", s)));
+        v
     }
 }
 
@@ -338,7 +410,9 @@ impl MethodTable for JwtBearer {
 
 impl MethodTable for AuthorizationCode {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        self.client_secret.iter().map(|s| ("client_secret", s)).collect()
+        let mut v: Vec<_> = self.client_secret.iter().map(|s| ("client_secret", s)).collect();
+        v.extend(self.client_private_key.iter().map(|s| ("client_private_key", s)));
+        v
     }
 }
 

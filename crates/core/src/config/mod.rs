@@ -12,7 +12,7 @@ mod validate;
 mod value;
 
 pub use auth_tables::{
-    ApiKeyHeader, ApiKeyQuery, AuthorizationCode, Basic, ClientAuth, ClientCertificate, JwtBearer, LatchkeyIdentity,
+    ApiKeyHeader, ApiKeyQuery, AssertionAlg, AuthorizationCode, Basic, ClientAuth, ClientCertificate, ClientKeyFields, JwtBearer, LatchkeyIdentity,
     NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password, RedirectMode, Scope, TokenIn,
     TokenResponseFormat,
 };

@@ -310,6 +310,7 @@ fn secret_refs_name_every_secret_field() {
     assert_eq!(refs("cert"), [("certificate", "secret `c`".to_owned()), ("private_key", "secret `k`".to_owned())]);
     assert_eq!(refs("pw"), [("password", "secret `p`".to_owned()), ("client_secret", "secret `cs`".to_owned())]);
     assert_eq!(refs("custom"), [("secrets", "secret `ck`".to_owned())]);
+    assert_eq!(refs("ccjwt"), [("client_private_key", "secret `ck`".to_owned())]);
     assert_eq!(refs("jwt_json"), [("private_key", "secret `sa_json`".to_owned())]);
     assert_eq!(refs("code"), [("client_secret", "secret `cs`".to_owned())]);
     assert_eq!(refs("ident"), []);
@@ -350,4 +351,34 @@ fn methods_are_the_standard_ones_in_any_case() {
     for m in ["FETCH", "PROPFIND", "GETT", "QUERY"] {
         assert_eq!(Parsed::<Method>::parse(m).unwrap_err(), ValueError::Method(m.into()), "{m}");
     }
+}
+
+fn client_credentials(rest: &str) -> String {
+    format!(
+        "[connectors.a]\nbase_url = \"https://x.example\"\n\
+         auth = {{ method = \"oauth2_client_credentials\", token_url = \"https://a.example/token\", client_id = \"id\"{rest} }}\n"
+    )
+}
+
+#[test]
+fn private_key_jwt_needs_its_key_and_no_secret() {
+    let key = ", client_auth = \"private_key_jwt\", client_private_key = { secret = \"ck\" }";
+    assert!(Config::parse(&client_credentials(key), "latchkey.toml").is_ok());
+    let m = problem_at(&client_credentials(", client_auth = \"private_key_jwt\""), "auth.client_private_key");
+    assert!(m.starts_with("is required with client_auth = \"private_key_jwt\""), "{m}");
+    let with_secret = format!("{key}, client_secret = {{ secret = \"cs\" }}");
+    let m = problem_at(&client_credentials(&with_secret), "auth.client_secret");
+    assert_eq!(m, "is not used with client_auth = \"private_key_jwt\": remove it");
+    let m = problem_at(&client_credentials(""), "auth.client_secret");
+    assert!(m.starts_with("is required"), "{m}");
+    let stray = ", client_secret = { secret = \"cs\" }, client_key_id = \"k\"";
+    let m = problem_at(&client_credentials(stray), "auth.client_key_id");
+    assert_eq!(m, "is used only with client_auth = \"private_key_jwt\": set that, or remove it");
+}
+
+#[test]
+fn an_unknown_assertion_algorithm_is_a_problem_at_its_field() {
+    let bad = ", client_auth = \"private_key_jwt\", client_private_key = { secret = \"ck\" }, client_assertion_alg = \"HS256\"";
+    let m = problem_at(&client_credentials(bad), "auth.client_assertion_alg");
+    assert!(m.contains("RS256") && m.contains("PS256") && m.contains("ES256"), "{m}");
 }

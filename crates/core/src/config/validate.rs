@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
+use super::auth_tables::{ClientAuth, ClientKeyFields};
 use super::methods::AuthConfig;
 use super::problems::Problem;
 use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
@@ -180,15 +181,50 @@ fn credential_url(field: &str, u: &Parsed<Url>, allow_insecure_http: bool, p: &m
     }
 }
 
+/// The client authentication fields `client_auth` needs, and none it does not use.
+/// `secret_required`: whether a method without a key needs `client_secret` (client credentials).
+fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bool, p: &mut impl FnMut(&str, String)) {
+    let key_named = g.client_private_key().is_some();
+    if g.client_auth() == ClientAuth::PrivateKeyJwt {
+        if !key_named {
+            p(
+                "auth.client_private_key",
+                "is required with client_auth = \"private_key_jwt\": name the secret that holds the PEM private key, \
+                 e.g. `client_private_key = { secret = \"crm_client_key\" }`"
+                    .into(),
+            );
+        }
+        if has_secret {
+            p("auth.client_secret", "is not used with client_auth = \"private_key_jwt\": remove it".into());
+        }
+    } else {
+        let how = "is used only with client_auth = \"private_key_jwt\": set that, or remove it";
+        if key_named {
+            p("auth.client_private_key", how.into());
+        }
+        if g.client_key_id().is_some() {
+            p("auth.client_key_id", how.into());
+        }
+        if g.client_assertion_alg().is_some() {
+            p("auth.client_assertion_alg", how.into());
+        }
+        if secret_required && !has_secret {
+            p("auth.client_secret", "is required (or set client_auth = \"private_key_jwt\" and `client_private_key`)".into());
+        }
+    }
+}
+
 fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
     match a {
         AuthConfig::OAuth2Password(g) => {
+            client_fields(g, g.client_secret.is_some(), false, p);
             credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
             if g.client_id.is_empty() {
                 p("auth.client_id", "cannot be empty".into());
             }
         }
         AuthConfig::OAuth2ClientCredentials(g) => {
+            client_fields(g, g.client_secret.is_some(), true, p);
             credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
             if g.client_id.is_empty() {
                 p("auth.client_id", "cannot be empty".into());
@@ -218,6 +254,7 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
             }
         }
         AuthConfig::OAuth2AuthorizationCode(g) => {
+            client_fields(g, g.client_secret.is_some(), false, p);
             credential_url("auth.token_url", &g.token_url, allow_insecure_http, p);
             for (field, u) in [("auth.profile_url", &g.profile_url), ("auth.revoke_url", &g.revoke_url)] {
                 if let Some(u) = u {
@@ -227,8 +264,8 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
             if g.client_id.is_empty() {
                 p("auth.client_id", "cannot be empty".into());
             }
-            if g.client_secret.is_none() && !g.pkce {
-                p("auth.pkce", "a public client (no client_secret) must use PKCE".into());
+            if g.client_secret.is_none() && g.client_private_key.is_none() && !g.pkce {
+                p("auth.pkce", "a public client (no client_secret nor client_private_key) must use PKCE".into());
             }
         }
         AuthConfig::LatchkeyIdentity(g) => {

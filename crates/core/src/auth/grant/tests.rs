@@ -178,7 +178,7 @@ fn refresh_token() -> RefreshToken {
 #[test]
 fn a_refresh_presents_the_refresh_token_with_the_scope_and_client_auth() {
     let g = grant(client_credentials(json!({"scope": "read"})), CS);
-    let req = g.refresh_request(&refresh_token()).unwrap();
+    let req = g.refresh_request(&refresh_token(), NOW).unwrap().unwrap();
     assert!(req.is_refresh);
     assert_eq!(
         sent(&req),
@@ -194,22 +194,22 @@ fn a_refresh_presents_the_refresh_token_with_the_scope_and_client_auth() {
 fn a_password_refresh_with_body_auth_never_sends_the_password() {
     let g =
         grant(password(json!({"client_secret": {"secret": "cs"}, "client_auth": "body"})), &[("pw", "p"), ("cs", "c")]);
-    let (_, _, body) = sent(&g.refresh_request(&refresh_token()).unwrap());
+    let (_, _, body) = sent(&g.refresh_request(&refresh_token(), NOW).unwrap().unwrap());
     assert_eq!(body, "grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA&client_id=app&client_secret=c");
 }
 
 #[test]
 fn the_refresh_token_is_scrubbed_from_a_refusal() {
     let g = grant(client_credentials(json!({})), CS);
-    let req = g.refresh_request(&refresh_token()).unwrap();
+    let req = g.refresh_request(&refresh_token(), NOW).unwrap().unwrap();
     assert_eq!(req.scrubber().text("unknown tGzv3JOkF0XG5Qx2TlKWIA").as_deref(), Some("unknown [REDACTED]"));
 }
 
 #[test]
 fn grants_without_refresh_tokens_make_no_refresh_request() {
     let custom = grant(custom_token(), &[("ck", "k"), ("hk", "h")]);
-    assert!(custom.refresh_request(&refresh_token()).is_none());
-    assert!(grant(jwt_bearer(json!({})), &[("sa", &test_key().pem)]).refresh_request(&refresh_token()).is_none());
+    assert!(custom.refresh_request(&refresh_token(), NOW).is_none());
+    assert!(grant(jwt_bearer(json!({})), &[("sa", &test_key().pem)]).refresh_request(&refresh_token(), NOW).is_none());
 }
 
 // ---- authorization code (RFC 6749 §4.1, PKCE RFC 7636) ----
@@ -229,7 +229,7 @@ const REDIRECT: &str = "https://latchkey.example/oauth/callback";
 fn the_code_exchange_sends_code_redirect_uri_and_the_pkce_verifier() {
     let u = user(authorization_code(json!({})), &[("cs", "web-secret")]);
     let verifier = PkceVerifier::from("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned());
-    let req = u.code_request(&SecretString::from("SplxlOBeZQQYbYS6WxSbIA"), REDIRECT, Some(verifier));
+    let req = u.code_request(&SecretString::from("SplxlOBeZQQYbYS6WxSbIA"), REDIRECT, Some(verifier), NOW).unwrap();
     assert!(!req.is_refresh);
     assert_eq!(
         sent(&req),
@@ -254,7 +254,7 @@ fn the_code_exchange_sends_code_redirect_uri_and_the_pkce_verifier() {
 fn a_public_client_exchanges_with_its_id_and_the_verifier_only() {
     let u = user(authorization_code(json!({"client_secret": null})), &[]);
     let verifier = PkceVerifier::from("v".repeat(43));
-    let (_, headers, body) = sent(&u.code_request(&SecretString::from("c0de"), REDIRECT, Some(verifier)));
+    let (_, headers, body) = sent(&u.code_request(&SecretString::from("c0de"), REDIRECT, Some(verifier), NOW).unwrap());
     assert_eq!(headers, lines(&[ACCEPT, FORM]));
     assert_eq!(
         body,
@@ -272,7 +272,7 @@ fn the_code_exchange_with_body_auth_and_a_custom_token_path() {
         authorization_code(json!({"client_auth": "body", "token_name": "authed_user.access_token"})),
         &[("cs", "s")],
     );
-    let req = u.code_request(&SecretString::from("c"), REDIRECT, None);
+    let req = u.code_request(&SecretString::from("c"), REDIRECT, None, NOW).unwrap();
     assert_eq!(req.shape.token_path, "authed_user.access_token");
     let (_, headers, body) = sent(&req);
     assert_eq!(headers, lines(&[ACCEPT, FORM]));
@@ -282,7 +282,7 @@ fn the_code_exchange_with_body_auth_and_a_custom_token_path() {
 #[test]
 fn a_browser_connection_refreshes_with_its_scope_joined_by_the_separator() {
     let g = grant(authorization_code(json!({"scope_separator": ",", "token_name": "data.token"})), &[("cs", "s")]);
-    let req = g.refresh_request(&refresh_token()).unwrap();
+    let req = g.refresh_request(&refresh_token(), NOW).unwrap().unwrap();
     assert_eq!(req.shape.token_path, "data.token");
     assert_eq!(sent(&req).2, "grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA&scope=openid%2Cemail");
 }
@@ -319,7 +319,7 @@ fn the_login_url_carries_the_s256_challenge_of_the_verifier() {
 fn revoking_a_refresh_token_hints_its_kind_with_basic_auth() {
     let u = user(authorization_code(json!({})), &[("cs", "web-secret")]);
     let rt = refresh_token();
-    let req = u.revocation_request(Revocable::Refresh(&rt)).unwrap().unwrap();
+    let req = u.revocation_request(Revocable::Refresh(&rt), NOW).unwrap().unwrap();
     assert_eq!(
         wire(&req),
         (
@@ -335,7 +335,7 @@ fn revoking_a_refresh_token_hints_its_kind_with_basic_auth() {
 fn revoking_an_access_token_with_body_auth() {
     let u = user(authorization_code(json!({"client_auth": "body"})), &[("cs", "s")]);
     let at = AccessToken::from("2YotnFZFEjr1zCsicMWpAA".to_owned());
-    let (_, headers, body) = wire(&u.revocation_request(Revocable::Access(&at)).unwrap().unwrap());
+    let (_, headers, body) = wire(&u.revocation_request(Revocable::Access(&at), NOW).unwrap().unwrap());
     assert_eq!(headers, lines(&[FORM]));
     assert_eq!(body, "token=2YotnFZFEjr1zCsicMWpAA&token_type_hint=access_token&client_id=web-app&client_secret=s");
 }
@@ -343,7 +343,7 @@ fn revoking_an_access_token_with_body_auth() {
 #[test]
 fn without_a_revoke_url_there_is_nothing_to_revoke() {
     let u = user(authorization_code(json!({"revoke_url": null})), &[("cs", "s")]);
-    assert!(u.revocation_request(Revocable::Refresh(&refresh_token())).is_none());
+    assert!(u.revocation_request(Revocable::Refresh(&refresh_token()), NOW).is_none());
 }
 
 // ---- custom token ----
@@ -526,3 +526,5 @@ fn a_secret_never_prints_through_a_prepared_grant() {
     assert_eq!(format!("{:?}", client.secret), "Some(ClientSecret([REDACTED]))");
     assert_eq!(client.secret.as_ref().map(|s| s.expose_secret()), Some("gX1fBat3bV"));
 }
+
+mod private_key_jwt;

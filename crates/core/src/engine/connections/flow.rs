@@ -271,9 +271,11 @@ impl Connections {
         let rt = Some(row.return_to.as_str());
         let key = TokenKey { connector: row.connector.clone(), env: row.env, connection: String::new() };
         let verifier = data.verifier.clone().map(PkceVerifier::from);
-        let request = auth.code_request(&SecretString::from(code.to_owned()), &data.redirect_uri, verifier);
-        let set = match request_token(&auth.template.client, &request, auth.template.timeout, self.clock.now_ms()).await
-        {
+        let now = self.clock.now_ms();
+        let request = auth
+            .code_request(&SecretString::from(code.to_owned()), &data.redirect_uri, verifier, now)
+            .map_err(|e| flow_error("token_exchange_failed", e.message, rt))?;
+        let set = match request_token(&auth.template.client, &request, auth.template.timeout, now).await {
             Ok(s) => s,
             Err(e) => {
                 self.tokens

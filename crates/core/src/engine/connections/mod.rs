@@ -155,7 +155,7 @@ impl Connections {
                 Some(r) => Revocable::Refresh(r),
                 None => Revocable::Access(&set.access_token),
             };
-            match auth.revoke(token).await {
+            match auth.revoke(token, self.clock.now_ms()).await {
                 Ok(done) => revoked = done,
                 Err(e) => revoke_error = Some(e.message),
             }

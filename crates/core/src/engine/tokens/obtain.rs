@@ -45,8 +45,8 @@ impl TokenManager {
         loop {
             let now = self.events.clock.now_ms();
             let request = match (use_refresh, refresh_token) {
-                (true, Some(rt)) => match src.grant.refresh_request(rt) {
-                    Some(r) => r,
+                (true, Some(rt)) => match src.grant.refresh_request(rt, now) {
+                    Some(r) => r.map_err(TokenError::unsendable)?,
                     None => {
                         use_refresh = false;
                         continue;

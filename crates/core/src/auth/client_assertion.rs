@@ -1,0 +1,131 @@
+//! `client_auth = "private_key_jwt"` (RFC 7523 §2.2, OpenID Connect Core §9): the client
+//! proves itself at the token endpoint with a short-lived JWT signed by its own key: `iss` and
+//! `sub` the client id, `aud` the token endpoint, a unique `jti`, `iat` and `exp` 60 seconds
+//! later; `kid` in the header when `client_key_id` is set.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use latchkey_vault::Fingerprint;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use super::grant::Client;
+use crate::config::{AssertionAlg, ClientAuth, ClientKeyFields};
+use crate::secret::ClientSecret;
+use crate::secrets::SecretSet;
+use crate::{CallError, Env, ErrorCode};
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long a client assertion is valid.
+pub const LIFETIME_S: i64 = 60;
+
+/// A client's signing key, ready to sign assertions. `Debug` shows no key.
+pub struct ClientAssertion {
+    key: EncodingKey,
+    alg: Algorithm,
+    key_id: Option<String>,
+}
+
+impl std::fmt::Debug for ClientAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientAssertion({:?}, kid {:?}, [REDACTED])", self.alg, self.key_id)
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    jti: String,
+    iat: i64,
+    exp: i64,
+}
+
+fn bad_key(what: &str) -> CallError {
+    CallError::new(
+        ErrorCode::SecretMissing,
+        format!(
+            "client_private_key: {what}; give an RSA key (RS256, PS256) or a P-256 EC key (ES256) in PEM \
+             (`RSA PRIVATE KEY`, `EC PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) with `latchkey secret set`"
+        ),
+    )
+}
+
+impl ClientAssertion {
+    /// Reads `pem` for `alg` (by default `RS256` for an RSA key, `ES256` for an EC key) and
+    /// signs once to prove the key fits the algorithm.
+    pub fn new(pem: &SecretString, alg: Option<AssertionAlg>, key_id: Option<String>) -> Result<Self, CallError> {
+        let bytes = pem.expose_secret().trim().as_bytes();
+        let rsa = || EncodingKey::from_rsa_pem(bytes).ok();
+        let ec = || EncodingKey::from_ec_pem(bytes).ok();
+        let (key, alg) = match alg {
+            Some(AssertionAlg::RS256) => (rsa().ok_or_else(|| bad_key("RS256 needs an RSA private key"))?, Algorithm::RS256),
+            Some(AssertionAlg::PS256) => (rsa().ok_or_else(|| bad_key("PS256 needs an RSA private key"))?, Algorithm::PS256),
+            Some(AssertionAlg::ES256) => (ec().ok_or_else(|| bad_key("ES256 needs an EC private key"))?, Algorithm::ES256),
+            None => match (rsa(), ec()) {
+                (Some(k), _) => (k, Algorithm::RS256),
+                (None, Some(k)) => (k, Algorithm::ES256),
+                (None, None) => return Err(bad_key("this is not a private key in PEM")),
+            },
+        };
+        let assertion = ClientAssertion { key, alg, key_id };
+        assertion.sign("check", "https://check.invalid/", 0).map_err(|_| {
+            bad_key(&format!(
+                "the key cannot sign {:?} (an RSA key needs at least 2048 bits; ES256 needs the P-256 curve)",
+                assertion.alg
+            ))
+        })?;
+        Ok(assertion)
+    }
+
+    /// A fresh assertion for `client_id` at `audience` (the token endpoint).
+    pub fn sign(&self, client_id: &str, audience: &str, now_ms: i64) -> Result<SecretString, CallError> {
+        let iat = now_ms.div_euclid(1000);
+        let claims = Claims {
+            iss: client_id,
+            sub: client_id,
+            aud: audience,
+            jti: latchkey_vault::random::token(24),
+            iat,
+            exp: iat + LIFETIME_S,
+        };
+        let mut header = Header::new(self.alg);
+        header.kid = self.key_id.clone();
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map(SecretString::from)
+            .map_err(|_| bad_key("the key could not sign the client assertion"))
+    }
+}
+
+/// The client of an OAuth method's table: its id, secret or signing key as `client_auth`
+/// says, resolved for `env`. Adds what identifies it to `id`. (The load checked that the
+/// fields `client_auth` needs are there.)
+pub(super) fn client(
+    c: &impl ClientKeyFields,
+    client_id: &str,
+    secret: Option<ClientSecret>,
+    env: Env,
+    secrets: &SecretSet,
+    id: &mut Fingerprint,
+) -> Result<Client, CallError> {
+    let assertion = match (c.client_auth(), c.client_private_key()) {
+        (ClientAuth::PrivateKeyJwt, Some(r)) => {
+            let pem = secrets.resolve(r, env)?;
+            id.part(b"private_key_jwt")
+                .part(pem.expose_secret().as_bytes())
+                .opt(c.client_key_id().map(str::as_bytes))
+                .opt(c.client_assertion_alg().map(|a| format!("{a:?}")).as_ref().map(|a| a.as_bytes()));
+            Some(ClientAssertion::new(pem, c.client_assertion_alg(), c.client_key_id().map(str::to_owned))?)
+        }
+        (ClientAuth::PrivateKeyJwt, None) => {
+            return Err(CallError::new(
+                ErrorCode::ConfigInvalid,
+                "client_auth = \"private_key_jwt\" needs `client_private_key`: name the secret that holds the key",
+            ));
+        }
+        _ => None,
+    };
+    Ok(Client { id: client_id.to_owned(), secret, auth: c.client_auth(), assertion })
+}
