@@ -37,9 +37,17 @@ async fn setup(client_auth: &str, extra: Value) -> Setup {
     let lk = Latchkey::start(bin(), &config);
     lk.put_secret("whsec", "live", "webhook-signing-secret").await;
     let o = oidc();
-    let method = if client_auth == "body" { "client_secret_post" } else { "client_secret_basic" };
-    let client = o.register(method, &["authorization_code", "refresh_token"], &[&lk.url("/oauth/callback")]).await;
-    lk.put_secret("cs", "live", client.client_secret.as_deref().unwrap()).await;
+    let grants = ["authorization_code", "refresh_token"];
+    let client = if client_auth == "private_key_jwt" {
+        let key = super::client_auth::client_key(latchkey_vault::identity::SigningAlg::Es256);
+        lk.put_secret("client_key", "live", &key.pem).await;
+        super::client_auth::register_keyed(&grants, &[&lk.url("/oauth/callback")], &[&key]).await
+    } else {
+        let method = if client_auth == "body" { "client_secret_post" } else { "client_secret_basic" };
+        let client = o.register(method, &grants, &[&lk.url("/oauth/callback")]).await;
+        lk.put_secret("cs", "live", client.client_secret.as_deref().unwrap()).await;
+        client
+    };
     let mut auth = json!({
         "method": "oauth2_authorization_code",
         "authorize_url": o.authorize_url,
@@ -53,6 +61,10 @@ async fn setup(client_auth: &str, extra: Value) -> Setup {
         "revoke_url": o.revocation_url,
         "issuer": o.issuer,
     });
+    if client_auth == "private_key_jwt" {
+        auth["client_secret"] = Value::Null;
+        auth["client_private_key"] = json!({"secret": "client_key"});
+    }
     if let (Some(a), Some(e)) = (auth.as_object_mut(), extra.get("auth").and_then(Value::as_object)) {
         a.extend(e.clone());
     }
@@ -246,6 +258,45 @@ async fn the_whole_flow_with_basic_client_auth_rotation_and_revocation() {
     assert_eq!((r.status, r.error_code()), (404, Some("not_found")));
     let deleted = hooks_of(&s.hooks, "connection.deleted", Duration::from_secs(5)).await;
     assert_eq!(deleted[0]["data"]["connection_id"], id.as_str());
+}
+
+/// `private_key_jwt` (an ES256 client key): the code exchange, each refresh and the
+/// revocation carry a client assertion, which oidc-provider checks against the client's JWKS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_with_private_key_jwt_refreshes_and_revokes() {
+    let s = setup("private_key_jwt", json!({"refresh_skew_s": 3600})).await;
+    let inspector = super::client_auth::introspector().await;
+    let id = connect(&s, "carol").await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let r = call_as(&s, "carol").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokens.push(sent_token(&s.up));
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3, "the token was not refreshed on each call");
+    let r = Reply::read(
+        s.lk.http
+            .get(s.lk.url("/v1/proxy/oidc/x"))
+            .bearer_auth(&s.app)
+            .header("Latchkey-User", "carol")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let last = sent_token(&s.up);
+    let info = oidc().introspect(&inspector, &last).await;
+    assert_eq!((&info["active"], &info["sub"]), (&json!(true), &json!("carol")), "{info}");
+    assert_eq!(info["client_id"], s.client.client_id.as_str());
+
+    let r = Reply::read(
+        s.lk.http.delete(s.lk.url("/v1/connections/oidc?user=carol")).bearer_auth(&s.app).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(r.json(), json!({"deleted": id, "revoked": true}), "{}", r.body);
+    assert_eq!(oidc().introspect(&inspector, &last).await, json!({"active": false}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

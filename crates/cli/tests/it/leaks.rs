@@ -190,6 +190,11 @@ base_url = "{abase}"
 auth = {{ method = "jwt_bearer", token_url = "{atoken}", issuer = "{issuer}", private_key = {{ secret = "sa" }} }}
 [connectors.jwt.calls.me]
 path = "/api/me"
+[connectors.pkjwt]
+base_url = "{base}"
+auth = {{ method = "oauth2_client_credentials", token_url = "{token}", client_id = "app", client_auth = "private_key_jwt", client_private_key = {{ secret = "client_key" }}, client_key_id = "k1" }}
+[connectors.pkjwt.calls.echo]
+path = "/api/echo"
 "#,
         base = fake.base_url,
         token = fake.token_url,
@@ -205,6 +210,7 @@ path = "/api/me"
     lk.put_secret("cs", "live", &cs).await;
     lk.put_secret("ck", "live", &ck).await;
     lk.put_secret("sa", "live", &a.jwt.pkcs8_pem).await;
+    lk.put_secret("client_key", "live", &a.jwt.wrong_key_pem).await;
     let app = lk.app_key("live").await;
 
     let mut latchkey_wrote = String::new();
@@ -222,6 +228,7 @@ path = "/api/me"
     record(&lk.call(&app, "pw", "echo", json!({})).await); // transient
     record(&lk.call(&app, "custom", "echo", json!({})).await);
     record(&lk.call(&app, "jwt", "me", json!({})).await);
+    record(&lk.call(&app, "pkjwt", "echo", json!({})).await);
     lk.put_secret("cs", "live", &format!("{cs}-changed")).await;
     fake.script(&[Step::Error(401, "invalid_client"), Step::Error(401, "invalid_client")]);
     fake.expire_access_tokens();
@@ -242,6 +249,12 @@ path = "/api/me"
     assert!(canaries.len() > 8, "too few tokens were issued: {canaries:?}");
     let key_body: String = a.jwt.pkcs8_pem.lines().filter(|l| !l.starts_with("-----")).collect();
     canaries.push(key_body[..64].to_owned());
+    let client_key_body: String = a.jwt.wrong_key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    canaries.push(client_key_body[..64].to_owned());
+    // The client assertions Latchkey signed (each a credential while it lives).
+    let assertions: Vec<String> = fake.calls().iter().filter_map(|c| c.form.get("client_assertion").cloned()).collect();
+    assert_eq!(assertions.len(), 1, "the private_key_jwt connector did not get its token");
+    canaries.extend(assertions);
 
     let found = find(latchkey_wrote.as_bytes(), &canaries);
     assert!(found.is_empty(), "canaries in Latchkey's responses: {found:?}\n{latchkey_wrote}");

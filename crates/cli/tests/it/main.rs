@@ -10,6 +10,7 @@ mod audit;
 mod auth_methods;
 mod cli;
 mod cli_commands;
+mod client_auth;
 mod cluster;
 mod connections;
 mod crash;

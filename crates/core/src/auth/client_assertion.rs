@@ -61,9 +61,15 @@ impl ClientAssertion {
         let rsa = || EncodingKey::from_rsa_pem(bytes).ok();
         let ec = || EncodingKey::from_ec_pem(bytes).ok();
         let (key, alg) = match alg {
-            Some(AssertionAlg::RS256) => (rsa().ok_or_else(|| bad_key("RS256 needs an RSA private key"))?, Algorithm::RS256),
-            Some(AssertionAlg::PS256) => (rsa().ok_or_else(|| bad_key("PS256 needs an RSA private key"))?, Algorithm::PS256),
-            Some(AssertionAlg::ES256) => (ec().ok_or_else(|| bad_key("ES256 needs an EC private key"))?, Algorithm::ES256),
+            Some(AssertionAlg::RS256) => {
+                (rsa().ok_or_else(|| bad_key("RS256 needs an RSA private key"))?, Algorithm::RS256)
+            }
+            Some(AssertionAlg::PS256) => {
+                (rsa().ok_or_else(|| bad_key("PS256 needs an RSA private key"))?, Algorithm::PS256)
+            }
+            Some(AssertionAlg::ES256) => {
+                (ec().ok_or_else(|| bad_key("ES256 needs an EC private key"))?, Algorithm::ES256)
+            }
             None => match (rsa(), ec()) {
                 (Some(k), _) => (k, Algorithm::RS256),
                 (None, Some(k)) => (k, Algorithm::ES256),

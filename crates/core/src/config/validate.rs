@@ -209,7 +209,10 @@ fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bo
             p("auth.client_assertion_alg", how.into());
         }
         if secret_required && !has_secret {
-            p("auth.client_secret", "is required (or set client_auth = \"private_key_jwt\" and `client_private_key`)".into());
+            p(
+                "auth.client_secret",
+                "is required (or set client_auth = \"private_key_jwt\" and `client_private_key`)".into(),
+            );
         }
     }
 }

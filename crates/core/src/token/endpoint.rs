@@ -63,18 +63,17 @@ impl std::fmt::Debug for TokenRequest {
 
 /// Form fields that never carry a secret; every other form value is scrubbed from the
 /// provider's answer.
-const PUBLIC_FORM_FIELDS: &[&str] =
-    &[
-        "grant_type",
-        "client_id",
-        "client_assertion_type",
-        "username",
-        "scope",
-        "audience",
-        "resource",
-        "redirect_uri",
-        "token_type_hint",
-    ];
+const PUBLIC_FORM_FIELDS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_assertion_type",
+    "username",
+    "scope",
+    "audience",
+    "resource",
+    "redirect_uri",
+    "token_type_hint",
+];
 
 impl TokenRequest {
     /// Every secret this request carries, in every representation, to scrub from anything the

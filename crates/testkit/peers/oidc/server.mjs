@@ -10,7 +10,7 @@
 // - Issuer: http://127.0.0.1:<port>; listens on 127.0.0.1 only.
 // - Open dynamic client registration (POST /reg): every test registers its own client with its own
 //   redirect_uris, grant_types and token_endpoint_auth_method (client_secret_basic,
-//   client_secret_post or none).
+//   client_secret_post, private_key_jwt with its public keys in `jwks`, or none).
 // - devInteractions: the built-in login and consent pages; any login name with any password.
 //   The account's claims are sub = <login>, email = <login>@example.com.
 // - PKCE (S256) is required for every client using the authorization code flow.
@@ -68,7 +68,7 @@ const configuration = {
     registration: { enabled: true, initialAccessToken: false },
     rpInitiatedLogout: { enabled: false },
   },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
 
   // The default requires PKCE only for public clients; require it for every client.
   pkce: { required: () => true },

@@ -6,7 +6,8 @@
 //!
 //! - Issuer `http://127.0.0.1:<port>`; the callback carries `iss` (RFC 9207) with that value.
 //! - Open dynamic client registration: every test registers its own client with
-//!   [`Oidc::register`] (`client_secret_basic`, `client_secret_post` or `none`).
+//!   [`Oidc::register`] (`client_secret_basic`, `client_secret_post` or `none`), or
+//!   [`Oidc::register_metadata`] (`private_key_jwt` with the client's `jwks`).
 //! - Authorization code flow with PKCE required for every client (`S256` only), driven
 //!   headlessly by [`Oidc::login`] through the built-in login and consent pages (any login name,
 //!   any password; claims `sub` = login, `email` = `<login>@example.com`).
@@ -97,12 +98,23 @@ impl Oidc {
     /// Panics with the server's answer if registration fails.
     pub async fn register(&self, auth_method: &str, grant_types: &[&str], redirect_uris: &[&str]) -> RegisteredClient {
         let response_types: &[&str] = if grant_types.contains(&"authorization_code") { &["code"] } else { &[] };
-        let metadata = json!({
+        self.register_metadata(json!({
             "token_endpoint_auth_method": auth_method,
             "grant_types": grant_types,
             "response_types": response_types,
             "redirect_uris": redirect_uris,
-        });
+        }))
+        .await
+    }
+
+    /// Registers a client with exactly `metadata` (RFC 7591), e.g. a `private_key_jwt` client
+    /// with its public keys in `jwks`: `{"token_endpoint_auth_method": "private_key_jwt",
+    /// "jwks": {"keys": [..]}, "grant_types": ["client_credentials"], "response_types": [],
+    /// "redirect_uris": []}`.
+    ///
+    /// Panics with the server's answer if registration fails.
+    pub async fn register_metadata(&self, metadata: Value) -> RegisteredClient {
+        let auth_method = metadata["token_endpoint_auth_method"].as_str().unwrap_or("client_secret_basic").to_owned();
         let response = crate::latchkey::test_client()
             .post(&self.registration_url)
             .json(&metadata)
@@ -119,7 +131,7 @@ impl Oidc {
         RegisteredClient {
             client_id: body["client_id"].as_str().expect("registration answer has client_id").to_owned(),
             client_secret: body["client_secret"].as_str().map(str::to_owned),
-            auth_method: body["token_endpoint_auth_method"].as_str().unwrap_or(auth_method).to_owned(),
+            auth_method: body["token_endpoint_auth_method"].as_str().unwrap_or(&auth_method).to_owned(),
         }
     }
 

@@ -4,7 +4,8 @@
 use super::*;
 
 const TOKEN_URL: &str = "https://login.example/oauth2/token";
-const ASSERTION_FORM: &str = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=";
+const ASSERTION_FORM: &str =
+    "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=";
 
 /// One P-256 key per test run.
 fn ec_key() -> &'static TestKey {

@@ -162,7 +162,12 @@ pub(super) fn ambiguous_timeout() -> TokenError {
 }
 
 fn client() -> Client {
-    Client { id: "id".into(), secret: Some(ClientSecret::from("secret".to_owned())), auth: ClientAuth::Basic, assertion: None }
+    Client {
+        id: "id".into(),
+        secret: Some(ClientSecret::from("secret".to_owned())),
+        auth: ClientAuth::Basic,
+        assertion: None,
+    }
 }
 
 /// The password grant: refreshable, and the grant can be repeated.

@@ -1,0 +1,134 @@
+//! Token-endpoint client authentication against oidc-provider: `client_auth =
+//! "private_key_jwt"` (RFC 7523 §2.2) with client credentials, live and dev with different
+//! keys, through a named call and the proxy; a key the provider does not know is refused.
+//! (The authorization-code flow with `private_key_jwt` is in `connections.rs`.)
+
+use base64::Engine as _;
+use latchkey_testkit::latchkey::run_cli;
+use latchkey_testkit::peers::oidc::{RegisteredClient, oidc};
+use latchkey_testkit::recorder::Recorder;
+use latchkey_vault::identity::{SigningAlg, SigningKey};
+use serde_json::{Value, json};
+
+use super::*;
+
+/// A client key made for this test: its PKCS#8 PEM (the secret) and its public JWK.
+pub struct ClientKey {
+    pub pem: String,
+    pub jwk: Value,
+}
+
+pub fn client_key(alg: SigningAlg) -> ClientKey {
+    let key = SigningKey::generate(alg).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key.pkcs8());
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
+    ClientKey { pem, jwk: key.public_jwk().clone() }
+}
+
+/// A `private_key_jwt` client at oidc-provider that knows `keys`.
+pub async fn register_keyed(grant_types: &[&str], redirect_uris: &[&str], keys: &[&ClientKey]) -> RegisteredClient {
+    let response_types: &[&str] = if grant_types.contains(&"authorization_code") { &["code"] } else { &[] };
+    let client = oidc()
+        .register_metadata(json!({
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()},
+            "grant_types": grant_types,
+            "response_types": response_types,
+            "redirect_uris": redirect_uris,
+        }))
+        .await;
+    assert_eq!((client.auth_method.as_str(), client.client_secret.as_deref()), ("private_key_jwt", None));
+    client
+}
+
+/// A confidential client that may introspect any token.
+pub async fn introspector() -> RegisteredClient {
+    oidc().register("client_secret_post", &["client_credentials"], &[]).await
+}
+
+#[tokio::test]
+async fn private_key_jwt_client_credentials_live_and_dev_through_a_call_and_the_proxy() {
+    let o = oidc();
+    let (live_key, dev_key, unknown_key) =
+        (client_key(SigningAlg::Rs256), client_key(SigningAlg::Es256), client_key(SigningAlg::Rs256));
+    let client = register_keyed(&["client_credentials"], &[], &[&live_key, &dev_key]).await;
+    let inspector = introspector().await;
+    let up = Recorder::start().await;
+    let auth = format!(
+        "{{ method = \"oauth2_client_credentials\", token_url = \"{}\", client_id = \"{}\", client_auth = \"private_key_jwt\", \
+         client_private_key = {{ secret = \"client_key\" }}, scope = \"api:read\" }}",
+        o.token_url, client.client_id
+    );
+    let lk = with_connector(&up.base_url, &auth, "[connectors.up.calls.ping]\npath = \"/ping\"\n");
+    lk.put_secret("client_key", "live", &live_key.pem).await;
+    let (live, dev) = (lk.app_key("live").await, lk.app_key("dev").await);
+    let active = |token: String| {
+        let inspector = inspector.clone();
+        async move { o.introspect(&inspector, &token).await }
+    };
+
+    // Live: a named call, then the proxy, each with a token oidc-provider issued to the client.
+    let r = lk.call(&live, "up", "ping", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = up.last().header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    let info = active(sent.clone()).await;
+    assert_eq!(
+        (&info["active"], &info["client_id"], &info["scope"]),
+        (&json!(true), &json!(client.client_id), &json!("api:read"))
+    );
+    let r =
+        Reply::read(lk.http.get(lk.url("/v1/proxy/up/ping?via=proxy")).bearer_auth(&live).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(up.last().uri, "/ping?via=proxy");
+    assert_eq!(up.last().header("authorization"), Some(format!("Bearer {sent}").as_str()));
+
+    // Dev with a key the provider does not know: refused, clearly, and the token is not used.
+    lk.put_secret("client_key", "dev", &unknown_key.pem).await;
+    let r = lk.call(&dev, "up", "ping", json!({})).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("token_request_failed")), "{}", r.body);
+    let e = &r.json()["error"];
+    assert_eq!((&e["provider_error"], &e["terminal"]), (&json!("invalid_client"), &json!(true)), "{}", r.body);
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("connector `up`: the token endpoint refused the credential: invalid_client"),
+        "{message}"
+    );
+
+    // Dev with its own registered key (ES256): its own token; live keeps working with its key.
+    lk.put_secret("client_key", "dev", &dev_key.pem).await;
+    let r = lk.call(&dev, "up", "ping", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dev_token = up.last().header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    assert_ne!(dev_token, sent);
+    assert_eq!(active(dev_token).await["client_id"], client.client_id.as_str());
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/ping")).bearer_auth(&dev).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(lk.call(&live, "up", "ping", json!({})).await.status, 200);
+}
+
+#[test]
+fn check_names_a_missing_client_key_and_an_unknown_algorithm() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let pre = "base_url = \"https://a.example\"\nauth = { method = \"oauth2_client_credentials\", token_url = \"https://a.example/token\", client_id = \"c\", client_auth = \"private_key_jwt\"";
+    std::fs::write(
+        work.path().join("latchkey.toml"),
+        format!(
+            "[connectors.a]\n{pre} }}\n[connectors.b]\n{pre}, client_private_key = {{ secret = \"k\" }}, client_assertion_alg = \"HS256\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = run_cli(bin(), work.path(), &data, &[], &["check"], None);
+    let t = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("the configuration has 2 problems"), "{t}");
+    assert!(
+        t.contains(
+            "connector `a`, field `auth.client_private_key`: is required with client_auth = \"private_key_jwt\""
+        ),
+        "{t}"
+    );
+    assert!(t.contains("connector `b`, field `auth.client_assertion_alg`"), "{t}");
+    assert!(t.contains("RS256") && t.contains("ES256"), "{t}");
+}
