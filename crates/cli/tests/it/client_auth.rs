@@ -1,11 +1,14 @@
 //! Token-endpoint client authentication against oidc-provider: `client_auth =
 //! "private_key_jwt"` (RFC 7523 §2.2) with client credentials, live and dev with different
 //! keys, through a named call and the proxy; a key the provider does not know is refused.
+//! `client_auth = "tls_client_auth"` (RFC 8705) the same way at oidc-provider behind nginx.
 //! (The authorization-code flow with `private_key_jwt` is in `connections.rs`.)
 
 use base64::Engine as _;
 use latchkey_testkit::latchkey::run_cli;
+use latchkey_testkit::peers::nginx::CLIENT_CN;
 use latchkey_testkit::peers::oidc::{RegisteredClient, oidc};
+use latchkey_testkit::peers::oidc_mtls::{CLIENT_DN, oidc_mtls};
 use latchkey_testkit::recorder::Recorder;
 use latchkey_vault::identity::{SigningAlg, SigningKey};
 use serde_json::{Value, json};
@@ -131,4 +134,63 @@ fn check_names_a_missing_client_key_and_an_unknown_algorithm() {
     );
     assert!(t.contains("connector `b`, field `auth.client_assertion_alg`"), "{t}");
     assert!(t.contains("RS256") && t.contains("ES256"), "{t}");
+}
+
+#[tokio::test]
+async fn tls_client_auth_client_credentials_live_and_dev_through_a_call_and_the_proxy() {
+    let p = oidc_mtls();
+    let client = p.register_tls_client(&["client_credentials"], CLIENT_DN).await;
+    let inspector = p.oidc.register("client_secret_post", &["client_credentials"], &[]).await;
+    let up = Recorder::start().await;
+    let config = format!(
+        "[connectors.up]\nbase_url = \"{}\"\n\
+         auth = {{ method = \"oauth2_client_credentials\", token_url = \"{}\", client_id = \"{}\", client_auth = \"tls_client_auth\", \
+         client_certificate = {{ secret = \"client_cert\" }}, client_key = {{ secret = \"client_key\" }}, ca_certificate = \"\"\"{}\"\"\", scope = \"api:read\" }}\n\
+         [connectors.up.calls.ping]\npath = \"/ping\"\n",
+        up.base_url, p.oidc.token_url, client.client_id, p.nginx.server_ca_pem
+    );
+    let lk = Latchkey::start(bin(), &config);
+    lk.put_secret("client_cert", "live", &p.nginx.client.cert_pem).await;
+    lk.put_secret("client_key", "live", &p.nginx.client.key_pem).await;
+    let (live, dev) = (lk.app_key("live").await, lk.app_key("dev").await);
+    let bearer = |up: &Recorder| up.last().header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+
+    let r = lk.call(&live, "up", "ping", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = bearer(&up);
+    let info = p.oidc.introspect(&inspector, &sent).await;
+    assert_eq!((&info["active"], &info["client_id"]), (&json!(true), &json!(client.client_id)), "{info}");
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/up/ping")).bearer_auth(&live).send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(bearer(&up), sent);
+
+    // Dev: a certificate of the same CA with another subject is oidc-provider's invalid_client;
+    // one of the same subject from a CA nginx does not trust is refused by nginx (400).
+    for (label, cert, status, provider_error) in [
+        ("another subject", p.nginx.client_ca.client_cert("latchkey-dev-client"), 401, json!("invalid_client")),
+        ("another CA", p.nginx.foreign_client.clone(), 400, Value::Null),
+    ] {
+        lk.put_secret("client_cert", "dev", &cert.cert_pem).await;
+        lk.put_secret("client_key", "dev", &cert.key_pem).await;
+        let r = lk.call(&dev, "up", "ping", json!({})).await;
+        assert_eq!((r.status, r.error_code()), (502, Some("token_request_failed")), "{label}: {}", r.body);
+        let e = &r.json()["error"];
+        assert_eq!(
+            (&e["provider_status"], &e["provider_error"]),
+            (&json!(status), &provider_error),
+            "{label}: {}",
+            r.body
+        );
+        assert_eq!(e["terminal"], true, "{label}: {}", r.body);
+    }
+    // Dev with its own certificate of the registered subject: its own token.
+    let dev_cert = p.nginx.client_ca.client_cert(CLIENT_CN);
+    lk.put_secret("client_cert", "dev", &dev_cert.cert_pem).await;
+    lk.put_secret("client_key", "dev", &dev_cert.key_pem).await;
+    let r = lk.call(&dev, "up", "ping", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dev_token = bearer(&up);
+    assert_ne!(dev_token, sent);
+    assert_eq!(p.oidc.introspect(&inspector, &dev_token).await["client_id"], client.client_id.as_str());
+    assert_eq!(lk.call(&live, "up", "ping", json!({})).await.status, 200);
 }

@@ -29,7 +29,8 @@ impl Client {
     /// Adds client authentication to a form request for `token_url`: the pair for
     /// `Authorization: Basic` (`client_secret_basic`); or `client_id` (and `client_secret`,
     /// `client_secret_post`) appended to the form; or, for `private_key_jwt`, `client_id`,
-    /// `client_assertion_type` and a fresh `client_assertion` whose audience is `token_url`.
+    /// `client_assertion_type` and a fresh `client_assertion` whose audience is `token_url`;
+    /// or, for `tls_client_auth`, `client_id` alone (the connection carries the certificate).
     /// A client without a secret or key (a public client) sends its id in the form whatever
     /// `auth` says.
     pub fn authenticate(
@@ -43,6 +44,11 @@ impl Client {
             form.push(pair("client_id", &self.id));
             form.push(pair("client_assertion_type", super::client_assertion::ASSERTION_TYPE));
             form.push(("client_assertion".into(), assertion));
+            return Ok(None);
+        }
+        if self.auth == ClientAuth::TlsClientAuth {
+            // RFC 8705 §2.1: the certificate on the connection authenticates; the id says whose.
+            form.push(pair("client_id", &self.id));
             return Ok(None);
         }
         Ok(match (&self.secret, self.auth) {

@@ -80,30 +80,37 @@ pub fn prepare(
         crate::upstream::egress::check_url(field, url)
     };
     let with_default = |credential| Prepared { credential, upstream: clients.default_upstream() };
-    let source =
-        |grant: Grant, token_in, mut identity: latchkey_vault::Fingerprint| -> Result<TokenSource, CallError> {
-            egress("auth.token_url", grant.token_url())?;
-            Ok(TokenSource {
-                key: TokenKey::app(name, env),
-                grant: std::sync::Arc::new(grant),
-                token_in,
-                skew_ms: connector
-                    .refresh_skew_s
-                    .map_or(grant::DEFAULT_SKEW_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)),
-                skew_configured: connector.refresh_skew_s.is_some(),
-                keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
-                timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
-                client: clients.client_for(public_only),
-                fingerprint: {
-                    identity.part(name.as_bytes()).part(env.as_str().as_bytes());
-                    identity.finish()
-                },
-                stamp: None,
-                refresh_on: connector.refresh_on.clone(),
-            })
-        };
-    let token = |grant: Grant, token_in, identity: latchkey_vault::Fingerprint| -> Result<Prepared, CallError> {
-        let mut src = source(grant, token_in, identity)?;
+    let source = |grant: Grant,
+                  token_in,
+                  mut identity: latchkey_vault::Fingerprint,
+                  client: Option<reqwest::Client>|
+     -> Result<TokenSource, CallError> {
+        egress("auth.token_url", grant.token_url())?;
+        Ok(TokenSource {
+            key: TokenKey::app(name, env),
+            grant: std::sync::Arc::new(grant),
+            token_in,
+            skew_ms: connector
+                .refresh_skew_s
+                .map_or(grant::DEFAULT_SKEW_MS, |s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)),
+            skew_configured: connector.refresh_skew_s.is_some(),
+            keepalive_ms: i64::try_from(connector.keepalive_s).unwrap_or(86_400).saturating_mul(1000),
+            timeout: std::time::Duration::from_millis(connector.timeout_ms.min(30_000)),
+            client: client.unwrap_or_else(|| clients.client_for(public_only)),
+            fingerprint: {
+                identity.part(name.as_bytes()).part(env.as_str().as_bytes());
+                identity.finish()
+            },
+            stamp: None,
+            refresh_on: connector.refresh_on.clone(),
+        })
+    };
+    let token = |grant: Grant,
+                 token_in,
+                 identity: latchkey_vault::Fingerprint,
+                 client: Option<reqwest::Client>|
+     -> Result<Prepared, CallError> {
+        let mut src = source(grant, token_in, identity, client)?;
         src.stamp = Some(src.fingerprint);
         Ok(Prepared { credential: Credential::Token(std::sync::Arc::new(src)), upstream: clients.default_upstream() })
     };
@@ -120,20 +127,22 @@ pub fn prepare(
             Ok(Prepared { credential: Credential::None, upstream })
         }
         AuthConfig::OAuth2Password(c) => {
-            let (g, id) = oauth2::password(c, env, secrets)?;
-            token(g, c.token_in, id)
+            let (g, mut id) = oauth2::password(c, env, secrets)?;
+            let client = client_certificate::token_client(c, env, secrets, clients, public_only, &mut id)?;
+            token(g, c.token_in, id, client)
         }
         AuthConfig::OAuth2ClientCredentials(c) => {
-            let (g, id) = oauth2::client_credentials(c, env, secrets)?;
-            token(g, c.token_in, id)
+            let (g, mut id) = oauth2::client_credentials(c, env, secrets)?;
+            let client = client_certificate::token_client(c, env, secrets, clients, public_only, &mut id)?;
+            token(g, c.token_in, id, client)
         }
         AuthConfig::OAuth2CustomToken(c) => {
             let (g, id) = oauth2::custom(c, env, secrets)?;
-            token(g, c.token_in, id)
+            token(g, c.token_in, id, None)
         }
         AuthConfig::JwtBearer(c) => {
             let (g, id) = jwt_bearer::JwtGrant::new(c, secrets.resolve(&c.private_key, env)?)?;
-            token(Grant::JwtBearer(g), c.token_in, id)
+            token(Grant::JwtBearer(g), c.token_in, id, None)
         }
         AuthConfig::LatchkeyIdentity(c) => Ok(with_default(Credential::Identity {
             audience: c.audience.clone().unwrap_or_else(|| name.to_owned()),
@@ -145,8 +154,9 @@ pub fn prepare(
                     egress(field, url.as_str())?;
                 }
             }
-            let (g, id) = authorization_code::grant(c, env, secrets)?;
-            let user = authorization_code::UserAuth { template: source(g, c.token_in, id)?, config: c.clone() };
+            let (g, mut id) = authorization_code::grant(c, env, secrets)?;
+            let client = client_certificate::token_client(c, env, secrets, clients, public_only, &mut id)?;
+            let user = authorization_code::UserAuth { template: source(g, c.token_in, id, client)?, config: c.clone() };
             Ok(Prepared {
                 credential: Credential::User(std::sync::Arc::new(user)),
                 upstream: clients.default_upstream(),

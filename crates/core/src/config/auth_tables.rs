@@ -56,6 +56,15 @@ pub struct AuthorizationCode {
     /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<AssertionAlg>,
+    /// With `client_auth = "tls_client_auth"` (RFC 8705): the client's PEM certificate chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<SecretRef>,
+    /// With `client_auth = "tls_client_auth"`: the certificate's PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<SecretRef>,
+    /// With `client_auth = "tls_client_auth"`: a PEM CA to trust for the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PemSource>,
     #[serde(default)]
     pub token_in: TokenIn,
     /// Dotted path of the access token in the token response.
@@ -127,6 +136,9 @@ pub enum ClientAuth {
     /// A short-lived JWT signed with `client_private_key` (RFC 7523 §2.2, OpenID Connect
     /// Core §9): `client_assertion_type` and `client_assertion` in the form body.
     PrivateKeyJwt,
+    /// Mutual TLS with `client_certificate` and `client_key` (RFC 8705 §2.1): `client_id` in
+    /// the form body, the certificate on the connection.
+    TlsClientAuth,
 }
 
 /// The signature algorithm of a `private_key_jwt` client assertion.
@@ -137,12 +149,15 @@ pub enum AssertionAlg {
     ES256,
 }
 
-/// The fields of `client_auth = "private_key_jwt"`, common to the OAuth methods' tables.
+/// The fields of `client_auth = "private_key_jwt"` and `"tls_client_auth"`, common to the
+/// OAuth methods' tables.
 pub trait ClientKeyFields {
     fn client_auth(&self) -> ClientAuth;
     fn client_private_key(&self) -> Option<&SecretRef>;
     fn client_key_id(&self) -> Option<&str>;
     fn client_assertion_alg(&self) -> Option<AssertionAlg>;
+    /// `client_certificate`, `client_key` and `ca_certificate` (`tls_client_auth`).
+    fn tls_identity(&self) -> (Option<&SecretRef>, Option<&SecretRef>, Option<&PemSource>);
 }
 
 macro_rules! client_key_fields {
@@ -159,6 +174,9 @@ macro_rules! client_key_fields {
             }
             fn client_assertion_alg(&self) -> Option<AssertionAlg> {
                 self.client_assertion_alg
+            }
+            fn tls_identity(&self) -> (Option<&SecretRef>, Option<&SecretRef>, Option<&PemSource>) {
+                (self.client_certificate.as_ref(), self.client_key.as_ref(), self.ca_certificate.as_ref())
             }
         }
     )*};
@@ -216,6 +234,15 @@ pub struct OAuth2Password {
     /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<AssertionAlg>,
+    /// With `client_auth = "tls_client_auth"` (RFC 8705): the client's PEM certificate chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<SecretRef>,
+    /// With `client_auth = "tls_client_auth"`: the certificate's PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<SecretRef>,
+    /// With `client_auth = "tls_client_auth"`: a PEM CA to trust for the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PemSource>,
     #[serde(default)]
     pub token_in: TokenIn,
 }
@@ -243,6 +270,15 @@ pub struct OAuth2ClientCredentials {
     /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<AssertionAlg>,
+    /// With `client_auth = "tls_client_auth"` (RFC 8705): the client's PEM certificate chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<SecretRef>,
+    /// With `client_auth = "tls_client_auth"`: the certificate's PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<SecretRef>,
+    /// With `client_auth = "tls_client_auth"`: a PEM CA to trust for the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PemSource>,
     #[serde(default)]
     pub token_in: TokenIn,
 }
@@ -349,6 +385,17 @@ fn default_auth_header() -> String {
     "Authorization".to_owned()
 }
 
+/// The secret references of `tls_client_auth`'s fields.
+fn tls_refs(t: &impl ClientKeyFields) -> Vec<(&'static str, &SecretRef)> {
+    let (cert, key, ca) = t.tls_identity();
+    let mut v: Vec<_> = cert.map(|r| ("client_certificate", r)).into_iter().collect();
+    v.extend(key.map(|r| ("client_key", r)));
+    if let Some(PemSource::Ref(r)) = ca {
+        v.push(("ca_certificate", r));
+    }
+    v
+}
+
 impl MethodTable for NoAuth {}
 
 impl MethodTable for ApiKeyQuery {
@@ -384,6 +431,7 @@ impl MethodTable for OAuth2Password {
         let mut v = vec![("password", &self.password)];
         v.extend(self.client_secret.iter().map(|s| ("client_secret", s)));
         v.extend(self.client_private_key.iter().map(|s| ("client_private_key", s)));
+        v.extend(tls_refs(self));
         v
     }
 }
@@ -392,6 +440,7 @@ impl MethodTable for OAuth2ClientCredentials {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut v: Vec<_> = self.client_secret.iter().map(|s| ("client_secret", s)).collect();
         v.extend(self.client_private_key.iter().map(|s| ("client_private_key", s)));
+        v.extend(tls_refs(self));
         v
     }
 }
@@ -412,6 +461,7 @@ impl MethodTable for AuthorizationCode {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut v: Vec<_> = self.client_secret.iter().map(|s| ("client_secret", s)).collect();
         v.extend(self.client_private_key.iter().map(|s| ("client_private_key", s)));
+        v.extend(tls_refs(self));
         v
     }
 }

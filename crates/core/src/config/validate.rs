@@ -184,36 +184,68 @@ fn credential_url(field: &str, u: &Parsed<Url>, allow_insecure_http: bool, p: &m
 /// The client authentication fields `client_auth` needs, and none it does not use.
 /// `secret_required`: whether a method without a key needs `client_secret` (client credentials).
 fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bool, p: &mut impl FnMut(&str, String)) {
-    let key_named = g.client_private_key().is_some();
-    if g.client_auth() == ClientAuth::PrivateKeyJwt {
-        if !key_named {
-            p(
-                "auth.client_private_key",
-                "is required with client_auth = \"private_key_jwt\": name the secret that holds the PEM private key, \
-                 e.g. `client_private_key = { secret = \"crm_client_key\" }`"
-                    .into(),
-            );
+    let (cert, key, ca) = g.tls_identity();
+    let auth = g.client_auth();
+    let jwt = auth == ClientAuth::PrivateKeyJwt;
+    let tls = auth == ClientAuth::TlsClientAuth;
+    let needed = |name: &str, what: &str, example: &str| {
+        format!("is required with client_auth = \"{name}\": name the secret that holds {what}, e.g. `{example}`")
+    };
+    if jwt && g.client_private_key().is_none() {
+        p(
+            "auth.client_private_key",
+            needed("private_key_jwt", "the PEM private key", "client_private_key = { secret = \"crm_client_key\" }"),
+        );
+    }
+    if tls && cert.is_none() {
+        p(
+            "auth.client_certificate",
+            needed("tls_client_auth", "the PEM certificate", "client_certificate = { secret = \"crm_client_cert\" }"),
+        );
+    }
+    if tls && key.is_none() {
+        p(
+            "auth.client_key",
+            needed("tls_client_auth", "its PEM private key", "client_key = { secret = \"crm_client_key\" }"),
+        );
+    }
+    if let Some(PemSource::Inline(pem)) = ca
+        && !pem.contains("-----BEGIN CERTIFICATE-----")
+    {
+        p("auth.ca_certificate", "is not a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    if (jwt || tls) && has_secret {
+        let name = if jwt { "private_key_jwt" } else { "tls_client_auth" };
+        p("auth.client_secret", format!("is not used with client_auth = \"{name}\": remove it"));
+    }
+    let only = |name: &str| format!("is used only with client_auth = \"{name}\": set that, or remove it");
+    if !jwt {
+        for (field, set) in [
+            ("auth.client_private_key", g.client_private_key().is_some()),
+            ("auth.client_key_id", g.client_key_id().is_some()),
+            ("auth.client_assertion_alg", g.client_assertion_alg().is_some()),
+        ] {
+            if set {
+                p(field, only("private_key_jwt"));
+            }
         }
-        if has_secret {
-            p("auth.client_secret", "is not used with client_auth = \"private_key_jwt\": remove it".into());
+    }
+    if !tls {
+        for (field, set) in [
+            ("auth.client_certificate", cert.is_some()),
+            ("auth.client_key", key.is_some()),
+            ("auth.ca_certificate", ca.is_some()),
+        ] {
+            if set {
+                p(field, only("tls_client_auth"));
+            }
         }
-    } else {
-        let how = "is used only with client_auth = \"private_key_jwt\": set that, or remove it";
-        if key_named {
-            p("auth.client_private_key", how.into());
-        }
-        if g.client_key_id().is_some() {
-            p("auth.client_key_id", how.into());
-        }
-        if g.client_assertion_alg().is_some() {
-            p("auth.client_assertion_alg", how.into());
-        }
-        if secret_required && !has_secret {
-            p(
-                "auth.client_secret",
-                "is required (or set client_auth = \"private_key_jwt\" and `client_private_key`)".into(),
-            );
-        }
+    }
+    if !jwt && !tls && secret_required && !has_secret {
+        p(
+            "auth.client_secret",
+            "is required (or set client_auth = \"private_key_jwt\" or \"tls_client_auth\" and their key fields)".into(),
+        );
     }
 }
 
@@ -267,8 +299,8 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
             if g.client_id.is_empty() {
                 p("auth.client_id", "cannot be empty".into());
             }
-            if g.client_secret.is_none() && g.client_private_key.is_none() && !g.pkce {
-                p("auth.pkce", "a public client (no client_secret nor client_private_key) must use PKCE".into());
+            if g.client_secret.is_none() && matches!(g.client_auth, ClientAuth::Basic | ClientAuth::Body) && !g.pkce {
+                p("auth.pkce", "a public client (no client_secret, no key) must use PKCE".into());
             }
         }
         AuthConfig::LatchkeyIdentity(g) => {

@@ -1,13 +1,16 @@
 // oidc-provider (npm) as a test peer for Latchkey: a real OpenID Connect / OAuth 2.0 server on
 // loopback, started by crates/testkit/src/peers/oidc.rs.
 //
-//   node server.mjs <port> [<access-token-ttl-seconds>]
+//   node server.mjs <port> [<access-token-ttl-seconds> [<issuer>]]
 //
 // Environment (used when the arguments are absent):
 //   PORT                    the port
 //   OIDC_ACCESS_TOKEN_TTL   access-token lifetime in seconds (default 3600)
 //
 // - Issuer: http://127.0.0.1:<port>; listens on 127.0.0.1 only.
+// - With an https <issuer> (nginx in front, verifying client certificates and passing them
+//   on in X-SSL-Client-Cert, -Verify and -S-DN), mTLS is on: clients may register with
+//   token_endpoint_auth_method tls_client_auth and tls_client_auth_subject_dn (RFC 8705).
 // - Open dynamic client registration (POST /reg): every test registers its own client with its own
 //   redirect_uris, grant_types and token_endpoint_auth_method (client_secret_basic,
 //   client_secret_post, private_key_jwt with its public keys in `jwks`, or none).
@@ -34,7 +37,8 @@ if (!Number.isInteger(accessTokenTtl) || accessTokenTtl <= 0) {
   process.exit(2);
 }
 
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = process.argv[4] ?? `http://127.0.0.1:${port}`;
+const mtls = issuer.startsWith('https://');
 
 const configuration = {
   // Accounts: whatever login name the devInteractions login form submits.
@@ -67,8 +71,23 @@ const configuration = {
     userinfo: { enabled: true },
     registration: { enabled: true, initialAccessToken: false },
     rpInitiatedLogout: { enabled: false },
+    mTLS: {
+      enabled: mtls,
+      tlsClientAuth: mtls,
+      // nginx verified the certificate (against its client CA) and says so in headers.
+      getCertificate(ctx) {
+        const escaped = ctx.get('x-ssl-client-cert');
+        return escaped ? decodeURIComponent(escaped) : undefined;
+      },
+      certificateAuthorized(ctx) {
+        return ctx.get('x-ssl-client-verify') === 'SUCCESS';
+      },
+      certificateSubjectMatches(ctx, property, expected) {
+        return property === 'tls_client_auth_subject_dn' && ctx.get('x-ssl-client-s-dn') === expected;
+      },
+    },
   },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none', ...(mtls ? ['tls_client_auth'] : [])],
 
   // The default requires PKCE only for public clients; require it for every client.
   pkce: { required: () => true },
@@ -104,6 +123,8 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+// Behind nginx: trust its X-Forwarded-Proto.
+provider.proxy = mtls;
 
 provider.on('server_error', (ctx, err) => {
   console.error(`server_error ${ctx.method} ${ctx.path}:`, err);

@@ -4,5 +4,6 @@ pub mod certs;
 pub mod httpbin;
 pub mod nginx;
 pub mod oidc;
+pub mod oidc_mtls;
 pub(crate) mod process;
 pub mod verifiers;

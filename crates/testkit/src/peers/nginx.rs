@@ -54,10 +54,18 @@ impl NginxMtls {
 /// Panics with the install command if no nginx binary is found.
 pub fn nginx_mtls() -> &'static NginxMtls {
     static NGINX: OnceLock<NginxMtls> = OnceLock::new();
-    NGINX.get_or_init(start)
+    NGINX.get_or_init(|| start(free_port(), None))
 }
 
-fn start() -> NginxMtls {
+/// A separate nginx on `port` in front of `http://127.0.0.1:<upstream_port>` (an mTLS
+/// terminator): a client certificate is asked for but optional (`ssl_verify_client optional`),
+/// and the upstream gets `X-SSL-Client-Cert` (the URL-escaped PEM), `X-SSL-Client-Verify`
+/// (`SUCCESS`, `NONE` or `FAILED:…`), `X-SSL-Client-S-DN` and `X-Forwarded-Proto: https`.
+pub fn nginx_mtls_proxy(port: u16, upstream_port: u16) -> NginxMtls {
+    start(port, Some(upstream_port))
+}
+
+fn start(port: u16, upstream_port: Option<u16>) -> NginxMtls {
     let Some(nginx) = find_program("nginx", &["/usr/sbin/nginx"]) else {
         panic!("{NOT_INSTALLED}");
     };
@@ -68,14 +76,13 @@ fn start() -> NginxMtls {
     let client = client_ca.client_cert(CLIENT_CN);
     let foreign_client = foreign_ca.client_cert(CLIENT_CN);
 
-    let port = free_port();
     let dir = tempfile::Builder::new().prefix("latchkey-nginx-").tempdir().expect("create nginx scratch directory");
     let root = dir.path();
     write(root, "server.crt", &server.cert_pem);
     write(root, "server.key", &server.key_pem);
     write(root, "client-ca.crt", &client_ca.cert_pem);
     let conf = root.join("nginx.conf");
-    write(root, "nginx.conf", &config(root, port));
+    write(root, "nginx.conf", &config(root, port, upstream_port));
 
     let args: Vec<String> = vec![
         "-p".to_owned(),
@@ -105,8 +112,22 @@ fn write(dir: &Path, name: &str, contents: &str) {
 
 /// nginx.conf with every file nginx writes inside `dir`. The error log also goes to stderr, so
 /// that it lands in the peer log shown when nginx fails to start.
-fn config(dir: &Path, port: u16) -> String {
+fn config(dir: &Path, port: u16, upstream_port: Option<u16>) -> String {
     let d = dir.display();
+    let (verify, location) = match upstream_port {
+        None => ("on".to_owned(), "return 200 \"$ssl_client_s_dn\\n\";".to_owned()),
+        Some(up) => (
+            "optional".to_owned(),
+            format!(
+                "proxy_pass http://127.0.0.1:{up};\n            \
+                 proxy_set_header Host $http_host;\n            \
+                 proxy_set_header X-Forwarded-Proto https;\n            \
+                 proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;\n            \
+                 proxy_set_header X-SSL-Client-Verify $ssl_client_verify;\n            \
+                 proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn;"
+            ),
+        ),
+    };
     format!(
         r#"daemon off;
 master_process off;
@@ -133,12 +154,12 @@ http {{
 
         ssl_certificate "{d}/server.crt";
         ssl_certificate_key "{d}/server.key";
-        ssl_verify_client on;
+        ssl_verify_client {verify};
         ssl_client_certificate "{d}/client-ca.crt";
 
         default_type text/plain;
         location / {{
-            return 200 "$ssl_client_s_dn\n";
+            {location}
         }}
     }}
 }}

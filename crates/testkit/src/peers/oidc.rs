@@ -74,7 +74,7 @@ pub struct RegisteredClient {
 /// Panics with the install command if `node` or the npm packages are missing.
 pub fn oidc() -> &'static Oidc {
     static OIDC: OnceLock<Oidc> = OnceLock::new();
-    OIDC.get_or_init(|| start(None))
+    OIDC.get_or_init(|| start_with(None, None))
 }
 
 impl Oidc {
@@ -82,7 +82,7 @@ impl Oidc {
     /// `seconds`. It runs until the test process exits.
     pub fn start_with_access_token_ttl(seconds: u64) -> Oidc {
         assert!(seconds > 0, "access-token lifetime must be positive");
-        start(Some(seconds))
+        start_with(Some(seconds), None)
     }
 
     /// `issuer` joined with `path` (which starts with `/`).
@@ -240,7 +240,8 @@ impl RegisteredClient {
     }
 }
 
-fn start(access_token_ttl: Option<u64>) -> Oidc {
+/// Starts oidc-provider; with `issuer` (`https://…` of an mTLS proxy in front), mTLS is on.
+pub(super) fn start_with(access_token_ttl: Option<u64>, issuer: Option<&str>) -> Oidc {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers").join("oidc");
     let server = dir.join("server.mjs");
     let Some(node) = find_program("node", &["/usr/bin/node", "/usr/local/bin/node"]) else {
@@ -255,12 +256,13 @@ fn start(access_token_ttl: Option<u64>) -> Oidc {
     let port = free_port();
     let scratch = tempfile::Builder::new().prefix("latchkey-oidc-").tempdir().expect("create oidc scratch directory");
     let mut args = vec![server.display().to_string(), port.to_string()];
-    if let Some(ttl) = access_token_ttl {
-        args.push(ttl.to_string());
+    if access_token_ttl.is_some() || issuer.is_some() {
+        args.push(access_token_ttl.unwrap_or(3600).to_string());
     }
+    args.extend(issuer.map(str::to_owned));
     let process = PeerProcess::spawn("oidc-provider", scratch, &node, &args);
     process.wait_until_ready(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(60));
-    let issuer = format!("http://127.0.0.1:{port}");
+    let issuer = issuer.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
     Oidc {
         authorize_url: format!("{issuer}/auth"),
         token_url: format!("{issuer}/token"),
