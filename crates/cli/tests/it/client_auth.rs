@@ -111,21 +111,24 @@ async fn private_key_jwt_client_credentials_live_and_dev_through_a_call_and_the_
 }
 
 #[test]
-fn check_names_a_missing_client_key_and_an_unknown_algorithm() {
+fn check_names_missing_client_keys_and_an_unknown_algorithm() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    let pre = "base_url = \"https://a.example\"\nauth = { method = \"oauth2_client_credentials\", token_url = \"https://a.example/token\", client_id = \"c\", client_auth = \"private_key_jwt\"";
+    let base = "base_url = \"https://a.example\"\nauth = { method = \"oauth2_client_credentials\", token_url = \"https://a.example/token\", client_id = \"c\"";
+    let pre = format!("{base}, client_auth = \"private_key_jwt\"");
+    let tls = format!("{base}, client_auth = \"tls_client_auth\"");
     std::fs::write(
         work.path().join("latchkey.toml"),
         format!(
-            "[connectors.a]\n{pre} }}\n[connectors.b]\n{pre}, client_private_key = {{ secret = \"k\" }}, client_assertion_alg = \"HS256\" }}\n"
+            "[connectors.a]\n{pre} }}\n[connectors.b]\n{pre}, client_private_key = {{ secret = \"k\" }}, client_assertion_alg = \"HS256\" }}\n\
+             [connectors.c]\n{tls}, client_certificate = {{ secret = \"cc\" }} }}\n"
         ),
     )
     .unwrap();
     let out = run_cli(bin(), work.path(), &data, &[], &["check"], None);
     let t = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("the configuration has 2 problems"), "{t}");
+    assert!(t.contains("the configuration has 3 problems"), "{t}");
     assert!(
         t.contains(
             "connector `a`, field `auth.client_private_key`: is required with client_auth = \"private_key_jwt\""
@@ -134,6 +137,10 @@ fn check_names_a_missing_client_key_and_an_unknown_algorithm() {
     );
     assert!(t.contains("connector `b`, field `auth.client_assertion_alg`"), "{t}");
     assert!(t.contains("RS256") && t.contains("ES256"), "{t}");
+    assert!(
+        t.contains("connector `c`, field `auth.client_key`: is required with client_auth = \"tls_client_auth\""),
+        "{t}"
+    );
 }
 
 #[tokio::test]

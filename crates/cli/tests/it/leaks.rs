@@ -195,6 +195,11 @@ base_url = "{base}"
 auth = {{ method = "oauth2_client_credentials", token_url = "{token}", client_id = "app", client_auth = "private_key_jwt", client_private_key = {{ secret = "client_key" }}, client_key_id = "k1" }}
 [connectors.pkjwt.calls.echo]
 path = "/api/echo"
+[connectors.tls]
+base_url = "{base}"
+auth = {{ method = "oauth2_client_credentials", token_url = "{token}", client_id = "app", client_auth = "tls_client_auth", client_certificate = {{ secret = "tls_cert" }}, client_key = {{ secret = "tls_key" }} }}
+[connectors.tls.calls.echo]
+path = "/api/echo"
 "#,
         base = fake.base_url,
         token = fake.token_url,
@@ -211,6 +216,9 @@ path = "/api/echo"
     lk.put_secret("ck", "live", &ck).await;
     lk.put_secret("sa", "live", &a.jwt.pkcs8_pem).await;
     lk.put_secret("client_key", "live", &a.jwt.wrong_key_pem).await;
+    let tls = latchkey_testkit::peers::certs::Ca::new("leak test CA").client_cert("leak-test-client");
+    lk.put_secret("tls_cert", "live", &tls.cert_pem).await;
+    lk.put_secret("tls_key", "live", &tls.key_pem).await;
     let app = lk.app_key("live").await;
 
     let mut latchkey_wrote = String::new();
@@ -229,6 +237,8 @@ path = "/api/echo"
     record(&lk.call(&app, "custom", "echo", json!({})).await);
     record(&lk.call(&app, "jwt", "me", json!({})).await);
     record(&lk.call(&app, "pkjwt", "echo", json!({})).await);
+    let r = lk.call(&app, "tls", "echo", json!({})).await;
+    assert_eq!(r.status, 200, "the tls_client_auth connector did not get its token: {}", r.body);
     lk.put_secret("cs", "live", &format!("{cs}-changed")).await;
     fake.script(&[Step::Error(401, "invalid_client"), Step::Error(401, "invalid_client")]);
     fake.expire_access_tokens();
@@ -251,6 +261,8 @@ path = "/api/echo"
     canaries.push(key_body[..64].to_owned());
     let client_key_body: String = a.jwt.wrong_key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
     canaries.push(client_key_body[..64].to_owned());
+    let tls_key_body: String = tls.key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    canaries.push(tls_key_body[..48].to_owned());
     // The client assertions Latchkey signed (each a credential while it lives).
     let assertions: Vec<String> = fake.calls().iter().filter_map(|c| c.form.get("client_assertion").cloned()).collect();
     assert_eq!(assertions.len(), 1, "the private_key_jwt connector did not get its token");

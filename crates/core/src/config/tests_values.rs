@@ -311,6 +311,14 @@ fn secret_refs_name_every_secret_field() {
     assert_eq!(refs("pw"), [("password", "secret `p`".to_owned()), ("client_secret", "secret `cs`".to_owned())]);
     assert_eq!(refs("custom"), [("secrets", "secret `ck`".to_owned())]);
     assert_eq!(refs("ccjwt"), [("client_private_key", "secret `ck`".to_owned())]);
+    assert_eq!(
+        refs("cctls"),
+        [
+            ("client_certificate", "secret `tc`".to_owned()),
+            ("client_key", "secret `tk`".to_owned()),
+            ("ca_certificate", "secret `tca`".to_owned())
+        ]
+    );
     assert_eq!(refs("jwt_json"), [("private_key", "secret `sa_json`".to_owned())]);
     assert_eq!(refs("code"), [("client_secret", "secret `cs`".to_owned())]);
     assert_eq!(refs("ident"), []);
@@ -381,4 +389,26 @@ fn an_unknown_assertion_algorithm_is_a_problem_at_its_field() {
     let bad = ", client_auth = \"private_key_jwt\", client_private_key = { secret = \"ck\" }, client_assertion_alg = \"HS256\"";
     let m = problem_at(&client_credentials(bad), "auth.client_assertion_alg");
     assert!(m.contains("RS256") && m.contains("PS256") && m.contains("ES256"), "{m}");
+}
+
+#[test]
+fn tls_client_auth_needs_its_certificate_and_key_and_they_need_it() {
+    let tls = ", client_auth = \"tls_client_auth\"";
+    let both = format!("{tls}, client_certificate = {{ secret = \"cc\" }}, client_key = {{ secret = \"ck\" }}");
+    assert!(Config::parse(&client_credentials(&both), "latchkey.toml").is_ok());
+    let m = problem_at(
+        &client_credentials(&format!("{tls}, client_key = {{ secret = \"ck\" }}")),
+        "auth.client_certificate",
+    );
+    assert!(m.starts_with("is required with client_auth = \"tls_client_auth\""), "{m}");
+    let m = problem_at(
+        &client_credentials(&format!("{tls}, client_certificate = {{ secret = \"cc\" }}")),
+        "auth.client_key",
+    );
+    assert!(m.starts_with("is required with client_auth = \"tls_client_auth\""), "{m}");
+    let m = problem_at(&client_credentials(&format!("{both}, ca_certificate = \"nope\"")), "auth.ca_certificate");
+    assert_eq!(m, "is not a PEM certificate (-----BEGIN CERTIFICATE-----)");
+    let stray = ", client_secret = { secret = \"cs\" }, client_certificate = { secret = \"cc\" }";
+    let m = problem_at(&client_credentials(stray), "auth.client_certificate");
+    assert_eq!(m, "is used only with client_auth = \"tls_client_auth\": set that, or remove it");
 }

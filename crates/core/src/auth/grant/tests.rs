@@ -527,4 +527,4 @@ fn a_secret_never_prints_through_a_prepared_grant() {
     assert_eq!(client.secret.as_ref().map(|s| s.expose_secret()), Some("gX1fBat3bV"));
 }
 
-mod private_key_jwt;
+mod client_auth;

@@ -1,5 +1,6 @@
 //! `client_auth = "private_key_jwt"`: the exact form, and the assertion's header and claims
-//! checked with the public key, for each algorithm and each request that authenticates.
+//! checked with the public key, for each algorithm and each request that authenticates; and
+//! `"tls_client_auth"`: the form carries the client id alone.
 
 use super::*;
 
@@ -183,4 +184,41 @@ fn a_client_key_never_prints_through_a_prepared_grant() {
     let Grant::ClientCredentials { client, .. } = &*src.grant else { panic!() };
     let shown = format!("{:?}", client.assertion);
     assert_eq!(shown, "Some(ClientAssertion(RS256, kid Some(\"kid-1\"), [REDACTED]))");
+}
+
+// ---- tls_client_auth (RFC 8705 §2.1) ----
+
+#[test]
+fn tls_client_auth_sends_the_client_id_alone_in_the_form() {
+    use crate::auth::grant::Client;
+    use crate::config::ClientAuth;
+    let client = Client { id: "s6BhdRkqt3".into(), secret: None, auth: ClientAuth::TlsClientAuth, assertion: None };
+    let g =
+        Grant::ClientCredentials { token_url: TOKEN_URL.into(), client, scope: Some("read".into()), audience: None };
+    assert_eq!(
+        sent(&g.request(NOW).unwrap()),
+        (
+            format!("POST {TOKEN_URL}"),
+            lines(&[ACCEPT, FORM]),
+            "grant_type=client_credentials&scope=read&client_id=s6BhdRkqt3".into()
+        )
+    );
+    let (_, headers, body) = sent(&g.refresh_request(&refresh_token(), NOW).unwrap().unwrap());
+    assert_eq!(headers, lines(&[ACCEPT, FORM]));
+    assert_eq!(body, "grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA&scope=read&client_id=s6BhdRkqt3");
+}
+
+#[test]
+fn a_tls_client_certificate_that_is_no_pem_is_refused_when_prepared() {
+    let auth = json!({"method": "oauth2_client_credentials", "token_url": TOKEN_URL, "client_id": "c",
+                      "client_auth": "tls_client_auth", "client_certificate": {"secret": "cc"}, "client_key": {"secret": "ck"}});
+    let connector =
+        Config::connector_from_json("crm", json!({"base_url": "https://api.example", "auth": auth}), "t").unwrap();
+    let mut set = SecretSet::default();
+    set.set("cc", Env::Live, SecretString::from("cert-canary"));
+    set.set("ck", Env::Live, SecretString::from(test_key().pem.clone()));
+    let e = prepare("crm", &connector, Env::Live, &set, &ClientPool::default(), false).unwrap_err();
+    assert_eq!(e.code, ErrorCode::SecretMissing);
+    assert!(e.message.starts_with("tls_client_auth: "), "{}", e.message);
+    assert!(!e.message.contains("canary"), "{}", e.message);
 }
