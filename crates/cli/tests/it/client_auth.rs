@@ -146,7 +146,7 @@ fn check_names_missing_client_keys_and_an_unknown_algorithm() {
 #[tokio::test]
 async fn tls_client_auth_client_credentials_live_and_dev_through_a_call_and_the_proxy() {
     let p = oidc_mtls();
-    let client = p.register_tls_client(&["client_credentials"], CLIENT_DN).await;
+    let client = p.register_tls_client(&["client_credentials"], CLIENT_DN, false).await;
     let inspector = p.oidc.register("client_secret_post", &["client_credentials"], &[]).await;
     let up = Recorder::start().await;
     let config = format!(
@@ -200,4 +200,32 @@ async fn tls_client_auth_client_credentials_live_and_dev_through_a_call_and_the_
     assert_ne!(dev_token, sent);
     assert_eq!(p.oidc.introspect(&inspector, &dev_token).await["client_id"], client.client_id.as_str());
     assert_eq!(lk.call(&live, "up", "ping", json!({})).await.status, 200);
+}
+
+/// `certificate_bound = true`: oidc-provider binds the token to the certificate (RFC 8705 §3)
+/// and the calls present the same certificate with it (nginx's `/whoami` shows both).
+#[tokio::test]
+async fn certificate_bound_tokens_travel_with_their_certificate() {
+    let p = oidc_mtls();
+    let client = p.register_tls_client(&["client_credentials"], CLIENT_DN, true).await;
+    let inspector = p.oidc.register("client_secret_post", &["client_credentials"], &[]).await;
+    let config = format!(
+        "[connectors.bank]\nbase_url = \"{}\"\n\
+         auth = {{ method = \"oauth2_client_credentials\", token_url = \"{}\", client_id = \"{}\", client_auth = \"tls_client_auth\", \
+         client_certificate = {{ secret = \"client_cert\" }}, client_key = {{ secret = \"client_key\" }}, ca_certificate = \"\"\"{}\"\"\", \
+         certificate_bound = true }}\n[connectors.bank.calls.whoami]\npath = \"/whoami\"\n",
+        p.oidc.issuer, p.oidc.token_url, client.client_id, p.nginx.server_ca_pem
+    );
+    let lk = Latchkey::start(bin(), &config);
+    lk.put_secret("client_cert", "live", &p.nginx.client.cert_pem).await;
+    lk.put_secret("client_key", "live", &p.nginx.client.key_pem).await;
+    let live = lk.app_key("live").await;
+    let r = lk.call(&live, "bank", "whoami", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.body.strip_prefix(&format!("{CLIENT_DN} Bearer ")).unwrap_or_else(|| panic!("{}", r.body)).trim_end();
+    let info = p.oidc.introspect(&inspector, token).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert!(info["cnf"]["x5t#S256"].as_str().is_some_and(|t| t.len() == 43), "the token is not bound: {info}");
+    let r = Reply::read(lk.http.get(lk.url("/v1/proxy/bank/whoami")).bearer_auth(&live).send().await.unwrap()).await;
+    assert_eq!(r.body.trim_end(), format!("{CLIENT_DN} Bearer {token}"));
 }

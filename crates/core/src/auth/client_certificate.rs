@@ -121,31 +121,36 @@ pub(super) fn client(
         Some(PemSource::Ref(r)) => Some(secrets.resolve(r, env)?.expose_secret()),
     };
     let identity = TlsIdentity { cert: cert.expose_secret(), key: key.expose_secret(), ca: ca_pem };
-    let fingerprint = identity.fingerprint();
+    upstream(&identity, pool, "client_certificate")
+}
 
+/// The pooled upstream client presenting `identity`; `what` names the method in errors.
+fn upstream(identity: &TlsIdentity<'_>, pool: &ClientPool, what: &str) -> Result<Arc<Upstream>, CallError> {
+    let fingerprint = identity.fingerprint();
     let mut cache = pool.by_identity.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(c) = cache.get(&fingerprint) {
         return Ok(c.clone());
     }
-    let tls = identity.config("client_certificate")?;
+    let tls = identity.config(what)?;
     let client = Arc::new(Upstream::with_tls(tls));
     cache.insert(fingerprint, client.clone());
     Ok(client)
 }
 
-/// The token-endpoint client of an OAuth method's table: with `client_auth =
-/// "tls_client_auth"`, one that presents `client_certificate` (RFC 8705 §2.1), else `None` (the
-/// shared one). Adds the identity to `id`.
-pub(super) fn token_client(
+/// The clients of an OAuth method's table with `client_auth = "tls_client_auth"`: the token
+/// endpoint's, which presents `client_certificate` (RFC 8705 §2.1), and, when its tokens are
+/// `certificate_bound` (§3), the upstream that presents it on calls. `(None, None)` otherwise
+/// (the shared ones). Adds the identity to `id`.
+pub(super) fn tls_clients(
     c: &impl ClientKeyFields,
     env: Env,
     secrets: &SecretSet,
     pool: &ClientPool,
     public_only: bool,
     id: &mut latchkey_vault::Fingerprint,
-) -> Result<Option<reqwest::Client>, CallError> {
+) -> Result<(Option<reqwest::Client>, Option<Arc<Upstream>>), CallError> {
     let (ClientAuth::TlsClientAuth, (Some(cert), Some(key), ca)) = (c.client_auth(), c.tls_identity()) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let cert = secrets.resolve(cert, env)?;
     let key = secrets.resolve(key, env)?;
@@ -156,5 +161,7 @@ pub(super) fn token_client(
     };
     let identity = TlsIdentity { cert: cert.expose_secret(), key: key.expose_secret(), ca: ca_pem };
     id.part(b"tls_client_auth").part(&identity.fingerprint());
-    pool.token_client(&identity, public_only).map(Some)
+    let token = pool.token_client(&identity, public_only)?;
+    let upstream = if c.certificate_bound() { Some(upstream(&identity, pool, "tls_client_auth")?) } else { None };
+    Ok((Some(token), upstream))
 }

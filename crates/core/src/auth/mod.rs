@@ -55,6 +55,9 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// `tls_client_auth`'s token-endpoint client and, for certificate-bound tokens, upstream.
+type TlsClients = (Option<reqwest::Client>, Option<std::sync::Arc<crate::upstream::Upstream>>);
+
 /// The credential and the upstream client (pooled; one per client identity) for one connector
 /// in one environment.
 #[derive(Debug)]
@@ -108,11 +111,14 @@ pub fn prepare(
     let token = |grant: Grant,
                  token_in,
                  identity: latchkey_vault::Fingerprint,
-                 client: Option<reqwest::Client>|
+                 (client, upstream): TlsClients|
      -> Result<Prepared, CallError> {
         let mut src = source(grant, token_in, identity, client)?;
         src.stamp = Some(src.fingerprint);
-        Ok(Prepared { credential: Credential::Token(std::sync::Arc::new(src)), upstream: clients.default_upstream() })
+        Ok(Prepared {
+            credential: Credential::Token(std::sync::Arc::new(src)),
+            upstream: upstream.unwrap_or_else(|| clients.default_upstream()),
+        })
     };
     let auth = &connector.auth;
     match auth {
@@ -128,21 +134,21 @@ pub fn prepare(
         }
         AuthConfig::OAuth2Password(c) => {
             let (g, mut id) = oauth2::password(c, env, secrets)?;
-            let client = client_certificate::token_client(c, env, secrets, clients, public_only, &mut id)?;
-            token(g, c.token_in, id, client)
+            let tls = client_certificate::tls_clients(c, env, secrets, clients, public_only, &mut id)?;
+            token(g, c.token_in, id, tls)
         }
         AuthConfig::OAuth2ClientCredentials(c) => {
             let (g, mut id) = oauth2::client_credentials(c, env, secrets)?;
-            let client = client_certificate::token_client(c, env, secrets, clients, public_only, &mut id)?;
-            token(g, c.token_in, id, client)
+            let tls = client_certificate::tls_clients(c, env, secrets, clients, public_only, &mut id)?;
+            token(g, c.token_in, id, tls)
         }
         AuthConfig::OAuth2CustomToken(c) => {
             let (g, id) = oauth2::custom(c, env, secrets)?;
-            token(g, c.token_in, id, None)
+            token(g, c.token_in, id, (None, None))
         }
         AuthConfig::JwtBearer(c) => {
             let (g, id) = jwt_bearer::JwtGrant::new(c, secrets.resolve(&c.private_key, env)?)?;
-            token(Grant::JwtBearer(g), c.token_in, id, None)
+            token(Grant::JwtBearer(g), c.token_in, id, (None, None))
         }
         AuthConfig::LatchkeyIdentity(c) => Ok(with_default(Credential::Identity {
             audience: c.audience.clone().unwrap_or_else(|| name.to_owned()),
@@ -155,11 +161,11 @@ pub fn prepare(
                 }
             }
             let (g, mut id) = authorization_code::grant(c, env, secrets)?;
-            let client = client_certificate::token_client(c, env, secrets, clients, public_only, &mut id)?;
+            let (client, upstream) = client_certificate::tls_clients(c, env, secrets, clients, public_only, &mut id)?;
             let user = authorization_code::UserAuth { template: source(g, c.token_in, id, client)?, config: c.clone() };
             Ok(Prepared {
                 credential: Credential::User(std::sync::Arc::new(user)),
-                upstream: clients.default_upstream(),
+                upstream: upstream.unwrap_or_else(|| clients.default_upstream()),
             })
         }
     }

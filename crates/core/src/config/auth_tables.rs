@@ -65,6 +65,10 @@ pub struct AuthorizationCode {
     /// With `client_auth = "tls_client_auth"`: a PEM CA to trust for the token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate: Option<PemSource>,
+    /// With `client_auth = "tls_client_auth"`: the tokens are bound to the certificate
+    /// (RFC 8705 §3), so calls to `base_url` present it too (and trust `ca_certificate`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub certificate_bound: bool,
     #[serde(default)]
     pub token_in: TokenIn,
     /// Dotted path of the access token in the token response.
@@ -158,6 +162,7 @@ pub trait ClientKeyFields {
     fn client_assertion_alg(&self) -> Option<AssertionAlg>;
     /// `client_certificate`, `client_key` and `ca_certificate` (`tls_client_auth`).
     fn tls_identity(&self) -> (Option<&SecretRef>, Option<&SecretRef>, Option<&PemSource>);
+    fn certificate_bound(&self) -> bool;
 }
 
 macro_rules! client_key_fields {
@@ -177,6 +182,9 @@ macro_rules! client_key_fields {
             }
             fn tls_identity(&self) -> (Option<&SecretRef>, Option<&SecretRef>, Option<&PemSource>) {
                 (self.client_certificate.as_ref(), self.client_key.as_ref(), self.ca_certificate.as_ref())
+            }
+            fn certificate_bound(&self) -> bool {
+                self.certificate_bound
             }
         }
     )*};
@@ -243,6 +251,10 @@ pub struct OAuth2Password {
     /// With `client_auth = "tls_client_auth"`: a PEM CA to trust for the token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate: Option<PemSource>,
+    /// With `client_auth = "tls_client_auth"`: the tokens are bound to the certificate
+    /// (RFC 8705 §3), so calls to `base_url` present it too (and trust `ca_certificate`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub certificate_bound: bool,
     #[serde(default)]
     pub token_in: TokenIn,
 }
@@ -279,6 +291,10 @@ pub struct OAuth2ClientCredentials {
     /// With `client_auth = "tls_client_auth"`: a PEM CA to trust for the token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate: Option<PemSource>,
+    /// With `client_auth = "tls_client_auth"`: the tokens are bound to the certificate
+    /// (RFC 8705 §3), so calls to `base_url` present it too (and trust `ca_certificate`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub certificate_bound: bool,
     #[serde(default)]
     pub token_in: TokenIn,
 }

@@ -411,4 +411,7 @@ fn tls_client_auth_needs_its_certificate_and_key_and_they_need_it() {
     let stray = ", client_secret = { secret = \"cs\" }, client_certificate = { secret = \"cc\" }";
     let m = problem_at(&client_credentials(stray), "auth.client_certificate");
     assert_eq!(m, "is used only with client_auth = \"tls_client_auth\": set that, or remove it");
+    let bound = ", client_secret = { secret = \"cs\" }, certificate_bound = true";
+    let m = problem_at(&client_credentials(bound), "auth.certificate_bound");
+    assert_eq!(m, "is used only with client_auth = \"tls_client_auth\": set that, or remove it");
 }

@@ -235,6 +235,7 @@ fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bo
             ("auth.client_certificate", cert.is_some()),
             ("auth.client_key", key.is_some()),
             ("auth.ca_certificate", ca.is_some()),
+            ("auth.certificate_bound", g.certificate_bound()),
         ] {
             if set {
                 p(field, only("tls_client_auth"));

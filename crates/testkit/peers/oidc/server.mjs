@@ -74,6 +74,9 @@ const configuration = {
     mTLS: {
       enabled: mtls,
       tlsClientAuth: mtls,
+      // Clients registered with tls_client_certificate_bound_access_tokens get tokens whose
+      // cnf names the certificate's SHA-256 thumbprint (RFC 8705 §3).
+      certificateBoundAccessTokens: mtls,
       // nginx verified the certificate (against its client CA) and says so in headers.
       getCertificate(ctx) {
         const escaped = ctx.get('x-ssl-client-cert');

@@ -61,6 +61,8 @@ pub fn nginx_mtls() -> &'static NginxMtls {
 /// terminator): a client certificate is asked for but optional (`ssl_verify_client optional`),
 /// and the upstream gets `X-SSL-Client-Cert` (the URL-escaped PEM), `X-SSL-Client-Verify`
 /// (`SUCCESS`, `NONE` or `FAILED:…`), `X-SSL-Client-S-DN` and `X-Forwarded-Proto: https`.
+/// `/whoami` is nginx's own: `200` with the client's subject DN, a space, the request's
+/// `Authorization` header and a newline.
 pub fn nginx_mtls_proxy(port: u16, upstream_port: u16) -> NginxMtls {
     start(port, Some(upstream_port))
 }
@@ -124,7 +126,9 @@ fn config(dir: &Path, port: u16, upstream_port: Option<u16>) -> String {
                  proxy_set_header X-Forwarded-Proto https;\n            \
                  proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;\n            \
                  proxy_set_header X-SSL-Client-Verify $ssl_client_verify;\n            \
-                 proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn;"
+                 proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn;\n        }}\n        \
+                 location = /whoami {{\n            \
+                 return 200 \"$ssl_client_s_dn $http_authorization\\n\";"
             ),
         ),
     };

@@ -43,13 +43,15 @@ pub fn oidc_mtls() -> &'static OidcMtls {
 
 impl OidcMtls {
     /// Registers a `tls_client_auth` client for `grant_types` whose certificate must have the
-    /// subject DN `subject_dn` (e.g. [`CLIENT_DN`], `CN=` + [`CLIENT_CN`]).
-    pub async fn register_tls_client(&self, grant_types: &[&str], subject_dn: &str) -> RegisteredClient {
+    /// subject DN `subject_dn` (e.g. [`CLIENT_DN`], `CN=` + [`CLIENT_CN`]); with `bound`, its
+    /// access tokens are bound to the certificate (introspection shows `cnf.x5t#S256`).
+    pub async fn register_tls_client(&self, grant_types: &[&str], subject_dn: &str, bound: bool) -> RegisteredClient {
         debug_assert!(CLIENT_DN.ends_with(CLIENT_CN));
         self.oidc
             .register_metadata(json!({
                 "token_endpoint_auth_method": "tls_client_auth",
                 "tls_client_auth_subject_dn": subject_dn,
+                "tls_client_certificate_bound_access_tokens": bound,
                 "grant_types": grant_types,
                 "response_types": [],
                 "redirect_uris": [],
