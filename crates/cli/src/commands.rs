@@ -183,6 +183,12 @@ async fn live_check(
         Credential::Static(_) => {
             return (true, format!("nothing to obtain ({method}: a static credential, prepared from its secrets)"));
         }
+        Credential::Digest(_) => {
+            return (
+                true,
+                format!("nothing to obtain ({method}: prepared from its secrets; the upstream's challenge comes with the first call)"),
+            );
+        }
         Credential::User(_) => {
             return (
                 true,

@@ -10,6 +10,7 @@ pub mod authorization_code;
 mod basic;
 mod client_assertion;
 mod client_certificate;
+pub mod digest;
 pub mod grant;
 mod jwt_bearer;
 mod oauth2;
@@ -32,6 +33,8 @@ pub enum Credential {
     None,
     /// Signs with what was prepared (an API key in a header or the query, a Basic pair).
     Static(Box<dyn Sign>),
+    /// HTTP Digest: signed per request over a challenge the upstream sent (and that is kept).
+    Digest(Box<digest::DigestAuth>),
     /// An OAuth token, obtained and refreshed by the token lifecycle.
     Token(SharedSource),
     /// Per-user tokens from the browser flow: each call names whose connection to use.
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::None => f.write_str("Credential::None"),
             Credential::Static(signer) => write!(f, "Credential::Static({signer:?})"),
+            Credential::Digest(d) => write!(f, "Credential::Digest({d:?})"),
             Credential::Token(src) => write!(f, "Credential::Token({:?})", src.key),
             Credential::User(u) => write!(f, "Credential::User({:?})", u.template.key),
             Credential::Identity { audience, .. } => write!(f, "Credential::Identity({audience})"),
@@ -128,6 +132,10 @@ pub fn prepare(
             api_key::header(&a.name, a.prefix.as_deref(), secrets.resolve(&a.key, env)?).map(with_default)
         }
         AuthConfig::Basic(b) => basic::header(&b.username, secrets.resolve(&b.password, env)?).map(with_default),
+        AuthConfig::Digest(d) => Ok(with_default(Credential::Digest(Box::new(digest::DigestAuth::new(
+            &d.username,
+            secrets.resolve(&d.password, env)?,
+        ))))),
         AuthConfig::ClientCertificate(c) => {
             let upstream = client_certificate::client(c, env, secrets, clients)?;
             Ok(Prepared { credential: Credential::None, upstream })
@@ -204,6 +212,7 @@ impl Credential {
     pub fn owned_header(&self) -> Option<&HeaderName> {
         match self {
             Credential::Static(signer) => signer.owned_header(),
+            Credential::Digest(_) => Some(&http::header::AUTHORIZATION),
             Credential::Token(src) if src.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::User(u) if u.template.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::Identity { .. } => Some(&http::header::AUTHORIZATION),

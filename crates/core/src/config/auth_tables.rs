@@ -388,6 +388,14 @@ pub struct Basic {
     pub password: SecretRef,
 }
 
+/// `digest`: RFC 7616 HTTP Digest (MD5, SHA-256 and their `-sess` variants, `qop=auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digest {
+    pub username: String,
+    pub password: SecretRef,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCertificate {
@@ -427,6 +435,12 @@ impl MethodTable for ApiKeyHeader {
 }
 
 impl MethodTable for Basic {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        vec![("password", &self.password)]
+    }
+}
+
+impl MethodTable for Digest {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
         vec![("password", &self.password)]
     }

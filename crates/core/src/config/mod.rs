@@ -13,8 +13,8 @@ mod value;
 
 pub use auth_tables::{
     ApiKeyHeader, ApiKeyQuery, AssertionAlg, AuthorizationCode, Basic, ClientAuth, ClientCertificate, ClientKeyFields,
-    JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password, RedirectMode,
-    Scope, TokenIn, TokenResponseFormat,
+    Digest, JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
+    RedirectMode, Scope, TokenIn, TokenResponseFormat,
 };
 pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
 pub use problems::{ConfigErrors, Problem};

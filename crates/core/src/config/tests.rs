@@ -93,7 +93,10 @@ base_url = "https://y.example"
 auth = { method = "basic", username = "u" }
 [connectors.c]
 base_url = "https://z.example"
-auth = { method = "digest" }
+auth = { method = "oauth1" }
+[connectors.c2]
+base_url = "https://z.example"
+auth = { method = "digest", username = "a\"b", password = { secret = "pw" } }
 [connectors.d]
 base_url = "https://z.example"
 auth = { method = "telepathy" }
@@ -108,7 +111,8 @@ base_url = "https://z.example"
         "connector `a`, field `calls.c1.path`: uses `<x>`, which is not declared",
         "connector `a`, field `calls.c2.bogus`: unknown field `bogus`",
         "connector `b`, field `auth.password`",
-        "connector `c`, field `auth.method`: `digest` is not available in this version",
+        "connector `c`, field `auth.method`: `oauth1` is not available in this version",
+        "connector `c2`, field `auth.username`: a Digest username must be printable ASCII",
         "connector `d`, field `auth.method`: unknown auth method `telepathy`",
         "connector `e`, field `auth`: missing",
     ] {

@@ -260,6 +260,7 @@ fn the_method_table_is_every_list() {
             "api_key_query",
             "api_key_header",
             "basic",
+            "digest",
             "client_certificate",
             "oauth2_password",
             "oauth2_client_credentials",
@@ -322,6 +323,7 @@ fn secret_refs_name_every_secret_field() {
     assert_eq!(refs("jwt_json"), [("private_key", "secret `sa_json`".to_owned())]);
     assert_eq!(refs("code"), [("client_secret", "secret `cs`".to_owned())]);
     assert_eq!(refs("ident"), []);
+    assert_eq!(refs("dg"), [("password", "environment variable `DG_PW`".to_owned())]);
 }
 
 #[test]

@@ -329,6 +329,14 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
                 p("auth.username", "a Basic username cannot contain `:`".into());
             }
         }
+        AuthConfig::Digest(d) => {
+            if d.username.is_empty() || !d.username.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+                p(
+                    "auth.username",
+                    "a Digest username must be printable ASCII without `\"` or `\\` (Latchkey does not send `username*`)".into(),
+                );
+            }
+        }
         AuthConfig::ClientCertificate(c) => {
             if let Some(PemSource::Inline(pem)) = &c.ca_certificate
                 && !pem.contains("-----BEGIN CERTIFICATE-----")
