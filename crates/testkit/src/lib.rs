@@ -7,6 +7,7 @@
 //!   the command that installs it.
 //! - [`recorder`]: an in-process upstream that records exactly what arrived (raw path, headers,
 //!   body) and can misbehave on request (status codes, redirects, cookies, slowness).
+//! - [`forwarder`]: an HTTP forwarder in front of a real peer that counts and records requests.
 //! - [`canary`]: unique secret values and a scanner for them.
 //! - [`hostile_provider`]: an OAuth provider whose answers a test writes: it echoes the
 //!   request into its error, answers any JSON, or streams bodies too large to read.
@@ -17,6 +18,7 @@
 
 pub mod canary;
 pub mod fake_oauth;
+pub mod forwarder;
 pub mod hostile_provider;
 pub mod latchkey;
 pub mod peers;

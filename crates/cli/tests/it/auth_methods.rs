@@ -1,8 +1,9 @@
-//! Each static auth method against a real server: httpbin (PyPI) for keys and Basic, nginx
+//! Each static auth method against a real server: httpbin (PyPI) for keys, Basic and Digest, nginx
 //! (Debian) with `ssl_verify_client on` for client certificates.
 
 use serde_json::json;
 
+use latchkey_testkit::forwarder::Forwarder;
 use latchkey_testkit::peers::httpbin::httpbin;
 use latchkey_testkit::peers::nginx::nginx_mtls;
 
@@ -268,4 +269,112 @@ async fn s11_pooled_connections_never_cross_client_certificates() {
         crossed.len(),
         crossed.first()
     );
+}
+
+const DIGEST_CALLS: &str = r#"
+[connectors.up.calls.digest]
+path = "/digest-auth/auth/ada/<pw>/<alg>"
+[connectors.up.calls.digest.params]
+pw = { required = true }
+alg = { required = true }
+"#;
+
+/// What the forwarder saw since `from`: (status, the `Authorization` it carried).
+fn round_trips(fwd: &Forwarder, from: usize) -> Vec<(u16, String)> {
+    fwd.passed()[from..].iter().map(|p| (p.status, p.authorization.clone().unwrap_or_default())).collect()
+}
+
+/// RFC 7616 Digest against httpbin's `/digest-auth/auth/<user>/<pass>/<algorithm>`, through a
+/// forwarder that counts the round trips: the first call costs the challenge's, later ones
+/// reuse it with the next nonce count; live and dev hold different passwords and challenges.
+#[tokio::test]
+async fn digest_md5_and_sha_256_named_and_proxied_live_and_dev_against_httpbin() {
+    let fwd = Forwarder::start(&httpbin().base_url).await;
+    let lk = with_connector(
+        &fwd.base_url,
+        r#"{ method = "digest", username = "ada", password = { secret = "pw" } }"#,
+        DIGEST_CALLS,
+    );
+    // httpbin checks the answer over the decoded path (werkzeug's `request.path`), where a
+    // server checks it over the request target as sent: passwords in the path stay unencoded.
+    lk.put_secret("pw", "live", "live-pass").await;
+    lk.put_secret("pw", "dev", "dev-pass").await;
+    let (live, dev) = (lk.app_key("live").await, lk.app_key("dev").await);
+    let ok = json!({"authenticated": true, "user": "ada"});
+
+    // Live, MD5: the first call goes unsigned, answers the challenge; the second signs at once.
+    let r = lk.call(&live, "up", "digest", json!({"pw": "live-pass", "alg": "MD5"})).await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    let trips = round_trips(&fwd, 0);
+    assert_eq!(trips.iter().map(|t| t.0).collect::<Vec<_>>(), [401, 200], "{trips:?}");
+    assert_eq!(trips[0].1, "", "the first request went signed without a challenge");
+    assert!(trips[1].1.starts_with("Digest username=\"ada\"") && trips[1].1.contains("algorithm=MD5"), "{trips:?}");
+    assert!(trips[1].1.contains("nc=00000001") && trips[1].1.contains("qop=auth"), "{trips:?}");
+    let r = lk.call(&live, "up", "digest", json!({"pw": "live-pass", "alg": "MD5"})).await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    let trips = round_trips(&fwd, 2);
+    assert_eq!(trips.len(), 1, "the second call cost another round trip: {trips:?}");
+    assert!(trips[0].1.contains("nc=00000002"), "{trips:?}");
+
+    // The proxy signs with the same kept challenge.
+    let proxied = |key: &str, path: &str| {
+        let req = lk.http.get(lk.url(&format!("/v1/proxy/up{path}"))).bearer_auth(key);
+        async move { Reply::read(req.send().await.unwrap()).await }
+    };
+    let r = proxied(&live, "/digest-auth/auth/ada/live-pass/MD5").await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    let trips = round_trips(&fwd, 3);
+    assert_eq!(trips.len(), 1, "{trips:?}");
+    assert!(trips[0].1.contains("nc=00000003") && trips[0].1.contains("uri=\"/digest-auth/auth/ada/live-pass/MD5\""), "{trips:?}");
+
+    // Dev: its own password and its own challenge, SHA-256, by the proxy first.
+    let r = proxied(&dev, "/digest-auth/auth/ada/dev-pass/SHA-256").await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    let trips = round_trips(&fwd, 4);
+    assert_eq!(trips.iter().map(|t| t.0).collect::<Vec<_>>(), [401, 200], "{trips:?}");
+    assert!(trips[1].1.contains("algorithm=SHA-256") && trips[1].1.contains("nc=00000001"), "{trips:?}");
+    let r = lk.call(&dev, "up", "digest", json!({"pw": "dev-pass", "alg": "SHA-256"})).await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    assert_eq!(round_trips(&fwd, 6).len(), 1);
+
+    // httpbin expecting dev's password from a live key: the upstream refuses the answer to its
+    // own challenge, which is a clear error, not the upstream's 401.
+    let r = lk.call(&live, "up", "digest", json!({"pw": "dev-pass", "alg": "MD5"})).await;
+    assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("refused the Digest username and password") && !message.contains("live-pass"), "{message}");
+    assert_eq!(round_trips(&fwd, 7).iter().map(|t| t.0).collect::<Vec<_>>(), [401, 401]);
+    // After a refusal the kept challenge is dropped: the next call starts over, and works.
+    let r = lk.call(&live, "up", "digest", json!({"pw": "live-pass", "alg": "MD5"})).await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    let trips = round_trips(&fwd, 9);
+    assert_eq!(trips.iter().map(|t| (t.0, t.1.is_empty())).collect::<Vec<_>>(), [(401, true), (200, false)]);
+}
+
+/// A kept nonce the server no longer takes (`stale=true`): answered once with the new
+/// challenge, the request (and its body) sent again; the new challenge is kept.
+#[tokio::test]
+async fn a_stale_digest_nonce_is_answered_once_with_the_new_challenge() {
+    let fwd = Forwarder::start(&httpbin().base_url).await;
+    let lk = with_connector(
+        &fwd.base_url,
+        r#"{ method = "digest", username = "ada", password = { secret = "pw" } }"#,
+        DIGEST_CALLS,
+    );
+    lk.put_secret("pw", "live", "pw1").await;
+    let live = lk.app_key("live").await;
+    let ok = json!({"authenticated": true, "user": "ada"});
+    let call = || lk.call(&live, "up", "digest", json!({"pw": "pw1", "alg": "MD5"}));
+    assert_eq!(call().await.status, 200);
+    fwd.refuse_next_signed(r#"Digest realm="me@kennethreitz.com", nonce="fresh-nonce", qop="auth", algorithm=MD5, stale=TRUE"#);
+    let r = call().await;
+    assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
+    let trips = round_trips(&fwd, 2);
+    assert_eq!(trips.iter().map(|t| t.0).collect::<Vec<_>>(), [401, 200], "{trips:?}");
+    assert!(trips[0].1.contains("nc=00000002"), "{trips:?}");
+    assert!(trips[1].1.contains("nonce=\"fresh-nonce\"") && trips[1].1.contains("nc=00000001"), "{trips:?}");
+    let r = call().await;
+    assert_eq!(r.status, 200);
+    let trips = round_trips(&fwd, 4);
+    assert!(trips.len() == 1 && trips[0].1.contains("nonce=\"fresh-nonce\"") && trips[0].1.contains("nc=00000002"), "{trips:?}");
 }

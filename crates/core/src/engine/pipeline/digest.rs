@@ -82,19 +82,28 @@ fn digest_challenge(conn: &ConnectorRuntime, resp: &UpstreamResponse) -> Result<
 
 /// The body in memory: a streamed body is read, up to [`BODY_LIMIT`].
 async fn replayable(conn: &ConnectorRuntime, body: OutBody) -> Result<Bytes, CallError> {
-    match body {
-        OutBody::Bytes(b) => Ok(b),
-        OutBody::Stream(s) => match http_body_util::Limited::new(s, BODY_LIMIT).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(CallError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "connector `{}` uses Digest, which may send a request twice: its proxied bodies are held in memory, at most {} MiB",
-                    conn.name,
-                    BODY_LIMIT / (1024 * 1024)
-                ),
-            )),
-            Err(_) => Err(CallError::invalid_params("the request body could not be read to the end")),
-        },
+    let mut stream = match body {
+        OutBody::Bytes(b) => return Ok(b),
+        OutBody::Stream(s) => s,
+    };
+    let mut read = bytes::BytesMut::new();
+    while let Some(frame) = stream.frame().await {
+        let Ok(frame) = frame else {
+            return Err(CallError::invalid_params("the request body could not be read to the end"));
+        };
+        if let Some(chunk) = frame.data_ref() {
+            if read.len() + chunk.len() > BODY_LIMIT {
+                return Err(CallError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "connector `{}` uses Digest, which may send a request twice: its proxied bodies are held in memory, at most {} MiB",
+                        conn.name,
+                        BODY_LIMIT / (1024 * 1024)
+                    ),
+                ));
+            }
+            read.extend_from_slice(chunk);
+        }
     }
+    Ok(read.freeze())
 }
