@@ -277,3 +277,60 @@ path = "/api/echo"
     let found = find(&read_dir_bytes(&lk.data_dir), &canaries);
     assert!(found.is_empty(), "canaries in plaintext on disk: {found:?}");
 }
+
+/// The canary scan for `digest`: the password signs answers to httpbin's challenges, named and
+/// proxied, with debug logging; httpbin expects another password, so every call ends in the
+/// refusal error after a challenge and an answer. No canary in what Latchkey wrote, its log,
+/// the disk, or what reached the upstream (only hashes leave).
+#[tokio::test]
+async fn no_digest_password_reaches_responses_logs_the_disk_or_the_upstream() {
+    use latchkey_testkit::forwarder::Forwarder;
+    use latchkey_testkit::peers::httpbin::httpbin;
+    let fwd = Forwarder::start(&httpbin().base_url).await;
+    let config = format!(
+        r#"
+[connectors.dg]
+base_url = "{up}"
+auth = {{ method = "digest", username = "ada", password = {{ secret = "dg_pw" }} }}
+[connectors.dg.calls.check]
+path = "/digest-auth/auth/ada/other/SHA-256"
+"#,
+        up = fwd.base_url
+    );
+    let env = vec![("LATCHKEY_LOG".to_owned(), "debug,sqlx=trace".to_owned())];
+    let lk = Latchkey::start_with(bin(), Options { config, env, ..Options::default() }).unwrap();
+    let (live_pw, dev_pw) = (canary("digestlive"), canary("digestdev"));
+    lk.put_secret("dg_pw", "live", &live_pw).await;
+    lk.put_secret("dg_pw", "dev", &dev_pw).await;
+    let (live, dev) = (lk.app_key("live").await, lk.app_key("dev").await);
+    let mut latchkey_wrote = String::new();
+    for key in [&live, &dev, &live] {
+        let r = lk.call(key, "dg", "check", json!({})).await;
+        assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
+        latchkey_wrote.push_str(&r.all_text());
+        let r = Reply::read(
+            lk.http.get(lk.url("/v1/proxy/dg/digest-auth/auth/ada/other/MD5")).bearer_auth(key).send().await.unwrap(),
+        )
+        .await;
+        assert_eq!(r.error_code(), Some("secret_missing"), "{}", r.body);
+        latchkey_wrote.push_str(&r.all_text());
+    }
+    let signed = fwd.passed().iter().filter(|p| p.authorization.is_some()).count();
+    assert!(signed >= 6, "the password signed too few answers: {signed}");
+    for path in ["/v1/admin/secrets", "/v1/admin/connectors", "/metrics"] {
+        let r = Reply::read(lk.admin_req(Method::GET, path).send().await.unwrap()).await;
+        latchkey_wrote.push_str(&r.all_text());
+    }
+    let canaries = [live_pw, dev_pw];
+    let found = find(latchkey_wrote.as_bytes(), &canaries);
+    assert!(found.is_empty(), "canaries in Latchkey's responses: {found:?}\n{latchkey_wrote}");
+    let log = lk.output();
+    assert!(log.contains("db.statement") && log.contains("secret_missing"), "the scenario was not logged:\n{log}");
+    let found = find(log.as_bytes(), &canaries);
+    assert!(found.is_empty(), "canaries in the server's output: {found:?}\n{log}");
+    let sent: String = fwd.passed().iter().map(|p| format!("{} {:?}\n", p.uri, p.authorization)).collect();
+    let found = find(sent.as_bytes(), &canaries);
+    assert!(found.is_empty(), "canaries sent upstream: {found:?}\n{sent}");
+    let found = find(&read_dir_bytes(&lk.data_dir), &canaries);
+    assert!(found.is_empty(), "canaries in plaintext on disk: {found:?}");
+}
