@@ -186,7 +186,9 @@ async fn live_check(
         Credential::Digest(_) => {
             return (
                 true,
-                format!("nothing to obtain ({method}: prepared from its secrets; the upstream's challenge comes with the first call)"),
+                format!(
+                    "nothing to obtain ({method}: prepared from its secrets; the upstream's challenge comes with the first call)"
+                ),
             );
         }
         Credential::User(_) => {

@@ -36,7 +36,7 @@ impl Forwarder {
         let fwd = Forwarder {
             base_url: format!("http://{addr}"),
             target: target.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            client: crate::latchkey::test_client(),
             log: Arc::default(),
             refuse: Arc::default(),
         };

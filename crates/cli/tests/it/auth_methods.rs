@@ -325,7 +325,10 @@ async fn digest_md5_and_sha_256_named_and_proxied_live_and_dev_against_httpbin()
     assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
     let trips = round_trips(&fwd, 3);
     assert_eq!(trips.len(), 1, "{trips:?}");
-    assert!(trips[0].1.contains("nc=00000003") && trips[0].1.contains("uri=\"/digest-auth/auth/ada/live-pass/MD5\""), "{trips:?}");
+    assert!(
+        trips[0].1.contains("nc=00000003") && trips[0].1.contains("uri=\"/digest-auth/auth/ada/live-pass/MD5\""),
+        "{trips:?}"
+    );
 
     // Dev: its own password and its own challenge, SHA-256, by the proxy first.
     let r = proxied(&dev, "/digest-auth/auth/ada/dev-pass/SHA-256").await;
@@ -342,7 +345,10 @@ async fn digest_md5_and_sha_256_named_and_proxied_live_and_dev_against_httpbin()
     let r = lk.call(&live, "up", "digest", json!({"pw": "dev-pass", "alg": "MD5"})).await;
     assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("refused the Digest username and password") && !message.contains("live-pass"), "{message}");
+    assert!(
+        message.contains("refused the Digest username and password") && !message.contains("live-pass"),
+        "{message}"
+    );
     assert_eq!(round_trips(&fwd, 7).iter().map(|t| t.0).collect::<Vec<_>>(), [401, 401]);
     // After a refusal the kept challenge is dropped: the next call starts over, and works.
     let r = lk.call(&live, "up", "digest", json!({"pw": "live-pass", "alg": "MD5"})).await;
@@ -366,7 +372,9 @@ async fn a_stale_digest_nonce_is_answered_once_with_the_new_challenge() {
     let ok = json!({"authenticated": true, "user": "ada"});
     let call = || lk.call(&live, "up", "digest", json!({"pw": "pw1", "alg": "MD5"}));
     assert_eq!(call().await.status, 200);
-    fwd.refuse_next_signed(r#"Digest realm="me@kennethreitz.com", nonce="fresh-nonce", qop="auth", algorithm=MD5, stale=TRUE"#);
+    fwd.refuse_next_signed(
+        r#"Digest realm="me@kennethreitz.com", nonce="fresh-nonce", qop="auth", algorithm=MD5, stale=TRUE"#,
+    );
     let r = call().await;
     assert_eq!((r.status, r.json()), (200, ok.clone()), "{}", r.body);
     let trips = round_trips(&fwd, 2);
@@ -376,5 +384,8 @@ async fn a_stale_digest_nonce_is_answered_once_with_the_new_challenge() {
     let r = call().await;
     assert_eq!(r.status, 200);
     let trips = round_trips(&fwd, 4);
-    assert!(trips.len() == 1 && trips[0].1.contains("nonce=\"fresh-nonce\"") && trips[0].1.contains("nc=00000002"), "{trips:?}");
+    assert!(
+        trips.len() == 1 && trips[0].1.contains("nonce=\"fresh-nonce\"") && trips[0].1.contains("nc=00000002"),
+        "{trips:?}"
+    );
 }

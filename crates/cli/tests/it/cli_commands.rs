@@ -295,6 +295,24 @@ fn check_reports_every_problem_with_its_line_and_refuses_unknown_methods() {
 }
 
 #[test]
+fn check_knows_the_digest_fields() {
+    let config = "[connectors.d]\nbase_url = \"https://d.example\"\n\
+                  auth = { method = \"digest\", password = { secret = \"dpw\" }, realm = \"r\" }\n";
+    let (work, data) = workdir(config);
+    let out = run_cli(bin(), work.path(), &data, &[], &["check"], None);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("connector `d`, field `auth.realm`: unknown field `realm`"), "{t}");
+    assert!(t.contains("connector `d`, field `auth.username`"), "{t}");
+    let config = "[connectors.d]\nbase_url = \"https://d.example\"\n\
+                  auth = { method = \"digest\", username = \"ada\", password = { secret = \"dpw\" } }\n";
+    let (work, data) = workdir(config);
+    let out = run_cli(bin(), work.path(), &data, &[], &["check", "--strict"], None);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("connector `d`, field `auth.password`: secret `dpw` is missing"), "{}", text(&out));
+}
+
+#[test]
 fn check_strict_fails_while_a_secret_is_missing() {
     let (work, data) = workdir(ONE_CONNECTOR);
     let cli = |args: &[&str], stdin| run_cli(bin(), work.path(), &data, &[], args, stdin);

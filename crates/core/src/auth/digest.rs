@@ -156,8 +156,11 @@ impl DigestAuth {
             method: method.as_str(),
             uri,
         });
-        let username =
-            if c.userhash { c.algorithm.hash(&[self.username.as_bytes(), c.realm.as_bytes()]) } else { self.username.clone() };
+        let username = if c.userhash {
+            c.algorithm.hash(&[self.username.as_bytes(), c.realm.as_bytes()])
+        } else {
+            self.username.clone()
+        };
         let mut out = format!(
             "Digest username=\"{}\", realm=\"{}\", uri=\"{}\", algorithm={}, nonce=\"{}\"",
             quote(&username),
@@ -215,9 +218,9 @@ pub fn challenge(headers: &HeaderMap) -> Result<Option<(Challenge, bool)>, Strin
             }
             match digest_params(&params) {
                 Ok(found) => {
-                    let better = best.as_ref().is_none_or(|(b, _)| {
-                        b.algorithm == Algorithm::Md5 && found.0.algorithm == Algorithm::Sha256
-                    });
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|(b, _)| b.algorithm == Algorithm::Md5 && found.0.algorithm == Algorithm::Sha256);
                     if better {
                         best = Some(found);
                     }
@@ -341,13 +344,11 @@ fn parse(bytes: &[u8]) -> Vec<(String, Vec<(String, String)>)> {
             if value.chars().any(char::is_control) {
                 return out;
             }
-            match out.last_mut() {
-                Some((_, params)) if params.len() < MAX_PARAMS => {
-                    if !params.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name)) {
-                        params.push((name, value));
-                    }
-                }
-                _ => {}
+            if let Some((_, params)) = out.last_mut()
+                && params.len() < MAX_PARAMS
+                && !params.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name))
+            {
+                params.push((name, value));
             }
         } else {
             out.push((name, Vec::new()));

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::auth_tables::{
-    ApiKeyHeader, ApiKeyQuery, AuthorizationCode, Basic, ClientCertificate, Digest, JwtBearer, LatchkeyIdentity, NoAuth,
-    OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
+    ApiKeyHeader, ApiKeyQuery, AuthorizationCode, Basic, ClientCertificate, Digest, JwtBearer, LatchkeyIdentity,
+    NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
 };
 use super::raw::{Sift, typed_all};
 use super::secret_ref::SecretRef;

@@ -330,7 +330,9 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
             }
         }
         AuthConfig::Digest(d) => {
-            if d.username.is_empty() || !d.username.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+            if d.username.is_empty()
+                || !d.username.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            {
                 p(
                     "auth.username",
                     "a Digest username must be printable ASCII without `\"` or `\\` (Latchkey does not send `username*`)".into(),

@@ -124,7 +124,8 @@ fn a_challenge_latchkey_cannot_answer_says_what_was_offered() {
 fn hostile_challenges_are_bounded_and_never_panic() {
     let long = format!("Digest realm=\"{}\", nonce=\"n\"", "a".repeat(MAX_HEADER_LEN));
     assert!(challenge(&www(&[&long])).is_err());
-    let many_params = format!("Digest realm=r, nonce=n, {}", (0..10_000).map(|i| format!("p{i}=v")).collect::<Vec<_>>().join(","));
+    let many_params =
+        format!("Digest realm=r, nonce=n, {}", (0..10_000).map(|i| format!("p{i}=v")).collect::<Vec<_>>().join(","));
     let _ = challenge(&www(&[&many_params[..MAX_HEADER_LEN.min(many_params.len())]]));
     let many_schemes = "Digest ".repeat(1_000);
     assert!(challenge(&www(&[&many_schemes])).is_err());

@@ -37,8 +37,9 @@ pub(super) async fn send_with_digest(
         Some(c) => signed(c)?,
         None => request.headers.clone(),
     };
-    let first = send::send_once(conn, prepared, request.method.clone(), &request.url, headers, bytes_body(body.clone()))
-        .await?;
+    let first =
+        send::send_once(conn, prepared, request.method.clone(), &request.url, headers, bytes_body(body.clone()))
+            .await?;
     let Some(challenge) = digest_challenge(conn, &first)? else {
         return Ok(first);
     };
