@@ -358,7 +358,8 @@ async fn digest_md5_and_sha_256_named_and_proxied_live_and_dev_against_httpbin()
 }
 
 /// A kept nonce the server no longer takes (`stale=true`): answered once with the new
-/// challenge, the request (and its body) sent again; the new challenge is kept.
+/// challenge, the request (and its body, a proxied one too) sent again; the new challenge is
+/// kept. A proxied body beyond what may be held is refused before anything is sent.
 #[tokio::test]
 async fn a_stale_digest_nonce_is_answered_once_with_the_new_challenge() {
     let fwd = Forwarder::start(&httpbin().base_url).await;
@@ -388,4 +389,22 @@ async fn a_stale_digest_nonce_is_answered_once_with_the_new_challenge() {
         trips.len() == 1 && trips[0].1.contains("nonce=\"fresh-nonce\"") && trips[0].1.contains("nc=00000002"),
         "{trips:?}"
     );
+
+    // A proxied body streams in from the caller: it is held, so the answer to a refused nonce
+    // sends it again (httpbin's /anything echoes it).
+    fwd.refuse_next_signed(r#"Digest realm="r", nonce="third-nonce", qop="auth", stale=true"#);
+    let body = "a streamed body ".repeat(1000);
+    let req = lk.http.post(lk.url("/v1/proxy/up/anything/x")).bearer_auth(&live).body(body.clone());
+    let r = Reply::read(req.send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["data"], body.as_str());
+    let trips = round_trips(&fwd, 5);
+    assert_eq!(trips.iter().map(|t| t.0).collect::<Vec<_>>(), [401, 200], "{trips:?}");
+    assert!(trips[1].1.contains("nonce=\"third-nonce\"") && trips[1].1.contains("uri=\"/anything/x\""), "{trips:?}");
+    // Beyond what may be held: refused before anything is sent.
+    let req = lk.http.post(lk.url("/v1/proxy/up/anything/x")).bearer_auth(&live).body(vec![b'x'; 3 * 1024 * 1024]);
+    let r = Reply::read(req.send().await.unwrap()).await;
+    assert_eq!((r.status, r.error_code()), (413, Some("payload_too_large")), "{}", r.body);
+    assert!(r.body.contains("uses Digest, which may send a request twice"), "{}", r.body);
+    assert_eq!(fwd.passed().len(), 7);
 }
