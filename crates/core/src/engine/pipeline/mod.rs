@@ -201,8 +201,8 @@ impl Engine {
                 send::send_outgoing(conn, prepared, request).await
             }
             (Credential::None, None) => send::send_outgoing(conn, prepared, request).await,
-            // Boxed: its state stays off the other methods' future.
-            (Credential::Digest(auth), None) => Box::pin(digest::send_with_digest(conn, prepared, auth, request)).await,
+            // Boxed, out of line: its state and code stay off the other methods' path.
+            (Credential::Digest(auth), None) => digest::boxed(conn, prepared, auth, request).await,
             (Credential::Token(src), None) => self.send_with_token(conn, prepared, src, None, request).await,
             (Credential::User(auth), Some(owner)) => {
                 let row = self.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
