@@ -110,7 +110,7 @@ async fn replayable(conn: &ConnectorRuntime, body: OutBody) -> Result<Bytes, Cal
                 return Err(CallError::new(
                     ErrorCode::PayloadTooLarge,
                     format!(
-                        "connector `{}` uses Digest, which may send a request twice: its proxied bodies are held in memory, at most {} MiB",
+                        "connector `{}` uses Digest, which may send a request twice: its proxied bodies are held in memory, at most {} MiB; send a smaller body (or split the upload)",
                         conn.name,
                         BODY_LIMIT / (1024 * 1024)
                     ),
