@@ -68,6 +68,13 @@ secret_kind!(
     Clone
 );
 secret_kind!(
+    /// The secret that goes with a token and signs with it instead of travelling: OAuth 1.0a's
+    /// `oauth_token_secret` (RFC 5849 §2.3), or the `SecretAccessKey` of AWS temporary
+    /// credentials (STS `AssumeRole`), whose session token is the set's access token.
+    TokenSecret,
+    Clone
+);
+secret_kind!(
     /// A private key in PEM (PKCS#1 or PKCS#8), as `jwt_bearer` signs its assertions with.
     PrivateKey,
     Clone

@@ -204,7 +204,14 @@ pub fn apply_token(
     headers: &mut HeaderMap,
     url: &mut Url,
 ) -> Result<(), CallError> {
-    Bearer { token, token_in }.sign(&mut Unsigned { method: &http::Method::GET, url, headers, body: None })
+    Bearer { token, token_in }.sign(&mut Unsigned {
+        method: &http::Method::GET,
+        url,
+        headers,
+        body: None,
+        // A bearer token reads no time.
+        clock: &crate::clock::SystemClock,
+    })
 }
 
 impl Credential {

@@ -20,6 +20,9 @@ pub struct Unsigned<'a> {
     /// The body, when it is in memory (named calls, and requests sent again after a refresh);
     /// `None` while it streams through from the caller.
     pub body: Option<&'a [u8]>,
+    /// The engine's clock, for a method that signs the time (OAuth 1.0a's timestamp, SigV4's
+    /// `x-amz-date`); the others never read it, so their calls cost no clock read.
+    pub clock: &'a dyn crate::clock::Clock,
 }
 
 /// One authentication method's signing step. Signing replaces whatever the caller sent under
@@ -151,7 +154,15 @@ mod tests {
         for (k, v) in headers {
             map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
-        signer.sign(&mut Unsigned { method: &Method::GET, url: &mut url, headers: &mut map, body: None }).unwrap();
+        signer
+            .sign(&mut Unsigned {
+                method: &Method::GET,
+                url: &mut url,
+                headers: &mut map,
+                body: None,
+                clock: &crate::clock::SystemClock,
+            })
+            .unwrap();
         (url.to_string(), map)
     }
 
@@ -207,6 +218,7 @@ mod tests {
                 url: &mut Url::parse("https://a.example/").unwrap(),
                 headers: &mut HeaderMap::new(),
                 body: None,
+                clock: &crate::clock::SystemClock,
             })
             .unwrap_err();
         assert!(!e.message.contains("canary"), "{}", e.message);

@@ -117,6 +117,7 @@ pub fn parse(req: &TokenRequest, answer: &Answer, now: i64) -> Result<TokenSet, 
     Ok(TokenSet {
         access_token: AccessToken::from(access.to_owned()),
         refresh_token: refresh.map(|s| RefreshToken::from(s.to_owned())),
+        token_secret: None,
         token_type: json.get("token_type").and_then(Value::as_str).map(str::to_owned),
         expires_at,
         scope: json.get("scope").and_then(Value::as_str).map(str::to_owned),

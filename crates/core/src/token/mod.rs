@@ -23,7 +23,7 @@ use latchkey_vault::{Aad, Vault, VaultError};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::secret::{AccessToken, RefreshToken};
+use crate::secret::{AccessToken, RefreshToken, TokenSecret};
 use crate::store::TokenKey;
 
 /// What a token endpoint gave: the secret parts in redacting types, the rest as it came.
@@ -31,6 +31,9 @@ use crate::store::TokenKey;
 pub struct TokenSet {
     pub access_token: AccessToken,
     pub refresh_token: Option<RefreshToken>,
+    /// The secret that signs beside the token (OAuth 1.0a's token secret, AWS temporary
+    /// credentials' secret key); `None` for OAuth 2 tokens.
+    pub token_secret: Option<TokenSecret>,
     pub token_type: Option<String>,
     /// Unix milliseconds; `None` when the provider gave no lifetime.
     pub expires_at: Option<i64>,
@@ -48,6 +51,7 @@ impl std::fmt::Debug for TokenSet {
         f.debug_struct("TokenSet")
             .field("access_token", &"[REDACTED]")
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "[REDACTED]"))
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
             .finish_non_exhaustive()
@@ -80,6 +84,8 @@ struct Stored {
     access_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_secret: Option<String>,
     #[serde(default)]
     token_type: Option<String>,
     #[serde(default)]
@@ -103,6 +109,7 @@ pub fn seal(vault: &Vault, key: &TokenKey, set: &TokenSet) -> Vec<u8> {
     let stored = Stored {
         access_token: set.access_token.expose_secret().to_owned(),
         refresh_token: set.refresh_token.as_ref().map(|r| r.expose_secret().to_owned()),
+        token_secret: set.token_secret.as_ref().map(|s| s.expose_secret().to_owned()),
         token_type: set.token_type.clone(),
         expires_at: set.expires_at,
         scope: set.scope.clone(),
@@ -143,6 +150,7 @@ pub fn open(vault: &Vault, key: &TokenKey, sealed: &[u8]) -> Result<TokenSet, Op
     Ok(TokenSet {
         access_token: AccessToken::from(stored.access_token),
         refresh_token: stored.refresh_token.map(RefreshToken::from),
+        token_secret: stored.token_secret.map(TokenSecret::from),
         token_type: stored.token_type,
         expires_at: stored.expires_at,
         scope: stored.scope,
@@ -256,6 +264,7 @@ mod open_tests {
         TokenSet {
             access_token: AccessToken::from("at-1".to_owned()),
             refresh_token: Some(RefreshToken::from("rt-1".to_owned())),
+            token_secret: None,
             token_type: Some("Bearer".into()),
             expires_at: Some(2_000),
             scope: None,
@@ -276,6 +285,19 @@ mod open_tests {
         assert_eq!(opened.grant, None, "a set stored before stamps has none");
         let stamped = TokenSet { grant: Some([7; 32]), ..set() };
         assert_eq!(open(&vault, &key, &seal(&vault, &key, &stamped)).unwrap().grant, Some([7; 32]));
+        assert!(opened.token_secret.is_none(), "an OAuth 2 set has no token secret");
+    }
+
+    #[test]
+    fn a_token_secret_is_sealed_with_its_token_and_never_shown() {
+        let vault = Vault::new(&MasterKey::generate());
+        let key = TokenKey::app("crm", Env::Live);
+        let with = TokenSet { token_secret: Some(TokenSecret::from("ts-canary-1".to_owned())), ..set() };
+        let sealed = seal(&vault, &key, &with);
+        assert!(!sealed.windows(11).any(|w| w == b"ts-canary-1"), "sealed, not in the clear");
+        let opened = open(&vault, &key, &sealed).unwrap();
+        assert_eq!(opened.token_secret.as_ref().map(|s| s.expose_secret()), Some("ts-canary-1"));
+        assert!(!format!("{opened:?}").contains("ts-canary-1"), "Debug redacts it");
     }
 
     #[test]

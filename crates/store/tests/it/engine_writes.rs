@@ -30,7 +30,15 @@ fn sent_key(engine: &Engine, name: &str) -> Option<String> {
     let (mut headers, mut url) = (http::HeaderMap::new(), url::Url::parse("https://x.example/").ok()?);
     let method = http::Method::GET;
     let signer = prepared.credential.prepared_signer()?;
-    signer.sign(&mut Unsigned { method: &method, url: &mut url, headers: &mut headers, body: None }).ok()?;
+    signer
+        .sign(&mut Unsigned {
+            method: &method,
+            url: &mut url,
+            headers: &mut headers,
+            body: None,
+            clock: &latchkey_core::clock::SystemClock,
+        })
+        .ok()?;
     Some(headers.get("x-key")?.to_str().ok()?.to_owned())
 }
 

@@ -197,7 +197,7 @@ impl Engine {
         build::check_origin(conn, &request.url)?;
         match (&prepared.credential, user) {
             (Credential::Static(signer), None) => {
-                sign(signer.as_ref(), request)?;
+                sign(signer.as_ref(), self.clock.as_ref(), request)?;
                 send::send_outgoing(conn, prepared, request).await
             }
             (Credential::None, None) => send::send_outgoing(conn, prepared, request).await,
@@ -216,7 +216,7 @@ impl Engine {
             }
             (Credential::Identity { audience, lifetime_s }, Some(user)) => {
                 let jwt = SecretString::from(self.sign_identity(env, user, audience, *lifetime_s).await?);
-                sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, request)?;
+                sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, self.clock.as_ref(), request)?;
                 send::send_outgoing(conn, prepared, request).await
             }
             (credential, user) => Err(wrong_caller(conn, credential, user.is_some())),
@@ -248,6 +248,7 @@ impl Engine {
                     url: &mut u,
                     headers: &mut h,
                     body,
+                    clock: self.clock.as_ref(),
                 })?;
                 Ok((h, u))
             };
@@ -331,12 +332,18 @@ fn wrong_caller(conn: &ConnectorRuntime, credential: &Credential, user_named: bo
 }
 
 /// The signing step for a request sent once: the signer sees the body when it is in memory.
-fn sign(signer: &dyn Sign, request: &mut Outgoing) -> Result<(), CallError> {
+fn sign(signer: &dyn Sign, clock: &dyn crate::clock::Clock, request: &mut Outgoing) -> Result<(), CallError> {
     let body = match &request.body {
         OutBody::Bytes(b) => Some(&b[..]),
         OutBody::Stream(_) => None,
     };
-    signer.sign(&mut Unsigned { method: &request.method, url: &mut request.url, headers: &mut request.headers, body })
+    signer.sign(&mut Unsigned {
+        method: &request.method,
+        url: &mut request.url,
+        headers: &mut request.headers,
+        body,
+        clock,
+    })
 }
 
 #[cfg(test)]

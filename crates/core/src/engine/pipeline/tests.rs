@@ -214,7 +214,7 @@ fn the_origin_check_refuses_a_url_off_the_connectors_origin_or_base_path() {
 
 fn signed_by_prepared(conn: &ConnectorRuntime, env: Env, mut out: Outgoing) -> Result<Outgoing, CallError> {
     let signer = conn.credential(env)?.credential.prepared_signer().expect("a static credential");
-    sign(signer, &mut out)?;
+    sign(signer, &crate::clock::SystemClock, &mut out)?;
     Ok(out)
 }
 

@@ -50,6 +50,7 @@ impl TokenEndpoint for Issuer {
         Ok(TokenSet {
             access_token: AccessToken::from(format!("at-{n}")),
             refresh_token: None,
+            token_secret: None,
             token_type: Some("Bearer".into()),
             expires_at: Some(now + 3_600_000),
             scope: None,

@@ -119,6 +119,7 @@ pub(super) fn token_set(access: &str, refresh: Option<&str>, obtained_at: i64, l
     TokenSet {
         access_token: AccessToken::from(access.to_owned()),
         refresh_token: refresh.map(|r| RefreshToken::from(r.to_owned())),
+        token_secret: None,
         token_type: Some("Bearer".into()),
         expires_at: Some(obtained_at + lifetime_ms),
         scope: None,
