@@ -32,6 +32,11 @@ impl ApiError {
         self
     }
 
+    /// The error's code (what `Latchkey-Error` says).
+    pub fn code(&self) -> ErrorCode {
+        self.error.code
+    }
+
     /// What the body's `message` says.
     pub fn message(&self) -> &str {
         &self.error.message

@@ -4,6 +4,7 @@
 //! engine, and map the result; every decision about credentials lives in `latchkey-core`.
 
 mod audit;
+pub mod console;
 mod docs;
 mod error;
 mod extract;
@@ -37,6 +38,8 @@ pub struct AppState {
     audit: Option<Arc<Audit>>,
     /// How long a request other than a call may take (`[server] request_timeout_s`).
     request_timeout: std::time::Duration,
+    /// Failed sign-ins to the admin console.
+    console_sign_in: Arc<console::SignInLimiter>,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             introspection: Arc::new(limit::RateLimiter::new(per_second)),
             audit: None,
             request_timeout: std::time::Duration::from_secs(request_timeout),
+            console_sign_in: Arc::default(),
         }
     }
 
@@ -87,7 +91,7 @@ const DEFAULT_REQUEST_TIMEOUT_S: u64 = 60;
 /// every request at a modest rate, far too few to scan for tokens.
 const DEFAULT_INTROSPECTION_PER_SECOND: u32 = 100;
 
-/// The whole HTTP API as one router; [`serve_threaded`] runs it behind `routes::Service`, which
+/// The whole HTTP API (and the admin console's pages) as one router; [`serve_threaded`] runs it behind `routes::Service`, which
 /// takes the hot routes before it.
 pub fn router(state: AppState) -> Router {
     routes::router(state)

@@ -20,6 +20,16 @@ impl RateLimiter {
         RateLimiter { per_second, burst: per_second * 2.0, buckets: Mutex::new(HashMap::new()) }
     }
 
+    /// Whether `caller`'s bucket has a request left, without taking it (a limit on failures:
+    /// looked at before the attempt, taken from only when it fails).
+    pub fn peek(&self, caller: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((tokens, at)) = buckets.get(caller) else { return Ok(()) };
+        let tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        if tokens >= 1.0 { Ok(()) } else { Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second)) }
+    }
+
     /// Takes one request from `caller`'s bucket, or says how long until one is available.
     pub fn check(&self, caller: &str) -> Result<(), Duration> {
         let now = Instant::now();
@@ -51,5 +61,7 @@ mod tests {
         let wait = limit.check("a").unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200), "{wait:?}");
         assert!(limit.check("b").is_ok(), "another caller has its own bucket");
+        assert!(limit.peek("a").is_err() && limit.peek("c").is_ok(), "peek sees the bucket");
+        assert!(limit.peek("c").is_ok(), "and takes nothing");
     }
 }

@@ -223,7 +223,7 @@ pub struct EventQuery {
     starting_after: Option<String>,
 }
 
-fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }

@@ -77,6 +77,7 @@ api! {
 
 pub fn router(state: AppState) -> Router {
     routes()
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -133,9 +134,15 @@ fn json_rejection(method: &http::Method, response: Response) -> Response {
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    // A handler's own JSON answer (`/readyz`'s 503 with its reason) is left as it is.
+    // A handler's own JSON answer (`/readyz`'s 503 with its reason) is left as it is, and so
+    // is the console's HTML error page.
+    let html = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     if !(status.is_client_error() || status.is_server_error())
         || json
+        || html
         || response.extensions().get::<ErrorCode>().is_some()
     {
         return response;

@@ -390,7 +390,7 @@ pub async fn exchange(
 }
 
 /// The audit record of a connection deleted by `caller` (the user id as its HMAC).
-fn deletion(
+pub(crate) fn deletion(
     audit: &crate::Audit,
     caller: &str,
     row: &latchkey_core::store::ConnectionRow,

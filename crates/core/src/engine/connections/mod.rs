@@ -184,8 +184,9 @@ impl Connections {
         Ok(())
     }
 
-    /// A fresh connect link that reconnects `row` (same owner, so the same connection id).
-    pub(crate) async fn reconnect_url(&self, row: &ConnectionRow) -> Option<String> {
+    /// A fresh connect link that reconnects `row` (same owner, so the same connection id);
+    /// `None` when no `return_to` it was made with is still allowed.
+    pub async fn reconnect_url(&self, row: &ConnectionRow) -> Option<String> {
         let allow = &self.mirror.config().server.return_to_allow;
         let return_to = rules::reconnect_return_to(row.return_to.as_deref(), allow)?;
         self.connect_session(row.env, &row.connector, &row.owner, &return_to, BTreeMap::new()).await.ok()

@@ -39,6 +39,16 @@ pub(crate) fn successor_aad(hash: &[u8], env: Env) -> Aad {
     Aad::new("refresh", latchkey_vault::to_hex(hash), "successor", env.as_str())
 }
 
+/// A signing key as listed: never its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: i64,
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
+}
+
 /// The identity provider: owns users, refresh-token families, sign-in codes and signing keys
 /// in the store; reads its keys and revoked families from the [`Mirror`]. Deleting a user
 /// deletes its connections ([`Connections`]).
@@ -105,6 +115,23 @@ impl Identity {
         }
         self.mirror.catch_up().await.map_err(unavailable)?;
         Ok(row)
+    }
+
+    /// The signing keys as stored, newest first: ids, algorithms and times, never the keys
+    /// (the admin console's list).
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyInfo>, CallError> {
+        let mut rows = self.store.list_signing_keys().await.map_err(unavailable)?;
+        rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.kid.cmp(&b.kid)));
+        Ok(rows
+            .into_iter()
+            .map(|r| SigningKeyInfo {
+                kid: r.kid,
+                alg: r.alg,
+                created_at: r.created_at,
+                activates_at: r.activates_at,
+                retired_at: r.retired_at,
+            })
+            .collect())
     }
 
     /// Makes the first signing key if there is none (at start-up).

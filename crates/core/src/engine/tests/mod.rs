@@ -5,6 +5,7 @@
 mod admin;
 mod callers;
 mod connect;
+mod console;
 mod faults;
 mod feed;
 mod identity;

@@ -1,0 +1,89 @@
+//! The admin console's sessions (`/console`), sealed into their own cookie by the vault: any
+//! instance with the master key opens them, so a console behind a load balancer needs no
+//! shared session table and no sticky sessions (docs/decisions.md, "The admin console").
+//!
+//! A session carries the admin key it was opened with (checked again on every request, exactly
+//! as the admin API checks a key: a deleted key ends its sessions), its CSRF token, when it
+//! began and when it was last used (idle expiry). It is bound to its purpose by the sealing's
+//! associated data, so no other sealed value can pass for one.
+
+use latchkey_vault::{Aad, random};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use super::Engine;
+
+/// What a session cookie opens to. `Debug` never shows the key or the CSRF token.
+pub struct ConsoleSession {
+    /// The admin key the operator signed in with.
+    pub admin_key: SecretString,
+    /// The token every form of this session carries.
+    pub csrf: SecretString,
+    /// Unix milliseconds.
+    pub signed_in_at: i64,
+    /// Unix milliseconds: the last request that renewed the cookie.
+    pub seen_at: i64,
+}
+
+impl std::fmt::Debug for ConsoleSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSession")
+            .field("signed_in_at", &self.signed_in_at)
+            .field("seen_at", &self.seen_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The format's first line: a session of another format never opens.
+const VERSION: &str = "console-session-1";
+
+fn aad() -> Aad {
+    Aad::new("console", "session", "cookie", "")
+}
+
+/// A random token (about 190 bits) for CSRF tokens and the sign-in form's.
+pub fn random_token() -> SecretString {
+    SecretString::from(random::token(32))
+}
+
+impl ConsoleSession {
+    /// A new session for `admin_key`, with a fresh CSRF token.
+    pub fn new(admin_key: SecretString, now: i64) -> ConsoleSession {
+        ConsoleSession { admin_key, csrf: random_token(), signed_in_at: now, seen_at: now }
+    }
+}
+
+impl Engine {
+    /// The session as the cookie's value: sealed, then base64url.
+    pub fn seal_console_session(&self, session: &ConsoleSession) -> String {
+        let text = Zeroizing::new(format!(
+            "{VERSION}\n{}\n{}\n{}\n{}",
+            session.signed_in_at,
+            session.seen_at,
+            session.csrf.expose_secret(),
+            session.admin_key.expose_secret()
+        ));
+        let sealed = self.vault.seal(&aad(), text.as_bytes());
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sealed)
+    }
+
+    /// The session a cookie's value holds, or `None` for anything this install did not seal
+    /// as a console session (another install's, a tampered or truncated one, garbage).
+    pub fn open_console_session(&self, cookie: &str) -> Option<ConsoleSession> {
+        if cookie.len() > 4096 {
+            return None;
+        }
+        let sealed = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cookie).ok()?;
+        let opened = self.vault.open(&aad(), &sealed).ok()?;
+        let text = std::str::from_utf8(opened.expose_secret()).ok()?;
+        let mut parts = text.splitn(5, '\n');
+        if parts.next()? != VERSION {
+            return None;
+        }
+        let signed_in_at = parts.next()?.parse().ok()?;
+        let seen_at = parts.next()?.parse().ok()?;
+        let csrf = SecretString::from(parts.next()?);
+        let admin_key = SecretString::from(parts.next()?);
+        Some(ConsoleSession { admin_key, csrf, signed_in_at, seen_at })
+    }
+}

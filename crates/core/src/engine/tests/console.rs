@@ -1,0 +1,54 @@
+//! The admin console's sealed sessions.
+
+use std::sync::Arc;
+
+use latchkey_vault::{MasterKey, Vault};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{CONFIG, Harness};
+use crate::engine::console::ConsoleSession;
+use crate::store::memory::MemoryStore;
+
+#[tokio::test(start_paused = true)]
+async fn a_session_opens_where_it_was_sealed_and_on_another_instance_only() {
+    let h = Harness::new().await;
+    let session = ConsoleSession::new(SecretString::from("lk_admin_canary-key"), 1_000);
+    let cookie = h.engine.seal_console_session(&session);
+    assert!(!cookie.contains("canary"), "the key is sealed, not encoded");
+    assert!(cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{cookie}");
+    assert!(!format!("{session:?}").contains("canary"));
+
+    let opened = h.engine.open_console_session(&cookie).unwrap();
+    assert_eq!(opened.admin_key.expose_secret(), "lk_admin_canary-key");
+    assert_eq!(opened.csrf.expose_secret(), session.csrf.expose_secret());
+    assert_eq!((opened.signed_in_at, opened.seen_at), (1_000, 1_000));
+
+    // Another instance with the same master key opens it (no shared session table needed).
+    let other = Harness::on(CONFIG, MemoryStore::new(), h.vault.clone()).await;
+    assert!(other.engine.open_console_session(&cookie).is_some());
+    // Another install's does not; nor does a changed cookie, nor garbage.
+    let stranger = Harness::on(CONFIG, MemoryStore::new(), Arc::new(Vault::new(&MasterKey::generate()))).await;
+    assert!(stranger.engine.open_console_session(&cookie).is_none());
+    let mut bytes = cookie.clone().into_bytes();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+    assert!(h.engine.open_console_session(&String::from_utf8(bytes).unwrap()).is_none());
+    for garbage in ["", "x", "!!!", &"A".repeat(5000)] {
+        assert!(h.engine.open_console_session(garbage).is_none(), "{garbage}");
+    }
+    // Two sessions of one key have different CSRF tokens.
+    let again = ConsoleSession::new(SecretString::from("lk_admin_canary-key"), 1_000);
+    assert_ne!(again.csrf.expose_secret(), session.csrf.expose_secret());
+}
+
+#[tokio::test(start_paused = true)]
+async fn signing_keys_are_listed_newest_first_without_their_keys() {
+    let h = Harness::new().await;
+    h.clock.advance(10_000);
+    let second = h.engine.identity().rotate_signing_key(None, false).await.unwrap();
+    let keys = h.engine.identity().signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].kid, second.kid);
+    assert!(keys[0].activates_at > keys[0].created_at, "published before it signs");
+    assert!(keys[1].retired_at.is_some(), "the old key retires when the new one signs");
+}

@@ -1,0 +1,392 @@
+//! The console through the router, on an engine over the memory store and a fake clock:
+//! sign-in, cookies, CSRF, headers, idle expiry, escaping, and secrets that never show.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is the failure report")]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use latchkey_core::clock::FakeClock;
+use latchkey_core::config::Config;
+use latchkey_core::engine::{Engine, EngineSettings};
+use latchkey_core::store::KeyKind;
+use latchkey_core::store::memory::MemoryStore;
+use latchkey_vault::{MasterKey, Vault};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::CSP;
+use crate::{AppState, Audit};
+
+const ADMIN: &str = "lk_admin_console-test-bootstrap-key";
+const T0: i64 = 1_800_000_000_000;
+
+const CONFIG: &str = r#"
+[connectors.plain]
+base_url = "https://api.plain.test"
+auth = { method = "api_key_header", name = "X-Key", key = { secret = "plain_key" } }
+calls.list = { path = "/items", description = "<b onmouseover=alert(1)>items</b>" }
+"#;
+
+struct Console {
+    router: axum::Router,
+    engine: Arc<Engine>,
+    clock: Arc<FakeClock>,
+    audit: tempfile::NamedTempFile,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    /// The value a `Set-Cookie` gives cookie `name` (`None`: not set).
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookie(name).map(|c| c.split(';').next().unwrap().split_once('=').unwrap().1.to_owned())
+    }
+
+    /// The whole `Set-Cookie` line for `name`.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        self.body[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", super::enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Console {
+    async fn start(public_url: &str) -> Console {
+        let clock = FakeClock::at(T0);
+        let settings = EngineSettings {
+            config: Config::parse(CONFIG, "test.toml").unwrap(),
+            bootstrap_admin_key: Some(SecretString::from(ADMIN)),
+            public_url: public_url.into(),
+            clock: Some(clock.clone()),
+            ..Default::default()
+        };
+        let vault = Arc::new(Vault::new(&MasterKey::generate()));
+        let engine = Engine::start(Arc::new(MemoryStore::new()), vault, settings).await.unwrap();
+        engine.identity().ensure_signing_key().await.unwrap();
+        let audit = tempfile::NamedTempFile::new().unwrap();
+        let log = Audit::open(audit.path(), engine.audit_key().await.unwrap()).unwrap();
+        let router = crate::router(AppState::new(engine.clone()).with_audit(log));
+        Console { router, engine, clock, audit }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let response = tower_service::Service::call(&mut self.router.clone(), req).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        Answer { status: parts.status, headers: parts.headers, body }
+    }
+
+    async fn get(&self, path: &str, session: Option<&str>) -> Answer {
+        let mut req = Request::get(path);
+        if let Some(s) = session {
+            req = req.header(header::COOKIE, format!("lk_console={s}"));
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, path: &str, cookie: &str, body: String) -> Answer {
+        let req = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, cookie)
+            .body(Body::from(body))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Signs in with `key` through the form; the whole answer.
+    async fn try_sign_in(&self, key: &str) -> Answer {
+        let form_page = self.get("/console", None).await;
+        let token = form_page.cookie("lk_console_signin").unwrap();
+        let body = form(&[("admin_key", key), ("csrf", &form_page.csrf())]);
+        self.post("/console", &format!("lk_console_signin={token}"), body).await
+    }
+
+    /// A session cookie's value for `key`.
+    async fn sign_in(&self, key: &str) -> String {
+        let answer = self.try_sign_in(key).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        answer.cookie("lk_console").unwrap()
+    }
+
+    /// A page's CSRF token, for `session`.
+    async fn csrf(&self, session: &str) -> String {
+        self.get("/console/secrets", Some(session)).await.csrf()
+    }
+
+    fn audit_log(&self) -> String {
+        std::fs::read_to_string(self.audit.path()).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn signing_in_gives_a_strict_session_cookie_and_every_page_needs_it() {
+    let c = Console::start("https://lk.example.com").await;
+    let page = c.get("/console", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"admin_key\""), "{}", page.body);
+    assert!(page.body.contains("type=\"password\""));
+    let pre = page.set_cookie("lk_console_signin").unwrap();
+    assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Strict") && pre.contains("Path=/console"), "{pre}");
+
+    // Without a session, every page sends the browser to the sign-in form.
+    for path in ["/console/connectors", "/console/secrets", "/console/keys", "/console/events", "/console/users"] {
+        let a = c.get(path, None).await;
+        assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console"), "{path}");
+    }
+
+    let answer = c.try_sign_in(ADMIN).await;
+    assert_eq!((answer.status, answer.location()), (StatusCode::SEE_OTHER, "/console/connectors"), "{}", answer.body);
+    let set = answer.set_cookie("lk_console").unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console", "Secure", "Max-Age=1800"] {
+        assert!(set.contains(flag), "{flag} missing: {set}");
+    }
+    assert!(!set.contains(ADMIN), "the key is sealed in the cookie: {set}");
+    assert_eq!(answer.cookie("lk_console_signin").as_deref(), Some(""), "the sign-in cookie is cleared");
+    let session = answer.cookie("lk_console").unwrap();
+
+    let page = c.get("/console/connectors", Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("plain") && page.body.contains("missing"), "{}", page.body);
+    assert!(c.audit_log().contains("\"kind\":\"console.sign_in\""), "{}", c.audit_log());
+    assert!(c.audit_log().contains("\"caller\":\"bootstrap\""), "{}", c.audit_log());
+
+    // GET /console with a session goes on to the connectors.
+    assert_eq!(c.get("/console", Some(&session)).await.location(), "/console/connectors");
+    // A session cookie that was tampered with is no session.
+    let mut bad = session.clone().into_bytes();
+    bad[10] = if bad[10] == b'A' { b'B' } else { b'A' };
+    let a = c.get("/console/connectors", Some(&String::from_utf8(bad).unwrap())).await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console?expired=1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn behind_plain_http_the_cookie_is_not_secure() {
+    let c = Console::start("http://127.0.0.1:8080").await;
+    let set = c.try_sign_in(ADMIN).await.set_cookie("lk_console").unwrap();
+    assert!(!set.contains("Secure"), "{set}");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_key_is_refused_audited_and_rate_limited() {
+    let c = Console::start("https://lk.example.com").await;
+    let app = c.engine.admin().create_key(KeyKind::App(latchkey_core::Env::Live), "app").await.unwrap();
+    for key in ["lk_admin_nope", app.key.expose_secret()] {
+        let a = c.try_sign_in(key).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{key}: {}", a.body);
+        assert!(a.body.contains("not an admin key"), "{}", a.body);
+        assert!(a.set_cookie("lk_console").is_none());
+        assert!(!a.body.contains(key), "the key presented is not echoed");
+    }
+    let log = c.audit_log();
+    assert_eq!(log.matches("\"outcome\":\"refused\"").count(), 2, "{log}");
+    assert!(!log.contains("lk_admin_nope") && !log.contains(app.key.expose_secret()), "{log}");
+    // Two failures a second (in a burst): the next attempt waits, even with the right key.
+    let a = c.try_sign_in(ADMIN).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert!(a.set_cookie("lk_console").is_none());
+    assert!(a.body.contains("Too many failed sign-ins"), "{}", a.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forms_without_the_session_token_are_refused() {
+    let c = Console::start("https://lk.example.com").await;
+    // The sign-in form's own token.
+    let page = c.get("/console", None).await;
+    let token = page.cookie("lk_console_signin").unwrap();
+    for cookie in [String::new(), format!("lk_console_signin={token}")] {
+        let a = c.post("/console", &cookie, form(&[("admin_key", ADMIN), ("csrf", "forged")])).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+        assert!(a.set_cookie("lk_console").is_none());
+    }
+
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let other = c.sign_in(ADMIN).await;
+    let others_token = c.csrf(&other).await;
+    for csrf in ["", "forged", others_token.as_str()] {
+        let a = c
+            .post("/console/secrets", &cookie, form(&[("csrf", csrf), ("name", "plain_key"), ("value", "v")]))
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{csrf}: {}", a.body);
+        assert!(a.body.contains("reload the page"), "{}", a.body);
+        let a = c.post("/console/keys", &cookie, form(&[("csrf", csrf), ("environment", "live")])).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+    }
+    assert!(c.engine.admin().list_secrets().await.unwrap().is_empty(), "nothing was saved");
+    assert_eq!(c.engine.admin().list_keys().await.unwrap().len(), 0, "no key was made");
+    // With the session's own token, it is.
+    let csrf = c.csrf(&session).await;
+    let a = c
+        .post("/console/secrets", &cookie, form(&[("csrf", &csrf), ("name", "plain_key"), ("value", "v")]))
+        .await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console/secrets?done=saved"), "{}", a.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_console_answer_has_the_strict_headers() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let answers = [
+        c.get("/console", None).await,
+        c.get("/console/connectors", Some(&session)).await,
+        c.get("/console/connectors", None).await,
+        c.get("/console/connectors/nope", Some(&session)).await,
+        c.get("/console/no-such-page", Some(&session)).await,
+        c.get("/console/style.css", None).await,
+    ];
+    for a in &answers {
+        let h = |name: &str| a.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        assert_eq!(h("content-security-policy"), CSP, "{}", a.status);
+        assert_eq!(h("x-frame-options"), "DENY");
+        assert_eq!(h("referrer-policy"), "no-referrer");
+        assert_eq!(h("cache-control"), "no-store");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+    }
+    assert!(CSP.contains("default-src 'none'") && CSP.contains("frame-ancestors 'none'") && !CSP.contains("script"));
+    // Errors are pages, not JSON.
+    assert_eq!(answers[3].status, StatusCode::NOT_FOUND);
+    assert!(answers[3].headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(answers[3].body.contains("There is no connector named `nope`"), "{}", answers[3].body);
+    assert_eq!(answers[4].status, StatusCode::NOT_FOUND);
+    assert!(answers[4].body.starts_with("<!DOCTYPE html>"), "{}", answers[4].body);
+    assert!(answers[5].headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    // The JSON API keeps its own headers (no console policy on it).
+    let api = c.get("/healthz", None).await;
+    assert!(api.headers.get("content-security-policy").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_session_expires_and_use_renews_it() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    // Used after 20 minutes: renewed (a new cookie), so 20 more minutes are fine.
+    c.clock.advance(20 * 60 * 1000);
+    let a = c.get("/console/connectors", Some(&session)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let renewed = a.cookie("lk_console").expect("the cookie is renewed");
+    c.clock.advance(20 * 60 * 1000);
+    assert_eq!(c.get("/console/connectors", Some(&renewed)).await.status, StatusCode::OK);
+    // The old cookie, idle 40 minutes, is over; and the renewed one after 31 idle minutes.
+    let a = c.get("/console/connectors", Some(&session)).await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console?expired=1"));
+    assert_eq!(a.cookie("lk_console").as_deref(), Some(""), "the expired cookie is cleared");
+    c.clock.advance(31 * 60 * 1000);
+    let a = c.get("/console/connectors", Some(&renewed)).await;
+    assert_eq!(a.location(), "/console?expired=1");
+    assert!(c.get("/console?expired=1", None).await.body.contains("Your session ended"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn revoking_the_admin_key_ends_its_sessions_and_signing_out_forgets_the_cookie() {
+    let c = Console::start("https://lk.example.com").await;
+    let admin = c.engine.admin().create_key(KeyKind::Admin, "ops").await.unwrap();
+    let session = c.sign_in(admin.key.expose_secret()).await;
+    assert_eq!(c.get("/console/keys", Some(&session)).await.status, StatusCode::OK);
+    c.engine.admin().delete_key(&admin.row.id).await.unwrap();
+    assert_eq!(c.get("/console/keys", Some(&session)).await.location(), "/console?expired=1");
+
+    let session = c.sign_in(ADMIN).await;
+    let csrf = c.csrf(&session).await;
+    let a = c.post("/console/sign-out", &format!("lk_console={session}"), form(&[("csrf", &csrf)])).await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console?signed_out=1"));
+    let cleared = a.set_cookie("lk_console").unwrap();
+    assert!(cleared.starts_with("lk_console=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(c.audit_log().contains("console.sign_out"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_names_are_escaped_everywhere() {
+    let c = Console::start("https://lk.example.com").await;
+    let hostile_key = "<script>alert('key')</script>";
+    c.engine.admin().create_key(KeyKind::App(latchkey_core::Env::Live), hostile_key).await.unwrap();
+    let hostile_user = "\"><img src=x onerror=alert(1)>";
+    let attributes = serde_json::json!({"note": "</code><script>alert(2)</script>"});
+    c.engine.identity().upsert_user(latchkey_core::Env::Live, hostile_user, None, attributes).await.unwrap();
+    let session = c.sign_in(ADMIN).await;
+
+    let keys = c.get("/console/keys", Some(&session)).await;
+    assert!(!keys.body.contains("<script>"), "{}", keys.body);
+    assert!(keys.body.contains("&lt;script&gt;alert('key')&lt;/script&gt;"), "{}", keys.body);
+
+    let users = c.get(&format!("/console/users?environment=live&id={}", super::enc(hostile_user)), Some(&session)).await;
+    assert_eq!(users.status, StatusCode::OK, "{}", users.body);
+    assert!(!users.body.contains("<img") && !users.body.contains("<script>"), "{}", users.body);
+    assert!(users.body.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "{}", users.body);
+
+    let connector = c.get("/console/connectors/plain", Some(&session)).await;
+    assert!(!connector.body.contains("<b onmouseover"), "{}", connector.body);
+    assert!(connector.body.contains("&lt;b onmouseover=alert(1)&gt;items&lt;/b&gt;"), "{}", connector.body);
+
+    // A name in the path is escaped in the error page too.
+    let a = c.get("/console/connectors/%3Cscript%3E", Some(&session)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(!a.body.contains("<script>") && a.body.contains("&lt;script&gt;"), "{}", a.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secret_set_through_the_console_is_never_shown() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let canary = "CANARYconsole-secret-value-7f3a";
+    let csrf = c.csrf(&session).await;
+    let a = c
+        .post(
+            "/console/secrets",
+            &cookie,
+            form(&[("csrf", &csrf), ("name", "plain_key"), ("environment", "live"), ("value", canary)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(c.engine.connector("plain").unwrap().credential_status(latchkey_core::Env::Live), Ok(()));
+
+    let mut seen = String::new();
+    for path in [
+        "/console/secrets?done=saved",
+        "/console/connectors",
+        "/console/connectors/plain",
+        "/console/keys",
+        "/console/connections",
+        "/console/events",
+        "/console/users",
+    ] {
+        let a = c.get(path, Some(&session)).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        seen.push_str(&a.body);
+        seen.push_str(&format!("{:?}", a.headers));
+    }
+    assert!(seen.contains("plain_key") && seen.contains("present"), "the secret is listed by name");
+    assert!(!seen.contains(canary), "the value was shown");
+    assert!(!c.audit_log().contains(canary));
+    assert!(c.audit_log().contains("\"kind\":\"secret.put\""), "{}", c.audit_log());
+    // The password field is empty and of type password.
+    let page = c.get("/console/secrets", Some(&session)).await;
+    assert!(page.body.contains("<input id=\"value\" name=\"value\" type=\"password\""), "{}", page.body);
+}
