@@ -13,6 +13,7 @@ mod cli_commands;
 mod client_auth;
 mod cluster;
 mod connections;
+mod console;
 mod crash;
 mod egress;
 mod environments;

@@ -140,6 +140,8 @@ h2 { font-size: 1.2rem; margin: 1.5rem 0 .5rem; }
 .notice.error { border-color: var(--bad); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; padding: .25rem 0; }
+ul.plain { list-style: none; margin: 0; padding: 0; }
 th, td { text-align: left; vertical-align: top; padding: .4rem .5rem; border-bottom: 1px solid var(--line); }
 th { font-weight: 600; }
 .ok { color: var(--ok); }

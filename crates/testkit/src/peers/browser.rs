@@ -67,13 +67,45 @@ pub fn driver_dir() -> PathBuf {
 ///
 /// Panics with the install command if Chromium, node or playwright-core is missing.
 pub fn run_flow(input: &Value) -> Result<FlowResult, String> {
+    let timeout_ms = input["timeout_ms"].as_u64().unwrap_or(DEFAULT_TIMEOUT_MS);
+    let (status, report, stderr) = drive("flow.mjs", input, timeout_ms)?;
+    let steps: Vec<String> = report["steps"]
+        .as_array()
+        .map(|steps| steps.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let final_url = report["final_url"].as_str().unwrap_or_default().to_owned();
+
+    if status.success() && report.get("error").is_none() {
+        return Ok(FlowResult { final_url, steps });
+    }
+    let mut message = format!(
+        "browser flow failed ({status}): {}\nfinal URL: {final_url}\nsteps:\n",
+        report["error"].as_str().unwrap_or("(no error message)")
+    );
+    for step in &steps {
+        message.push_str("  ");
+        message.push_str(step);
+        message.push('\n');
+    }
+    message.push_str("--- page (first 2000 characters) ---\n");
+    message.push_str(report["html"].as_str().unwrap_or_default());
+    if !stderr.trim().is_empty() {
+        message.push_str("\n--- stderr ---\n");
+        message.push_str(&tail(&stderr, 40));
+    }
+    Err(message)
+}
+
+/// Runs the driver `script` (in [`driver_dir`]) with `input` and waits for it, at most
+/// `timeout_ms` plus 30 seconds: its exit status, its JSON report (the last line it printed)
+/// and its standard error. Panics with the install command if something is missing.
+fn drive(script: &str, input: &Value, timeout_ms: u64) -> Result<(std::process::ExitStatus, Value, String), String> {
     let dir = driver_dir();
-    let script = dir.join("flow.mjs");
+    let script = dir.join(script);
     check_installed(&dir, &script, input["executable"].as_str());
     let Some(node) = find_program("node", &["/usr/bin/node", "/usr/local/bin/node"]) else {
         panic!("{PLAYWRIGHT_MISSING} (no node found)");
     };
-    let timeout_ms = input["timeout_ms"].as_u64().unwrap_or(DEFAULT_TIMEOUT_MS);
     let hard_timeout = Duration::from_millis(timeout_ms) + HARD_TIMEOUT_SLACK;
 
     let mut child = Command::new(&node)
@@ -127,41 +159,38 @@ pub fn run_flow(input: &Value) -> Result<FlowResult, String> {
     let stderr = stderr.join().unwrap_or_default();
 
     let report = stdout.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
-    let report: Value = match serde_json::from_str(report) {
-        Ok(report) => report,
-        Err(e) => {
-            return Err(format!(
-                "browser flow: the driver ({status}) printed no JSON report ({e})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                tail(&stdout, 20),
-                tail(&stderr, 40)
-            ));
-        }
-    };
-    let steps: Vec<String> = report["steps"]
-        .as_array()
-        .map(|steps| steps.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default();
-    let final_url = report["final_url"].as_str().unwrap_or_default().to_owned();
+    match serde_json::from_str(report) {
+        Ok(report) => Ok((status, report, stderr)),
+        Err(e) => Err(format!(
+            "browser flow: the driver ({status}) printed no JSON report ({e})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            tail(&stdout, 20),
+            tail(&stderr, 40)
+        )),
+    }
+}
 
+/// Runs a scripted visit with `steps.mjs` (see its header for the steps): returns its report
+/// (`pages` with each page's URL, screenshot and HTML, `requests`, `foreign`, `walks`), or
+/// `Err` with the failing step, the page it was on and the driver's standard error.
+///
+/// Blocks for several seconds: call it from async tests with `tokio::task::spawn_blocking`.
+/// Panics with the install command if Chromium, node or playwright-core is missing.
+pub fn run_steps(input: &Value) -> Result<Value, String> {
+    let timeout_ms = input["timeout_ms"].as_u64().unwrap_or(60_000);
+    let (status, report, stderr) = drive("steps.mjs", input, timeout_ms)?;
     if status.success() && report.get("error").is_none() {
-        return Ok(FlowResult { final_url, steps });
+        return Ok(report);
     }
-    let mut message = format!(
-        "browser flow failed ({status}): {}\nfinal URL: {final_url}\nsteps:\n",
-        report["error"].as_str().unwrap_or("(no error message)")
-    );
-    for step in &steps {
-        message.push_str("  ");
-        message.push_str(step);
-        message.push('\n');
-    }
-    message.push_str("--- page (first 2000 characters) ---\n");
-    message.push_str(report["html"].as_str().unwrap_or_default());
-    if !stderr.trim().is_empty() {
-        message.push_str("\n--- stderr ---\n");
-        message.push_str(&tail(&stderr, 40));
-    }
-    Err(message)
+    let last = report["pages"].as_array().and_then(|p| p.last()).cloned().unwrap_or_default();
+    let html = last["html"].as_str().unwrap_or_default();
+    Err(format!(
+        "browser steps failed ({status}) at step {}: {}\nURL: {}\n--- page ---\n{}\n--- stderr ---\n{}",
+        report["step"],
+        report["error"].as_str().unwrap_or("(no error message)"),
+        last["url"].as_str().unwrap_or_default(),
+        html.chars().take(4000).collect::<String>(),
+        tail(&stderr, 40)
+    ))
 }
 
 /// Panics with the install command if the browser or the driver's npm package is missing.

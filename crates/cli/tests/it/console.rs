@@ -1,0 +1,154 @@
+//! The admin console in a real browser (headless Debian Chromium driven by playwright-core,
+//! `crates/testkit/peers/browser/steps.mjs`): an operator's visit, keyboard-only navigation,
+//! no request to another origin, and no secret in any page, log or screenshot's page.
+//!
+//! Each test saves a screenshot of every page it visits under
+//! `target/screenshots/<test>/NN-<page>.png` (full pages, numbered in visiting order).
+
+use std::path::PathBuf;
+
+use latchkey_testkit::canary::canary;
+use latchkey_testkit::peers::browser::run_steps;
+use latchkey_testkit::peers::httpbin::httpbin;
+use serde_json::{Value, json};
+
+use crate::{Latchkey, Reply, bin};
+
+/// `target/screenshots/<test>`, emptied.
+fn screenshot_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("screenshots").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config() -> String {
+    format!(
+        r#"
+[connectors.weather]
+base_url = "{bin}"
+auth = {{ method = "api_key_header", name = "X-Api-Key", key = {{ secret = "weather_key" }} }}
+calls.forecast = {{ path = "/json", description = "Today's forecast" }}
+"#,
+        bin = httpbin().base_url
+    )
+}
+
+async fn visit(lk: &Latchkey, test: &str, steps: Value) -> (Value, PathBuf) {
+    let dir = screenshot_dir(test);
+    let input = json!({"base_url": lk.base_url, "steps": steps, "screenshot_dir": dir, "timeout_ms": 90000});
+    let report = tokio::task::spawn_blocking(move || run_steps(&input)).await.unwrap();
+    (report.unwrap_or_else(|e| panic!("{e}")), dir)
+}
+
+/// Nothing left for another origin, every page was screenshotted, every walk reached every
+/// control; the HTML of every page visited, for scans.
+fn check_visit(report: &Value, dir: &std::path::Path) -> String {
+    let foreign = report["foreign"].as_array().unwrap();
+    assert!(foreign.is_empty(), "requests to another origin: {foreign:?}");
+    assert!(!report["requests"].as_array().unwrap().is_empty());
+    let pages = report["pages"].as_array().unwrap();
+    let mut html = String::new();
+    for p in pages {
+        let shot = PathBuf::from(p["screenshot"].as_str().unwrap());
+        assert!(shot.starts_with(dir) && std::fs::metadata(&shot).unwrap().len() > 1000, "{shot:?}");
+        html.push_str(p["html"].as_str().unwrap());
+    }
+    for walk in report["walks"].as_array().unwrap() {
+        assert!(walk["controls"].as_u64().unwrap() > 0, "{walk}");
+        assert_eq!(walk["missed"], json!([]), "controls the keyboard never reached on {}", walk["url"]);
+    }
+    eprintln!("{} screenshots in {}", pages.len(), dir.display());
+    html
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sets_a_missing_secret_and_revokes_an_app_key_in_the_browser() {
+    let lk = Latchkey::start(bin(), &config());
+    let app = lk.app_key("live").await;
+    let app_id = &app["lk_live_".len().."lk_live_".len() + 12];
+    let value = canary("console");
+    let steps = json!([
+        {"goto": "/console"},
+        {"expect_text": "Admin key"},
+        // Signed in with the keyboard: type the key, press Enter.
+        {"fill": "#admin_key", "value": lk.admin()},
+        {"focus": "#admin_key"},
+        {"press": "Enter"},
+        {"expect_path": "/console/connectors"},
+        {"expect_text": "missing"},
+        {"click": "a[aria-label='Set secret weather_key']"},
+        {"expect_path": "/console/secrets?name=weather_key"},
+        {"fill": "#value", "value": value},
+        {"click": "button:has-text('Save secret')"},
+        {"expect_text": "The secret was saved"},
+        {"click": "nav a:has-text('Connectors')"},
+        {"expect_text": "present"},
+        {"click": "a:has-text('weather')"},
+        {"expect_text": "ready"},
+        {"click": "button:has-text('Send')"},
+        {"expect_text": "Status 200"},
+        {"click": "nav a:has-text('App keys')"},
+        {"expect_text": format!("lk_live_{app_id}")},
+        {"click": format!("button[aria-label='Revoke key lk_live_{app_id}']")},
+        {"expect_text": "The key was revoked"},
+        {"click": "button:has-text('Sign out')"},
+        {"expect_text": "You are signed out"},
+        {"goto": "/console/connectors"},
+        {"expect_path": "/console"},
+    ]);
+    let (report, dir) = visit(&lk, "console_operator", steps).await;
+    let html = check_visit(&report, &dir);
+    assert!(html.contains("<strong>200 OK</strong>"), "the call's answer was shown");
+    assert!(!html.contains(&value), "the secret's value reached a page");
+    assert!(!html.contains(lk.admin()), "the admin key reached a page");
+    assert!(!lk.output().contains(&value), "the secret's value reached the log");
+
+    // What the browser did, seen through the API.
+    let secrets = Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/secrets").send().await.unwrap()).await;
+    assert!(secrets.body.contains("weather_key"), "{}", secrets.body);
+    let r = lk.call(&app, "weather", "forecast", json!({})).await;
+    assert_eq!(r.status, 401, "the revoked key still works: {}", r.body);
+    let r = lk.call(&lk.app_key("live").await, "weather", "forecast", json!({})).await;
+    assert_eq!(r.status, 200, "the secret set in the browser is used: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_control_is_reached_with_the_keyboard() {
+    let lk = Latchkey::start(bin(), &config());
+    lk.put_secret("weather_key", "live", &canary("kbd")).await;
+    lk.app_key("live").await;
+    let mut steps = vec![
+        json!({"goto": "/console"}),
+        json!({"tab_walk": true}),
+        json!({"fill": "#admin_key", "value": lk.admin()}),
+        json!({"focus": "#admin_key"}),
+        json!({"press": "Enter"}),
+    ];
+    for page in ["connectors", "connectors/weather", "secrets", "keys", "connections", "events", "users"] {
+        steps.push(json!({"goto": format!("/console/{page}")}));
+        steps.push(json!({"tab_walk": true}));
+    }
+    let (report, dir) = visit(&lk, "console_keyboard", Value::Array(steps)).await;
+    check_visit(&report, &dir);
+    assert_eq!(report["walks"].as_array().unwrap().len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_fits_a_phone() {
+    let lk = Latchkey::start(bin(), &config());
+    lk.app_key("live").await;
+    let mut steps = vec![
+        json!({"viewport": [390, 844]}),
+        json!({"goto": "/console"}),
+        json!({"fits": true}),
+        json!({"fill": "#admin_key", "value": lk.admin()}),
+        json!({"click": "button:has-text('Sign in')"}),
+    ];
+    for page in ["connectors", "connectors/weather", "secrets", "keys", "connections", "events", "users"] {
+        steps.push(json!({"goto": format!("/console/{page}")}));
+        steps.push(json!({"fits": true}));
+    }
+    let (report, dir) = visit(&lk, "console_phone", Value::Array(steps)).await;
+    check_visit(&report, &dir);
+}
