@@ -29,6 +29,7 @@ fn config() -> String {
 base_url = "{bin}"
 auth = {{ method = "api_key_header", name = "X-Api-Key", key = {{ secret = "weather_key" }} }}
 calls.forecast = {{ path = "/json", description = "Today's forecast" }}
+calls.echo = {{ path = "/headers", description = "What the upstream received" }}
 "#,
         bin = httpbin().base_url
     )
@@ -88,6 +89,10 @@ async fn an_operator_sets_a_missing_secret_and_revokes_an_app_key_in_the_browser
         {"expect_text": "ready"},
         {"click": "button:has-text('Send')"},
         {"expect_text": "Status 200"},
+        // An upstream that echoes the request: the key it received is not shown.
+        {"select": "#call", "value": "echo"},
+        {"click": "button:has-text('Send')"},
+        {"expect_text": "\"X-Api-Key\": \"[secret]\""},
         {"click": "nav a:has-text('App keys')"},
         {"expect_text": format!("lk_live_{app_id}")},
         {"click": format!("button[aria-label='Revoke key lk_live_{app_id}']")},

@@ -87,3 +87,41 @@ impl Engine {
         Some(ConsoleSession { admin_key, csrf, signed_in_at, seen_at })
     }
 }
+
+/// How a value looks percent-encoded in a URL (everything but unreserved characters).
+const ENCODED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// What [`Engine::redact_secrets`] writes in place of a secret.
+pub const REDACTED: &str = "[secret]";
+
+impl Engine {
+    /// `text` (an upstream's answer shown by the console's "try this call") with every value of
+    /// the secrets `connector`'s authentication names, in either environment, replaced by
+    /// [`REDACTED`], as written and percent-encoded: an upstream that echoes the request (an
+    /// API key header, a key in the query) does not put the secret on the page. A value that
+    /// travels transformed (Basic's base64 of `user:password`, an OAuth token) is not
+    /// recognised.
+    pub fn redact_secrets(&self, connector: &str, text: &str) -> String {
+        let runtime = self.mirror.runtime();
+        let Some(c) = runtime.connectors.get(connector) else { return text.to_owned() };
+        let mut out = text.to_owned();
+        for (_, r) in c.config.auth.secret_refs() {
+            for env in crate::Env::ALL {
+                let Ok(value) = runtime.secrets.resolve(r, env) else { continue };
+                let value = value.expose_secret();
+                // A value this short would blank out ordinary text; no real secret is.
+                if value.len() < 4 {
+                    continue;
+                }
+                let encoded = percent_encoding::utf8_percent_encode(value, ENCODED).to_string();
+                for form in [value, encoded.as_str()] {
+                    if out.contains(form) {
+                        out = out.replace(form, REDACTED);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -93,7 +93,8 @@ async fn render(
     };
     let filter = ConnectionFilter { connector: nonempty(&q.connector), env, owner: nonempty(&q.user) };
     let views = state.engine.connections().views(&filter).await?;
-    let notice = notice.or_else(|| (q.done.as_deref() == Some("revoked")).then(|| Notice::info("The connection was revoked.")));
+    let notice =
+        notice.or_else(|| (q.done.as_deref() == Some("revoked")).then(|| Notice::info("The connection was revoked.")));
     let now = state.engine.now_ms();
     let body = html! {
         form.filters method="get" action="/console/connections" {

@@ -20,8 +20,11 @@ use super::session::Operator;
 use super::{Failure, enc};
 use crate::AppState;
 
-/// How much of an upstream's answer "try this call" shows.
+/// How much of an upstream's answer "try this call" shows (characters).
 const SHOWN_BODY: usize = 64 * 1024;
+/// How much of it is read: more than is shown, so that a secret across the cut is still
+/// recognised whole and redacted before the text is cut.
+const READ_BODY: usize = SHOWN_BODY + 8 * 1024;
 
 /// Where each secret a connector names is: present in which environments, or missing.
 fn secret_cells(c: &ConnectorRuntime, secrets: &[SecretInfo]) -> Markup {
@@ -240,7 +243,11 @@ pub(crate) async fn try_call(
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("There is no connector named `{name}`.")))?;
     let outcome = attempt(&state, &operator, &name, &form).await;
     let (tried, notice) = match outcome {
-        Ok((up, body, truncated)) => (Some(answer(&up, &body, truncated)), None),
+        Ok((up, body, truncated)) => {
+            let text = state.engine.redact_secrets(&name, &String::from_utf8_lossy(&body));
+            let text: String = text.chars().take(SHOWN_BODY).collect();
+            (Some(answer(&up, &text, truncated)), None)
+        }
         Err(e) => (None, Some(Notice::error(&format!("The call was not made or failed: {}", e.message)))),
     };
     let secrets = state.engine.admin().list_secrets().await?;
@@ -257,7 +264,12 @@ async fn attempt(
     form: &TryForm,
 ) -> Result<(UpstreamResponse, Bytes, bool), CallError> {
     let call = form.call.as_deref().unwrap_or_default();
-    let env = form.environment.as_deref().unwrap_or("live").parse::<Env>().map_err(|e| CallError::invalid_params(e.to_string()))?;
+    let env = form
+        .environment
+        .as_deref()
+        .unwrap_or("live")
+        .parse::<Env>()
+        .map_err(|e| CallError::invalid_params(e.to_string()))?;
     let params: serde_json::Value = match form.params.as_deref().map(str::trim) {
         None | Some("") => serde_json::Value::Object(serde_json::Map::new()),
         Some(text) => serde_json::from_str(text)
@@ -286,13 +298,14 @@ async fn attempt(
     Ok((up, body, truncated))
 }
 
-/// At most [`SHOWN_BODY`] bytes of the answer's body, and whether there was more.
+/// At most [`READ_BODY`] bytes of the answer's body, and whether there was more than
+/// [`SHOWN_BODY`].
 async fn read_bounded(up: &mut UpstreamResponse) -> (Bytes, bool) {
     let mut out = Vec::new();
     while let Some(frame) = up.body.frame().await {
         let Ok(frame) = frame else { break };
         if let Ok(data) = frame.into_data() {
-            let room = SHOWN_BODY - out.len();
+            let room = READ_BODY - out.len();
             if data.len() > room {
                 out.extend_from_slice(&data[..room]);
                 return (Bytes::from(out), true);
@@ -300,12 +313,13 @@ async fn read_bounded(up: &mut UpstreamResponse) -> (Bytes, bool) {
             out.extend_from_slice(&data);
         }
     }
-    (Bytes::from(out), false)
+    let more = out.len() > SHOWN_BODY;
+    (Bytes::from(out), more)
 }
 
-fn answer(up: &UpstreamResponse, body: &[u8], truncated: bool) -> Markup {
+/// The answer as shown: `text` is its body, already redacted and cut.
+fn answer(up: &UpstreamResponse, text: &str, truncated: bool) -> Markup {
     let content_type = up.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
-    let text = String::from_utf8_lossy(body);
     html! {
         section #answer aria-labelledby="answer-title" {
             h2 #answer-title { "The upstream's answer" }

@@ -121,7 +121,13 @@ pub(crate) async fn create(
         }
     };
     let notice = Notice::info("The key was created.");
-    Ok(operator.page_with(StatusCode::CREATED, Nav::Keys, "App keys", Some(notice), body(&operator, &keys, Some(created))))
+    Ok(operator.page_with(
+        StatusCode::CREATED,
+        Nav::Keys,
+        "App keys",
+        Some(notice),
+        body(&operator, &keys, Some(created)),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -118,10 +118,7 @@ impl Failure {
     }
 
     pub(crate) fn bad_form() -> Failure {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            "The form could not be read. Go back, reload the page and send it again.",
-        )
+        Failure::new(StatusCode::BAD_REQUEST, "The form could not be read. Go back, reload the page and send it again.")
     }
 }
 

@@ -77,8 +77,10 @@ fn secure(state: &AppState) -> bool {
 /// A console cookie: `Path=/console`, `HttpOnly`, `SameSite=Strict`, `Secure` behind HTTPS.
 fn set_cookie(secure: bool, name: &str, value: &str, max_age_s: i64) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"))
-        .ok()
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .ok()
 }
 
 fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
@@ -146,7 +148,14 @@ impl Operator {
         self.page_with(StatusCode::OK, nav, title, notice, body)
     }
 
-    pub fn page_with(&self, status: StatusCode, nav: Nav, title: &str, notice: Option<Notice>, body: Markup) -> Response {
+    pub fn page_with(
+        &self,
+        status: StatusCode,
+        nav: Nav,
+        title: &str,
+        notice: Option<Notice>,
+        body: Markup,
+    ) -> Response {
         let markup = layout::page(nav, title, notice, Some(self), body);
         self.answer(page_response(status, markup))
     }
@@ -251,7 +260,10 @@ pub(crate) async fn sign_in(
             }
             let unavailable = matches!(&outcome, Err(e) if e.code == latchkey_core::ErrorCode::Unavailable);
             let (status, message) = if unavailable {
-                (StatusCode::SERVICE_UNAVAILABLE, "Latchkey cannot check keys right now (its store does not answer): try again shortly.")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Latchkey cannot check keys right now (its store does not answer): try again shortly.",
+                )
             } else {
                 (StatusCode::UNAUTHORIZED, "That is not an admin key of this Latchkey.")
             };
@@ -263,7 +275,8 @@ pub(crate) async fn sign_in(
     }
     let session = ConsoleSession::new(form.admin_key, state.engine.now_ms());
     let sealed = state.engine.seal_console_session(&session);
-    let response = with_cookie(see_other("/console/connectors"), set_cookie(secure(&state), COOKIE, &sealed, IDLE_MS / 1000));
+    let response =
+        with_cookie(see_other("/console/connectors"), set_cookie(secure(&state), COOKIE, &sealed, IDLE_MS / 1000));
     with_cookie(response, set_cookie(secure(&state), SIGN_IN_COOKIE, "", 0))
 }
 

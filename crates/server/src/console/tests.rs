@@ -69,11 +69,7 @@ impl Answer {
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", super::enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={}", super::enc(v))).collect::<Vec<_>>().join("&")
 }
 
 impl Console {
@@ -231,9 +227,8 @@ async fn forms_without_the_session_token_are_refused() {
     let other = c.sign_in(ADMIN).await;
     let others_token = c.csrf(&other).await;
     for csrf in ["", "forged", others_token.as_str()] {
-        let a = c
-            .post("/console/secrets", &cookie, form(&[("csrf", csrf), ("name", "plain_key"), ("value", "v")]))
-            .await;
+        let a =
+            c.post("/console/secrets", &cookie, form(&[("csrf", csrf), ("name", "plain_key"), ("value", "v")])).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{csrf}: {}", a.body);
         assert!(a.body.contains("reload the page"), "{}", a.body);
         let a = c.post("/console/keys", &cookie, form(&[("csrf", csrf), ("environment", "live")])).await;
@@ -243,9 +238,7 @@ async fn forms_without_the_session_token_are_refused() {
     assert_eq!(c.engine.admin().list_keys().await.unwrap().len(), 0, "no key was made");
     // With the session's own token, it is.
     let csrf = c.csrf(&session).await;
-    let a = c
-        .post("/console/secrets", &cookie, form(&[("csrf", &csrf), ("name", "plain_key"), ("value", "v")]))
-        .await;
+    let a = c.post("/console/secrets", &cookie, form(&[("csrf", &csrf), ("name", "plain_key"), ("value", "v")])).await;
     assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console/secrets?done=saved"), "{}", a.body);
 }
 
@@ -335,7 +328,8 @@ async fn hostile_names_are_escaped_everywhere() {
     assert!(!keys.body.contains("<script>"), "{}", keys.body);
     assert!(keys.body.contains("&lt;script&gt;alert('key')&lt;/script&gt;"), "{}", keys.body);
 
-    let users = c.get(&format!("/console/users?environment=live&id={}", super::enc(hostile_user)), Some(&session)).await;
+    let users =
+        c.get(&format!("/console/users?environment=live&id={}", super::enc(hostile_user)), Some(&session)).await;
     assert_eq!(users.status, StatusCode::OK, "{}", users.body);
     assert!(!users.body.contains("<img") && !users.body.contains("<script>"), "{}", users.body);
     assert!(users.body.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "{}", users.body);
@@ -389,4 +383,29 @@ async fn a_secret_set_through_the_console_is_never_shown() {
     // The password field is empty and of type password.
     let page = c.get("/console/secrets", Some(&session)).await;
     assert!(page.body.contains("<input id=\"value\" name=\"value\" type=\"password\""), "{}", page.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_listed_console_route_is_served() {
+    let c = Console::start("https://lk.example.com").await;
+    for (path, methods) in super::ROUTES {
+        let path = path.replace("{name}", "plain");
+        for m in *methods {
+            let req = Request::builder()
+                .method(m.to_uppercase().as_str())
+                .uri(&path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::empty())
+                .unwrap();
+            let a = c.send(req).await;
+            assert!(
+                a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED,
+                "{m} {path}: {}",
+                a.status
+            );
+        }
+    }
+    // And the JSON API's routes are not the console's.
+    assert!(super::ROUTES.iter().all(|(p, _)| p.starts_with("/console")));
+    assert!(crate::ROUTES.iter().all(|(p, _)| !p.starts_with("/console")));
 }

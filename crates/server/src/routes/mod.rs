@@ -136,10 +136,8 @@ fn json_rejection(method: &http::Method, response: Response) -> Response {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     // A handler's own JSON answer (`/readyz`'s 503 with its reason) is left as it is, and so
     // is the console's HTML error page.
-    let html = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let html =
+        response.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     if !(status.is_client_error() || status.is_server_error())
         || json
         || html

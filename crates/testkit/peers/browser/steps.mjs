@@ -8,6 +8,7 @@
 //   steps           the steps, in order (required), each an object with one action:
 //     {"goto": "/path"}                    open base_url + path
 //     {"fill": "<selector>", "value": "…"} type into a field
+//     {"select": "<selector>", "value": "…"} choose an option of a select
 //     {"click": "<selector>"}              click; a navigation must follow
 //     {"focus": "<selector>"}              focus an element
 //     {"press": "Enter"}                   press a key on the focused element; a navigation must follow
@@ -170,6 +171,8 @@ async function run() {
       await navigating(() => page.goto(origin + step.goto, { waitUntil: 'load', timeout: remaining() }));
     } else if (step.fill !== undefined) {
       await page.fill(step.fill, String(step.value ?? ''), { timeout: remaining() });
+    } else if (step.select !== undefined) {
+      await page.selectOption(step.select, String(step.value ?? ''), { timeout: remaining() });
     } else if (step.click !== undefined) {
       await navigating(() => page.click(step.click, { timeout: remaining() }));
     } else if (step.focus !== undefined) {

@@ -52,3 +52,15 @@ async fn signing_keys_are_listed_newest_first_without_their_keys() {
     assert!(keys[0].activates_at > keys[0].created_at, "published before it signs");
     assert!(keys[1].retired_at.is_some(), "the old key retires when the new one signs");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connectors_secrets_are_redacted_from_an_answer_shown() {
+    let h = Harness::new().await;
+    h.engine.admin().put_secret("plain_key", crate::Env::Live, &SecretString::from("k3y/with space")).await.unwrap();
+    h.engine.admin().put_secret("plain_key", crate::Env::Dev, &SecretString::from("dev-key-value")).await.unwrap();
+    let echoed = r#"{"headers": {"X-Key": "k3y/with space"}, "url": "https://x/?key=k3y%2Fwith%20space", "dev": "dev-key-value"}"#;
+    let shown = h.engine.redact_secrets("plain", echoed);
+    assert_eq!(shown, r#"{"headers": {"X-Key": "[secret]"}, "url": "https://x/?key=[secret]", "dev": "[secret]"}"#);
+    // Another connector's answer is its own business; an unknown connector changes nothing.
+    assert_eq!(h.engine.redact_secrets("nope", echoed), echoed);
+}
