@@ -217,8 +217,8 @@ fn sign_in_form(state: &AppState, status: StatusCode, notice: Option<Notice>, to
             input #admin_key type="password" name="admin_key" required autocomplete="off" autofocus
                 spellcheck="false" aria-describedby="admin_key_help";
             p #admin_key_help .help {
-                "An admin key (" code { "lk_admin_…" } "), from " code { "latchkey key create --admin" }
-                " or the " code { "LATCHKEY_ADMIN_KEY" } " the server was started with."
+                "An admin key: the " code { "lk_admin_…" } " key Latchkey printed at its first start, or the "
+                code { "LATCHKEY_ADMIN_KEY" } " it was started with."
             }
             button type="submit" { "Sign in" }
         }

@@ -409,3 +409,18 @@ async fn every_listed_console_route_is_served() {
     assert!(super::ROUTES.iter().all(|(p, _)| p.starts_with("/console")));
     assert!(crate::ROUTES.iter().all(|(p, _)| !p.starts_with("/console")));
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_filter_by_kind_and_time_and_a_bad_time_is_a_page() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let a = c
+        .get("/console/events?kind=token.refreshed&since=2026-01-31T12%3A00&until=&connector=plain", Some(&session))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("<option value=\"token.refreshed\" selected>"), "{}", a.body);
+    let a = c.get("/console/events?since=yesterday", Some(&session)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("must be an RFC 3339 time"), "{}", a.body);
+    assert!(a.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+}
