@@ -137,8 +137,8 @@ impl Operator {
         } else {
             Err(Failure::new(
                 StatusCode::FORBIDDEN,
-                "This form does not belong to your session (it was sent from another page, or your session was \
-                 renewed since): reload the page and send it again.",
+                "This form does not belong to your session (it came from another page, or from before you \
+                 signed in again): reload the page and send it again.",
             ))
         }
     }
