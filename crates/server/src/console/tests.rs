@@ -23,6 +23,15 @@ const ADMIN: &str = "lk_admin_console-test-bootstrap-key";
 const T0: i64 = 1_800_000_000_000;
 
 const CONFIG: &str = r#"
+[server]
+return_to_allow = ["https://app.test/"]
+# Quick to generate (RSA keys take a while in a debug build).
+token_algorithm = "ES256"
+
+[connectors.gh]
+base_url = "https://api.gh.test"
+auth = { method = "oauth2_authorization_code", authorize_url = "https://gh.test/authorize", token_url = "http://127.0.0.1:9/token", client_id = "gh-client", client_secret = { secret = "gh_secret" } }
+
 [connectors.plain]
 base_url = "https://api.plain.test"
 auth = { method = "api_key_header", name = "X-Key", key = { secret = "plain_key" } }
@@ -32,6 +41,7 @@ calls.list = { path = "/items", description = "<b onmouseover=alert(1)>items</b>
 struct Console {
     router: axum::Router,
     engine: Arc<Engine>,
+    store: MemoryStore,
     clock: Arc<FakeClock>,
     audit: tempfile::NamedTempFile,
 }
@@ -83,12 +93,13 @@ impl Console {
             ..Default::default()
         };
         let vault = Arc::new(Vault::new(&MasterKey::generate()));
-        let engine = Engine::start(Arc::new(MemoryStore::new()), vault, settings).await.unwrap();
+        let store = MemoryStore::new();
+        let engine = Engine::start(Arc::new(store.clone()), vault, settings).await.unwrap();
         engine.identity().ensure_signing_key().await.unwrap();
         let audit = tempfile::NamedTempFile::new().unwrap();
         let log = Audit::open(audit.path(), engine.audit_key().await.unwrap()).unwrap();
         let router = crate::router(AppState::new(engine.clone()).with_audit(log));
-        Console { router, engine, clock, audit }
+        Console { router, engine, store, clock, audit }
     }
 
     async fn send(&self, req: Request<Body>) -> Answer {
@@ -423,4 +434,48 @@ async fn events_filter_by_kind_and_time_and_a_bad_time_is_a_page() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.body.contains("must be an RFC 3339 time"), "{}", a.body);
     assert!(a.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_are_listed_escaped_reconnected_and_revoked() {
+    use latchkey_core::store::{ConnectionFilter, ConnectionRow, ConnectionStore as _};
+    let c = Console::start("https://lk.example.com").await;
+    c.engine.admin().put_secret("gh_secret", latchkey_core::Env::Live, &SecretString::from("gh-secret")).await.unwrap();
+    let owner = "<script>alert('owner')</script>";
+    let row = ConnectionRow {
+        id: "conn-1".into(),
+        connector: "gh".into(),
+        env: latchkey_core::Env::Live,
+        owner: owner.into(),
+        provider_user_id: None,
+        email: Some("a@b.test".into()),
+        scopes: None,
+        metadata: "{}".into(),
+        return_to: Some("https://app.test/done".into()),
+        created_at: T0,
+        updated_at: T0,
+    };
+    c.store.upsert_connection(&row).await.unwrap();
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+
+    let page = c.get("/console/connections?connector=gh&environment=live", Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(page.body.contains("&lt;script&gt;alert('owner')&lt;/script&gt;"), "{}", page.body);
+    assert!(page.body.contains("a@b.test"));
+    let csrf = page.csrf();
+
+    let a = c.post("/console/connections/reconnect", &cookie, form(&[("csrf", &csrf), ("id", "conn-1")])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("https://lk.example.com/oauth/gh/start?session="), "{}", a.body);
+
+    let a = c.post("/console/connections/revoke", &cookie, form(&[("csrf", &csrf), ("id", "conn-1")])).await;
+    assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/console/connections?done=revoked"), "{}", a.body);
+    let left = c.store.list_connections(&ConnectionFilter::default()).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(c.audit_log().contains("\"kind\":\"connection.delete\""), "{}", c.audit_log());
+    assert!(!c.audit_log().contains("alert('owner')"), "the user id is hashed in the audit log");
+    let a = c.post("/console/connections/revoke", &cookie, form(&[("csrf", &csrf), ("id", "conn-1")])).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
