@@ -78,16 +78,20 @@ pub(crate) async fn page(
             p.muted { "No secrets yet." }
         } @else {
             div.scroll { table {
-                thead { tr { th scope="col" { "Name" } th scope="col" { "Environments" } th scope="col" { "Updated" } th scope="col" { "Delete" } } }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Environments" } th scope="col" { "Updated" } th scope="col" { "Actions" } } }
                 tbody { @for s in &secrets { tr {
                     th scope="row" { code { (s.name) } }
                     td { (s.environments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")) }
                     td { (rfc3339(s.updated_at)) }
-                    td { form.inline method="post" action="/console/secrets/delete" {
+                    td {
+                        a href={ "/console/secrets?name=" (super::enc(&s.name)) } aria-label={ "Replace secret " (s.name) } { "Replace" }
+                        " "
+                        form.inline method="post" action="/console/secrets/delete" {
                         (operator.csrf_field())
                         input type="hidden" name="name" value=(s.name);
                         button.danger type="submit" aria-label={ "Delete secret " (s.name) } { "Delete" }
-                    } }
+                        }
+                    }
                 } } }
             } }
         }
