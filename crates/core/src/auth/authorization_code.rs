@@ -38,7 +38,11 @@ pub(super) fn grant(
         .opt(secret.as_ref().map(|s| s.expose_secret().as_bytes()))
         .part(&[c.client_auth as u8]);
     let client = super::client_assertion::client(c, &c.client_id, secret, env, secrets, &mut id)?;
-    let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: "expires_in".into() };
+    let shape = TokenResponseShape {
+        token_path: c.token_name.clone(),
+        expires_in_path: "expires_in".into(),
+        expires_at_path: None,
+    };
     let scope = c.scope.as_ref().map(|s| s.joined(&c.scope_separator));
     Ok((Grant::AuthorizationCode { token_url: c.token_url.to_string(), client, scope, shape }, id))
 }
@@ -166,6 +170,7 @@ impl UserAuth {
             shape: TokenResponseShape {
                 token_path: self.config.token_name.clone(),
                 expires_in_path: "expires_in".into(),
+                expires_at_path: None,
             },
             is_refresh: false,
             secrets: Vec::new(),

@@ -44,46 +44,41 @@ struct Claims<'a> {
 }
 
 fn bad_key(what: &str) -> CallError {
-    CallError::new(
-        ErrorCode::SecretMissing,
-        format!(
-            "client_private_key: {what}; give an RSA key (RS256, PS256) or a P-256 EC key (ES256) in PEM \
-             (`RSA PRIVATE KEY`, `EC PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) with `latchkey secret set`"
-        ),
-    )
+    CallError::new(ErrorCode::SecretMissing, format!("client_private_key: {what}; {KEY_HINT}"))
 }
+
+/// Reads `pem` for `alg` (by default `RS256` for an RSA key, `ES256` for a P-256 key) and
+/// signs once to prove the key fits the algorithm; `Err` says what is wrong with the key.
+pub(super) fn signing_key(pem: &SecretString, alg: Option<AssertionAlg>) -> Result<(EncodingKey, Algorithm), String> {
+    let bytes = pem.expose_secret().trim().as_bytes();
+    let rsa = || EncodingKey::from_rsa_pem(bytes).ok();
+    let ec = || EncodingKey::from_ec_pem(bytes).ok();
+    let (key, alg) = match alg {
+        Some(AssertionAlg::RS256) => (rsa().ok_or("RS256 needs an RSA private key")?, Algorithm::RS256),
+        Some(AssertionAlg::PS256) => (rsa().ok_or("PS256 needs an RSA private key")?, Algorithm::PS256),
+        Some(AssertionAlg::ES256) => (ec().ok_or("ES256 needs an EC private key")?, Algorithm::ES256),
+        None => match (rsa(), ec()) {
+            (Some(k), _) => (k, Algorithm::RS256),
+            (None, Some(k)) => (k, Algorithm::ES256),
+            (None, None) => return Err("this is not a private key in PEM".into()),
+        },
+    };
+    jsonwebtoken::encode(&Header::new(alg), &serde_json::json!({"check": true}), &key).map_err(|_| {
+        format!("the key cannot sign {alg:?} (an RSA key needs at least 2048 bits; ES256 needs the P-256 curve)")
+    })?;
+    Ok((key, alg))
+}
+
+/// What to do about a key [`signing_key`] refused.
+pub(super) const KEY_HINT: &str = "give an RSA key (RS256, PS256) or a P-256 EC key (ES256) in PEM \
+     (`RSA PRIVATE KEY`, `EC PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) with `latchkey secret set`";
 
 impl ClientAssertion {
     /// Reads `pem` for `alg` (by default `RS256` for an RSA key, `ES256` for an EC key) and
     /// signs once to prove the key fits the algorithm.
     pub fn new(pem: &SecretString, alg: Option<AssertionAlg>, key_id: Option<String>) -> Result<Self, CallError> {
-        let bytes = pem.expose_secret().trim().as_bytes();
-        let rsa = || EncodingKey::from_rsa_pem(bytes).ok();
-        let ec = || EncodingKey::from_ec_pem(bytes).ok();
-        let (key, alg) = match alg {
-            Some(AssertionAlg::RS256) => {
-                (rsa().ok_or_else(|| bad_key("RS256 needs an RSA private key"))?, Algorithm::RS256)
-            }
-            Some(AssertionAlg::PS256) => {
-                (rsa().ok_or_else(|| bad_key("PS256 needs an RSA private key"))?, Algorithm::PS256)
-            }
-            Some(AssertionAlg::ES256) => {
-                (ec().ok_or_else(|| bad_key("ES256 needs an EC private key"))?, Algorithm::ES256)
-            }
-            None => match (rsa(), ec()) {
-                (Some(k), _) => (k, Algorithm::RS256),
-                (None, Some(k)) => (k, Algorithm::ES256),
-                (None, None) => return Err(bad_key("this is not a private key in PEM")),
-            },
-        };
-        let assertion = ClientAssertion { key, alg, key_id };
-        assertion.sign("check", "https://check.invalid/", 0).map_err(|_| {
-            bad_key(&format!(
-                "the key cannot sign {:?} (an RSA key needs at least 2048 bits; ES256 needs the P-256 curve)",
-                assertion.alg
-            ))
-        })?;
-        Ok(assertion)
+        let (key, alg) = signing_key(pem, alg).map_err(|what| bad_key(&what))?;
+        Ok(ClientAssertion { key, alg, key_id })
     }
 
     /// A fresh assertion for `client_id` at `audience` (the token endpoint).

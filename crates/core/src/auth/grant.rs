@@ -92,6 +92,9 @@ pub enum Grant {
         shape: TokenResponseShape,
         /// The secret values substituted into `headers` and `body`.
         secrets: Vec<SecretString>,
+        /// With `auth.jwt`: the templates, rendered per request with a fresh `<jwt>`
+        /// (`headers` and `body` are then not sent).
+        jwt: Option<Box<super::signed_jwt::JwtRequest>>,
     },
     JwtBearer(JwtGrant),
 }
@@ -161,7 +164,7 @@ impl Grant {
                 }
                 form_request(token_url, form, Some(client))?
             }
-            Grant::Custom { token_url, headers, body, shape, secrets } => TokenRequest {
+            Grant::Custom { token_url, headers, body, shape, secrets, jwt: None } => TokenRequest {
                 url: token_url.clone(),
                 headers: headers.clone(),
                 basic_auth: None,
@@ -170,6 +173,20 @@ impl Grant {
                 is_refresh: false,
                 secrets: secrets.clone(),
             },
+            Grant::Custom { token_url, shape, secrets, jwt: Some(t), .. } => {
+                let (headers, body, jwt) = t.render(now_ms)?;
+                let mut secrets = secrets.clone();
+                secrets.push(jwt);
+                TokenRequest {
+                    url: token_url.clone(),
+                    headers,
+                    basic_auth: None,
+                    body: TokenRequestBody::Json(body),
+                    shape: shape.clone(),
+                    is_refresh: false,
+                    secrets,
+                }
+            }
             Grant::JwtBearer(j) => {
                 let assertion = j.assertion(now_ms)?;
                 let form = vec![

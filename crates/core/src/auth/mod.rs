@@ -15,6 +15,7 @@ pub mod grant;
 mod jwt_bearer;
 mod oauth2;
 pub mod sign;
+mod signed_jwt;
 
 pub use client_certificate::ClientPool;
 pub use grant::{Grant, SharedSource, TokenSource};

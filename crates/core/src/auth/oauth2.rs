@@ -1,18 +1,17 @@
 //! `oauth2_password`, `oauth2_client_credentials` and `oauth2_custom_token`: their grants with
 //! secrets resolved. The requests themselves are built in `grant.rs`.
 
-use http::HeaderValue;
 use latchkey_vault::Fingerprint;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::client_assertion;
 use super::grant::Grant;
+use super::{client_assertion, signed_jwt};
 use crate::config::{OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password};
 use crate::secret::ClientSecret;
 use crate::secrets::SecretSet;
 use crate::template::Values;
 use crate::token::TokenResponseShape;
-use crate::{CallError, Env, ErrorCode};
+use crate::{CallError, Env};
 
 pub(super) fn password(c: &OAuth2Password, env: Env, secrets: &SecretSet) -> Result<(Grant, Fingerprint), CallError> {
     let password = secrets.resolve(&c.password, env)?.clone();
@@ -64,24 +63,18 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
         values.insert(name.clone(), v.clone());
     }
     let mut sent = Vec::new();
+    let mut secret_values = Vec::new();
     for (name, r) in &c.secrets {
         let secret = secrets.resolve(r, env)?;
         values.insert(name.clone(), serde_json::Value::String(secret.expose_secret().to_owned()));
         sent.push(secret.clone());
+        secret_values.push((name.clone(), secret.clone()));
     }
+    let templates: Vec<_> = c.token_headers.iter().map(|(k, v)| (k.value().clone(), v.value().clone())).collect();
+    // Rendered once here; with `auth.jwt` again per request, with a fresh `<jwt>` (this one,
+    // without it, proves the secrets fit their headers and identifies the rest).
     let body = SecretString::from(serde_json::to_string(&c.token_body.body().render(&values)).unwrap_or_default());
-    let mut headers = Vec::new();
-    for (k, v) in &c.token_headers {
-        let text = v.render_value(&values, "a token header")?.unwrap_or_default();
-        let mut value = HeaderValue::from_str(&text).map_err(|_| {
-            CallError::new(
-                ErrorCode::SecretMissing,
-                format!("oauth2_custom_token: header `{k}` would contain a line break"),
-            )
-        })?;
-        value.set_sensitive(true);
-        headers.push((k.value().clone(), value));
-    }
+    let headers = signed_jwt::render_headers(&templates, &values)?;
     let mut id = Fingerprint::default();
     id.part(b"custom")
         .part(c.token_url.as_str().as_bytes())
@@ -91,6 +84,27 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
     for (k, v) in &headers {
         id.part(k.as_str().as_bytes()).part(v.as_bytes());
     }
-    let shape = TokenResponseShape { token_path: c.token_name.clone(), expires_in_path: c.expires_in_name.clone() };
-    Ok((Grant::Custom { token_url: c.token_url.to_string(), headers, body, shape, secrets: sent }, id))
+    if let Some(at) = &c.expires_at_name {
+        id.part(b"expires_at").part(at.as_bytes());
+    }
+    let jwt = match &c.jwt {
+        Some(j) => {
+            let jwt = signed_jwt::SignedJwt::new(j, secrets.resolve(&j.private_key, env)?, &mut id)?;
+            let values = c.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            Some(Box::new(signed_jwt::JwtRequest {
+                jwt,
+                values,
+                secret_values,
+                headers: templates,
+                body: c.token_body.body().clone(),
+            }))
+        }
+        None => None,
+    };
+    let shape = TokenResponseShape {
+        token_path: c.token_name.clone(),
+        expires_in_path: c.expires_in_name.clone(),
+        expires_at_path: c.expires_at_name.clone(),
+    };
+    Ok((Grant::Custom { token_url: c.token_url.to_string(), headers, body, shape, secrets: sent, jwt }, id))
 }

@@ -315,6 +315,13 @@ pub struct OAuth2CustomToken {
     /// Dotted path of the lifetime in seconds in the response.
     #[serde(default = "default_expires_in_name")]
     pub expires_in_name: String,
+    /// Dotted path of an absolute expiry in the response (RFC 3339 or Unix seconds), for
+    /// providers that answer one instead of a lifetime; `expires_in_name` is then not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_name: Option<String>,
+    /// A JWT signed afresh for each token request, the placeholder `<jwt>` (GitHub Apps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<SignedJwt>,
     /// Secrets the templates may use, by placeholder name.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
@@ -323,6 +330,30 @@ pub struct OAuth2CustomToken {
     pub values: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub token_in: TokenIn,
+}
+
+/// `auth.jwt` of `oauth2_custom_token`: what the `<jwt>` placeholder is signed from.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedJwt {
+    /// The PEM private key (RSA for RS256 and PS256, P-256 for ES256).
+    pub private_key: SecretRef,
+    /// The claims as written (`iss`, `aud`, ...); `iat` and `exp` are Latchkey's.
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
+    /// `exp` is this many seconds after the token request (`iat` is 60 seconds before it).
+    #[serde(default = "default_signed_jwt_lifetime_s")]
+    pub lifetime_s: u64,
+    /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<AssertionAlg>,
+    /// The JWT's `kid` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+fn default_signed_jwt_lifetime_s() -> u64 {
+    540
 }
 
 fn default_token_name() -> String {
@@ -477,7 +508,9 @@ impl MethodTable for OAuth2ClientCredentials {
 
 impl MethodTable for OAuth2CustomToken {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        self.secrets.values().map(|r| ("secrets", r)).collect()
+        let mut v: Vec<_> = self.secrets.values().map(|r| ("secrets", r)).collect();
+        v.extend(self.jwt.iter().map(|j| ("jwt.private_key", &j.private_key)));
+        v
     }
 }
 

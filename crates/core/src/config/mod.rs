@@ -14,7 +14,7 @@ mod value;
 pub use auth_tables::{
     ApiKeyHeader, ApiKeyQuery, AssertionAlg, AuthorizationCode, Basic, ClientAuth, ClientCertificate, ClientKeyFields,
     Digest, JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
-    RedirectMode, Scope, TokenIn, TokenResponseFormat,
+    RedirectMode, Scope, SignedJwt, TokenIn, TokenResponseFormat,
 };
 pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
 pub use problems::{ConfigErrors, Problem};

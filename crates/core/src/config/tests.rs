@@ -258,3 +258,66 @@ fn a_missing_field_is_reported_at_its_table() {
     let p = one_problem("\n[connectors.a]\nauth = { method = \"none\" }\n");
     assert!(p.starts_with("latchkey.toml:2: connector `a`, field `base_url`: missing"), "{p}");
 }
+
+#[test]
+fn a_signed_jwt_for_a_custom_token_is_checked_with_its_placeholder() {
+    let custom = |name: &str, auth: &str| {
+        format!(
+            "[connectors.{name}]\nbase_url = \"https://api.example\"\n\
+             auth = {{ method = \"oauth2_custom_token\", token_url = \"https://api.example/token\", {auth} }}\n"
+        )
+    };
+    let key = "private_key = { secret = \"app_key\" }";
+    let good = custom(
+        "gh",
+        &format!(
+            "token_headers = {{ Authorization = \"Bearer <jwt>\" }}, token_body = {{}}, token_name = \"token\", \
+             expires_at_name = \"expires_at\", jwt = {{ {key}, claims = {{ iss = \"123456\" }} }}"
+        ),
+    );
+    let config = Config::parse(&good, "latchkey.toml").unwrap_or_else(|e| panic!("{e:?}"));
+    let AuthConfig::OAuth2CustomToken(t) = &config.connectors["gh"].auth else { panic!() };
+    let jwt = t.jwt.as_ref().unwrap();
+    assert_eq!((jwt.lifetime_s, jwt.alg, t.expires_at_name.as_deref()), (540, None, Some("expires_at")));
+    assert_eq!(
+        config.connectors["gh"].auth.secret_refs().iter().map(|(f, r)| format!("{f}={r}")).collect::<Vec<_>>(),
+        ["jwt.private_key=secret `app_key`"]
+    );
+
+    let all = problems(
+        &[
+            custom("a", "token_body = '{\"jwt\": \"<jwt>\"}'"),
+            custom("b", &format!("token_body = {{}}, jwt = {{ {key} }}")),
+            custom(
+                "c",
+                &format!(
+                    "token_body = {{ a = \"<jwt>\" }}, secrets = {{ jwt = {{ secret = \"x\" }} }}, \
+                     jwt = {{ {key}, claims = {{ iat = 1, exp = 2, iss = \"1\" }}, lifetime_s = 0 }}"
+                ),
+            ),
+            custom(
+                "d",
+                &format!("token_body = {{ a = \"<jwt>\" }}, jwt = {{ {key}, lifetime_s = 3601, alg = \"HS256\" }}"),
+            ),
+            custom("e", &format!("token_body = {{ a = \"<jwt>\" }}, jwt = {{ {key}, claim = {{}} }}")),
+            custom("f", "token_body = {}, expires_at_name = \"\""),
+        ]
+        .concat(),
+    )
+    .join("\n");
+    for expected in [
+        "connector `a`, field `auth.token_body`: uses `<jwt>`, but `auth.jwt` is not set",
+        "connector `b`, field `auth.jwt`: is set but `<jwt>` is used nowhere",
+        "connector `c`, field `auth.secrets.jwt`: `<jwt>` is the JWT `auth.jwt` signs",
+        "connector `c`, field `auth.jwt.claims.iat`: is set by Latchkey at each token request",
+        "connector `c`, field `auth.jwt.claims.exp`: is set by Latchkey",
+        "connector `c`, field `auth.jwt.lifetime_s`: 0 is out of range: give 1 to 3600 seconds (GitHub takes at most 600)",
+        "connector `d`, field `auth.jwt.alg`",
+        "connector `e`, field `auth.jwt.claim`",
+        "connector `f`, field `auth.expires_at_name`: cannot be empty",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert!(!all.contains("auth.jwt.claims.iss"), "{all}");
+    assert!(all.contains("RS256") && all.contains("ES256"), "{all}");
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
-use super::auth_tables::{ClientAuth, ClientKeyFields};
+use super::auth_tables::{ClientAuth, ClientKeyFields, OAuth2CustomToken};
 use super::methods::AuthConfig;
 use super::problems::Problem;
 use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
@@ -250,6 +250,43 @@ fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bo
     }
 }
 
+/// `auth.jwt` of `oauth2_custom_token`: `<jwt>` used, not declared twice, Latchkey's claims
+/// left to it, a lifetime in bounds. `used` is every placeholder with where it is used.
+fn signed_jwt(g: &OAuth2CustomToken, used: &[(String, String)], p: &mut impl FnMut(&str, String)) {
+    let Some(jwt) = &g.jwt else { return };
+    if !used.iter().any(|(n, _)| n == "jwt") {
+        p(
+            "auth.jwt",
+            "is set but `<jwt>` is used nowhere: put it where the provider wants the JWT, e.g. \
+             `token_headers = { Authorization = \"Bearer <jwt>\" }`"
+                .into(),
+        );
+    }
+    for (table, declared) in [("secrets", g.secrets.contains_key("jwt")), ("values", g.values.contains_key("jwt"))] {
+        if declared {
+            p(
+                &format!("auth.{table}.jwt"),
+                "`<jwt>` is the JWT `auth.jwt` signs: give this placeholder another name".into(),
+            );
+        }
+    }
+    for claim in ["iat", "exp"] {
+        if jwt.claims.contains_key(claim) {
+            p(
+                &format!("auth.jwt.claims.{claim}"),
+                "is set by Latchkey at each token request (`iat` 60 seconds back, `exp` after `lifetime_s`): remove it"
+                    .into(),
+            );
+        }
+    }
+    if jwt.lifetime_s == 0 || jwt.lifetime_s > 3600 {
+        p(
+            "auth.jwt.lifetime_s",
+            format!("{} is out of range: give 1 to 3600 seconds (GitHub takes at most 600)", jwt.lifetime_s),
+        );
+    }
+}
+
 fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
     match a {
         AuthConfig::OAuth2Password(g) => {
@@ -274,9 +311,24 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
                 managed_header(&format!("auth.token_headers.{h}"), h.as_str(), p);
                 used.extend(v.params().map(|n| (n.to_owned(), format!("auth.token_headers.{h}"))));
             }
+            signed_jwt(g, &used, p);
+            if g.expires_at_name.as_deref() == Some("") {
+                p("auth.expires_at_name", "cannot be empty: give the dotted path of the expiry in the answer".into());
+            }
             let mut seen = BTreeSet::new();
             for (name, place) in used {
-                if !g.secrets.contains_key(&name) && !g.values.contains_key(&name) && seen.insert(name.clone()) {
+                let declared = g.secrets.contains_key(&name) || g.values.contains_key(&name);
+                if declared || (name == "jwt" && g.jwt.is_some()) || !seen.insert(name.clone()) {
+                    continue;
+                }
+                if name == "jwt" {
+                    p(
+                        &place,
+                        "uses `<jwt>`, but `auth.jwt` is not set: add `jwt = { private_key = { secret = \"NAME\" }, claims = { iss = \"...\" } }` \
+                         to `auth` (or declare `jwt` in `auth.secrets` or `auth.values`)"
+                            .into(),
+                    );
+                } else {
                     p(
                         &place,
                         format!(

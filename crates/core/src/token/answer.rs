@@ -105,11 +105,22 @@ pub fn parse(req: &TokenRequest, answer: &Answer, now: i64) -> Result<TokenSet, 
         );
         return Err(TokenError::unusable(status, "invalid_access_token", description));
     }
-    let expires_path = &req.shape.expires_in_path;
-    let expires_at = expires_at(now, lookup(&json, expires_path)).map_err(|why| {
-        let description = format!("`{expires_path}` in the answer {why}: expected a number of seconds (RFC 6749 §5.1)");
-        TokenError::unusable(status, "invalid_expires_in", description)
-    })?;
+    let expires_at = match &req.shape.expires_at_path {
+        None => {
+            let expires_path = &req.shape.expires_in_path;
+            expires_at(now, lookup(&json, expires_path)).map_err(|why| {
+                let description =
+                    format!("`{expires_path}` in the answer {why}: expected a number of seconds (RFC 6749 §5.1)");
+                TokenError::unusable(status, "invalid_expires_in", description)
+            })?
+        }
+        Some(at_path) => expires_at_absolute(now, lookup(&json, at_path)).map_err(|why| {
+            let description = format!(
+                "`{at_path}` in the answer {why}: expected an RFC 3339 time (`2026-12-06T11:00:00Z`) or Unix seconds"
+            );
+            TokenError::unusable(status, "invalid_expires_at", description)
+        })?,
+    };
     let refresh = json.get("refresh_token").and_then(Value::as_str).filter(|s| !s.is_empty());
     let id_token = json.get("id_token").and_then(Value::as_str).filter(|s| !s.is_empty());
     let issued: Vec<&str> = [Some(access), refresh, id_token].into_iter().flatten().collect();
@@ -159,6 +170,37 @@ pub fn expires_at(now: i64, expires_in: Option<&Value>) -> Result<Option<i64>, &
     // Clamped, so the product fits an i64 exactly; a sub-millisecond lifetime is 1 ms.
     let ms = (secs.min(MAX_LIFETIME_S) * 1000.0).ceil() as i64;
     now.checked_add(ms).map(Some).ok_or("is too large")
+}
+
+/// When a token expires, from an absolute expiry (`expires_at_name`): an RFC 3339 time, or
+/// Unix seconds as a number or numeric string; absent or `null` means none was given. A time
+/// already past is kept as it is (the token is then not used); one further than
+/// [`MAX_LIFETIME_S`] from `now` is clamped to it, as lifetimes are.
+pub fn expires_at_absolute(now: i64, at: Option<&Value>) -> Result<Option<i64>, &'static str> {
+    let ms = match at {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => seconds_to_ms(n.as_f64().ok_or("is not a number")?)?,
+        Some(Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(secs) => seconds_to_ms(secs)?,
+            Err(_) => {
+                let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| "is neither an RFC 3339 time nor a number")?;
+                i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| "is out of range")?
+            }
+        },
+        Some(_) => return Err("is neither an RFC 3339 time nor a number"),
+    };
+    let cap = now.saturating_add((MAX_LIFETIME_S * 1000.0) as i64);
+    Ok(Some(ms.min(cap)))
+}
+
+/// Unix seconds to milliseconds, refusing what is not a finite, non-negative number.
+fn seconds_to_ms(secs: f64) -> Result<i64, &'static str> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err("is not a time: a negative or non-finite number");
+    }
+    // Far-future values are clamped by the caller; this only keeps the cast in range.
+    Ok((secs.min(4.0e15 / 1000.0) * 1000.0) as i64)
 }
 
 #[cfg(test)]

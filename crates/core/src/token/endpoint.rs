@@ -29,11 +29,14 @@ pub enum TokenRequestBody {
 pub struct TokenResponseShape {
     pub token_path: String,
     pub expires_in_path: String,
+    /// Where an absolute expiry sits instead (RFC 3339 or Unix seconds): `expires_in_path`
+    /// is then not read.
+    pub expires_at_path: Option<String>,
 }
 
 impl Default for TokenResponseShape {
     fn default() -> Self {
-        Self { token_path: "access_token".into(), expires_in_path: "expires_in".into() }
+        Self { token_path: "access_token".into(), expires_in_path: "expires_in".into(), expires_at_path: None }
     }
 }
 

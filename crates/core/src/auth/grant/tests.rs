@@ -528,3 +528,4 @@ fn a_secret_never_prints_through_a_prepared_grant() {
 }
 
 mod client_auth;
+mod signed_jwt;

@@ -90,7 +90,11 @@ fn a_rotated_refresh_token_is_taken_and_an_absent_one_is_none() {
 
 #[test]
 fn a_custom_shape_reads_nested_paths() {
-    let shape = TokenResponseShape { token_path: "data.session.jwt".into(), expires_in_path: "data.ttl".into() };
+    let shape = TokenResponseShape {
+        token_path: "data.session.jwt".into(),
+        expires_in_path: "data.ttl".into(),
+        expires_at_path: None,
+    };
     let a = json_answer(200, json!({"data": {"session": {"jwt": "j-1"}, "ttl": "45", "region": "eu"}}));
     let set = parse(&request(shape), &a, NOW).unwrap();
     assert_eq!(set.access_token.expose_secret(), "j-1");
@@ -100,7 +104,8 @@ fn a_custom_shape_reads_nested_paths() {
 
 #[test]
 fn a_custom_shape_whose_token_is_missing_is_a_failure_naming_the_path() {
-    let shape = TokenResponseShape { token_path: "token".into(), expires_in_path: "expires_in".into() };
+    let shape =
+        TokenResponseShape { token_path: "token".into(), expires_in_path: "expires_in".into(), expires_at_path: None };
     let e = parse(&request(shape), &json_answer(200, json!({"access_token": "a"})), NOW).unwrap_err();
     assert_eq!(e.kind, TokenErrorKind::Failed { retry_after: None });
     assert_eq!(e.summary(), "no_token (200): the answer has no `token`");
@@ -269,5 +274,45 @@ fn an_access_token_must_be_visible_ascii() {
     assert!(header_safe("ya29.a0-_~+/= x"));
     for bad in ["a\r\nb", "a\nb", "a\u{0}b", "a\u{7f}b", "a\tb", "tök"] {
         assert!(!header_safe(bad), "{bad:?}");
+    }
+}
+
+fn expires_at_shape() -> TokenResponseShape {
+    TokenResponseShape {
+        token_path: "token".into(),
+        expires_in_path: "expires_in".into(),
+        expires_at_path: Some("expires_at".into()),
+    }
+}
+
+#[test]
+fn an_absolute_expiry_is_read_as_rfc_3339_or_unix_seconds_instead_of_a_lifetime() {
+    // GitHub's installation token: `{"token", "expires_at"}`, 201. NOW is 2023-11-14T22:13:20Z.
+    let at = |expires_at: Value| {
+        let a = json_answer(201, json!({"token": "ghs_1", "expires_at": expires_at, "expires_in": 5}));
+        parse(&request(expires_at_shape()), &a, NOW).map(|s| s.expires_at)
+    };
+    assert_eq!(at(json!("2023-11-14T23:13:20Z")).unwrap(), Some(NOW + 3_600_000));
+    assert_eq!(at(json!("2023-11-15T00:13:20.5+01:00")).unwrap(), Some(NOW + 3_600_500));
+    assert_eq!(at(json!(1_700_003_600)).unwrap(), Some(NOW + 3_600_000));
+    assert_eq!(at(json!("1700003600")).unwrap(), Some(NOW + 3_600_000));
+    // Absent or null: no expiry given (`expires_in` is not read instead).
+    assert_eq!(at(Value::Null).unwrap(), None);
+    let a = json_answer(201, json!({"token": "ghs_1", "expires_in": 5}));
+    assert_eq!(parse(&request(expires_at_shape()), &a, NOW).unwrap().expires_at, None);
+    // Already past: kept, so the token is not used; centuries ahead: clamped like lifetimes.
+    assert_eq!(at(json!("2023-11-14T22:00:00Z")).unwrap(), Some(NOW - 800_000));
+    let far = at(json!("9999-12-31T23:59:59Z")).unwrap().unwrap();
+    assert_eq!(far, NOW + (crate::token::answer::MAX_LIFETIME_S * 1000.0) as i64);
+}
+
+#[test]
+fn an_absolute_expiry_that_is_no_time_is_a_failure_naming_the_path() {
+    for bad in [json!("tomorrow"), json!("2023-11-14 23:13:20"), json!(-5), json!(true), json!({"at": 1})] {
+        let a = json_answer(201, json!({"token": "ghs_1", "expires_at": bad}));
+        let e = parse(&request(expires_at_shape()), &a, NOW).unwrap_err();
+        assert_eq!(e.kind, TokenErrorKind::Failed { retry_after: None }, "{bad}");
+        assert!(e.summary().starts_with("invalid_expires_at (201): `expires_at` in the answer is "), "{}", e.summary());
+        assert!(e.summary().ends_with("expected an RFC 3339 time (`2026-12-06T11:00:00Z`) or Unix seconds"));
     }
 }

@@ -9,7 +9,7 @@ const ASSERTION_FORM: &str =
     "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=";
 
 /// One P-256 key per test run.
-fn ec_key() -> &'static TestKey {
+pub(super) fn ec_key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
     KEY.get_or_init(|| {
         use latchkey_vault::identity::{SigningAlg, SigningKey};
