@@ -72,6 +72,7 @@ impl Values {
                 .to_string()
             }
             (AuthConfig::JwtBearer(_), "private_key") => self.rsa_pem.clone(),
+            (AuthConfig::OAuth2CustomToken(_), "jwt.private_key") => self.rsa_pem.clone(),
             _ => format!("example-value-of-{name}"),
         }
     }

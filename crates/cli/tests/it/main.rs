@@ -19,6 +19,7 @@ mod egress;
 mod environments;
 mod examples;
 mod failover;
+mod github_app;
 mod grants;
 mod hardening;
 mod hostile;

@@ -1,6 +1,7 @@
 pub mod authlib;
 pub mod browser;
 pub mod certs;
+pub mod github_app;
 pub mod httpbin;
 pub mod nginx;
 pub mod oidc;

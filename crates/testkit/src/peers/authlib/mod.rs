@@ -316,7 +316,7 @@ fn start() -> Authlib {
 
 /// Waits until the Flask app answers `/test/health`. gunicorn listens before its worker has
 /// imported the app (which generates the keys), so an open port alone is not enough.
-fn wait_for_app(process: &PeerProcess, port: u16, timeout: Duration) {
+pub(crate) fn wait_for_app(process: &PeerProcess, port: u16, timeout: Duration) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     process.wait_until_ready(addr, timeout);
     let deadline = Instant::now() + timeout;
@@ -340,7 +340,12 @@ fn wait_for_app(process: &PeerProcess, port: u16, timeout: Duration) {
 /// Plain `std::net`, so that it can run on any thread, a tokio worker included, without a
 /// runtime of its own. The server answers every test endpoint with a `Content-Length` body and
 /// closes the connection (`Connection: close`).
-fn raw_http(port: u16, method: &str, path: &str, body: Option<(&str, &[u8])>) -> std::io::Result<(u16, String)> {
+pub(crate) fn raw_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
