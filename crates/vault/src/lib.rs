@@ -21,6 +21,7 @@ mod aad;
 pub mod identity;
 pub mod key;
 pub mod random;
+pub mod thumbprint;
 
 pub use aad::Aad;
 pub use key::{KeyId, MasterKey};

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use super::grant::Client;
-use crate::config::{AssertionAlg, ClientAuth, ClientKeyFields};
+use crate::config::{AssertionAlg, ClientAuth, ClientKeyFields, PemSource};
 use crate::secret::ClientSecret;
 use crate::secrets::SecretSet;
 use crate::{CallError, Env, ErrorCode};
@@ -25,6 +25,8 @@ pub struct ClientAssertion {
     key: EncodingKey,
     alg: Algorithm,
     key_id: Option<String>,
+    /// `x5t` and `x5t#S256` of `client_key_certificate`.
+    thumbprints: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for ClientAssertion {
@@ -78,7 +80,25 @@ impl ClientAssertion {
     /// signs once to prove the key fits the algorithm.
     pub fn new(pem: &SecretString, alg: Option<AssertionAlg>, key_id: Option<String>) -> Result<Self, CallError> {
         let (key, alg) = signing_key(pem, alg).map_err(|what| bad_key(&what))?;
-        Ok(ClientAssertion { key, alg, key_id })
+        Ok(ClientAssertion { key, alg, key_id, thumbprints: None })
+    }
+
+    /// The header names the key by the thumbprints of its certificate, `certificate_pem` (the
+    /// first certificate there, when it is a chain), as well as by `kid` if that is set.
+    pub fn with_certificate(mut self, certificate_pem: &str) -> Result<Self, CallError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let der = CertificateDer::pem_slice_iter(certificate_pem.as_bytes()).next().and_then(Result::ok).ok_or_else(
+            || {
+                CallError::new(
+                    ErrorCode::SecretMissing,
+                    "client_key_certificate: this is not a certificate in PEM (`-----BEGIN CERTIFICATE-----`); \
+                     give the certificate of `client_private_key` as the provider registered it",
+                )
+            },
+        )?;
+        self.thumbprints = Some(latchkey_vault::thumbprint::x5t(&der));
+        Ok(self)
     }
 
     /// A fresh assertion for `client_id` at `audience` (the token endpoint).
@@ -94,6 +114,10 @@ impl ClientAssertion {
         };
         let mut header = Header::new(self.alg);
         header.kid = self.key_id.clone();
+        if let Some((x5t, x5t_s256)) = &self.thumbprints {
+            header.x5t = Some(x5t.clone());
+            header.x5t_s256 = Some(x5t_s256.clone());
+        }
         jsonwebtoken::encode(&header, &claims, &self.key)
             .map(SecretString::from)
             .map_err(|_| bad_key("the key could not sign the client assertion"))
@@ -118,7 +142,19 @@ pub(super) fn client(
                 .part(pem.expose_secret().as_bytes())
                 .opt(c.client_key_id().map(str::as_bytes))
                 .opt(c.client_assertion_alg().map(|a| format!("{a:?}")).as_ref().map(|a| a.as_bytes()));
-            Some(ClientAssertion::new(pem, c.client_assertion_alg(), c.client_key_id().map(str::to_owned))?)
+            let assertion = ClientAssertion::new(pem, c.client_assertion_alg(), c.client_key_id().map(str::to_owned))?;
+            let certificate = match c.client_key_certificate() {
+                None => None,
+                Some(PemSource::Inline(pem)) => Some(pem.as_str()),
+                Some(PemSource::Ref(r)) => Some(secrets.resolve(r, env)?.expose_secret()),
+            };
+            match certificate {
+                Some(cert) => {
+                    id.part(b"client_key_certificate").part(cert.trim().as_bytes());
+                    Some(assertion.with_certificate(cert)?)
+                }
+                None => Some(assertion),
+            }
         }
         (ClientAuth::PrivateKeyJwt, None) => {
             return Err(CallError::new(

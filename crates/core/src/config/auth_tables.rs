@@ -56,6 +56,10 @@ pub struct AuthorizationCode {
     /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<AssertionAlg>,
+    /// With `client_auth = "private_key_jwt"`: the PEM certificate of `client_private_key`,
+    /// whose thumbprints the assertion's header carries (`x5t`, `x5t#S256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_certificate: Option<PemSource>,
     /// With `client_auth = "tls_client_auth"` (RFC 8705): the client's PEM certificate chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<SecretRef>,
@@ -160,6 +164,7 @@ pub trait ClientKeyFields {
     fn client_private_key(&self) -> Option<&SecretRef>;
     fn client_key_id(&self) -> Option<&str>;
     fn client_assertion_alg(&self) -> Option<AssertionAlg>;
+    fn client_key_certificate(&self) -> Option<&PemSource>;
     /// `client_certificate`, `client_key` and `ca_certificate` (`tls_client_auth`).
     fn tls_identity(&self) -> (Option<&SecretRef>, Option<&SecretRef>, Option<&PemSource>);
     fn certificate_bound(&self) -> bool;
@@ -179,6 +184,9 @@ macro_rules! client_key_fields {
             }
             fn client_assertion_alg(&self) -> Option<AssertionAlg> {
                 self.client_assertion_alg
+            }
+            fn client_key_certificate(&self) -> Option<&PemSource> {
+                self.client_key_certificate.as_ref()
             }
             fn tls_identity(&self) -> (Option<&SecretRef>, Option<&SecretRef>, Option<&PemSource>) {
                 (self.client_certificate.as_ref(), self.client_key.as_ref(), self.ca_certificate.as_ref())
@@ -242,6 +250,10 @@ pub struct OAuth2Password {
     /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<AssertionAlg>,
+    /// With `client_auth = "private_key_jwt"`: the PEM certificate of `client_private_key`,
+    /// whose thumbprints the assertion's header carries (`x5t`, `x5t#S256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_certificate: Option<PemSource>,
     /// With `client_auth = "tls_client_auth"` (RFC 8705): the client's PEM certificate chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<SecretRef>,
@@ -282,6 +294,10 @@ pub struct OAuth2ClientCredentials {
     /// `RS256`, `PS256` or `ES256`; by default `RS256` for an RSA key, `ES256` for a P-256 key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<AssertionAlg>,
+    /// With `client_auth = "private_key_jwt"`: the PEM certificate of `client_private_key`,
+    /// whose thumbprints the assertion's header carries (`x5t`, `x5t#S256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_certificate: Option<PemSource>,
     /// With `client_auth = "tls_client_auth"` (RFC 8705): the client's PEM certificate chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<SecretRef>,
@@ -447,6 +463,10 @@ fn tls_refs(t: &impl ClientKeyFields) -> Vec<(&'static str, &SecretRef)> {
     v.extend(key.map(|r| ("client_key", r)));
     if let Some(PemSource::Ref(r)) = ca {
         v.push(("ca_certificate", r));
+    }
+    // `private_key_jwt`'s certificate (for `x5t`), when kept in the vault.
+    if let Some(PemSource::Ref(r)) = t.client_key_certificate() {
+        v.push(("client_key_certificate", r));
     }
     v
 }

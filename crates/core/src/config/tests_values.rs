@@ -311,7 +311,11 @@ fn secret_refs_name_every_secret_field() {
     assert_eq!(refs("cert"), [("certificate", "secret `c`".to_owned()), ("private_key", "secret `k`".to_owned())]);
     assert_eq!(refs("pw"), [("password", "secret `p`".to_owned()), ("client_secret", "secret `cs`".to_owned())]);
     assert_eq!(refs("custom"), [("secrets", "secret `ck`".to_owned())]);
-    assert_eq!(refs("ccjwt"), [("client_private_key", "secret `ck`".to_owned())]);
+    assert_eq!(
+        refs("ccjwt"),
+        [("client_private_key", "secret `ck`".to_owned()), ("client_key_certificate", "secret `kc`".to_owned())]
+    );
+    assert_eq!(refs("custom_jwt"), [("jwt.private_key", "secret `gh_app_key`".to_owned())]);
     assert_eq!(
         refs("cctls"),
         [
@@ -416,4 +420,21 @@ fn tls_client_auth_needs_its_certificate_and_key_and_they_need_it() {
     let bound = ", client_secret = { secret = \"cs\" }, certificate_bound = true";
     let m = problem_at(&client_credentials(bound), "auth.certificate_bound");
     assert_eq!(m, "is used only with client_auth = \"tls_client_auth\": set that, or remove it");
+}
+
+#[test]
+fn a_client_key_certificate_goes_with_private_key_jwt_and_is_a_pem_certificate() {
+    let jwt = ", client_auth = \"private_key_jwt\", client_private_key = { secret = \"ck\" }";
+    let c = Config::parse(&client_credentials(&format!("{jwt}, client_key_certificate = {{ secret = \"kc\" }}")), "t")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let refs: Vec<_> = c.connectors["a"].auth.secret_refs().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(refs, ["client_private_key", "client_key_certificate"]);
+    let m = problem_at(
+        &client_credentials(&format!("{jwt}, client_key_certificate = \"nope\"")),
+        "auth.client_key_certificate",
+    );
+    assert_eq!(m, "is not a PEM certificate (-----BEGIN CERTIFICATE-----)");
+    let stray = ", client_secret = { secret = \"cs\" }, client_key_certificate = { secret = \"kc\" }";
+    let m = problem_at(&client_credentials(stray), "auth.client_key_certificate");
+    assert_eq!(m, "is used only with client_auth = \"private_key_jwt\": set that, or remove it");
 }

@@ -209,10 +209,12 @@ fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bo
             needed("tls_client_auth", "its PEM private key", "client_key = { secret = \"crm_client_key\" }"),
         );
     }
-    if let Some(PemSource::Inline(pem)) = ca
-        && !pem.contains("-----BEGIN CERTIFICATE-----")
-    {
-        p("auth.ca_certificate", "is not a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    for (field, pem) in [("auth.ca_certificate", ca), ("auth.client_key_certificate", g.client_key_certificate())] {
+        if let Some(PemSource::Inline(pem)) = pem
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            p(field, "is not a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
     }
     if (jwt || tls) && has_secret {
         let name = if jwt { "private_key_jwt" } else { "tls_client_auth" };
@@ -224,6 +226,7 @@ fn client_fields(g: &impl ClientKeyFields, has_secret: bool, secret_required: bo
             ("auth.client_private_key", g.client_private_key().is_some()),
             ("auth.client_key_id", g.client_key_id().is_some()),
             ("auth.client_assertion_alg", g.client_assertion_alg().is_some()),
+            ("auth.client_key_certificate", g.client_key_certificate().is_some()),
         ] {
             if set {
                 p(field, only("private_key_jwt"));

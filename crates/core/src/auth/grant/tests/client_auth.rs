@@ -222,3 +222,118 @@ fn a_tls_client_certificate_that_is_no_pem_is_refused_when_prepared() {
     assert!(e.message.starts_with("tls_client_auth: "), "{}", e.message);
     assert!(!e.message.contains("canary"), "{}", e.message);
 }
+
+// ---- x5t: the key named by its certificate's thumbprint ----
+
+/// Runs Debian's `openssl` with `args` and `stdin`; its standard output.
+fn openssl(args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install it with `apt-get install openssl`"));
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write to openssl");
+    let out = child.wait_with_output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?} failed");
+    String::from_utf8(out.stdout).expect("openssl writes text")
+}
+
+/// `openssl x509 -fingerprint` of `cert` (`AB:CD:...`) as base64url, the form of `x5t`.
+fn openssl_thumbprint(cert: &str, digest: &str) -> String {
+    let out = openssl(&["x509", "-noout", "-fingerprint", digest], cert);
+    let hex = out.trim().split_once('=').expect("Fingerprint=...").1.replace(':', "");
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn a_client_key_certificate_puts_its_thumbprints_in_the_assertion_header() {
+    // Key, certificate and thumbprints all made by openssl, not by Latchkey's code.
+    let both = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "-",
+            "-out",
+            "-",
+            "-subj",
+            "/CN=latchkey-x5t",
+            "-days",
+            "2",
+        ],
+        "",
+    );
+    let split = both.find("-----BEGIN CERTIFICATE-----").expect("a certificate");
+    let (key_pem, cert_pem) = both.split_at(split);
+    let (sha1, sha256) = (openssl_thumbprint(cert_pem, "-sha1"), openssl_thumbprint(cert_pem, "-sha256"));
+    assert_eq!((sha1.len(), sha256.len()), (27, 43));
+    let public_pem = openssl(&["x509", "-noout", "-pubkey"], cert_pem);
+    let check = |extra: Value, secrets: &[(&str, &str)]| {
+        let g = grant(keyed(extra), secrets);
+        let (_, _, body) = sent(&g.request(NOW).unwrap());
+        let jwt = assertion_in(&body, "grant_type=client_credentials&client_id=s6BhdRkqt3&");
+        let header = jsonwebtoken::decode_header(&jwt).unwrap();
+        let mut v = Validation::new(header.alg);
+        v.set_audience(&[TOKEN_URL]);
+        v.validate_exp = false;
+        let key = DecodingKey::from_rsa_pem(public_pem.as_bytes()).expect("openssl's public key");
+        let claims = jsonwebtoken::decode::<Value>(&jwt, &key, &v).unwrap_or_else(|e| panic!("{e}")).claims;
+        assert_eq!(claims["sub"], "s6BhdRkqt3");
+        header
+    };
+    // Inline, with PS256 and a kid: both thumbprints and the kid.
+    let h = check(
+        json!({"client_key_certificate": cert_pem, "client_assertion_alg": "PS256", "client_key_id": "k9"}),
+        &[("ck", key_pem)],
+    );
+    assert_eq!(
+        (h.alg, h.x5t.as_deref(), h.x5t_s256.as_deref(), h.kid.as_deref()),
+        (Algorithm::PS256, Some(sha1.as_str()), Some(sha256.as_str()), Some("k9"))
+    );
+    // From the vault, the certificate first in a chain.
+    let chain = format!("{cert_pem}{}", ec_certificate_stand_in());
+    let h = check(json!({"client_key_certificate": {"secret": "cert"}}), &[("ck", key_pem), ("cert", &chain)]);
+    assert_eq!(
+        (h.alg, h.x5t.as_deref(), h.x5t_s256.as_deref(), h.kid),
+        (Algorithm::RS256, Some(sha1.as_str()), Some(sha256.as_str()), None)
+    );
+    // Without it: neither.
+    let h = check(json!({}), &[("ck", key_pem)]);
+    assert_eq!((h.x5t, h.x5t_s256), (None, None));
+    // The certificate is part of the grant.
+    let key = &[("ck", key_pem)][..];
+    assert_ne!(
+        fingerprint(keyed(json!({})), key),
+        fingerprint(keyed(json!({"client_key_certificate": cert_pem})), key)
+    );
+    // What is not a certificate is refused when prepared, naming the field.
+    let connector = Config::connector_from_json(
+        "crm",
+        json!({"base_url": "https://api.example", "auth": keyed(json!({"client_key_certificate": {"secret": "cert"}}))}),
+        "t",
+    )
+    .unwrap();
+    let mut set = SecretSet::default();
+    set.set("ck", Env::Live, SecretString::from(key_pem));
+    set.set(
+        "cert",
+        Env::Live,
+        SecretString::from("-----BEGIN CERTIFICATE-----\nCANARYnot-base64\n-----END CERTIFICATE-----\n"),
+    );
+    let e = prepare("crm", &connector, Env::Live, &set, &ClientPool::default(), false).unwrap_err();
+    assert_eq!(e.code, ErrorCode::SecretMissing);
+    assert!(e.message.starts_with("client_key_certificate: this is not a certificate in PEM"), "{}", e.message);
+    assert!(!e.message.contains("CANARY"));
+}
+
+/// A second PEM block after the first certificate (its content is never read).
+fn ec_certificate_stand_in() -> &'static str {
+    "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n"
+}
