@@ -2,7 +2,8 @@
 //! "private_key_jwt"` (RFC 7523 §2.2) with client credentials, live and dev with different
 //! keys, through a named call and the proxy; a key the provider does not know is refused.
 //! `client_auth = "tls_client_auth"` (RFC 8705) the same way at oidc-provider behind nginx.
-//! (The authorization-code flow with `private_key_jwt` is in `connections.rs`.)
+//! (The authorization-code flow with `private_key_jwt` and with `tls_client_auth` is in
+//! `connections.rs`.)
 
 use base64::Engine as _;
 use latchkey_testkit::latchkey::run_cli;

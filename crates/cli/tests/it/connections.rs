@@ -346,6 +346,126 @@ async fn the_flow_with_body_client_auth_and_a_per_connector_redirect() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// `tls_client_auth` (RFC 8705) in the browser flow, at oidc-provider behind nginx verifying
+/// client certificates: the code exchange, the profile, each refresh and the revocation go
+/// over a connection presenting the client's certificate, and oidc-provider authenticates the
+/// client by its subject. The same connector with another subject's certificate cannot even
+/// exchange its code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_with_tls_client_auth_exchanges_refreshes_and_revokes_over_the_certificate() {
+    use latchkey_testkit::peers::oidc_mtls::{CLIENT_DN, oidc_mtls};
+    let p = oidc_mtls();
+    let o = &p.oidc;
+    let up = Recorder::start().await;
+    let lk = Latchkey::start(
+        bin(),
+        "[server]\napi_connectors_private_egress = true\nreturn_to_allow = [\"https://app.example.com/\"]\n",
+    );
+    let client = o
+        .register_metadata(json!({
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": CLIENT_DN,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "redirect_uris": [lk.url("/oauth/callback")],
+        }))
+        .await;
+    let inspector = o.register("client_secret_post", &["client_credentials"], &[]).await;
+    lk.put_secret("client_cert", "live", &p.nginx.client.cert_pem).await;
+    lk.put_secret("client_key", "live", &p.nginx.client.key_pem).await;
+    let def = json!({"base_url": up.base_url, "refresh_skew_s": 3600, "auth": {
+        "method": "oauth2_authorization_code", "authorize_url": o.authorize_url, "token_url": o.token_url,
+        "client_id": client.client_id, "client_auth": "tls_client_auth",
+        "client_certificate": {"secret": "client_cert"}, "client_key": {"secret": "client_key"},
+        "ca_certificate": p.nginx.server_ca_pem, "scope": ["openid", "email"], "profile_url": o.userinfo_url,
+        "user_id_path": "sub", "revoke_url": o.revocation_url, "issuer": o.issuer},
+        "calls": {"ping": {"path": "/ping"}}});
+    let r = Reply::read(lk.admin_req(Method::PUT, "/v1/admin/connectors/bank").json(&def).send().await.unwrap()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let app = lk.app_key("live").await;
+    let connect = |user: &'static str| {
+        let (lk, app) = (&lk, &app);
+        async move {
+            let r = Reply::read(
+                lk.http
+                    .post(lk.url("/v1/connect/bank"))
+                    .bearer_auth(app)
+                    .json(&json!({"user": user, "return_to": RETURN_TO}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            let mut browser = Browser::default();
+            let provider = browser.get(&lk.http, r.json()["url"].as_str().unwrap()).await;
+            assert!(provider.starts_with(&o.authorize_url), "{provider}");
+            let callback = o.login_trusting(&p.nginx.server_ca_pem, &provider, user).await;
+            assert!(callback.starts_with(&lk.url("/oauth/callback")), "{callback}");
+            query_of(&browser.get(&lk.http, &callback).await)
+        }
+    };
+    let call = |user: &'static str| {
+        let (lk, app) = (&lk, &app);
+        async move {
+            Reply::read(
+                lk.http
+                    .post(lk.url("/v1/connectors/bank/calls/ping"))
+                    .bearer_auth(app)
+                    .json(&json!({"params": {}, "user": user}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+
+    // The code exchange and the profile (`sub` is the connection's user id) over the certificate.
+    let back = connect("dora").await;
+    assert_eq!(back.get("status").map(String::as_str), Some("connected"), "{back:?}");
+    let id = back["connection"].clone();
+    // Every call refreshes (each token is inside the hour's refresh window), over the certificate.
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let r = call("dora").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokens.push(sent_token(&up));
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3, "the token was not refreshed on each call");
+    let last = tokens.pop().unwrap();
+    let info = o.introspect(&inspector, &last).await;
+    assert_eq!(
+        (&info["active"], &info["sub"], &info["client_id"]),
+        (&json!(true), &json!("dora"), &json!(client.client_id)),
+        "{info}"
+    );
+    // Revocation, over the certificate too.
+    let r =
+        Reply::read(lk.http.delete(lk.url("/v1/connections/bank?user=dora")).bearer_auth(&app).send().await.unwrap())
+            .await;
+    assert_eq!(r.json(), json!({"deleted": id, "revoked": true}), "{}", r.body);
+    assert_eq!(o.introspect(&inspector, &last).await, json!({"active": false}));
+
+    // A certificate of another subject: oidc-provider refuses the code exchange (invalid_client),
+    // and the user is sent back with the error rather than a connection.
+    let other = p.nginx.client_ca.client_cert("latchkey-someone-else");
+    lk.put_secret("client_cert", "live", &other.cert_pem).await;
+    lk.put_secret("client_key", "live", &other.key_pem).await;
+    let back = connect("eve").await;
+    assert_eq!(back.get("status").map(String::as_str), Some("error"), "{back:?}");
+    assert!(!back.contains_key("connection"), "{back:?}");
+    assert_eq!(back.get("error").map(String::as_str), Some("token_exchange_failed"), "{back:?}");
+    let r = Reply::read(lk.admin_req(Method::GET, "/v1/admin/events?limit=1").send().await.unwrap()).await;
+    let event = &r.json()["events"][0];
+    assert_eq!(
+        (&event["kind"], &event["detail"]["error"], &event["detail"]["user"]),
+        (&json!("connection.exchange_failed"), &json!("invalid_client"), &json!("eve")),
+        "{event}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_foreign_expired_and_mixed_up_callbacks_are_refused_each_with_its_error() {
     let s = setup("basic", json!({})).await;

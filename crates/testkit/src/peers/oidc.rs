@@ -144,7 +144,25 @@ impl Oidc {
     /// answers with anything but redirects and its own pages (e.g. an error page for an unknown
     /// client or redirect URI), with the status and body.
     pub async fn login(&self, authorization_url: &str, login: &str) -> String {
-        let http = crate::latchkey::test_client();
+        self.login_with(crate::latchkey::test_client(), authorization_url, login).await
+    }
+
+    /// [`login`](Oidc::login) at an issuer served over TLS with a certificate `ca_pem` issued
+    /// (the mTLS proxy's: its client certificate is optional, and the browser has none).
+    #[allow(clippy::disallowed_methods, reason = "a browser stand-in, not Latchkey's client")]
+    pub async fn login_trusting(&self, ca_pem: &str, authorization_url: &str, login: &str) -> String {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("a PEM CA certificate");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tls_certs_only([ca])
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("a client trusting the CA");
+        self.login_with(http, authorization_url, login).await
+    }
+
+    async fn login_with(&self, http: reqwest::Client, authorization_url: &str, login: &str) -> String {
         let issuer = Url::parse(&self.issuer).expect("issuer is a URL");
         let mut jar = CookieJar::default();
         let mut url = Url::parse(authorization_url)
