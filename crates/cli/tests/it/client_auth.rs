@@ -230,3 +230,71 @@ async fn certificate_bound_tokens_travel_with_their_certificate() {
     let r = Reply::read(lk.http.get(lk.url("/v1/proxy/bank/whoami")).bearer_auth(&live).send().await.unwrap()).await;
     assert_eq!(r.body.trim_end(), format!("{CLIENT_DN} Bearer {token}"));
 }
+
+/// What PyJWT and Python's cryptography (not Latchkey's code) say of a client assertion and
+/// the certificate it should name: `{"header", "claims"}` once the signature is verified with
+/// the certificate's public key, and the certificate's `x5t` and `x5t#S256`.
+fn python_checks(assertion: &str, cert_pem: &str, audience: &str) -> Value {
+    const SCRIPT: &str = r#"
+import base64, json, sys
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+assertion, cert_pem, audience = sys.argv[1:4]
+cert = x509.load_pem_x509_certificate(cert_pem.encode())
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+header = jwt.get_unverified_header(assertion)
+claims = jwt.decode(assertion, cert.public_key(), algorithms=[header["alg"]], audience=audience,
+                    options={"verify_exp": False})
+print(json.dumps({"header": header, "claims": claims,
+                  "x5t": b64(cert.fingerprint(hashes.SHA1())), "x5t#S256": b64(cert.fingerprint(hashes.SHA256()))}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, assertion, cert_pem, audience])
+        .output()
+        .expect("python3 runs (bash scripts/install-test-peers installs PyJWT)");
+    assert!(
+        out.status.success(),
+        "PyJWT refused the assertion (or is not installed: `pip install 'PyJWT[crypto]==2.15.1'`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `client_key_certificate` (Microsoft Entra's certificate credentials): each assertion's
+/// header names the key by its certificate's thumbprints, live and dev each with its own
+/// key and certificate from the vault, through the binary.
+#[tokio::test]
+async fn private_key_jwt_names_the_key_by_its_certificate_thumbprints_live_and_dev() {
+    let fake = latchkey_testkit::fake_oauth::FakeOAuth::start().await;
+    let up = Recorder::start().await;
+    let ca = latchkey_testkit::peers::certs::Ca::new("latchkey-x5t-ca");
+    let (live_cert, dev_cert) = (ca.client_cert("entra-live"), ca.client_cert("entra-dev"));
+    let auth = format!(
+        "{{ method = \"oauth2_client_credentials\", token_url = \"{}\", client_id = \"entra-app\", client_auth = \"private_key_jwt\", \
+         client_private_key = {{ secret = \"ck\" }}, client_key_certificate = {{ secret = \"kc\" }}, client_key_id = \"k1\" }}",
+        fake.token_url
+    );
+    let lk = with_connector(&up.base_url, &auth, "[connectors.up.calls.ping]\npath = \"/ping\"\n");
+    for (env, pem) in [("live", &live_cert), ("dev", &dev_cert)] {
+        lk.put_secret("ck", env, &pem.key_pem).await;
+        lk.put_secret("kc", env, &pem.cert_pem).await;
+    }
+    for env in ["live", "dev"] {
+        let key = lk.app_key(env).await;
+        let r = lk.call(&key, "up", "ping", json!({})).await;
+        assert_eq!(r.status, 200, "{env}: {}", r.body);
+    }
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    for (call, pem) in calls.iter().zip([&live_cert, &dev_cert]) {
+        let said = python_checks(&call.form["client_assertion"], &pem.cert_pem, &fake.token_url);
+        let h = &said["header"];
+        assert_eq!(
+            (&h["alg"], &h["kid"], &h["x5t"], &h["x5t#S256"]),
+            (&json!("ES256"), &json!("k1"), &said["x5t"], &said["x5t#S256"]),
+            "{said}"
+        );
+        assert_eq!(said["claims"]["sub"], "entra-app");
+    }
+}
