@@ -2,7 +2,8 @@
 //! JWT per token request, `<jwt>` in `Authorization`) and `expires_at_name` (GitHub answers
 //! `{"token", "expires_at"}`), against a mimic of GitHub's endpoint whose PyJWT verifies the
 //! JWT (`peers/github_app`): through a named call and the proxy, refreshed before the absolute
-//! expiry, live and dev with their own keys, a rotated key obtaining new tokens, and no key,
+//! expiry, live and dev with their own keys (a refused one, then the app's second), a rotated
+//! key obtaining new tokens, and no key,
 //! JWT or token in what Latchkey says, logs or stores in the clear.
 
 use latchkey_testkit::canary::{find, read_dir_bytes};
@@ -90,15 +91,23 @@ async fn a_github_app_installation_token_through_a_call_and_the_proxy_refreshed_
     latchkey_wrote.push_str(&r.all_text());
     assert_eq!(gh.stats(long).refused, 1);
 
-    // The live key rotated to the app's second key: the grant changed, so the next call gets
-    // a new token with a JWT the second key signed, though the old token has an hour left.
+    // Dev with the app's second key: its own token (the refusal is over once the key changed).
+    lk.put_secret("gh_app_key", "dev", &gh.second_key_pem).await;
+    assert_eq!(lk.call(&dev, "gh_long", "repos", json!({})).await.status, 200);
+    let s = gh.stats(long);
+    assert_eq!((s.token_requests, s.refused, s.resource_ok), (3, 1, 3));
+    assert_eq!((&s.jwts[0]["key"], &s.jwts[1]["key"]), (&json!("first"), &json!("second")));
+
+    // The live key rotated to the second key too: the grant changed, so the next call gets a
+    // new token with a JWT the second key signed, though the old token has an hour left.
     lk.put_secret("gh_app_key", "live", &gh.second_key_pem).await;
     assert_eq!(lk.call(&live, "gh_long", "repos", json!({})).await.status, 200);
     let s = gh.stats(long);
-    assert_eq!((s.token_requests, s.refused, s.resource_ok), (3, 1, 3));
+    assert_eq!((s.token_requests, s.refused, s.resource_ok), (4, 1, 4));
     let last = s.jwts.last().unwrap();
     assert_eq!(last["key"], "second");
-    assert_ne!(last["token"], live_token);
+    assert!(s.jwts[..2].iter().all(|j| j["token"] != last["token"]), "live reused an old token");
+    assert_eq!(s.jwts[0]["token"], live_token);
 
     // Nothing secret in what Latchkey said, logged or stored in the clear.
     for path in ["/v1/admin/secrets", "/v1/admin/connectors", "/v1/admin/tokens", "/v1/admin/events", "/metrics"] {
@@ -113,7 +122,7 @@ async fn a_github_app_installation_token_through_a_call_and_the_proxy_refreshed_
             canaries.extend(["jwt", "token"].iter().map(|k| j[*k].as_str().unwrap().to_owned()));
         }
     }
-    assert_eq!(canaries.len(), 3 + 2 * 4);
+    assert_eq!(canaries.len(), 3 + 2 * 5);
     let found = find(latchkey_wrote.as_bytes(), &canaries);
     assert!(found.is_empty(), "Latchkey's answers carry secrets: {found:?}");
     let found = find(&lk.output_bytes(), &canaries);
