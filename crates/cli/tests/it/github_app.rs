@@ -3,8 +3,8 @@
 //! `{"token", "expires_at"}`), against a mimic of GitHub's endpoint whose PyJWT verifies the
 //! JWT (`peers/github_app`): through a named call and the proxy, refreshed before the absolute
 //! expiry, live and dev with their own keys (a refused one, then the app's second), a rotated
-//! key obtaining new tokens, and no key,
-//! JWT or token in what Latchkey says, logs or stores in the clear.
+//! key obtaining new tokens, and no key, JWT or token in what Latchkey says, logs or stores in
+//! the clear.
 
 use latchkey_testkit::canary::{find, read_dir_bytes};
 use latchkey_testkit::peers::github_app::{GitHubApp, github_app};
