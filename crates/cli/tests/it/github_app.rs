@@ -155,3 +155,40 @@ fn check_names_a_jwt_placeholder_without_its_key_and_a_key_nothing_uses() {
     );
     assert!(t.contains("connector `b`, field `auth.jwt`: is set but `<jwt>` is used nowhere"), "{t}");
 }
+
+#[test]
+fn check_reports_an_app_key_that_is_no_private_key_once_it_is_set() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::write(
+        work.path().join("latchkey.toml"),
+        "[connectors.gh]\nbase_url = \"https://api.github.com\"\nauth = { method = \"oauth2_custom_token\", \
+         token_url = \"https://api.github.com/app/installations/1/access_tokens\", \
+         token_headers = { Authorization = \"Bearer <jwt>\" }, token_body = {}, token_name = \"token\", \
+         expires_at_name = \"expires_at\", jwt = { private_key = { secret = \"k\" }, claims = { iss = \"1\" } } }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let out = latchkey_testkit::latchkey::run_cli(bin(), work.path(), &data, &[], args, stdin);
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, t) = run(&["check"], None);
+    assert!(ok && t.contains("warning: connector `gh`, field `auth.jwt.private_key`: secret `k` is missing"), "{t}");
+    let (ok, t) = run(
+        &["secret", "set", "k"],
+        Some("-----BEGIN RSA PRIVATE KEY-----\nCANARYnope\n-----END RSA PRIVATE KEY-----\n"),
+    );
+    assert!(ok, "{t}");
+    let (ok, t) = run(&["check", "--strict"], None);
+    assert!(!ok, "{t}");
+    assert!(
+        t.contains(
+            "connector `gh`, field `auth`: live: oauth2_custom_token: jwt.private_key: this is not a private key in PEM"
+        ),
+        "{t}"
+    );
+    assert!(!t.contains("CANARY"), "{t}");
+}
