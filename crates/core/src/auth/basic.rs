@@ -5,12 +5,11 @@ use base64::engine::general_purpose::STANDARD;
 use http::header::AUTHORIZATION;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::Credential;
-use super::sign::StaticHeader;
+use super::sign::{Sign, StaticHeader};
 use crate::CallError;
 
-pub(super) fn header(username: &str, password: &SecretString) -> Result<Credential, CallError> {
+pub(super) fn header(username: &str, password: &SecretString) -> Result<Box<dyn Sign>, CallError> {
     let encoded =
         SecretString::from(format!("Basic {}", STANDARD.encode(format!("{username}:{}", password.expose_secret()))));
-    Ok(Credential::Static(Box::new(StaticHeader::new(AUTHORIZATION, encoded.expose_secret(), "the password")?)))
+    Ok(Box::new(StaticHeader::new(AUTHORIZATION, encoded.expose_secret(), "the password")?))
 }

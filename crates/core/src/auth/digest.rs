@@ -105,6 +105,12 @@ pub fn response(i: &Inputs<'_>) -> String {
     }
 }
 
+/// Whether `username` can be sent as Digest's quoted `username` (printable ASCII without `"`
+/// or `\\`: Latchkey does not send `username*`).
+pub fn username_ok(username: &str) -> bool {
+    !username.is_empty() && username.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// A `Digest` credential: the username and password, and the challenge last received.
 pub struct DigestAuth {
     username: String,

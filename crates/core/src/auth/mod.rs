@@ -14,6 +14,7 @@ pub mod digest;
 pub mod grant;
 mod jwt_bearer;
 mod oauth2;
+pub mod per_user;
 pub mod sign;
 mod signed_jwt;
 
@@ -40,6 +41,9 @@ pub enum Credential {
     Token(SharedSource),
     /// Per-user tokens from the browser flow: each call names whose connection to use.
     User(std::sync::Arc<authorization_code::UserAuth>),
+    /// Per-user values (`per_user = true`): each call names whose connection's values sign,
+    /// prepared once per user ([`per_user::UserSigner`]).
+    PerUser(std::sync::Arc<per_user::PerUserAuth>),
     /// A JWT for the calling user, minted per call (`latchkey_identity`).
     Identity {
         audience: String,
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Credential {
             Credential::Digest(d) => write!(f, "Credential::Digest({d:?})"),
             Credential::Token(src) => write!(f, "Credential::Token({:?})", src.key),
             Credential::User(u) => write!(f, "Credential::User({:?})", u.template.key),
+            Credential::PerUser(u) => write!(f, "Credential::PerUser({u:?})"),
             Credential::Identity { audience, .. } => write!(f, "Credential::Identity({audience})"),
         }
     }
@@ -128,14 +133,23 @@ pub fn prepare(
     let auth = &connector.auth;
     match auth {
         AuthConfig::None(_) => Ok(with_default(Credential::None)),
-        AuthConfig::ApiKeyQuery(a) => api_key::query(&a.name, secrets.resolve(&a.key, env)?).map(with_default),
-        AuthConfig::ApiKeyHeader(a) => {
-            api_key::header(&a.name, a.prefix.as_deref(), secrets.resolve(&a.key, env)?).map(with_default)
+        // Out of line: the prepared shape of the method; each user's values sign (`per_user.rs`).
+        _ if connector.per_user => per_user::prepare(name, connector).map(with_default),
+        AuthConfig::ApiKeyQuery(a) => {
+            Ok(with_default(Credential::Static(api_key::query(&a.name, secrets.resolve(required(&a.key)?, env)?))))
         }
-        AuthConfig::Basic(b) => basic::header(&b.username, secrets.resolve(&b.password, env)?).map(with_default),
+        AuthConfig::ApiKeyHeader(a) => Ok(with_default(Credential::Static(api_key::header(
+            &a.name,
+            a.prefix.as_deref(),
+            secrets.resolve(required(&a.key)?, env)?,
+        )?))),
+        AuthConfig::Basic(b) => Ok(with_default(Credential::Static(basic::header(
+            required(&b.username)?,
+            secrets.resolve(required(&b.password)?, env)?,
+        )?))),
         AuthConfig::Digest(d) => Ok(with_default(Credential::Digest(Box::new(digest::DigestAuth::new(
-            &d.username,
-            secrets.resolve(&d.password, env)?,
+            required(&d.username)?,
+            secrets.resolve(required(&d.password)?, env)?,
         ))))),
         AuthConfig::ClientCertificate(c) => {
             let upstream = client_certificate::client(c, env, secrets, clients)?;
@@ -178,6 +192,11 @@ pub fn prepare(
             })
         }
     }
+}
+
+/// A field the validator requires unless the connector is `per_user` (so never missing here).
+fn required<T>(field: &Option<T>) -> Result<&T, CallError> {
+    field.as_ref().ok_or_else(|| CallError::internal("a field the configuration requires is missing"))
 }
 
 /// `query` without the pairs whose (form-decoded) name `drop` picks; the rest byte for byte.
@@ -223,6 +242,7 @@ impl Credential {
             Credential::Digest(_) => Some(&http::header::AUTHORIZATION),
             Credential::Token(src) if src.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::User(u) if u.template.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
+            Credential::PerUser(u) => u.owned_header(),
             Credential::Identity { .. } => Some(&http::header::AUTHORIZATION),
             _ => None,
         }

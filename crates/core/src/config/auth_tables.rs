@@ -415,7 +415,9 @@ pub struct NoAuth {}
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyQuery {
     pub name: String,
-    pub key: SecretRef,
+    /// Required, unless the connector is `per_user` (each user gives theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -425,22 +427,32 @@ pub struct ApiKeyHeader {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    pub key: SecretRef,
+    /// Required, unless the connector is `per_user` (each user gives theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Basic {
-    pub username: String,
-    pub password: SecretRef,
+    /// Required, unless the connector is `per_user` (each user gives theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Required, unless the connector is `per_user` (each user gives theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
 }
 
 /// `digest`: RFC 7616 HTTP Digest (MD5, SHA-256 and their `-sess` variants, `qop=auth`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Digest {
-    pub username: String,
-    pub password: SecretRef,
+    /// Required, unless the connector is `per_user` (each user gives theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Required, unless the connector is `per_user` (each user gives theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -475,25 +487,25 @@ impl MethodTable for NoAuth {}
 
 impl MethodTable for ApiKeyQuery {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        vec![("key", &self.key)]
+        self.key.iter().map(|k| ("key", k)).collect()
     }
 }
 
 impl MethodTable for ApiKeyHeader {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        vec![("key", &self.key)]
+        self.key.iter().map(|k| ("key", k)).collect()
     }
 }
 
 impl MethodTable for Basic {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        vec![("password", &self.password)]
+        self.password.iter().map(|p| ("password", p)).collect()
     }
 }
 
 impl MethodTable for Digest {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
-        vec![("password", &self.password)]
+        self.password.iter().map(|p| ("password", p)).collect()
     }
 }
 

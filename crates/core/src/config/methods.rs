@@ -120,6 +120,16 @@ const AUTH_SIFT: &[Sift] = &[
 ];
 
 impl AuthMethod {
+    /// The fields each user gives on a `per_user` connector of this method (in the order a
+    /// form shows them); empty for a method that cannot be per-user.
+    pub const fn user_fields(self) -> &'static [&'static str] {
+        match self {
+            AuthMethod::ApiKeyQuery | AuthMethod::ApiKeyHeader => &["key"],
+            AuthMethod::Basic | AuthMethod::Digest => &["username", "password"],
+            _ => &[],
+        }
+    }
+
     /// The names of every method, for messages: `none, api_key_query, ...`.
     pub fn names() -> String {
         AuthMethod::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")

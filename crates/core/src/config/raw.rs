@@ -210,6 +210,13 @@ pub struct ConnectorConfig {
     /// Allow `http://` to a host that is not loopback (credentials in clear text).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// The method's secret fields come from each user (`PUT /v1/connections/{connector}`),
+    /// not from the vault: `api_key_query`, `api_key_header`, `basic` and `digest` only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_user: bool,
+    /// With `per_user`: the named call made with a user's new values before they are saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 fn default_timeout_ms() -> u64 {

@@ -59,7 +59,7 @@ fn the_spec_example_is_valid() {
         AuthConfig::ApiKeyHeader(ApiKeyHeader {
             name: "Authorization".into(),
             prefix: Some("Bearer".into()),
-            key: SecretRef::Vault("billing_key".into())
+            key: Some(SecretRef::Vault("billing_key".into()))
         })
     );
 }
@@ -320,4 +320,96 @@ fn a_signed_jwt_for_a_custom_token_is_checked_with_its_placeholder() {
     }
     assert!(!all.contains("auth.jwt.claims.iss"), "{all}");
     assert!(all.contains("RS256") && all.contains("ES256"), "{all}");
+}
+
+#[test]
+fn per_user_connectors_take_their_secret_fields_from_each_user() {
+    let ok = Config::parse(
+        r#"[connectors.k]
+base_url = "https://api.example"
+per_user = true
+verify = "me"
+auth = { method = "api_key_header", name = "X-Api-Key" }
+[connectors.k.calls.me]
+path = "/me"
+[connectors.b]
+base_url = "https://api.example"
+per_user = true
+auth = { method = "basic" }
+[connectors.q]
+base_url = "https://api.example"
+per_user = true
+auth = { method = "api_key_query", name = "key" }
+[connectors.d]
+base_url = "https://api.example"
+per_user = true
+auth = { method = "digest" }
+"#,
+        "latchkey.toml",
+    )
+    .unwrap();
+    assert!(ok.connectors["k"].per_user);
+    assert_eq!(ok.connectors["k"].verify.as_deref(), Some("me"));
+    assert!(ok.connectors["b"].auth.secret_refs().is_empty());
+    // Served as written: the fields round-trip, and an app-level connector shows neither.
+    let served = serde_json::to_value(&ok.connectors["k"]).unwrap();
+    assert_eq!(served["per_user"], true);
+    assert_eq!(served["verify"], "me");
+    assert!(served["auth"].get("key").is_none());
+    let again = Config::connector_from_json("k", served, "api").unwrap();
+    assert_eq!(again, ok.connectors["k"]);
+}
+
+#[test]
+fn per_user_mistakes_name_the_field_and_what_to_do() {
+    let all = problems(
+        r#"[connectors.a]
+base_url = "https://api.example"
+per_user = true
+auth = { method = "api_key_header", name = "X-Key", key = { secret = "k" } }
+[connectors.b]
+base_url = "https://api.example"
+per_user = true
+auth = { method = "basic", username = "svc", password = { env = "PW" } }
+[connectors.c]
+base_url = "https://api.example"
+per_user = true
+auth = { method = "oauth2_client_credentials", token_url = "https://a.example/t", client_id = "x", client_secret = { secret = "s" } }
+[connectors.d]
+base_url = "https://api.example"
+verify = "me"
+auth = { method = "api_key_query", name = "k" }
+[connectors.d.calls.me]
+path = "/me"
+[connectors.e]
+base_url = "https://api.example"
+per_user = true
+verify = "nope"
+auth = { method = "digest" }
+[connectors.e.calls.me]
+path = "/me/<id>"
+params = { id = { required = true } }
+[connectors.f]
+base_url = "https://api.example"
+per_user = true
+verify = "me"
+auth = { method = "digest" }
+[connectors.f.calls.me]
+path = "/me/<id>"
+params = { id = { required = true } }
+"#,
+    )
+    .join("\n");
+    for expected in [
+        "connector `a`, field `auth.key`: this connector is `per_user`: each user's value arrives with PUT /v1/connections/{connector}, so no secret is named here: remove it",
+        "connector `b`, field `auth.username`: this connector is `per_user`: each user gives their own",
+        "connector `b`, field `auth.password`: this connector is `per_user`",
+        "connector `c`, field `per_user`: works with api_key_query, api_key_header, basic and digest; this connector uses `oauth2_client_credentials`",
+        "connector `d`, field `auth.key`: missing: this field is required (or set `per_user = true`",
+        "connector `d`, field `verify`: checks the values each user gives, so it works only with `per_user = true`",
+        "connector `e`, field `verify`: names `nope`, which is no call of connector `e` (its calls: me)",
+        "connector `f`, field `verify`: call `me` requires parameter `id`",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
 }

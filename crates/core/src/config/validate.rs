@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use url::Url;
 
 use super::auth_tables::{ClientAuth, ClientKeyFields, OAuth2CustomToken};
-use super::methods::AuthConfig;
+use super::methods::{AuthConfig, AuthMethod};
 use super::problems::Problem;
 use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
 use super::secret_ref::PemSource;
@@ -117,7 +117,8 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
             );
         }
     }
-    auth(&c.auth, c.allow_insecure_http, &mut p);
+    auth(&c.auth, c.allow_insecure_http, c.per_user, &mut p);
+    per_user(name, c, &mut p);
     if let Some(r) = &c.refresh_on {
         for s in &r.status {
             if !(400..=599).contains(s) {
@@ -290,7 +291,79 @@ fn signed_jwt(g: &OAuth2CustomToken, used: &[(String, String)], p: &mut impl FnM
     }
 }
 
-fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
+/// `per_user` only where the method has fields a user can give, and `verify` naming a call
+/// that can be made without parameters.
+fn per_user(name: &str, c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
+    if c.per_user && c.auth.kind().user_fields().is_empty() {
+        let what = match c.auth.kind() {
+            AuthMethod::OAuth2AuthorizationCode => "its connections are per-user already (each user connects in the browser)",
+            _ => "it has no fields a user could give",
+        };
+        p(
+            "per_user",
+            format!(
+                "works with api_key_query, api_key_header, basic and digest; this connector uses `{}`, and {what}: remove `per_user`",
+                c.auth.method()
+            ),
+        );
+    }
+    let Some(verify) = &c.verify else { return };
+    if !c.per_user {
+        p(
+            "verify",
+            "checks the values each user gives, so it works only with `per_user = true`: set that, or remove `verify`".into(),
+        );
+    }
+    match c.calls.get(verify) {
+        None => {
+            let mut names: Vec<&str> = c.calls.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            p(
+                "verify",
+                format!(
+                    "names `{verify}`, which is no call of connector `{name}` (its calls: {}): add `[connectors.{name}.calls.{verify}]`, or name one of them",
+                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                ),
+            );
+        }
+        Some(call) => {
+            for (param, pc) in &call.params {
+                if pc.required {
+                    p(
+                        "verify",
+                        format!(
+                            "call `{verify}` requires parameter `{param}`, but the verify call is made without parameters: give `{param}` a `default`, or verify with another call"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A field a `per_user` connector takes from each user: not written here when the connector
+/// is per-user, required otherwise.
+fn user_field(field: &str, present: bool, secret: bool, per_user: bool, p: &mut impl FnMut(&str, String)) {
+    match (per_user, present) {
+        (false, false) => p(
+            field,
+            "missing: this field is required (or set `per_user = true` on the connector, so that each user gives their own)"
+                .into(),
+        ),
+        (true, true) if secret => p(
+            field,
+            "this connector is `per_user`: each user's value arrives with PUT /v1/connections/{connector}, so no secret is named here: remove it"
+                .into(),
+        ),
+        (true, true) => p(
+            field,
+            "this connector is `per_user`: each user gives their own with PUT /v1/connections/{connector}: remove it".into(),
+        ),
+        _ => {}
+    }
+}
+
+fn auth(a: &AuthConfig, allow_insecure_http: bool, per_user: bool, p: &mut impl FnMut(&str, String)) {
     match a {
         AuthConfig::OAuth2Password(g) => {
             client_fields(g, g.client_secret.is_some(), false, p);
@@ -377,17 +450,23 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, p: &mut impl FnMut(&str, Stri
             if q.name.is_empty() {
                 p("auth.name", "name the query parameter that carries the key, e.g. `api_key`".into());
             }
+            user_field("auth.key", q.key.is_some(), true, per_user, p);
         }
-        AuthConfig::ApiKeyHeader(h) => header("auth.name", &h.name, h.prefix.as_deref().unwrap_or(""), p),
+        AuthConfig::ApiKeyHeader(h) => {
+            header("auth.name", &h.name, h.prefix.as_deref().unwrap_or(""), p);
+            user_field("auth.key", h.key.is_some(), true, per_user, p);
+        }
         AuthConfig::Basic(b) => {
-            if b.username.contains(':') {
+            user_field("auth.username", b.username.is_some(), false, per_user, p);
+            user_field("auth.password", b.password.is_some(), true, per_user, p);
+            if b.username.as_deref().is_some_and(|u| u.contains(':')) {
                 p("auth.username", "a Basic username cannot contain `:`".into());
             }
         }
         AuthConfig::Digest(d) => {
-            if d.username.is_empty()
-                || !d.username.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-            {
+            user_field("auth.username", d.username.is_some(), false, per_user, p);
+            user_field("auth.password", d.password.is_some(), true, per_user, p);
+            if d.username.as_deref().is_some_and(|u| !crate::auth::digest::username_ok(u)) {
                 p(
                     "auth.username",
                     "a Digest username must be printable ASCII without `\"` or `\\` (Latchkey does not send `username*`)".into(),

@@ -411,6 +411,19 @@ pub trait ConnectionStore: Send + Sync + 'static {
     async fn list_connections(&self, filter: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>>;
     /// Deletes the connection and its tokens, and bumps the generation (instances forget it).
     async fn delete_connection(&self, id: &str) -> StoreResult<bool>;
+    /// A connection whose credential is its user's own values (`per_user` connectors): in one
+    /// transaction, upserts the connection of (connector, env, owner) as
+    /// [`ConnectionStore::upsert_connection`] does, puts `sealed` in its token row (state `ok`,
+    /// no expiry, no error, the version bumped, `last_refresh_at = now`), and bumps the
+    /// generation, so that every instance drops what it prepared from the old values. The
+    /// values were sealed for `row.id`: when the row of (connector, env, owner) has another id
+    /// (made meanwhile), nothing is written and the answer is `None`.
+    async fn put_connection_values(
+        &self,
+        row: &ConnectionRow,
+        sealed: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<ConnectionRow>>;
     /// How many connections there are by connector, environment and their token's stored
     /// state (`Empty` for one without a token row), for the metrics; sorted by those three as
     /// text, no zero counts.

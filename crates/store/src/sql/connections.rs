@@ -28,6 +28,13 @@ const LIST: &str = "SELECT id, connector, env, owner, provider_user_id, email, s
 const COUNT: &str = "SELECT c.connector, c.env, COALESCE(t.state, 'empty') AS state, COUNT(*) AS n \
      FROM connections c LEFT JOIN tokens t ON t.connector = c.connector AND t.env = c.env AND t.connection = c.id \
      GROUP BY c.connector, c.env, COALESCE(t.state, 'empty') ORDER BY c.connector, c.env, state";
+/// A per-user connection's values, in its token row: state `ok`, no expiry, no error.
+const PUT_VALUES: &str = "INSERT INTO tokens (connector, env, connection, sealed, expires_at, state, \
+     last_error, last_refresh_at, version, lease_until, epoch, updated_at) \
+     VALUES ($1, $2, $3, $4, NULL, 'ok', NULL, $5, 1, 0, 0, $5) \
+     ON CONFLICT (connector, env, connection) DO UPDATE SET sealed = excluded.sealed, expires_at = NULL, \
+     state = 'ok', last_error = NULL, last_refresh_at = excluded.last_refresh_at, \
+     version = tokens.version + 1, updated_at = excluded.updated_at";
 const DELETE_TOKENS: &str = "DELETE FROM tokens WHERE connection = $1 AND connection <> ''";
 const DELETE: &str = "DELETE FROM connections WHERE id = $1";
 
@@ -105,6 +112,49 @@ pub(super) async fn count(pool: &Pool) -> StoreResult<Vec<ConnectionCount>> {
             Ok(ConnectionCount { env: rows::parse_env(OP, &env)?, connector, state, count: n.max(0) as u64 })
         })
         .collect()
+}
+
+/// The connection upserted and its values put in its token row, with a generation bump, in
+/// one transaction; `None` (rolled back) when (connector, env, owner) has another id.
+pub(super) async fn put_values(
+    pool: &Pool,
+    row: &ConnectionRow,
+    sealed: &[u8],
+    now: i64,
+) -> StoreResult<Option<ConnectionRow>> {
+    const OP: &str = "put_connection_values";
+    let mut tx = pool.begin().await.map_err(fail(OP))?;
+    let stored = sqlx::query_as::<_, rows::Connection>(UPSERT)
+        .bind(row.id.as_str())
+        .bind(row.connector.as_str())
+        .bind(row.env.as_str())
+        .bind(row.owner.as_str())
+        .bind(row.provider_user_id.as_deref())
+        .bind(row.email.as_deref())
+        .bind(row.scopes.as_deref())
+        .bind(row.metadata.as_str())
+        .bind(row.return_to.as_deref())
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail(OP))?
+        .into_row(OP)?;
+    if stored.id != row.id {
+        return Ok(None); // rolled back
+    }
+    sqlx::query(PUT_VALUES)
+        .bind(row.connector.as_str())
+        .bind(row.env.as_str())
+        .bind(row.id.as_str())
+        .bind(sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail(OP))?;
+    // Other instances drop what they prepared from the old values on the bump.
+    generation::bump_and_commit(tx, OP).await?;
+    Ok(Some(stored))
 }
 
 /// Deletes the connection and its tokens; bumps the generation when there was one.

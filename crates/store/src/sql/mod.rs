@@ -178,6 +178,14 @@ impl ConnectionStore for ThisStore {
     async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
         connections::delete(&self.pool, id).await
     }
+    async fn put_connection_values(
+        &self,
+        row: &ConnectionRow,
+        sealed: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        connections::put_values(&self.pool, row, sealed, now).await
+    }
     async fn count_connections(&self) -> StoreResult<Vec<ConnectionCount>> {
         connections::count(&self.pool).await
     }

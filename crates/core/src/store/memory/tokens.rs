@@ -201,6 +201,60 @@ impl ConnectionStore for MemoryStore {
         d.bump();
         Ok(true)
     }
+    async fn put_connection_values(
+        &self,
+        row: &ConnectionRow,
+        sealed: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        const OP: &str = "put_connection_values";
+        self.enter(OP).await?;
+        let mut d = self.data();
+        let found = d
+            .connections
+            .values()
+            .find(|c| c.connector == row.connector && c.env == row.env && c.owner == row.owner)
+            .cloned();
+        let stored = match found {
+            Some(c) if c.id != row.id => return Ok(None),
+            Some(mut c) => {
+                c.provider_user_id = row.provider_user_id.clone();
+                c.email = row.email.clone();
+                c.scopes = row.scopes.clone();
+                c.metadata = row.metadata.clone();
+                c.return_to = row.return_to.clone().or(c.return_to.take());
+                c.updated_at = row.updated_at;
+                c
+            }
+            None if d.connections.contains_key(&row.id) => return Err(duplicate(OP, "a connection with this id")),
+            None => row.clone(),
+        };
+        d.connections.insert(stored.id.clone(), stored.clone());
+        let key = TokenKey { connector: row.connector.clone(), env: row.env, connection: row.id.clone() };
+        let token = d.tokens.entry(token_id(&key)).or_insert_with(|| TokenRow {
+            key: key.clone(),
+            sealed: None,
+            expires_at: None,
+            state: TokenState::Empty,
+            last_error: None,
+            last_refresh_at: None,
+            last_used_at: None,
+            version: 0,
+            lease_until: 0,
+            epoch: 0,
+            updated_at: now,
+        });
+        let write = TokenWrite {
+            sealed: Some(Some(sealed.to_vec())),
+            expires_at: Some(None),
+            state: TokenState::Ok,
+            last_error: None,
+            last_refresh_at: Some(now),
+        };
+        apply(token, &write, now);
+        d.bump();
+        Ok(Some(stored))
+    }
     async fn count_connections(&self) -> StoreResult<Vec<ConnectionCount>> {
         self.enter("count_connections").await?;
         let d = self.data();
