@@ -31,11 +31,14 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// An `Idempotency-Key` whose first request is still being answered.
     IdempotencyKeyInUse,
+    /// The upstream refused a user's values when the connector's `verify` call was made with
+    /// them: nothing was saved.
+    CredentialsRefused,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the enum (the OpenAPI document lists them all).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -55,6 +58,7 @@ impl ErrorCode {
         ErrorCode::EgressRefused,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::IdempotencyKeyInUse,
+        ErrorCode::CredentialsRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +82,7 @@ impl ErrorCode {
             ErrorCode::EgressRefused => "egress_refused",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ErrorCode::CredentialsRefused => "credentials_refused",
         }
     }
 
@@ -97,7 +102,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
-            ErrorCode::EgressRefused | ErrorCode::IdempotencyKeyReused => 422,
+            ErrorCode::EgressRefused | ErrorCode::IdempotencyKeyReused | ErrorCode::CredentialsRefused => 422,
             ErrorCode::IdempotencyKeyInUse => 409,
         }
     }
@@ -146,7 +151,8 @@ impl ErrorCode {
             | ErrorCode::InvalidParams
             | ErrorCode::RateLimited
             | ErrorCode::IdempotencyKeyReused
-            | ErrorCode::IdempotencyKeyInUse => Origin::Caller,
+            | ErrorCode::IdempotencyKeyInUse
+            | ErrorCode::CredentialsRefused => Origin::Caller,
             ErrorCode::ConfigInvalid | ErrorCode::SecretMissing | ErrorCode::EgressRefused => Origin::Config,
             ErrorCode::ReauthorizationRequired | ErrorCode::TokenRequestFailed => Origin::Provider,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamTimeout => Origin::Upstream,
@@ -314,7 +320,8 @@ mod tests {
             | ErrorCode::Internal
             | ErrorCode::EgressRefused
             | ErrorCode::IdempotencyKeyReused
-            | ErrorCode::IdempotencyKeyInUse => 19,
+            | ErrorCode::IdempotencyKeyInUse
+            | ErrorCode::CredentialsRefused => 20,
         };
         assert_eq!(counted(ErrorCode::Internal), ErrorCode::ALL.len());
     }

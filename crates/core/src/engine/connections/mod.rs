@@ -5,8 +5,10 @@
 
 mod flow;
 mod rules;
+mod values;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use latchkey_vault::{Aad, Vault};
@@ -16,6 +18,7 @@ use super::mirror::Mirror;
 use super::tokens::{TokenManager, store_bounded};
 use crate::auth::Credential;
 use crate::auth::authorization_code::{Revocable, UserAuth};
+use crate::auth::per_user::UserSigner;
 use crate::clock::Clock;
 use crate::event::{EventKind, EventOutcome};
 use crate::store::{ConnectionFilter, ConnectionRow, Store, StoreError, TokenKey, TokenRow};
@@ -40,18 +43,51 @@ fn unavailable(e: StoreError) -> CallError {
 
 type ConnectionKey = (String, Env, String);
 
-/// The per-user connections calls looked up: (connector, env, owner) -> row. Filled by
-/// [`Connections::user_connection`], emptied by the [`Mirror`] on every swap of the runtime.
+/// A connection calls looked up: its row, and for a `per_user` connector what it holds,
+/// prepared to sign (once per user, until the values change or the connection goes).
+pub(crate) struct CachedConnection {
+    row: ConnectionRow,
+    signer: Option<Arc<UserSigner>>,
+}
+
+/// The per-user connections calls looked up: (connector, env, owner) -> row (and signer).
+/// Filled by [`Connections::user_connection`] and [`Connections::user_signer`], emptied by the
+/// [`Mirror`] on every swap of the runtime (so a change anywhere, which bumps the store's
+/// generation, takes effect everywhere within a second). `epoch` moves with every removal, so
+/// that a lookup that read the store before a removal does not put back what was removed.
 #[derive(Default)]
-pub(crate) struct ConnectionCache(Mutex<HashMap<ConnectionKey, Arc<ConnectionRow>>>);
+pub(crate) struct ConnectionCache {
+    map: Mutex<HashMap<ConnectionKey, Arc<CachedConnection>>>,
+    epoch: AtomicU64,
+}
 
 impl ConnectionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionKey, Arc<ConnectionRow>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionKey, Arc<CachedConnection>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        map.clear();
+    }
+
+    fn remove(&self, key: &ConnectionKey) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        map.remove(key);
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Keeps `entry` unless something was removed since `epoch` was read (before the store).
+    fn insert_since(&self, epoch: u64, key: ConnectionKey, entry: Arc<CachedConnection>) {
+        let mut map = self.lock();
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            map.insert(key, entry);
+        }
     }
 }
 
@@ -88,15 +124,28 @@ impl Connections {
             .ok_or_else(|| CallError::not_found(format!("no connector named `{connector}`")))?;
         match &conn.credential(env)?.credential {
             Credential::User(u) => Ok(u.clone()),
+            Credential::PerUser(_) => Err(CallError::invalid_params(format!(
+                "connector `{connector}` takes each user's own values (per_user = true), not a browser flow: set them with PUT /v1/connections/{connector}"
+            ))),
             _ => Err(CallError::invalid_params(format!(
-                "connector `{connector}` uses `{}`, not `oauth2_authorization_code`: it has no per-user connections",
+                "connector `{connector}` uses `{}`, not `oauth2_authorization_code` or `per_user = true`: it has no per-user connections",
                 conn.config.auth.method()
             ))),
         }
     }
 
-    /// Validates that `connector` holds per-user connections (for routes).
+    /// Validates that `connector` holds per-user connections, OAuth ones or users' own values
+    /// (for routes).
     pub fn require_user_connector(&self, connector: &str) -> Result<(), CallError> {
+        let per_user = |env| {
+            self.mirror
+                .connector(connector)
+                .and_then(|c| c.credential(env).ok().map(|p| matches!(p.credential, Credential::PerUser(_))))
+                .unwrap_or(false)
+        };
+        if per_user(Env::Live) || per_user(Env::Dev) {
+            return Ok(());
+        }
         self.user_auth(connector, Env::Live).or_else(|_| self.user_auth(connector, Env::Dev)).map(|_| ())
     }
 
@@ -109,20 +158,21 @@ impl Connections {
         owner: &str,
     ) -> Result<Option<ConnectionRow>, CallError> {
         let key = (connector.to_owned(), env, owner.to_owned());
-        if let Some(row) = self.cache.lock().get(&key) {
-            return Ok(Some(ConnectionRow::clone(row)));
+        if let Some(c) = self.cache.lock().get(&key) {
+            return Ok(Some(c.row.clone()));
         }
+        let epoch = self.cache.epoch();
         let found = self.store.find_connection(connector, env, owner);
         let row = store_bounded(found, "the user's connection could not be looked up").await?;
         if let Some(r) = &row {
-            self.cache.lock().insert(key, Arc::new(r.clone()));
+            self.cache.insert_since(epoch, key, Arc::new(CachedConnection { row: r.clone(), signer: None }));
         }
         Ok(row)
     }
 
     fn forget_user_connection(&self, row: &ConnectionRow) {
         let key = (row.connector.clone(), row.env, row.owner.clone());
-        self.cache.lock().remove(&key);
+        self.cache.remove(&key);
     }
 
     /// The connections `filter` selects, each with its token's health.

@@ -66,10 +66,15 @@ async fn send_with_digest(
             .await?;
     if digest_challenge(conn, &second).ok().flatten().is_some() {
         auth.forget();
+        let fix = if conn.config.per_user {
+            format!("set the user's values again with PUT /v1/connections/{}", conn.name)
+        } else {
+            "check `auth.username` and set the password secret again".to_owned()
+        };
         return Err(CallError::new(
             ErrorCode::SecretMissing,
             format!(
-                "connector `{}`: the upstream refused the Digest username and password (401 to an answer to its own challenge): check `auth.username` and set the password secret again",
+                "connector `{}`: the upstream refused the Digest username and password (401 to an answer to its own challenge): {fix}",
                 conn.name
             ),
         ));

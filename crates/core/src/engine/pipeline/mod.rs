@@ -9,6 +9,7 @@
 mod build;
 mod digest;
 mod headers;
+mod per_user;
 mod send;
 
 use std::sync::Arc;
@@ -153,7 +154,7 @@ impl Engine {
         // connection, the user's identity); on an app-level credential the app's own key signs
         // the user's call, and the user is not a parameter the caller sent.
         let user = match &prepared.credential {
-            Credential::User(_) | Credential::Identity { .. } => user,
+            Credential::User(_) | Credential::PerUser(_) | Credential::Identity { .. } => user,
             _ if user_token => None,
             _ => user,
         };
@@ -214,6 +215,8 @@ impl Engine {
                 let src = auth.for_connection(&row.id);
                 self.send_with_token(conn, prepared, &src, Some(&row), request).await
             }
+            // Boxed, out of line, like Digest: the user's prepared values sign.
+            (Credential::PerUser(auth), Some(owner)) => per_user::boxed(self, conn, prepared, auth, env, owner, request).await,
             (Credential::Identity { audience, lifetime_s }, Some(user)) => {
                 let jwt = SecretString::from(self.sign_identity(env, user, audience, *lifetime_s).await?);
                 sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, self.clock.as_ref(), request)?;
@@ -317,6 +320,10 @@ fn wrong_caller(conn: &ConnectorRuntime, credential: &Credential, user_named: bo
     match (credential, user_named) {
         (Credential::User(_), false) => CallError::invalid_params(format!(
             "connector `{}` holds per-user connections: name whose with `user` (or the `Latchkey-User` header)",
+            conn.name
+        )),
+        (Credential::PerUser(_), false) => CallError::invalid_params(format!(
+            "connector `{}` takes each user's own values (per_user = true): name whose with `user` (or the `Latchkey-User` header)",
             conn.name
         )),
         (Credential::Identity { .. }, false) => CallError::invalid_params(format!(

@@ -10,6 +10,7 @@ mod faults;
 mod feed;
 mod identity;
 mod mirror;
+mod per_user;
 mod reload;
 mod signin;
 
