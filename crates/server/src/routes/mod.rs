@@ -66,7 +66,7 @@ api! {
     "/oauth/{connector}/login" => get(oauth::login);
     "/v1/login/exchange" => post(oauth::exchange);
     "/v1/connections" => get(oauth::list);
-    "/v1/connections/{connector}" => get(oauth::get_one), delete(oauth::delete_one);
+    "/v1/connections/{connector}" => get(oauth::get_one), put(oauth::put_one), delete(oauth::delete_one);
     "/oauth/callback" => get(oauth::callback);
     "/oauth/{connector}/start" => get(oauth::start);
     "/oauth/{connector}/callback" => get(oauth::connector_callback);

@@ -222,6 +222,83 @@ pub async fn get_one(
     Ok(Json(wire::Connection::of(&v, state.engine.now_ms())).into_response())
 }
 
+/// The body of `PUT /v1/connections/{connector}`: whose values, and the values by the
+/// method's field names.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "the documented shape; the handler reads the JSON itself, so that no error echoes a value")]
+pub struct PutValuesBody {
+    /// The app's user id (1 to 200 characters).
+    user: String,
+    /// The method's fields: `{"key": "..."}` (`api_key_query`, `api_key_header`), or
+    /// `{"username": "...", "password": "..."}` (`basic`, `digest`). Each 1 to 4096 bytes,
+    /// without control characters.
+    credentials: BTreeMap<String, String>,
+}
+
+/// Reads `PutValuesBody` from JSON without serde's messages, which quote what they refuse.
+fn put_values_body(b: Value) -> Result<(String, Vec<(String, secrecy::SecretString)>), ApiError> {
+    let shape = r#"the body must be JSON {"user": "...", "credentials": {"key": "..."}} (or "username" and "password")"#;
+    let Value::Object(mut map) = b else {
+        return Err(ApiError::new(ErrorCode::InvalidParams, shape));
+    };
+    let user = match map.remove("user") {
+        Some(Value::String(u)) => u,
+        Some(_) => return Err(ApiError::new(ErrorCode::InvalidParams, "`user` must be a string: the app's user id")),
+        None => return Err(ApiError::new(ErrorCode::InvalidParams, format!("`user` is missing: {shape}"))),
+    };
+    let credentials = match map.remove("credentials") {
+        Some(Value::Object(c)) => c,
+        Some(_) => {
+            return Err(ApiError::new(ErrorCode::InvalidParams, format!("`credentials` must be an object: {shape}")));
+        }
+        None => return Err(ApiError::new(ErrorCode::InvalidParams, format!("`credentials` is missing: {shape}"))),
+    };
+    if let Some(field) = map.keys().next() {
+        let shown: String = field.chars().take(64).collect();
+        return Err(ApiError::new(ErrorCode::InvalidParams, format!("unknown field `{shown}`: {shape}")));
+    }
+    let mut given = Vec::with_capacity(credentials.len());
+    for (field, value) in credentials {
+        let Value::String(value) = value else {
+            let shown: String = field.chars().take(64).collect();
+            return Err(ApiError::new(ErrorCode::InvalidParams, format!("`credentials.{shown}` must be a string")));
+        };
+        given.push((field, secrecy::SecretString::from(value)));
+    }
+    Ok((user, given))
+}
+
+/// `PUT /v1/connections/{connector}` (app key): a user's own values for a `per_user`
+/// connector, checked (and tried with its `verify` call) before they are stored. Answers the
+/// connection, never the values.
+#[utoipa::path(put, path = "/v1/connections/{connector}", tag = "connections", params(("connector" = String, Path)), request_body = PutValuesBody, security(("app_key" = [])), responses((status = 201, description = "The user's connection, made with these values.", body = wire::Connection), (status = 200, description = "The user's connection, its values replaced.", body = wire::Connection), (status = 422, description = "`credentials_refused`: the connector's verify call was refused with these values; nothing was saved.", body = wire::ErrorEnvelope)))]
+pub async fn put_one(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    Path(connector): Path<String>,
+    b: JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let Json(b) = b.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(r#"the body must be JSON {{"user": "...", "credentials": {{"key": "..."}}}}: {}"#, e.body_text()),
+        )
+    })?;
+    let (user, given) = put_values_body(b)?;
+    state.engine.connections().require_user_connector(&connector)?;
+    state.audit("connection.put", |a| {
+        let mut f = serde_json::Map::new();
+        f.insert("caller".into(), caller.key_id.as_str().into());
+        f.insert("environment".into(), caller.env.as_str().into());
+        f.insert("connector".into(), connector.as_str().into());
+        f.insert("user".into(), a.hash(&user).into());
+        f
+    })?;
+    let (view, created) = state.engine.put_user_values(caller.env, &connector, &user, given).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(wire::Connection::of(&view, state.engine.now_ms()))).into_response())
+}
+
 /// `DELETE /v1/connections/{connector}?user=`: revokes at the provider, then erases.
 #[utoipa::path(delete, path = "/v1/connections/{connector}", tag = "connections", params(("connector" = String, Path), UserQuery), security(("app_key" = []), ("user_token" = [])), responses((status = 200, description = "Revoked at the provider when it can be, then erased.", body = wire::Deleted)))]
 pub async fn delete_one(
