@@ -199,6 +199,15 @@ async fn live_check(
                 ),
             );
         }
+        Credential::PerUser(_) => {
+            return (
+                true,
+                format!(
+                    "skipped ({method}, per_user): each user's values arrive with PUT /v1/connections/{}; nothing to obtain without a user",
+                    conn.name
+                ),
+            );
+        }
         Credential::Identity { .. } => {
             return (true, format!("nothing to obtain ({method}: Latchkey signs its own tokens)"));
         }

@@ -32,6 +32,7 @@ mod multi;
 mod notify;
 mod observability;
 mod partition;
+mod per_user;
 mod provider_answers;
 mod proxy;
 mod raw;
