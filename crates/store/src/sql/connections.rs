@@ -34,7 +34,7 @@ const PUT_VALUES: &str = "INSERT INTO tokens (connector, env, connection, sealed
      VALUES ($1, $2, $3, $4, NULL, 'ok', NULL, $5, 1, 0, 0, $5) \
      ON CONFLICT (connector, env, connection) DO UPDATE SET sealed = excluded.sealed, expires_at = NULL, \
      state = 'ok', last_error = NULL, last_refresh_at = excluded.last_refresh_at, \
-     version = tokens.version + 1, updated_at = excluded.updated_at";
+     version = tokens.version + 1, lease_owner = NULL, lease_until = 0, updated_at = excluded.updated_at";
 const DELETE_TOKENS: &str = "DELETE FROM tokens WHERE connection = $1 AND connection <> ''";
 const DELETE: &str = "DELETE FROM connections WHERE id = $1";
 

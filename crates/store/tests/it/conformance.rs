@@ -733,6 +733,59 @@ pub async fn deleting_a_connection_deletes_its_tokens(ctx: &Ctx) {
     assert!(!s.delete_connection("c1").await.unwrap());
 }
 
+/// A `per_user` connection's values: the connection and its token row in one write, which
+/// bumps the generation; the same id when the values are replaced; nothing when the row of
+/// (connector, env, owner) has another id than the one the values were sealed for.
+pub async fn connection_values_are_put_with_their_connection_in_one_bumped_write(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let row = |id: &str, owner: &str, at: i64| ConnectionRow {
+        provider_user_id: None,
+        email: None,
+        scopes: None,
+        return_to: None,
+        created_at: at,
+        updated_at: at,
+        ..conn(id, "keys", owner, "-")
+    };
+    let g0 = s.generation().await.unwrap();
+    let stored = s.put_connection_values(&row("c1", "alice", 5), &[0x00, 0xff, 1], 5).await.unwrap().unwrap();
+    assert_eq!((stored.id.as_str(), stored.owner.as_str(), stored.created_at), ("c1", "alice", 5));
+    assert_eq!(s.generation().await.unwrap(), g0 + 1);
+    let k = TokenKey { connector: "keys".into(), env: Env::Live, connection: "c1".into() };
+    let t = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!((t.sealed.as_deref(), t.state, t.expires_at), (Some(&[0x00, 0xff, 1][..]), TokenState::Ok, None));
+    assert_eq!((t.last_refresh_at, t.lease_until, t.last_error), (Some(5), 0, None));
+    let v1 = t.version;
+
+    // Replaced: the same connection, new values, a newer version, another bump.
+    let again = s.put_connection_values(&row("c1", "alice", 9), &[7, 7], 9).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.created_at, again.updated_at), ("c1", 5, 9));
+    let t = s.get_token(&k).await.unwrap().unwrap();
+    assert_eq!((t.sealed.as_deref(), t.last_refresh_at), (Some(&[7, 7][..]), Some(9)));
+    assert!(t.version > v1);
+    assert_eq!(s.generation().await.unwrap(), g0 + 2);
+
+    // Sealed for another id than the row's: nothing written, no bump.
+    assert_eq!(s.put_connection_values(&row("c2", "alice", 10), &[1], 10).await.unwrap(), None);
+    assert_eq!(s.get_token(&k).await.unwrap().unwrap().sealed.as_deref(), Some(&[7, 7][..]));
+    let other = TokenKey { connection: "c2".into(), ..k.clone() };
+    assert_eq!(s.get_token(&other).await.unwrap(), None);
+    assert_eq!(s.get_connection("c2").await.unwrap(), None);
+    assert_eq!(s.generation().await.unwrap(), g0 + 2);
+
+    // A token row under a lease (an OAuth refresh that once ran there) is replaced all the
+    // same, and the lease given back (values are never leased).
+    let bob = TokenKey { connection: "c3".into(), ..k.clone() };
+    s.upsert_connection(&row("c3", "bob", 1)).await.unwrap();
+    s.take_lease(&bob, "o", 0, 10).await.unwrap().unwrap();
+    s.put_connection_values(&row("c3", "bob", 11), &[3], 11).await.unwrap().unwrap();
+    let t = s.get_token(&bob).await.unwrap().unwrap();
+    assert_eq!((t.sealed.as_deref(), t.lease_until), (Some(&[3][..]), 0));
+    // Deleted with the connection.
+    assert!(s.delete_connection("c1").await.unwrap());
+    assert_eq!(s.get_token(&k).await.unwrap(), None);
+}
+
 pub async fn flows_are_taken_once(ctx: &Ctx) {
     let s = &*ctx.store;
     let row = FlowRow {

@@ -73,6 +73,7 @@ macro_rules! conformance_suite {
             events_filter_and_order,
             connections_upsert_keeps_the_id,
             deleting_a_connection_deletes_its_tokens,
+            connection_values_are_put_with_their_connection_in_one_bumped_write,
             connections_are_counted_by_state,
             flows_are_taken_once,
             refresh_rotation_is_atomic_and_has_one_winner,

@@ -252,6 +252,7 @@ impl ConnectionStore for MemoryStore {
             last_refresh_at: Some(now),
         };
         apply(token, &write, now);
+        token.lease_until = 0;
         d.bump();
         Ok(Some(stored))
     }
