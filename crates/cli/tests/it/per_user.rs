@@ -135,8 +135,14 @@ async fn each_user_calls_with_their_own_key_named_and_proxied_live_and_dev_until
     let r = lk.admin_req(Method::GET, "/v1/admin/connections?connector=keys").send().await.unwrap();
     seen += &Reply::read(r).await.all_text();
     for (body, expected) in [
-        (json!({"user": "alice", "credentials": {"key": format!("{alice}\r\nX-Injected: 1")}}), "`credentials.key` contains line breaks"),
-        (json!({"user": "alice", "credentials": {"password": alice}}), "`credentials.password` is not a field of connector `keys`"),
+        (
+            json!({"user": "alice", "credentials": {"key": format!("{alice}\r\nX-Injected: 1")}}),
+            "`credentials.key` contains line breaks",
+        ),
+        (
+            json!({"user": "alice", "credentials": {"password": alice}}),
+            "`credentials.password` is not a field of connector `keys`",
+        ),
         (json!({"user": "alice", "credentials": {}}), "`credentials.key` is missing"),
         (json!({"user": "alice", "credentials": {"key": 5}}), "`credentials.key` must be a string"),
         (json!({"user": "alice", "credentials": alice}), "`credentials` must be an object"),

@@ -157,7 +157,10 @@ impl PerUserAuth {
             values.0.get(f).ok_or_else(|| {
                 CallError::new(
                     ErrorCode::SecretMissing,
-                    format!("the stored values of this connection lack `{f}`: set them again with PUT /v1/connections/{}", self.connector),
+                    format!(
+                        "the stored values of this connection lack `{f}`: set them again with PUT /v1/connections/{}",
+                        self.connector
+                    ),
                 )
             })
         };
@@ -193,9 +196,9 @@ fn check_value(auth: &PerUserAuth, field: &str, value: &str) -> Result<(), CallE
         (Shape::Basic, "username") if value.contains(':') => {
             Err(invalid("`credentials.username` cannot contain `:` (HTTP Basic)".into()))
         }
-        (Shape::Digest, "username") if !digest::username_ok(value) => Err(invalid(
-            "`credentials.username` must be printable ASCII without `\"` or `\\` (HTTP Digest)".into(),
-        )),
+        (Shape::Digest, "username") if !digest::username_ok(value) => {
+            Err(invalid("`credentials.username` must be printable ASCII without `\"` or `\\` (HTTP Digest)".into()))
+        }
         _ => Ok(()),
     }
 }

@@ -296,7 +296,9 @@ fn signed_jwt(g: &OAuth2CustomToken, used: &[(String, String)], p: &mut impl FnM
 fn per_user(name: &str, c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
     if c.per_user && c.auth.kind().user_fields().is_empty() {
         let what = match c.auth.kind() {
-            AuthMethod::OAuth2AuthorizationCode => "its connections are per-user already (each user connects in the browser)",
+            AuthMethod::OAuth2AuthorizationCode => {
+                "its connections are per-user already (each user connects in the browser)"
+            }
             _ => "it has no fields a user could give",
         };
         p(
@@ -311,7 +313,8 @@ fn per_user(name: &str, c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
     if !c.per_user {
         p(
             "verify",
-            "checks the values each user gives, so it works only with `per_user = true`: set that, or remove `verify`".into(),
+            "checks the values each user gives, so it works only with `per_user = true`: set that, or remove `verify`"
+                .into(),
         );
     }
     match c.calls.get(verify) {

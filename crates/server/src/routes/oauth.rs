@@ -237,7 +237,8 @@ pub struct PutValuesBody {
 
 /// Reads `PutValuesBody` from JSON without serde's messages, which quote what they refuse.
 fn put_values_body(b: Value) -> Result<(String, Vec<(String, secrecy::SecretString)>), ApiError> {
-    let shape = r#"the body must be JSON {"user": "...", "credentials": {"key": "..."}} (or "username" and "password")"#;
+    let shape =
+        r#"the body must be JSON {"user": "...", "credentials": {"key": "..."}} (or "username" and "password")"#;
     let Value::Object(mut map) = b else {
         return Err(ApiError::new(ErrorCode::InvalidParams, shape));
     };

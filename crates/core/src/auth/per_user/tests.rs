@@ -86,7 +86,9 @@ fn values_are_every_field_of_the_method_and_no_other_and_errors_never_show_a_val
     let d = auth(r#"{ method = "digest" }"#);
     let e = d.values(given(&[("username", "a\"b"), ("password", "p")])).unwrap_err();
     assert!(e.message.contains("printable ASCII"), "{}", e.message);
-    assert!(format!("{:?}", d.values(given(&[("username", "u"), ("password", "canary-p")])).unwrap()).contains("REDACTED"));
+    assert!(
+        format!("{:?}", d.values(given(&[("username", "u"), ("password", "canary-p")])).unwrap()).contains("REDACTED")
+    );
 }
 
 #[test]

@@ -98,7 +98,9 @@ impl Connections {
         for _ in 0..PUT_ATTEMPTS {
             let existing = self.store.find_connection(connector, env, owner).await.map_err(unavailable)?;
             let now = self.clock.now_ms();
-            let id = existing.as_ref().map_or_else(|| format!("conn_{}", latchkey_vault::random::token(20)), |c| c.id.clone());
+            let id = existing
+                .as_ref()
+                .map_or_else(|| format!("conn_{}", latchkey_vault::random::token(20)), |c| c.id.clone());
             let key = TokenKey { connector: connector.to_owned(), env, connection: id.clone() };
             let sealed = values.seal(&self.vault, &key, owner);
             let row = ConnectionRow {
@@ -126,7 +128,9 @@ impl Connections {
         }
         Err(CallError::new(
             ErrorCode::Unavailable,
-            format!("the connection of user `{owner}` on connector `{connector}` kept changing while it was stored: try again"),
+            format!(
+                "the connection of user `{owner}` on connector `{connector}` kept changing while it was stored: try again"
+            ),
         ))
     }
 }

@@ -216,7 +216,9 @@ impl Engine {
                 self.send_with_token(conn, prepared, &src, Some(&row), request).await
             }
             // Boxed, out of line, like Digest: the user's prepared values sign.
-            (Credential::PerUser(auth), Some(owner)) => per_user::boxed(self, conn, prepared, auth, env, owner, request).await,
+            (Credential::PerUser(auth), Some(owner)) => {
+                per_user::boxed(self, conn, prepared, auth, env, owner, request).await
+            }
             (Credential::Identity { audience, lifetime_s }, Some(user)) => {
                 let jwt = SecretString::from(self.sign_identity(env, user, audience, *lifetime_s).await?);
                 sign(&Bearer { token: &jwt, token_in: TokenIn::Header }, self.clock.as_ref(), request)?;

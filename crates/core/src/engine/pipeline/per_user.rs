@@ -99,7 +99,10 @@ impl Engine {
         values: &UserValues,
     ) -> Result<(), CallError> {
         let compiled = conn.calls.get(call).ok_or_else(|| {
-            CallError::new(ErrorCode::ConfigInvalid, format!("connector `{}`: `verify` names no call `{call}`", conn.name))
+            CallError::new(
+                ErrorCode::ConfigInvalid,
+                format!("connector `{}`: `verify` names no call `{call}`", conn.name),
+            )
         })?;
         let params = build::resolve_params(compiled, &Value::Object(serde_json::Map::new()))?;
         let mut request = build::named(conn, compiled, &params)?;
@@ -211,10 +214,16 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        let crate::auth::Credential::PerUser(auth) =
-            crate::auth::prepare("c", &config.connectors["c"], Env::Live, &Default::default(), &Default::default(), false)
-                .unwrap()
-                .credential
+        let crate::auth::Credential::PerUser(auth) = crate::auth::prepare(
+            "c",
+            &config.connectors["c"],
+            Env::Live,
+            &Default::default(),
+            &Default::default(),
+            false,
+        )
+        .unwrap()
+        .credential
         else {
             panic!("not per-user")
         };

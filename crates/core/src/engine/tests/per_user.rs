@@ -8,9 +8,9 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::Harness;
+use crate::auth::Credential;
 use crate::auth::per_user::UserSigner;
 use crate::auth::sign::Unsigned;
-use crate::auth::Credential;
 use crate::event::EventKind;
 use crate::store::{ConnectionFilter, EventFilter, TokenStore};
 use crate::{Env, ErrorCode};
@@ -94,7 +94,8 @@ async fn each_user_signs_with_their_own_values_replaced_and_deleted_with_their_c
     assert_eq!(signed_key(&h, "alice").await.unwrap(), "canary-alice-2");
 
     // The store holds them sealed.
-    let token_key = crate::store::TokenKey { connector: "keys".into(), env: Env::Live, connection: alice.row.id.clone() };
+    let token_key =
+        crate::store::TokenKey { connector: "keys".into(), env: Env::Live, connection: alice.row.id.clone() };
     let sealed = h.store.get_token(&token_key).await.unwrap().unwrap().sealed.unwrap();
     assert!(!sealed.windows(6).any(|w| w == b"canary"));
 
