@@ -259,7 +259,7 @@ async fn verify_refuses_wrong_values_saving_nothing_and_basic_and_digest_sign_pe
     let r = call_as(&lk, &live, "dg", "digest", json!({"user": "ada", "pw": "pw-a"}), "ada").await;
     assert_eq!(r.status, 200, "ada's challenge was spoiled by bob's refusal: {}", r.body);
 
-    assert_eq!(find(&lk.output_bytes(), &[wrong.clone()]), Vec::<&str>::new(), "in the log");
+    assert_eq!(find(&lk.output_bytes(), std::slice::from_ref(&wrong)), Vec::<&str>::new(), "in the log");
 }
 
 /// A second instance on the same PostgreSQL store: a user's new values and their deletion
