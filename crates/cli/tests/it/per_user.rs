@@ -65,7 +65,7 @@ async fn each_user_calls_with_their_own_key_named_and_proxied_live_and_dev_until
         "[server]\nwebhook_url = \"{hooks}/hooks\"\n\
          [connectors.keys]\nbase_url = \"{bin}\"\nper_user = true\n\
          auth = {{ method = \"api_key_header\", name = \"X-Api-Key\" }}\n\
-         [connectors.keys.calls.headers]\npath = \"/headers\"\n\
+         [connectors.keys.calls.headers]\npath = \"/headers\"\naccess = \"user\"\n\
          [connectors.q]\nbase_url = \"{bin}\"\nper_user = true\n\
          auth = {{ method = \"api_key_query\", name = \"api_key\" }}\n\
          [connectors.q.calls.get]\npath = \"/get\"\n",
@@ -109,6 +109,21 @@ async fn each_user_calls_with_their_own_key_named_and_proxied_live_and_dev_until
     assert_eq!(header(&r), Some(alice_dev.clone()));
     let r = call_as(&lk, &live, "q", "get", json!({}), "alice").await;
     assert_eq!(r.json()["args"]["api_key"], alice_q.as_str(), "{}", r.body);
+
+    // A user token calls with its own user's values, and sees its own connection.
+    let r = lk.http.post(lk.url("/v1/users")).bearer_auth(&live).json(&json!({"id": "bob"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = lk.http.post(lk.url("/v1/users/bob/tokens")).bearer_auth(&live).send().await.unwrap();
+    let bob_token = Reply::read(r).await.json()["access_token"].as_str().unwrap().to_owned();
+    let r = lk.call(&bob_token, "keys", "headers", json!({})).await;
+    assert_eq!((r.status, header(&r)), (200, Some(bob.clone())), "{}", r.body);
+    let r = call_as(&lk, &bob_token, "keys", "headers", json!({}), "alice").await;
+    assert_eq!(r.status, 404, "a user token used another user's values: {}", r.body);
+    let r = get(&lk, &bob_token, "/v1/connections/keys").await;
+    assert_eq!((r.status, r.json()["user"].as_str()), (200, Some("bob")), "{}", r.body);
+    seen += &r.all_text();
+    let r = put_values(&lk, &bob_token, "keys", "bob", json!({"key": "x"})).await;
+    assert!(r.status >= 400, "a user token set values: {}", r.body);
 
     // A user without values: the not-found that says how to connect one.
     let r = call_as(&lk, &live, "keys", "headers", json!({}), "carol").await;
