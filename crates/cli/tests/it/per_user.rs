@@ -211,8 +211,11 @@ async fn each_user_calls_with_their_own_key_named_and_proxied_live_and_dev_until
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_refuses_wrong_values_saving_nothing_and_basic_and_digest_sign_per_user() {
     let base = &httpbin().base_url;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
     let config = format!(
-        "[connectors.pw]\nbase_url = \"{base}\"\nper_user = true\nverify = \"check\"\n\
+        "[server]\naudit_log = \"{log}\"\n\
+         [connectors.pw]\nbase_url = \"{base}\"\nper_user = true\nverify = \"check\"\n\
          auth = {{ method = \"basic\" }}\n\
          [connectors.pw.calls.check]\npath = \"/basic-auth/ada/open-sesame\"\n\
          [connectors.pw.calls.anything]\npath = \"/anything\"\n\
@@ -221,7 +224,8 @@ async fn verify_refuses_wrong_values_saving_nothing_and_basic_and_digest_sign_pe
          params = {{ user = {{ required = true }}, pw = {{ required = true }}, alg = {{ default = \"MD5\" }} }}\n\
          [connectors.down]\nbase_url = \"http://127.0.0.1:9\"\nper_user = true\nverify = \"me\"\n\
          auth = {{ method = \"api_key_header\", name = \"X-Key\" }}\n\
-         [connectors.down.calls.me]\npath = \"/me\"\n"
+         [connectors.down.calls.me]\npath = \"/me\"\n",
+        log = log.display()
     );
     let lk = Latchkey::start(bin(), &config);
     let live = lk.app_key("live").await;
@@ -275,6 +279,19 @@ async fn verify_refuses_wrong_values_saving_nothing_and_basic_and_digest_sign_pe
     assert_eq!(r.status, 200, "ada's challenge was spoiled by bob's refusal: {}", r.body);
 
     assert_eq!(find(&lk.output_bytes(), std::slice::from_ref(&wrong)), Vec::<&str>::new(), "in the log");
+    // SECURITY S8: setting values is a credential change, audited before it is made (refused
+    // ones too), the user id as its HMAC, never a value.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(find(text.as_bytes(), std::slice::from_ref(&wrong)), Vec::<&str>::new(), "in the audit log");
+    assert!(!text.contains("open-sesame") && !text.contains("pw-a"), "{text}");
+    let puts: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "connection.put")
+        .collect();
+    assert_eq!(puts.len(), 6, "{text}");
+    assert_eq!((puts[0]["connector"].as_str(), puts[0]["environment"].as_str()), (Some("pw"), Some("live")));
+    assert!(puts[0]["user"].as_str().unwrap().starts_with("hmac-sha256:"), "{text}");
 }
 
 /// A second instance on the same PostgreSQL store: a user's new values and their deletion
