@@ -401,8 +401,8 @@ params = { id = { required = true } }
     )
     .join("\n");
     for expected in [
-        "connector `a`, field `auth.key`: this connector is `per_user`: each user's value arrives with PUT /v1/connections/{connector}, so no secret is named here: remove it",
-        "connector `b`, field `auth.username`: this connector is `per_user`: each user gives their own",
+        "connector `a`, field `auth.key`: this connector is `per_user`: each user's value arrives with PUT /v1/connections/a, so no secret is named here: remove it",
+        "connector `b`, field `auth.username`: this connector is `per_user`: each user gives their own with PUT /v1/connections/b",
         "connector `b`, field `auth.password`: this connector is `per_user`",
         "connector `c`, field `per_user`: works with api_key_query, api_key_header, basic and digest; this connector uses `oauth2_client_credentials`",
         "connector `d`, field `auth.key`: missing: this field is required (or set `per_user = true`",

@@ -117,7 +117,7 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
             );
         }
     }
-    auth(&c.auth, c.allow_insecure_http, c.per_user, &mut p);
+    auth(&c.auth, c.allow_insecure_http, c.per_user.then_some(name), &mut p);
     per_user(name, c, &mut p);
     if let Some(r) = &c.refresh_on {
         for s in &r.status {
@@ -345,28 +345,30 @@ fn per_user(name: &str, c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
 }
 
 /// A field a `per_user` connector takes from each user: not written here when the connector
-/// is per-user, required otherwise.
-fn user_field(field: &str, present: bool, secret: bool, per_user: bool, p: &mut impl FnMut(&str, String)) {
+/// is per-user (`per_user` is then its name), required otherwise.
+fn user_field(field: &str, present: bool, secret: bool, per_user: Option<&str>, p: &mut impl FnMut(&str, String)) {
     match (per_user, present) {
-        (false, false) => p(
+        (None, false) => p(
             field,
             "missing: this field is required (or set `per_user = true` on the connector, so that each user gives their own)"
                 .into(),
         ),
-        (true, true) if secret => p(
+        (Some(name), true) if secret => p(
             field,
-            "this connector is `per_user`: each user's value arrives with PUT /v1/connections/{connector}, so no secret is named here: remove it"
-                .into(),
+            format!(
+                "this connector is `per_user`: each user's value arrives with PUT /v1/connections/{name}, so no secret is named here: remove it"
+            ),
         ),
-        (true, true) => p(
+        (Some(name), true) => p(
             field,
-            "this connector is `per_user`: each user gives their own with PUT /v1/connections/{connector}: remove it".into(),
+            format!("this connector is `per_user`: each user gives their own with PUT /v1/connections/{name}: remove it"),
         ),
         _ => {}
     }
 }
 
-fn auth(a: &AuthConfig, allow_insecure_http: bool, per_user: bool, p: &mut impl FnMut(&str, String)) {
+/// `per_user`: the connector's name when it is `per_user`.
+fn auth(a: &AuthConfig, allow_insecure_http: bool, per_user: Option<&str>, p: &mut impl FnMut(&str, String)) {
     match a {
         AuthConfig::OAuth2Password(g) => {
             client_fields(g, g.client_secret.is_some(), false, p);
