@@ -183,6 +183,11 @@ async fn each_user_calls_with_their_own_key_named_and_proxied_live_and_dev_until
     assert_eq!(r.status, 404, "{}", r.body);
     let r = call_as(&lk, &live, "keys", "headers", json!({}), "bob").await;
     assert_eq!(header(&r), Some(bob.clone()), "another user's connection went too");
+    // Deleting a user deletes their values too.
+    let r = lk.http.delete(lk.url("/v1/users/bob")).bearer_auth(&live).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = call_as(&lk, &live, "keys", "headers", json!({}), "bob").await;
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // Events and webhooks as for OAuth connections, without values.
     let r = lk.admin_req(Method::GET, "/v1/admin/events?connector=keys").send().await.unwrap();
@@ -327,7 +332,10 @@ async fn another_instance_on_postgres_uses_a_users_new_values_and_drops_deleted_
         assert!(std::time::Instant::now() < deadline, "instance b kept alice's old values");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let r = a.http.delete(a.url("/v1/connections/up?user=alice")).bearer_auth(&app).send().await.unwrap();
+    // Deleted by an admin, by id (as the console will).
+    let r = get(&a, &app, "/v1/connections/up?user=alice").await;
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = a.admin_req(Method::DELETE, &format!("/v1/admin/connections/{id}")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     while sent_by_b(&b).await.0 != 404 {
         assert!(std::time::Instant::now() < deadline, "instance b kept using deleted values");
