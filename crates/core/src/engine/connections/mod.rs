@@ -242,3 +242,44 @@ impl Connections {
         self.connect_session(row.env, &row.connector, &row.owner, &return_to, BTreeMap::new()).await.ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(owner: &str) -> Arc<CachedConnection> {
+        let row = ConnectionRow {
+            id: format!("conn_{owner}"),
+            connector: "keys".into(),
+            env: Env::Live,
+            owner: owner.into(),
+            provider_user_id: None,
+            email: None,
+            scopes: None,
+            metadata: "{}".into(),
+            return_to: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        Arc::new(CachedConnection { row, signer: None })
+    }
+
+    /// A lookup that read the store before new values were stored (or the connection deleted)
+    /// does not put back what it read; one that read after does.
+    #[test]
+    fn a_lookup_from_before_a_removal_is_not_kept() {
+        let cache = ConnectionCache::default();
+        let key = ("keys".to_owned(), Env::Live, "alice".to_owned());
+        let read_at = cache.epoch();
+        cache.remove(&key);
+        cache.insert_since(read_at, key.clone(), entry("alice"));
+        assert!(cache.lock().get(&key).is_none(), "a stale lookup was kept");
+        let read_at = cache.epoch();
+        cache.insert_since(read_at, key.clone(), entry("alice"));
+        assert!(cache.lock().get(&key).is_some());
+        let read_at = cache.epoch();
+        cache.clear();
+        cache.insert_since(read_at, key.clone(), entry("alice"));
+        assert!(cache.lock().is_empty(), "a lookup from before a swap was kept");
+    }
+}
