@@ -8,6 +8,7 @@ mod api_contract;
 mod at_rest;
 mod audit;
 mod auth_methods;
+mod aws_sigv4;
 mod cli;
 mod cli_commands;
 mod client_auth;

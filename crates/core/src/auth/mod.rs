@@ -7,6 +7,7 @@
 
 mod api_key;
 pub mod authorization_code;
+pub mod aws_sigv4;
 mod basic;
 mod client_assertion;
 mod client_certificate;
@@ -151,6 +152,23 @@ pub fn prepare(
             required(&d.username)?,
             secrets.resolve(required(&d.password)?, env)?,
         ))))),
+        AuthConfig::AwsSigv4(a) => {
+            let access_key_id = match &a.access_key_id {
+                crate::config::PublicValue::Plain(id) => id.as_str(),
+                crate::config::PublicValue::Ref(r) => secrecy::ExposeSecret::expose_secret(secrets.resolve(r, env)?),
+            };
+            let signer = aws_sigv4::AwsSigner::new(&a.region, &a.service);
+            let secret = secrets.resolve(&a.secret_access_key, env)?;
+            let session_token = match &a.session_token {
+                Some(r) => Some(secrets.resolve(r, env)?),
+                None => None,
+            };
+            if a.role_arn.is_some() {
+                return Err(CallError::new(crate::ErrorCode::ConfigInvalid, "role_arn is not available yet"));
+            }
+            let keys = aws_sigv4::StaticKeys::new(signer, access_key_id, secret, session_token)?;
+            Ok(with_default(Credential::Static(Box::new(keys))))
+        }
         AuthConfig::ClientCertificate(c) => {
             let upstream = client_certificate::client(c, env, secrets, clients)?;
             Ok(Prepared { credential: Credential::None, upstream })

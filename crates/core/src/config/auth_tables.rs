@@ -455,6 +455,37 @@ pub struct Digest {
     pub password: Option<SecretRef>,
 }
 
+/// `aws_sigv4`: AWS Signature Version 4 with an access key (and, for temporary keys, a session
+/// token); with `role_arn`, with the temporary credentials of STS `AssumeRole` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSigv4 {
+    /// Not secret; a plain string, or a secret reference when live and dev use different keys.
+    pub access_key_id: PublicValue,
+    pub secret_access_key: SecretRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretRef>,
+    /// The credential scope's region, e.g. `us-east-1`.
+    pub region: String,
+    /// The credential scope's service, e.g. `sqs`, `s3`, `execute-api`.
+    pub service: String,
+    /// Sign with the temporary credentials of this role (STS `AssumeRole`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// The STS endpoint for `role_arn`; by default `https://sts.<region>.amazonaws.com/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_url: Option<Parsed<Url>>,
+}
+
+/// A value that is not secret but may differ between live and dev: written as a plain
+/// string, or as a secret reference (whose live and dev values then apply).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PublicValue {
+    Plain(String),
+    Ref(SecretRef),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCertificate {
@@ -506,6 +537,18 @@ impl MethodTable for Basic {
 impl MethodTable for Digest {
     fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
         self.password.iter().map(|p| ("password", p)).collect()
+    }
+}
+
+impl MethodTable for AwsSigv4 {
+    fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut v = Vec::new();
+        if let PublicValue::Ref(r) = &self.access_key_id {
+            v.push(("access_key_id", r));
+        }
+        v.push(("secret_access_key", &self.secret_access_key));
+        v.extend(self.session_token.iter().map(|r| ("session_token", r)));
+        v
     }
 }
 

@@ -12,9 +12,9 @@ mod validate;
 mod value;
 
 pub use auth_tables::{
-    ApiKeyHeader, ApiKeyQuery, AssertionAlg, AuthorizationCode, Basic, ClientAuth, ClientCertificate, ClientKeyFields,
-    Digest, JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
-    RedirectMode, Scope, SignedJwt, TokenIn, TokenResponseFormat,
+    ApiKeyHeader, ApiKeyQuery, AssertionAlg, AuthorizationCode, AwsSigv4, Basic, ClientAuth, ClientCertificate,
+    ClientKeyFields, Digest, JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken,
+    OAuth2Password, PublicValue, RedirectMode, Scope, SignedJwt, TokenIn, TokenResponseFormat,
 };
 pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
 pub use problems::{ConfigErrors, Problem};

@@ -230,6 +230,75 @@ fn every_method_round_trips_to_the_same_serialized_form() {
 }
 
 #[test]
+fn aws_sigv4_fields_have_aws_shapes() {
+    let aws = |fields: &str| {
+        connector("").replace(
+            "{ method = \"none\" }",
+            &format!("{{ method = \"aws_sigv4\", secret_access_key = {{ secret = \"s\" }}, {fields} }}"),
+        )
+    };
+    let ok = "access_key_id = \"AKIAIOSFODNN7EXAMPLE\", region = \"us-east-1\", service = \"sqs\"";
+    Config::parse(&aws(ok), "latchkey.toml").unwrap();
+    let cases = [
+        (
+            "access_key_id = \"AKIA EXAMPLE\", region = \"us-east-1\", service = \"sqs\"",
+            "auth.access_key_id",
+            "is not an AWS access key id",
+        ),
+        (
+            "access_key_id = \"AKIA\", region = \"US-EAST-1\", service = \"sqs\"",
+            "auth.region",
+            "`US-EAST-1` is not an AWS region",
+        ),
+        ("access_key_id = \"AKIA\", region = \"useast1\", service = \"sqs\"", "auth.region", "such as `us-east-1`"),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"SQS\"",
+            "auth.service",
+            "is not an AWS signing name",
+        ),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"sqs\", role_arn = \"arn:aws:iam::12345:role/r\"",
+            "auth.role_arn",
+            "`arn:aws:iam::12345:role/r` is not an IAM role's ARN: write `arn:aws:iam::<12-digit account id>:role/<name>`",
+        ),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"sqs\", role_arn = \"arn:aws:iam::123456789012:user/u\"",
+            "auth.role_arn",
+            "is not an IAM role's ARN",
+        ),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"sqs\", sts_url = \"https://sts.example\"",
+            "auth.sts_url",
+            "is used only with `role_arn`",
+        ),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"sqs\", role_arn = \"arn:aws:iam::123456789012:role/r\", sts_url = \"http://sts.example\"",
+            "auth.sts_url",
+            "uses http:// to a host that is not loopback",
+        ),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"sqs\", sts_url = \"not a url\"",
+            "auth.sts_url",
+            "",
+        ),
+        ("access_key_id = \"AKIA\", region = \"us-east-1\"", "auth.service", "missing: this field is required"),
+        (
+            "access_key_id = \"AKIA\", region = \"us-east-1\", service = \"sqs\", session_token = \"plain\"",
+            "auth.session_token",
+            "secret",
+        ),
+    ];
+    for (fields, field, says) in cases {
+        let m = problem_at(&aws(fields), field);
+        assert!(m.contains(says), "{fields}: {m}");
+    }
+    for loopback in ["http://127.0.0.1:5000/", "http://localhost:5000/"] {
+        let fields = format!("{ok}, role_arn = \"arn:aws-cn:iam::123456789012:role/path/r\", sts_url = \"{loopback}\"");
+        Config::parse(&aws(&fields), "latchkey.toml").unwrap();
+    }
+}
+
+#[test]
 fn parsed_values_keep_the_text_and_hold_the_value() {
     let c = Config::parse(ALL_METHODS, "all.toml").unwrap();
     let none = &c.connectors["none"];
@@ -262,6 +331,7 @@ fn the_method_table_is_every_list() {
             "basic",
             "digest",
             "client_certificate",
+            "aws_sigv4",
             "oauth2_password",
             "oauth2_client_credentials",
             "oauth2_custom_token",

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
-use super::auth_tables::{ClientAuth, ClientKeyFields, OAuth2CustomToken};
+use super::auth_tables::{AwsSigv4, ClientAuth, ClientKeyFields, OAuth2CustomToken, PublicValue};
 use super::methods::{AuthConfig, AuthMethod};
 use super::problems::Problem;
 use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
@@ -478,6 +478,7 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, per_user: Option<&str>, p: &m
                 );
             }
         }
+        AuthConfig::AwsSigv4(a) => aws_sigv4(a, allow_insecure_http, p),
         AuthConfig::ClientCertificate(c) => {
             if let Some(PemSource::Inline(pem)) = &c.ca_certificate
                 && !pem.contains("-----BEGIN CERTIFICATE-----")
@@ -486,6 +487,79 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, per_user: Option<&str>, p: &m
             }
         }
     }
+}
+
+/// `aws_sigv4`: the key id, region and service have AWS's shapes (they are signed as written,
+/// so a typo would only show as the upstream's `SignatureDoesNotMatch`), `role_arn` is an IAM
+/// role's ARN, and `sts_url` goes with it.
+fn aws_sigv4(a: &AwsSigv4, allow_insecure_http: bool, p: &mut impl FnMut(&str, String)) {
+    if let PublicValue::Plain(id) = &a.access_key_id
+        && !(!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        p(
+            "auth.access_key_id",
+            "is not an AWS access key id (letters and digits, such as `AKIAIOSFODNN7EXAMPLE`): copy it from the \
+             key's `AccessKeyId`, or write `{ secret = \"NAME\" }` when live and dev use different keys"
+                .into(),
+        );
+    }
+    let word = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if !(word(&a.region, 32) && a.region.contains('-')) {
+        p(
+            "auth.region",
+            format!("`{}` is not an AWS region: write one such as `us-east-1` or `eu-west-3`, in lower case", a.region),
+        );
+    }
+    if !word(&a.service, 64) {
+        p(
+            "auth.service",
+            format!(
+                "`{}` is not an AWS signing name: write the service's name as the endpoint spells it, in lower case, \
+                 such as `sqs`, `s3`, `execute-api`",
+                a.service
+            ),
+        );
+    }
+    if let Some(arn) = &a.role_arn
+        && !is_role_arn(arn)
+    {
+        p(
+            "auth.role_arn",
+            format!(
+                "`{arn}` is not an IAM role's ARN: write `arn:aws:iam::<12-digit account id>:role/<name>`, as the \
+                 role's page in the IAM console shows it"
+            ),
+        );
+    }
+    match (&a.sts_url, &a.role_arn) {
+        (Some(u), Some(_)) => credential_url("auth.sts_url", u, allow_insecure_http, p),
+        (Some(_), None) => p("auth.sts_url", "is used only with `role_arn`: set that, or remove it".into()),
+        (None, _) => {}
+    }
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path and name>`.
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = parts[..] else { return false };
+    prefix == "arn"
+        && matches!(
+            partition,
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b" | "aws-iso-e" | "aws-iso-f" | "aws-eusc"
+        )
+        && service == "iam"
+        && region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty() && !name.ends_with('/') && name.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
