@@ -130,6 +130,24 @@ async fn handle(State(rec): State<Recorder>, req: Request) -> Response {
         extra.push(("latchkey-signature", "t=1,v1=forged".into()));
         extra.push(("latchkey-request-id", "forged".into()));
         extra.push(("x-upstream", "kept".into()));
+    } else if path.ends_with("/aws-expired") {
+        // AWS refusing temporary credentials that expired: the session token of the first
+        // request to this path is refused with `ExpiredToken`, any other one is taken.
+        let token = |r: &Recorded| r.header("x-amz-security-token").map(str::to_owned);
+        let first = rec
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|r| r.uri.split('?').next().is_some_and(|p| p.ends_with("/aws-expired")))
+            .and_then(token);
+        if first.is_some()
+            && first.as_deref() == parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok())
+        {
+            let body = "<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code>\
+                        <Message>The security token included in the request is expired</Message></Error></ErrorResponse>";
+            return Response::builder().status(403).body(Body::from(body)).expect("response");
+        }
     } else if let Some(ms) = after("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
     } else if let Some(n) = after("/chunks/") {

@@ -218,6 +218,97 @@ async fn botocore_computes_the_signature_latchkey_sent() {
     assert_eq!(canary::find(answers.as_bytes(), &secrets[..1]), Vec::<&str>::new());
 }
 
+/// A call the recorder answers `403 ExpiredToken` for the session token it first saw there.
+const EXPIRED: &str = r#"
+[connectors.role_rec.calls.expired]
+method = "POST"
+path = "/aws-expired"
+body = '{"QueueName": "q"}'
+"#;
+
+/// `role_arn`: STS `AssumeRole` at moto, signed with the connector's keys; its temporary
+/// credentials sign SQS calls moto checks (named and proxied), are obtained once and reused
+/// (the lifecycle holds them, sealed), and appear in no log or answer. A refusal by STS is
+/// `token_request_failed`, terminal, with moto's code.
+#[tokio::test]
+async fn role_arn_assumes_the_role_at_sts_and_signs_with_its_temporary_credentials() {
+    let moto = moto();
+    let rec = Recorder::start().await;
+    let auth = format!(
+        r#"{{ method = "aws_sigv4", access_key_id = "{}", secret_access_key = {{ secret = "aws_secret" }}, region = "us-east-1", service = "sqs", role_arn = "{}", sts_url = "{}/" }}"#,
+        moto.user.access_key_id, moto.role_arn, moto.base_url
+    );
+    let config = format!(
+        "{}\n{}\n{EXPIRED}",
+        sqs_connector("role", &moto.base_url, &auth),
+        sqs_connector("role_rec", &rec.base_url, &auth)
+    );
+    let lk = Latchkey::start(bin(), &config);
+    lk.put_secret("aws_secret", "live", &moto.user.secret_access_key).await;
+    let live = lk.app_key("live").await;
+
+    let r = lk.call(&live, "role", "create", json!({"name": "assumed"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let queue = queue_path(&r);
+    let queue_url: String =
+        url::form_urlencoded::byte_serialize(format!("{}{queue}", moto.base_url).as_bytes()).collect();
+    let form = format!("Action=SendMessage&Version=2012-11-05&MessageBody=from-the-role&QueueUrl={queue_url}");
+    let r = proxied_form(&lk, &live, "role", &queue, &form, false).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = proxied_form(&lk, &live, "role", &queue, &form, true).await;
+    assert_eq!(r.status, 200, "a streamed body too: {}", r.body);
+
+    // What goes out: temporary keys (ASIA…) with their session token, the same for each call.
+    for name in ["one", "two"] {
+        let r = lk.call(&live, "role_rec", "create", json!({"name": name})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let sent = rec.requests();
+    let authorization = |i: usize| sent[i].header("authorization").unwrap().to_owned();
+    assert!(authorization(0).starts_with("AWS4-HMAC-SHA256 Credential=ASIA"), "{}", authorization(0));
+    assert!(authorization(0).contains("/us-east-1/sqs/aws4_request"), "{}", authorization(0));
+    let key_id = |i: usize| authorization(i).split('/').next().unwrap().to_owned();
+    assert_eq!(key_id(0), key_id(1), "one AssumeRole for both calls");
+    assert_ne!(key_id(0), format!("AWS4-HMAC-SHA256 Credential={}", moto.user.access_key_id));
+    let token = sent[0].header("x-amz-security-token").expect("the session token").to_owned();
+    assert!(authorization(0).contains("x-amz-security-token"), "the token is signed");
+
+    // AWS says the temporary credentials expired (`403 ExpiredToken`): replaced once, the
+    // call sent again with the new ones.
+    let r = lk.call(&live, "role_rec", "expired", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = rec.requests();
+    let expired: Vec<_> = sent.iter().filter(|r| r.uri.ends_with("/aws-expired")).collect();
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    assert_eq!(expired[0].header("x-amz-security-token"), Some(token.as_str()), "the held credentials first");
+    assert_ne!(expired[1].header("x-amz-security-token"), Some(token.as_str()), "then new ones");
+    assert_eq!(expired[0].body, expired[1].body, "the same request again");
+
+    // Secrets in no log, answer or stored byte: the base secret, the session tokens.
+    let second = expired[1].header("x-amz-security-token").unwrap().to_owned();
+    let secrets = [moto.user.secret_access_key.clone(), token, second];
+    assert_eq!(canary::find(lk.output().as_bytes(), &secrets), Vec::<&str>::new());
+    assert_eq!(canary::find(&canary::read_dir_bytes(&lk.data_dir), &secrets), Vec::<&str>::new());
+    let tokens = Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/tokens").send().await.unwrap()).await;
+    assert_eq!(canary::find(tokens.body.as_bytes(), &secrets), Vec::<&str>::new(), "{}", tokens.body);
+
+    // `check --live` assumes the role at STS as a call would.
+    let out = lk.cli(&["check", "--live"], None);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("role: ok (live, aws_sigv4): full grant at {}/", moto.base_url)), "{text}");
+
+    // STS refuses a wrong base secret: terminal, moto's code, no secret in the answer.
+    lk.put_secret("aws_secret", "dev", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").await;
+    let dev = lk.app_key("dev").await;
+    let r = lk.call(&dev, "role", "create", json!({"name": "refused"})).await;
+    assert_eq!((r.status, r.error_code()), (502, Some("token_request_failed")), "{}", r.body);
+    let error = &r.json()["error"];
+    assert_eq!(error["provider_error"], "SignatureDoesNotMatch", "{}", r.body);
+    assert_eq!(error["terminal"], true, "{}", r.body);
+    assert!(!r.body.contains("wJalrXUtnFEMI"), "{}", r.body);
+}
+
 /// `latchkey check` names each bad field of an `aws_sigv4` table.
 #[test]
 fn check_names_bad_aws_fields() {

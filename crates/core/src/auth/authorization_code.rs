@@ -38,11 +38,7 @@ pub(super) fn grant(
         .opt(secret.as_ref().map(|s| s.expose_secret().as_bytes()))
         .part(&[c.client_auth as u8]);
     let client = super::client_assertion::client(c, &c.client_id, secret, env, secrets, &mut id)?;
-    let shape = TokenResponseShape {
-        token_path: c.token_name.clone(),
-        expires_in_path: "expires_in".into(),
-        expires_at_path: None,
-    };
+    let shape = TokenResponseShape { token_path: c.token_name.clone(), ..TokenResponseShape::default() };
     let scope = c.scope.as_ref().map(|s| s.joined(&c.scope_separator));
     Ok((Grant::AuthorizationCode { token_url: c.token_url.to_string(), client, scope, shape }, id))
 }
@@ -167,11 +163,7 @@ impl UserAuth {
             headers: Vec::new(),
             basic_auth,
             body: TokenRequestBody::Form(form),
-            shape: TokenResponseShape {
-                token_path: self.config.token_name.clone(),
-                expires_in_path: "expires_in".into(),
-                expires_at_path: None,
-            },
+            shape: TokenResponseShape { token_path: self.config.token_name.clone(), ..TokenResponseShape::default() },
             is_refresh: false,
             secrets: Vec::new(),
         })

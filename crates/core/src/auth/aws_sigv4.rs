@@ -10,6 +10,10 @@
 //! Services other than S3 encode the path once more in the canonical request (and drop empty
 //! and dot segments there), as AWS and botocore do; S3 signs the path as sent.
 //!
+//! With `role_arn` the keys are the temporary credentials of STS `AssumeRole`, obtained and
+//! refreshed by the token lifecycle ([`sts`]); the call path signs with them through
+//! [`sts::sign_with_token`].
+//!
 
 use std::fmt::{self, Write as _};
 
@@ -289,6 +293,8 @@ impl Sign for StaticKeys {
         Some(&http::header::AUTHORIZATION)
     }
 }
+
+pub mod sts;
 
 #[cfg(test)]
 mod tests;

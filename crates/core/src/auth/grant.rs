@@ -97,6 +97,8 @@ pub enum Grant {
         jwt: Option<Box<super::signed_jwt::JwtRequest>>,
     },
     JwtBearer(JwtGrant),
+    /// AWS STS `AssumeRole` (`aws_sigv4` with `role_arn`): temporary credentials.
+    AwsAssumeRole(Box<super::aws_sigv4::sts::AssumeRole>),
 }
 
 fn pair(k: &str, v: &str) -> (String, SecretString) {
@@ -111,6 +113,7 @@ impl Grant {
             | Grant::ClientCredentials { token_url, .. }
             | Grant::Custom { token_url, .. } => token_url,
             Grant::JwtBearer(j) => &j.token_url,
+            Grant::AwsAssumeRole(a) => &a.sts_url,
         }
     }
 
@@ -195,6 +198,7 @@ impl Grant {
                 ];
                 form_request(&j.token_url, form, None)?
             }
+            Grant::AwsAssumeRole(a) => a.request(now_ms)?,
         })
     }
 
@@ -213,7 +217,7 @@ impl Grant {
                 (token_url, client, scope, TokenResponseShape::default())
             }
             Grant::AuthorizationCode { token_url, client, scope, shape } => (token_url, client, scope, shape.clone()),
-            Grant::Custom { .. } | Grant::JwtBearer(_) => return None,
+            Grant::Custom { .. } | Grant::JwtBearer(_) | Grant::AwsAssumeRole(_) => return None,
         };
         let mut form =
             vec![pair("grant_type", "refresh_token"), ("refresh_token".into(), refresh_token.clone().into_secret())];
@@ -260,6 +264,18 @@ pub struct TokenSource {
     /// replaces their tokens.
     pub stamp: Option<[u8; 32]>,
     pub refresh_on: Option<RefreshOn>,
+    /// How a token signs the upstream request.
+    pub signing: TokenSigning,
+}
+
+/// How a token source's tokens sign a call.
+#[derive(Debug, Clone, Default)]
+pub enum TokenSigning {
+    /// The access token where `token_in` says (RFC 6750).
+    #[default]
+    Bearer,
+    /// AWS SigV4 with temporary credentials (`aws_sigv4` with `role_arn`).
+    AwsSigV4(Arc<super::aws_sigv4::AwsSigner>),
 }
 
 /// `refresh_skew_s` when the connector does not set it.

@@ -20,7 +20,7 @@ pub mod sign;
 mod signed_jwt;
 
 pub use client_certificate::ClientPool;
-pub use grant::{Grant, SharedSource, TokenSource};
+pub use grant::{Grant, SharedSource, TokenSigning, TokenSource};
 
 use http::{HeaderMap, HeaderName};
 use url::Url;
@@ -117,6 +117,7 @@ pub fn prepare(
             },
             stamp: None,
             refresh_on: connector.refresh_on.clone(),
+            signing: grant::TokenSigning::Bearer,
         })
     };
     let token = |grant: Grant,
@@ -163,11 +164,32 @@ pub fn prepare(
                 Some(r) => Some(secrets.resolve(r, env)?),
                 None => None,
             };
-            if a.role_arn.is_some() {
-                return Err(CallError::new(crate::ErrorCode::ConfigInvalid, "role_arn is not available yet"));
-            }
-            let keys = aws_sigv4::StaticKeys::new(signer, access_key_id, secret, session_token)?;
-            Ok(with_default(Credential::Static(Box::new(keys))))
+            let Some(role_arn) = &a.role_arn else {
+                let keys = aws_sigv4::StaticKeys::new(signer, access_key_id, secret, session_token)?;
+                return Ok(with_default(Credential::Static(Box::new(keys))));
+            };
+            // The role's temporary credentials, through the token lifecycle.
+            let sts_url = a.sts_url.as_ref().map_or_else(|| aws_sigv4::sts::default_url(&a.region), |u| u.to_string());
+            egress("auth.sts_url", &sts_url)?;
+            let mut id = latchkey_vault::Fingerprint::default();
+            id.part(b"aws_assume_role")
+                .part(role_arn.as_bytes())
+                .part(sts_url.as_bytes())
+                .part(a.region.as_bytes())
+                .part(access_key_id.as_bytes())
+                .part(secrecy::ExposeSecret::expose_secret(secret).as_bytes())
+                .opt(session_token.map(|t| secrecy::ExposeSecret::expose_secret(t).as_bytes()));
+            let keys = (access_key_id, secret, session_token);
+            let grant = aws_sigv4::sts::AssumeRole::new(name, role_arn, &sts_url, &a.region, keys);
+            let mut src = source(Grant::AwsAssumeRole(Box::new(grant)), TokenIn::Header, id, None)?;
+            src.stamp = Some(src.fingerprint);
+            src.signing = grant::TokenSigning::AwsSigV4(std::sync::Arc::new(signer));
+            // AWS says `ExpiredToken` (`ExpiredTokenException`) with a 400 or a 403: one refresh.
+            src.refresh_on.get_or_insert_with(|| crate::config::RefreshOn {
+                status: vec![400, 403],
+                body_contains: Some("ExpiredToken".into()),
+            });
+            Ok(with_default(Credential::Token(std::sync::Arc::new(src))))
         }
         AuthConfig::ClientCertificate(c) => {
             let upstream = client_certificate::client(c, env, secrets, clients)?;

@@ -105,6 +105,7 @@ pub(super) fn custom(c: &OAuth2CustomToken, env: Env, secrets: &SecretSet) -> Re
         token_path: c.token_name.clone(),
         expires_in_path: c.expires_in_name.clone(),
         expires_at_path: c.expires_at_name.clone(),
+        ..TokenResponseShape::default()
     };
     Ok((Grant::Custom { token_url: c.token_url.to_string(), headers, body, shape, secrets: sent, jwt }, id))
 }

@@ -80,6 +80,9 @@ pub fn parse(req: &TokenRequest, answer: &Answer, now: i64) -> Result<TokenSet, 
             return Err(TokenError::lost(*timed_out, "the answer was cut off".into()));
         }
     };
+    if req.shape.format == super::AnswerFormat::AwsSts {
+        return crate::auth::aws_sigv4::sts::parse(req, status, bytes, retry_after, now);
+    }
     let json: Value = serde_json::from_slice(bytes).unwrap_or_else(|_| {
         if is_form || bytes.contains(&b'=') {
             // Some providers answer `access_token=...&expires_in=...`.

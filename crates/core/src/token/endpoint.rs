@@ -24,7 +24,8 @@ pub enum TokenRequestBody {
     Json(SecretString),
 }
 
-/// Where the token and its lifetime sit in the response (dotted paths).
+/// Where the token and its lifetime sit in the response (dotted paths), and what kind of
+/// answer it is.
 #[derive(Debug, Clone)]
 pub struct TokenResponseShape {
     pub token_path: String,
@@ -32,11 +33,27 @@ pub struct TokenResponseShape {
     /// Where an absolute expiry sits instead (RFC 3339 or Unix seconds): `expires_in_path`
     /// is then not read.
     pub expires_at_path: Option<String>,
+    pub format: AnswerFormat,
+}
+
+/// What a token endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnswerFormat {
+    /// RFC 6749 §5.1 JSON (or a form), with `token_path` and `expires_in_path`.
+    #[default]
+    OAuth,
+    /// AWS STS XML (`AssumeRole`): temporary credentials (`auth::aws_sigv4::sts`).
+    AwsSts,
 }
 
 impl Default for TokenResponseShape {
     fn default() -> Self {
-        Self { token_path: "access_token".into(), expires_in_path: "expires_in".into(), expires_at_path: None }
+        Self {
+            token_path: "access_token".into(),
+            expires_in_path: "expires_in".into(),
+            expires_at_path: None,
+            format: AnswerFormat::OAuth,
+        }
     }
 }
 
@@ -76,6 +93,12 @@ const PUBLIC_FORM_FIELDS: &[&str] = &[
     "resource",
     "redirect_uri",
     "token_type_hint",
+    // AWS STS `AssumeRole` (`auth::aws_sigv4::sts`): its form carries no secret.
+    "Action",
+    "Version",
+    "RoleArn",
+    "RoleSessionName",
+    "DurationSeconds",
 ];
 
 impl TokenRequest {

@@ -12,9 +12,10 @@ mod error;
 pub mod metadata;
 pub mod scrub;
 
-pub use answer::{Answer, AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, parse};
+pub use answer::{Answer, AnswerError, MAX_ANSWER, MAX_ANSWER_TEXT, MAX_LIFETIME_S, parse};
 pub use endpoint::{
-    TokenRequest, TokenRequestBody, TokenResponseShape, WireBody, build, read_bounded, request_token, send,
+    AnswerFormat, TokenRequest, TokenRequestBody, TokenResponseShape, WireBody, build, read_bounded, request_token,
+    send,
 };
 pub(crate) use endpoint::{basic_authorization, execute, post};
 pub use error::{TokenError, TokenErrorKind};

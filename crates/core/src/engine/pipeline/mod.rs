@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::Engine;
 use super::runtime::ConnectorRuntime;
 use crate::auth::sign::{Bearer, Sign, Unsigned};
-use crate::auth::{Credential, Prepared, TokenSource};
+use crate::auth::{Credential, Prepared, TokenSigning, TokenSource};
 use crate::config::TokenIn;
 use crate::store::ConnectionRow;
 use crate::upstream::{BoxError, ReqBody};
@@ -246,22 +246,24 @@ impl Engine {
         let (method, url, headers) = (&request.method, &request.url, &request.headers);
         // The unsigned request is kept: a second attempt is signed with another token.
         let signed =
-            |token: &crate::secret::AccessToken, body: Option<&[u8]>| -> Result<(HeaderMap, url::Url), CallError> {
+            |token: &crate::token::TokenSet, body: Option<&[u8]>| -> Result<(HeaderMap, url::Url), CallError> {
                 let (mut h, mut u) = (headers.clone(), url.clone());
-                Bearer { token, token_in: src.token_in }.sign(&mut Unsigned {
-                    method,
-                    url: &mut u,
-                    headers: &mut h,
-                    body,
-                    clock: self.clock.as_ref(),
-                })?;
+                let mut unsigned = Unsigned { method, url: &mut u, headers: &mut h, body, clock: self.clock.as_ref() };
+                match &src.signing {
+                    TokenSigning::Bearer => {
+                        Bearer { token: &token.access_token, token_in: src.token_in }.sign(&mut unsigned)?
+                    }
+                    TokenSigning::AwsSigV4(signer) => {
+                        crate::auth::aws_sigv4::sts::sign_with_token(signer, token, &mut unsigned)?
+                    }
+                }
                 Ok((h, u))
             };
         let (first_body, replay) = match std::mem::replace(&mut request.body, OutBody::Bytes(Bytes::new())) {
             OutBody::Bytes(b) => (bytes_body(b.clone()), Some(b)),
             OutBody::Stream(s) => (s, None),
         };
-        let (h, u) = signed(&obtained.token.access_token, replay.as_deref())?;
+        let (h, u) = signed(&obtained.token, replay.as_deref())?;
         let first = send::send_once(conn, prepared, method.clone(), &u, h, first_body).await?;
         let Some(replay) = replay.filter(|_| !obtained.fresh) else {
             return Ok(first);
@@ -279,7 +281,7 @@ impl Engine {
             Ok(o) => o,
             Err(e) => return Err(self.reauthorization(e, connection).await),
         };
-        let (h, u) = signed(&again.token.access_token, Some(&replay))?;
+        let (h, u) = signed(&again.token, Some(&replay))?;
         let mut second = send::send_once(conn, prepared, method.clone(), &u, h, bytes_body(replay)).await?;
         second.upstream_time += first_time;
         let (refused_again, second) = send::token_refused(src, second).await;

@@ -93,7 +93,7 @@ fn a_custom_shape_reads_nested_paths() {
     let shape = TokenResponseShape {
         token_path: "data.session.jwt".into(),
         expires_in_path: "data.ttl".into(),
-        expires_at_path: None,
+        ..TokenResponseShape::default()
     };
     let a = json_answer(200, json!({"data": {"session": {"jwt": "j-1"}, "ttl": "45", "region": "eu"}}));
     let set = parse(&request(shape), &a, NOW).unwrap();
@@ -104,8 +104,7 @@ fn a_custom_shape_reads_nested_paths() {
 
 #[test]
 fn a_custom_shape_whose_token_is_missing_is_a_failure_naming_the_path() {
-    let shape =
-        TokenResponseShape { token_path: "token".into(), expires_in_path: "expires_in".into(), expires_at_path: None };
+    let shape = TokenResponseShape { token_path: "token".into(), ..TokenResponseShape::default() };
     let e = parse(&request(shape), &json_answer(200, json!({"access_token": "a"})), NOW).unwrap_err();
     assert_eq!(e.kind, TokenErrorKind::Failed { retry_after: None });
     assert_eq!(e.summary(), "no_token (200): the answer has no `token`");
@@ -282,6 +281,7 @@ fn expires_at_shape() -> TokenResponseShape {
         token_path: "token".into(),
         expires_in_path: "expires_in".into(),
         expires_at_path: Some("expires_at".into()),
+        ..TokenResponseShape::default()
     }
 }
 

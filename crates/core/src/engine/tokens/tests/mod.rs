@@ -205,6 +205,7 @@ pub(super) fn source_with(grant: Grant, key: TokenKey) -> TokenSource {
         fingerprint: [1; 32],
         stamp: Some([1; 32]),
         refresh_on: None,
+        signing: crate::auth::TokenSigning::Bearer,
     }
 }
 
