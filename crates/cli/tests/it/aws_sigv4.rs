@@ -142,13 +142,13 @@ async fn a_session_token_goes_with_temporary_keys_and_the_key_id_may_be_a_secret
 
 /// What a request recorded on the wire is, as botocore takes it: its URL, its headers, its
 /// body (`None` when Latchkey sent it unsigned).
-fn reference_for(rec: &latchkey_testkit::recorder::Recorded, base_url: &str, service: &str, keys: &Keys) {
+fn reference_for(rec: &latchkey_testkit::recorder::Recorded, base_url: &str, service: &str, region: &str, keys: &Keys) {
     let authorization = rec.header("authorization").expect("signed");
     let sent = authorization.rsplit_once("Signature=").unwrap().1;
     let hash = rec.header("x-amz-content-sha256").expect("the payload hash is sent");
     let body = (hash != "UNSIGNED-PAYLOAD").then_some(rec.body.as_slice());
     let url = format!("{base_url}{}", rec.uri);
-    let reference = botocore_signature(&rec.method, &url, &rec.headers, body, "eu-west-3", service, keys);
+    let reference = botocore_signature(&rec.method, &url, &rec.headers, body, region, service, keys);
     assert_eq!(reference.payload, hash, "{}", reference.canonical);
     assert_eq!(sent, reference.signature, "botocore signs {} {url} otherwise:\n{}", rec.method, reference.canonical);
 }
@@ -206,9 +206,9 @@ async fn botocore_computes_the_signature_latchkey_sent() {
     assert_eq!(sent[2].uri, "/store/my%20key/caf%C3%A9%21?tagging=&b=2&a=1", "S3: each segment as signed");
     assert_ne!(sent[0].header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"), "a named call's body is hashed");
     assert_ne!(sent[2].header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"), "a small proxied body is hashed");
-    reference_for(&sent[0], &rec.base_url, "sqs", &keys);
-    reference_for(&sent[1], &rec.base_url, "sqs", &keys);
-    reference_for(&sent[2], &rec.base_url, "s3", &keys);
+    reference_for(&sent[0], &rec.base_url, "sqs", "eu-west-3", &keys);
+    reference_for(&sent[1], &rec.base_url, "sqs", "eu-west-3", &keys);
+    reference_for(&sent[2], &rec.base_url, "s3", "eu-west-3", &keys);
 
     // The secret key never travels; neither secret is in a log or an answer.
     let secrets = [keys.secret_access_key.clone(), keys.session_token.clone().unwrap()];
@@ -284,13 +284,39 @@ async fn role_arn_assumes_the_role_at_sts_and_signs_with_its_temporary_credentia
     assert_ne!(expired[1].header("x-amz-security-token"), Some(token.as_str()), "then new ones");
     assert_eq!(expired[0].body, expired[1].body, "the same request again");
 
-    // Secrets in no log, answer or stored byte: the base secret, the session tokens.
-    let second = expired[1].header("x-amz-security-token").unwrap().to_owned();
-    let secrets = [moto.user.secret_access_key.clone(), token, second];
+    // The temporary credentials STS gave Latchkey, as moto holds them (its model data).
+    let data: serde_json::Value =
+        lk.http.get(format!("{}/moto-api/data.json", moto.base_url)).send().await.unwrap().json().await.unwrap();
+    let assumed: Vec<Keys> = data["sts"]["AssumedRole"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["session_name"].as_str().is_some_and(|n| n.starts_with("latchkey-role")))
+        .map(|r| Keys {
+            access_key_id: r["access_key_id"].as_str().unwrap().to_owned(),
+            secret_access_key: r["secret_access_key"].as_str().unwrap().to_owned(),
+            session_token: r["session_token"].as_str().map(str::to_owned),
+        })
+        .collect();
+    assert!(assumed.len() >= 3, "role, role_rec, role_rec again: {}", assumed.len());
+    // botocore signs what went out with them as Latchkey did.
+    let used = assumed.iter().find(|k| k.session_token.as_deref() == Some(token.as_str())).expect("moto made it");
+    reference_for(&sent[0], &rec.base_url, "sqs", "us-east-1", used);
+
+    // Secrets in no log, answer or stored byte: the base secret, every temporary secret key and
+    // session token; the temporary secret keys are not on the wire either.
+    let mut secrets = vec![moto.user.secret_access_key.clone()];
+    secrets.extend(assumed.iter().flat_map(|k| [k.secret_access_key.clone(), k.session_token.clone().unwrap()]));
     assert_eq!(canary::find(lk.output().as_bytes(), &secrets), Vec::<&str>::new());
     assert_eq!(canary::find(&canary::read_dir_bytes(&lk.data_dir), &secrets), Vec::<&str>::new());
-    let tokens = Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/tokens").send().await.unwrap()).await;
-    assert_eq!(canary::find(tokens.body.as_bytes(), &secrets), Vec::<&str>::new(), "{}", tokens.body);
+    for path in ["/v1/admin/tokens", "/v1/admin/events"] {
+        let r = Reply::read(lk.admin_req(reqwest::Method::GET, path).send().await.unwrap()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(canary::find(r.body.as_bytes(), &secrets), Vec::<&str>::new(), "{path}: {}", r.body);
+    }
+    let wire: Vec<u8> = rec.requests().iter().flat_map(|r| format!("{:?}{}", r.headers, r.uri).into_bytes()).collect();
+    let temporary_keys: Vec<String> = assumed.iter().map(|k| k.secret_access_key.clone()).collect();
+    assert_eq!(canary::find(&wire, &temporary_keys), Vec::<&str>::new());
 
     // `check --live` assumes the role at STS as a call would.
     let out = lk.cli(&["check", "--live"], None);
