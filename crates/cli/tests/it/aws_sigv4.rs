@@ -120,7 +120,7 @@ async fn a_session_token_goes_with_temporary_keys_and_the_key_id_may_be_a_secret
     );
     let lk = Latchkey::start(bin(), &config);
     lk.put_secret("aws_id", "dev", &access_key_id).await;
-    lk.put_secret("aws_id", "live", "AKIANOTTHEDEVKEY0000").await;
+    lk.put_secret("aws_id", "live", "not a key id").await;
     lk.put_secret("aws_secret", "dev", &secret_access_key).await;
     lk.put_secret("aws_secret", "live", "not-the-dev-secret").await;
     lk.put_secret("aws_token", "dev", &token).await;
@@ -133,6 +133,11 @@ async fn a_session_token_goes_with_temporary_keys_and_the_key_id_may_be_a_secret
     let live = lk.app_key("live").await;
     let r = lk.call(&live, "tmp", "create", json!({"name": "temporary"})).await;
     assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
+    assert!(r.body.contains("secret `aws_id` (auth.access_key_id) is not an AWS access key id"), "{}", r.body);
+    lk.put_secret("aws_id", "live", "AKIANOTTHEDEVKEY0000").await;
+    let r = lk.call(&live, "tmp", "create", json!({"name": "temporary"})).await;
+    assert_eq!((r.status, r.error_code()), (424, Some("secret_missing")), "{}", r.body);
+    assert!(r.body.contains("secret `aws_token` has no live value"), "{}", r.body);
 
     let output = lk.output();
     for secret in [&secret_access_key, &token] {

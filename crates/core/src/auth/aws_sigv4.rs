@@ -91,9 +91,11 @@ impl AwsSigner {
             keys.access_key_id,
             names.join(";")
         );
-        let value = HeaderValue::from_str(&authorization).map_err(|_| {
+        let mut value = HeaderValue::from_str(&authorization).map_err(|_| {
             CallError::new(ErrorCode::ConfigInvalid, "the AWS access key id cannot go into an HTTP header")
         })?;
+        // A signature can be replayed for minutes: kept out of HTTP libraries' debug output.
+        value.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, value);
         Ok(())
     }

@@ -156,7 +156,18 @@ pub fn prepare(
         AuthConfig::AwsSigv4(a) => {
             let access_key_id = match &a.access_key_id {
                 crate::config::PublicValue::Plain(id) => id.as_str(),
-                crate::config::PublicValue::Ref(r) => secrecy::ExposeSecret::expose_secret(secrets.resolve(r, env)?),
+                crate::config::PublicValue::Ref(r) => {
+                    let id = secrecy::ExposeSecret::expose_secret(secrets.resolve(r, env)?);
+                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        return Err(CallError::new(
+                            crate::ErrorCode::SecretMissing,
+                            format!(
+                                "the value of {r} (auth.access_key_id) is not an AWS access key id (letters and digits): set it again"
+                            ),
+                        ));
+                    }
+                    id
+                }
             };
             let signer = aws_sigv4::AwsSigner::new(&a.region, &a.service);
             let secret = secrets.resolve(&a.secret_access_key, env)?;

@@ -267,6 +267,7 @@ fn a_whole_request_signs_as_botocore_signs_it() {
          Signature=b91150f23fe83d83c0ea17ace950136e9241c007cbda5e99c4b4f0fc87be6460"
     );
     assert_eq!(headers.get_all("authorization").iter().count(), 1);
+    assert!(headers["authorization"].is_sensitive());
 }
 
 #[test]
