@@ -73,6 +73,7 @@ impl Values {
             }
             (AuthConfig::JwtBearer(_), "private_key") => self.rsa_pem.clone(),
             (AuthConfig::OAuth2CustomToken(_), "jwt.private_key") => self.rsa_pem.clone(),
+            (AuthConfig::AwsSigv4(_), "access_key_id") => "AKIAIOSFODNN7EXAMPLE".to_owned(),
             _ => format!("example-value-of-{name}"),
         }
     }
