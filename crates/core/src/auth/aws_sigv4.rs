@@ -184,8 +184,18 @@ fn host(url: &url::Url) -> String {
 /// the canonical query: the pairs sorted by name, then value.
 fn encode_query(url: &mut url::Url) -> String {
     let Some(query) = url.query() else { return String::new() };
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (percent_encode(k.as_bytes(), AWS).to_string(), percent_encode(v.as_bytes(), AWS).to_string()))
+    // Form-decoded to bytes (not through UTF-8, so a `%FF` stays that byte), then encoded.
+    let encode = |part: &str| {
+        let spaced = part.replace('+', " ");
+        percent_encode(&percent_decode_str(&spaced).collect::<Vec<u8>>(), AWS).to_string()
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (encode(k), encode(v))
+        })
         .collect();
     let sent = join_pairs(&pairs);
     if sent.is_empty() {

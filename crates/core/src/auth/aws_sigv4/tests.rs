@@ -296,6 +296,8 @@ fn the_query_is_sent_as_signed() {
     let mut url = Url::parse("https://h.example/?b=%7e+x&a&&c=%2F").unwrap();
     assert_eq!(encode_query(&mut url), "a=&b=~%20x&c=%2F");
     assert_eq!(url.query(), Some("b=~%20x&a=&c=%2F"), "the caller's order, SigV4's encoding");
+    let mut url = Url::parse("https://h.example/?k=%ff%2b+%C3%BC&%41=").unwrap();
+    assert_eq!(encode_query(&mut url), "A=&k=%FF%2B%20%C3%BC", "bytes kept, hex upper-cased");
     let mut url = Url::parse("https://h.example/p?").unwrap();
     assert_eq!(encode_query(&mut url), "");
     assert_eq!(url.as_str(), "https://h.example/p");
