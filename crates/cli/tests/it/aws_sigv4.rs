@@ -264,16 +264,22 @@ async fn role_arn_assumes_the_role_at_sts_and_signs_with_its_temporary_credentia
     assert_eq!(r.status, 200, "a streamed body too: {}", r.body);
 
     // What goes out: temporary keys (ASIA…) with their session token, the same for each call.
-    for name in ["one", "two"] {
-        let r = lk.call(&live, "role_rec", "create", json!({"name": name})).await;
+    // Four calls at once on a connector that holds no credentials yet, then one more.
+    let calls = (0..4).map(|i| lk.call(&live, "role_rec", "create", json!({"name": format!("q{i}")})));
+    for r in futures_util::future::join_all(calls).await {
         assert_eq!(r.status, 200, "{}", r.body);
     }
+    let r = lk.call(&live, "role_rec", "create", json!({"name": "later"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let sent = rec.requests();
+    assert_eq!(sent.len(), 5);
     let authorization = |i: usize| sent[i].header("authorization").unwrap().to_owned();
     assert!(authorization(0).starts_with("AWS4-HMAC-SHA256 Credential=ASIA"), "{}", authorization(0));
     assert!(authorization(0).contains("/us-east-1/sqs/aws4_request"), "{}", authorization(0));
     let key_id = |i: usize| authorization(i).split('/').next().unwrap().to_owned();
-    assert_eq!(key_id(0), key_id(1), "one AssumeRole for both calls");
+    for i in 1..5 {
+        assert_eq!(key_id(0), key_id(i), "one AssumeRole for every call");
+    }
     assert_ne!(key_id(0), format!("AWS4-HMAC-SHA256 Credential={}", moto.user.access_key_id));
     let token = sent[0].header("x-amz-security-token").expect("the session token").to_owned();
     assert!(authorization(0).contains("x-amz-security-token"), "the token is signed");
