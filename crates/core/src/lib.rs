@@ -20,6 +20,7 @@ pub mod env;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod providers;
 pub mod secret;
 pub mod secrets;
 pub mod store;

@@ -217,6 +217,13 @@ pub struct ConnectorConfig {
     /// With `per_user`: the named call made with a user's new values before they are saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
+    /// The provider template applied under this connector (`crate::providers`), kept so the
+    /// connector reads as it was written; its fields are in the rest already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The template's parameters (`{ subdomain = "acme" }`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_params: BTreeMap<String, String>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -381,10 +388,34 @@ pub(super) fn connector_from_json(
     file: &str,
 ) -> Result<ConnectorConfig, ConfigErrors> {
     let c = Some(name);
-    let mut problems = Vec::new();
-    let serde_json::Value::Object(mut map) = json else {
+    let serde_json::Value::Object(map) = json else {
         return Err(ConfigErrors::one(Problem::at(file, c, "", "a connector must be a table (an object)")));
     };
+    match crate::providers::apply(&map) {
+        None => connector_table(name, map, file),
+        Some(Err(errs)) => Err(ConfigErrors(errs.into_iter().map(|(f, m)| Problem::at(file, c, f, m)).collect())),
+        Some(Ok(applied)) => {
+            let serde_json::Value::Object(merged) = applied.json.clone() else {
+                return Err(ConfigErrors::one(Problem::at(file, c, "provider", "the template is no table")));
+            };
+            connector_table(name, merged, file).map_err(|ConfigErrors(mut problems)| {
+                for p in &mut problems {
+                    applied.annotate(p.field.as_deref(), &mut p.message);
+                }
+                ConfigErrors(problems)
+            })
+        }
+    }
+}
+
+/// One connector's table, its template (if any) applied already.
+fn connector_table(
+    name: &str,
+    mut map: serde_json::Map<String, serde_json::Value>,
+    file: &str,
+) -> Result<ConnectorConfig, ConfigErrors> {
+    let c = Some(name);
+    let mut problems = Vec::new();
     // Calls are parsed one by one, so a mistake in one call does not hide the others.
     let calls = match map.remove("calls") {
         None => serde_json::Map::new(),

@@ -121,8 +121,16 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
     per_user(name, c, &mut p);
     if let Some(r) = &c.refresh_on {
         for s in &r.status {
-            if !(400..=599).contains(s) {
-                p("refresh_on.status", format!("{s} is not an HTTP error status (400-599)"));
+            // A success means "token expired" only with a text to find in its body (Slack
+            // answers `200 {"ok":false,"error":"token_expired"}`).
+            let success_with_text = (200..=299).contains(s) && r.body_contains.is_some();
+            if !(400..=599).contains(s) && !success_with_text {
+                p(
+                    "refresh_on.status",
+                    format!(
+                        "{s} is not an HTTP error status (400-599); a 2xx status needs `body_contains`, the text that marks an expired token in its body"
+                    ),
+                );
             }
         }
     }

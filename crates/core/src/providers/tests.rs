@@ -1,0 +1,295 @@
+//! The catalog: every template loads and passes the configuration's checks; each OAuth
+//! template's login URL and code exchange are the provider's documented ones, byte for byte;
+//! the merge (the connector wins, field by field) and its problems.
+
+use std::sync::OnceLock;
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::auth::{ClientPool, Credential, prepare};
+use crate::config::{AuthConfig, Config, ConnectorConfig};
+use crate::secret::PkceVerifier;
+use crate::secrets::SecretSet;
+use crate::token::build;
+use crate::{Env, auth::authorization_code::UserAuth};
+
+fn load(name: &str, json: Value) -> Result<ConnectorConfig, Vec<String>> {
+    Config::connector_from_json(name, json, "latchkey.toml").map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn every_template_file_parses() {
+    assert_eq!(super::broken(), &[], "templates that do not parse");
+    assert_eq!(super::TEMPLATES.len(), super::all().count());
+}
+
+#[test]
+fn the_catalog_has_at_least_fifty_providers() {
+    let n = super::all().count();
+    assert!(n >= 50, "only {n} templates");
+}
+
+#[test]
+fn every_template_names_its_sources_and_what_the_connector_must_write() {
+    for t in super::all() {
+        assert!(!t.docs.is_empty(), "{}: no documentation links", t.name);
+        for d in &t.docs {
+            assert!(d.starts_with("https://"), "{}: `{d}` is no https link", t.name);
+        }
+        assert!(!t.title.is_empty(), "{}", t.name);
+        assert!(t.method().is_some(), "{}: no auth.method", t.name);
+        assert!(t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{}", t.name);
+        // Every `{x}` the template's text holds is one of its parameters, and each parameter
+        // is used.
+        let text = t.connector.to_string();
+        for p in t.params.keys() {
+            assert!(text.contains(&format!("{{{p}}}")), "{}: parameter `{p}` is not used", t.name);
+        }
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find('{') {
+            let word: String = rest[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if rest[i + 1 + word.len()..].starts_with('}') && !word.is_empty() {
+                assert!(t.params.contains_key(&word), "{}: `{{{word}}}` is no parameter", t.name);
+            }
+            rest = &rest[i + 1..];
+        }
+    }
+}
+
+/// Each template, with its example parameters (and, apart, with its defaults) and a
+/// placeholder for each field it leaves to the connector, is a valid connector.
+#[test]
+fn every_template_passes_the_checks_with_placeholders() {
+    for t in super::all() {
+        for with_defaults in [false, true] {
+            let example = t.example("svc", with_defaults);
+            let c = load("svc", example.clone()).unwrap_or_else(|e| panic!("{}: {e:#?}\n{example:#}", t.name));
+            assert_eq!(c.provider.as_deref(), Some(t.name.as_str()));
+            assert_eq!(Some(c.auth.method()), t.method(), "{}", t.name);
+            // What was merged serializes and loads again to the same connector.
+            let again = load("svc", serde_json::to_value(&c).unwrap()).unwrap_or_else(|e| panic!("{}: {e:#?}", t.name));
+            assert_eq!(again, c, "{}", t.name);
+        }
+        // Without the fields it leaves to the connector, the check names them, and the
+        // template; a field the method can go without (a PKCE client's secret) is not named.
+        let mut bare = json!({"provider": t.name});
+        if let Some(p) = t.example("svc", false).get("provider_params") {
+            bare["provider_params"] = p.clone();
+        }
+        if !t.needs.is_empty() {
+            let problems = load("svc", bare).expect_err(&t.name);
+            for p in &problems {
+                assert!(
+                    t.needs.iter().any(|n| p.contains(&format!("field `{}`", n.field)))
+                        && p.contains(&format!("latchkey providers show {}", t.name)),
+                    "{}: {p}",
+                    t.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_connectors_own_fields_win_field_by_field() {
+    let c = load(
+        "gh",
+        json!({"provider": "github", "base_url": "https://github.acme.example/api/v3",
+               "headers": {"X-GitHub-Api-Version": "2026-03-10"},
+               "auth": {"client_id": "Iv1.abc", "client_secret": {"secret": "gh_cs"}, "scope": ["repo"]}}),
+    )
+    .unwrap();
+    assert_eq!(c.base_url.as_str(), "https://github.acme.example/api/v3");
+    // The template's other header stays; the connector's replaces the template's of its name.
+    let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(headers, [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2026-03-10")]);
+    let AuthConfig::OAuth2AuthorizationCode(a) = &c.auth else { panic!("{:?}", c.auth) };
+    assert_eq!(a.client_id, "Iv1.abc");
+    assert_eq!(a.scope, Some(crate::config::Scope::Many(vec!["repo".into()])), "a scope list replaces the template's");
+    assert_eq!(a.token_url.as_str(), "https://github.com/login/oauth/access_token", "the template's own");
+}
+
+#[test]
+fn another_method_replaces_the_templates_auth_whole() {
+    let c = load(
+        "gh",
+        json!({"provider": "github",
+               "auth": {"method": "api_key_header", "prefix": "Bearer", "key": {"secret": "gh_pat"}}}),
+    )
+    .unwrap();
+    assert!(matches!(c.auth, AuthConfig::ApiKeyHeader(_)), "{:?}", c.auth);
+    assert_eq!(c.base_url.as_str(), "https://api.github.com");
+}
+
+#[test]
+fn a_template_parameter_goes_into_every_url() {
+    let c = load(
+        "zd",
+        json!({"provider": "zendesk", "provider_params": {"subdomain": "acme"},
+               "auth": {"client_id": "latchkey", "client_secret": {"secret": "zd"}}}),
+    )
+    .unwrap();
+    assert_eq!(c.base_url.as_str(), "https://acme.zendesk.com/api/v2");
+    let AuthConfig::OAuth2AuthorizationCode(a) = &c.auth else { panic!() };
+    assert_eq!(a.authorize_url.as_str(), "https://acme.zendesk.com/oauth/authorizations/new");
+    assert_eq!(a.token_url.as_str(), "https://acme.zendesk.com/oauth/tokens");
+    assert_eq!(c.provider_params.get("subdomain").map(String::as_str), Some("acme"));
+}
+
+#[test]
+fn a_missing_parameter_says_which_and_how_to_write_it() {
+    let problems = load("zd", json!({"provider": "zendesk", "auth": {"client_id": "x"}})).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "latchkey.toml: connector `zd`, field `provider_params.subdomain`: missing: provider `zendesk` needs \
+             `subdomain` (the Zendesk subdomain, as in https://SUBDOMAIN.zendesk.com): write `provider_params = { \
+             subdomain = \"acme\" }`"
+        ]
+    );
+}
+
+#[test]
+fn a_parameter_cannot_leave_its_host_label() {
+    for bad in ["acme.zendesk.com/x", "evil.example#", "a b", "", "..", ".x"] {
+        let problems =
+            load("zd", json!({"provider": "zendesk", "provider_params": {"subdomain": bad}, "auth": {"client_id": "x"}}))
+                .unwrap_err();
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert!(problems[0].contains("field `provider_params.subdomain`"), "{problems:?}");
+    }
+    let problems = load(
+        "zd",
+        json!({"provider": "zendesk", "provider_params": {"subdomain": "acme", "region": "eu"}, "auth": {"client_id": "x"}}),
+    )
+    .unwrap_err();
+    assert!(problems[0].contains("provider `zendesk` has no parameter `region`; it takes: subdomain"), "{problems:?}");
+}
+
+#[test]
+fn an_unknown_provider_lists_the_catalog() {
+    let problems = load("x", json!({"provider": "gogle"})).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with(
+            "latchkey.toml: connector `x`, field `provider`: no provider template is named `gogle`: `latchkey providers list` shows them (one of: "
+        ),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("google"), "{problems:?}");
+}
+
+#[test]
+fn a_problem_in_a_value_the_template_gave_names_the_template() {
+    // Only the connector's own value is wrong: no word of the template.
+    let problems =
+        load("g", json!({"provider": "google", "auth": {"client_id": "x", "client_secret": {"secret": "g"}, "pkce": "yes"}}))
+            .unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("field `auth.pkce`") && !problems[0].contains("template"), "{problems:?}");
+    // A template value that clashes with the connector's is named as the template's.
+    let problems = load(
+        "g",
+        json!({"provider": "google", "auth": {"client_id": "x", "client_auth": "private_key_jwt"}}),
+    )
+    .unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.contains("field `auth.client_private_key`")),
+        "{problems:?}"
+    );
+}
+
+// ---- each OAuth template's requests, as its provider documents them ----
+
+/// What a provider documents for its authorization-code flow.
+struct Documented {
+    name: &'static str,
+    params: &'static [(&'static str, &'static str)],
+    /// The login dialog, before its query.
+    authorize: &'static str,
+    /// The template's default scopes, form-encoded as they go in the query.
+    scope: &'static str,
+    pkce: bool,
+    /// Query parameters after the standard ones (`&access_type=offline…`).
+    extra: &'static str,
+    token_url: &'static str,
+    /// `client_secret_basic` (else the id and secret go in the body).
+    basic: bool,
+}
+
+const REDIRECT: &str = "https://latchkey.example/oauth/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+include!("documented.rs");
+
+fn user_auth(t: &super::Template, params: &[(&str, &str)]) -> std::sync::Arc<UserAuth> {
+    static POOL: OnceLock<ClientPool> = OnceLock::new();
+    let mut json = json!({"provider": t.name, "auth": {"client_id": "the-client", "client_secret": {"secret": "cs"}}});
+    if !params.is_empty() {
+        json["provider_params"] = params.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    }
+    let connector = load("p", json).unwrap_or_else(|e| panic!("{}: {e:#?}", t.name));
+    let mut set = SecretSet::default();
+    set.set("cs", Env::Live, SecretString::from("s3cret"));
+    let prepared = prepare("p", &connector, Env::Live, &set, POOL.get_or_init(ClientPool::default), false)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", t.name));
+    match prepared.credential {
+        Credential::User(u) => u,
+        other => panic!("{}: not the browser flow: {other:?}", t.name),
+    }
+}
+
+#[test]
+fn every_authorization_code_template_is_documented_here() {
+    let tested: Vec<&str> = DOCUMENTED.iter().map(|d| d.name).collect();
+    for t in super::all().filter(|t| t.method() == Some("oauth2_authorization_code")) {
+        assert!(tested.contains(&t.name.as_str()), "`{}` has no row in documented.rs", t.name);
+    }
+}
+
+#[test]
+fn each_login_url_and_code_exchange_is_the_providers_documented_one() {
+    for d in DOCUMENTED {
+        let t = super::get(d.name).unwrap_or_else(|| panic!("no template `{}`", d.name));
+        let u = user_auth(t, d.params);
+        let challenge = d.pkce.then_some(CHALLENGE);
+        assert_eq!(u.config.pkce, d.pkce, "{}", d.name);
+        let url = u.authorize_url(&Default::default(), REDIRECT, "st-1", challenge).unwrap();
+        let pkce = if d.pkce { format!("&code_challenge={CHALLENGE}&code_challenge_method=S256") } else { String::new() };
+        let scope = if d.scope.is_empty() { String::new() } else { format!("&scope={}", d.scope) };
+        assert_eq!(
+            url,
+            format!(
+                "{}?response_type=code&client_id=the-client&redirect_uri=https%3A%2F%2Flatchkey.example%2Foauth%2Fcallback{scope}&state=st-1{pkce}{}",
+                d.authorize, d.extra
+            ),
+            "{}",
+            d.name
+        );
+        let verifier = d.pkce.then(|| PkceVerifier::from(VERIFIER.to_owned()));
+        let req = u.code_request(&SecretString::from("c0de"), REDIRECT, verifier, 1_700_000_000_000).unwrap();
+        let req = build(&req).unwrap();
+        assert_eq!(format!("{} {}", req.method(), req.uri()), format!("POST {}", d.token_url), "{}", d.name);
+        let headers: Vec<String> =
+            req.headers().iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("<bytes>"))).collect();
+        let mut expected = vec!["accept: application/json".to_owned()];
+        if d.basic {
+            // base64("the-client:s3cret")
+            expected.push("authorization: Basic dGhlLWNsaWVudDpzM2NyZXQ=".into());
+        }
+        expected.push("content-type: application/x-www-form-urlencoded".into());
+        assert_eq!(headers, expected, "{}", d.name);
+        let verifier = if d.pkce { format!("&code_verifier={VERIFIER}") } else { String::new() };
+        let client = if d.basic { String::new() } else { "&client_id=the-client&client_secret=s3cret".into() };
+        assert_eq!(
+            String::from_utf8(req.body().as_bytes().to_vec()).unwrap(),
+            format!(
+                "grant_type=authorization_code&code=c0de&redirect_uri=https%3A%2F%2Flatchkey.example%2Foauth%2Fcallback{verifier}{client}"
+            ),
+            "{}",
+            d.name
+        );
+    }
+}
