@@ -2,6 +2,7 @@
 
 mod commands;
 mod inspect;
+mod providers;
 mod reload;
 mod settings;
 mod start;
@@ -37,6 +38,9 @@ enum Command {
     /// Show the connectors (from the configuration file and the admin API).
     #[command(subcommand)]
     Connector(inspect::ConnectorCommand),
+    /// The provider templates built in (`provider = "NAME"` in a connector).
+    #[command(subcommand)]
+    Providers(providers::ProvidersCommand),
     /// Run one named call locally and print the upstream's response.
     Call(commands::CallArgs),
     /// Manage the identity signing keys (user tokens).
@@ -88,6 +92,15 @@ fn main() -> std::process::ExitCode {
             println!("latchkey {}", env!("CARGO_PKG_VERSION"));
             return std::process::ExitCode::SUCCESS;
         }
+        Command::Providers(ref c) => {
+            return match providers::run(c) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -112,7 +125,9 @@ fn main() -> std::process::ExitCode {
             Command::Call(c) => commands::call(settings, c).await,
             Command::Keys(c) => commands::keys(settings, c).await,
             Command::Vault(c) => commands::vault(settings, c).await,
-            Command::Completions { .. } | Command::Version => Ok(std::process::ExitCode::SUCCESS),
+            Command::Completions { .. } | Command::Version | Command::Providers(_) => {
+                Ok(std::process::ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -34,6 +34,7 @@ use crate::wire;
     paths(
         health::healthz, health::readyz, health::metrics, serve, crate::docs::errors,
         admin::list_connectors, admin::get_connector, admin::put_connector, admin::delete_connector,
+        admin::list_providers, admin::get_provider,
         admin::list_secrets, admin::put_secret, admin::delete_secret,
         admin::list_keys, admin::create_key, admin::delete_key,
         admin::list_events, admin::list_tokens, admin::audit_hash,

@@ -38,6 +38,23 @@ pub async fn list_connectors(
     Ok(Json(wire::Connectors { connectors, has_more }).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/admin/providers", tag = "admin", params(super::page::PageQuery), security(("admin_key" = [])), responses((status = 200, description = "The provider catalog by name, one page.", body = wire::Providers)))]
+pub async fn list_providers(_: AdminCaller, q: QueryOf<PageQuery>) -> Result<Response, ApiError> {
+    let page = query(q)?.page()?;
+    let list: Vec<_> = latchkey_core::providers::all().collect();
+    let (list, has_more) = page.take(list, |t| t.name.as_str())?;
+    let providers = list.into_iter().map(wire::ProviderSummary::from).collect();
+    Ok(Json(wire::Providers { providers, has_more }).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/admin/providers/{name}", tag = "admin", params(("name" = String, Path, description = "The template's name.")), security(("admin_key" = [])), responses((status = 200, description = "The template: what it fills, its parameters, the fields left to the connector, an example.", body = wire::Provider)))]
+pub async fn get_provider(_: AdminCaller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let t = latchkey_core::providers::get(&name).ok_or_else(|| {
+        CallError::not_found(format!("no provider template named `{name}`: `GET /v1/admin/providers` lists them"))
+    })?;
+    Ok(Json(wire::Provider::from(t)).into_response())
+}
+
 type QueryOf<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
 
 /// The query string, or `invalid_params` saying what is wrong with it.

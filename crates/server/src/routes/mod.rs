@@ -43,6 +43,8 @@ api! {
     "/docs/errors" => get(crate::docs::errors);
     "/v1/admin/connectors" => get(admin::list_connectors);
     "/v1/admin/connectors/{name}" => get(admin::get_connector), put(admin::put_connector), delete(admin::delete_connector);
+    "/v1/admin/providers" => get(admin::list_providers);
+    "/v1/admin/providers/{name}" => get(admin::get_provider);
     "/v1/admin/secrets" => get(admin::list_secrets);
     "/v1/admin/secrets/{name}" => put(admin::put_secret), delete(admin::delete_secret);
     "/v1/admin/keys" => get(admin::list_keys), post(admin::create_key);

@@ -187,3 +187,77 @@ pub struct Tokens<'a> {
 pub struct AuditHash {
     pub hash: String,
 }
+
+/// A provider template of the catalog, in short (`GET /v1/admin/providers`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProviderSummary<'a> {
+    pub name: &'a str,
+    /// The provider and the way in, for people.
+    pub title: &'a str,
+    /// The auth method the template fills.
+    pub method: &'a str,
+    /// The parameters it takes (`provider_params`).
+    pub params: Vec<&'a str>,
+    /// The fields the connector must write itself; the secret ones are stored with `latchkey secret set`.
+    pub needs: Vec<&'a str>,
+}
+
+impl<'a> From<&'a latchkey_core::providers::Template> for ProviderSummary<'a> {
+    fn from(t: &'a latchkey_core::providers::Template) -> Self {
+        ProviderSummary {
+            name: &t.name,
+            title: &t.title,
+            method: t.method().unwrap_or_default(),
+            params: t.params.keys().map(String::as_str).collect(),
+            needs: t.needs.iter().map(|n| n.field.as_str()).collect(),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Providers<'a> {
+    pub providers: Vec<ProviderSummary<'a>>,
+    /// Whether more items follow this page: ask again with `starting_after` = the last item's id.
+    pub has_more: bool,
+}
+
+/// One provider template whole (`GET /v1/admin/providers/{name}`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Provider<'a> {
+    pub name: &'a str,
+    pub title: &'a str,
+    pub method: &'a str,
+    /// The provider's documentation the template was taken from.
+    pub docs: &'a [String],
+    /// The provider's quirks the template handles, and what to know.
+    pub notes: &'a [String],
+    /// Parameter name → `{about, default?, kind, example}`; `kind` is `name` (a host label or
+    /// path segment) or `origin` (an `https://host`). Without a `default` it is required.
+    #[schema(value_type = Object)]
+    pub params: &'a std::collections::BTreeMap<String, latchkey_core::providers::Param>,
+    /// The fields the connector must write: `{field, secret, about}`.
+    #[schema(value_type = Vec<Object>)]
+    pub needs: &'a [latchkey_core::providers::Need],
+    /// What the template fills: the shape of `[connectors.NAME]`, `{param}` where a parameter goes.
+    #[schema(value_type = Object)]
+    pub fills: &'a Value,
+    /// A connector that uses the template, named after it, for `PUT /v1/admin/connectors/{name}`.
+    #[schema(value_type = Object)]
+    pub example: Value,
+}
+
+impl<'a> From<&'a latchkey_core::providers::Template> for Provider<'a> {
+    fn from(t: &'a latchkey_core::providers::Template) -> Self {
+        Provider {
+            name: &t.name,
+            title: &t.title,
+            method: t.method().unwrap_or_default(),
+            docs: &t.docs,
+            notes: &t.notes,
+            params: &t.params,
+            needs: &t.needs,
+            fills: &t.connector,
+            example: t.example(&t.name.replace('-', "_"), false),
+        }
+    }
+}

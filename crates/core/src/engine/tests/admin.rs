@@ -54,6 +54,27 @@ async fn an_api_connector_is_served_at_once_and_stamped_on_the_clock() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_api_connector_may_name_a_provider_template() {
+    let h = Harness::new().await;
+    let json = json!({"provider": "zendesk", "provider_params": {"subdomain": "acme"},
+                      "auth": {"client_id": "latchkey", "client_secret": {"secret": "zd"}}});
+    h.engine.admin().put_connector("help", json).await.unwrap();
+    let c = h.engine.connector("help").expect("served");
+    assert_eq!(c.config.base_url.as_str(), "https://acme.zendesk.com/api/v2");
+    assert_eq!(c.config.provider.as_deref(), Some("zendesk"));
+    // What is stored reads back the same (the template applied again under what was merged).
+    let rows = h.store.list_connectors().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    // A missing parameter is refused with the field named.
+    match h.engine.admin().put_connector("help2", json!({"provider": "zendesk", "auth": {"client_id": "x"}})).await {
+        Err(PutConnectorError::Invalid(errors)) => {
+            assert_eq!(errors.0[0].field.as_deref(), Some("provider_params.subdomain"), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_master_key_check_records_the_first_key_and_refuses_another() {
     let store = MemoryStore::new();
     let ours = Vault::new(&MasterKey::generate());
