@@ -293,3 +293,65 @@ fn each_login_url_and_code_exchange_is_the_providers_documented_one() {
         );
     }
 }
+
+// ---- docs/providers.md lists the catalog as it is ----
+
+const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/providers.md");
+const BEGIN: &str = "<!-- catalog: generated from providers/*.toml; `cargo test -p latchkey-core --lib providers::tests::bless_the_docs -- --ignored` rewrites it -->\n";
+const END: &str = "<!-- end of catalog -->\n";
+
+/// The catalog's table, as docs/providers.md has it.
+fn catalog_table() -> String {
+    let mut out = String::from(
+        "| provider | what | method | parameters | the connector writes (secrets in **bold**) |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for t in super::all() {
+        let params: Vec<String> = t
+            .params
+            .iter()
+            .map(|(k, p)| match &p.default {
+                Some(d) => format!("`{k}` (default `{d}`)"),
+                None => format!("`{k}`"),
+            })
+            .collect();
+        let needs: Vec<String> = t
+            .needs
+            .iter()
+            .map(|n| if n.secret { format!("**`{}`**", n.field) } else { format!("`{}`", n.field) })
+            .collect();
+        let or_dash = |v: Vec<String>| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
+        out.push_str(&format!(
+            "| `{}` | [{}]({}) | `{}` | {} | {} |\n",
+            t.name,
+            t.title.replace('|', "\\|"),
+            t.docs[0],
+            t.method().unwrap_or_default(),
+            or_dash(params),
+            or_dash(needs)
+        ));
+    }
+    out
+}
+
+fn doc_with_table(doc: &str) -> Option<String> {
+    let start = doc.find(BEGIN)? + BEGIN.len();
+    let end = doc[start..].find(END)? + start;
+    Some(format!("{}{}{}", &doc[..start], catalog_table(), &doc[end..]))
+}
+
+#[test]
+fn the_docs_list_every_template_as_it_is() {
+    let doc = std::fs::read_to_string(DOC).unwrap();
+    let expected = doc_with_table(&doc).expect("docs/providers.md has the catalog's markers");
+    assert!(
+        doc == expected,
+        "docs/providers.md's catalog is not the templates': run `cargo test -p latchkey-core --lib providers::tests::bless_the_docs -- --ignored`"
+    );
+}
+
+#[test]
+#[ignore = "rewrites docs/providers.md's catalog table"]
+fn bless_the_docs() {
+    let doc = std::fs::read_to_string(DOC).unwrap();
+    std::fs::write(DOC, doc_with_table(&doc).expect("markers")).unwrap();
+}
