@@ -16,7 +16,9 @@ fn main() {
         })
         .unwrap_or_default();
     names.sort();
-    let mut out = String::from("/// Every provider template: (name, TOML text), sorted by name.\npub(crate) const TEMPLATES: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// Every provider template: (name, TOML text), sorted by name.\npub(crate) const TEMPLATES: &[(&str, &str)] = &[\n",
+    );
     for name in &names {
         let path = dir.join(format!("{name}.toml"));
         let path = path.canonicalize().unwrap_or(path);

@@ -57,9 +57,16 @@ struct State_ {
     reuse: u64,
     resource_calls: u64,
     issued: Vec<String>,
-    /// Authorization codes issued by `/authorize`: code -> (redirect_uri, code_challenge).
-    codes: HashMap<String, (String, Option<String>)>,
+    /// Authorization codes issued by `/authorize`: code -> (redirect_uri, code_challenge,
+    /// whether the login URL carried the `offline_only` parameter).
+    codes: HashMap<String, (String, Option<String>, bool)>,
     form_response: bool,
+    /// Like Google: a code exchange answers a refresh token only when the login URL carried
+    /// this parameter with this value (`access_type=offline`).
+    offline_only: Option<(String, String)>,
+    /// Whether a refresh answers a new refresh token (and retires the one presented); when
+    /// not, the one presented stays good (HubSpot, Google).
+    rotate: bool,
 }
 
 #[derive(Clone)]
@@ -91,6 +98,8 @@ impl FakeOAuth {
                 issued: Vec::new(),
                 codes: HashMap::new(),
                 form_response: false,
+                offline_only: None,
+                rotate: true,
             })),
         };
         let app = Router::new().fallback(handle).with_state(fake.clone());
@@ -146,6 +155,15 @@ impl FakeOAuth {
     /// Token responses as `application/x-www-form-urlencoded` instead of JSON.
     pub fn set_form_response(&self, on: bool) {
         self.with(|s| s.form_response = on);
+    }
+    /// A code exchange answers a refresh token only when the login URL carried `name=value`
+    /// (as Google does with `access_type=offline`).
+    pub fn set_refresh_only_with(&self, name: &str, value: &str) {
+        self.with(|s| s.offline_only = Some((name.to_owned(), value.to_owned())));
+    }
+    /// `false`: a refresh answers no new refresh token, and the one presented stays good.
+    pub fn set_rotate(&self, on: bool) {
+        self.with(|s| s.rotate = on);
     }
     /// Every access and refresh token issued so far (for canary scans).
     pub fn issued_tokens(&self) -> Vec<String> {
@@ -206,6 +224,9 @@ async fn handle(State(fake): State<FakeOAuth>, req: Request) -> Response {
     }
     if ok {
         json_response(200, &json!({"ok": true, "token": bearer, "path": path}))
+    } else if path.ends_with("/ok-false") {
+        // Slack's way: 200, and the error in the body.
+        json_response(200, &json!({"ok": false, "error": "token_expired"}))
     } else if path.ends_with("/soft-expiry") {
         // A non-standard expiry signal: 403 with a message in the body.
         json_response(403, &json!({"message": "token expired, please renew"}))
@@ -218,7 +239,10 @@ async fn handle(State(fake): State<FakeOAuth>, req: Request) -> Response {
 fn authorize(fake: &FakeOAuth, q: &HashMap<String, String>) -> Response {
     let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
     let code = format!("code-{}", latchkey_like_random());
-    fake.with(|s| s.codes.insert(code.clone(), (redirect_uri.clone(), q.get("code_challenge").cloned())));
+    fake.with(|s| {
+        let offline = s.offline_only.as_ref().is_none_or(|(k, v)| q.get(k) == Some(v));
+        s.codes.insert(code.clone(), (redirect_uri.clone(), q.get("code_challenge").cloned(), offline))
+    });
     let mut to = url::Url::parse(&redirect_uri).expect("redirect_uri");
     to.query_pairs_mut().append_pair("code", &code).append_pair("state", q.get("state").map_or("", String::as_str));
     Response::builder().status(302).header("location", to.as_str()).body(Body::empty()).expect("response")
@@ -253,9 +277,10 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
         Step::Ok => {}
     }
     fake.with(|s| {
+        let mut offline = true;
         if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
             let code = form.get("code").cloned().unwrap_or_default();
-            let Some((redirect_uri, challenge)) = s.codes.remove(&code) else {
+            let Some((redirect_uri, challenge, with_offline)) = s.codes.remove(&code) else {
                 return json_response(
                     400,
                     &json!({"error": "invalid_grant", "error_description": "unknown or used code"}),
@@ -278,6 +303,7 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
                     &json!({"error": "invalid_grant", "error_description": "PKCE verification failed"}),
                 );
             }
+            offline = with_offline;
         }
         let is_refresh = form.get("grant_type").map(String::as_str) == Some("refresh_token");
         let lineage = match s.lineages.as_ref() {
@@ -315,7 +341,7 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
         s.issued.push(access.clone());
         let mut out =
             json!({"access_token": access, "token_type": "Bearer", "expires_in": s.expires_in, "scope": "read"});
-        if s.issue_refresh {
+        if s.issue_refresh && offline && !(is_refresh && !s.rotate) {
             let refresh = format!("rt-{line}{}-{}", s.counter, latchkey_like_random());
             s.current_refresh = Some(refresh.clone());
             if let (Some(lines), Some(n)) = (s.lineages.as_mut(), lineage) {

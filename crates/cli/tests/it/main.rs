@@ -35,6 +35,7 @@ mod observability;
 mod partition;
 mod per_user;
 mod provider_answers;
+mod providers;
 mod proxy;
 mod raw;
 mod reload;

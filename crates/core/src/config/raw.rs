@@ -217,12 +217,14 @@ pub struct ConnectorConfig {
     /// With `per_user`: the named call made with a user's new values before they are saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
-    /// The provider template applied under this connector (`crate::providers`), kept so the
-    /// connector reads as it was written; its fields are in the rest already.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The provider template applied under this connector (`crate::providers`). Not
+    /// serialized: the serialized connector (stored, served) is the merged one, whole, so that
+    /// loading it again applies no template over what the connector wrote (a field it set to
+    /// `null` stays unset).
+    #[serde(default, skip_serializing)]
     pub provider: Option<String>,
-    /// The template's parameters (`{ subdomain = "acme" }`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// The template's parameters (`{ subdomain = "acme" }`); not serialized either.
+    #[serde(default, skip_serializing)]
     pub provider_params: BTreeMap<String, String>,
 }
 

@@ -95,7 +95,10 @@ fn params(template: &Template, given: Option<&Value>) -> Result<Vec<(String, Str
             } else {
                 format!("takes: {}", template.params.keys().map(String::as_str).collect::<Vec<_>>().join(", "))
             };
-            problems.push((format!("provider_params.{key}"), format!("provider `{name}` has no parameter `{key}`; it {takes}")));
+            problems.push((
+                format!("provider_params.{key}"),
+                format!("provider `{name}` has no parameter `{key}`; it {takes}"),
+            ));
         }
     }
     let mut values = Vec::new();

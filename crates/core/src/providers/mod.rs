@@ -170,7 +170,9 @@ impl Template {
         for need in &self.needs {
             let value = match secrets.get(&need.field) {
                 Some(secret) => serde_json::json!({ "secret": secret }),
-                None => Value::String(format!("YOUR_{}", need.field.rsplit('.').next().unwrap_or("VALUE").to_uppercase())),
+                None => {
+                    Value::String(format!("YOUR_{}", need.field.rsplit('.').next().unwrap_or("VALUE").to_uppercase()))
+                }
             };
             insert(&mut c, &need.field, value);
         }

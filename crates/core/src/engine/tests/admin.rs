@@ -61,10 +61,11 @@ async fn an_api_connector_may_name_a_provider_template() {
     h.engine.admin().put_connector("help", json).await.unwrap();
     let c = h.engine.connector("help").expect("served");
     assert_eq!(c.config.base_url.as_str(), "https://acme.zendesk.com/api/v2");
-    assert_eq!(c.config.provider.as_deref(), Some("zendesk"));
-    // What is stored reads back the same (the template applied again under what was merged).
+    // Stored whole, as merged: loading it applies no template again.
     let rows = h.store.list_connectors().await.unwrap();
     assert_eq!(rows.len(), 1);
+    assert!(!rows[0].definition.contains("provider"), "{}", rows[0].definition);
+    assert!(rows[0].definition.contains("https://acme.zendesk.com/oauth/tokens"), "{}", rows[0].definition);
     // A missing parameter is refused with the field named.
     match h.engine.admin().put_connector("help2", json!({"provider": "zendesk", "auth": {"client_id": "x"}})).await {
         Err(PutConnectorError::Invalid(errors)) => {
