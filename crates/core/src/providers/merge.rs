@@ -9,8 +9,17 @@ use super::{ParamKind, Template};
 /// Tables merged key by key (the connector's key wins, the template's others stay); any other
 /// value the connector writes replaces the template's whole (a scope list, `refresh_on`, a
 /// call). `auth` merges only when the connector keeps the template's method.
-const MERGED: &[&str] =
-    &["", "auth", "headers", "query", "calls", "auth.extra_authorize_params", "auth.token_headers", "auth.values"];
+const MERGED: &[&str] = &[
+    "",
+    "auth",
+    "headers",
+    "query",
+    "calls",
+    "auth.extra_authorize_params",
+    "auth.token_headers",
+    "auth.values",
+    "auth.jwt",
+];
 
 /// A connector with its template applied.
 #[derive(Debug)]

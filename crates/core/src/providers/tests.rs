@@ -363,3 +363,57 @@ fn bless_the_docs() {
     let doc = std::fs::read_to_string(DOC).unwrap();
     std::fs::write(DOC, doc_with_table(&doc).expect("markers")).unwrap();
 }
+
+/// The GitHub App template: a POST of `{}` to the installation's token URL, with a fresh JWT
+/// whose `iss` is the app, signed with the app's key.
+#[test]
+fn the_github_app_template_asks_for_an_installation_token_with_a_signed_jwt() {
+    static POOL: OnceLock<ClientPool> = OnceLock::new();
+    let t = super::get("github-app").unwrap();
+    let connector = load(
+        "gh",
+        json!({"provider": "github-app", "provider_params": {"app_id": "Iv23liAbCdEf", "installation_id": "7890123"},
+               "auth": {"jwt": {"private_key": {"secret": "app_key"}}}}),
+    )
+    .unwrap();
+    let AuthConfig::OAuth2CustomToken(a) = &connector.auth else { panic!("{:?}", connector.auth) };
+    assert_eq!(a.jwt.as_ref().unwrap().claims.get("iss"), Some(&json!("Iv23liAbCdEf")), "the template's claims stay");
+    let key = rsa_key();
+    let mut set = SecretSet::default();
+    set.set("app_key", Env::Live, SecretString::from(key.0.clone()));
+    let prepared = prepare("gh", &connector, Env::Live, &set, POOL.get_or_init(ClientPool::default), false)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", t.name));
+    let Credential::Token(src) = prepared.credential else { panic!("not a token") };
+    let req = build(&src.grant.request(1_700_000_000_000).unwrap()).unwrap();
+    assert_eq!(
+        format!("{} {}", req.method(), req.uri()),
+        "POST https://api.github.com/app/installations/7890123/access_tokens"
+    );
+    let bearer = req.headers()["authorization"].to_str().unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.1.clone()).unwrap();
+    let claims =
+        jsonwebtoken::decode::<Value>(&bearer, &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(), &validation)
+            .unwrap()
+            .claims;
+    assert_eq!(claims["iss"], "Iv23liAbCdEf");
+    assert_eq!(req.body().as_bytes(), b"{}");
+}
+
+/// A test RSA key (private PEM, public JWK), made once by the vault.
+fn rsa_key() -> &'static (String, Value) {
+    use base64::Engine as _;
+    static KEY: OnceLock<(String, Value)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        use latchkey_vault::identity::{SigningAlg, SigningKey};
+        let key = SigningKey::generate(SigningAlg::Rs256).expect("an RSA key");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key.pkcs8());
+        let body: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+        (
+            format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", body.join("\n")),
+            key.public_jwk().clone(),
+        )
+    })
+}
