@@ -341,7 +341,7 @@ async fn token(fake: &FakeOAuth, headers: Vec<(String, String)>, body: String) -
         s.issued.push(access.clone());
         let mut out =
             json!({"access_token": access, "token_type": "Bearer", "expires_in": s.expires_in, "scope": "read"});
-        if s.issue_refresh && offline && !(is_refresh && !s.rotate) {
+        if s.issue_refresh && offline && (s.rotate || !is_refresh) {
             let refresh = format!("rt-{line}{}-{}", s.counter, latchkey_like_random());
             s.current_refresh = Some(refresh.clone());
             if let (Some(lines), Some(n)) = (s.lineages.as_mut(), lineage) {

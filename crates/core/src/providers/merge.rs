@@ -21,6 +21,9 @@ const MERGED: &[&str] = &[
     "auth.jwt",
 ];
 
+/// Problems as (field, message).
+pub type Problems = Vec<(String, String)>;
+
 /// A connector with its template applied.
 #[derive(Debug)]
 pub struct Applied {
@@ -56,12 +59,12 @@ impl Applied {
 
 /// The connector `own` with its template applied, or `None` when it names no provider; the
 /// problems (field, message) when the provider or its parameters are wrong.
-pub fn apply(own: &Map<String, Value>) -> Option<Result<Applied, Vec<(String, String)>>> {
+pub fn apply(own: &Map<String, Value>) -> Option<Result<Applied, Problems>> {
     let provider = own.get("provider")?;
     Some(applied(provider, own))
 }
 
-fn applied(provider: &Value, own: &Map<String, Value>) -> Result<Applied, Vec<(String, String)>> {
+fn applied(provider: &Value, own: &Map<String, Value>) -> Result<Applied, Problems> {
     let Some(name) = provider.as_str() else {
         return Err(vec![("provider".into(), "must be the name of a provider template, a string".into())]);
     };
@@ -83,7 +86,7 @@ fn applied(provider: &Value, own: &Map<String, Value>) -> Result<Applied, Vec<(S
 }
 
 /// The value of each of the template's parameters, checked.
-fn params(template: &Template, given: Option<&Value>) -> Result<Vec<(String, String)>, Vec<(String, String)>> {
+fn params(template: &Template, given: Option<&Value>) -> Result<Vec<(String, String)>, Problems> {
     let name = &template.name;
     let mut problems = Vec::new();
     let empty = Map::new();
