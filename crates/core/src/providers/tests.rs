@@ -200,11 +200,17 @@ fn a_problem_in_a_value_the_template_gave_names_the_template() {
     .unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("field `auth.pkce`") && !problems[0].contains("template"), "{problems:?}");
-    // A template value that clashes with the connector's is named as the template's.
+    // A template value that clashes with what the connector wrote is named as the template's:
+    // Slack's template has no PKCE, so a client without a secret cannot go without it.
     let problems =
-        load("g", json!({"provider": "google", "auth": {"client_id": "x", "client_auth": "private_key_jwt"}}))
-            .unwrap_err();
-    assert!(problems.iter().any(|p| p.contains("field `auth.client_private_key`")), "{problems:?}");
+        load("s", json!({"provider": "slack", "auth": {"client_id": "x", "client_secret": null}})).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "latchkey.toml: connector `s`, field `auth.pkce`: a public client (no client_secret, no key) must use PKCE \
+             (this value comes from provider template `slack`: write `auth.pkce` in the connector to replace it)"
+        ]
+    );
 }
 
 // ---- each OAuth template's requests, as its provider documents them ----
