@@ -251,7 +251,7 @@ fn expiry(expires_at: Option<i64>) -> String {
 
 /// Writes one record to the audit log before the command acts, when there is a log; a record
 /// that cannot be written stops the command (SECURITY S8: fail closed).
-fn audit(
+pub(crate) fn audit(
     log: Option<&latchkey_server::Audit>,
     kind: &str,
     fields: impl FnOnce(&latchkey_server::Audit) -> serde_json::Map<String, serde_json::Value>,
@@ -262,7 +262,7 @@ fn audit(
     log.record(kind, f).map_err(|e| anyhow::anyhow!("{}: nothing was done", e.message()))
 }
 
-fn named(what: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn named(what: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
     let mut f = serde_json::Map::new();
     f.insert(what.into(), name.into());
     f

@@ -1,6 +1,7 @@
 //! The `latchkey` binary: commands, settings, start-up. The only crate that uses anyhow.
 
 mod commands;
+mod import;
 mod inspect;
 mod providers;
 mod reload;
@@ -49,6 +50,9 @@ enum Command {
     /// Manage the vault's master key.
     #[command(subcommand)]
     Vault(commands::VaultCommand),
+    /// Make a connector from a cURL command, an OpenAPI document or a Postman collection.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Print a shell completion script, e.g. `latchkey completions bash > /etc/bash_completion.d/latchkey`.
     Completions {
         /// The shell to write the script for
@@ -125,6 +129,7 @@ fn main() -> std::process::ExitCode {
             Command::Call(c) => commands::call(settings, c).await,
             Command::Keys(c) => commands::keys(settings, c).await,
             Command::Vault(c) => commands::vault(settings, c).await,
+            Command::Import(c) => import::import(settings, c).await,
             Command::Completions { .. } | Command::Version | Command::Providers(_) => {
                 Ok(std::process::ExitCode::SUCCESS)
             }
