@@ -142,6 +142,8 @@ pub struct Param {
     pub required: bool,
     pub default: Option<Value>,
     pub description: Option<String>,
+    /// A fixed value no caller sees or sends (`private = true`, `value = …`).
+    pub private: Option<Value>,
 }
 
 impl Call {
@@ -163,7 +165,7 @@ impl Call {
         }
         let default = default.filter(|d| !d.is_null() && toml_value(d).is_some());
         let required = required && default.is_none();
-        self.params.push(Param { name: name.clone(), required, default, description });
+        self.params.push(Param { name: name.clone(), required, default, description, private: None });
         name
     }
 }
@@ -304,7 +306,10 @@ impl Call {
             let mut params = Table::new();
             for p in &self.params {
                 let mut spec = InlineTable::new();
-                if p.required {
+                if let Some(v) = p.private.as_ref().and_then(toml_value) {
+                    spec.insert("private", true.into());
+                    spec.insert("value", v);
+                } else if p.required {
                     spec.insert("required", true.into());
                 }
                 if let Some(v) = p.default.as_ref().and_then(toml_value) {

@@ -17,8 +17,17 @@ pub struct Select {
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 /// Headers a call cannot set, or that the call sets itself.
 const SKIPPED_HEADERS: &[&str] = &[
-    "host", "content-length", "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-    "proxy-authorization", "proxy-authenticate", "content-type",
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-type",
 ];
 /// `$ref`s followed one inside another at most (a cycle stops here).
 const MAX_REF_DEPTH: usize = 32;
@@ -32,7 +41,8 @@ pub fn parse_document(text: &str) -> anyhow::Result<Value> {
         return serde_json::from_str(trimmed).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"));
     }
     yaml_budget(trimmed)?;
-    let docs = yaml_rust2::YamlLoader::load_from_str(trimmed).map_err(|e| anyhow::anyhow!("neither JSON nor valid YAML: {e}"))?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(trimmed)
+        .map_err(|e| anyhow::anyhow!("neither JSON nor valid YAML: {e}"))?;
     let Some(doc) = docs.into_iter().next() else { bail!("the document is empty") };
     Ok(yaml_to_json(doc))
 }
@@ -80,7 +90,9 @@ fn yaml_budget(text: &str) -> anyhow::Result<()> {
 fn yaml_to_json(y: yaml_rust2::Yaml) -> Value {
     use yaml_rust2::Yaml;
     match y {
-        Yaml::Real(s) => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::String(s), Value::Number),
+        Yaml::Real(s) => {
+            s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::String(s), Value::Number)
+        }
         Yaml::Integer(i) => Value::from(i),
         Yaml::String(s) => Value::String(s),
         Yaml::Boolean(b) => Value::Bool(b),
@@ -153,7 +165,10 @@ pub fn import(text_in: &str, name: Option<&str>, select: &Select) -> anyhow::Res
         for method in METHODS {
             let Some(op) = item.get(*method) else { continue };
             let id = text(op, "operationId");
-            let tags: Vec<&str> = op.get("tags").and_then(Value::as_array).map_or(Vec::new(), |t| t.iter().filter_map(Value::as_str).collect());
+            let tags: Vec<&str> = op
+                .get("tags")
+                .and_then(Value::as_array)
+                .map_or(Vec::new(), |t| t.iter().filter_map(Value::as_str).collect());
             let wanted_name = match id {
                 Some(id) => snake(id),
                 None => slug(&format!("{method} {path}")),
@@ -168,14 +183,17 @@ pub fn import(text_in: &str, name: Option<&str>, select: &Select) -> anyhow::Res
             }
             for req in op.get("security").or(global_security).and_then(Value::as_array).into_iter().flatten() {
                 for (scheme, scopes) in req.as_object().into_iter().flatten() {
-                    let scopes = scopes.as_array().map_or(Vec::new(), |s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect());
+                    let scopes = scopes
+                        .as_array()
+                        .map_or(Vec::new(), |s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect());
                     match used_schemes.iter_mut().find(|(n, _)| n == scheme) {
                         Some((_, all)) => all.extend(scopes),
                         None => used_schemes.push((scheme.clone(), scopes)),
                     }
                 }
             }
-            let mut call = Call { name: unique(&wanted_name, &mut taken), method: method.to_ascii_uppercase(), ..Call::default() };
+            let mut call =
+                Call { name: unique(&wanted_name, &mut taken), method: method.to_ascii_uppercase(), ..Call::default() };
             call.description = text(op, "summary").or_else(|| text(op, "description")).map(str::to_owned);
             let mut params: Vec<&Value> = Vec::new();
             for p in op.get("parameters").and_then(Value::as_array).into_iter().flatten().chain(shared.iter()) {
@@ -237,7 +255,10 @@ fn base_url(root: &Value, v2: bool, notes: &mut Vec<String>) -> String {
     if v2 {
         let host = text(root, "host");
         let base = text(root, "basePath").unwrap_or("");
-        let schemes: Vec<&str> = root.get("schemes").and_then(Value::as_array).map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
+        let schemes: Vec<&str> = root
+            .get("schemes")
+            .and_then(Value::as_array)
+            .map_or(Vec::new(), |s| s.iter().filter_map(Value::as_str).collect());
         let scheme = if schemes.is_empty() || schemes.contains(&"https") { "https" } else { schemes[0] };
         return match host {
             Some(h) => format!("{scheme}://{h}{}", base.trim_end_matches('/')),
@@ -298,7 +319,8 @@ fn operation(doc: &Doc<'_>, call: &mut Call, path: &str, op: &Value, params: &[&
                 body(doc, call, schema, p.get("required").and_then(Value::as_bool).unwrap_or(false));
             }
             "formData" => form = true,
-            _ => notes.push(format!("`{name}` (a {place} parameter) is not imported: calls send no cookies of their own")),
+            _ => notes
+                .push(format!("`{name}` (a {place} parameter) is not imported: calls send no cookies of their own")),
         }
     }
     if let Some(rb) = op.get("requestBody").map(|r| doc.resolve(r)) {
@@ -374,13 +396,20 @@ fn body(doc: &Doc<'_>, call: &mut Call, schema: &Value, required: bool) {
         if spec.get("readOnly").and_then(Value::as_bool) == Some(true) {
             continue;
         }
-        let n = call.add_param(&prop, required_props.contains(&prop), spec.get("default").cloned(), describe(spec, spec));
+        let n =
+            call.add_param(&prop, required_props.contains(&prop), spec.get("default").cloned(), describe(spec, spec));
         template.insert(prop, Value::String(format!("<{n}>")));
     }
     call.body = Some(Value::Object(template));
 }
 
-fn collect_properties(doc: &Doc<'_>, schema: &Value, props: &mut Map<String, Value>, required: &mut Vec<String>, depth: usize) {
+fn collect_properties(
+    doc: &Doc<'_>,
+    schema: &Value,
+    props: &mut Map<String, Value>,
+    required: &mut Vec<String>,
+    depth: usize,
+) {
     let schema = doc.resolve(schema);
     if depth > MAX_REF_DEPTH {
         return;
@@ -391,7 +420,14 @@ fn collect_properties(doc: &Doc<'_>, schema: &Value, props: &mut Map<String, Val
     for (k, v) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
         props.insert(k.clone(), v.clone());
     }
-    required.extend(schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)));
+    required.extend(
+        schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned)),
+    );
 }
 
 /// `(integer) The pet's id`: the type, the description, the allowed values.
@@ -402,7 +438,11 @@ fn describe(p: &Value, schema: &Value) -> Option<String> {
     });
     let desc = text(p, "description").or_else(|| text(schema, "description"));
     let choices = schema.get("enum").and_then(Value::as_array).map(|e| {
-        e.iter().take(20).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(", ")
+        e.iter()
+            .take(20)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(", ")
     });
     let mut out = String::new();
     if let Some(t) = ty {
@@ -488,9 +528,13 @@ fn oauth2(def: &Value, v2: bool, conn: &str, scopes: Vec<String>, absolute: &dyn
     let secret = format!("{conn}_client_secret");
     if v2 {
         return match text(def, "flow") {
-            Some("application") => text(def, "tokenUrl").map(|t| Auth::ClientCredentials { token_url: absolute(t), scopes, secret }),
+            Some("application") => {
+                text(def, "tokenUrl").map(|t| Auth::ClientCredentials { token_url: absolute(t), scopes, secret })
+            }
             Some("accessCode") => match (text(def, "authorizationUrl"), text(def, "tokenUrl")) {
-                (Some(a), Some(t)) => Some(Auth::AuthorizationCode { authorize_url: absolute(a), token_url: absolute(t), scopes, secret }),
+                (Some(a), Some(t)) => {
+                    Some(Auth::AuthorizationCode { authorize_url: absolute(a), token_url: absolute(t), scopes, secret })
+                }
                 _ => None,
             },
             _ => None,

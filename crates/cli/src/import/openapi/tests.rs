@@ -92,7 +92,10 @@ fn openapi_3_yaml_operations_become_calls() {
     // The path parameter was not marked required: it is anyway.
     assert!(get.params.iter().any(|p| p.name == "petid" && p.required));
     assert_eq!(get.headers, vec![("X-Request-Id".into(), "<x_request_id>".into()), ("X-Key".into(), "<x_key>".into())]);
-    assert_eq!(get.params.iter().find(|p| p.name == "x_request_id").unwrap().description.as_deref(), Some("(string, uuid)"));
+    assert_eq!(
+        get.params.iter().find(|p| p.name == "x_request_id").unwrap().description.as_deref(),
+        Some("(string, uuid)")
+    );
     let list = &conn.calls[0];
     assert_eq!(
         list.params,
@@ -100,12 +103,17 @@ fn openapi_3_yaml_operations_become_calls() {
             name: "limit".into(),
             required: false,
             default: Some(serde_json::json!(20)),
-            description: Some("(integer) How many".into())
+            description: Some("(integer) How many".into()),
+            private: None,
         }]
     );
     let post = &conn.calls[1];
     assert_eq!(post.body, Some(serde_json::json!({"name": "<name>", "tag": "<tag>"})));
-    assert!(post.params.iter().any(|p| p.name == "name" && p.required && p.description.as_deref() == Some("(string) The name")));
+    assert!(
+        post.params
+            .iter()
+            .any(|p| p.name == "name" && p.required && p.description.as_deref() == Some("(string) The name"))
+    );
     assert!(post.params.iter().any(|p| p.name == "tag" && p.default == Some(serde_json::json!("cat"))));
     assert!(conn.notes.iter().any(|n| n.contains("form or file body")), "{:?}", conn.notes);
     check(&name, &conn);
@@ -116,12 +124,16 @@ fn tags_and_operations_choose_a_subset_and_pick_the_auth_they_use() {
     let (_, conn) = import(V3_YAML, Some("p"), &Select { tags: vec!["admin".into()], operations: vec![] }).unwrap();
     assert_eq!(conn.calls.len(), 1);
     assert_eq!(conn.auth, Auth::ApiKeyHeader { name: "X-Key".into(), prefix: None, secret: "p_key".into() });
-    let (_, conn) = import(V3_YAML, Some("p"), &Select { tags: vec![], operations: vec!["getPetById".into()] }).unwrap();
+    let (_, conn) =
+        import(V3_YAML, Some("p"), &Select { tags: vec![], operations: vec!["getPetById".into()] }).unwrap();
     assert_eq!(conn.calls.len(), 1);
     // The header the auth method fills is not a parameter of the call.
-    let (_, conn) =
-        import(V3_YAML, Some("p"), &Select { tags: vec![], operations: vec!["getPetById".into(), "delete_pets_petid".into()] })
-            .unwrap();
+    let (_, conn) = import(
+        V3_YAML,
+        Some("p"),
+        &Select { tags: vec![], operations: vec!["getPetById".into(), "delete_pets_petid".into()] },
+    )
+    .unwrap();
     assert_eq!(conn.calls.len(), 2);
 }
 
@@ -156,7 +168,10 @@ fn swagger_2_json_with_oauth_and_bodies() {
     // `required` and a default: the default wins (the configuration refuses both).
     assert!(put.params.iter().any(|p| p.name == "q" && !p.required && p.default == Some(serde_json::json!("x"))));
     assert_eq!(conn.calls[1].body, Some(serde_json::json!("<body>")));
-    assert_eq!((conn.calls[2].path.as_str(), &conn.calls[2].query[..]), ("/upload", &[("kind".to_owned(), "file".to_owned())][..]));
+    assert_eq!(
+        (conn.calls[2].path.as_str(), &conn.calls[2].query[..]),
+        ("/upload", &[("kind".to_owned(), "file".to_owned())][..])
+    );
     check(&name, &conn);
 }
 
