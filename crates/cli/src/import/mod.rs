@@ -110,6 +110,13 @@ pub async fn import(settings: Settings, cmd: ImportCommand) -> anyhow::Result<Ex
     let (name, mut conn) = imported;
     if let Some(url) = &common.base_url {
         conn.base_url = url.trim_end_matches('/').to_owned();
+    } else if let Some(https) = upgraded(&conn.base_url) {
+        conn.notes.push(format!(
+            "the document's server {} is plain http:// to a host that is not loopback: written as {https} \
+             (give --base-url to choose; `allow_insecure_http = true` on the connector allows clear text)",
+            conn.base_url
+        ));
+        conn.base_url = https;
     }
     if conn.calls.is_empty() {
         bail!("nothing to import: the document has no operations (or none that --tag/--operation chose)");
@@ -169,6 +176,21 @@ pub async fn import(settings: Settings, cmd: ImportCommand) -> anyhow::Result<Ex
         eprintln!("note: the connector reads the secret `{secret}`: store it with `latchkey secret set {secret}`");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `http://` to a host that is not loopback, as `https://` (the configuration refuses the
+/// first without `allow_insecure_http`).
+fn upgraded(base_url: &str) -> Option<String> {
+    let url = url::Url::parse(base_url).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let loopback = match url.host()? {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (!loopback).then(|| format!("https{}", &base_url[4..]))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -338,6 +360,14 @@ mod tests {
         assert!(!replaced.contains("old.example") && !replaced.contains("calls.a]"), "{replaced}");
         let config = Config::parse(&replaced, "t").unwrap();
         assert_eq!(config.connectors["old"].calls.len(), 1);
+    }
+
+    #[test]
+    fn plain_http_to_another_host_is_written_as_https() {
+        assert_eq!(upgraded("http://petstore.swagger.io/v2").as_deref(), Some("https://petstore.swagger.io/v2"));
+        assert_eq!(upgraded("http://127.0.0.1:8080"), None);
+        assert_eq!(upgraded("http://localhost/x"), None);
+        assert_eq!(upgraded("https://a.example"), None);
     }
 
     #[test]

@@ -113,20 +113,28 @@ pub fn import(text: &str, name: Option<&str>) -> anyhow::Result<(String, Connect
         root.get("auth").or_else(|| requests.iter().find_map(|(_, r)| r.get("request").and_then(|q| q.get("auth"))));
     let auth = auth_spec.map_or(Auth::None, |a| auth(a, &mut ctx));
 
-    // Names: the request's, prefixed with its folder when two would clash.
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, r) in &requests {
-        *counts.entry(slug(str_of(r, "name").unwrap_or("request"))).or_default() += 1;
+    // Names: the request's; prefixed with its folder when two would clash, then with its
+    // method when they still do.
+    let method = |r: &Value| r.get("request").and_then(|q| str_of(q, "method")).unwrap_or("GET").to_ascii_lowercase();
+    let mut names: Vec<String> = requests.iter().map(|(_, r)| slug(str_of(r, "name").unwrap_or("request"))).collect();
+    for step in 0..2 {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for n in &names {
+            *counts.entry(n.clone()).or_default() += 1;
+        }
+        for (n, (folders, r)) in names.iter_mut().zip(&requests) {
+            if counts[n.as_str()] > 1 {
+                *n = match step {
+                    0 if !folders.is_empty() => slug(&format!("{} {n}", folders.join(" "))),
+                    0 => n.clone(),
+                    _ => slug(&format!("{} {n}", method(r))),
+                };
+            }
+        }
     }
     let mut taken = BTreeSet::new();
     let mut conn = Connector { auth, ..Connector::default() };
-    for (folders, item) in &requests {
-        let base = slug(str_of(item, "name").unwrap_or("request"));
-        let wanted = if counts[&base] > 1 && !folders.is_empty() {
-            slug(&format!("{} {base}", folders.join(" ")))
-        } else {
-            base
-        };
+    for ((_, item), wanted) in requests.iter().zip(names) {
         let Some(req) = item.get("request") else { continue };
         let mut call = Call { name: unique(&wanted, &mut taken), ..Call::default() };
         if let Some(origin) = request(&mut ctx, &mut call, req, &conn.auth) {

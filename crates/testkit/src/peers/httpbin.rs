@@ -2,6 +2,8 @@
 //!
 //! `/get`, `/headers` and `/anything` echo the request; `/basic-auth/<u>/<p>`,
 //! `/digest-auth/auth/<u>/<p>`, `/bearer` check credentials; `/redirect-to?url=...` redirects.
+//! With PyPI `flasgger` beside it (required here), it serves its own Swagger 2.0 document at
+//! `/spec.json`, which `latchkey import` tests read.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +13,8 @@ use std::time::Duration;
 
 use super::process::{PeerProcess, find_program, free_port};
 
-const NOT_INSTALLED: &str =
-    "httpbin is not installed: run `pip install httpbin gunicorn` (or `bash .ci/run`, which installs every peer)";
+const NOT_INSTALLED: &str = "httpbin is not installed: run `pip install httpbin gunicorn 'flasgger==0.9.7.1'` \
+                             (or `bash scripts/install-test-peers`, which installs every peer)";
 
 /// A running httpbin.
 #[derive(Debug)]
@@ -69,13 +71,14 @@ fn start() -> Httpbin {
     Httpbin { base_url: format!("http://127.0.0.1:{port}"), port, _process: process }
 }
 
-/// The interpreter (`sys.executable`) of the first `python3` that imports httpbin and gunicorn.
+/// The interpreter (`sys.executable`) of the first `python3` that imports httpbin, gunicorn
+/// and flasgger.
 fn python_with_httpbin() -> PathBuf {
     let Some(python3) = find_program("python3", &["/usr/bin/python3"]) else {
         panic!("{NOT_INSTALLED} (no python3 found)");
     };
     let output = Command::new(&python3)
-        .args(["-c", "import sys, httpbin, gunicorn; print(sys.executable)"])
+        .args(["-c", "import sys, httpbin, gunicorn, flasgger; print(sys.executable)"])
         .output()
         .unwrap_or_else(|e| panic!("{NOT_INSTALLED} (cannot run {}: {e})", python3.display()));
     if !output.status.success() {

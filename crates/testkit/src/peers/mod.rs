@@ -3,6 +3,7 @@ pub mod browser;
 pub mod certs;
 pub mod github_app;
 pub mod httpbin;
+pub mod importers;
 pub mod moto;
 pub mod nginx;
 pub mod oidc;
