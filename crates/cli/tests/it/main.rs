@@ -25,6 +25,7 @@ mod grants;
 mod hardening;
 mod hostile;
 mod idp;
+mod import;
 mod inbound;
 mod leaks;
 mod lifecycle;

@@ -29,7 +29,11 @@ fn run(package_name: &str, script: &str, args: &[&str]) {
         panic!("{MISSING} (no node found)");
     };
     let script = package(package_name).join(script);
-    let out = Command::new(node).arg(&script).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let out = Command::new(node)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
         out.status.success(),
         "{} {args:?} failed: {}{}",
@@ -42,7 +46,11 @@ fn run(package_name: &str, script: &str, args: &[&str]) {
 /// Converts the Swagger 2.0 document `input` to OpenAPI 3.0 JSON at `output`
 /// (`swagger2openapi --patch`).
 pub fn swagger2openapi(input: &Path, output: &Path) {
-    run("swagger2openapi", "swagger2openapi.js", &["--patch", "-o", &output.display().to_string(), &input.display().to_string()]);
+    run(
+        "swagger2openapi",
+        "swagger2openapi.js",
+        &["--patch", "-o", &output.display().to_string(), &input.display().to_string()],
+    );
     assert!(output.is_file(), "swagger2openapi wrote nothing at {}", output.display());
 }
 
