@@ -278,13 +278,8 @@ fn request(ctx: &mut Ctx<'_>, call: &mut Call, req: &Value, auth: &Auth) -> Opti
         None => return None,
     };
     let origin = ctx.resolve(&origin);
-    let origin = if origin.contains("://") {
-        origin
-    } else if origin.is_empty() {
-        origin
-    } else {
-        format!("https://{origin}")
-    };
+    // A host without a scheme (Postman's `example.com/x`) is https.
+    let origin = if origin.contains("://") || origin.is_empty() { origin } else { format!("https://{origin}") };
     // A base URL held in a variable may carry a path: the request's path goes after it.
     let origin = origin.trim_end_matches('/').to_owned();
 
