@@ -69,6 +69,9 @@ text_enum! {
         ConnectionExchangeFailed = "connection.exchange_failed",
         ConnectionProfileFailed = "connection.profile_failed",
         ConnectionDeleted = "connection.deleted",
+        /// An app key exchanged a user's token for that user's provider access token
+        /// (RFC 8693, `POST /v1/token`); outcome `ok`, or `error` when it could not be given.
+        TokenExchanged = "token.exchanged",
         WebhookDelivered = "webhook.delivered",
         WebhookFailed = "webhook.failed",
     }
@@ -116,6 +119,7 @@ mod tests {
                 "connection.exchange_failed",
                 "connection.profile_failed",
                 "connection.deleted",
+                "token.exchanged",
                 "webhook.delivered",
                 "webhook.failed",
             ]

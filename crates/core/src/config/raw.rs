@@ -171,6 +171,12 @@ pub struct CallConfig {
     pub params: BTreeMap<String, ParamConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Offered as a tool at `/mcp` (the connector's `mcp = true` offers all its calls).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mcp: bool,
+    /// The tool's name at `/mcp`, instead of `connector.call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
 }
 
 fn default_method() -> Parsed<Method> {
@@ -226,6 +232,24 @@ pub struct ConnectorConfig {
     /// The template's parameters (`{ subdomain = "acme" }`); not serialized either.
     #[serde(default, skip_serializing)]
     pub provider_params: BTreeMap<String, String>,
+    /// Every call of this connector is a tool at `/mcp`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mcp: bool,
+    /// An app key may exchange a user's Latchkey token for that user's provider access token
+    /// on this connector (RFC 8693, `POST /v1/token`): per-user OAuth connectors only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_exchange: bool,
+}
+
+impl ConnectorConfig {
+    /// The calls offered as tools at `/mcp`, with their tool names (`tool_name`, else
+    /// `connector.call`), in call-name order.
+    pub fn tools<'a>(&'a self, connector: &'a str) -> impl Iterator<Item = (String, &'a str, &'a CallConfig)> + 'a {
+        self.calls.iter().filter(|(_, c)| self.mcp || c.mcp).map(move |(name, c)| {
+            let tool = c.tool_name.clone().unwrap_or_else(|| format!("{connector}.{name}"));
+            (tool, name.as_str(), c)
+        })
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -381,6 +405,19 @@ pub(super) fn from_table(mut table: toml::Table, file: &str) -> Result<Config, C
         ));
     }
     super::validate::server(&config.server, file, &mut problems);
+    let mut tools: BTreeMap<String, String> = BTreeMap::new();
+    for (name, c) in &config.connectors {
+        for (tool, call, _) in c.tools(name) {
+            if let Some(first) = tools.insert(tool.clone(), format!("{name}.{call}")) {
+                problems.push(Problem::at(
+                    file,
+                    Some(name),
+                    format!("calls.{call}.tool_name"),
+                    format!("tool `{tool}` is also call `{first}`: tool names at /mcp must differ; set another `tool_name`"),
+                ));
+            }
+        }
+    }
     if problems.is_empty() { Ok(config) } else { Err(ConfigErrors(problems)) }
 }
 

@@ -26,6 +26,11 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+/// An MCP tool name: 1 to 128 of `A-Z a-z 0-9 _ - .` (MCP 2025-11-25, "Tool names").
+pub(crate) fn is_tool_name(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
@@ -133,6 +138,15 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
                 );
             }
         }
+    }
+    if c.token_exchange && !matches!(c.auth, AuthConfig::OAuth2AuthorizationCode(_)) {
+        p(
+            "token_exchange",
+            format!(
+                "token exchange hands out a user's provider access token, so it needs a connector holding per-user OAuth connections (auth.method = \"oauth2_authorization_code\"), not `{}`: remove `token_exchange`",
+                c.auth.method()
+            ),
+        );
     }
     for (call_name, call_cfg) in &c.calls {
         call(call_name, call_cfg, &mut |field: &str, msg: String| {
@@ -579,6 +593,14 @@ fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
     }
     if c.path.as_str().contains(['?', '#']) {
         p("path", "must not contain `?` or `#`: put query parameters in the call's `query` table".into());
+    }
+    if let Some(t) = &c.tool_name
+        && !is_tool_name(t)
+    {
+        p(
+            "tool_name",
+            format!("`{t}` is not a tool name: use 1 to 128 letters, digits, `_`, `-` and `.` (MCP tool names)"),
+        );
     }
     let mut used: Vec<(String, String)> = Vec::new(); // (param, where)
     let path: &Text = &c.path;

@@ -22,6 +22,7 @@ mod admin;
 pub mod audit;
 mod background;
 mod connections;
+pub mod exchange;
 pub mod console;
 pub mod idempotency;
 pub mod identity;

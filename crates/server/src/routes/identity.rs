@@ -5,9 +5,10 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use http::{HeaderValue, StatusCode, header};
+use latchkey_core::engine::exchange;
 use latchkey_core::engine::identity::JWKS_MAX_AGE_S;
 use latchkey_core::{CallError, ErrorCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -93,17 +94,35 @@ fn oauth_error(e: CallError) -> Response {
     ApiError::from(e).with_detail("oauth_error", oauth).into_response()
 }
 
+/// `POST /v1/token`: `grant_type=refresh_token` (with `refresh_token`), or the token-exchange
+/// grant (RFC 8693: `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` with
+/// `subject_token`, `subject_token_type`, and `resource` or `audience` naming a connector;
+/// app key as bearer).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
+    /// `refresh_token`, or `urn:ietf:params:oauth:grant-type:token-exchange`.
     grant_type: Option<String>,
     #[schema(value_type = Option<String>)]
     refresh_token: Option<SecretString>,
+    /// Token exchange: the user's Latchkey access token.
+    #[schema(value_type = Option<String>)]
+    subject_token: Option<SecretString>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    subject_token_type: Option<String>,
+    /// Token exchange: the connector whose provider token is wanted (or `audience`).
+    resource: Option<String>,
+    /// Token exchange: the connector, when `resource` is not given.
+    audience: Option<String>,
+    /// Token exchange: if given, `urn:ietf:params:oauth:token-type:access_token`.
+    requested_token_type: Option<String>,
 }
 
-/// `POST /v1/token` (form): `grant_type=refresh_token`. The refresh token is the credential.
-#[utoipa::path(post, path = "/v1/token", tag = "identity", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "A new pair; the refresh token is rotated.", body = wire::TokenPair)))]
+/// `POST /v1/token` (form): `grant_type=refresh_token` (the refresh token is the credential),
+/// or the token-exchange grant with an app key (RFC 8693).
+#[utoipa::path(post, path = "/v1/token", tag = "identity", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "A new pair (the refresh token is rotated); or, for the token-exchange grant, the user's provider access token.", body = wire::TokenPair)))]
 pub async fn token(
     State(state): State<AppState>,
+    parts: http::request::Parts,
     form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else {
@@ -111,8 +130,14 @@ pub async fn token(
             "the body must be a form: grant_type=refresh_token&refresh_token=...",
         ));
     };
+    if f.grant_type.as_deref() == Some(exchange::GRANT_TYPE) {
+        return token_exchange(&state, &parts, f).await;
+    }
     if f.grant_type.as_deref() != Some("refresh_token") {
-        let mut e = CallError::invalid_params("only grant_type=refresh_token is supported here");
+        let mut e = CallError::invalid_params(format!(
+            "grant_type must be refresh_token or {} (token exchange)",
+            exchange::GRANT_TYPE
+        ));
         e.details.insert("oauth_error".into(), Value::String("unsupported_grant_type".into()));
         return oauth_error(e);
     }
@@ -121,6 +146,56 @@ pub async fn token(
     };
     match state.engine.identity().refresh_user_tokens(&rt).await {
         Ok(pair) => no_store(Json(wire::TokenPair::from(&pair)).into_response()),
+        Err(e) => oauth_error(e),
+    }
+}
+
+/// The token-exchange grant (RFC 8693 §2): an app key, a user's Latchkey access token, and
+/// a connector with `token_exchange = true`; the answer is the user's provider access token.
+async fn token_exchange(state: &AppState, parts: &http::request::Parts, f: TokenForm) -> Response {
+    let caller = match AppCaller::of(parts, state, None).await {
+        Ok(c) => c,
+        Err(e) => return e.with_detail("oauth_error", "invalid_client").into_response(),
+    };
+    let invalid = |message: String| oauth_error(CallError::invalid_params(message));
+    let Some(subject) = f.subject_token else {
+        return invalid("subject_token is missing: give the user's Latchkey access token".into());
+    };
+    if f.subject_token_type.as_deref() != Some(exchange::ACCESS_TOKEN_TYPE) {
+        return invalid(format!("subject_token_type must be {}", exchange::ACCESS_TOKEN_TYPE));
+    }
+    if let Some(t) = f.requested_token_type.as_deref().filter(|t| *t != exchange::ACCESS_TOKEN_TYPE) {
+        return invalid(format!("requested_token_type `{t}` is not offered: only {}", exchange::ACCESS_TOKEN_TYPE));
+    }
+    let connector = match (f.resource, f.audience) {
+        (Some(r), None) | (None, Some(r)) => r,
+        (Some(r), Some(a)) if r == a => r,
+        (None, None) => return invalid("name the connector as `resource` (or `audience`)".into()),
+        (Some(_), Some(_)) => return invalid("`resource` and `audience` name different connectors: give one".into()),
+    };
+    if let Err(e) = state.audit("token_exchange", |_| {
+        let mut m = serde_json::Map::new();
+        m.insert("caller".into(), caller.key_id.as_str().into());
+        m.insert("environment".into(), caller.env.as_str().into());
+        m.insert("connector".into(), connector.as_str().into());
+        m
+    }) {
+        return e.into_response();
+    }
+    match state.engine.exchange_token(caller.env, &caller.key_id, subject.expose_secret(), &connector).await {
+        Ok(x) => {
+            let mut body = serde_json::json!({
+                "access_token": x.access_token.expose_secret(),
+                "issued_token_type": exchange::ACCESS_TOKEN_TYPE,
+                "token_type": x.token_type,
+            });
+            if let Some(s) = x.expires_in {
+                body["expires_in"] = s.into();
+            }
+            let mut r = no_store(Json(body).into_response());
+            r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            r
+        }
         Err(e) => oauth_error(e),
     }
 }

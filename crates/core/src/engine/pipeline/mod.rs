@@ -293,7 +293,7 @@ impl Engine {
 
     /// For a per-user connection, a refused credential becomes `reauthorization_required` with
     /// a `reconnect_url` that reconnects the same connection.
-    async fn reauthorization(&self, e: CallError, connection: Option<&ConnectionRow>) -> CallError {
+    pub(super) async fn reauthorization(&self, e: CallError, connection: Option<&ConnectionRow>) -> CallError {
         let Some(row) = connection else { return e };
         if !e.is_refused_credential() {
             return e;
