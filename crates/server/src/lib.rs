@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod idempotency;
 mod limit;
+mod mcp;
 mod metrics;
 mod openapi;
 mod request;

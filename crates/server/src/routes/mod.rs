@@ -80,6 +80,7 @@ api! {
 pub fn router(state: AppState) -> Router {
     routes()
         .merge(crate::console::routes())
+        .merge(crate::mcp::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

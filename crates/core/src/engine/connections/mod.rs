@@ -170,6 +170,12 @@ impl Connections {
         Ok(row)
     }
 
+    /// Whether `owner` has a connection on `connector` in `env` (the MCP server's connect
+    /// link); the connection itself stays inside.
+    pub async fn has_connection(&self, env: Env, connector: &str, owner: &str) -> Result<bool, CallError> {
+        Ok(self.user_connection(env, connector, owner).await?.is_some())
+    }
+
     fn forget_user_connection(&self, row: &ConnectionRow) {
         let key = (row.connector.clone(), row.env, row.owner.clone());
         self.cache.remove(&key);
