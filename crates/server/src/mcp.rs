@@ -116,7 +116,11 @@ async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Res
     {
         return plain(
             StatusCode::BAD_REQUEST,
-            rpc_error(Value::Null, -32600, format!("unsupported MCP-Protocol-Version: use one of {}", VERSIONS.join(", "))),
+            rpc_error(
+                Value::Null,
+                -32600,
+                format!("unsupported MCP-Protocol-Version: use one of {}", VERSIONS.join(", ")),
+            ),
         );
     }
     let caller = match AppOrUser::of(&parts, &state, None).await {
@@ -153,7 +157,9 @@ async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Res
             )
         }
         "ping" => rpc_result(id, json!({})),
-        "tools/list" => rpc_result(id, json!({"tools": tools(&state, &caller).into_iter().map(|t| t.listing).collect::<Vec<_>>()})),
+        "tools/list" => {
+            rpc_result(id, json!({"tools": tools(&state, &caller).into_iter().map(|t| t.listing).collect::<Vec<_>>()}))
+        }
         "tools/call" => match call(&state, &caller, &params).await {
             Ok(result) => rpc_result(id, result),
             Err(ToolError::Protocol(code, message)) => rpc_error(id, code, message),
@@ -318,7 +324,8 @@ pub(crate) fn upstream_result(status: StatusCode, body: &[u8], cut: bool) -> Val
         result["structuredContent"] = v;
     }
     if result["isError"] == true {
-        content.insert(0, json!({"type": "text", "text": format!("The API answered with status {}.", status.as_u16())}));
+        content
+            .insert(0, json!({"type": "text", "text": format!("The API answered with status {}.", status.as_u16())}));
     }
     result["content"] = Value::Array(content);
     result
@@ -347,9 +354,7 @@ async fn refused(state: &AppState, caller: &AppOrUser, tool: &Tool, e: CallError
 async fn connect_result(state: &AppState, env: Env, connector: &str, user: &str) -> Value {
     let return_to = state.engine.config().server.return_to_allow.first().map(|u| u.as_str().to_owned());
     let link = match return_to {
-        Some(to) => {
-            state.engine.connections().connect_session(env, connector, user, &to, BTreeMap::new()).await.ok()
-        }
+        Some(to) => state.engine.connections().connect_session(env, connector, user, &to, BTreeMap::new()).await.ok(),
         None => None,
     };
     let text = match &link {

@@ -1,7 +1,7 @@
 //! An in-process upstream that records every request exactly as it arrived.
 //!
 //! Any path echoes `{"method", "uri", "headers", "body"}` with status 200, except:
-//! `/status/<code>` answers that status, `/redirect` answers 302 to another origin,
+//! `/quiet` answers `{"ok":true,"items":[1,2,3]}` and echoes nothing, `/status/<code>` answers that status, `/redirect` answers 302 to another origin,
 //! `/cookies` sets a cookie and hop-by-hop headers, `/spoof` answers 409 with `Latchkey-*`
 //! headers of its own, `/slow/<ms>` waits first,
 //! `/chunks/<n>` streams n chunks.
@@ -116,6 +116,14 @@ async fn handle(State(rec): State<Recorder>, req: Request) -> Response {
     let mut extra: Vec<(&str, String)> = Vec::new();
     if let Some(code) = after("/status/") {
         status = code.parse().unwrap_or(400);
+    } else if path.ends_with("/quiet") {
+        // No echo: an answer that carries nothing of the request (the MCP canary scan).
+        let body = Body::from(r#"{"ok":true,"items":[1,2,3]}"#);
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("response");
     } else if path.ends_with("/redirect") {
         status = 302;
         extra.push(("location", "http://127.0.0.2:9/elsewhere".into()));

@@ -15,17 +15,17 @@ use super::*;
 
 const RETURN_TO: &str = "https://app.example.com/done";
 
-struct Setup {
-    lk: Latchkey,
-    app: String,
+pub(super) struct Setup {
+    pub(super) lk: Latchkey,
+    pub(super) app: String,
     client: RegisteredClient,
-    up: Recorder,
+    pub(super) up: Recorder,
     hooks: Recorder,
 }
 
 /// Latchkey with connector `oidc` (authorization code at oidc-provider, `client_auth`),
 /// calling the recorder `up` with the user's token; webhooks to `hooks`.
-async fn setup(client_auth: &str, extra: Value) -> Setup {
+pub(super) async fn setup(client_auth: &str, extra: Value) -> Setup {
     let up = Recorder::start().await;
     let hooks = Recorder::start().await;
     let config = format!(
@@ -71,6 +71,9 @@ async fn setup(client_auth: &str, extra: Value) -> Setup {
     let mut def = json!({"base_url": up.base_url, "auth": auth, "calls": {"ping": {"path": "/ping"}}});
     if let Some(skew) = extra.get("refresh_skew_s") {
         def["refresh_skew_s"] = skew.clone();
+    }
+    if let (Some(d), Some(e)) = (def.as_object_mut(), extra.get("connector").and_then(Value::as_object)) {
+        d.extend(e.clone());
     }
     let r = Reply::read(lk.admin_req(Method::PUT, "/v1/admin/connectors/oidc").json(&def).send().await.unwrap()).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -138,7 +141,7 @@ fn query_of(url: &str) -> HashMap<String, String> {
     url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
-async fn connect(s: &Setup, user: &str) -> String {
+pub(super) async fn connect(s: &Setup, user: &str) -> String {
     let link = connect_link(s, user, RETURN_TO).await;
     let (callback, mut browser) = login(s, &link, user).await;
     let back = browser.get(&s.lk.http, &callback).await;
@@ -162,7 +165,7 @@ async fn call_as(s: &Setup, user: &str) -> Reply {
     .await
 }
 
-fn sent_token(up: &Recorder) -> String {
+pub(super) fn sent_token(up: &Recorder) -> String {
     up.last().header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_owned()
 }
 

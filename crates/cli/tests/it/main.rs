@@ -30,6 +30,7 @@ mod inbound;
 mod leaks;
 mod lifecycle;
 mod logs;
+mod mcp;
 mod multi;
 mod notify;
 mod observability;

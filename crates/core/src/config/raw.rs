@@ -413,7 +413,9 @@ pub(super) fn from_table(mut table: toml::Table, file: &str) -> Result<Config, C
                     file,
                     Some(name),
                     format!("calls.{call}.tool_name"),
-                    format!("tool `{tool}` is also call `{first}`: tool names at /mcp must differ; set another `tool_name`"),
+                    format!(
+                        "tool `{tool}` is also call `{first}`: tool names at /mcp must differ; set another `tool_name`"
+                    ),
                 ));
             }
         }

@@ -139,9 +139,7 @@ impl Engine {
         let now = self.clock.now_ms();
         let token = &obtained.token;
         let expires_in = token.expires_at.map(|at| ((at - now) / 1000).max(0));
-        self.tokens
-            .event(&src.key, EventKind::TokenExchanged, EventOutcome::Ok, json!({"caller": key_id}))
-            .await;
+        self.tokens.event(&src.key, EventKind::TokenExchanged, EventOutcome::Ok, json!({"caller": key_id})).await;
         Ok(Exchanged {
             access_token: token.access_token.clone(),
             token_type: token.token_type.clone().unwrap_or_else(|| "Bearer".into()),

@@ -4,6 +4,7 @@ pub mod certs;
 pub mod github_app;
 pub mod httpbin;
 pub mod importers;
+pub mod mcp;
 pub mod moto;
 pub mod nginx;
 pub mod oidc;
