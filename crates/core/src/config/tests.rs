@@ -412,4 +412,35 @@ params = { id = { required = true } }
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
+
+fn mcp_tools_tool_names_and_token_exchange_are_checked() {
+    let ok = Config::parse(
+        "[connectors.a]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\nmcp = true\n\
+         [connectors.a.calls.x]\npath = \"/x\"\ndescription = \"X.\"\n\
+         [connectors.a.calls.y]\npath = \"/y\"\ntool_name = \"why\"\n\
+         [connectors.b]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\n\
+         [connectors.b.calls.z]\npath = \"/z\"\nmcp = true\n[connectors.b.calls.w]\npath = \"/w\"\n",
+        "f",
+    )
+    .unwrap();
+    let tools: Vec<String> =
+        ok.connectors.iter().flat_map(|(n, c)| c.tools(n).map(|(t, _, _)| t).collect::<Vec<_>>()).collect();
+    assert_eq!(tools, ["a.x", "why", "b.z"]);
+
+    let bad = problems(
+        "[connectors.a]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\ntoken_exchange = true\n\
+         [connectors.a.calls.x]\npath = \"/x\"\nmcp = true\ntool_name = \"no spaces\"\n",
+    );
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].contains("token_exchange") && bad[0].contains("oauth2_authorization_code"), "{bad:?}");
+    assert!(bad[1].contains("calls.x.tool_name") && bad[1].contains("not a tool name"), "{bad:?}");
+
+    let twice = problems(
+        "[connectors.a]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\n\
+         [connectors.a.calls.x]\npath = \"/x\"\nmcp = true\ntool_name = \"t\"\n\
+         [connectors.b]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\n\
+         [connectors.b.calls.y]\npath = \"/y\"\nmcp = true\ntool_name = \"t\"\n",
+    );
+    assert_eq!(twice.len(), 1, "{twice:?}");
+    assert!(twice[0].contains("tool `t` is also call `a.x`"), "{twice:?}");
 }
