@@ -45,7 +45,7 @@ use crate::wire;
         identity::token, identity::introspect, identity::revoke, identity::jwks, identity::openid_configuration,
         oauth::exchange, oauth::connect_as_user, oauth::login, oauth::start, oauth::callback, oauth::connector_callback,
     ),
-    components(schemas(wire::ErrorEnvelope, wire::ErrorBody, wire::ConfigProblem)),
+    components(schemas(wire::ErrorEnvelope, wire::ErrorBody, wire::ConfigProblem, wire::ExchangedToken)),
     modifiers(&Contract),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document."),

@@ -119,7 +119,7 @@ pub struct TokenForm {
 
 /// `POST /v1/token` (form): `grant_type=refresh_token` (the refresh token is the credential),
 /// or the token-exchange grant with an app key (RFC 8693).
-#[utoipa::path(post, path = "/v1/token", tag = "identity", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "A new pair (the refresh token is rotated); or, for the token-exchange grant, the user's provider access token.", body = wire::TokenPair)))]
+#[utoipa::path(post, path = "/v1/token", tag = "identity", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "A new pair (the refresh token is rotated); or, for the token-exchange grant, the user's provider access token (`ExchangedToken`).", body = wire::TokenPair)))]
 pub async fn token(
     State(state): State<AppState>,
     parts: http::request::Parts,
@@ -184,15 +184,7 @@ async fn token_exchange(state: &AppState, parts: &http::request::Parts, f: Token
     }
     match state.engine.exchange_token(caller.env, &caller.key_id, subject.expose_secret(), &connector).await {
         Ok(x) => {
-            let mut body = serde_json::json!({
-                "access_token": x.access_token.expose_secret(),
-                "issued_token_type": exchange::ACCESS_TOKEN_TYPE,
-                "token_type": x.token_type,
-            });
-            if let Some(s) = x.expires_in {
-                body["expires_in"] = s.into();
-            }
-            let mut r = no_store(Json(body).into_response());
+            let mut r = no_store(Json(wire::ExchangedToken::from(&x)).into_response());
             r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             r
         }

@@ -2,6 +2,7 @@
 
 use latchkey_core::store::UserRow;
 use latchkey_core::time_fmt::rfc3339;
+use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -38,6 +39,30 @@ pub struct TokenPair<'a> {
     pub expires_in: i64,
     pub refresh_token: &'a str,
     pub token_type: &'a str,
+}
+
+/// The answer to a token exchange (RFC 8693 §2.2.1): the user's provider access token; never
+/// a refresh token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExchangedToken<'a> {
+    pub access_token: &'a str,
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    pub issued_token_type: &'a str,
+    pub token_type: &'a str,
+    /// Seconds left, when the provider gave the token a lifetime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+}
+
+impl<'a> From<&'a latchkey_core::engine::exchange::Exchanged> for ExchangedToken<'a> {
+    fn from(x: &'a latchkey_core::engine::exchange::Exchanged) -> Self {
+        ExchangedToken {
+            access_token: x.access_token.expose_secret(),
+            issued_token_type: latchkey_core::engine::exchange::ACCESS_TOKEN_TYPE,
+            token_type: &x.token_type,
+            expires_in: x.expires_in,
+        }
+    }
 }
 
 impl<'a> From<&'a latchkey_core::engine::identity::TokenPair> for TokenPair<'a> {
