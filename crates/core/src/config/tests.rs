@@ -412,7 +412,9 @@ params = { id = { required = true } }
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
+}
 
+#[test]
 fn mcp_tools_tool_names_and_token_exchange_are_checked() {
     let ok = Config::parse(
         "[connectors.a]\nbase_url = \"http://127.0.0.1:9\"\nauth = { method = \"none\" }\nmcp = true\n\
