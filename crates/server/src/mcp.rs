@@ -182,7 +182,9 @@ struct Tool {
 fn offered(caller: &AppOrUser, call: &CallConfig, credential: Option<&Credential>) -> bool {
     match caller {
         AppOrUser::User { .. } => call.access == Access::User,
-        AppOrUser::App { .. } => !matches!(credential, Some(Credential::User(_) | Credential::Identity { .. })),
+        AppOrUser::App { .. } => {
+            !matches!(credential, Some(Credential::User(_) | Credential::PerUser(_) | Credential::Identity { .. }))
+        }
     }
 }
 
