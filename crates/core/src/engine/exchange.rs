@@ -62,6 +62,7 @@ impl Refusal {
 }
 
 /// What an exchange hands out: the provider's access token and its remaining lifetime.
+#[derive(Debug)]
 pub struct Exchanged {
     pub access_token: AccessToken,
     /// The provider's `token_type`, `Bearer` when it gave none.

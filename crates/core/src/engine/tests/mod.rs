@@ -6,6 +6,7 @@ mod admin;
 mod callers;
 mod connect;
 mod console;
+mod exchange;
 mod faults;
 mod feed;
 mod identity;
