@@ -35,7 +35,7 @@ use crate::extract::AppOrUser;
 use crate::{ApiError, AppState};
 
 /// The protocol revisions answered; the first is offered when the client asks for another.
-const VERSIONS: &[&str] = &["2025-11-25", "2026-07-28", "2025-06-18", "2025-03-26"];
+const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 /// The largest request body read (a tool call's arguments).
 const BODY_LIMIT: usize = 256 * 1024;
 /// The most of an upstream's answer a tool result carries.

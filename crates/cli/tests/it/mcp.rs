@@ -100,6 +100,7 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     .await;
     assert!(out.get("error").is_none(), "{out}");
     assert_eq!(out["initialized"]["serverInfo"]["name"], "latchkey");
+    assert_eq!(out["initialized"]["protocolVersion"], "2025-11-25", "{out}");
     let tools = out["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["bin.auth"], "per-user tools are not an app key's: {out}");
