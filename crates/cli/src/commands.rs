@@ -191,7 +191,10 @@ async fn live_check(
                 ),
             );
         }
-        Credential::User(_) => {
+        Credential::OAuth1(o) if o.flow.is_none() => {
+            return (true, format!("nothing to obtain ({method}: prepared from its secrets, signed per request)"));
+        }
+        Credential::User(_) | Credential::OAuth1(_) => {
             return (
                 true,
                 format!(

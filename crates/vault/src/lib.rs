@@ -363,6 +363,14 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     HmacKey::new(key).sign(data)
 }
 
+/// HMAC-SHA1 of `data` under `key`: OAuth 1.0a's `HMAC-SHA1` signature method (RFC 5849
+/// §3.4.2), which providers still ask for; Latchkey's own MACs are HMAC-SHA256.
+#[expect(clippy::expect_used, reason = "HMAC-SHA1 tags are 20 bytes")]
+pub fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    aws_lc_rs::hmac::sign(&key, data).as_ref().try_into().expect("HMAC-SHA1 tags are 20 bytes")
+}
+
 /// An HMAC-SHA256 key prepared once, for many tags under the same key (the audit log).
 pub struct HmacKey(aws_lc_rs::hmac::Key);
 

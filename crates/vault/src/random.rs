@@ -9,6 +9,12 @@ pub fn bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// Fills `out` with random bytes (a CSPRNG for a library that asks for one: RSA blinding).
+#[expect(clippy::expect_used, reason = "the system CSPRNG does not fail")]
+pub fn fill(out: &mut [u8]) {
+    SystemRandom::new().fill(out).expect("the system CSPRNG does not fail");
+}
+
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// A random string of `len` characters from `[0-9A-Za-z]` (about 5.95 bits each), unbiased.

@@ -71,7 +71,9 @@ impl Values {
                 })
                 .to_string()
             }
-            (AuthConfig::JwtBearer(_), "private_key") => self.rsa_pem.clone(),
+            (AuthConfig::JwtBearer(_) | AuthConfig::OAuth1(_) | AuthConfig::OAuth1Authorization(_), "private_key") => {
+                self.rsa_pem.clone()
+            }
             (AuthConfig::OAuth2CustomToken(_), "jwt.private_key") => self.rsa_pem.clone(),
             (AuthConfig::AwsSigv4(_), "access_key_id") => "AKIAIOSFODNN7EXAMPLE".to_owned(),
             _ => format!("example-value-of-{name}"),

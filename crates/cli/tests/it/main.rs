@@ -33,6 +33,7 @@ mod logs;
 mod mcp;
 mod multi;
 mod notify;
+mod oauth1;
 mod observability;
 mod partition;
 mod per_user;

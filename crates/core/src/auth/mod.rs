@@ -14,6 +14,7 @@ mod client_certificate;
 pub mod digest;
 pub mod grant;
 mod jwt_bearer;
+pub mod oauth1;
 mod oauth2;
 pub mod per_user;
 pub mod sign;
@@ -38,6 +39,9 @@ pub enum Credential {
     Static(Box<dyn Sign>),
     /// HTTP Digest: signed per request over a challenge the upstream sent (and that is kept).
     Digest(Box<digest::DigestAuth>),
+    /// OAuth 1.0a: signed per request over the request itself, with the app's token
+    /// (`oauth1`) or, when it has a flow (`oauth1_authorization`), the calling user's.
+    OAuth1(Box<oauth1::OAuth1Auth>),
     /// An OAuth token, obtained and refreshed by the token lifecycle.
     Token(SharedSource),
     /// Per-user tokens from the browser flow: each call names whose connection to use.
@@ -58,6 +62,7 @@ impl std::fmt::Debug for Credential {
             Credential::None => f.write_str("Credential::None"),
             Credential::Static(signer) => write!(f, "Credential::Static({signer:?})"),
             Credential::Digest(d) => write!(f, "Credential::Digest({d:?})"),
+            Credential::OAuth1(o) => write!(f, "Credential::OAuth1({o:?})"),
             Credential::Token(src) => write!(f, "Credential::Token({:?})", src.key),
             Credential::User(u) => write!(f, "Credential::User({:?})", u.template.key),
             Credential::PerUser(u) => write!(f, "Credential::PerUser({u:?})"),
@@ -202,6 +207,19 @@ pub fn prepare(
             });
             Ok(with_default(Credential::Token(std::sync::Arc::new(src))))
         }
+        AuthConfig::OAuth1(c) => Ok(with_default(Credential::OAuth1(Box::new(oauth1::two_legged(c, env, secrets)?)))),
+        AuthConfig::OAuth1Authorization(c) => {
+            for (field, url) in
+                [("auth.request_token_url", &c.request_token_url), ("auth.access_token_url", &c.access_token_url)]
+            {
+                egress(field, url.as_str())?;
+            }
+            let mut auth = oauth1::three_legged(c, env, secrets)?;
+            let (grant, id) = oauth1::flow_grant(c);
+            let template = source(grant, TokenIn::Header, id, None)?;
+            auth.flow = Some(Box::new(oauth1::Flow { config: c.clone(), template }));
+            Ok(with_default(Credential::OAuth1(Box::new(auth))))
+        }
         AuthConfig::ClientCertificate(c) => {
             let upstream = client_certificate::client(c, env, secrets, clients)?;
             Ok(Prepared { credential: Credential::None, upstream })
@@ -291,6 +309,9 @@ impl Credential {
         match self {
             Credential::Static(signer) => signer.owned_header(),
             Credential::Digest(_) => Some(&http::header::AUTHORIZATION),
+            Credential::OAuth1(o) if o.signature_in() == crate::config::SignatureIn::Header => {
+                Some(&http::header::AUTHORIZATION)
+            }
             Credential::Token(src) if src.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::User(u) if u.template.token_in == TokenIn::Header => Some(&http::header::AUTHORIZATION),
             Credential::PerUser(u) => u.owned_header(),

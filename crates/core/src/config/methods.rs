@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth_tables::{
     ApiKeyHeader, ApiKeyQuery, AuthorizationCode, AwsSigv4, Basic, ClientCertificate, Digest, JwtBearer,
-    LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
+    LatchkeyIdentity, NoAuth, OAuth1, OAuth1Authorization, OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password,
 };
 use super::raw::{Sift, typed_all};
 use super::secret_ref::SecretRef;
@@ -22,7 +22,7 @@ pub trait MethodTable: DeserializeOwned {
 }
 
 /// Methods that are named in the documentation but come in a later version: naming one says so.
-pub const LATER_METHODS: &[&str] = &["oauth1"];
+pub const LATER_METHODS: &[&str] = &[];
 
 macro_rules! auth_methods {
     ($( $(#[$doc:meta])* $variant:ident($table:ty) = $name:literal, tokens: $tokens:literal; )*) => {
@@ -100,6 +100,7 @@ auth_methods! {
     ApiKeyHeader(ApiKeyHeader) = "api_key_header", tokens: false;
     Basic(Basic) = "basic", tokens: false;
     Digest(Digest) = "digest", tokens: false;
+    OAuth1(OAuth1) = "oauth1", tokens: false;
     ClientCertificate(ClientCertificate) = "client_certificate", tokens: false;
     AwsSigv4(AwsSigv4) = "aws_sigv4", tokens: false;
     OAuth2Password(OAuth2Password) = "oauth2_password", tokens: true;
@@ -107,6 +108,7 @@ auth_methods! {
     OAuth2CustomToken(OAuth2CustomToken) = "oauth2_custom_token", tokens: true;
     JwtBearer(JwtBearer) = "jwt_bearer", tokens: true;
     OAuth2AuthorizationCode(AuthorizationCode) = "oauth2_authorization_code", tokens: true;
+    OAuth1Authorization(OAuth1Authorization) = "oauth1_authorization", tokens: false;
     LatchkeyIdentity(LatchkeyIdentity) = "latchkey_identity", tokens: false;
 }
 
@@ -114,6 +116,8 @@ auth_methods! {
 const AUTH_SIFT: &[Sift] = &[
     Sift::stand_in("token_url", || "https://stand-in.invalid/token".into()),
     Sift::stand_in("authorize_url", || "https://stand-in.invalid/authorize".into()),
+    Sift::stand_in("request_token_url", || "https://stand-in.invalid/request_token".into()),
+    Sift::stand_in("access_token_url", || "https://stand-in.invalid/access_token".into()),
     Sift::stand_in("token_body", || serde_json::json!({})),
     Sift::drop("profile_url"),
     Sift::drop("revoke_url"),

@@ -13,8 +13,9 @@ mod value;
 
 pub use auth_tables::{
     ApiKeyHeader, ApiKeyQuery, AssertionAlg, AuthorizationCode, AwsSigv4, Basic, ClientAuth, ClientCertificate,
-    ClientKeyFields, Digest, JwtBearer, LatchkeyIdentity, NoAuth, OAuth2ClientCredentials, OAuth2CustomToken,
-    OAuth2Password, PublicValue, RedirectMode, Scope, SignedJwt, TokenIn, TokenResponseFormat,
+    ClientKeyFields, Digest, JwtBearer, LatchkeyIdentity, NoAuth, OAuth1, OAuth1Authorization, OAuth1Fields,
+    OAuth2ClientCredentials, OAuth2CustomToken, OAuth2Password, PublicValue, RedirectMode, Scope, SignatureIn,
+    SignatureMethod, SignedJwt, TokenIn, TokenResponseFormat,
 };
 pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
 pub use problems::{ConfigErrors, Problem};

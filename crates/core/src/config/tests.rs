@@ -111,7 +111,7 @@ base_url = "https://z.example"
         "connector `a`, field `calls.c1.path`: uses `<x>`, which is not declared",
         "connector `a`, field `calls.c2.bogus`: unknown field `bogus`",
         "connector `b`, field `auth.password`",
-        "connector `c`, field `auth.method`: `oauth1` is not available in this version",
+        "connector `c`, field `auth.consumer_key`: missing",
         "connector `c2`, field `auth.username`: a Digest username must be printable ASCII",
         "connector `d`, field `auth.method`: unknown auth method `telepathy`",
         "connector `e`, field `auth`: missing",

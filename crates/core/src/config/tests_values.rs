@@ -330,6 +330,7 @@ fn the_method_table_is_every_list() {
             "api_key_header",
             "basic",
             "digest",
+            "oauth1",
             "client_certificate",
             "aws_sigv4",
             "oauth2_password",
@@ -337,6 +338,7 @@ fn the_method_table_is_every_list() {
             "oauth2_custom_token",
             "jwt_bearer",
             "oauth2_authorization_code",
+            "oauth1_authorization",
             "latchkey_identity"
         ]
     );
@@ -507,4 +509,59 @@ fn a_client_key_certificate_goes_with_private_key_jwt_and_is_a_pem_certificate()
     let stray = ", client_secret = { secret = \"cs\" }, client_key_certificate = { secret = \"kc\" }";
     let m = problem_at(&client_credentials(stray), "auth.client_key_certificate");
     assert_eq!(m, "is used only with client_auth = \"private_key_jwt\": set that, or remove it");
+}
+
+fn oauth1(fields: &str) -> String {
+    format!(
+        "[connectors.a]\nbase_url = \"https://x.example\"\nauth = {{ method = \"oauth1\", consumer_key = \"ck\"{fields} }}\n"
+    )
+}
+
+#[test]
+fn oauth1_needs_the_key_its_signature_method_signs_with_and_no_other() {
+    let hmac = ", consumer_secret = { secret = \"cs\" }";
+    assert!(Config::parse(&oauth1(hmac), "latchkey.toml").is_ok());
+    let m = problem_at(&oauth1(""), "auth.consumer_secret");
+    assert!(m.starts_with("is required with signature_method = \"HMAC-SHA1\""), "{m}");
+    let m = problem_at(&oauth1(", signature_method = \"PLAINTEXT\""), "auth.consumer_secret");
+    assert!(m.starts_with("is required with signature_method = \"PLAINTEXT\""), "{m}");
+    let m = problem_at(&oauth1(&format!("{hmac}, private_key = {{ secret = \"k\" }}")), "auth.private_key");
+    assert_eq!(m, "is used only with signature_method = \"RSA-SHA1\": set that, or remove it");
+
+    let rsa = ", signature_method = \"RSA-SHA1\"";
+    assert!(Config::parse(&oauth1(&format!("{rsa}, private_key = {{ secret = \"k\" }}")), "latchkey.toml").is_ok());
+    let m = problem_at(&oauth1(rsa), "auth.private_key");
+    assert!(m.starts_with("is required with signature_method = \"RSA-SHA1\""), "{m}");
+    let both = format!("{rsa}, private_key = {{ secret = \"k\" }}{hmac}");
+    let m = problem_at(&oauth1(&both), "auth.consumer_secret");
+    assert!(m.starts_with("is not used with signature_method = \"RSA-SHA1\""), "{m}");
+
+    let m = problem_at(&oauth1(&format!("{hmac}, token_secret = {{ secret = \"ts\" }}")), "auth.token_secret");
+    assert!(m.starts_with("is set without `token`"), "{m}");
+    let ok = format!("{hmac}, token = {{ secret = \"t\" }}, signature_in = \"body\"");
+    assert!(Config::parse(&oauth1(&ok), "latchkey.toml").is_ok());
+    let m = problem_at(&oauth1(&format!("{hmac}, signature_method = \"HMAC-MD5\"")), "auth.signature_method");
+    assert!(m.contains("HMAC-SHA1") && m.contains("RSA-SHA1") && m.contains("PLAINTEXT"), "{m}");
+    let m = problem_at(&oauth1(&format!("{hmac}, signature_in = \"cookie\"")), "auth.signature_in");
+    assert!(m.contains("header") && m.contains("query") && m.contains("body"), "{m}");
+    let m = problem_at(&oauth1(", consumer_secret = \"plain\""), "auth.consumer_secret");
+    assert!(m.contains("latchkey secret set") && !m.contains("plain\""), "{m}");
+}
+
+#[test]
+fn oauth1_authorization_needs_its_three_urls_over_https() {
+    let text = |urls: &str| {
+        format!(
+            "[connectors.a]\nbase_url = \"https://x.example\"\nauth = {{ method = \"oauth1_authorization\", consumer_key = \"ck\", consumer_secret = {{ secret = \"cs\" }}{urls} }}\n"
+        )
+    };
+    let good = ", request_token_url = \"https://p.example/rt\", authorize_url = \"https://p.example/authorize\", access_token_url = \"https://p.example/at\"";
+    assert!(Config::parse(&text(good), "latchkey.toml").is_ok());
+    let m = problem_at(&text(&good.replace("https://p.example/rt", "http://p.example/rt")), "auth.request_token_url");
+    assert!(m.contains("clear text"), "{m}");
+    let m =
+        problem_at(&text(&good.replace(", access_token_url = \"https://p.example/at\"", "")), "auth.access_token_url");
+    assert!(m.contains("missing"), "{m}");
+    let m = problem_at(&text(&format!("{good}, token = {{ secret = \"t\" }}")), "auth.token");
+    assert!(m.contains("unknown field"), "{m}");
 }

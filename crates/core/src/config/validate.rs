@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
-use super::auth_tables::{AwsSigv4, ClientAuth, ClientKeyFields, OAuth2CustomToken, PublicValue};
+use super::auth_tables::{AwsSigv4, ClientAuth, ClientKeyFields, OAuth1Fields, OAuth2CustomToken, PublicValue, SignatureMethod};
 use super::methods::{AuthConfig, AuthMethod};
 use super::problems::Problem;
 use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
@@ -318,7 +318,7 @@ fn signed_jwt(g: &OAuth2CustomToken, used: &[(String, String)], p: &mut impl FnM
 fn per_user(name: &str, c: &ConnectorConfig, p: &mut impl FnMut(&str, String)) {
     if c.per_user && c.auth.kind().user_fields().is_empty() {
         let what = match c.auth.kind() {
-            AuthMethod::OAuth2AuthorizationCode => {
+            AuthMethod::OAuth2AuthorizationCode | AuthMethod::OAuth1Authorization => {
                 "its connections are per-user already (each user connects in the browser)"
             }
             _ => "it has no fields a user could give",
@@ -501,6 +501,26 @@ fn auth(a: &AuthConfig, allow_insecure_http: bool, per_user: Option<&str>, p: &m
             }
         }
         AuthConfig::AwsSigv4(a) => aws_sigv4(a, allow_insecure_http, p),
+        AuthConfig::OAuth1(o) => {
+            oauth1_fields(o, p);
+            if o.token_secret.is_some() && o.token.is_none() {
+                p(
+                    "auth.token_secret",
+                    "is set without `token`: a token secret signs only with its token; add `token = { secret = \"...\" }` or remove it".into(),
+                );
+            }
+        }
+        AuthConfig::OAuth1Authorization(o) => {
+            oauth1_fields(o, p);
+            for (field, u) in
+                [("auth.request_token_url", &o.request_token_url), ("auth.access_token_url", &o.access_token_url)]
+            {
+                credential_url(field, u, allow_insecure_http, p);
+            }
+            if !matches!(o.authorize_url.value().scheme(), "https" | "http") {
+                p("auth.authorize_url", format!("`{}` is not an http(s) URL", o.authorize_url));
+            }
+        }
         AuthConfig::ClientCertificate(c) => {
             if let Some(PemSource::Inline(pem)) = &c.ca_certificate
                 && !pem.contains("-----BEGIN CERTIFICATE-----")
@@ -582,6 +602,40 @@ fn is_role_arn(arn: &str) -> bool {
         && resource
             .strip_prefix("role/")
             .is_some_and(|name| !name.is_empty() && !name.ends_with('/') && name.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// The OAuth 1.0a fields each signature method needs, and none it does not use.
+fn oauth1_fields(o: &impl OAuth1Fields, p: &mut impl FnMut(&str, String)) {
+    let method = o.signature_method().name();
+    if o.consumer_key().is_empty() {
+        p("auth.consumer_key", "cannot be empty: give the consumer key the provider issued".into());
+    }
+    if o.signature_method() == SignatureMethod::RsaSha1 {
+        if o.private_key().is_none() {
+            p(
+                "auth.private_key",
+                "is required with signature_method = \"RSA-SHA1\": name the secret that holds the consumer's PEM private key, e.g. `private_key = { secret = \"crm_oauth1_key\" }`".into(),
+            );
+        }
+        if o.consumer_secret().is_some() {
+            p(
+                "auth.consumer_secret",
+                "is not used with signature_method = \"RSA-SHA1\" (the private key signs): remove it".into(),
+            );
+        }
+    } else {
+        if o.consumer_secret().is_none() {
+            p(
+                "auth.consumer_secret",
+                format!(
+                    "is required with signature_method = \"{method}\": name the secret that holds it, e.g. `consumer_secret = {{ secret = \"crm_consumer_secret\" }}`"
+                ),
+            );
+        }
+        if o.private_key().is_some() {
+            p("auth.private_key", "is used only with signature_method = \"RSA-SHA1\": set that, or remove it".into());
+        }
+    }
 }
 
 fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {

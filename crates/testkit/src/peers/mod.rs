@@ -7,6 +7,7 @@ pub mod importers;
 pub mod mcp;
 pub mod moto;
 pub mod nginx;
+pub mod oauth1;
 pub mod oidc;
 pub mod oidc_mtls;
 pub(crate) mod process;

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::rules::{self, flow_cookie_name, flow_error, with_query};
 use super::{Connections, flow_aad, unavailable};
+use crate::auth::TokenSource;
 use crate::auth::authorization_code::UserAuth;
 use crate::event::{EventKind, EventOutcome};
 use crate::secret::PkceVerifier;
@@ -56,10 +57,10 @@ struct StateData {
 }
 
 /// What the provider answered a callback's code with: its tokens and who the user is there.
-struct Exchanged {
-    set: TokenSet,
-    provider_user_id: Option<String>,
-    email: Option<String>,
+pub(super) struct Exchanged {
+    pub(super) set: TokenSet,
+    pub(super) provider_user_id: Option<String>,
+    pub(super) email: Option<String>,
 }
 
 impl Connections {
@@ -73,7 +74,11 @@ impl Connections {
         return_to: &str,
         params: BTreeMap<String, String>,
     ) -> Result<String, CallError> {
-        let auth = self.user_auth(connector, env)?;
+        // OAuth 1.0a's authorize URL takes no `[name]` parameters.
+        let auth = match self.oauth1_user(connector, env)? {
+            Some(_) => None,
+            None => Some(self.user_auth(connector, env)?),
+        };
         if owner.is_empty() || owner.len() > 200 {
             return Err(CallError::invalid_params("`user` must name the app's user (1 to 200 characters)"));
         }
@@ -82,7 +87,17 @@ impl Connections {
                 "return_to `{return_to}` is not allowed: add its origin and path to `[server] return_to_allow`"
             )));
         }
-        auth.login_base(&params)?;
+        match &auth {
+            Some(auth) => {
+                auth.login_base(&params)?;
+            }
+            None if !params.is_empty() => {
+                return Err(CallError::invalid_params(format!(
+                    "connector `{connector}` uses oauth1_authorization, whose authorize URL takes no parameters: drop `params`"
+                )));
+            }
+            None => {}
+        }
         let handle = random::token(43);
         let hash = sha256(handle.as_bytes()).to_vec();
         let now = self.clock.now_ms();
@@ -136,6 +151,9 @@ impl Connections {
             .and_then(|s| self.vault.open(&flow_aad(&hash, "session", row.env), s).ok())
             .and_then(|p| serde_json::from_slice(p.expose_secret()).ok())
             .ok_or_else(|| flow_error("session_invalid", "the connect session is damaged", Some(&row.return_to)))?;
+        if let Ok(Some(conn)) = self.oauth1_user(connector, row.env) {
+            return self.begin_oauth1(&conn, row.env, &row.owner, &row.return_to).await;
+        }
         self.begin_state(connector, row.env, &row.owner, &row.return_to, data.params, false).await
     }
 
@@ -147,6 +165,13 @@ impl Connections {
         env: Env,
         return_to: &str,
     ) -> Result<(String, String, String), FlowError> {
+        if matches!(self.oauth1_user(connector, env), Ok(Some(_))) {
+            return Err(flow_error(
+                "login_disabled",
+                format!("connector `{connector}` uses oauth1_authorization, which does not sign users in"),
+                None,
+            ));
+        }
         let auth = self.user_auth(connector, env).map_err(|e| flow_error("connector_unavailable", e.message, None))?;
         if !auth.config.login {
             return Err(flow_error(
@@ -221,6 +246,9 @@ impl Connections {
         // the browser's cookie) does not spend the state of the browser that holds it.
         let found = self.store.get_flow(&hash).await.map_err(unavailable)?;
         let row = rules::check_state(found, state, path_connector, cookies, now)?;
+        if let Ok(Some(conn)) = self.oauth1_user(&row.connector, row.env) {
+            return self.finish_oauth1(&conn, row, state, query).await;
+        }
         let rt = Some(row.return_to.as_str());
         let auth =
             self.user_auth(&row.connector, row.env).map_err(|e| flow_error("connector_unavailable", e.message, rt))?;
@@ -238,7 +266,7 @@ impl Connections {
             .and_then(|p| serde_json::from_slice(p.expose_secret()).ok())
             .ok_or_else(|| flow_error("state_invalid", "the flow's state is damaged", rt))?;
         let exchanged = self.exchange(&auth, &row, code, &data).await?;
-        let (owner, connection) = self.record(&auth, &row, exchanged, data.login, now).await?;
+        let (owner, connection) = self.record(&auth.template, &row, exchanged, data.login, now).await?;
         let cookie_name = flow_cookie_name(state);
         if data.login {
             let code = format!("lkc_{}", random::token(43));
@@ -306,9 +334,9 @@ impl Connections {
     /// The connection stored (the same id when its owner reconnects) with its tokens
     /// installed durably, and the event that says what happened; the owner of a sign-in is
     /// the user its profile finds or creates. Returns the owner and the connection.
-    async fn record(
+    pub(super) async fn record(
         &self,
-        auth: &UserAuth,
+        template: &TokenSource,
         row: &FlowRow,
         exchanged: Exchanged,
         login: bool,
@@ -350,7 +378,8 @@ impl Connections {
             .await
             .map_err(|e| flow_error("unavailable", e.to_string(), rt))?;
         self.forget_user_connection(&upserted);
-        let src = auth.for_connection(&upserted.id);
+        let mut src = template.clone();
+        src.key.connection = upserted.id.clone();
         let previous = self.tokens.install(&src, set).await.map_err(|e| flow_error("unavailable", e.message, rt))?;
         let kind = match (&existing, previous) {
             (None, _) => EventKind::ConnectionCreated,

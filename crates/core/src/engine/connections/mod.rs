@@ -4,6 +4,7 @@
 //! calls make, listings, deletion with revocation, and reconnect links.
 
 mod flow;
+mod oauth1;
 mod rules;
 mod values;
 
@@ -128,7 +129,7 @@ impl Connections {
                 "connector `{connector}` takes each user's own values (per_user = true), not a browser flow: set them with PUT /v1/connections/{connector}"
             ))),
             _ => Err(CallError::invalid_params(format!(
-                "connector `{connector}` uses `{}`, not `oauth2_authorization_code` or `per_user = true`: it has no per-user connections",
+                "connector `{connector}` uses `{}`, not `oauth2_authorization_code`, `oauth1_authorization` or `per_user = true`: it has no per-user connections",
                 conn.config.auth.method()
             ))),
         }
@@ -143,7 +144,11 @@ impl Connections {
                 .and_then(|c| c.credential(env).ok().map(|p| matches!(p.credential, Credential::PerUser(_))))
                 .unwrap_or(false)
         };
-        if per_user(Env::Live) || per_user(Env::Dev) {
+        if per_user(Env::Live)
+            || per_user(Env::Dev)
+            || matches!(self.oauth1_user(connector, Env::Live), Ok(Some(_)))
+            || matches!(self.oauth1_user(connector, Env::Dev), Ok(Some(_)))
+        {
             return Ok(());
         }
         self.user_auth(connector, Env::Live).or_else(|_| self.user_auth(connector, Env::Dev)).map(|_| ())

@@ -9,6 +9,7 @@
 mod build;
 mod digest;
 mod headers;
+mod oauth1;
 mod per_user;
 mod send;
 
@@ -155,6 +156,7 @@ impl Engine {
         // the user's call, and the user is not a parameter the caller sent.
         let user = match &prepared.credential {
             Credential::User(_) | Credential::PerUser(_) | Credential::Identity { .. } => user,
+            Credential::OAuth1(o) if o.flow.is_some() => user,
             _ if user_token => None,
             _ => user,
         };
@@ -204,6 +206,8 @@ impl Engine {
             (Credential::None, None) => send::send_outgoing(conn, prepared, request).await,
             // Boxed, out of line: its state and code stay off the other methods' path.
             (Credential::Digest(auth), None) => digest::boxed(conn, prepared, auth, request).await,
+            // Boxed, out of line, as Digest; it names its own wrong callers.
+            (Credential::OAuth1(auth), user) => oauth1::boxed(self, conn, prepared, auth, env, user, request).await,
             (Credential::Token(src), None) => self.send_with_token(conn, prepared, src, None, request).await,
             (Credential::User(auth), Some(owner)) => {
                 let row = self.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
