@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
-use super::auth_tables::{AwsSigv4, ClientAuth, ClientKeyFields, OAuth1Fields, OAuth2CustomToken, PublicValue, SignatureMethod};
+use super::auth_tables::{
+    AwsSigv4, ClientAuth, ClientKeyFields, OAuth1Fields, OAuth2CustomToken, PublicValue, SignatureMethod,
+};
 use super::methods::{AuthConfig, AuthMethod};
 use super::problems::Problem;
 use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
