@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub return_to_allow: Vec<Parsed<Url>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<Parsed<Url>>,
+    /// The connect page's branding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_page: Option<ConnectPageConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
     /// Signing algorithm of new identity keys: `RS256` (default), `ES256` or `EdDSA`.
@@ -232,6 +235,9 @@ pub struct ConnectorConfig {
     /// The template's parameters (`{ subdomain = "acme" }`); not serialized either.
     #[serde(default, skip_serializing)]
     pub provider_params: BTreeMap<String, String>,
+    /// How the connect page shows this connector to a user (`connect = { label, help, help_url }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ConnectLabels>,
     /// Every call of this connector is a tool at `/mcp`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mcp: bool,
@@ -249,6 +255,52 @@ impl ConnectorConfig {
             let tool = c.tool_name.clone().unwrap_or_else(|| format!("{connector}.{name}"));
             (tool, name.as_str(), c)
         })
+    }
+}
+
+/// A connector's words on the connect page: its name for users, a help text, and a link to
+/// where a user finds their key. Checked by `validate::connect_labels`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectLabels {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// An `https://` page (opened by the user, never fetched by the page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help_url: Option<String>,
+}
+
+/// `[server.connect_page]`: the connect page's branding. Checked by `validate::server`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectPageConfig {
+    /// The page's heading and title (default "Connect your accounts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A `data:image/png|jpeg|gif|webp|svg+xml;base64,` URL, served by Latchkey itself at
+    /// `/connect/logo` (the page makes no request to another origin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    /// `#rrggbb`: buttons, links and the focus ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_color: Option<String>,
+}
+
+/// The logo media types the connect page serves.
+pub const LOGO_TYPES: [&str; 5] = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"];
+/// The largest logo served (decoded bytes).
+pub const LOGO_MAX: usize = 64 * 1024;
+
+impl ConnectPageConfig {
+    /// The logo's media type and bytes, when `logo_url` is a data URL the page serves.
+    pub fn logo(&self) -> Option<(&'static str, Vec<u8>)> {
+        let rest = self.logo_url.as_deref()?.strip_prefix("data:")?;
+        let (media, data) = rest.split_once(";base64,")?;
+        let media = LOGO_TYPES.iter().copied().find(|t| *t == media)?;
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).ok()?;
+        (!bytes.is_empty() && bytes.len() <= LOGO_MAX).then_some((media, bytes))
     }
 }
 

@@ -93,6 +93,69 @@ pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) 
             p(field, format!("{v} is out of range: give 1 to {max} (or leave it out: {default})"));
         }
     }
+    if let Some(page) = &s.connect_page {
+        connect_page(page, &mut p);
+    }
+}
+
+/// `[server.connect_page]`: a title of one line, the logo as a data URL Latchkey serves
+/// itself (no request to another origin; the CSP keeps `img-src 'self'`), a `#rrggbb` colour.
+fn connect_page(c: &super::ConnectPageConfig, p: &mut impl FnMut(&str, String)) {
+    if let Some(t) = &c.title
+        && (t.trim().is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control))
+    {
+        p("connect_page.title", "give one line of 1 to 100 characters".into());
+    }
+    if let Some(logo) = &c.logo_url
+        && c.logo().is_none()
+    {
+        let shown: String = logo.chars().take(40).collect();
+        p(
+            "connect_page.logo_url",
+            format!(
+                "`{shown}…` is not a logo the page can serve: give a `data:` URL (`data:image/png;base64,…`; png, jpeg, gif, webp or svg+xml, at most 64 KiB), which Latchkey serves from its own origin so the page loads nothing from another one"
+            ),
+        );
+    }
+    if let Some(a) = &c.accent_color
+        && !is_colour(a)
+    {
+        p("connect_page.accent_color", format!("`{a}` is not a colour: give `#rrggbb`, such as `#0b57d0`"));
+    }
+}
+
+fn is_colour(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// `connect = { label, help, help_url }`: only on connectors a user connects (OAuth
+/// authorization code or `per_user`), short single-line words, and an `https://` help link.
+fn connect_labels(name: &str, c: &ConnectorConfig, l: &super::ConnectLabels, p: &mut impl FnMut(&str, String)) {
+    if !c.per_user && c.auth.kind() != AuthMethod::OAuth2AuthorizationCode {
+        p(
+            "connect",
+            format!(
+                "labels the connector on the connect page, which shows only connectors a user connects (oauth2_authorization_code, or `per_user = true`); connector `{name}` uses `{}` with the app's own credentials: remove `connect`",
+                c.auth.method()
+            ),
+        );
+    }
+    for (field, value, max) in [("label", &l.label, 100), ("help", &l.help, 500)] {
+        if let Some(v) = value
+            && (v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control))
+        {
+            p(&format!("connect.{field}"), format!("give one line of 1 to {max} characters"));
+        }
+    }
+    if let Some(u) = &l.help_url {
+        match url::Url::parse(u) {
+            Ok(url) if url.scheme() == "https" && url.host().is_some() && url.username().is_empty() => {}
+            _ => p(
+                "connect.help_url",
+                format!("`{u}` is not an https URL: give the page where a user finds their key, such as `https://example.com/account/api-keys`"),
+            ),
+        }
+    }
 }
 
 pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &mut Vec<Problem>) {
@@ -126,6 +189,9 @@ pub(super) fn connector(name: &str, c: &ConnectorConfig, file: &str, problems: &
     }
     auth(&c.auth, c.allow_insecure_http, c.per_user.then_some(name), &mut p);
     per_user(name, c, &mut p);
+    if let Some(labels) = &c.connect {
+        connect_labels(name, c, labels, &mut p);
+    }
     if let Some(r) = &c.refresh_on {
         for s in &r.status {
             // A success means "token expired" only with a text to find in its body (Slack

@@ -37,7 +37,9 @@ mod tests;
 pub mod tokens;
 mod webhooks;
 
-pub use connections::{CallbackOutcome, ConnectionView, Connections, FlowError};
+pub use connections::{
+    CallbackOutcome, ConnectionView, Connections, FlowError, PAGE_TTL_MS, PageConnector, PageMethod, PageSession, PageState,
+};
 pub use webhooks::signature as webhook_signature;
 
 pub use admin::{Admin, PutConnectorError, SecretInfo};

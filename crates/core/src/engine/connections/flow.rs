@@ -119,7 +119,7 @@ impl Connections {
         Ok(rules::start_link(&self.public_url, connector, &handle))
     }
 
-    fn return_to_allowed(&self, return_to: &str) -> bool {
+    pub(super) fn return_to_allowed(&self, return_to: &str) -> bool {
         rules::return_to_allowed(self.mirror.config().server.return_to_allow.iter().map(|e| e.value()), return_to)
     }
 
@@ -186,7 +186,7 @@ impl Connections {
         self.begin_state(connector, env, "", return_to, BTreeMap::new(), true).await
     }
 
-    async fn begin_state(
+    pub(super) async fn begin_state(
         &self,
         connector: &str,
         env: Env,

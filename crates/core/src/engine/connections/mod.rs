@@ -5,6 +5,7 @@
 
 mod flow;
 mod oauth1;
+mod page;
 mod rules;
 mod values;
 
@@ -26,6 +27,7 @@ use crate::store::{ConnectionFilter, ConnectionRow, Store, StoreError, TokenKey,
 use crate::{CallError, Env, ErrorCode};
 
 pub use flow::{CallbackOutcome, FlowError};
+pub use page::{PAGE_TTL_MS, PageConnector, PageMethod, PageSession, PageState};
 
 /// A connection with its token's health, for listings.
 #[derive(Debug, Clone)]
