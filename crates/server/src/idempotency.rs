@@ -24,7 +24,8 @@ pub struct IdempotencyKey {
 
 /// The routes whose `POST` creates something, as the router names them: the only ones where
 /// `Idempotency-Key` is read (elsewhere it is ignored, as Stripe does).
-pub const CREATES: &[&str] = &["/v1/admin/keys", "/v1/connect/{connector}", "/v1/users", "/v1/users/{id}/tokens"];
+pub const CREATES: &[&str] =
+    &["/v1/admin/keys", "/v1/connect", "/v1/connect/{connector}", "/v1/users", "/v1/users/{id}/tokens"];
 
 /// The largest body read here: axum's JSON limit, which these routes' extractors apply anyway.
 const BODY_LIMIT: usize = 2 * 1024 * 1024;

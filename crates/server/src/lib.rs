@@ -4,6 +4,7 @@
 //! engine, and map the result; every decision about credentials lives in `latchkey-core`.
 
 mod audit;
+pub mod connect_page;
 pub mod console;
 mod docs;
 mod error;

@@ -40,7 +40,7 @@ use crate::wire;
         admin::list_events, admin::list_tokens, admin::audit_hash,
         oauth::admin_list, oauth::admin_delete,
         calls::named_call, proxy_bare, proxy_slash, proxy_path,
-        oauth::connect, oauth::list, oauth::get_one, oauth::put_one, oauth::delete_one,
+        oauth::connect, oauth::connect_many, oauth::list, oauth::get_one, oauth::put_one, oauth::delete_one,
         identity::upsert_user, identity::get_user, identity::delete_user, identity::mint,
         identity::token, identity::introspect, identity::revoke, identity::jwks, identity::openid_configuration,
         oauth::exchange, oauth::connect_as_user, oauth::login, oauth::start, oauth::callback, oauth::connector_callback,

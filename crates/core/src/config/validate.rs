@@ -152,7 +152,9 @@ fn connect_labels(name: &str, c: &ConnectorConfig, l: &super::ConnectLabels, p: 
             Ok(url) if url.scheme() == "https" && url.host().is_some() && url.username().is_empty() => {}
             _ => p(
                 "connect.help_url",
-                format!("`{u}` is not an https URL: give the page where a user finds their key, such as `https://example.com/account/api-keys`"),
+                format!(
+                    "`{u}` is not an https URL: give the page where a user finds their key, such as `https://example.com/account/api-keys`"
+                ),
             ),
         }
     }

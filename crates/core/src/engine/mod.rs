@@ -38,7 +38,8 @@ pub mod tokens;
 mod webhooks;
 
 pub use connections::{
-    CallbackOutcome, ConnectionView, Connections, FlowError, PAGE_TTL_MS, PageConnector, PageMethod, PageSession, PageState,
+    CallbackOutcome, ConnectionView, Connections, FlowError, PAGE_TTL_MS, PageConnector, PageMethod, PageSession,
+    PageState,
 };
 pub use webhooks::signature as webhook_signature;
 

@@ -49,50 +49,66 @@ impl Notice {
 /// A whole page: `body` under a heading `title`, with the navigation when `operator` is
 /// signed in.
 pub(crate) fn page(nav: Nav, title: &str, notice: Option<Notice>, operator: Option<&Operator>, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (title) " · Latchkey console" }
-                link rel="stylesheet" href="/console/style.css";
-            }
-            body {
-                a.skip href="#main" { "Skip to content" }
-                header {
-                    span.brand { "Latchkey console" }
-                    @if let (Some(op), true) = (operator, nav != Nav::None) {
-                        nav aria-label="Console" {
-                            ul {
-                                @for (n, href, label) in LINKS {
-                                    li {
-                                        @if n == nav {
-                                            a href=(href) aria-current="page" { (label) }
-                                        } @else {
-                                            a href=(href) { (label) }
-                                        }
-                                    }
-                                }
+    let header = html! {
+        span.brand { "Latchkey console" }
+        @if let (Some(op), true) = (operator, nav != Nav::None) {
+            nav aria-label="Console" {
+                ul {
+                    @for (n, href, label) in LINKS {
+                        li {
+                            @if n == nav {
+                                a href=(href) aria-current="page" { (label) }
+                            } @else {
+                                a href=(href) { (label) }
                             }
-                        }
-                        form.signout method="post" action="/console/sign-out" {
-                            (op.csrf_field())
-                            button type="submit" { "Sign out" }
                         }
                     }
                 }
-                main #main tabindex="-1" {
-                    h1 { (title) }
-                    @if let Some(n) = notice {
-                        @if n.error {
-                            p.notice.error role="alert" { (n.text) }
-                        } @else {
-                            p.notice role="status" { (n.text) }
+            }
+            form.signout method="post" action="/console/sign-out" {
+                (op.csrf_field())
+                button type="submit" { "Sign out" }
+            }
+        }
+    };
+    let shell = Shell { site: "Latchkey console", stylesheet: "/console/style.css" };
+    shell.document(title, header, notice, body)
+}
+
+/// The document every HTML page of Latchkey shares (the console's and the connect page's):
+/// which site it is (in the title) and its stylesheet (served by Latchkey; the CSP allows no
+/// inline style), a skip link, a header, and `main` with its heading and notice.
+pub(crate) struct Shell<'a> {
+    pub site: &'a str,
+    pub stylesheet: &'a str,
+}
+
+impl Shell<'_> {
+    pub(crate) fn document(&self, title: &str, header: Markup, notice: Option<Notice>, body: Markup) -> Markup {
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    meta name="referrer" content="no-referrer";
+                    title { (title) " · " (self.site) }
+                    link rel="stylesheet" href=(self.stylesheet);
+                }
+                body {
+                    a.skip href="#main" { "Skip to content" }
+                    header { (header) }
+                    main #main tabindex="-1" {
+                        h1 { (title) }
+                        @if let Some(n) = notice {
+                            @if n.error {
+                                p.notice.error role="alert" { (n.text) }
+                            } @else {
+                                p.notice role="status" { (n.text) }
+                            }
                         }
+                        (body)
                     }
-                    (body)
                 }
             }
         }
@@ -118,7 +134,7 @@ pub(crate) async fn style() -> Response {
 
 /// Plain, readable, usable on a phone (one column under 40 rem; tables scroll sideways), with
 /// a visible focus ring on every control.
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1b1f24; --bg: #ffffff; --muted: #57606a; --line: #d0d7de; --accent: #0b57d0; --ok: #116329; --bad: #a40e26; --panel: #f6f8fa; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --bg: #0d1117; --muted: #9aa4ae; --line: #30363d; --accent: #6ea8fe; --ok: #3fb950; --bad: #ff7b72; --panel: #161b22; } }
 * { box-sizing: border-box; }

@@ -20,7 +20,7 @@ mod connections;
 mod connectors;
 mod events;
 mod keys;
-mod layout;
+pub(crate) mod layout;
 mod secrets;
 mod session;
 mod users;
@@ -88,7 +88,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
                        frame-ancestors 'none'; base-uri 'none'";
 
 /// The headers every console answer carries, pages, redirects and errors alike.
-async fn secure_headers(mut response: Response) -> Response {
+pub(crate) async fn secure_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -55,6 +55,7 @@ api! {
     "/v1/admin/tokens" => get(admin::list_tokens);
     "/v1/admin/audit-hash" => post(admin::audit_hash);
     "/v1/connectors/{connector}/calls/{call}" => post(calls::named_call);
+    "/v1/connect" => post(oauth::connect_many);
     "/v1/connect/{connector}" => post(oauth::connect);
     "/v1/users" => post(identity::upsert_user);
     "/v1/users/{id}" => get(identity::get_user), delete(identity::delete_user);
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     routes()
         .merge(crate::console::routes())
         .merge(crate::mcp::routes())
+        .merge(crate::connect_page::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

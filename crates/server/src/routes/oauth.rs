@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use latchkey_core::engine::{ConnectionView, FlowError};
+use latchkey_core::engine::{ConnectionView, FlowError, PAGE_TTL_MS};
 use latchkey_core::store::ConnectionFilter;
 use latchkey_core::time_fmt::rfc3339;
 use latchkey_core::{CallError, Env, ErrorCode};
@@ -44,10 +44,59 @@ pub async fn connect(
             format!(r#"the body must be JSON {{"user": "...", "return_to": "https://..."}}: {}"#, e.body_text()),
         )
     })?;
-    let url =
-        state.engine.connections().connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
-    let expires_at = rfc3339(state.engine.now_ms() + 10 * 60 * 1000);
-    Ok((StatusCode::CREATED, Json(wire::ConnectLink { expires_at: Some(expires_at), url })).into_response())
+    let connections = state.engine.connections();
+    if connections.is_values_connector(&connector) {
+        // A user's own values are entered on the connect page, not at a provider.
+        if !b.params.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParams,
+                format!("connector `{connector}` takes no `params`: its users enter their values on the connect page"),
+            ));
+        }
+        let url = connections.connect_page_session(caller.env, &b.user, &[connector], &b.return_to).await?;
+        return Ok(link(&state, url, PAGE_TTL_MS));
+    }
+    let url = connections.connect_session(caller.env, &connector, &b.user, &b.return_to, b.params).await?;
+    Ok(link(&state, url, 10 * 60 * 1000))
+}
+
+fn link(state: &AppState, url: String, ttl_ms: i64) -> Response {
+    let expires_at = rfc3339(state.engine.now_ms() + ttl_ms);
+    (StatusCode::CREATED, Json(wire::ConnectLink { expires_at: Some(expires_at), url })).into_response()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectManyBody {
+    /// The app's user id (1 to 200 characters).
+    user: String,
+    /// The connectors to list on the page (1 to 20): OAuth (`oauth2_authorization_code`)
+    /// connectors and `per_user = true` ones.
+    connectors: Vec<String>,
+    /// Where the browser goes when the user is done (`?status=done` added); an entry of
+    /// `[server] return_to_allow` must allow it.
+    return_to: String,
+}
+
+/// `POST /v1/connect`: a single-use link (15 minutes) to the connect page, where the user
+/// connects several connectors (OAuth logins and their own API keys or passwords).
+#[utoipa::path(post, path = "/v1/connect", tag = "connections", params(crate::idempotency::IdempotencyKey), request_body = ConnectManyBody, security(("app_key" = [])), responses((status = 201, description = "A single-use link (15 minutes) to the connect page for the user's browser.", body = wire::ConnectLink)))]
+pub async fn connect_many(
+    State(state): State<AppState>,
+    caller: AppCaller,
+    b: JsonBody<ConnectManyBody>,
+) -> Result<Response, ApiError> {
+    let Json(b) = b.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(
+                r#"the body must be JSON {{"user": "...", "connectors": ["..."], "return_to": "https://..."}}: {}"#,
+                e.body_text()
+            ),
+        )
+    })?;
+    let url = state.engine.connections().connect_page_session(caller.env, &b.user, &b.connectors, &b.return_to).await?;
+    Ok(link(&state, url, PAGE_TTL_MS))
 }
 
 fn flow_failure(e: FlowError) -> Response {
@@ -63,7 +112,7 @@ fn flow_failure(e: FlowError) -> Response {
     }
 }
 
-fn redirect(to: &str, cookie: Option<String>) -> Response {
+pub(crate) fn redirect(to: &str, cookie: Option<String>) -> Response {
     let mut resp = StatusCode::FOUND.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -76,7 +125,7 @@ fn redirect(to: &str, cookie: Option<String>) -> Response {
     resp
 }
 
-fn cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
+pub(crate) fn cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
     let secure = if state.engine.public_url().starts_with("https://") { "; Secure" } else { "" };
     format!("{name}={value}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }

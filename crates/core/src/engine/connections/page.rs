@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::rules::flow_error;
+use super::rules::{self, flow_error};
 use super::{Connections, FlowError, flow_aad, unavailable};
 use crate::auth::Credential;
 use crate::config::{ConnectLabels, ConnectPageConfig};
@@ -44,6 +44,13 @@ pub struct PageSession {
     pub csrf: SecretString,
     /// Unix milliseconds: the session ends then, whatever is done on it.
     pub expires_at: i64,
+}
+
+impl PageSession {
+    /// Where "Done" sends the browser: `return_to` with `status=done`.
+    pub fn done_url(&self) -> String {
+        rules::with_query(&self.return_to, &[("status", "done")])
+    }
 }
 
 impl std::fmt::Debug for PageSession {
@@ -127,7 +134,8 @@ impl Connections {
         let handle = random::token(43);
         let hash = sha256(handle.as_bytes()).to_vec();
         let now = self.clock.now_ms();
-        let data = serde_json::to_vec(&PageData { connectors: seen }).map_err(|e| CallError::internal(e.to_string()))?;
+        let data =
+            serde_json::to_vec(&PageData { connectors: seen }).map_err(|e| CallError::internal(e.to_string()))?;
         let row = FlowRow {
             sealed: Some(self.vault.seal(&flow_aad(&hash, "session", env), &data)),
             handle_hash: hash,
@@ -157,11 +165,12 @@ impl Connections {
                 _ => Err(CallError::internal(format!("connector `{connector}` is per_user but not prepared so"))),
             };
         }
-        self.user_auth(connector, env).map(|_| PageMethod::OAuth).map_err(|_| {
-            CallError::invalid_params(format!(
+        if !matches!(conn.config.auth, crate::config::AuthConfig::OAuth2AuthorizationCode(_)) {
+            return Err(CallError::invalid_params(format!(
                 "connector `{connector}` has no per-user connections: the connect page shows oauth2_authorization_code connectors and `per_user = true` ones"
-            ))
-        })
+            )));
+        }
+        self.user_auth(connector, env).map(|_| PageMethod::OAuth)
     }
 
     /// Whether a link for `connector` alone goes to the page (a `per_user` connector) rather
@@ -176,7 +185,8 @@ impl Connections {
         let now = self.clock.now_ms();
         let hash = sha256(handle.as_bytes());
         let unavailable = |e: crate::store::StoreError| flow_error("unavailable", e.to_string(), None);
-        let invalid = || flow_error("session_invalid", "this connect link is not valid: ask the app for a new one", None);
+        let invalid =
+            || flow_error("session_invalid", "this connect link is not valid: ask the app for a new one", None);
         let row = match self.store.get_flow(&hash).await.map_err(unavailable)? {
             Some(r) if r.kind == "session" && r.connector.is_empty() => r,
             _ => return Err(invalid()),
