@@ -13,6 +13,7 @@ mod cli;
 mod cli_commands;
 mod client_auth;
 mod cluster;
+mod connect_page;
 mod connections;
 mod console;
 mod crash;

@@ -401,3 +401,18 @@ async fn branding_is_served_from_this_origin() {
     a.is_html_with_headers();
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_listed_connect_page_route_is_served_and_none_is_the_json_apis() {
+    let p = Page::start().await;
+    for (path, methods) in super::ROUTES {
+        let path = path.replace("{connector}", "mine");
+        for m in *methods {
+            let req = Request::builder().method(m.to_uppercase().as_str()).uri(&path).body(Body::empty()).unwrap();
+            let a = p.send(req).await;
+            assert!(a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED, "{m} {path}: {}", a.status);
+        }
+    }
+    assert!(super::ROUTES.iter().all(|(p, _)| p.starts_with("/connect")));
+    assert!(crate::ROUTES.iter().all(|(p, _)| !p.starts_with("/connect")));
+}
