@@ -565,3 +565,59 @@ fn oauth1_authorization_needs_its_three_urls_over_https() {
     let m = problem_at(&text(&format!("{good}, token = {{ secret = \"t\" }}")), "auth.token");
     assert!(m.contains("unknown field"), "{m}");
 }
+
+#[test]
+fn the_connect_page_branding_and_labels_are_checked_at_load() {
+    let ok = r##"
+[server.connect_page]
+title = "Acme"
+accent_color = "#0B57d0"
+logo_url = "data:image/png;base64,iVBORw0KGgo="
+
+[connectors.k]
+base_url = "https://k.example"
+per_user = true
+auth = { method = "api_key_header", name = "X-Key" }
+connect = { label = "K", help = "Find it under Settings.", help_url = "https://k.example/keys" }
+"##;
+    let c = Config::parse(ok, "f").unwrap();
+    let page = c.server.connect_page.as_ref().unwrap();
+    assert_eq!(page.logo().map(|(t, b)| (t, b.len())), Some(("image/png", 8)));
+    assert_eq!(c.connectors["k"].connect.as_ref().unwrap().label.as_deref(), Some("K"));
+
+    let bad = r##"
+[server.connect_page]
+title = ""
+accent_color = "blue"
+logo_url = "https://cdn.example/logo.png"
+
+[connectors.k]
+base_url = "https://k.example"
+per_user = true
+auth = { method = "api_key_header", name = "X-Key" }
+connect = { label = "two\nlines", help_url = "http://k.example/keys" }
+
+[connectors.app]
+base_url = "https://app.example"
+auth = { method = "api_key_header", name = "X-Key", key = { secret = "s" } }
+connect = { label = "App" }
+"##;
+    let p = problems(bad);
+    let at: Vec<(Option<&str>, Option<&str>)> =
+        p.iter().map(|p| (p.connector.as_deref(), p.field.as_deref())).collect();
+    for want in [
+        (None, Some("server.connect_page.title")),
+        (None, Some("server.connect_page.accent_color")),
+        (None, Some("server.connect_page.logo_url")),
+        (Some("k"), Some("connect.label")),
+        (Some("k"), Some("connect.help_url")),
+        (Some("app"), Some("connect")),
+    ] {
+        assert!(at.contains(&want), "{want:?} missing: {p:#?}");
+    }
+    assert_eq!(p.len(), 6, "{p:#?}");
+    let logo = p.iter().find(|p| p.field.as_deref() == Some("server.connect_page.logo_url")).unwrap();
+    assert!(logo.message.contains("data:") && logo.message.contains("own origin"), "{logo:#?}");
+    let colour = p.iter().find(|p| p.field.as_deref() == Some("server.connect_page.accent_color")).unwrap();
+    assert!(colour.message.contains("#rrggbb"), "{colour:#?}");
+}

@@ -410,7 +410,11 @@ async fn every_listed_connect_page_route_is_served_and_none_is_the_json_apis() {
         for m in *methods {
             let req = Request::builder().method(m.to_uppercase().as_str()).uri(&path).body(Body::empty()).unwrap();
             let a = p.send(req).await;
-            assert!(a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED, "{m} {path}: {}", a.status);
+            assert!(
+                a.status != StatusCode::NOT_FOUND && a.status != StatusCode::METHOD_NOT_ALLOWED,
+                "{m} {path}: {}",
+                a.status
+            );
         }
     }
     assert!(super::ROUTES.iter().all(|(p, _)| p.starts_with("/connect")));
