@@ -112,30 +112,46 @@ async fn not_found(State(state): State<AppState>) -> Response {
     error_page(&state, StatusCode::NOT_FOUND, "There is no such page.")
 }
 
-/// The page's session from its cookie, or the error page that says why there is none.
-fn session(state: &AppState, headers: &HeaderMap) -> Result<PageSession, Response> {
-    cookie_value(headers, COOKIE)
-        .filter(|v| !v.is_empty())
-        .and_then(|v| state.engine.connections().open_page_session(v))
-        .ok_or_else(|| {
-            error_page(
+/// Why a request of the page is refused before anything is done.
+#[derive(Clone, Copy)]
+enum Refused {
+    /// No session: no cookie, or one that does not open (ended, tampered, another install's).
+    Ended,
+    /// A form or link without the session's CSRF token.
+    Csrf,
+}
+
+impl Refused {
+    fn page(self, state: &AppState) -> Response {
+        match self {
+            Refused::Ended => error_page(
                 state,
                 StatusCode::UNAUTHORIZED,
                 "This connect session has ended (it lasts 15 minutes, and its link opens once): ask the app for a new link.",
-            )
-        })
+            ),
+            Refused::Csrf => error_page(
+                state,
+                StatusCode::FORBIDDEN,
+                "This form does not belong to your connect session (it came from another page): go back, reload the page and try again.",
+            ),
+        }
+    }
+}
+
+/// The page's session from its cookie.
+fn session(state: &AppState, headers: &HeaderMap) -> Result<PageSession, Refused> {
+    cookie_value(headers, COOKIE)
+        .filter(|v| !v.is_empty())
+        .and_then(|v| state.engine.connections().open_page_session(v))
+        .ok_or(Refused::Ended)
 }
 
 /// Refuses a form or link whose token is not the session's (compared in constant time).
-fn check_csrf(state: &AppState, s: &PageSession, sent: &str) -> Result<(), Response> {
+fn check_csrf(s: &PageSession, sent: &str) -> Result<(), Refused> {
     if bool::from(subtle::ConstantTimeEq::ct_eq(s.csrf.expose_secret().as_bytes(), sent.as_bytes())) {
         Ok(())
     } else {
-        Err(error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            "This form does not belong to your connect session (it came from another page): go back, reload the page and try again.",
-        ))
+        Err(Refused::Csrf)
     }
 }
 
@@ -156,7 +172,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query
     }
     let s = match session(&state, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.page(&state),
     };
     let notice = match (q.get("status").map(String::as_str), q.get("saved"), q.get("error")) {
         (Some("connected"), _, _) => Some(Notice::info("Connected.")),
@@ -267,7 +283,7 @@ async fn put_values(
 ) -> Response {
     let s = match session(&state, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.page(&state),
     };
     let Ok(axum::Form(form)) = form else {
         return error_page(
@@ -285,8 +301,8 @@ async fn put_values(
             given.push((k, SecretString::from(v)));
         }
     }
-    if let Err(r) = check_csrf(&state, &s, &csrf) {
-        return r;
+    if let Err(r) = check_csrf(&s, &csrf) {
+        return r.page(&state);
     }
     if !s.connectors.contains(&connector) || !state.engine.connections().is_values_connector(&connector) {
         return error_page(&state, StatusCode::NOT_FOUND, "This connector is not on this connect page.");
@@ -323,10 +339,10 @@ async fn start(
 ) -> Response {
     let s = match session(&state, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.page(&state),
     };
-    if let Err(r) = check_csrf(&state, &s, q.get("csrf").map_or("", String::as_str)) {
-        return r;
+    if let Err(r) = check_csrf(&s, q.get("csrf").map_or("", String::as_str)) {
+        return r.page(&state);
     }
     match state.engine.connections().start_from_page(&s, &connector).await {
         Ok((login, name, value)) => {
@@ -345,10 +361,10 @@ async fn start(
 async fn done(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     let s = match session(&state, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.page(&state),
     };
-    if let Err(r) = check_csrf(&state, &s, q.get("csrf").map_or("", String::as_str)) {
-        return r;
+    if let Err(r) = check_csrf(&s, q.get("csrf").map_or("", String::as_str)) {
+        return r.page(&state);
     }
     with_cookie(see_other(&s.done_url()), set_cookie(&state, "", 0))
 }
