@@ -99,7 +99,7 @@ fn header(state: &AppState) -> Markup {
 }
 
 /// An error as a page: what went wrong and what to do (the page never answers JSON).
-fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
     let body = html! {
         p.notice.error role="alert" { (message) }
         p { "Go back to the app and start connecting again." }

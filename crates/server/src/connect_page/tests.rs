@@ -420,3 +420,35 @@ async fn every_listed_connect_page_route_is_served_and_none_is_the_json_apis() {
     assert!(super::ROUTES.iter().all(|(p, _)| p.starts_with("/connect")));
     assert!(crate::ROUTES.iter().all(|(p, _)| !p.starts_with("/connect")));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_oauth_link_is_a_page_for_a_browser_and_json_for_a_program() {
+    let p = Page::start().await;
+    let a = p.api("/v1/connect/gh", serde_json::json!({"user": "alice", "return_to": "https://app.test/back"})).await;
+    let url: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let path = url["url"].as_str().unwrap().trim_start_matches("https://lk.example.com").to_owned();
+    assert_eq!(p.get(&path, None).await.status, StatusCode::FOUND);
+    let browser = Request::get(&path).header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8");
+    // Spent: back to the app, which hears why (as before).
+    let a = p.send(browser.body(Body::empty()).unwrap()).await;
+    assert_eq!((a.status, a.location()), (StatusCode::FOUND, "https://app.test/back?status=error&error=session_used"));
+    // Nowhere to send it back: a page.
+    let a =
+        p.send(Request::get("/oauth/gh/start").header(header::ACCEPT, "text/html").body(Body::empty()).unwrap()).await;
+    a.is_html_with_headers();
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("has no `session`"), "{}", a.body);
+    let a = p
+        .send(
+            Request::get("/oauth/gh/start?session=nope")
+                .header(header::ACCEPT, "text/html")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    a.is_html_with_headers();
+    assert!(a.body.contains("not valid"), "{}", a.body);
+    // A program gets the JSON error, as before.
+    let a = p.get("/oauth/gh/start?session=nope", None).await;
+    assert!(a.headers.get("content-type").unwrap().to_str().unwrap().starts_with("application/json"), "{}", a.body);
+}

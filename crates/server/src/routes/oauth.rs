@@ -136,21 +136,34 @@ pub async fn start(
     State(state): State<AppState>,
     Path(connector): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(session) = q.get("session") else {
-        return flow_failure(FlowError {
-            code: "session_invalid",
-            message: "the link has no `session`".into(),
-            redirect: None,
-        });
+        return browser_failure(
+            &state,
+            &headers,
+            FlowError { code: "session_invalid", message: "the link has no `session`".into(), redirect: None },
+        )
+        .await;
     };
     match state.engine.connections().start_flow(&connector, session).await {
         Ok((login, name, value)) => {
             let c = cookie(&state, &name, &value, 600);
             redirect(&login, Some(c))
         }
-        Err(e) => flow_failure(e),
+        Err(e) => browser_failure(&state, &headers, e).await,
     }
+}
+
+/// A failed step with nowhere to send the browser back: an error page (with the connect
+/// page's headers) for a browser, which asks for HTML; the JSON error for anything else.
+async fn browser_failure(state: &AppState, headers: &HeaderMap, e: FlowError) -> Response {
+    let html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
+    if e.redirect.is_some() || !html {
+        return flow_failure(e);
+    }
+    let status = if e.code == "unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
+    crate::console::secure_headers(crate::connect_page::error_page(state, status, &e.message)).await
 }
 
 fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
@@ -175,7 +188,7 @@ async fn finish(
             let c = cookie(&state, &done.cookie_name, "", 0);
             redirect(&done.redirect, Some(c))
         }
-        Err(e) => flow_failure(e),
+        Err(e) => browser_failure(&state, &headers, e).await,
     }
 }
 
