@@ -180,8 +180,16 @@ pub fn import(command: &str, name: Option<&str>, call_name: Option<&str>) -> any
         anyhow::bail!("the command names no URL: paste the whole `curl …` command, URL included");
     };
     let with_scheme = if raw_url.contains("://") { raw_url.clone() } else { format!("http://{raw_url}") };
-    let url = url::Url::parse(&with_scheme).map_err(|e| anyhow::anyhow!("`{raw_url}` is not a URL: {e}"))?;
-    let Some(host) = url.host_str() else { anyhow::bail!("`{raw_url}` has no host") };
+    // The URL is not repeated in these errors: it may carry a credential (`user:pass@`, a key
+    // in the query) that must stay out of the terminal's scrollback.
+    let url = url::Url::parse(&with_scheme).map_err(|e| {
+        anyhow::anyhow!(
+            "the command's URL cannot be read ({e}): paste it whole, e.g. `https://api.example.com/v1/items`"
+        )
+    })?;
+    let Some(host) = url.host_str() else {
+        anyhow::bail!("the command's URL has no host: paste it whole, e.g. `https://api.example.com/v1/items`")
+    };
     if !url.username().is_empty() {
         notes.push("the URL's `user:password@` was taken as Basic credentials".to_owned());
     }
@@ -462,7 +470,7 @@ fn parse(command: &str, notes: &mut Vec<String>) -> anyhow::Result<Request> {
         let mut value = |what: &str| -> anyhow::Result<String> {
             match inline.clone().or_else(|| words.next()) {
                 Some(v) => Ok(v),
-                None => anyhow::bail!("`{what}` needs a value"),
+                None => anyhow::bail!("`{what}` needs a value: paste the whole command, with what follows `{what}`"),
             }
         };
         match flag.as_str() {
@@ -539,6 +547,13 @@ mod tests {
         let text = conn.to_toml(name);
         latchkey_core::config::Config::parse(&text, "import").unwrap_or_else(|e| panic!("{e}\n{text}"));
         text
+    }
+
+    #[test]
+    fn a_url_that_cannot_be_read_is_not_repeated_in_the_error() {
+        let e = import("curl 'http://user:canary-pw@[bad/x?api_key=canary-key'", None, None).unwrap_err().to_string();
+        assert!(!e.contains("canary"), "{e}");
+        assert!(e.contains("paste it whole"), "{e}");
     }
 
     #[test]
