@@ -116,6 +116,7 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         jti: "j".into(),
         env: "live".into(),
         fam: "f".into(),
+        scope: None,
     };
     as_json_wrote(Introspection::from(&Found::Access(claims)));
     as_json_wrote(OpenIdConfiguration::of("https://lk.example", vec!["ES256", "RS256"]));

@@ -41,6 +41,11 @@ pub struct UserClaims {
     pub env: String,
     /// The refresh-token family it was issued with (revoking the family revokes it).
     pub fam: String,
+    /// What the token may do, space-separated (RFC 8693 §4.2 / RFC 9068 `scope`); absent when
+    /// unrestricted. Read by `/mcp` to narrow the tools a token sees (`tools`,
+    /// `connector:NAME`, `tool:NAME`); see docs/mcp.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// What `POST /v1/users/{id}/tokens` and `POST /v1/token` answer.
@@ -84,6 +89,7 @@ pub(crate) fn access_claims(
         jti,
         env: env.as_str().into(),
         fam: family.to_owned(),
+        scope: None,
     }
 }
 
