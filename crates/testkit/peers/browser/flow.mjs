@@ -99,11 +99,20 @@ const userDataDir = mkdtempSync(join(tmpdir(), 'latchkey-chromium-'));
 async function pageState() {
   let html = '';
   let finalUrl = '';
-  try {
-    finalUrl = page ? page.url() : '';
-    html = page ? await page.content() : '';
-  } catch (e) {
-    html = `(page content unavailable: ${e.message})`;
+  // A navigation still under way when the deadline struck (a slow, loaded machine) is let
+  // settle first, so that the report shows the page the browser was going to, not an error
+  // about a page in transit; the caller bounds the whole of this at 3 s.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      if (page) await page.waitForLoadState('load', { timeout: 500 }).catch(() => {});
+      finalUrl = page ? page.url() : '';
+      html = page ? await page.content() : '';
+      break;
+    } catch (e) {
+      finalUrl = page ? page.url() : '';
+      html = `(page content unavailable: ${e.message})`;
+      await sleep(100);
+    }
   }
   return { finalUrl, html: html.slice(0, 2000) };
 }

@@ -337,10 +337,10 @@ mod tests {
             "start_url": format!("http://127.0.0.1:{port}/start"),
             "click": "text=Connect",
             "expect_prefix": format!("http://127.0.0.1:{port}/never"),
-            "timeout_ms": 5000,
+            "timeout_ms": 8000,
         });
         let err = tokio::task::spawn_blocking(move || run_flow(&input)).await.unwrap().expect_err("never arrives");
-        assert!(err.contains("timed out after 5000 ms"), "{err}");
+        assert!(err.contains("timed out after 8000 ms"), "{err}");
         assert!(err.contains(&format!("final URL: http://127.0.0.1:{port}/done")), "{err}");
         assert!(err.contains("<p>done</p>"), "{err}");
     }
