@@ -222,16 +222,29 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// The input schema of a named call: its public parameters (private ones are fixed and never
-/// appear), each with its description and default (whose type is the parameter's), and which
-/// are required.
+/// appear), each with its `type` (declared, else its default's), `enum`, description and
+/// default, and which are required.
 pub(crate) fn input_schema(call: &CallConfig) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for (name, p) in call.params.iter().filter(|(_, p)| !p.private) {
         let mut prop = Map::new();
+        // The declared `type`, else the default's: text that reads as the type is accepted
+        // too, but a schema says what to send.
+        match (p.ty, &p.default) {
+            (Some(t), _) => {
+                prop.insert("type".into(), t.as_str().into());
+            }
+            (None, Some(d)) => {
+                prop.insert("type".into(), json_type(d).into());
+            }
+            (None, None) => {}
+        }
         if let Some(d) = &p.default {
-            prop.insert("type".into(), json_type(d).into());
             prop.insert("default".into(), d.clone());
+        }
+        if let Some(allowed) = &p.one_of {
+            prop.insert("enum".into(), Value::Array(allowed.clone()));
         }
         if let Some(d) = &p.description {
             prop.insert("description".into(), Value::String(d.clone()));
@@ -387,13 +400,23 @@ mod tests {
                 "q": {"required": true, "description": "what to look for"},
                 "limit": {"default": 10},
                 "key": {"private": true, "value": "fixed"},
+                "page": {"type": "integer", "required": true},
+                "sort": {"enum": ["asc", "desc"], "default": "asc"},
+                "ratio": {"type": "number", "default": 1, "enum": [1, 2.5]},
             },
         }))
         .unwrap();
         let s = input_schema(&call);
-        assert_eq!(s["required"], json!(["q"]));
+        assert_eq!(s["required"], json!(["page", "q"]));
         assert_eq!(s["properties"]["q"]["description"], "what to look for");
         assert_eq!(s["properties"]["limit"], json!({"type": "integer", "default": 10}));
+        assert_eq!(s["properties"]["page"], json!({"type": "integer"}));
+        assert_eq!(s["properties"]["sort"], json!({"type": "string", "default": "asc", "enum": ["asc", "desc"]}));
+        assert_eq!(
+            s["properties"]["ratio"],
+            json!({"type": "number", "default": 1, "enum": [1, 2.5]}),
+            "declared wins"
+        );
         assert!(s["properties"].get("key").is_none(), "{s}");
         assert_eq!(s["additionalProperties"], false);
     }

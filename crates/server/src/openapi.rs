@@ -133,6 +133,7 @@ impl utoipa::Modify for Contract {
             .header(REQUEST_ID, request_id())
             .build();
         components.responses.insert("Error".to_owned(), RefOr::T(error));
+        components.schemas.insert("CallParameter".to_owned(), RefOr::T(Schema::Object(call_parameter())));
         let mut seen = std::collections::BTreeSet::new();
         for item in api.paths.paths.values_mut() {
             for (method, op) in [
@@ -183,6 +184,45 @@ fn contract(op: &mut Operation, method: &str, seen: &mut std::collections::BTree
     let id = if seen.contains(&id) { format!("{id}_{method}") } else { id };
     seen.insert(id.clone());
     op.operation_id = Some(id);
+}
+
+/// One entry of a named call's `params` in a connector definition
+/// (`calls.CALL.params.NAME`, the `[connectors.NAME.calls.CALL.params]` table of the file).
+fn call_parameter() -> Object {
+    let field = |ty: Option<Type>, about: &str| {
+        let mut o = Object::builder().description(Some(about));
+        if let Some(t) = ty {
+            o = o.schema_type(t);
+        }
+        o.build()
+    };
+    let any = |about: &str| field(None, about);
+    let types = Object::builder()
+        .schema_type(Type::String)
+        .enum_values(Some(latchkey_core::config::ParamType::NAMES.split(", ")))
+        .description(Some(
+            "The JSON type a caller's value must have; any value when absent. Text that reads as an integer, a \
+             number or a boolean (`\"5\"`, `\"true\"`) is taken as one. `array` and `object` parameters go into \
+             the JSON body only. A wrong type is `invalid_params` naming the parameter and the type.",
+        ));
+    let allowed = utoipa::openapi::schema::Array::builder().items(Object::new()).min_items(Some(1)).description(Some(
+        "The values a caller may send (of `type`, when given); another is `invalid_params` naming the parameter \
+         and listing them.",
+    ));
+    Object::builder()
+        .description(Some(
+            "A named call's parameter: `calls.CALL.params.NAME` of a connector definition. Checked at load: `type`, \
+             `enum`, `default` and `value` must agree.",
+        ))
+        .property("required", field(Some(Type::Boolean), "The caller must send it (not with `default`)."))
+        .property("default", any("Used when the caller does not send it."))
+        .property("private", field(Some(Type::Boolean), "Fixed by `value`: callers can neither send nor read it."))
+        .property("value", any("A private parameter's value."))
+        .property("description", field(Some(Type::String), "Shown to people and, at `/mcp`, to agents."))
+        .property("type", types.build())
+        .property("enum", allowed.build())
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        .build()
 }
 
 /// The schema of `code` in an error body: one of [`ErrorCode::ALL`].
@@ -267,6 +307,14 @@ mod tests {
         for s in ["admin_key", "app_key", "user_token"] {
             assert_eq!(doc["components"]["securitySchemes"][s]["scheme"], "bearer", "{s}");
         }
+        // A call parameter's fields, `type` and `enum` among them.
+        let param = &doc["components"]["schemas"]["CallParameter"];
+        assert_eq!(
+            param["properties"]["type"]["enum"],
+            serde_json::json!(["string", "integer", "number", "boolean", "array", "object"])
+        );
+        assert_eq!(param["properties"]["enum"]["type"], "array");
+        assert_eq!(param["additionalProperties"], false);
         let mut ids = BTreeSet::new();
         for item in doc["paths"].as_object().unwrap().values() {
             for op in item.as_object().unwrap().values().filter(|o| o.get("responses").is_some()) {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use latchkey_core::config::ParamType;
 use secrecy::SecretString;
 use serde_json::Value;
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table};
@@ -144,7 +145,16 @@ pub struct Param {
     pub description: Option<String>,
     /// A fixed value no caller sees or sends (`private = true`, `value = …`).
     pub private: Option<Value>,
+    /// The JSON type (`type = "integer"`), one of the configuration's type names.
+    pub ty: Option<&'static str>,
+    /// The values allowed (`enum = [...]`).
+    pub one_of: Option<Vec<Value>>,
 }
+
+/// The configuration's parameter types.
+const TYPES: &[&str] = &["string", "integer", "number", "boolean", "array", "object"];
+/// An `enum` longer than this is left to the description.
+const MAX_ENUM: usize = 100;
 
 impl Call {
     /// Declares a parameter named after `wanted` (made a valid, unused name) and returns its
@@ -165,8 +175,54 @@ impl Call {
         }
         let default = default.filter(|d| !d.is_null() && toml_value(d).is_some());
         let required = required && default.is_none();
-        self.params.push(Param { name: name.clone(), required, default, description, private: None });
+        self.params.push(Param { name: name.clone(), required, default, description, ..Param::default() });
         name
+    }
+
+    /// Gives parameter `name` the document's type and allowed values, as far as they agree
+    /// with each other, with its default and with where it goes (`text`: a path, query or
+    /// header, where lists and tables cannot go), so that the output passes `latchkey check`:
+    /// a default given as text that reads as the type (`"20"` for an integer) becomes that
+    /// type; a type the default does not have is left out, as is an `enum` its values, the
+    /// type or the default do not fit.
+    pub fn set_type(&mut self, name: &str, ty: Option<&str>, one_of: Option<&Value>, text: bool) {
+        let Some(p) = self.params.iter_mut().find(|p| p.name == name) else { return };
+        let mut ty = ty.and_then(|t| TYPES.iter().copied().find(|k| *k == t));
+        if text && matches!(ty, Some("array" | "object")) {
+            ty = None;
+        }
+        let parsed = ty.and_then(|t| serde_json::from_value::<ParamType>(Value::String(t.to_owned())).ok());
+        if let (Some(t), Some(d)) = (parsed, &p.default)
+            && !t.matches(d)
+        {
+            match d.as_str().and_then(|s| t.read(s)) {
+                Some(read) => p.default = Some(read),
+                None => ty = None,
+            }
+        }
+        let parsed = ty.and_then(|t| serde_json::from_value::<ParamType>(Value::String(t.to_owned())).ok());
+        p.ty = ty;
+        let values: Option<Vec<Value>> = one_of.and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter(|v| !v.is_null())
+                .map(|v| match (parsed, v.as_str()) {
+                    // `enum: ["1", "2"]` on an integer: as the type.
+                    (Some(t), Some(s)) if !t.matches(v) => t.read(s).unwrap_or_else(|| v.clone()),
+                    _ => v.clone(),
+                })
+                .collect()
+        });
+        let fits = |vs: &Vec<Value>| {
+            !vs.is_empty()
+                && vs.len() <= MAX_ENUM
+                && vs.iter().all(|v| {
+                    toml_value(v).is_some()
+                        && parsed.is_none_or(|t| t.matches(v))
+                        && !(text && matches!(v, Value::Array(_) | Value::Object(_)))
+                })
+                && p.default.as_ref().is_none_or(|d| vs.contains(d))
+        };
+        p.one_of = values.filter(fits);
     }
 }
 
@@ -314,6 +370,12 @@ impl Call {
                 }
                 if let Some(v) = p.default.as_ref().and_then(toml_value) {
                     spec.insert("default", v);
+                }
+                if let Some(t) = p.ty {
+                    spec.insert("type", t.into());
+                }
+                if let Some(v) = p.one_of.as_ref().and_then(|v| toml_value(&Value::Array(v.clone()))) {
+                    spec.insert("enum", v);
                 }
                 if let Some(d) = &p.description {
                     spec.insert("description", one_line(d).into());

@@ -297,11 +297,13 @@ fn operation(doc: &Doc<'_>, call: &mut Call, path: &str, op: &Value, params: &[&
             // A path parameter is required whatever the document says (some forget to say so).
             "path" => {
                 let n = call.add_param(name, true, default, description);
+                call.set_type(&n, schema_type(schema), schema.get("enum"), true);
                 path_names.insert(name.to_owned(), n);
             }
             "query" => {
                 let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
                 let n = call.add_param(name, required, default, description);
+                call.set_type(&n, schema_type(schema), schema.get("enum"), true);
                 call.query.push((name.to_owned(), format!("<{n}>")));
             }
             "header" => {
@@ -312,6 +314,7 @@ fn operation(doc: &Doc<'_>, call: &mut Call, path: &str, op: &Value, params: &[&
                 }
                 let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
                 let n = call.add_param(name, required, default, description);
+                call.set_type(&n, schema_type(schema), schema.get("enum"), true);
                 call.headers.push((name.to_owned(), format!("<{n}>")));
             }
             "body" => {
@@ -387,6 +390,7 @@ fn body(doc: &Doc<'_>, call: &mut Call, schema: &Value, required: bool) {
     collect_properties(doc, schema, &mut props, &mut required_props, 0);
     if props.is_empty() {
         let n = call.add_param("body", required, None, Some("the request's JSON body".into()));
+        call.set_type(&n, schema_type(schema), None, false);
         call.body = Some(Value::String(format!("<{n}>")));
         return;
     }
@@ -398,6 +402,7 @@ fn body(doc: &Doc<'_>, call: &mut Call, schema: &Value, required: bool) {
         }
         let n =
             call.add_param(&prop, required_props.contains(&prop), spec.get("default").cloned(), describe(spec, spec));
+        call.set_type(&n, schema_type(spec), spec.get("enum"), false);
         template.insert(prop, Value::String(format!("<{n}>")));
     }
     call.body = Some(Value::Object(template));
@@ -428,6 +433,19 @@ fn collect_properties(
             .flatten()
             .filter_map(|r| r.as_str().map(str::to_owned)),
     );
+}
+
+/// A schema's `type`: the word, or (OpenAPI 3.1) the one type of a list besides `null`.
+fn schema_type(schema: &Value) -> Option<&str> {
+    match schema.get("type")? {
+        Value::String(t) => Some(t),
+        Value::Array(list) => {
+            let mut types = list.iter().filter_map(Value::as_str).filter(|t| *t != "null");
+            let one = types.next();
+            if types.next().is_some() { None } else { one }
+        }
+        _ => None,
+    }
 }
 
 /// `(integer) The pet's id`: the type, the description, the allowed values.

@@ -35,6 +35,8 @@ fn secret_like(name: &str) -> bool {
 
 struct Ctx<'a> {
     vars: BTreeMap<String, String>,
+    /// The collection variables' declared types (`"type": "number"`).
+    types: BTreeMap<String, String>,
     conn: &'a str,
     /// Credentials found, by secret name.
     found: Vec<(String, SecretString)>,
@@ -104,7 +106,14 @@ pub fn import(text: &str, name: Option<&str>) -> anyhow::Result<(String, Connect
     }
     let conn_name = name.map_or_else(|| slug(str_of(info, "name").unwrap_or("api")), str::to_owned);
     let vars: BTreeMap<String, String> = kv(root.get("variable")).into_iter().map(|(k, v, _)| (k, v)).collect();
-    let mut ctx = Ctx { vars, conn: &conn_name, found: Vec::new(), notes: Vec::new() };
+    let types: BTreeMap<String, String> = root
+        .get("variable")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((str_of(v, "key")?.to_owned(), str_of(v, "type")?.to_owned())))
+        .collect();
+    let mut ctx = Ctx { vars, types, conn: &conn_name, found: Vec::new(), notes: Vec::new() };
 
     let mut requests: Vec<(Vec<String>, &Value)> = Vec::new();
     walk(&root, &mut Vec::new(), &mut requests, 0);
@@ -289,12 +298,9 @@ fn request(ctx: &mut Ctx<'_>, call: &mut Call, req: &Value, auth: &Auth) -> Opti
         if let Some(var) = seg.strip_prefix(':') {
             let default =
                 path_vars.get(var).filter(|v| !v.is_empty() && !is_type_hint(v)).map(|v| Value::String(v.clone()));
-            let n = call.add_param(
-                var,
-                true,
-                default,
-                path_vars.get(var).filter(|v| is_type_hint(v)).map(|v| format!("({})", v.trim_matches(['<', '>']))),
-            );
+            let hint = path_vars.get(var).filter(|v| is_type_hint(v));
+            let n = call.add_param(var, true, default, hint.map(|v| format!("({})", v.trim_matches(['<', '>']))));
+            call.set_type(&n, hint.and_then(|h| hinted_type(h)), None, true);
             path.push_str(&format!("<{n}>"));
         } else {
             path.push_str(&text(ctx, call, &mut vars_used, seg, seg, true));
@@ -357,6 +363,21 @@ fn is_type_hint(v: &str) -> bool {
         && v[1..v.len() - 1].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ' ')
 }
 
+/// The parameter type a hint names: `<integer>`, `<long>` an integer; `<number>`, `<double>`,
+/// `<float>` a number; `<boolean>` a boolean; `<string>` (and formats of it: `<uuid>`,
+/// `<dateTime>`, …) a string.
+fn hinted_type(hint: &str) -> Option<&'static str> {
+    match hint.trim_matches(['<', '>']).to_ascii_lowercase().as_str() {
+        "integer" | "long" | "int32" | "int64" => Some("integer"),
+        "number" | "double" | "float" => Some("number"),
+        "boolean" => Some("boolean"),
+        "string" | "uuid" | "datetime" | "date" | "date-time" | "email" | "uri" | "byte" | "binary" | "password" => {
+            Some("string")
+        }
+        _ => None,
+    }
+}
+
 /// Text with `{{var}}` → `<param>` (the collection's value as the default); literal text
 /// that would read as a placeholder is carried by a private parameter; a type hint
 /// (`<string>`) is a parameter named after `key`, without default.
@@ -370,6 +391,7 @@ fn text(
 ) -> String {
     if is_type_hint(t) {
         let n = call.add_param(key, in_path, None, Some(format!("({})", t.trim_matches(['<', '>']))));
+        call.set_type(&n, hinted_type(t), None, true);
         return format!("<{n}>");
     }
     let mut out = String::new();
@@ -436,6 +458,14 @@ fn var_param(
         None => None,
     };
     let n = call.add_param(var, required && default.is_none(), default, None);
+    // A collection variable may say its type: `string`, `number`, `boolean` (or `any`).
+    let ty = match ctx.types.get(var).map(String::as_str) {
+        Some("number") => Some("number"),
+        Some("boolean") => Some("boolean"),
+        Some("string") => Some("string"),
+        _ => None,
+    };
+    call.set_type(&n, ty, None, true);
     used.insert(var.to_owned(), n.clone());
     n
 }

@@ -166,6 +166,13 @@ fn openapi_import_of_httpbins_own_swagger_document_fetched_by_url_runs() {
     // A path parameter's value stays one segment.
     let out = work.cli(&["call", "httpbin", "get_anything_anything", "-p", "anything=../get"], None);
     assert!(!out.status.success(), "{}", text(&out));
+    // The document's types are kept: `/cache/{value}` takes an integer, given as text by `-p`
+    // (text that reads as one is taken) and refused when it is not one.
+    assert!(file.contains("value = { required = true, type = \"integer\""), "{file}");
+    let answer = work.call("httpbin", "get_cache_value", &["value=60"]);
+    assert_eq!(answer["url"], bin_.url("/cache/60"));
+    let out = work.cli(&["call", "httpbin", "get_cache_value", "-p", "value=sixty"], None);
+    assert!(!out.status.success() && text(&out).contains("parameter `value` must be an integer"), "{}", text(&out));
 
     // --tag and --operation choose a subset; printed, not written.
     let out = work.ok(&["import", "openapi", &url, "--base-url", &bin_.base_url, "--tag", "Auth"], None);
@@ -244,6 +251,9 @@ async fn postman_collection_converted_by_openapi_to_postmanv2_imports_and_runs()
     };
     let get = find("GET", "/get");
     assert_eq!(work.call("pm", &get, &[])["url"], bin_.url("/get"));
+    // openapi-to-postmanv2's type hints (`<integer>`) are kept as types.
+    let cache = find("GET", "/cache/<value>");
+    assert_eq!(calls[&cache]["params"]["value"]["type"].as_str(), Some("integer"), "{file}");
     let anything = find("PATCH", "/anything/<anything>");
     let answer = work.call("pm", &anything, &["anything=from-postman"]);
     assert_eq!(
@@ -284,6 +294,12 @@ fn real_openapi_documents_of_a_registry_package_import_and_pass_check() {
     assert!(printed.contains("base_url = \"https://petstore.swagger.io/v2\""), "{printed}");
     assert!(text(&out).contains("plain http://"), "{}", text(&out));
     assert!(printed.contains("calls.find_pets_by_status]"), "{printed}");
+    // Types and enums are kept: an int64 path parameter, a body property's allowed values.
+    assert!(printed.contains("petid = { required = true, type = \"integer\""), "{printed}");
+    assert!(
+        printed.contains("status = { type = \"string\", enum = [\"available\", \"pending\", \"sold\"]"),
+        "{printed}"
+    );
 }
 
 #[test]

@@ -152,6 +152,154 @@ pub struct ParamConfig {
     pub value: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The JSON type a value must have (`type = "integer"`); any value when absent.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub ty: Option<ParamType>,
+    /// The values allowed (`enum = ["asc", "desc"]`); any value when absent.
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<serde_json::Value>>,
+}
+
+impl ParamConfig {
+    /// Whether a caller's value is checked at all (`type` or `enum`): untyped parameters cost
+    /// the call path nothing.
+    pub fn is_checked(&self) -> bool {
+        self.ty.is_some() || self.one_of.is_some()
+    }
+
+    /// A caller's value, checked against `type` and `enum`: text that reads as the type
+    /// (`"5"` for an integer, `"true"` for a boolean) becomes that type, since `-p k=v` and
+    /// many clients send text; anything else of the wrong type, or outside `enum`, is the
+    /// message to give (naming the type or the values, never echoing the value).
+    pub fn accept(&self, v: serde_json::Value) -> Result<serde_json::Value, String> {
+        let v = match self.ty {
+            Some(t) if !t.matches(&v) => match &v {
+                serde_json::Value::String(s) => match t.read(s) {
+                    Some(read) => read,
+                    None => return Err(format!("must be {} (got text that is not one)", t.article())),
+                },
+                other => return Err(format!("must be {} (got {})", t.article(), ParamType::article_of(other))),
+            },
+            _ => v,
+        };
+        if let Some(allowed) = &self.one_of
+            && !allowed.iter().any(|a| same_value(a, &v))
+        {
+            return Err(format!("must be one of: {}", list_values(allowed)));
+        }
+        Ok(v)
+    }
+}
+
+/// Equal JSON values, numbers by value (`5` and `5.0` are one number).
+pub(crate) fn same_value(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        _ => a == b,
+    }
+}
+
+/// `"asc", "desc"`: the values of an `enum`, as JSON, at most 20 of them.
+pub fn list_values(values: &[serde_json::Value]) -> String {
+    let mut out: Vec<String> = values.iter().take(20).map(|v| v.to_string()).collect();
+    if values.len() > 20 {
+        out.push(format!("… ({} in all)", values.len()));
+    }
+    out.join(", ")
+}
+
+/// A parameter's JSON type (JSON Schema's names, without `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl ParamType {
+    pub const NAMES: &str = "string, integer, number, boolean, array, object";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+            ParamType::Array => "array",
+            ParamType::Object => "object",
+        }
+    }
+
+    /// "an integer", for messages.
+    pub fn article(self) -> &'static str {
+        match self {
+            ParamType::String => "a string",
+            ParamType::Integer => "an integer",
+            ParamType::Number => "a number",
+            ParamType::Boolean => "a boolean (true or false)",
+            ParamType::Array => "an array (a list)",
+            ParamType::Object => "an object (a table)",
+        }
+    }
+
+    /// "a string", "null": what a value is, for messages.
+    pub fn article_of(v: &serde_json::Value) -> &'static str {
+        match v {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "text",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        }
+    }
+
+    /// Whether `v` is of this type (an integer is a number with no fraction, `5.0` too, as
+    /// in JSON Schema).
+    pub fn matches(self, v: &serde_json::Value) -> bool {
+        match (self, v) {
+            (ParamType::String, serde_json::Value::String(_))
+            | (ParamType::Number, serde_json::Value::Number(_))
+            | (ParamType::Boolean, serde_json::Value::Bool(_))
+            | (ParamType::Array, serde_json::Value::Array(_))
+            | (ParamType::Object, serde_json::Value::Object(_)) => true,
+            (ParamType::Integer, serde_json::Value::Number(n)) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
+            _ => false,
+        }
+    }
+
+    /// Text read as this type, for the scalar types: `"42"` an integer, `"1.5"` a number,
+    /// `"true"`/`"false"` a boolean. Arrays and objects are not read from text.
+    pub fn read(self, s: &str) -> Option<serde_json::Value> {
+        match self {
+            ParamType::Integer => s.parse::<i64>().map(Into::into).or_else(|_| s.parse::<u64>().map(Into::into)).ok(),
+            ParamType::Number => s
+                .parse::<i64>()
+                .map(Into::into)
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Into::into)),
+            ParamType::Boolean => match s {
+                "true" => Some(true.into()),
+                "false" => Some(false.into()),
+                _ => None,
+            },
+            ParamType::String | ParamType::Array | ParamType::Object => None,
+        }
+    }
+
+    /// Whether a value of this type can be written into a path, query or header.
+    pub fn is_text(self) -> bool {
+        !matches!(self, ParamType::Array | ParamType::Object)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -342,7 +490,13 @@ impl Sift {
 
 const CONNECTOR_SIFT: &[Sift] =
     &[Sift::stand_in("base_url", || "https://stand-in.invalid".into()), Sift::drop("headers.*")];
-const CALL_SIFT: &[Sift] = &[Sift::drop("method"), Sift::drop("headers.*"), Sift::drop("body")];
+const CALL_SIFT: &[Sift] = &[
+    Sift::drop("method"),
+    Sift::drop("headers.*"),
+    Sift::drop("body"),
+    Sift::drop("params.*.type"),
+    Sift::drop("params.*.enum"),
+];
 
 /// Deserializes `value` into `T`, naming the failing field path on error; the values of
 /// `sift` are each reported and set aside (see [`Sift`]), so the value may come back with

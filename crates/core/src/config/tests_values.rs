@@ -621,3 +621,41 @@ connect = { label = "App" }
     let colour = p.iter().find(|p| p.field.as_deref() == Some("server.connect_page.accent_color")).unwrap();
     assert!(colour.message.contains("#rrggbb"), "{colour:#?}");
 }
+
+#[test]
+fn a_parameters_type_and_enum_are_checked_against_each_other_its_default_and_where_it_goes() {
+    let one = |params: &str| call(&format!("path = \"/x\"\nbody = '{{\"v\": \"<v>\"}}'\nparams.v = {params}"));
+    let m = problem_at(&one("{ type = \"int\" }"), "calls.c.params.v.type");
+    assert!(m.contains("unknown variant `int`") && m.contains("`integer`"), "{m}");
+    let m = problem_at(&one("{ type = \"integer\", default = \"20\" }"), "calls.c.params.v.default");
+    assert!(m.contains("is text") && m.contains("`integer`"), "{m}");
+    let m = problem_at(&one("{ enum = [\"asc\", \"desc\"], default = \"up\" }"), "calls.c.params.v.default");
+    assert!(m.contains("not one of") && m.contains("\"asc\", \"desc\""), "{m}");
+    let m = problem_at(&one("{ type = \"string\", enum = [\"a\", 2] }"), "calls.c.params.v.enum");
+    assert!(m.contains("value 2 (2) is not a string"), "{m}");
+    let m = problem_at(&one("{ enum = [] }"), "calls.c.params.v.enum");
+    assert!(m.contains("lists no value"), "{m}");
+    let m = problem_at(&one("{ private = true, value = 1.5, type = \"integer\" }"), "calls.c.params.v.value");
+    assert!(m.contains("is a number") && m.contains("`integer`"), "{m}");
+    let m = problem_at(
+        &call("path = \"/x\"\nquery = { ids = \"<ids>\" }\nparams.ids = { type = \"array\" }"),
+        "calls.c.params.ids.type",
+    );
+    assert!(m.contains("used in `query.ids`") && m.contains("JSON `body`"), "{m}");
+    // What agrees loads: 5.0 is an integer, as in JSON Schema; an array goes into a body.
+    for ok in [
+        "{ type = \"integer\", default = 5.0, enum = [5, 6] }",
+        "{ type = \"array\", default = [1] }",
+        "{ type = \"number\", enum = [1, 2.5] }",
+        "{ enum = [\"a\", 1, true] }",
+        "{ type = \"boolean\", required = true, description = \"d\" }",
+    ] {
+        Config::parse(&one(ok), "f").unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // The same checks for a connector written through the admin API (JSON).
+    let json = serde_json::json!({"base_url": "https://x.example", "auth": {"method": "none"},
+        "calls": {"c": {"path": "/x", "query": {"n": "<n>"}, "params": {"n": {"type": "integer", "default": "x"}}}}});
+    let e = Config::connector_from_json("a", json, "admin API").unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].field.as_deref(), Some("calls.c.params.n.default"), "{e}");
+}

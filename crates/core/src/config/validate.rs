@@ -10,7 +10,7 @@ use super::auth_tables::{
 };
 use super::methods::{AuthConfig, AuthMethod};
 use super::problems::Problem;
-use super::raw::{CallConfig, ConnectorConfig, ServerConfig};
+use super::raw::{CallConfig, ConnectorConfig, ParamConfig, ParamType, ServerConfig};
 use super::secret_ref::PemSource;
 use super::value::{Parsed, is_loopback};
 use crate::template::{self, Text};
@@ -708,6 +708,60 @@ fn oauth1_fields(o: &impl OAuth1Fields, p: &mut impl FnMut(&str, String)) {
     }
 }
 
+/// A parameter's `type` and `enum` agree with each other, with its `default` or `value`, and
+/// with where it is used (a list or a table cannot go into a path, query or header).
+fn param_values(name: &str, pc: &ParamConfig, used: &[(String, String)], p: &mut impl FnMut(&str, String)) {
+    if let Some(allowed) = &pc.one_of {
+        if allowed.is_empty() {
+            p("enum", "lists no value: give the values a caller may send, or remove `enum`".into());
+        }
+        for (i, v) in allowed.iter().enumerate() {
+            if v.is_null() {
+                p("enum", format!("value {} is null, which no parameter takes: remove it", i + 1));
+            } else if let Some(t) = pc.ty
+                && !t.matches(v)
+            {
+                p(
+                    "enum",
+                    format!("value {} ({v}) is not {}, the parameter's `type`: make them agree", i + 1, t.article()),
+                );
+            }
+        }
+    }
+    for (field, v) in [("default", &pc.default), ("value", &pc.value)] {
+        let Some(v) = v else { continue };
+        if let Some(t) = pc.ty
+            && !t.matches(v)
+        {
+            p(
+                field,
+                format!(
+                    "is {}, but the parameter's `type` is `{}`: make them agree",
+                    ParamType::article_of(v),
+                    t.as_str()
+                ),
+            );
+        } else if let Some(allowed) = &pc.one_of
+            && !allowed.is_empty()
+            && !allowed.iter().any(|a| super::raw::same_value(a, v))
+        {
+            p(field, format!("is not one of the parameter's `enum` values ({})", super::raw::list_values(allowed)));
+        }
+    }
+    if let Some(t) = pc.ty
+        && !t.is_text()
+        && let Some((_, place)) = used.iter().find(|(n, place)| n == name && place != "body")
+    {
+        p(
+            "type",
+            format!(
+                "is `{}`, but `<{name}>` is used in `{place}`, where only text goes: use it in the JSON `body`, or give it a text type",
+                t.as_str()
+            ),
+        );
+    }
+}
+
 fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
     if !is_name(name) {
         p("", "call names may use letters, digits, `_` and `-` (at most 64), because they appear in URLs".into());
@@ -771,6 +825,7 @@ fn call(name: &str, c: &CallConfig, p: &mut impl FnMut(&str, String)) {
         if pc.required && pc.default.is_some() {
             p(&field, "is both `required` and has a `default`: choose one".into());
         }
+        param_values(pname, pc, &used, &mut |f: &str, m: String| p(&format!("{field}.{f}"), m));
     }
     for n in path.params() {
         if let Some(pc) = c.params.get(n)

@@ -74,7 +74,7 @@ pub async fn get_connector(
     Ok(Json(wire::Connector::from(&*c)).into_response())
 }
 
-#[utoipa::path(put, path = "/v1/admin/connectors/{name}", tag = "admin", params(("name" = String, Path, description = "The connector's name.")), request_body(content = Object, description = "A connector definition: the shape of `[connectors.NAME]` in the configuration file, as JSON."), security(("admin_key" = [])), responses((status = 200, description = "Replaced.", body = wire::Connector), (status = 201, description = "Created.", body = wire::Connector), (status = 400, description = "`config_invalid`, each problem under `problems`.", body = wire::ErrorEnvelope), (status = 422, description = "`egress_refused`: a URL reaches a non-public address; `field` names it.", body = wire::ErrorEnvelope)))]
+#[utoipa::path(put, path = "/v1/admin/connectors/{name}", tag = "admin", params(("name" = String, Path, description = "The connector's name.")), request_body(content = Object, description = "A connector definition: the shape of `[connectors.NAME]` in the configuration file, as JSON; each of a call's parameters (`calls.CALL.params.NAME`) is a `CallParameter`."), security(("admin_key" = [])), responses((status = 200, description = "Replaced.", body = wire::Connector), (status = 201, description = "Created.", body = wire::Connector), (status = 400, description = "`config_invalid`, each problem under `problems`.", body = wire::ErrorEnvelope), (status = 422, description = "`egress_refused`: a URL reaches a non-public address; `field` names it.", body = wire::ErrorEnvelope)))]
 pub async fn put_connector(
     admin: AdminCaller,
     State(state): State<AppState>,

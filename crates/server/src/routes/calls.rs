@@ -18,7 +18,9 @@ const REPLAYABLE_BODY: usize = 1 << 20;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallBody {
-    /// The call's parameters by name.
+    /// The call's parameters by name. A parameter with a `type` takes a value of that type
+    /// (an integer, number or boolean also as text that reads as one: `"5"`, `"true"`); one
+    /// with an `enum`, one of its values; otherwise `invalid_params` names the parameter.
     #[serde(default)]
     #[schema(value_type = Object)]
     params: serde_json::Value,

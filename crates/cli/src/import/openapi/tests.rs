@@ -105,6 +105,8 @@ fn openapi_3_yaml_operations_become_calls() {
             default: Some(serde_json::json!(20)),
             description: Some("(integer) How many".into()),
             private: None,
+            ty: Some("integer"),
+            one_of: None,
         }]
     );
     let post = &conn.calls[1];
@@ -114,7 +116,12 @@ fn openapi_3_yaml_operations_become_calls() {
             .iter()
             .any(|p| p.name == "name" && p.required && p.description.as_deref() == Some("(string) The name"))
     );
-    assert!(post.params.iter().any(|p| p.name == "tag" && p.default == Some(serde_json::json!("cat"))));
+    let tag = post.params.iter().find(|p| p.name == "tag").unwrap();
+    assert_eq!(tag.default, Some(serde_json::json!("cat")));
+    assert_eq!(
+        (tag.ty, tag.one_of.clone()),
+        (Some("string"), Some(vec![serde_json::json!("cat"), serde_json::json!("dog")]))
+    );
     assert!(conn.notes.iter().any(|n| n.contains("form or file body")), "{:?}", conn.notes);
     check(&name, &conn);
 }
@@ -186,4 +193,42 @@ fn documents_that_are_not_openapi_are_refused_clearly() {
                 g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
     assert!(parse_document(bomb).unwrap_err().to_string().contains("aliases"));
     assert_eq!(parse_document("a: &x [1]\nb: *x\n").unwrap(), serde_json::json!({"a": [1], "b": [1]}));
+}
+
+/// Real documents disagree with themselves: a default in text for an integer, a default
+/// outside its enum, a list type in a query, OpenAPI 3.1's `[T, "null"]`, nulls in an enum,
+/// types that are no JSON type. What is kept always passes `check`.
+#[test]
+fn types_and_enums_are_kept_as_far_as_they_agree() {
+    const DOC: &str = r##"
+openapi: 3.1.0
+info: {title: Quirks, version: "1"}
+servers: [{url: https://q.example.com}]
+paths:
+  /items/{id}:
+    get:
+      operationId: items
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: [integer, "null"]}}
+        - {name: limit, in: query, schema: {type: integer, default: "20", enum: ["10", "20"]}}
+        - {name: sort, in: query, schema: {type: string, enum: [asc, desc, null], default: newest}}
+        - {name: ids, in: query, schema: {type: array, items: {type: integer}}}
+        - {name: n, in: query, schema: {type: int, default: 3}}
+        - {name: when, in: query, schema: {type: string, default: 5}}
+"##;
+    let (name, conn) = import(DOC, None, &all()).unwrap();
+    let p = |n: &str| conn.calls[0].params.iter().find(|p| p.name == n).unwrap().clone();
+    assert_eq!(p("id").ty, Some("integer"));
+    let limit = p("limit");
+    assert_eq!(
+        (limit.ty, limit.default, limit.one_of),
+        (Some("integer"), Some(serde_json::json!(20)), Some(vec![serde_json::json!(10), serde_json::json!(20)]))
+    );
+    let sort = p("sort");
+    assert_eq!((sort.ty, sort.one_of), (Some("string"), None), "the default is outside the enum: the enum goes");
+    assert_eq!(p("ids").ty, None, "a list cannot go into a query");
+    assert_eq!(p("n").ty, None, "`int` is no JSON type");
+    assert_eq!(p("when").ty, None, "the default is no string");
+    let text = check(&name, &conn);
+    assert!(text.contains("limit = { default = 20, type = \"integer\", enum = [10, 20]"), "{text}");
 }

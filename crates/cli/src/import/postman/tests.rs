@@ -10,7 +10,7 @@ fn check(name: &str, conn: &Connector) -> String {
 
 const COLLECTION: &str = r##"{
   "info": {"name": "Orders API", "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"},
-  "variable": [{"key": "baseUrl", "value": "https://api.orders.example/v1/"}, {"key": "limit", "value": "25"},
+  "variable": [{"key": "baseUrl", "value": "https://api.orders.example/v1/"}, {"key": "limit", "value": "25", "type": "number"},
                {"key": "apiToken", "value": "tok_live_COLLECTIONSECRET"}],
   "auth": {"type": "bearer", "bearer": [{"key": "token", "value": "{{apiToken}}", "type": "string"}]},
   "item": [
@@ -54,12 +54,14 @@ fn a_collection_becomes_calls_with_its_variables_as_parameters() {
     let list = &conn.calls[0];
     assert_eq!(list.path, "/orders");
     assert_eq!(list.query, vec![("limit".into(), "<limit>".into()), ("status".into(), "<status>".into())]);
-    assert_eq!(list.params[0].default, Some(Value::String("25".into())));
+    // The variable's declared type is the parameter's, its text value read as that type.
+    assert_eq!((list.params[0].default.clone(), list.params[0].ty), (Some(serde_json::json!(25)), Some("number")));
     assert_eq!(list.headers, vec![("Accept".into(), "application/json".into())]);
     assert_eq!(list.description.as_deref(), Some("All orders"));
     let get = &conn.calls[1];
     assert_eq!((get.method.as_str(), get.path.as_str()), ("GET", "/orders/<orderid>"));
     assert!(get.params[0].required && get.params[0].default.is_none());
+    assert_eq!(get.params[0].ty, Some("integer"), "the `<integer>` hint is the type");
     let create = &conn.calls[2];
     assert_eq!(
         create.body,

@@ -183,9 +183,10 @@ pub(super) fn check_proxy_path(path: &str) -> Result<(), CallError> {
 
 /// The values of a call's parameters: the caller's public ones, defaults, and private values.
 pub(super) fn resolve_params(call: &CompiledCall, params: &Value) -> Result<Values, CallError> {
+    let empty = serde_json::Map::new();
     let given = match params {
-        Value::Null => serde_json::Map::new(),
-        Value::Object(m) => m.clone(),
+        Value::Null => &empty,
+        Value::Object(m) => m,
         _ => return Err(CallError::invalid_params("`params` must be a JSON object of parameter names to values")),
     };
     let public: Vec<&str> = call.params.iter().filter(|(_, p)| !p.private).map(|(n, _)| n.as_str()).collect();
@@ -208,7 +209,20 @@ pub(super) fn resolve_params(call: &CompiledCall, params: &Value) -> Result<Valu
     let mut values = Values::new();
     let mut missing = Vec::new();
     for (name, p) in &call.params {
-        let v = if p.private { p.value.clone() } else { given.get(name).cloned().or_else(|| p.default.clone()) };
+        // A default or a private value was checked at load; a caller's value is checked here,
+        // only when the parameter has a `type` or an `enum`.
+        let v = if p.private {
+            p.value.clone()
+        } else {
+            match given.get(name) {
+                Some(v) if p.is_checked() => Some(
+                    p.accept(v.clone())
+                        .map_err(|why| CallError::invalid_params(format!("parameter `{name}` {why}")))?,
+                ),
+                Some(v) => Some(v.clone()),
+                None => p.default.clone(),
+            }
+        };
         match v {
             Some(v) => {
                 if let Value::String(s) = &v

@@ -35,6 +35,18 @@ path = "/items"
 body = { name = "<name>", tenant = "<tenant>" }
 params = { name = { required = true }, tenant = { private = true, value = "t1" } }
 
+[connectors.api.calls.search]
+method = "POST"
+path = "/search/<page>"
+query = { sort = "<sort>" }
+body = { limit = "<limit>", exact = "<exact>", tags = "<tags>", score = "<score>" }
+params.page = { type = "integer", default = 1 }
+params.sort = { enum = ["asc", "desc"] }
+params.limit = { type = "integer", enum = [10, 50] }
+params.exact = { type = "boolean" }
+params.tags = { type = "array" }
+params.score = { type = "number" }
+
 [connectors.plain]
 base_url = "https://plain.example/"
 auth = { method = "api_key_query", name = "api_key", key = { secret = "k" } }
@@ -244,4 +256,45 @@ fn a_credential_without_its_secret_says_which_secret_to_set() {
     assert_eq!(e.code, ErrorCode::SecretMissing);
     assert!(e.message.contains("secret `k` has no live value"), "{}", e.message);
     assert!(!e.message.contains("dev-only"), "{}", e.message);
+}
+
+/// A typed parameter takes a value of its type, or text that reads as one (`-p page=2`),
+/// which becomes that type (so a JSON body gets a number); anything else, or a value outside
+/// `enum`, is `invalid_params` naming the parameter and what it takes, never the value.
+#[test]
+fn typed_parameters_are_checked_and_text_that_reads_as_the_type_is_taken() {
+    let rt = connectors();
+    let conn = connector(&rt, "api");
+    let out = named(
+        &conn,
+        "search",
+        json!({"page": "2", "sort": "asc", "limit": "50", "exact": "true", "tags": ["a"], "score": "1.5"}),
+    )
+    .unwrap();
+    assert_eq!(out.url.as_str(), "https://api.example.com:8443/v2/search/2?fixed=1&sort=asc");
+    let OutBody::Bytes(body) = &out.body else { panic!("a body in memory") };
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body, json!({"limit": 50, "exact": true, "tags": ["a"], "score": 1.5}));
+    let call = &conn.calls["search"];
+    let problem = |params| build::resolve_params(call, &params).unwrap_err();
+    for (params, want) in [
+        (json!({"page": "two"}), "parameter `page` must be an integer (got text that is not one)"),
+        (json!({"page": 1.5}), "parameter `page` must be an integer (got a number)"),
+        (json!({"exact": "yes"}), "parameter `exact` must be a boolean (true or false)"),
+        (json!({"tags": "a,b"}), "parameter `tags` must be an array (a list) (got text that is not one)"),
+        (json!({"score": null}), "parameter `score` must be a number (got null)"),
+        (json!({"sort": "up-secret-canary"}), "parameter `sort` must be one of: \"asc\", \"desc\""),
+        (json!({"limit": 20}), "parameter `limit` must be one of: 10, 50"),
+    ] {
+        let e = problem(params.clone());
+        assert_eq!(e.code, ErrorCode::InvalidParams, "{params}");
+        assert!(e.message.starts_with(want), "{params}: {}", e.message);
+        assert!(!e.message.contains("canary"), "the value is not echoed: {}", e.message);
+    }
+    // Untyped parameters take any value, as before.
+    let get = &conn.calls["get_item"];
+    assert_eq!(build::resolve_params(get, &json!({"id": [1]})).unwrap()["id"], json!([1]));
+    // 5.0 is an integer; an integer is a number.
+    let values = build::resolve_params(call, &json!({"page": 5.0, "score": 3})).unwrap();
+    assert_eq!((&values["page"], &values["score"]), (&json!(5.0), &json!(3)));
 }
