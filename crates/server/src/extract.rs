@@ -19,8 +19,16 @@ pub struct AppCaller {
 
 /// An app key, or a user token (a Latchkey-issued JWT) acting for its own user.
 pub enum AppOrUser {
-    App { env: Env, key_id: String },
-    User { env: Env, user: String },
+    App {
+        env: Env,
+        key_id: String,
+    },
+    /// A user token: its user, and its `scope` claim (absent: unrestricted).
+    User {
+        env: Env,
+        user: String,
+        scope: Option<String>,
+    },
 }
 
 impl AppOrUser {
@@ -63,7 +71,7 @@ impl AppOrUser {
                 .env
                 .parse::<Env>()
                 .map_err(|_| refused(CallError::new(ErrorCode::Unauthenticated, "bad token environment")))?;
-            return Ok(AppOrUser::User { env, user: claims.sub });
+            return Ok(AppOrUser::User { env, user: claims.sub, scope: claims.scope });
         }
         match authenticate(parts, state, memo).await? {
             Caller::App { env, key_id } => Ok(AppOrUser::App { env, key_id }),

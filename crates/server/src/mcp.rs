@@ -188,13 +188,31 @@ fn offered(caller: &AppOrUser, call: &CallConfig, credential: Option<&Credential
     }
 }
 
+/// Whether a token's `scope` lets it see a tool: absent, every tool; present, only when it
+/// holds `tools` (all), `connector:NAME` (that connector's tools) or `tool:NAME` (that tool,
+/// by its listed name). Other words (a scope may say more than tools) grant no tool.
+pub(crate) fn in_scope(scope: Option<&str>, connector: &str, tool: &str) -> bool {
+    let Some(scope) = scope else { return true };
+    scope.split_ascii_whitespace().any(|word| {
+        word == "tools"
+            || word.strip_prefix("connector:") == Some(connector)
+            || word.strip_prefix("tool:") == Some(tool)
+    })
+}
+
+/// The tools this caller sees (and may call): offered to its kind of caller, within its
+/// token's scope.
 fn tools(state: &AppState, caller: &AppOrUser) -> Vec<Tool> {
     let env = caller.env();
+    let scope = match caller {
+        AppOrUser::User { scope, .. } => scope.as_deref(),
+        AppOrUser::App { .. } => None,
+    };
     let mut out: BTreeMap<String, Tool> = BTreeMap::new();
     for conn in state.engine.connectors() {
         let credential = conn.credential(env).ok().map(|p| &p.credential);
         for (name, call_name, call) in conn.config.tools(&conn.name) {
-            if !offered(caller, call, credential) || out.contains_key(&name) {
+            if !offered(caller, call, credential) || !in_scope(scope, &conn.name, &name) || out.contains_key(&name) {
                 continue;
             }
             let mut listing = json!({"name": name, "inputSchema": input_schema(call)});
@@ -282,7 +300,7 @@ async fn call(state: &AppState, caller: &AppOrUser, params: &Value) -> Result<Va
                     f.insert("caller".into(), key_id.as_str().into());
                     f.insert("environment".into(), env.as_str().into());
                 }
-                AppOrUser::User { env, user } => {
+                AppOrUser::User { env, user, .. } => {
                     f.insert("caller".into(), "user token".into());
                     f.insert("environment".into(), env.as_str().into());
                     f.insert("user".into(), a.hash(user).into());
@@ -296,7 +314,7 @@ async fn call(state: &AppState, caller: &AppOrUser, params: &Value) -> Result<Va
         .map_err(ToolError::Refused)?;
     let answer = match caller {
         AppOrUser::App { env, .. } => state.engine.call(*env, &tool.connector, &tool.call, &args, None).await,
-        AppOrUser::User { env, user } => {
+        AppOrUser::User { env, user, .. } => {
             state.engine.call_as_user(*env, &tool.connector, &tool.call, &args, user).await
         }
     };
@@ -353,7 +371,7 @@ fn tool_error(text: String) -> Value {
 /// A refused call as a tool result: the connect link for a user without a connection (what to
 /// open, then call again), else the error's code and message.
 async fn refused(state: &AppState, caller: &AppOrUser, tool: &Tool, e: CallError) -> Value {
-    if let AppOrUser::User { env, user } = caller
+    if let AppOrUser::User { env, user, .. } = caller
         && e.code == ErrorCode::NotFound
         && let Ok(false) = state.engine.connections().has_connection(*env, &tool.connector, user).await
     {
@@ -388,6 +406,10 @@ async fn connect_result(state: &AppState, env: Env, connector: &str, user: &str)
 }
 
 #[cfg(test)]
+#[path = "mcp/tests.rs"]
+mod router_tests;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is the failure report")]
     use super::*;
@@ -419,6 +441,19 @@ mod tests {
         );
         assert!(s["properties"].get("key").is_none(), "{s}");
         assert_eq!(s["additionalProperties"], false);
+    }
+
+    #[test]
+    fn a_scope_narrows_tools_to_all_a_connector_or_one_tool() {
+        assert!(in_scope(None, "gh", "gh.repos"), "no scope: no narrowing");
+        assert!(in_scope(Some("tools"), "gh", "gh.repos"));
+        assert!(in_scope(Some("openid connector:gh"), "gh", "github_repos"));
+        assert!(!in_scope(Some("connector:ghx connector:g"), "gh", "gh.repos"), "whole names only");
+        assert!(in_scope(Some("tool:github_repos"), "gh", "github_repos"));
+        assert!(!in_scope(Some("tool:gh.repos"), "gh", "github_repos"), "the listed name, not connector.call");
+        assert!(!in_scope(Some(""), "gh", "gh.repos"), "present and empty: nothing");
+        assert!(!in_scope(Some("openid profile toolsx"), "gh", "gh.repos"));
+        assert!(in_scope(Some("  tool:a\ttools "), "gh", "b"), "any ASCII whitespace separates");
     }
 
     #[test]

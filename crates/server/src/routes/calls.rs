@@ -148,7 +148,7 @@ where
                     f.insert("user".into(), a.hash(u).into());
                 }
             }
-            AppOrUser::User { env, user } => {
+            AppOrUser::User { env, user, .. } => {
                 f.insert("caller".into(), "user token".into());
                 f.insert("environment".into(), env.as_str().into());
                 f.insert("user".into(), a.hash(user).into());
@@ -162,7 +162,7 @@ where
         AppOrUser::App { env, .. } => {
             state.engine.call(env, &connector, &call, &body.params, body.user.as_deref()).await?
         }
-        AppOrUser::User { env, user } => {
+        AppOrUser::User { env, user, .. } => {
             if body.user.as_deref().is_some_and(|u| u != user) {
                 return Err(CallError::not_found(format!("no connection of yours on connector `{connector}`")).into());
             }

@@ -450,7 +450,7 @@ pub async fn connect_as_user(
     Query(q): Query<ConnectAsUser>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let AppOrUser::User { env, user } = caller else {
+    let AppOrUser::User { env, user, .. } = caller else {
         return Err(CallError::new(
             ErrorCode::Forbidden,
             "app keys start connections with POST /v1/connect/{connector}",

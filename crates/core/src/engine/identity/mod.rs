@@ -223,6 +223,26 @@ impl Identity {
         Ok((self.sign_user_jwt(&claims, now)?, ttl))
     }
 
+    /// A user access token carrying `scope`, without a refresh token: for tests of what reads
+    /// the claim (`/mcp`'s tool narrowing) until a route issues scoped tokens.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn scoped_access_token(&self, env: Env, user: &str, scope: &str) -> Result<String, CallError> {
+        let now = self.clock.now_ms();
+        let aud = self.token_audience();
+        let mut claims = claims::access_claims(
+            &self.public_url,
+            &aud,
+            env,
+            user,
+            "fam_test",
+            now / 1000,
+            self.access_ttl_s(),
+            random::token(24),
+        );
+        claims.scope = Some(scope.to_owned());
+        self.sign_user_jwt(&claims, now)
+    }
+
     /// A short-lived JWT saying who is calling, for `latchkey_identity` connectors.
     pub(crate) async fn sign_identity(
         &self,
