@@ -31,11 +31,19 @@ use latchkey_core::config::{Access, CallConfig};
 use latchkey_core::{CallError, Env, ErrorCode};
 use serde_json::{Map, Value, json};
 
+use latchkey_core::engine::mcp_session::{self, McpSession};
+
 use crate::extract::AppOrUser;
 use crate::{ApiError, AppState};
 
 /// The protocol revisions answered; the first is offered when the client asks for another.
 const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+/// The revision that has URL-mode elicitation.
+const URL_ELICITATION_SINCE: &str = "2025-11-25";
+/// How long a session id is honoured; past it, `404` and the client initializes again.
+const SESSION_TTL_MS: i64 = 24 * 3600 * 1000;
+/// `URLElicitationRequiredError` (MCP 2025-11-25).
+const URL_ELICITATION_REQUIRED: i64 = -32042;
 /// The largest request body read (a tool call's arguments).
 const BODY_LIMIT: usize = 256 * 1024;
 /// The most of an upstream's answer a tool result carries.
@@ -136,17 +144,47 @@ async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Res
     let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else {
         return plain(StatusCode::BAD_REQUEST, rpc_error(Value::Null, -32700, "not JSON"));
     };
+    let method = msg["method"].as_str().unwrap_or_default();
+    // The session id, when the client sends one (it need not: without it, nothing declared at
+    // `initialize` is known, and tools answer as to a client without URL elicitation).
+    let session = if method == "initialize" {
+        None
+    } else {
+        match parts.headers.get("mcp-session-id") {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(|id| open_session(&state, &caller, id)) {
+                Some(s) => Some(s),
+                None => {
+                    return plain(
+                        StatusCode::NOT_FOUND,
+                        rpc_error(
+                            msg.get("id").cloned().unwrap_or(Value::Null),
+                            -32001,
+                            "this Mcp-Session-Id is unknown here, expired, or another caller's: initialize again",
+                        ),
+                    );
+                }
+            },
+        }
+    };
     // A notification or a response from the client: accepted, nothing to answer.
     let Some(id) = msg.get("id").cloned().filter(|_| msg.get("method").is_some()) else {
         return StatusCode::ACCEPTED.into_response();
     };
-    let method = msg["method"].as_str().unwrap_or_default();
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     let answer = match method {
         "initialize" => {
             let asked = params["protocolVersion"].as_str().unwrap_or_default();
             let version = VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(VERSIONS[0]);
-            rpc_result(
+            let session = McpSession {
+                issued_at: state.engine.now_ms(),
+                // `elicitation: {}` alone means form mode only (the spec's backwards
+                // compatibility); URL mode is `elicitation.url`.
+                url_elicitation: params["capabilities"]["elicitation"]["url"].is_object(),
+                protocol_version: version.to_owned(),
+                caller: fingerprint(&caller),
+            };
+            let answer = rpc_result(
                 id,
                 json!({
                     "protocolVersion": version,
@@ -154,20 +192,46 @@ async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Res
                     "serverInfo": {"name": "latchkey", "version": env!("CARGO_PKG_VERSION")},
                     "instructions": "Each tool is a named call of an API that Latchkey signs for you; credentials never appear here.",
                 }),
-            )
+            );
+            let mut r = plain(StatusCode::OK, answer);
+            if let Ok(v) = HeaderValue::from_str(&state.engine.seal_mcp_session(&session)) {
+                r.headers_mut().insert("mcp-session-id", v);
+            }
+            return r;
         }
         "ping" => rpc_result(id, json!({})),
         "tools/list" => {
             rpc_result(id, json!({"tools": tools(&state, &caller).into_iter().map(|t| t.listing).collect::<Vec<_>>()}))
         }
-        "tools/call" => match call(&state, &caller, &params).await {
-            Ok(result) => rpc_result(id, result),
-            Err(ToolError::Protocol(code, message)) => rpc_error(id, code, message),
-            Err(ToolError::Refused(e)) => return e.into_response(),
-        },
+        "tools/call" => {
+            let elicit =
+                session.is_some_and(|s| s.url_elicitation && s.protocol_version.as_str() >= URL_ELICITATION_SINCE);
+            match call(&state, &caller, &params, elicit).await {
+                Ok(result) => rpc_result(id, result),
+                Err(ToolError::Protocol(code, message)) => rpc_error(id, code, message),
+                Err(ToolError::Elicit(error)) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
+                Err(ToolError::Refused(e)) => return e.into_response(),
+            }
+        }
         other => rpc_error(id, -32601, format!("method `{other}` is not offered by this server")),
     };
     plain(StatusCode::OK, answer)
+}
+
+/// Who is calling, as a session remembers it.
+fn fingerprint(caller: &AppOrUser) -> String {
+    match caller {
+        AppOrUser::App { env, key_id } => McpSession::fingerprint("app", *env, key_id),
+        AppOrUser::User { env, user, .. } => McpSession::fingerprint("user", *env, user),
+    }
+}
+
+/// The session a presented id holds, when this install sealed it for this caller less than
+/// [`SESSION_TTL_MS`] ago; else `None` (the transport's answer is 404: initialize again).
+fn open_session(state: &AppState, caller: &AppOrUser, id: &str) -> Option<McpSession> {
+    let s = state.engine.open_mcp_session(id)?;
+    let age = state.engine.now_ms() - s.issued_at;
+    (s.is_of(&fingerprint(caller)) && (0..SESSION_TTL_MS).contains(&age)).then_some(s)
 }
 
 /// A tool: the named call it runs, and its listing.
@@ -277,11 +341,15 @@ pub(crate) fn input_schema(call: &CallConfig) -> Value {
 
 enum ToolError {
     Protocol(i64, String),
+    /// `URLElicitationRequiredError`: the JSON-RPC error object, the connect link in its data.
+    Elicit(Value),
     /// The audit log cannot be written: the request is refused as every call would be.
     Refused(ApiError),
 }
 
-async fn call(state: &AppState, caller: &AppOrUser, params: &Value) -> Result<Value, ToolError> {
+/// Runs a tool; `elicit`: the client takes URL-mode elicitation, so a user without a
+/// connection gets the connect link as `URLElicitationRequiredError` instead of a tool result.
+async fn call(state: &AppState, caller: &AppOrUser, params: &Value, elicit: bool) -> Result<Value, ToolError> {
     let name = params["name"].as_str().ok_or_else(|| ToolError::Protocol(-32602, "`name` is missing".into()))?;
     let tool = tools(state, caller)
         .into_iter()
@@ -320,7 +388,7 @@ async fn call(state: &AppState, caller: &AppOrUser, params: &Value) -> Result<Va
     };
     let up = match answer {
         Ok(up) => up,
-        Err(e) => return Ok(refused(state, caller, &tool, e).await),
+        Err(e) => return refused(state, caller, &tool, e, elicit).await,
     };
     let status = up.status;
     let mut body = Vec::new();
@@ -369,27 +437,56 @@ fn tool_error(text: String) -> Value {
 }
 
 /// A refused call as a tool result: the connect link for a user without a connection (what to
-/// open, then call again), else the error's code and message.
-async fn refused(state: &AppState, caller: &AppOrUser, tool: &Tool, e: CallError) -> Value {
+/// open, then call again; as `URLElicitationRequiredError` when `elicit`), else the error's
+/// code and message.
+async fn refused(
+    state: &AppState,
+    caller: &AppOrUser,
+    tool: &Tool,
+    e: CallError,
+    elicit: bool,
+) -> Result<Value, ToolError> {
     if let AppOrUser::User { env, user, .. } = caller
         && e.code == ErrorCode::NotFound
         && let Ok(false) = state.engine.connections().has_connection(*env, &tool.connector, user).await
     {
-        return connect_result(state, *env, &tool.connector, user).await;
+        let link = connect_link(state, *env, &tool.connector, user).await;
+        return match link {
+            Some(url) if elicit => Err(ToolError::Elicit(elicitation(&tool.connector, url))),
+            link => Ok(connect_result(&tool.connector, link)),
+        };
     }
     let mut text = format!("{}: {}", e.code.as_str(), e.message);
     if let Some(Value::String(url)) = e.details.get("reconnect_url") {
         text.push_str(&format!("\nTo connect again, open: {url}"));
     }
-    tool_error(text)
+    Ok(tool_error(text))
 }
 
-async fn connect_result(state: &AppState, env: Env, connector: &str, user: &str) -> Value {
-    let return_to = state.engine.config().server.return_to_allow.first().map(|u| u.as_str().to_owned());
-    let link = match return_to {
-        Some(to) => state.engine.connections().connect_session(env, connector, user, &to, BTreeMap::new()).await.ok(),
-        None => None,
-    };
+/// A connect link for this user and connector, made as `POST /v1/connect/{connector}` would,
+/// returning to the first `return_to_allow` entry (none without one).
+async fn connect_link(state: &AppState, env: Env, connector: &str, user: &str) -> Option<String> {
+    let to = state.engine.config().server.return_to_allow.first().map(|u| u.as_str().to_owned())?;
+    state.engine.connections().connect_session(env, connector, user, &to, BTreeMap::new()).await.ok()
+}
+
+/// The error object of `URLElicitationRequiredError` (MCP 2025-11-25, "URL mode"): the client
+/// shows `message` and offers to open `url`, then calls the tool again.
+fn elicitation(connector: &str, url: String) -> Value {
+    let message = format!("Connect your `{connector}` account to use this tool; then call it again.");
+    json!({
+        "code": URL_ELICITATION_REQUIRED,
+        "message": format!("you have not connected `{connector}` yet: open the link to connect it"),
+        "data": {"elicitations": [{
+            "mode": "url",
+            "elicitationId": mcp_session::elicitation_id(),
+            "url": url,
+            "message": message,
+        }]},
+    })
+}
+
+fn connect_result(connector: &str, link: Option<String>) -> Value {
     let text = match &link {
         Some(url) => format!(
             "You have not connected `{connector}` yet. Open this link to connect it, then call the tool again: {url}"

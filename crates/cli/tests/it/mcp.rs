@@ -51,7 +51,7 @@ async fn agents_setup(password: &str) -> Setup {
             "params": {
                 "who": {"required": true, "description": "the user name httpbin expects"},
                 "pw": {"private": true, "value": password},
-                "note": {"default": "hello"},
+                "note": {"default": "hello", "type": "string", "enum": ["hello", "bye"]},
             },
         }},
     });
@@ -96,6 +96,7 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     let out = client(json!({"url": url, "token": s.app, "calls": [
         {"name": "bin.auth", "arguments": {"who": "agent"}},
         {"name": "bin.auth", "arguments": {"who": "someone-else"}},
+        {"name": "bin.auth", "arguments": {"who": "agent", "note": "ciao"}},
     ]}))
     .await;
     assert!(out.get("error").is_none(), "{out}");
@@ -107,12 +108,21 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     let schema = &tools[0]["inputSchema"];
     assert_eq!(tools[0]["description"], "Checks Basic credentials at httpbin.");
     assert_eq!(schema["required"], json!(["who"]));
-    assert_eq!(schema["properties"]["note"], json!({"type": "string", "default": "hello"}));
+    assert_eq!(schema["properties"]["note"], json!({"type": "string", "default": "hello", "enum": ["hello", "bye"]}));
     assert!(schema["properties"].get("pw").is_none(), "a private parameter appears: {schema}");
     let ok = &out["results"][0];
     assert_eq!(ok["isError"], false, "{ok}");
     assert_eq!(ok["structuredContent"], json!({"authenticated": true, "user": "agent"}));
     assert_eq!(out["results"][1]["isError"], true, "httpbin's 401 is a tool error: {out}");
+    // A value outside the parameter's `enum` is refused before anything is sent: a tool error
+    // naming the parameter and its values.
+    let refused = &out["results"][2];
+    assert_eq!(refused["isError"], true, "{out}");
+    let text = refused["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("invalid_params") && text.contains("parameter `note` must be one of: \"hello\", \"bye\""),
+        "{text}"
+    );
     let app_out = out.to_string();
 
     // Users: bob has no connection (a connect link), alice connects and calls.
@@ -135,6 +145,21 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     assert_eq!(out["results"][1]["isError"], true, "{out}");
     assert_eq!(s.up.count(), before, "bob's calls reached the upstream: {out}");
     let bob_out = out.to_string();
+
+    // A client that declares URL-mode elicitation (the SDK does when given a callback) gets
+    // the connect link as URLElicitationRequiredError (-32042): the capability reached the
+    // tool call through the session id the SDK sent back.
+    let out = client(json!({"url": url, "token": bob, "elicitation": true, "calls": [{"name": "my_ping"}]})).await;
+    assert!(out.get("error").is_none(), "{out}");
+    let error = &out["results"][0]["protocol_error"];
+    assert_eq!(error["code"], -32042, "{out}");
+    let e = &error["data"]["elicitations"][0];
+    assert_eq!(e["mode"], "url", "{out}");
+    assert!(e["url"].as_str().unwrap().starts_with(&s.lk.url("/")), "{out}");
+    assert!(e["elicitationId"].as_str().is_some_and(|id| !id.is_empty()), "{out}");
+    assert!(e["message"].as_str().unwrap().contains("then call it again"), "{out}");
+    assert_eq!(s.up.count(), before, "bob's call reached the upstream: {out}");
+    let bob_out = format!("{bob_out}{out}");
 
     let before = s.up.count();
     let out = client(json!({"url": url, "token": alice, "calls": [{"name": "my_ping"}]})).await;

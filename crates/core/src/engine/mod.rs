@@ -27,6 +27,7 @@ pub mod exchange;
 pub mod idempotency;
 pub mod identity;
 mod keycheck;
+pub mod mcp_session;
 mod mirror;
 mod pipeline;
 mod reload;

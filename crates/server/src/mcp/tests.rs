@@ -154,5 +154,128 @@ async fn a_tokens_scope_narrows_the_tools_it_sees_and_may_call() {
     assert!(inside.body["result"]["content"][0]["text"].as_str().unwrap().contains("not connected `notes`"));
     // App keys carry no scope: their own tools, unnarrowed (none here: every tool is per-user).
     assert!(m.tool_names(&m.app_key.clone()).await.is_empty());
-    let _ = &m.clock;
+}
+
+impl Mcp {
+    /// `initialize` with `capabilities`; the session id answered.
+    async fn initialize(&self, token: &str, version: &str, capabilities: Value) -> String {
+        let a = self
+            .rpc(
+                token,
+                None,
+                "initialize",
+                json!({"protocolVersion": version, "capabilities": capabilities, "clientInfo": {"name": "t", "version": "1"}}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["result"]["protocolVersion"], version);
+        let id = a.headers.get("mcp-session-id").expect("a session id").to_str().unwrap().to_owned();
+        // Visible ASCII (the transport's rule), and nothing readable in it.
+        assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)) && id.len() < 400, "{id}");
+        assert!(!id.contains("alice") && !id.contains("2025"), "{id}");
+        id
+    }
+
+    async fn call_repos(&self, token: &str, session: Option<&str>) -> Answer {
+        self.rpc(token, session, "tools/call", json!({"name": "github_repos", "arguments": {}})).await
+    }
+}
+
+/// A client that declared `elicitation.url` gets the connect link as
+/// `URLElicitationRequiredError`; any other gets today's tool result with `connect_url`.
+#[tokio::test]
+async fn a_user_without_a_connection_gets_url_elicitation_when_the_client_declared_it() {
+    let m = Mcp::start().await;
+    let alice = m.token(None);
+    let session = m.initialize(&alice, "2025-11-25", json!({"elicitation": {"form": {}, "url": {}}})).await;
+    let a = m.call_repos(&alice, Some(&session)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let error = &a.body["error"];
+    assert_eq!(error["code"], -32042, "{}", a.body);
+    assert!(error["message"].as_str().unwrap().contains("not connected `gh`"), "{error}");
+    let e = &error["data"]["elicitations"][0];
+    assert_eq!(e["mode"], "url");
+    assert!(e["url"].as_str().unwrap().starts_with("https://lk.example.com/oauth/gh/start?session="), "{e}");
+    assert!(e["elicitationId"].as_str().unwrap().starts_with("lk_connect_"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("then call it again"), "{e}");
+    assert_eq!(error["data"]["elicitations"].as_array().unwrap().len(), 1);
+    // Each elicitation is its own: a new id and a new link.
+    let again = m.call_repos(&alice, Some(&session)).await;
+    let e2 = &again.body["error"]["data"]["elicitations"][0];
+    assert_ne!((e2["elicitationId"].clone(), e2["url"].clone()), (e["elicitationId"].clone(), e["url"].clone()));
+    // A notification within the session is accepted.
+    let n = m
+        .send(
+            http::Method::POST,
+            &alice,
+            Some(&session),
+            Some(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+        )
+        .await;
+    assert_eq!(n.status, StatusCode::ACCEPTED);
+
+    // Form mode only (`elicitation: {}` is form mode), no capability, an older revision, or no
+    // session id at all: the tool result that says what to open.
+    for session in [
+        Some(m.initialize(&alice, "2025-11-25", json!({"elicitation": {}})).await),
+        Some(m.initialize(&alice, "2025-11-25", json!({})).await),
+        Some(m.initialize(&alice, "2025-06-18", json!({"elicitation": {"url": {}}})).await),
+        None,
+    ] {
+        let a = m.call_repos(&alice, session.as_deref()).await;
+        assert!(a.body.get("error").is_none(), "{}", a.body);
+        let r = &a.body["result"];
+        assert_eq!(r["isError"], true);
+        assert!(
+            r["structuredContent"]["connect_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://lk.example.com/oauth/gh/start?session=")
+        );
+    }
+}
+
+/// A session id opens only for the caller that initialized it, within its lifetime, as this
+/// install sealed it; anything else is `404` (the client initializes again).
+#[tokio::test]
+async fn a_session_id_of_another_caller_tampered_or_expired_is_404() {
+    let m = Mcp::start().await;
+    let alice = m.token(None);
+    let session = m.initialize(&alice, "2025-11-25", json!({"elicitation": {"url": {}}})).await;
+    // Another token of the same user (a refreshed one) is the same caller.
+    let alice_again = m.token(Some("tools connector:gh"));
+    assert_eq!(m.call_repos(&alice_again, Some(&session)).await.body["error"]["code"], -32042);
+
+    let bob = m.engine.identity().scoped_access_token(Env::Live, "bob", "tools").unwrap();
+    let mut tampered = session.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let console = m.engine.seal_console_session(&latchkey_core::engine::console::ConsoleSession::new(
+        secrecy::SecretString::from("lk_admin_x"),
+        T0,
+    ));
+    for (who, id) in [
+        (&bob, session.as_str()),
+        (&m.app_key, session.as_str()),
+        (&alice, tampered.as_str()),
+        (&alice, "garbage"),
+        (&alice, console.as_str()),
+    ] {
+        let a = m.rpc(who, Some(id), "tools/list", json!({})).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{id}: {}", a.body);
+        assert!(a.body["error"]["message"].as_str().unwrap().contains("initialize again"), "{}", a.body);
+    }
+    // Valid for a day, across the user's tokens (each lives 15 minutes).
+    m.clock.advance(24 * 3600 * 1000 - 60_000);
+    assert_eq!(m.rpc(&m.token(None), Some(&session), "ping", json!({})).await.status, StatusCode::OK);
+    m.clock.advance(61_000);
+    let alice_now = m.token(None);
+    assert_eq!(m.rpc(&alice_now, Some(&session), "ping", json!({})).await.status, StatusCode::NOT_FOUND);
+    // Stateless: nothing to end; DELETE (and GET: no stream) are 405.
+    for method in [http::Method::DELETE, http::Method::GET] {
+        let a = m.send(method.clone(), &alice_now, Some(&session), None).await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(a.headers[header::ALLOW], "POST");
+    }
 }
