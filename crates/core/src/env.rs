@@ -2,7 +2,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The environment of a request, a key, a secret value or a token. They never mix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Env {
     Live,
     Dev,

@@ -64,9 +64,21 @@ impl FromRequestParts<AppState> for AppOrUser {
 impl AppOrUser {
     /// The caller of a request on a connection whose last key is in `memo`, if any.
     pub async fn of(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>) -> Result<Self, ApiError> {
+        Self::verified(parts, state, memo, false).await
+    }
+
+    /// The caller of `/mcp`: as [`AppOrUser::of`], and a user token may also be one an MCP
+    /// client was given (`aud` `<public_url>/mcp`), which no other route accepts.
+    pub async fn of_mcp(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        Self::verified(parts, state, None, true).await
+    }
+
+    async fn verified(parts: &Parts, state: &AppState, memo: Option<&KeyMemo>, mcp: bool) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         if token.matches('.').count() == 2 && !token.starts_with("lk_") {
-            let claims = state.engine.identity().verify_user_token(token).map_err(refused)?;
+            let identity = state.engine.identity();
+            let claims = if mcp { identity.verify_mcp_token(token) } else { identity.verify_user_token(token) }
+                .map_err(refused)?;
             let env = claims
                 .env
                 .parse::<Env>()

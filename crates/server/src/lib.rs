@@ -12,6 +12,7 @@ mod extract;
 mod idempotency;
 mod limit;
 mod mcp;
+mod mcp_auth;
 mod metrics;
 mod openapi;
 mod request;
@@ -42,12 +43,15 @@ pub struct AppState {
     request_timeout: std::time::Duration,
     /// Failed sign-ins to the admin console.
     console_sign_in: Arc<console::SignInLimiter>,
+    /// Dynamic client registrations of MCP clients (all callers together).
+    registrations: Arc<limit::RateLimiter>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> Self {
         let per_second = engine.config().server.introspection_per_second.unwrap_or(DEFAULT_INTROSPECTION_PER_SECOND);
         let request_timeout = engine.config().server.request_timeout_s.unwrap_or(DEFAULT_REQUEST_TIMEOUT_S).max(1);
+        let registrations = engine.mcp_auth().registrations_per_second();
         Self {
             engine,
             metrics: Arc::new(Metrics::default()),
@@ -55,6 +59,7 @@ impl AppState {
             audit: None,
             request_timeout: std::time::Duration::from_secs(request_timeout),
             console_sign_in: Arc::default(),
+            registrations: Arc::new(limit::RateLimiter::new(registrations)),
         }
     }
 

@@ -68,6 +68,7 @@ async fn resource_metadata(State(state): State<AppState>) -> Response {
         "authorization_servers": [issuer],
         "bearer_methods_supported": ["header"],
         "resource_name": "Latchkey",
+        "scopes_supported": ["tools"],
     }))
     .into_response()
 }
@@ -131,7 +132,7 @@ async fn post(State(state): State<AppState>, req: axum::extract::Request) -> Res
             ),
         );
     }
-    let caller = match AppOrUser::of(&parts, &state, None).await {
+    let caller = match AppOrUser::of_mcp(&parts, &state).await {
         Ok(c) => c,
         Err(e) => return unauthenticated(&state, e),
     };

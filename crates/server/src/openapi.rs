@@ -44,6 +44,8 @@ use crate::wire;
         identity::upsert_user, identity::get_user, identity::delete_user, identity::mint,
         identity::token, identity::introspect, identity::revoke, identity::jwks, identity::openid_configuration,
         oauth::exchange, oauth::connect_as_user, oauth::login, oauth::start, oauth::callback, oauth::connector_callback,
+        crate::mcp_auth::metadata, crate::mcp_auth::register, crate::mcp_auth::app_sign_in,
+        crate::mcp_auth::authorize, crate::mcp_auth::decide, crate::mcp_auth::signed_in, crate::mcp_auth::continue_sign_in,
     ),
     components(schemas(wire::ErrorEnvelope, wire::ErrorBody, wire::ConfigProblem, wire::ExchangedToken)),
     modifiers(&Contract),

@@ -10,8 +10,8 @@
 use latchkey_core::Env;
 use latchkey_core::event::{EventKind, EventOutcome};
 use latchkey_core::store::{
-    ConnectionRow, ConnectorRow, EventRow, FlowRow, KeyKind, KeyRow, LoginCodeRow, RefreshRow, SealedPlace, SecretRow,
-    SigningKeyRow, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
+    AuthGrantRow, ConnectionRow, ConnectorRow, EventRow, FlowRow, KeyKind, KeyRow, LoginCodeRow, OAuthClientRow,
+    RefreshRow, SealedPlace, SecretRow, SigningKeyRow, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
 };
 use latchkey_core::token::TokenState;
 
@@ -330,11 +330,25 @@ pub(crate) struct Refresh {
     used_at: Option<i64>,
     revoked_at: Option<i64>,
     successor: Option<Vec<u8>>,
+    scope: Option<String>,
+    audience: Option<String>,
 }
 
 impl Refresh {
     pub(crate) fn into_row(self, op: &'static str) -> StoreResult<RefreshRow> {
-        let Refresh { hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, successor } = self;
+        let Refresh {
+            hash,
+            family,
+            env,
+            user_id,
+            created_at,
+            expires_at,
+            used_at,
+            revoked_at,
+            successor,
+            scope,
+            audience,
+        } = self;
         Ok(RefreshRow {
             hash,
             family,
@@ -345,6 +359,55 @@ impl Refresh {
             used_at,
             revoked_at,
             successor,
+            scope,
+            audience,
+        })
+    }
+}
+
+/// `oauth_clients`: every column.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OAuthClient {
+    id: String,
+    metadata: String,
+    created_at: i64,
+}
+
+impl From<OAuthClient> for OAuthClientRow {
+    fn from(OAuthClient { id, metadata, created_at }: OAuthClient) -> Self {
+        OAuthClientRow { id, metadata, created_at }
+    }
+}
+
+/// `auth_grants`: every column.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuthGrant {
+    hash: Vec<u8>,
+    kind: String,
+    env: String,
+    user_id: String,
+    client_id: String,
+    data: String,
+    family: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl AuthGrant {
+    pub(crate) fn into_row(self, op: &'static str) -> StoreResult<AuthGrantRow> {
+        let AuthGrant { hash, kind, env, user_id, client_id, data, family, created_at, expires_at, used_at } = self;
+        Ok(AuthGrantRow {
+            hash,
+            kind,
+            env: parse_env(op, &env)?,
+            user_id,
+            client_id,
+            data,
+            family,
+            created_at,
+            expires_at,
+            used_at,
         })
     }
 }

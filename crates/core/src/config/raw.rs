@@ -120,6 +120,41 @@ pub struct ServerConfig {
     /// Reload the file when it changes (checked every second), as `SIGHUP` does.
     #[serde(default)]
     pub watch_config: bool,
+    /// Latchkey as the authorization server of MCP clients (docs/mcp.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpServerConfig>,
+}
+
+/// `[server.mcp]`: how MCP clients sign their users in (Latchkey as their OAuth authorization
+/// server). Checked by `validate::server`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// The `login = true` connector users sign in with (default: the only one there is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_connector: Option<String>,
+    /// The app's own sign-in page: the browser is sent there with `?request=ID`, and the app
+    /// answers with `POST /v1/mcp/sign-in`. When set, it is used instead of a login connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in_url: Option<String>,
+    /// The environment of the users MCP clients sign in and of their tokens: `live` (default)
+    /// or `dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Dynamic client registrations allowed per second, in bursts of twice that (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registrations_per_second: Option<u32>,
+    /// For development only: accept `http://` client ID metadata documents on loopback
+    /// (`127.0.0.1`, `[::1]`, `localhost`) and fetch them from there.
+    #[serde(default)]
+    pub allow_loopback_client_ids: bool,
+}
+
+impl McpServerConfig {
+    /// The environment MCP clients' users and tokens belong to.
+    pub fn env(&self) -> crate::Env {
+        self.environment.as_deref().and_then(|e| e.parse().ok()).unwrap_or(crate::Env::Live)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -96,6 +96,38 @@ pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) 
     if let Some(page) = &s.connect_page {
         connect_page(page, &mut p);
     }
+    if let Some(m) = &s.mcp {
+        mcp(m, &mut p);
+    }
+}
+
+/// `[server.mcp]`: an environment, an http(s) sign-in page, a sane registration rate.
+fn mcp(m: &super::McpServerConfig, p: &mut impl FnMut(&str, String)) {
+    if let Some(e) = &m.environment
+        && e.parse::<crate::Env>().is_err()
+    {
+        p("mcp.environment", format!("`{e}` is not an environment: give `live` or `dev`"));
+    }
+    if let Some(u) = &m.sign_in_url {
+        match url::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.fragment().is_none() => {
+            }
+            _ => p(
+                "mcp.sign_in_url",
+                format!("`{u}` is not an http(s) URL such as `https://app.example.com/mcp-sign-in`"),
+            ),
+        }
+    }
+    if let Some(n) = m.registrations_per_second
+        && !(1..=1000).contains(&n)
+    {
+        p("mcp.registrations_per_second", format!("{n} is out of range: give 1 to 1000 (or leave it out: 2)"));
+    }
+    if let Some(c) = &m.login_connector
+        && c.is_empty()
+    {
+        p("mcp.login_connector", "name a connector with `login = true`".into());
+    }
 }
 
 /// `[server.connect_page]`: a title of one line, the logo as a data URL Latchkey serves

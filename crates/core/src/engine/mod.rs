@@ -27,6 +27,7 @@ pub mod exchange;
 pub mod idempotency;
 pub mod identity;
 mod keycheck;
+pub mod mcp_auth;
 pub mod mcp_session;
 mod mirror;
 mod pipeline;
@@ -104,6 +105,8 @@ pub struct Engine {
     identity: Identity,
     admin: Admin,
     clock: Arc<dyn Clock>,
+    /// The MCP authorization server's fetched client metadata documents.
+    mcp: mcp_auth::Shared,
 }
 
 /// The engine's counters and gauges, for `/metrics`.
@@ -172,7 +175,18 @@ impl Engine {
             Identity::new(store.clone(), vault.clone(), mirror.clone(), connections.clone(), public_url.clone());
         let admin = Admin::new(store.clone(), vault.clone(), mirror.clone());
         let webhooks = Arc::new(webhooks::Webhooks::new(store.clone(), mirror.clone(), tokens.clone()));
-        let engine = Arc::new(Engine { store, vault, public_url, mirror, tokens, connections, identity, admin, clock });
+        let engine = Arc::new(Engine {
+            store,
+            vault,
+            public_url,
+            mirror,
+            tokens,
+            connections,
+            identity,
+            admin,
+            clock,
+            mcp: mcp_auth::Shared::default(),
+        });
         engine.mirror.reload().await?;
         tokio::spawn(webhooks.run(events));
         Ok(engine)

@@ -486,6 +486,11 @@ pub struct RefreshRow {
     pub revoked_at: Option<i64>,
     /// The pair issued when this token was used, sealed, for the short retry window.
     pub successor: Option<Vec<u8>>,
+    /// The family's `scope` (space-separated), kept by every refresh; `None`: unrestricted.
+    pub scope: Option<String>,
+    /// The family's access-token `aud` when it is not the configured one (`<public_url>/mcp`
+    /// for MCP clients), kept by every refresh.
+    pub audience: Option<String>,
 }
 
 impl std::fmt::Debug for RefreshRow {
@@ -495,6 +500,8 @@ impl std::fmt::Debug for RefreshRow {
             .field("user_id", &self.user_id)
             .field("used_at", &self.used_at)
             .field("revoked_at", &self.revoked_at)
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
 }
@@ -553,6 +560,53 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Marks a sign-in code of `env` used, atomically, if it has not expired at `now`; `None`
     /// (and the code untouched) when it is unknown, used, expired or of another environment.
     async fn take_login_code(&self, hash: &[u8], env: Env, now: i64) -> StoreResult<Option<LoginCodeRow>>;
+
+    /// Registers an OAuth client (RFC 7591); a duplicate id is an error.
+    async fn insert_oauth_client(&self, row: &OAuthClientRow) -> StoreResult<()>;
+    async fn get_oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRow>>;
+    /// Inserts a single-use handle of the MCP authorization server; a duplicate is an error.
+    async fn insert_auth_grant(&self, row: &AuthGrantRow) -> StoreResult<()>;
+    /// Marks the handle of `kind` used, atomically: exactly one taker sees `Fresh`; later ones
+    /// see `Used` (with the row, so a replayed code's family can be revoked). Expiry is the
+    /// caller's to check.
+    async fn take_auth_grant(&self, hash: &[u8], kind: &str, now: i64) -> StoreResult<GrantTake>;
+}
+
+/// A client registered at the MCP authorization server's registration endpoint (RFC 7591):
+/// its metadata as accepted (JSON: `redirect_uris`, `client_name`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthClientRow {
+    pub id: String,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+/// A single-use handle of the MCP authorization server, stored as its SHA-256: an
+/// authorization code (`kind` `code`), an app sign-in request (`sign_in`), or the grant an
+/// app's sign-in answers with (`grant`). `data` is JSON whose shape the kind fixes (a code's
+/// redirect URI, PKCE challenge, scope and resource); `family` is the refresh-token family a
+/// code's tokens get (revoked when the code is replayed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthGrantRow {
+    pub hash: Vec<u8>,
+    pub kind: String,
+    pub env: Env,
+    pub user_id: String,
+    pub client_id: String,
+    pub data: String,
+    pub family: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantTake {
+    /// Unused until now; it is now used.
+    Fresh(AuthGrantRow),
+    /// Used before (a replay).
+    Used(AuthGrantRow),
+    Unknown,
 }
 
 /// A one-time sign-in code, stored as its SHA-256.

@@ -72,14 +72,31 @@ pub async fn delete_user(
     }
 }
 
-/// `POST /v1/users/{id}/tokens`.
-#[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "identity", params(("id" = String, Path), crate::idempotency::IdempotencyKey), security(("app_key" = [])), responses((status = 201, description = "A user access token (JWT) and refresh token.", body = wire::TokenPair)))]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MintBody {
+    /// Narrows what the token may do at `/mcp`: `tools`, `connector:NAME`, `tool:NAME`,
+    /// space-separated (absent: unrestricted).
+    scope: Option<String>,
+}
+
+/// `POST /v1/users/{id}/tokens`, with an optional `{"scope": "..."}`.
+#[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "identity", params(("id" = String, Path), crate::idempotency::IdempotencyKey), request_body(content = Option<MintBody>, description = "Optional: the tokens' `scope`."), security(("app_key" = [])), responses((status = 201, description = "A user access token (JWT) and refresh token.", body = wire::TokenPair)))]
 pub async fn mint(
     State(state): State<AppState>,
     caller: AppCaller,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let pair = state.engine.identity().mint_tokens(caller.env, &id).await?;
+    let scope = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let b: MintBody = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::new(ErrorCode::InvalidParams, r#"the body must be empty or JSON {"scope": "tools"}"#)
+        })?;
+        b.scope
+    };
+    let pair = state.engine.identity().mint_scoped_tokens(caller.env, &id, scope.as_deref()).await?;
     Ok((StatusCode::CREATED, no_store(Json(wire::TokenPair::from(&pair)).into_response())).into_response())
 }
 
@@ -94,7 +111,9 @@ fn oauth_error(e: CallError) -> Response {
     ApiError::from(e).with_detail("oauth_error", oauth).into_response()
 }
 
-/// `POST /v1/token`: `grant_type=refresh_token` (with `refresh_token`), or the token-exchange
+/// `POST /v1/token`: `grant_type=authorization_code` (an MCP client's code, with
+/// `code_verifier`, `client_id`, `redirect_uri`, `resource`), `grant_type=refresh_token` (with
+/// `refresh_token`), or the token-exchange
 /// grant (RFC 8693: `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` with
 /// `subject_token`, `subject_token_type`, and `resource` or `audience` naming a connector;
 /// app key as bearer).
@@ -115,6 +134,16 @@ pub struct TokenForm {
     audience: Option<String>,
     /// Token exchange: if given, `urn:ietf:params:oauth:token-type:access_token`.
     requested_token_type: Option<String>,
+    /// Authorization code (MCP clients): the code the authorization endpoint gave.
+    #[schema(value_type = Option<String>)]
+    code: Option<SecretString>,
+    /// Authorization code: the PKCE verifier (RFC 7636).
+    #[schema(value_type = Option<String>)]
+    code_verifier: Option<SecretString>,
+    /// Authorization code: the client the code was issued to.
+    client_id: Option<String>,
+    /// Authorization code: the redirect URI the code was sent to.
+    redirect_uri: Option<String>,
 }
 
 /// `POST /v1/token` (form): `grant_type=refresh_token` (the refresh token is the credential),
@@ -133,9 +162,34 @@ pub async fn token(
     if f.grant_type.as_deref() == Some(exchange::GRANT_TYPE) {
         return token_exchange(&state, &parts, f).await;
     }
+    if f.grant_type.as_deref() == Some("authorization_code") {
+        let Some(code) = f.code else {
+            return oauth_error(CallError::invalid_params("code is missing"));
+        };
+        let verifier = f.code_verifier.as_ref().map(|v| v.expose_secret());
+        let exchanged = state
+            .engine
+            .mcp_auth()
+            .exchange_code(
+                code.expose_secret(),
+                verifier,
+                f.client_id.as_deref(),
+                f.redirect_uri.as_deref(),
+                f.resource.as_deref(),
+            )
+            .await;
+        return match exchanged {
+            Ok(pair) => {
+                let mut r = no_store(Json(wire::TokenPair::from(&pair)).into_response());
+                r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                r
+            }
+            Err(e) => oauth_error(e),
+        };
+    }
     if f.grant_type.as_deref() != Some("refresh_token") {
         let mut e = CallError::invalid_params(format!(
-            "grant_type must be refresh_token or {} (token exchange)",
+            "grant_type must be authorization_code, refresh_token or {} (token exchange)",
             exchange::GRANT_TYPE
         ));
         e.details.insert("oauth_error".into(), Value::String("unsupported_grant_type".into()));
@@ -245,6 +299,5 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "identity", responses((status = 200, description = "OpenID Connect Discovery / RFC 8414 metadata.", body = wire::OpenIdConfiguration)))]
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
-    Json(wire::OpenIdConfiguration::of(state.engine.public_url(), state.engine.identity().signing_algs()))
-        .into_response()
+    crate::mcp_auth::discovery(&state)
 }

@@ -65,6 +65,12 @@ api! {
     "/v1/token/revoke" => post(identity::revoke);
     "/.well-known/jwks.json" => get(identity::jwks);
     "/.well-known/openid-configuration" => get(identity::openid_configuration);
+    "/.well-known/oauth-authorization-server" => get(crate::mcp_auth::metadata);
+    "/v1/mcp/register" => post(crate::mcp_auth::register);
+    "/v1/mcp/sign-in" => post(crate::mcp_auth::app_sign_in);
+    "/oauth/authorize" => get(crate::mcp_auth::authorize), post(crate::mcp_auth::decide);
+    "/oauth/authorize/signed-in" => get(crate::mcp_auth::signed_in);
+    "/oauth/authorize/continue" => get(crate::mcp_auth::continue_sign_in);
     "/oauth/{connector}/connect" => get(oauth::connect_as_user);
     "/oauth/{connector}/login" => get(oauth::login);
     "/v1/login/exchange" => post(oauth::exchange);

@@ -38,6 +38,10 @@ pub struct TokenPair<'a> {
     pub access_token: &'a str,
     pub expires_in: i64,
     pub refresh_token: &'a str,
+    /// The granted scope, when the tokens are narrowed (`tools`, `connector:NAME`,
+    /// `tool:NAME`, space-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'a str>,
     pub token_type: &'a str,
 }
 
@@ -71,6 +75,7 @@ impl<'a> From<&'a latchkey_core::engine::identity::TokenPair> for TokenPair<'a> 
             access_token: &p.access_token,
             expires_in: p.expires_in,
             refresh_token: &p.refresh_token,
+            scope: p.scope.as_deref(),
             token_type: &p.token_type,
         }
     }
@@ -95,33 +100,51 @@ pub struct SignIn<'a> {
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §3, RFC 8414).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OpenIdConfiguration<'a> {
-    pub grant_types_supported: [&'static str; 1],
+    pub authorization_endpoint: String,
+    pub authorization_response_iss_parameter_supported: bool,
+    pub client_id_metadata_document_supported: bool,
+    pub code_challenge_methods_supported: [&'static str; 1],
+    pub grant_types_supported: [&'static str; 3],
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
     pub introspection_endpoint: String,
     pub introspection_endpoint_auth_methods_supported: [&'static str; 1],
     pub issuer: &'a str,
     pub jwks_uri: String,
-    pub response_types_supported: [&'static str; 0],
+    pub registration_endpoint: String,
+    pub response_types_supported: [&'static str; 1],
     pub revocation_endpoint: String,
     pub revocation_endpoint_auth_methods_supported: [&'static str; 1],
+    /// `tools`, then `connector:NAME` for each connector with tools and `tool:NAME` for each tool.
+    pub scopes_supported: Vec<String>,
     pub subject_types_supported: [&'static str; 1],
     pub token_endpoint: String,
     pub token_endpoint_auth_methods_supported: [&'static str; 1],
 }
 
 impl<'a> OpenIdConfiguration<'a> {
-    /// The document of the identity provider at `base` (its public URL).
-    pub fn of(base: &'a str, algs: Vec<&'static str>) -> Self {
+    /// The document of the identity provider and MCP authorization server at `base` (its
+    /// public URL).
+    pub fn of(base: &'a str, algs: Vec<&'static str>, scopes: Vec<String>) -> Self {
         OpenIdConfiguration {
-            grant_types_supported: ["refresh_token"],
+            authorization_endpoint: format!("{base}/oauth/authorize"),
+            authorization_response_iss_parameter_supported: true,
+            client_id_metadata_document_supported: true,
+            code_challenge_methods_supported: ["S256"],
+            grant_types_supported: [
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ],
             id_token_signing_alg_values_supported: algs,
             introspection_endpoint: format!("{base}/v1/token/introspect"),
             introspection_endpoint_auth_methods_supported: ["bearer"],
             issuer: base,
             jwks_uri: format!("{base}/.well-known/jwks.json"),
-            response_types_supported: [],
+            registration_endpoint: format!("{base}/v1/mcp/register"),
+            response_types_supported: ["code"],
             revocation_endpoint: format!("{base}/v1/token/revoke"),
             revocation_endpoint_auth_methods_supported: ["bearer"],
+            scopes_supported: scopes,
             subject_types_supported: ["public"],
             token_endpoint: format!("{base}/v1/token"),
             token_endpoint_auth_methods_supported: ["none"],

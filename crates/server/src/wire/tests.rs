@@ -96,6 +96,7 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         token_type: "Bearer".into(),
         expires_in: 900,
         refresh_token: "r".into(),
+        scope: Some("tools".into()),
     };
     as_json_wrote(SignIn {
         connection: "c1",
@@ -119,7 +120,7 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         scope: None,
     };
     as_json_wrote(Introspection::from(&Found::Access(claims)));
-    as_json_wrote(OpenIdConfiguration::of("https://lk.example", vec!["ES256", "RS256"]));
+    as_json_wrote(OpenIdConfiguration::of("https://lk.example", vec!["ES256", "RS256"], vec!["tools".into()]));
     as_json_wrote(AuditHash { hash: "h".into() });
     let mut details = serde_json::Map::new();
     details.insert("reconnect_url".into(), "https://x".into());
@@ -134,8 +135,11 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
 fn nulls_and_omissions() {
     let v = serde_json::to_value(Introspection::INACTIVE).unwrap();
     assert_eq!(v, serde_json::json!({"active": false}));
-    let v = serde_json::to_value(OpenIdConfiguration::of("https://lk", vec![])).unwrap();
-    assert_eq!(v["response_types_supported"], serde_json::json!([]));
+    let v = serde_json::to_value(OpenIdConfiguration::of("https://lk", vec![], vec!["tools".into()])).unwrap();
+    assert_eq!(v["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(v["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(v["authorization_endpoint"], "https://lk/oauth/authorize");
+    assert_eq!(v["registration_endpoint"], "https://lk/v1/mcp/register");
     assert_eq!(v["id_token_signing_alg_values_supported"], serde_json::json!([]));
     assert_eq!(v["issuer"], "https://lk");
     let v = serde_json::to_value(ConnectLink { expires_at: None, url: "u".into() }).unwrap();

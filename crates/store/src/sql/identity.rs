@@ -4,7 +4,9 @@
 //! the family's access tokens.
 
 use latchkey_core::Env;
-use latchkey_core::store::{LoginCodeRow, RefreshRow, RefreshTake, SigningKeyRow, StoreResult, UserRow};
+use latchkey_core::store::{
+    AuthGrantRow, GrantTake, LoginCodeRow, OAuthClientRow, RefreshRow, RefreshTake, SigningKeyRow, StoreResult, UserRow,
+};
 
 use super::{Db, Pool, generation};
 use crate::{fail, rows};
@@ -29,17 +31,27 @@ const RETIRE_SIGNING_KEY: &str = "UPDATE signing_keys SET retired_at = $2 WHERE 
 const DELETE_SIGNING_KEY: &str = "DELETE FROM signing_keys WHERE kid = $1";
 
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (hash, family, env, user_id, created_at, \
-     expires_at, used_at, revoked_at, successor) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, NULL)";
+     expires_at, used_at, revoked_at, successor, scope, audience) \
+     VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, $7, $8)";
 const ROTATE_REFRESH: &str = "UPDATE refresh_tokens SET used_at = $2, successor = $3 \
      WHERE hash = $1 AND used_at IS NULL AND revoked_at IS NULL \
-     RETURNING hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, successor";
+     RETURNING hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, successor, scope, audience";
 const GET_REFRESH: &str = "SELECT hash, family, env, user_id, created_at, expires_at, used_at, revoked_at, \
-     successor FROM refresh_tokens WHERE hash = $1";
+     successor, scope, audience FROM refresh_tokens WHERE hash = $1";
 const REVOKE_FAMILY: &str = "UPDATE refresh_tokens SET revoked_at = $2, successor = NULL \
      WHERE family = $1 AND revoked_at IS NULL";
 const REVOKED_FAMILIES: &str = "SELECT DISTINCT family FROM refresh_tokens WHERE revoked_at >= $1";
 const REVOKE_USER_FAMILIES: &str = "UPDATE refresh_tokens SET revoked_at = $3, successor = NULL \
      WHERE env = $1 AND user_id = $2 AND revoked_at IS NULL";
+
+const INSERT_OAUTH_CLIENT: &str = "INSERT INTO oauth_clients (id, metadata, created_at) VALUES ($1, $2, $3)";
+const GET_OAUTH_CLIENT: &str = "SELECT id, metadata, created_at FROM oauth_clients WHERE id = $1";
+const INSERT_AUTH_GRANT: &str = "INSERT INTO auth_grants (hash, kind, env, user_id, client_id, data, family, \
+     created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)";
+const TAKE_AUTH_GRANT: &str = "UPDATE auth_grants SET used_at = $3 WHERE hash = $1 AND kind = $2 \
+     AND used_at IS NULL RETURNING hash, kind, env, user_id, client_id, data, family, created_at, expires_at, used_at";
+const GET_AUTH_GRANT: &str = "SELECT hash, kind, env, user_id, client_id, data, family, created_at, expires_at, \
+     used_at FROM auth_grants WHERE hash = $1 AND kind = $2";
 
 const INSERT_LOGIN_CODE: &str = "INSERT INTO login_codes (hash, env, user_id, connection_id, created_at, \
      expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)";
@@ -162,6 +174,8 @@ async fn insert_refresh_with<'e>(
         .bind(row.user_id.as_str())
         .bind(row.created_at)
         .bind(row.expires_at)
+        .bind(row.scope.as_deref())
+        .bind(row.audience.as_deref())
         .execute(executor)
         .await?;
     Ok(())
@@ -266,4 +280,69 @@ pub(super) async fn take_login_code(pool: &Pool, hash: &[u8], env: Env, now: i64
         .await
         .map_err(fail(OP))?;
     row.map(|row| row.into_row(OP)).transpose()
+}
+
+pub(super) async fn insert_oauth_client(pool: &Pool, row: &OAuthClientRow) -> StoreResult<()> {
+    const OP: &str = "insert_oauth_client";
+    sqlx::query(INSERT_OAUTH_CLIENT)
+        .bind(row.id.as_str())
+        .bind(row.metadata.as_str())
+        .bind(row.created_at)
+        .execute(pool)
+        .await
+        .map_err(fail(OP))?;
+    Ok(())
+}
+
+pub(super) async fn get_oauth_client(pool: &Pool, id: &str) -> StoreResult<Option<OAuthClientRow>> {
+    const OP: &str = "get_oauth_client";
+    let row = sqlx::query_as::<_, rows::OAuthClient>(GET_OAUTH_CLIENT)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(fail(OP))?;
+    Ok(row.map(OAuthClientRow::from))
+}
+
+pub(super) async fn insert_auth_grant(pool: &Pool, row: &AuthGrantRow) -> StoreResult<()> {
+    const OP: &str = "insert_auth_grant";
+    sqlx::query(INSERT_AUTH_GRANT)
+        .bind(row.hash.as_slice())
+        .bind(row.kind.as_str())
+        .bind(row.env.as_str())
+        .bind(row.user_id.as_str())
+        .bind(row.client_id.as_str())
+        .bind(row.data.as_str())
+        .bind(row.family.as_str())
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .execute(pool)
+        .await
+        .map_err(fail(OP))?;
+    Ok(())
+}
+
+/// Marks the handle used in one statement if it was unused; otherwise reads what is there.
+pub(super) async fn take_auth_grant(pool: &Pool, hash: &[u8], kind: &str, now: i64) -> StoreResult<GrantTake> {
+    const OP: &str = "take_auth_grant";
+    let taken = sqlx::query_as::<_, rows::AuthGrant>(TAKE_AUTH_GRANT)
+        .bind(hash)
+        .bind(kind)
+        .bind(now)
+        .fetch_optional(pool)
+        .await
+        .map_err(fail(OP))?;
+    if let Some(row) = taken {
+        return Ok(GrantTake::Fresh(row.into_row(OP)?));
+    }
+    let found = sqlx::query_as::<_, rows::AuthGrant>(GET_AUTH_GRANT)
+        .bind(hash)
+        .bind(kind)
+        .fetch_optional(pool)
+        .await
+        .map_err(fail(OP))?;
+    Ok(match found {
+        Some(row) => GrantTake::Used(row.into_row(OP)?),
+        None => GrantTake::Unknown,
+    })
 }

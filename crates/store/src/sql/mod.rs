@@ -37,10 +37,10 @@ mod tokens;
 
 use latchkey_core::Env;
 use latchkey_core::store::{
-    ChangeFeed, ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow, EventFilter, EventRow,
-    FlowRow, FlowTake, IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace,
-    SealedStore, SecretRow, SigningKeyRow, Store, StoreChanges, StoreResult, TokenKey, TokenRow, TokenStore,
-    TokenWrite, UserRow,
+    AuthGrantRow, ChangeFeed, ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow,
+    EventFilter, EventRow, FlowRow, FlowTake, GrantTake, IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow,
+    OAuthClientRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow, Store, StoreChanges,
+    StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
 };
 
 use super::{BUMP_GENERATION, Db, HAS_MIGRATIONS, ThisStore};
@@ -263,6 +263,18 @@ impl IdentityStore for ThisStore {
     }
     async fn take_login_code(&self, hash: &[u8], env: Env, now: i64) -> StoreResult<Option<LoginCodeRow>> {
         identity::take_login_code(&self.pool, hash, env, now).await
+    }
+    async fn insert_oauth_client(&self, row: &OAuthClientRow) -> StoreResult<()> {
+        identity::insert_oauth_client(&self.pool, row).await
+    }
+    async fn get_oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRow>> {
+        identity::get_oauth_client(&self.pool, id).await
+    }
+    async fn insert_auth_grant(&self, row: &AuthGrantRow) -> StoreResult<()> {
+        identity::insert_auth_grant(&self.pool, row).await
+    }
+    async fn take_auth_grant(&self, hash: &[u8], kind: &str, now: i64) -> StoreResult<GrantTake> {
+        identity::take_auth_grant(&self.pool, hash, kind, now).await
     }
 }
 

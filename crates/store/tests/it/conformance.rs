@@ -840,6 +840,8 @@ pub async fn refresh_rotation_is_atomic_and_has_one_winner(ctx: &Ctx) {
         used_at: None,
         revoked_at: None,
         successor: None,
+        scope: None,
+        audience: None,
     };
     s.insert_refresh(&row(vec![1; 32])).await.unwrap();
     let mut tasks = Vec::new();
@@ -887,6 +889,8 @@ pub async fn revoking_families_bumps_once_and_only_when_something_changed(ctx: &
         used_at: None,
         revoked_at: None,
         successor: None,
+        scope: None,
+        audience: None,
     };
     for r in [row(1, "fam_a", "alice"), row(2, "fam_a", "alice"), row(3, "fam_b", "alice"), row(4, "fam_c", "bob")] {
         s.insert_refresh(&r).await.unwrap();
@@ -1023,5 +1027,94 @@ pub async fn connections_are_counted_by_state(ctx: &Ctx) {
             count("gh", Env::Live, TokenState::ReauthorizationRequired, 1),
             count("slack", Env::Live, TokenState::Empty, 1),
         ]
+    );
+}
+
+// ---- the MCP authorization server ----
+
+/// Registered clients are stored as given and found by id; an id is registered once.
+pub async fn oauth_clients_are_registered_once(ctx: &Ctx) {
+    use latchkey_core::store::OAuthClientRow;
+    let s = &*ctx.store;
+    let row = OAuthClientRow {
+        id: "mcp_1".into(),
+        metadata: r#"{"redirect_uris":["http://127.0.0.1/cb"]}"#.into(),
+        created_at: 7,
+    };
+    s.insert_oauth_client(&row).await.unwrap();
+    assert_eq!(s.get_oauth_client("mcp_1").await.unwrap(), Some(row.clone()));
+    assert_eq!(s.get_oauth_client("mcp_2").await.unwrap(), None);
+    assert!(s.insert_oauth_client(&row).await.is_err(), "a duplicate id was registered");
+}
+
+/// An authorization code is taken once across concurrent takers (and instances); later takers
+/// see it used, with its family; another kind's handle of the same hash is not it.
+pub async fn auth_grants_are_taken_once(ctx: &Ctx) {
+    use latchkey_core::store::{AuthGrantRow, GrantTake};
+    let s = &*ctx.store;
+    let row = AuthGrantRow {
+        hash: vec![0x00, 0xff, 3],
+        kind: "code".into(),
+        env: Env::Live,
+        user_id: "alice".into(),
+        client_id: "mcp_1".into(),
+        data: r#"{"scope":"tools"}"#.into(),
+        family: "fam_x".into(),
+        created_at: 10,
+        expires_at: 70,
+        used_at: None,
+    };
+    s.insert_auth_grant(&row).await.unwrap();
+    assert!(s.insert_auth_grant(&row).await.is_err(), "a duplicate handle was inserted");
+    let other = ctx.second_instance().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let st = if i % 2 == 0 { ctx.store.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move { st.take_auth_grant(&[0x00, 0xff, 3], "code", 20).await.unwrap() }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            GrantTake::Fresh(r) => {
+                fresh += 1;
+                assert_eq!(r, AuthGrantRow { used_at: Some(20), ..row.clone() });
+            }
+            GrantTake::Used(r) => assert_eq!((r.used_at, r.family.as_str()), (Some(20), "fam_x")),
+            GrantTake::Unknown => panic!("a stored code was unknown"),
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(s.take_auth_grant(&[0x00, 0xff, 3], "grant", 30).await.unwrap(), GrantTake::Unknown);
+    assert_eq!(s.take_auth_grant(b"nope", "code", 30).await.unwrap(), GrantTake::Unknown);
+}
+
+/// A refresh family's scope and audience are stored with each of its tokens and kept by the
+/// successor a rotation inserts.
+pub async fn refresh_tokens_keep_their_scope_and_audience(ctx: &Ctx) {
+    use latchkey_core::store::{RefreshRow, RefreshTake};
+    let s = &*ctx.store;
+    let row = |hash: u8| RefreshRow {
+        hash: vec![hash; 32],
+        family: "fam_s".into(),
+        env: Env::Live,
+        user_id: "alice".into(),
+        created_at: 10,
+        expires_at: 1_000,
+        used_at: None,
+        revoked_at: None,
+        successor: None,
+        scope: Some("tool:a connector:b".into()),
+        audience: Some("https://lk.example/mcp".into()),
+    };
+    s.insert_refresh(&row(1)).await.unwrap();
+    assert_eq!(s.get_refresh(&[1; 32]).await.unwrap(), Some(row(1)));
+    match s.rotate_refresh(&[1; 32], 20, &row(2), &[9]).await.unwrap() {
+        RefreshTake::Fresh(r) => assert_eq!(r.scope.as_deref(), Some("tool:a connector:b")),
+        other => panic!("{other:?}"),
+    }
+    let next = s.get_refresh(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        (next.scope.as_deref(), next.audience.as_deref()),
+        (Some("tool:a connector:b"), Some("https://lk.example/mcp"))
     );
 }

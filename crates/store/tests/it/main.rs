@@ -81,6 +81,9 @@ macro_rules! conformance_suite {
             idempotency_keys_are_claimed_once_answered_and_forgotten,
             concurrent_idempotency_claims_have_one_winner,
             idempotency_answers_are_sealed_values_replaced_only_when_unchanged,
+            oauth_clients_are_registered_once,
+            auth_grants_are_taken_once,
+            refresh_tokens_keep_their_scope_and_audience,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -180,7 +180,9 @@ impl Connections {
                 None,
             ));
         }
-        if !self.return_to_allowed(return_to) {
+        // Latchkey's own return from a sign-in for an MCP client needs no entry.
+        let own = format!("{}{}", self.public_url, crate::engine::mcp_auth::SIGNED_IN_PATH);
+        if return_to != own && !self.return_to_allowed(return_to) {
             return Err(flow_error("return_to_not_allowed", "return_to is not in `[server] return_to_allow`", None));
         }
         self.begin_state(connector, env, "", return_to, BTreeMap::new(), true).await

@@ -55,6 +55,9 @@ pub struct TokenPair {
     pub token_type: String,
     pub expires_in: i64,
     pub refresh_token: String,
+    /// The granted scope, when the tokens are narrowed (RFC 6749 §5.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// How long user access tokens live (seconds): `access_token_ttl_s`, else 15 minutes.
@@ -159,6 +162,8 @@ mod tests {
             used_at: None,
             revoked_at: None,
             successor: None,
+            scope: None,
+            audience: None,
         }
     }
 

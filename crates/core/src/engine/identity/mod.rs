@@ -39,6 +39,25 @@ pub(crate) fn successor_aad(hash: &[u8], env: Env) -> Aad {
     Aad::new("refresh", latchkey_vault::to_hex(hash), "successor", env.as_str())
 }
 
+/// What a refresh-token family is issued for: its id, its scope (`None`: unrestricted) and
+/// its access tokens' audience (`None`: the configured one).
+pub(crate) struct Grant {
+    pub(crate) family: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) audience: Option<String>,
+}
+
+impl Grant {
+    /// A new family.
+    pub(crate) fn new(scope: Option<String>, audience: Option<String>) -> Grant {
+        Grant { family: Self::new_family(), scope, audience }
+    }
+
+    pub(crate) fn new_family() -> String {
+        format!("fam_{}", random::token(20))
+    }
+}
+
 /// A signing key as listed: never its private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyInfo {
@@ -215,11 +234,19 @@ impl Identity {
         key.sign("at+jwt", claims).map_err(|e| CallError::internal(e.to_string()))
     }
 
-    fn sign_access(&self, env: Env, user: &str, family: &str, now: i64) -> Result<(String, i64), CallError> {
+    /// The `aud` of the access tokens MCP clients are given: `/mcp` only accepts them (and the
+    /// rest of the API, which expects the configured audience, refuses them).
+    pub fn mcp_audience(&self) -> String {
+        format!("{}/mcp", self.public_url)
+    }
+
+    fn sign_access(&self, env: Env, user: &str, grant: &Grant, now: i64) -> Result<(String, i64), CallError> {
         let ttl = self.access_ttl_s();
         let iat = now / 1000;
-        let aud = self.token_audience();
-        let claims = claims::access_claims(&self.public_url, &aud, env, user, family, iat, ttl, random::token(24));
+        let aud = grant.audience.clone().unwrap_or_else(|| self.token_audience());
+        let mut claims =
+            claims::access_claims(&self.public_url, &aud, env, user, &grant.family, iat, ttl, random::token(24));
+        claims.scope.clone_from(&grant.scope);
         Ok((self.sign_user_jwt(&claims, now)?, ttl))
     }
 
@@ -261,11 +288,11 @@ impl Identity {
     }
 
     /// A new refresh token of `family` and the row that stores it (only its hash).
-    fn new_refresh(env: Env, user: &str, family: &str, now: i64, expires_at: i64) -> (String, RefreshRow) {
+    fn new_refresh(env: Env, user: &str, grant: &Grant, now: i64, expires_at: i64) -> (String, RefreshRow) {
         let token = format!("lkr_{}", random::token(43));
         let row = RefreshRow {
             hash: sha256(token.as_bytes()).to_vec(),
-            family: family.to_owned(),
+            family: grant.family.clone(),
             env,
             user_id: user.to_owned(),
             created_at: now,
@@ -273,21 +300,48 @@ impl Identity {
             used_at: None,
             revoked_at: None,
             successor: None,
+            scope: grant.scope.clone(),
+            audience: grant.audience.clone(),
         };
         (token, row)
     }
 
     /// `POST /v1/users/{id}/tokens`: a new access token and a new refresh-token family.
     pub async fn mint_tokens(&self, env: Env, user: &str) -> Result<TokenPair, CallError> {
+        self.mint_tokens_for(env, user, Grant::new(None, None)).await
+    }
+
+    /// A new access token and a new refresh-token family of `grant` (its family id, scope and
+    /// audience, which every refresh of the family keeps).
+    pub(crate) async fn mint_tokens_for(&self, env: Env, user: &str, grant: Grant) -> Result<TokenPair, CallError> {
         if self.get_user(env, user).await?.is_none() {
             return Err(CallError::not_found(format!("no user `{user}` ({env}): create it with POST /v1/users")));
         }
         let now = self.clock.now_ms();
-        let family = format!("fam_{}", random::token(20));
-        let (access_token, expires_in) = self.sign_access(env, user, &family, now)?;
-        let (refresh_token, row) = Self::new_refresh(env, user, &family, now, now + self.refresh_ttl_ms());
+        let (access_token, expires_in) = self.sign_access(env, user, &grant, now)?;
+        let (refresh_token, row) = Self::new_refresh(env, user, &grant, now, now + self.refresh_ttl_ms());
         self.store.insert_refresh(&row).await.map_err(unavailable)?;
-        Ok(TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token })
+        Ok(TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token, scope: grant.scope })
+    }
+
+    /// `POST /v1/users/{id}/tokens` with a `scope`: checked as an MCP client's would be.
+    pub async fn mint_scoped_tokens(&self, env: Env, user: &str, scope: Option<&str>) -> Result<TokenPair, CallError> {
+        let scope = match scope {
+            Some(s) => Some(crate::engine::mcp_auth::scope::check(&self.mirror, s).map_err(|m| {
+                let mut e = CallError::invalid_params(format!("`scope`: {m}"));
+                e.details.insert("oauth_error".into(), Value::String("invalid_scope".into()));
+                e
+            })?),
+            None => None,
+        };
+        self.mint_tokens_for(env, user, Grant::new(scope, None)).await
+    }
+
+    /// Revokes a refresh-token family (a replayed authorization code's).
+    pub(crate) async fn revoke_family(&self, family: &str) -> Result<(), CallError> {
+        self.store.revoke_family(family, self.clock.now_ms()).await.map_err(unavailable)?;
+        self.mirror.catch_up().await.map_err(unavailable)?;
+        Ok(())
     }
 
     /// `POST /v1/token` with `grant_type=refresh_token`: rotates. A reused token revokes its
@@ -313,9 +367,17 @@ impl Identity {
                 if self.get_user(row.env, &row.user_id).await?.is_none() {
                     return Err(invalid_grant("the user no longer exists"));
                 }
-                let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &row.family, now)?;
-                let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &row.family, now, row.expires_at);
-                let pair = TokenPair { access_token, token_type: "Bearer".into(), expires_in, refresh_token: next };
+                let grant =
+                    Grant { family: row.family.clone(), scope: row.scope.clone(), audience: row.audience.clone() };
+                let (access_token, expires_in) = self.sign_access(row.env, &row.user_id, &grant, now)?;
+                let (next, next_row) = Self::new_refresh(row.env, &row.user_id, &grant, now, row.expires_at);
+                let pair = TokenPair {
+                    access_token,
+                    token_type: "Bearer".into(),
+                    expires_in,
+                    refresh_token: next,
+                    scope: grant.scope,
+                };
                 let mut plain =
                     serde_json::to_vec(&pair).map_err(|_| CallError::internal("a token pair serializes"))?;
                 let sealed = self.vault.seal(&successor_aad(&hash, row.env), &plain);
@@ -358,6 +420,19 @@ impl Identity {
                 ErrorCode::Unauthenticated,
                 "the user token is invalid or expired: get a new one with POST /v1/token",
             )
+        })
+    }
+
+    /// Verifies a user access token presented at `/mcp`: as [`Identity::verify_user_token`],
+    /// with `aud` the configured audience (a token the app minted) or [`Identity::mcp_audience`]
+    /// (a token an MCP client was given).
+    pub fn verify_mcp_token(&self, token: &str) -> Result<UserClaims, CallError> {
+        if let Ok(c) = self.verify_user_token(token) {
+            return Ok(c);
+        }
+        let now = self.clock.now_ms();
+        self.mirror.runtime().identity.verify(token, &self.public_url, &self.mcp_audience(), now).ok_or_else(|| {
+            CallError::new(ErrorCode::Unauthenticated, "the user token is invalid or expired: sign in again")
         })
     }
 

@@ -3,7 +3,8 @@
 use super::{MemoryStore, duplicate, token_id};
 use crate::Env;
 use crate::store::{
-    IdentityStore, LoginCodeRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SigningKeyRow, StoreResult, UserRow,
+    AuthGrantRow, GrantTake, IdentityStore, LoginCodeRow, OAuthClientRow, RefreshRow, RefreshTake, SealedPlace,
+    SealedStore, SigningKeyRow, StoreResult, UserRow,
 };
 
 #[async_trait::async_trait]
@@ -156,6 +157,40 @@ impl IdentityStore for MemoryStore {
         }
         *used_at = Some(now);
         Ok(Some(row.clone()))
+    }
+    async fn insert_oauth_client(&self, row: &OAuthClientRow) -> StoreResult<()> {
+        const OP: &str = "insert_oauth_client";
+        self.enter(OP).await?;
+        let mut d = self.data();
+        if d.oauth_clients.contains_key(&row.id) {
+            return Err(duplicate(OP, "the client"));
+        }
+        d.oauth_clients.insert(row.id.clone(), row.clone());
+        Ok(())
+    }
+    async fn get_oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRow>> {
+        self.enter("get_oauth_client").await?;
+        Ok(self.data().oauth_clients.get(id).cloned())
+    }
+    async fn insert_auth_grant(&self, row: &AuthGrantRow) -> StoreResult<()> {
+        const OP: &str = "insert_auth_grant";
+        self.enter(OP).await?;
+        let mut d = self.data();
+        if d.auth_grants.contains_key(&row.hash) {
+            return Err(duplicate(OP, "the grant"));
+        }
+        d.auth_grants.insert(row.hash.clone(), AuthGrantRow { used_at: None, ..row.clone() });
+        Ok(())
+    }
+    async fn take_auth_grant(&self, hash: &[u8], kind: &str, now: i64) -> StoreResult<GrantTake> {
+        self.enter("take_auth_grant").await?;
+        let mut d = self.data();
+        let Some(row) = d.auth_grants.get_mut(hash).filter(|r| r.kind == kind) else { return Ok(GrantTake::Unknown) };
+        if row.used_at.is_some() {
+            return Ok(GrantTake::Used(row.clone()));
+        }
+        row.used_at = Some(now);
+        Ok(GrantTake::Fresh(row.clone()))
     }
 }
 

@@ -46,6 +46,8 @@ struct Data {
     refresh: BTreeMap<Vec<u8>, RefreshRow>,
     /// hash -> (row, used_at)
     login_codes: BTreeMap<Vec<u8>, (LoginCodeRow, Option<i64>)>,
+    oauth_clients: BTreeMap<String, crate::store::OAuthClientRow>,
+    auth_grants: BTreeMap<Vec<u8>, crate::store::AuthGrantRow>,
     /// (scope, key) -> claim
     idempotency: BTreeMap<(String, String), IdempotencyRow>,
 }
