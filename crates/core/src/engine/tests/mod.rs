@@ -10,6 +10,7 @@ mod exchange;
 mod faults;
 mod feed;
 mod identity;
+mod mcp_auth;
 mod mirror;
 mod per_user;
 mod reload;
