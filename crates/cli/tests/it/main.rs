@@ -32,6 +32,7 @@ mod leaks;
 mod lifecycle;
 mod logs;
 mod mcp;
+mod mcp_oauth;
 mod multi;
 mod notify;
 mod oauth1;
