@@ -565,3 +565,129 @@ async fn a_client_id_metadata_document_is_fetched_checked_and_kept() {
     assert!(r.status == 400 && r.body.contains("non-public"), "{}", r.body);
     assert_eq!(fetched.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// `target/screenshots/<test>`, emptied.
+fn screenshot_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("screenshots").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The real client: the official Python SDK, given only `<public_url>/mcp`, discovers Latchkey
+/// as the authorization server, registers, and sends the user to authorize; in headless
+/// Chromium the user signs in at oidc-provider (the `login = true` connector) and allows the
+/// client on the consent page; the SDK exchanges the code, lists the tools and calls one as the
+/// user. Nothing the client received holds the provider's token or the connector's secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_sdk_signs_a_user_in_through_oidc_provider_in_a_browser_and_calls_a_tool() {
+    use latchkey_testkit::peers::browser::run_steps;
+    use latchkey_testkit::peers::mcp;
+    use latchkey_testkit::peers::oidc::oidc;
+
+    let lk = Latchkey::start(bin(), "[server]\napi_connectors_private_egress = true\n");
+    let o = oidc();
+    let registered = o
+        .register("client_secret_basic", &["authorization_code", "refresh_token"], &[&lk.url("/oauth/callback")])
+        .await;
+    let secret = registered.client_secret.clone().unwrap();
+    lk.put_secret("cs", "live", &secret).await;
+    let def = json!({"base_url": httpbin().base_url, "token_exchange": true, "auth": {
+        "method": "oauth2_authorization_code", "authorize_url": o.authorize_url, "token_url": o.token_url,
+        "client_id": registered.client_id, "client_secret": {"secret": "cs"}, "scope": "openid email",
+        "profile_url": o.userinfo_url, "user_id_path": "sub", "login": true, "issuer": o.issuer},
+        "calls": {"uuid": {"path": "/uuid", "access": "user", "mcp": true, "tool_name": "new_uuid",
+            "description": "A fresh UUID from httpbin, called as you."}}});
+    let r =
+        Reply::read(lk.admin_req(reqwest::Method::PUT, "/v1/admin/connectors/idp").json(&def).send().await.unwrap())
+            .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let dir = screenshot_dir("mcp_oauth_sdk");
+    let base = lk.base_url.clone();
+    let shots = dir.clone();
+    let report = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let kept = report.clone();
+    let request =
+        json!({"url": lk.url("/mcp"), "client_name": "SDK agent", "calls": [{"name": "new_uuid", "arguments": {}}]});
+    let out = tokio::task::spawn_blocking(move || {
+        mcp::run_oauth(&request, |authorize| {
+            let path = authorize.strip_prefix(&base).ok_or_else(|| format!("not Latchkey's: {authorize}"))?;
+            let steps = json!([
+                {"goto": path},
+                // oidc-provider: its login, then its consent.
+                {"fill": "input[name=login]", "value": "alice"},
+                {"fill": "input[name=password]", "value": "any-password"},
+                {"click": "button[type=submit]"},
+                {"click": "button[type=submit]"},
+                // Latchkey's consent page.
+                {"expect_path": "/oauth/authorize"},
+                {"expect_text": "Allow access?"},
+                {"expect_text": "SDK agent"},
+                {"expect_text": "new_uuid"},
+                {"click": "button[value=approve]"},
+                {"expect_text": "Signed in"},
+            ]);
+            let input = json!({"base_url": base, "steps": steps, "screenshot_dir": shots, "timeout_ms": 90000});
+            let r = run_steps(&input)?;
+            *kept.lock().unwrap() = r;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    assert!(out.get("error").is_none(), "the SDK failed: {}", out["error"]);
+
+    // The browser's visit: the consent page says who asks and what for, escaped, and nothing
+    // of Latchkey's loads from another origin.
+    let report = report.lock().unwrap().clone();
+    let pages = report["pages"].as_array().unwrap();
+    let consent = pages.iter().find(|p| p["url"].as_str().unwrap().ends_with("/oauth/authorize")).unwrap();
+    let html = consent["html"].as_str().unwrap();
+    assert!(html.contains("unverified") && html.contains("127.0.0.1"), "{html}");
+    assert!(std::fs::read_dir(&dir).unwrap().count() >= 4, "screenshots in {}", dir.display());
+    let requests: Vec<&str> = report["requests"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(requests.iter().any(|r| r.starts_with(&lk.url("/oauth/authorize/signed-in"))), "{requests:?}");
+
+    // The SDK registered, got a token for /mcp with scope `tools`, listed and called the tool.
+    assert!(out["client"]["client_id"].as_str().unwrap().starts_with("mcp_"), "{}", out["client"]);
+    let access = out["tokens"]["access_token"].as_str().unwrap();
+    let c = claims(access);
+    assert_eq!((c["aud"].as_str(), c["scope"].as_str()), (Some(lk.url("/mcp").as_str()), Some("tools")));
+    let tools: Vec<&str> = out["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["new_uuid"], "{}", out["tools"]);
+    let result = &out["results"][0];
+    assert_ne!(result["isError"], true, "{result}");
+    assert!(result["content"][0]["text"].as_str().unwrap().contains("uuid"), "{result}");
+
+    // Canaries: the provider's access token (had through token exchange) and the connector's
+    // client secret never reached the client.
+    let app = lk.app_key("live").await;
+    let user = c["sub"].as_str().unwrap();
+    let minted =
+        Reply::read(lk.http.post(lk.url(&format!("/v1/users/{user}/tokens"))).bearer_auth(&app).send().await.unwrap())
+            .await;
+    let subject = minted.json()["access_token"].as_str().unwrap().to_owned();
+    let x = token_exchange(&lk, &app, &subject).await;
+    assert_eq!(x.status, 200, "{}", x.body);
+    let provider_token = x.json()["access_token"].as_str().unwrap().to_owned();
+    let received =
+        out["received"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    assert!(received.contains("new_uuid"), "the scan saw nothing: {received}");
+    for (what, value) in
+        [("the provider's access token", provider_token.as_str()), ("the client secret", secret.as_str())]
+    {
+        assert!(!received.contains(value), "{what} reached the MCP client");
+        assert!(!out.to_string().contains(value), "{what} reached the MCP client");
+    }
+}
+
+async fn token_exchange(lk: &Latchkey, app: &str, subject: &str) -> Reply {
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", subject),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+        ("resource", "idp"),
+    ];
+    Reply::read(lk.http.post(lk.url("/v1/token")).bearer_auth(app).form(&form).send().await.unwrap()).await
+}
