@@ -124,7 +124,7 @@ pub(crate) fn discovery(state: &AppState) -> Response {
 }
 
 /// `POST /v1/mcp/register` (RFC 7591): dynamic client registration of a public client.
-#[utoipa::path(post, path = "/v1/mcp/register", tag = "identity", request_body(content = Object, description = "RFC 7591 client metadata: `redirect_uris` (required: https, http on loopback, or a private-use scheme), `client_name`, `client_uri`, `logo_uri`, `grant_types`, `response_types`, `token_endpoint_auth_method` (`none`)."), responses((status = 201, description = "The client: `client_id` and its metadata as accepted.", body = Object), (status = 429, description = "Too many registrations: wait `Retry-After` seconds.", body = wire::ErrorEnvelope)))]
+#[utoipa::path(post, path = "/v1/mcp/register", tag = "identity", request_body(content = Object, description = "RFC 7591 client metadata: `redirect_uris` (required: https, http on loopback, or a private-use scheme), `client_name`, `client_uri`, `logo_uri`, `grant_types`, `response_types`, `token_endpoint_auth_method` (`none`)."), responses((status = 201, description = "The client: `client_id` and its metadata as accepted.", body = wire::RegisteredClient), (status = 429, description = "Too many registrations: wait `Retry-After` seconds.", body = wire::ErrorEnvelope)))]
 pub async fn register(State(state): State<AppState>, body: Bytes) -> Response {
     if let Err(wait) = state.registrations.check("register") {
         let mut r = ApiError::new(
@@ -147,8 +147,8 @@ pub async fn register(State(state): State<AppState>, body: Bytes) -> Response {
         );
     };
     match state.engine.mcp_auth().register(&metadata).await {
-        Ok(answer) => {
-            let mut r = (StatusCode::CREATED, Json(answer)).into_response();
+        Ok((id, issued_at, m)) => {
+            let mut r = (StatusCode::CREATED, Json(wire::RegisteredClient::of(&id, issued_at, &m))).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
@@ -295,6 +295,10 @@ async fn consent(state: &AppState, p: &Pending) -> Response {
     let lines = auth.describe_scope(&p.request.scope);
     let name = p.client.name.as_deref().unwrap_or("An application without a name");
     let user = p.user.as_deref().unwrap_or_default();
+    let email = match state.engine.identity().get_user(p.env, user).await {
+        Ok(Some(u)) => u.email,
+        _ => None,
+    };
     let vouched = match p.client.kind {
         ClientKind::MetadataDocument => url::Url::parse(&p.request.client_id)
             .ok()
@@ -310,7 +314,11 @@ async fn consent(state: &AppState, p: &Pending) -> Response {
         }
         @if let Some(v) = vouched { p { (v) } }
         @if let Some(uri) = &p.client.uri { p { "Its site: " (uri) } }
-        p { "Signed in as " strong { (user) } "." }
+        p {
+            "Signed in as "
+            @if let Some(e) = &email { strong { (e) } " (" (user) ")" } @else { strong { (user) } }
+            "."
+        }
         p { "If you allow it, it will be sent back to " strong { (redirect_host(&p.request.redirect_uri)) } " and may:" }
         ul {
             @for l in &lines {

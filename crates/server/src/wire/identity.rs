@@ -221,3 +221,38 @@ impl<'a> From<&'a latchkey_core::engine::identity::Introspection> for Introspect
         }
     }
 }
+
+/// `POST /v1/mcp/register` (RFC 7591 §3.2.1): the client's id and its metadata as accepted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RegisteredClient<'a> {
+    pub client_id: &'a str,
+    /// Unix seconds.
+    pub client_id_issued_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<&'a str>,
+    pub grant_types: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<&'a str>,
+    pub redirect_uris: &'a [String],
+    pub response_types: [&'static str; 1],
+    /// Always `none`: MCP clients are public clients.
+    pub token_endpoint_auth_method: &'static str,
+}
+
+impl<'a> RegisteredClient<'a> {
+    pub fn of(id: &'a str, issued_at: i64, m: &'a latchkey_core::engine::mcp_auth::clients::Metadata) -> Self {
+        RegisteredClient {
+            client_id: id,
+            client_id_issued_at: issued_at,
+            client_name: m.client_name.as_deref(),
+            client_uri: m.client_uri.as_deref(),
+            grant_types: &m.grant_types,
+            logo_uri: m.logo_uri.as_deref(),
+            redirect_uris: &m.redirect_uris,
+            response_types: ["code"],
+            token_endpoint_auth_method: "none",
+        }
+    }
+}

@@ -120,6 +120,14 @@ fn bodies_are_byte_for_byte_what_json_wrote() {
         scope: None,
     };
     as_json_wrote(Introspection::from(&Found::Access(claims)));
+    let m = latchkey_core::engine::mcp_auth::clients::Metadata {
+        redirect_uris: vec!["https://a.example/cb".into()],
+        grant_types: vec!["authorization_code".into()],
+        client_name: Some("A".into()),
+        client_uri: None,
+        logo_uri: None,
+    };
+    as_json_wrote(RegisteredClient::of("mcp_1", 1, &m));
     as_json_wrote(OpenIdConfiguration::of("https://lk.example", vec!["ES256", "RS256"], vec!["tools".into()]));
     as_json_wrote(AuditHash { hash: "h".into() });
     let mut details = serde_json::Map::new();

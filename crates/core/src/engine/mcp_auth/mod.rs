@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use latchkey_vault::{Aad, random, sha256};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
 
 pub use clients::{Client, ClientKind};
@@ -225,9 +225,10 @@ impl McpAuth<'_> {
         self.settings().registrations_per_second.unwrap_or(2)
     }
 
-    /// `POST /v1/mcp/register` (RFC 7591): a public client; answers its id and its metadata
-    /// as accepted (`token_endpoint_auth_method` is always `none`).
-    pub async fn register(&self, body: &Value) -> Result<Value, CallError> {
+    /// `POST /v1/mcp/register` (RFC 7591): a public client; answers its id, when it was
+    /// issued (Unix seconds) and its metadata as accepted (`token_endpoint_auth_method` is
+    /// always `none`).
+    pub async fn register(&self, body: &Value) -> Result<(String, i64, clients::Metadata), CallError> {
         let metadata = clients::check_metadata(body, false).map_err(|e| {
             let mut err = CallError::invalid_params(e.message);
             err.details.insert("oauth_error".into(), Value::String(e.code.into()));
@@ -238,14 +239,7 @@ impl McpAuth<'_> {
         let stored = serde_json::to_string(&metadata).map_err(|e| CallError::internal(e.to_string()))?;
         let row = OAuthClientRow { id: id.clone(), metadata: stored, created_at: now };
         self.engine.store.insert_oauth_client(&row).await.map_err(unavailable)?;
-        let mut answer = serde_json::to_value(&metadata).map_err(|e| CallError::internal(e.to_string()))?;
-        if let Value::Object(m) = &mut answer {
-            m.insert("client_id".into(), Value::String(id));
-            m.insert("client_id_issued_at".into(), json!(now / 1000));
-            m.insert("token_endpoint_auth_method".into(), json!("none"));
-            m.insert("response_types".into(), json!(["code"]));
-        }
-        Ok(answer)
+        Ok((id, now / 1000, metadata))
     }
 
     /// The client `client_id` names: a registered one, or the metadata document at that URL

@@ -35,9 +35,10 @@ async fn harness() -> Harness {
 }
 
 async fn register(h: &Harness) -> String {
-    let r = h.engine.mcp_auth().register(&json!({"redirect_uris": [REDIRECT], "client_name": "Agent"})).await.unwrap();
-    assert_eq!(r["token_endpoint_auth_method"], "none");
-    r["client_id"].as_str().unwrap().to_owned()
+    let (id, _, metadata) =
+        h.engine.mcp_auth().register(&json!({"redirect_uris": [REDIRECT], "client_name": "Agent"})).await.unwrap();
+    assert_eq!(metadata.client_name.as_deref(), Some("Agent"));
+    id
 }
 
 fn query(client: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
