@@ -269,7 +269,7 @@ impl OAuth1Auth {
         self.sign_with_nonce(r, token, extra, &latchkey_vault::random::token(32))
     }
 
-    fn sign_with_nonce(
+    pub(crate) fn sign_with_nonce(
         &self,
         r: Request<'_>,
         token: Option<Token<'_>>,

@@ -48,3 +48,27 @@ const DOCUMENTED: &[Documented] = &[
     Documented { name: "zendesk", params: &[("subdomain", "acme")], authorize: "https://acme.zendesk.com/oauth/authorizations/new", scope: "read+write", pkce: true, extra: "", token_url: "https://acme.zendesk.com/oauth/tokens", basic: false },
     Documented { name: "zoom", params: &[], authorize: "https://zoom.us/oauth/authorize", scope: "", pkce: true, extra: "", token_url: "https://zoom.us/oauth/token", basic: true },
 ];
+
+// What each provider documents for its OAuth 1.0a flow (`oauth1_authorization` templates):
+// the three endpoints, the authorize page's own parameters with the template's defaults, the
+// signature method; `tests.rs` checks the flow's configuration and the signed request-token
+// request (consumer key `the-key`, secret `s3cret`, nonce `n0nce`, time 1700000000, callback
+// `https://latchkey.example/oauth/callback?state=st-1`) against it. The signature below was
+// computed apart from Latchkey (RFC 5849 §3.4.2, Python's hmac over the base string).
+const DOCUMENTED_OAUTH1: &[DocumentedOAuth1] = &[
+    DocumentedOAuth1 {
+        name: "trello",
+        request_token_url: "https://trello.com/1/OAuthGetRequestToken",
+        authorize_url: "https://trello.com/1/OAuthAuthorizeToken?name=Latchkey&scope=read&expiration=30days",
+        access_token_url: "https://trello.com/1/OAuthGetAccessToken",
+        signature_method: "HMAC-SHA1",
+        request_token_signature: "4GLMtEShKUUcOHc5JOa6DbZI5gI%3D",
+    },
+];
+
+// What AWS documents for SigV4 (`aws_sigv4` templates): the standard endpoint
+// `https://SERVICE.REGION.amazonaws.com` and the credential scope `DATE/REGION/SERVICE/aws4_request`.
+const DOCUMENTED_SIGV4: &[DocumentedSigV4] = &[
+    DocumentedSigV4 { name: "aws", params: &[("service", "sqs"), ("region", "eu-west-1")], endpoint: "https://sqs.eu-west-1.amazonaws.com/", scope: "eu-west-1/sqs/aws4_request" },
+    DocumentedSigV4 { name: "aws", params: &[("service", "dynamodb")], endpoint: "https://dynamodb.us-east-1.amazonaws.com/", scope: "us-east-1/dynamodb/aws4_request" },
+];

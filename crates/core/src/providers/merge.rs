@@ -147,12 +147,14 @@ fn params(template: &Template, given: Option<&Value>) -> Result<Vec<(String, Str
 fn checked(kind: ParamKind, value: &str) -> Result<String, &'static str> {
     match kind {
         ParamKind::Name => {
-            let ok = !value.is_empty()
-                && value.len() <= 100
-                && !value.starts_with('.')
-                && !value.contains("..")
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if ok { Ok(value.to_owned()) } else { Err("may use letters, digits, `-`, `_` and `.` only") }
+            if name(value) { Ok(value.to_owned()) } else { Err("may use letters, digits, `-`, `_` and `.` only") }
+        }
+        ParamKind::List => {
+            if value.len() <= 200 && value.split(',').all(name) {
+                Ok(value.to_owned())
+            } else {
+                Err("must be names (letters, digits, `-`, `_` and `.`) joined by commas, without spaces")
+            }
         }
         ParamKind::Origin => {
             let url = url::Url::parse(value).map_err(|_| "is not a URL: write it as `https://host`")?;
@@ -167,6 +169,15 @@ fn checked(kind: ParamKind, value: &str) -> Result<String, &'static str> {
             Ok(url.origin().ascii_serialization())
         }
     }
+}
+
+/// A host label or a path segment: letters, digits, `-`, `_` and `.` (not first, not twice).
+fn name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 100
+        && !value.starts_with('.')
+        && !value.contains("..")
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Puts each `{param}` of the template's strings.

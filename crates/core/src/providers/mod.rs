@@ -64,6 +64,9 @@ pub enum ParamKind {
     Name,
     /// An `https://` origin (no path, query or credentials), e.g. a Salesforce instance URL.
     Origin,
+    /// Names as [`ParamKind::Name`] joined by commas (no spaces), for a query value such as
+    /// Trello's `scope=read,write`.
+    List,
 }
 
 /// A field the connector must write itself.

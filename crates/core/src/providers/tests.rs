@@ -308,6 +308,159 @@ fn each_login_url_and_code_exchange_is_the_providers_documented_one() {
     }
 }
 
+// ---- OAuth 1.0a and SigV4 templates, as their providers document them ----
+
+/// What a provider documents for its OAuth 1.0a flow.
+struct DocumentedOAuth1 {
+    name: &'static str,
+    request_token_url: &'static str,
+    /// The authorize page with the template's default parameters (before `oauth_token`).
+    authorize_url: &'static str,
+    access_token_url: &'static str,
+    signature_method: &'static str,
+    /// `oauth_signature` of the request-token request described in documented.rs, encoded.
+    request_token_signature: &'static str,
+}
+
+/// What AWS documents for a service's endpoint and SigV4 credential scope.
+struct DocumentedSigV4 {
+    name: &'static str,
+    params: &'static [(&'static str, &'static str)],
+    endpoint: &'static str,
+    /// The credential scope after the date.
+    scope: &'static str,
+}
+
+#[test]
+fn every_oauth1_and_sigv4_template_is_documented_here() {
+    for t in super::all() {
+        match t.method() {
+            Some("oauth1_authorization") => {
+                assert!(DOCUMENTED_OAUTH1.iter().any(|d| d.name == t.name), "`{}` has no row in documented.rs", t.name);
+            }
+            Some("aws_sigv4") => {
+                assert!(DOCUMENTED_SIGV4.iter().any(|d| d.name == t.name), "`{}` has no row in documented.rs", t.name);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn each_oauth1_flow_and_request_token_request_is_the_providers_documented_one() {
+    use crate::auth::oauth1::Request;
+    for d in DOCUMENTED_OAUTH1 {
+        let connector = load(
+            "t",
+            json!({"provider": d.name, "auth": {"consumer_key": "the-key", "consumer_secret": {"secret": "cs"}}}),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#?}", d.name));
+        let mut set = SecretSet::default();
+        set.set("cs", Env::Live, SecretString::from("s3cret"));
+        let prepared = prepare("t", &connector, Env::Live, &set, &ClientPool::default(), false)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", d.name));
+        let Credential::OAuth1(auth) = prepared.credential else { panic!("{}: not OAuth 1.0a", d.name) };
+        let flow = auth.flow.as_ref().expect("the three-legged flow");
+        assert_eq!(flow.config.request_token_url.as_str(), d.request_token_url, "{}", d.name);
+        assert_eq!(flow.config.authorize_url.as_str(), d.authorize_url, "{}", d.name);
+        assert_eq!(flow.config.access_token_url.as_str(), d.access_token_url, "{}", d.name);
+        assert_eq!(flow.config.signature_method.name(), d.signature_method, "{}", d.name);
+        // The request-token request, signed as the flow's `/start` signs it.
+        let mut url = flow.config.request_token_url.value().clone();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-www-form-urlencoded"));
+        let mut body = bytes::Bytes::new();
+        let callback = "https://latchkey.example/oauth/callback?state=st-1";
+        auth.sign_with_nonce(
+            Request {
+                method: &http::Method::POST,
+                url: &mut url,
+                headers: &mut headers,
+                body: Some(&mut body),
+                now_s: 1_700_000_000,
+            },
+            None,
+            &[("oauth_callback", callback)],
+            "n0nce",
+        )
+        .unwrap();
+        assert_eq!(url.as_str(), d.request_token_url, "{}", d.name);
+        assert_eq!(
+            headers[http::header::AUTHORIZATION].to_str().unwrap(),
+            format!(
+                "OAuth oauth_consumer_key=\"the-key\", oauth_nonce=\"n0nce\", oauth_signature_method=\"{}\", \
+                 oauth_timestamp=\"1700000000\", oauth_version=\"1.0\", \
+                 oauth_callback=\"https%3A%2F%2Flatchkey.example%2Foauth%2Fcallback%3Fstate%3Dst-1\", \
+                 oauth_signature=\"{}\"",
+                d.signature_method, d.request_token_signature
+            ),
+            "{}",
+            d.name
+        );
+    }
+}
+
+#[test]
+fn the_trello_template_takes_its_authorize_pages_parameters() {
+    let c = load(
+        "t",
+        json!({"provider": "trello", "provider_params": {"app_name": "Acme-Boards", "scope": "read,write,account", "expiration": "never"},
+               "auth": {"consumer_key": "k", "consumer_secret": {"secret": "cs"}}}),
+    )
+    .unwrap();
+    let AuthConfig::OAuth1Authorization(a) = &c.auth else { panic!("{:?}", c.auth) };
+    assert_eq!(
+        a.authorize_url.as_str(),
+        "https://trello.com/1/OAuthAuthorizeToken?name=Acme-Boards&scope=read,write,account&expiration=never"
+    );
+    for bad in ["read, write", "read,,write", "read&x=1", ""] {
+        let problems = load(
+            "t",
+            json!({"provider": "trello", "provider_params": {"scope": bad}, "auth": {"consumer_key": "k", "consumer_secret": {"secret": "cs"}}}),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert!(problems[0].contains("field `provider_params.scope`") && problems[0].contains("joined by commas"), "{problems:?}");
+    }
+}
+
+#[test]
+fn each_sigv4_template_signs_for_the_documented_endpoint_and_scope() {
+    use crate::auth::sign::Unsigned;
+    let clock = crate::clock::FakeClock::at(1_440_938_160_000); // 2015-08-30T12:36:00Z
+    for d in DOCUMENTED_SIGV4 {
+        let mut json = json!({"provider": d.name,
+            "auth": {"access_key_id": {"secret": "akid"}, "secret_access_key": {"secret": "sak"}}});
+        json["provider_params"] = d.params.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let connector = load("aws", json).unwrap_or_else(|e| panic!("{}: {e:#?}", d.name));
+        assert_eq!(connector.base_url.as_str(), d.endpoint.trim_end_matches('/'), "{}", d.name);
+        let mut set = SecretSet::default();
+        set.set("akid", Env::Live, SecretString::from("AKIDEXAMPLE"));
+        set.set("sak", Env::Live, SecretString::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
+        let prepared = prepare("aws", &connector, Env::Live, &set, &ClientPool::default(), false)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", d.name));
+        let signer = prepared.credential.prepared_signer().expect("static SigV4 keys");
+        let mut url = url::Url::parse(d.endpoint).unwrap();
+        let mut headers = http::HeaderMap::new();
+        signer
+            .sign(&mut Unsigned {
+                method: &http::Method::GET,
+                url: &mut url,
+                headers: &mut headers,
+                body: Some(b""),
+                clock: clock.as_ref(),
+            })
+            .unwrap();
+        let authorization = headers[http::header::AUTHORIZATION].to_str().unwrap();
+        assert!(
+            authorization.starts_with(&format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/{}, ", d.scope)),
+            "{}: {authorization}",
+            d.name
+        );
+        assert_eq!(headers["x-amz-date"], "20150830T123600Z", "{}", d.name);
+    }
+}
+
 // ---- docs/providers.md lists the catalog as it is ----
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/providers.md");

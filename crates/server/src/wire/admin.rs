@@ -232,7 +232,7 @@ pub struct Provider<'a> {
     /// The provider's quirks the template handles, and what to know.
     pub notes: &'a [String],
     /// Parameter name → `{about, default?, kind, example}`; `kind` is `name` (a host label or
-    /// path segment) or `origin` (an `https://host`). Without a `default` it is required.
+    /// path segment), `list` (names joined by commas) or `origin` (an `https://host`). Without a `default` it is required.
     #[schema(value_type = Object)]
     pub params: &'a std::collections::BTreeMap<String, latchkey_core::providers::Param>,
     /// The fields the connector must write: `{field, secret, about}`.
