@@ -20,8 +20,8 @@ pub use auth_tables::{
 pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
 pub use problems::{ConfigErrors, Problem};
 pub use raw::{
-    Access, CallConfig, ConnectLabels, ConnectPageConfig, ConnectorConfig, LogFormat, McpServerConfig, ParamConfig,
-    ParamType,
+    Access, CallConfig, ConnectLabels, ConnectPageConfig, ConnectorConfig, ConsoleConfig, LogFormat, McpServerConfig,
+    ParamConfig, ParamType,
     RefreshOn, ServerConfig,
 };
 pub use secret_ref::{PemSource, SecretRef};

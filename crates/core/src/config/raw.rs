@@ -123,6 +123,9 @@ pub struct ServerConfig {
     /// Latchkey as the authorization server of MCP clients (docs/mcp.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpServerConfig>,
+    /// The admin console (`/console`): on unless `enabled = false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleConfig>,
 }
 
 /// `[server.mcp]`: how MCP clients sign their users in (Latchkey as their OAuth authorization
@@ -154,6 +157,22 @@ impl McpServerConfig {
     /// The environment MCP clients' users and tokens belong to.
     pub fn env(&self) -> crate::Env {
         self.environment.as_deref().and_then(|e| e.parse().ok()).unwrap_or(crate::Env::Live)
+    }
+}
+
+/// `[server.console]`: whether the admin console is served.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// `false` answers every `/console` path `404`, as if there were no console (default `true`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl ServerConfig {
+    /// Whether `/console` is served (`[server.console] enabled`, on by default).
+    pub fn console_enabled(&self) -> bool {
+        self.console.as_ref().is_none_or(|c| c.enabled)
     }
 }
 

@@ -140,6 +140,41 @@ impl Admin {
         name: &str,
         json: serde_json::Value,
     ) -> Result<ConnectorConfig, PutConnectorError> {
+        let config = self.check_connector(name, json).await?;
+        self.write_connector(name, &config).await?;
+        Ok(config)
+    }
+
+    /// Creates a connector as [`Admin::put_connector`] does, refusing (`invalid_params`) when
+    /// one of that name exists already, in the file, in memory or in the store (the console's
+    /// "New connector" never replaces one).
+    pub async fn create_connector(
+        &self,
+        name: &str,
+        json: serde_json::Value,
+    ) -> Result<ConnectorConfig, PutConnectorError> {
+        let config = self.check_connector(name, json).await?;
+        let stored = self
+            .store
+            .list_connectors()
+            .await
+            .map_err(|e| PutConnectorError::Call(unavailable(e)))?
+            .iter()
+            .any(|row| row.name == name);
+        if stored || self.mirror.connector(name).is_some() {
+            return Err(PutConnectorError::Call(exists(name)));
+        }
+        self.write_connector(name, &config).await?;
+        Ok(config)
+    }
+
+    /// Every check [`Admin::put_connector`] makes (the configuration's validation with its
+    /// provider template, vault-only secrets, the egress rules), without writing anything.
+    pub async fn check_connector(
+        &self,
+        name: &str,
+        json: serde_json::Value,
+    ) -> Result<ConnectorConfig, PutConnectorError> {
         if self.mirror.config().connectors.contains_key(name) {
             return Err(PutConnectorError::Call(CallError::new(
                 ErrorCode::Forbidden,
@@ -161,20 +196,25 @@ impl Admin {
         if !env_refs.is_empty() {
             return Err(PutConnectorError::Invalid(ConfigErrors(env_refs)));
         }
-        let value =
-            serde_json::to_value(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
         // SECURITY S16, said when the connector is written rather than on every call.
         if !self.mirror.config().server.api_connectors_private_egress {
+            let value = serde_json::to_value(&config)
+                .map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
             crate::upstream::egress::check_definition(&value).await.map_err(PutConnectorError::Call)?;
         }
+        Ok(config)
+    }
+
+    /// Stores a checked connector and brings memory up to date.
+    async fn write_connector(&self, name: &str, config: &ConnectorConfig) -> Result<(), PutConnectorError> {
         let definition =
-            serde_json::to_string(&config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
+            serde_json::to_string(config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
         let row = ConnectorRow { name: name.to_owned(), definition, updated_at: self.clock.now_ms() };
         self.store.put_connector(&row).await.map_err(|e| {
             PutConnectorError::Call(write_failed(e, "look at the connector (GET /v1/admin/connectors)"))
         })?;
         self.mirror.catch_up().await.map_err(|e| PutConnectorError::Call(applied_later(e)))?;
-        Ok(config)
+        Ok(())
     }
 
     pub async fn delete_connector(&self, name: &str) -> Result<bool, CallError> {
@@ -223,6 +263,13 @@ impl Admin {
     pub async fn token_states(&self) -> Result<Vec<TokenRow>, CallError> {
         self.store.list_tokens().await.map_err(|e| CallError::new(ErrorCode::Unavailable, e.to_string()))
     }
+}
+
+/// A connector of that name exists (only [`Admin::create_connector`] says so).
+fn exists(name: &str) -> CallError {
+    CallError::invalid_params(format!(
+        "a connector named `{name}` exists already: choose another name (a new connector never replaces one)"
+    ))
 }
 
 #[derive(Debug)]

@@ -71,6 +71,8 @@ pub fn server_fields() -> &'static [(&'static str, ServerField)] {
         ("max_connections", NeedsRestart),
         ("log_format", NeedsRestart),
         ("watch_config", Reloads),
+        ("connect_page", Reloads),
+        ("console", Reloads),
     ]
 }
 
@@ -239,6 +241,8 @@ http2_keepalive_interval_s = 5
 max_connections = 5
 log_format = "json"
 watch_config = true
+console = { enabled = false }
+connect_page = { title = "Connect" }
 "#;
         let config = Config::parse(text, "f").unwrap();
         let fields = changed_server_fields(&ServerConfig::default(), &config.server);

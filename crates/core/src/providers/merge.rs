@@ -147,7 +147,11 @@ fn params(template: &Template, given: Option<&Value>) -> Result<Vec<(String, Str
 fn checked(kind: ParamKind, value: &str) -> Result<String, &'static str> {
     match kind {
         ParamKind::Name => {
-            if name(value) { Ok(value.to_owned()) } else { Err("may use letters, digits, `-`, `_` and `.` only") }
+            if name(value) {
+                Ok(value.to_owned())
+            } else {
+                Err("may use letters, digits, `-`, `_` and `.` only")
+            }
         }
         ParamKind::List => {
             if value.len() <= 200 && value.split(',').all(name) {

@@ -177,14 +177,16 @@ impl Template {
                     Value::String(format!("YOUR_{}", need.field.rsplit('.').next().unwrap_or("VALUE").to_uppercase()))
                 }
             };
-            insert(&mut c, &need.field, value);
+            set_field(&mut c, &need.field, value);
         }
         Value::Object(c)
     }
 }
 
-/// Sets the dotted `field` of `table` to `value`, making the tables on the way.
-fn insert(table: &mut serde_json::Map<String, Value>, field: &str, value: Value) {
+/// Sets the dotted `field` of `table` to `value`, making the tables on the way (a value that
+/// is not a table on the way is left as it is): how a form's `auth.client_id` becomes a
+/// connector's field.
+pub fn set_field(table: &mut serde_json::Map<String, Value>, field: &str, value: Value) {
     match field.split_once('.') {
         None => {
             table.insert(field.to_owned(), value);
@@ -192,7 +194,7 @@ fn insert(table: &mut serde_json::Map<String, Value>, field: &str, value: Value)
         Some((head, rest)) => {
             let slot = table.entry(head.to_owned()).or_insert_with(|| Value::Object(serde_json::Map::new()));
             if let Value::Object(next) = slot {
-                insert(next, rest, value);
+                set_field(next, rest, value);
             }
         }
     }

@@ -420,7 +420,10 @@ fn the_trello_template_takes_its_authorize_pages_parameters() {
         )
         .unwrap_err();
         assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
-        assert!(problems[0].contains("field `provider_params.scope`") && problems[0].contains("joined by commas"), "{problems:?}");
+        assert!(
+            problems[0].contains("field `provider_params.scope`") && problems[0].contains("joined by commas"),
+            "{problems:?}"
+        );
     }
 }
 

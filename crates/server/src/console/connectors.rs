@@ -1,7 +1,7 @@
 //! Connectors: the list (method, environments, secrets present or missing, token health), a
 //! connector's page (its calls, its tokens) and "try this call".
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
@@ -95,8 +95,9 @@ pub(crate) async fn list(State(state): State<AppState>, operator: Operator) -> R
     let tokens = state.engine.admin().token_states().await?;
     let now = state.engine.now_ms();
     let body = html! {
+        p { a href="/console/catalog" { "New connector" } ": from the provider catalog, or a blank one." }
         @if connectors.is_empty() {
-            p { "No connectors yet: add one to the configuration file, or with " code { "PUT /v1/admin/connectors/NAME" } "." }
+            p { "No connectors yet: add one here, to the configuration file, or with " code { "PUT /v1/admin/connectors/NAME" } "." }
         } @else {
             div.scroll {
                 table {
@@ -200,12 +201,20 @@ fn connector_body(
     }
 }
 
+#[derive(Deserialize, Default)]
+pub(crate) struct ShowQuery {
+    /// Set by "New connector" after it created this one.
+    created: Option<String>,
+}
+
 /// `GET /console/connectors/{name}`.
 pub(crate) async fn show(
     State(state): State<AppState>,
     operator: Operator,
     Path(name): Path<String>,
+    q: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Failure> {
+    let created = q.is_ok_and(|Query(q)| q.created.is_some());
     let c = state
         .engine
         .connector(&name)
@@ -214,7 +223,9 @@ pub(crate) async fn show(
     let tokens = state.engine.admin().token_states().await?;
     let rows = app_tokens(&name, &tokens);
     let body = connector_body(&c, &secrets, &rows, state.engine.now_ms(), &operator, None, &TryForm::default());
-    Ok(operator.page(Nav::Connectors, &format!("Connector {name}"), None, body))
+    let notice = created
+        .then(|| Notice::info("The connector was created. Its secrets are sealed in the vault and never shown."));
+    Ok(operator.page(Nav::Connectors, &format!("Connector {name}"), notice, body))
 }
 
 #[derive(Deserialize, Default)]

@@ -7,15 +7,19 @@
 //!   idle expiry, the [`Operator`] extractor, failed sign-ins audited and rate-limited.
 //! - `layout.rs`: the page shell, navigation, the stylesheet, error pages.
 //! - one file per page: `connectors.rs` (the list, a connector's page and "try this call"),
+//!   `catalog.rs` (a new connector: the provider catalog, a template's form, a blank one),
 //!   `secrets.rs`, `keys.rs`, `connections.rs`, `events.rs`, `users.rs` (users and signing
 //!   keys).
 //!
 //! The console's routes are not in `routes::api!` (the JSON API, which the OpenAPI document
 //! describes) but in [`ROUTES`] here, merged into the same router. None of them is on the call
-//! path: the proxy and named calls never pass the console's layer.
+//! path: the proxy and named calls never pass the console's layer. `[server.console] enabled =
+//! false` answers every one of them as an unknown route (`404 not_found`), read per request so
+//! that a reload applies it.
 //!
 //! [`Engine`]: latchkey_core::engine::Engine
 
+mod catalog;
 mod connections;
 mod connectors;
 mod events;
@@ -45,6 +49,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/console/connectors", &["get"]),
     ("/console/connectors/{name}", &["get"]),
     ("/console/connectors/{name}/try", &["post"]),
+    ("/console/catalog", &["get"]),
+    ("/console/catalog/{provider}", &["get", "post"]),
+    ("/console/blank-connector", &["get", "post"]),
     ("/console/secrets", &["get", "post"]),
     ("/console/secrets/delete", &["post"]),
     ("/console/keys", &["get", "post"]),
@@ -58,7 +65,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/console/signing-keys/rotate", &["post"]),
 ];
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/console", get(session::sign_in_page).post(session::sign_in))
         .route("/console/", get(session::to_console))
@@ -67,6 +74,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/connectors", get(connectors::list))
         .route("/console/connectors/{name}", get(connectors::show))
         .route("/console/connectors/{name}/try", post(connectors::try_call))
+        .route("/console/catalog", get(catalog::catalog))
+        .route("/console/catalog/{provider}", get(catalog::provider_form).post(catalog::create_from_template))
+        .route("/console/blank-connector", get(catalog::blank_form).post(catalog::create_blank))
         .route("/console/secrets", get(secrets::page).post(secrets::put))
         .route("/console/secrets/delete", post(secrets::delete))
         .route("/console/keys", get(keys::page).post(keys::create))
@@ -80,6 +90,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/signing-keys/rotate", post(users::rotate))
         .route("/console/{*rest}", axum::routing::any(not_found))
         .layer(axum::middleware::map_response(secure_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), switched_on))
+}
+
+/// `[server.console] enabled = false`: every console path is an unknown route, before any
+/// session or form is read.
+async fn switched_on(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.engine.config().server.console_enabled() {
+        next.run(req).await
+    } else {
+        crate::routes::not_found().await.into_response()
+    }
 }
 
 /// The Content-Security-Policy of every console answer: nothing but this origin's stylesheet

@@ -120,13 +120,26 @@ pub(crate) async fn put(
         None | Some("") => Env::Live,
         Some(e) => e.parse::<Env>().map_err(|e| latchkey_core::CallError::invalid_params(e.to_string()))?,
     };
+    store(&state, &operator, name, env, &form.value).await?;
+    Ok(operator.redirect("/console/secrets?done=saved"))
+}
+
+/// Seals `value` as secret `name` in `env`, audited as `secret.put` first: the one way the
+/// console writes a secret (this page, and a new connector's secrets).
+pub(crate) async fn store(
+    state: &AppState,
+    operator: &Operator,
+    name: &str,
+    env: Env,
+    value: &SecretString,
+) -> Result<(), Failure> {
     state.audit("secret.put", |_| {
-        let mut f = super::keys::change(&operator, "secret", name);
+        let mut f = super::keys::change(operator, "secret", name);
         f.insert("environment".into(), env.as_str().into());
         f
     })?;
-    state.engine.admin().put_secret(name, env, &form.value).await?;
-    Ok(operator.redirect("/console/secrets?done=saved"))
+    state.engine.admin().put_secret(name, env, value).await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]

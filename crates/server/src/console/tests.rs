@@ -400,7 +400,7 @@ async fn a_secret_set_through_the_console_is_never_shown() {
 async fn every_listed_console_route_is_served() {
     let c = Console::start("https://lk.example.com").await;
     for (path, methods) in super::ROUTES {
-        let path = path.replace("{name}", "plain");
+        let path = path.replace("{name}", "plain").replace("{provider}", "openai");
         for m in *methods {
             let req = Request::builder()
                 .method(m.to_uppercase().as_str())
@@ -478,4 +478,244 @@ async fn connections_are_listed_escaped_reconnected_and_revoked() {
     assert!(!c.audit_log().contains("alert('owner')"), "the user id is hashed in the audit log");
     let a = c.post("/console/connections/revoke", &cookie, form(&[("csrf", &csrf), ("id", "conn-1")])).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+// ---- New connector: the catalog, a template's form, a blank connector ----
+
+#[tokio::test(start_paused = true)]
+async fn the_catalog_is_grouped_searched_and_filtered_with_a_plain_form() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let list = c.get("/console/connectors", Some(&session)).await;
+    assert!(list.body.contains("href=\"/console/catalog\""), "{}", list.body);
+    let all = c.get("/console/catalog", Some(&session)).await;
+    assert_eq!(all.status, StatusCode::OK);
+    for t in latchkey_core::providers::all() {
+        assert!(all.body.contains(&format!("href=\"/console/catalog/{}\"", t.name)), "{} is not offered", t.name);
+    }
+    assert!(all.body.contains("Each user connects their own account (OAuth)") && all.body.contains("Signed requests"));
+    assert!(all.body.contains("<form class=\"filters\" method=\"get\" action=\"/console/catalog\""), "{}", all.body);
+    assert!(all.body.contains("href=\"https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html\""));
+    // Words of the name or title, and the kind.
+    let found = c.get("/console/catalog?q=git&kind=", Some(&session)).await;
+    assert!(found.body.contains("/console/catalog/github\"") && found.body.contains("/console/catalog/gitlab\""));
+    assert!(!found.body.contains("/console/catalog/google\""), "{}", found.body);
+    let keys = c.get("/console/catalog?q=github&kind=key", Some(&session)).await;
+    assert!(keys.body.contains("/console/catalog/github-token\""), "{}", keys.body);
+    assert!(!keys.body.contains("/console/catalog/github\""), "{}", keys.body);
+    let none = c.get("/console/catalog?q=no-such-provider-at-all", Some(&session)).await;
+    assert!(none.body.contains("No provider template matches"), "{}", none.body);
+    let missing = c.get("/console/catalog/nope", Some(&session)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_form_asks_for_its_parameters_fields_and_secrets() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let page = c.get("/console/catalog/zendesk", Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for needle in [
+        "<input id=\"name\" name=\"name\" type=\"text\" required autocomplete=\"off\" spellcheck=\"false\" value=\"zendesk\"",
+        "<input id=\"param-subdomain\" name=\"param.subdomain\"",
+        "<input id=\"field-auth-client_id\" name=\"field.auth.client_id\" type=\"text\"",
+        "<input id=\"secret-auth-client_secret\" name=\"secret.auth.client_secret\" type=\"password\"",
+        "Stored as secret <code>zendesk_client_secret</code>",
+        "<input id=\"scope\" name=\"scope\"",
+        "<code>read write</code>",
+        "https://developer.zendesk.com/documentation/api-basics/authentication/oauth-pkce",
+    ] {
+        assert!(page.body.contains(needle), "{needle}\n{}", page.body);
+    }
+    // A parameter with a default shows it.
+    let aws = c.get("/console/catalog/aws", Some(&session)).await;
+    assert!(aws.body.contains("name=\"param.region\" type=\"text\" autocomplete=\"off\" spellcheck=\"false\" placeholder=\"eu-west-1\" value=\"us-east-1\""), "{}", aws.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connector_from_a_template_is_checked_whole_before_anything_is_written() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let canary = "CANARYnew-connector-secret-5be1";
+    let csrf = c.csrf(&session).await;
+    // Every problem at once, next to its field; typed values kept; the secret not.
+    let a = c
+        .post(
+            "/console/catalog/zendesk",
+            &cookie,
+            form(&[
+                ("csrf", &csrf),
+                ("name", "help-desk"),
+                ("param.subdomain", "acme/evil"),
+                ("field.auth.client_id", ""),
+                ("secret.auth.client_secret", canary),
+                ("environment", "live"),
+                ("scope", "tickets:read"),
+                ("base_url", ""),
+                ("more", "timeout_ms = 0"),
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("The connector was not created"), "{}", a.body);
+    assert!(
+        a.body.contains("<p class=\"bad\" id=\"param-subdomain-problem\">`acme/evil` may use letters, digits"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("aria-describedby=\"param-subdomain-problem\""), "{}", a.body);
+    assert!(a.body.contains("value=\"acme/evil\"") && a.body.contains("value=\"tickets:read\""), "typed values kept");
+    assert!(a.body.contains("timeout_ms = 0"), "{}", a.body);
+    assert!(!a.body.contains(canary), "the secret was put back into the page");
+    assert!(c.engine.connector("help-desk").is_none());
+    assert!(c.engine.admin().list_secrets().await.unwrap().is_empty(), "a secret was stored for a refused connector");
+    // The merged connector's own problems land next to their fields too.
+    let a = c
+        .post(
+            "/console/catalog/zendesk",
+            &cookie,
+            form(&[("csrf", &csrf), ("name", "help-desk"), ("param.subdomain", "acme"), ("more", "timeout_ms = 0")]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("id=\"field-auth-client_id-problem\">missing"), "{}", a.body);
+    assert!(a.body.contains("timeout_ms: 0 is out of range"), "{}", a.body);
+    // A good form: the secret sealed (audited), the connector created, its page says so.
+    let a = c
+        .post(
+            "/console/catalog/zendesk",
+            &cookie,
+            form(&[
+                ("csrf", &csrf),
+                ("name", "help-desk"),
+                ("param.subdomain", "acme"),
+                ("field.auth.client_id", "latchkey"),
+                ("secret.auth.client_secret", canary),
+                ("environment", "live"),
+                ("scope", "tickets:read users:read"),
+                ("more", "calls.me = { path = \"/users/me.json\" }"),
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/console/connectors/help-desk?created=1");
+    let made = c.engine.connector("help-desk").expect("created");
+    assert!(!made.from_file);
+    assert_eq!(made.config.base_url.as_str(), "https://acme.zendesk.com/api/v2");
+    assert!(made.config.calls.contains_key("me"));
+    let latchkey_core::config::AuthConfig::OAuth2AuthorizationCode(auth) = &made.config.auth else { panic!() };
+    assert_eq!(auth.client_id, "latchkey");
+    assert_eq!(auth.scope, Some(latchkey_core::config::Scope::Many(vec!["tickets:read".into(), "users:read".into()])));
+    assert_eq!(made.credential_status(latchkey_core::Env::Live), Ok(()), "the secret typed is the one it names");
+    let page = c.get(a.location(), Some(&session)).await;
+    assert!(page.body.contains("The connector was created"), "{}", page.body);
+    assert!(c.audit_log().contains("\"kind\":\"connector.put\"") && c.audit_log().contains("\"kind\":\"secret.put\""));
+    // The same name again is refused, next to the name, and changes nothing.
+    let again = c
+        .post(
+            "/console/catalog/openai",
+            &cookie,
+            form(&[("csrf", &csrf), ("name", "help-desk"), ("secret.auth.key", "other")]),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("id=\"name-problem\">a connector named `help-desk` exists already"), "{}", again.body);
+    assert!(c.engine.connector("help-desk").unwrap().config.base_url.as_str().contains("zendesk"));
+    // So is a name the file has.
+    let file = c.post("/console/catalog/openai", &cookie, form(&[("csrf", &csrf), ("name", "plain")])).await;
+    assert!(file.body.contains("id=\"name-problem\">a connector named `plain` exists already"), "{}", file.body);
+    // Nothing showed the secret.
+    let mut seen = String::new();
+    for path in ["/console/connectors", "/console/connectors/help-desk", "/console/secrets", "/console/events"] {
+        seen.push_str(&c.get(path, Some(&session)).await.body);
+    }
+    assert!(seen.contains("help-desk_client_secret"));
+    assert!(!seen.contains(canary) && !c.audit_log().contains(canary));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secret_left_empty_names_the_existing_one_or_is_missing() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let csrf = c.csrf(&session).await;
+    let a = c.post("/console/catalog/openai", &cookie, form(&[("csrf", &csrf), ("name", "ai")])).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("id=\"secret-auth-key-problem\">missing"), "{}", a.body);
+    c.engine.admin().put_secret("openai_key", latchkey_core::Env::Live, &SecretString::from("sk-1")).await.unwrap();
+    let page = c.get("/console/catalog/openai", Some(&session)).await;
+    assert!(page.body.contains("A secret of that name exists"), "{}", page.body);
+    assert!(page.body.contains("the API key (<code>sk-…</code>)"), "backquotes are code: {}", page.body);
+    let page = c.post("/console/catalog/openai", &cookie, form(&[("csrf", &csrf), ("name", "openai")])).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(c.engine.connector("openai").unwrap().credential_status(latchkey_core::Env::Live), Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blank_connector_takes_toml_or_json() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let csrf = c.csrf(&session).await;
+    let page = c.get("/console/blank-connector", Some(&session)).await;
+    assert!(page.body.contains("<textarea id=\"definition\" name=\"definition\""), "{}", page.body);
+    let toml = "[connectors.weather]\nbase_url = \"https://weather.test\"\nauth = { method = \"api_key_query\", name = \"appid\", key = { secret = \"weather_key\" } }\n";
+    let a =
+        c.post("/console/blank-connector", &cookie, form(&[("csrf", &csrf), ("name", ""), ("definition", toml)])).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(c.engine.connector("weather").is_some());
+    let json = r#"{"provider": "openai", "auth": {"key": {"secret": "ai_key"}}}"#;
+    let a = c
+        .post("/console/blank-connector", &cookie, form(&[("csrf", &csrf), ("name", "ai"), ("definition", json)]))
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(c.engine.connector("ai").unwrap().config.base_url.as_str(), "https://api.openai.com/v1");
+    // Problems: each with its field, the text kept.
+    let bad = "base_url = \"ftp://x\"\nauth = { method = \"api_key_header\", key = { env = \"HOME\" } }";
+    let a = c
+        .post("/console/blank-connector", &cookie, form(&[("csrf", &csrf), ("name", "bad"), ("definition", bad)]))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("base_url: "), "{}", a.body);
+    assert!(a.body.contains("ftp://x"), "the text is kept: {}", a.body);
+    let a = c
+        .post(
+            "/console/blank-connector",
+            &cookie,
+            form(&[("csrf", &csrf), ("name", "x"), ("definition", "base_url =")]),
+        )
+        .await;
+    assert!(a.body.contains("the definition is not TOML"), "{}", a.body);
+    let a = c
+        .post("/console/blank-connector", &cookie, form(&[("csrf", &csrf), ("name", "weather"), ("definition", toml)]))
+        .await;
+    assert!(a.body.contains("name: a connector named `weather` exists already"), "{}", a.body);
+    assert!(c.engine.connector("bad").is_none() && c.engine.connector("x").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_console_switched_off_is_not_there() {
+    // `[server.console]` after the connectors is still the server's table.
+    let config = format!("{CONFIG}\n[server.console]\nenabled = false\n");
+    let settings = EngineSettings {
+        config: Config::parse(&config, "test.toml").unwrap(),
+        bootstrap_admin_key: Some(SecretString::from(ADMIN)),
+        public_url: "https://lk.example.com".into(),
+        clock: Some(FakeClock::at(T0)),
+        ..Default::default()
+    };
+    assert!(!settings.config.server.console_enabled());
+    let engine = Engine::start(Arc::new(MemoryStore::new()), Arc::new(Vault::new(&MasterKey::generate())), settings)
+        .await
+        .unwrap();
+    let router = crate::router(AppState::new(engine));
+    for (path, methods) in super::ROUTES {
+        for m in *methods {
+            let req = Request::builder().method(m.to_uppercase().as_str()).uri(*path).body(Body::empty()).unwrap();
+            let response = tower_service::Service::call(&mut router.clone(), req).await.unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{m} {path}");
+            assert_eq!(response.headers()["latchkey-error"], "not_found", "{m} {path}");
+        }
+    }
 }

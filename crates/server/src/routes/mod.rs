@@ -86,7 +86,7 @@ api! {
 
 pub fn router(state: AppState) -> Router {
     routes()
-        .merge(crate::console::routes())
+        .merge(crate::console::routes(&state))
         .merge(crate::mcp::routes())
         .merge(crate::connect_page::routes())
         .fallback(not_found)
@@ -95,7 +95,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
         "no such route: GET /openapi.json lists them all, and docs/http-api.md explains them",

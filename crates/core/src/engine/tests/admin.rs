@@ -54,6 +54,41 @@ async fn an_api_connector_is_served_at_once_and_stamped_on_the_clock() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn create_connector_never_replaces_one_and_check_connector_writes_nothing() {
+    let h = Harness::new().await;
+    // Checked, not written.
+    let c = h.engine.admin().check_connector("mine", api_connector(json!({"secret": "k"}))).await.unwrap();
+    assert_eq!(c.base_url.as_str(), "https://api.example.com");
+    assert!(h.engine.connector("mine").is_none());
+    assert_eq!(h.store.calls("put_connector"), 0);
+    // A problem is the same problem `put_connector` finds.
+    match h.engine.admin().check_connector("mine", json!({"provider": "zendesk"})).await {
+        Err(PutConnectorError::Invalid(errors)) => {
+            assert!(errors.0.iter().any(|p| p.field.as_deref() == Some("provider_params.subdomain")), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Created once; a second creation of the name is refused and changes nothing.
+    h.engine.admin().create_connector("mine", api_connector(json!({"secret": "k"}))).await.unwrap();
+    assert_eq!(h.store.calls("put_connector"), 1);
+    let other = json!({"base_url": "https://other.example.com", "auth": {"method": "none"}});
+    match h.engine.admin().create_connector("mine", other.clone()).await {
+        Err(PutConnectorError::Call(e)) => {
+            assert_eq!(e.code, ErrorCode::InvalidParams);
+            assert!(e.message.contains("a connector named `mine` exists already"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.store.calls("put_connector"), 1);
+    assert_eq!(h.engine.connector("mine").unwrap().config.base_url.as_str(), "https://api.example.com");
+    // Nor one of the file's.
+    match h.engine.admin().create_connector("plain", other).await {
+        Err(PutConnectorError::Call(e)) => assert_eq!(e.code, ErrorCode::Forbidden),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_api_connector_may_name_a_provider_template() {
     let h = Harness::new().await;
     let json = json!({"provider": "zendesk", "provider_params": {"subdomain": "acme"},
