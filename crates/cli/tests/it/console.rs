@@ -130,13 +130,24 @@ async fn every_console_control_is_reached_with_the_keyboard() {
         json!({"focus": "#admin_key"}),
         json!({"press": "Enter"}),
     ];
-    for page in ["connectors", "connectors/weather", "secrets", "keys", "connections", "events", "users"] {
+    for page in [
+        "connectors",
+        "connectors/weather",
+        "secrets",
+        "keys",
+        "connections",
+        "events",
+        "users",
+        "catalog?q=git",
+        "catalog/zendesk",
+        "blank-connector",
+    ] {
         steps.push(json!({"goto": format!("/console/{page}")}));
         steps.push(json!({"tab_walk": true}));
     }
     let (report, dir) = visit(&lk, "console_keyboard", Value::Array(steps)).await;
     check_visit(&report, &dir);
-    assert_eq!(report["walks"].as_array().unwrap().len(), 8);
+    assert_eq!(report["walks"].as_array().unwrap().len(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,10 +161,97 @@ async fn the_console_fits_a_phone() {
         json!({"fill": "#admin_key", "value": lk.admin()}),
         json!({"click": "button:has-text('Sign in')"}),
     ];
-    for page in ["connectors", "connectors/weather", "secrets", "keys", "connections", "events", "users"] {
+    for page in [
+        "connectors",
+        "connectors/weather",
+        "secrets",
+        "keys",
+        "connections",
+        "events",
+        "users",
+        "catalog",
+        "catalog/aws",
+        "blank-connector",
+    ] {
         steps.push(json!({"goto": format!("/console/{page}")}));
         steps.push(json!({"fits": true}));
     }
     let (report, dir) = visit(&lk, "console_phone", Value::Array(steps)).await;
     check_visit(&report, &dir);
+}
+
+/// An operator adds a connector from the catalog: finds the provider, fills its form (a
+/// mistake first, then right), and the new connector's page shows it ready and makes a call.
+/// The secret typed in the form is in no page, no log line, and not in the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_adds_a_connector_from_the_catalog_in_the_browser() {
+    // The new connector goes to httpbin on this machine: API connectors may reach it here.
+    let config = format!("[server]\napi_connectors_private_egress = true\n{}", config());
+    let lk = Latchkey::start(bin(), &config);
+    let value = canary("catalog");
+    let upstream = httpbin().base_url.clone();
+    let steps = json!([
+        {"goto": "/console"},
+        {"fill": "#admin_key", "value": lk.admin()},
+        {"click": "button:has-text('Sign in')"},
+        {"expect_path": "/console/connectors"},
+        {"click": "a:has-text('New connector')"},
+        {"expect_path": "/console/catalog"},
+        {"expect_text": "Each user connects their own account (OAuth)"},
+        {"fill": "input[name='q']", "value": "openai"},
+        {"click": "button:has-text('Filter')"},
+        {"expect_path": "/console/catalog?q=openai&kind="},
+        {"click": "a:has-text('OpenAI (API key)')"},
+        {"expect_path": "/console/catalog/openai"},
+        // A mistake: a base URL that is no URL. The page says so next to the field, keeps
+        // what was typed, and asks for the secret again.
+        {"fill": "#name", "value": "assistant"},
+        {"fill": "#secret-auth-key", "value": value},
+        {"fill": "#base_url", "value": "not a url"},
+        {"fill": "#more", "value": "calls.echo = { path = \"/headers\", description = \"What the upstream received\" }"},
+        {"click": "button:has-text('Create connector')"},
+        {"expect_path": "/console/catalog/openai"},
+        {"expect_text": "The connector was not created"},
+        {"expect_text": "The secrets typed were not kept"},
+        {"fill": "#secret-auth-key", "value": value},
+        {"fill": "#base_url", "value": upstream},
+        {"click": "button:has-text('Create connector')"},
+        {"expect_path": "/console/connectors/assistant?created=1"},
+        {"expect_text": "The connector was created"},
+        {"expect_text": "ready"},
+        {"expect_text": "assistant_key"},
+        {"click": "button:has-text('Send')"},
+        {"expect_text": "Status 200"},
+        // httpbin echoes the request: the key it received is not shown.
+        {"expect_text": "\"Authorization\": \"Bearer [secret]\""},
+        {"click": "nav a:has-text('Connectors')"},
+        {"expect_text": "assistant"},
+        {"expect_text": "present"},
+        // A blank connector, pasted as the configuration file has it.
+        {"click": "a:has-text('New connector')"},
+        {"click": "a:has-text('blank connector')"},
+        {"fill": "#definition", "value": format!("[connectors.bin]\nbase_url = \"{upstream}\"\nauth = {{ method = \"none\" }}\ncalls.get = {{ path = \"/get\" }}\n")},
+        {"click": "button:has-text('Create connector')"},
+        {"expect_path": "/console/connectors/bin?created=1"},
+        {"click": "button:has-text('Send')"},
+        {"expect_text": "Status 200"},
+    ]);
+    let (report, dir) = visit(&lk, "console_catalog", steps).await;
+    let html = check_visit(&report, &dir);
+    assert!(html.contains("id=\"base_url-problem\""), "the mistake was shown next to its field");
+    assert!(!html.contains(&value), "the secret's value reached a page");
+    assert!(!lk.output().contains(&value), "the secret's value reached the log");
+    let secrets = [value.clone()];
+    let found = latchkey_testkit::canary::find(&latchkey_testkit::canary::read_dir_bytes(&lk.data_dir), &secrets);
+    assert_eq!(found, Vec::<&str>::new(), "the secret's value is in the data directory unsealed");
+
+    // What the browser made, through the API: an API connector from the template, and the
+    // secret it names, whose value signs calls.
+    let c =
+        Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/connectors/assistant").send().await.unwrap()).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert!(c.body.contains("assistant_key") && !c.body.contains(&value), "{}", c.body);
+    let r = lk.call(&lk.app_key("live").await, "assistant", "echo", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&format!("Bearer {value}")), "the secret typed in the browser signs the call");
 }

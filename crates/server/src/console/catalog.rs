@@ -26,22 +26,29 @@ use super::session::Operator;
 use super::{Failure, enc};
 use crate::AppState;
 
-/// The catalog's groups, by what the user has to hand: (query value, heading, methods).
-const GROUPS: [(&str, &str, &[&str]); 4] = [
-    ("user", "Each user connects their own account (OAuth)", &["oauth2_authorization_code", "oauth1_authorization"]),
+/// The catalog's groups, by what the user has to hand: (query value, heading, the filter's
+/// short label, methods).
+const GROUPS: [(&str, &str, &str, &[&str]); 4] = [
+    (
+        "user",
+        "Each user connects their own account (OAuth)",
+        "Users connect (OAuth)",
+        &["oauth2_authorization_code", "oauth1_authorization"],
+    ),
     (
         "app",
         "The app's own credentials (OAuth client, service account, app key pair)",
+        "App credentials",
         &["oauth2_client_credentials", "jwt_bearer", "oauth2_custom_token", "oauth2_password"],
     ),
-    ("key", "An API key, token or password", &["api_key_header", "api_key_query", "basic"]),
-    ("signed", "Signed requests", &["aws_sigv4", "oauth1"]),
+    ("key", "An API key, token or password", "API key or token", &["api_key_header", "api_key_query", "basic"]),
+    ("signed", "Signed requests", "Signed requests", &["aws_sigv4", "oauth1"]),
 ];
 
 /// The group a template's method belongs to (methods no group names go under the last).
 fn group_of(t: &Template) -> &'static str {
     let method = t.method().unwrap_or_default();
-    GROUPS.iter().find(|(_, _, methods)| methods.contains(&method)).map_or("signed", |(g, _, _)| g)
+    GROUPS.iter().find(|(_, _, _, methods)| methods.contains(&method)).map_or("signed", |(g, _, _, _)| g)
 }
 
 #[derive(Deserialize, Default)]
@@ -60,7 +67,7 @@ pub(crate) async fn catalog(
 ) -> Result<Response, Failure> {
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let words: Vec<String> = q.q.as_deref().unwrap_or("").split_whitespace().map(str::to_lowercase).collect();
-    let kind = q.kind.as_deref().filter(|k| GROUPS.iter().any(|(g, _, _)| g == k));
+    let kind = q.kind.as_deref().filter(|k| GROUPS.iter().any(|(g, _, _, _)| g == k));
     let matches = |t: &Template| {
         let hay = format!("{} {}", t.name, t.title).to_lowercase();
         words.iter().all(|w| hay.contains(w.as_str())) && kind.is_none_or(|k| group_of(t) == k)
@@ -75,8 +82,8 @@ pub(crate) async fn catalog(
             label { "Kind"
                 select name="kind" {
                     option value="" { "Any" }
-                    @for (g, heading, _) in GROUPS {
-                        option value=(g) selected[kind == Some(g)] { (heading) }
+                    @for (g, _, label, _) in GROUPS {
+                        option value=(g) selected[kind == Some(g)] { (label) }
                     }
                 }
             }
@@ -85,7 +92,7 @@ pub(crate) async fn catalog(
         @if found.is_empty() {
             p { "No provider template matches. Try fewer words, or start from a " a href="/console/blank-connector" { "blank connector" } "." }
         }
-        @for (g, heading, _) in GROUPS {
+        @for (g, heading, _, _) in GROUPS {
             @let in_group: Vec<&&Template> = found.iter().filter(|t| group_of(t) == g).collect();
             @if !in_group.is_empty() {
                 h2 { (heading) " (" (in_group.len()) ")" }
@@ -285,7 +292,7 @@ fn provider_body(t: &Template, typed: &Typed, problems: &Problems, existing: &[S
                 (problems.under("scope"))
             }
             label for="base_url" { "Base URL (optional)" }
-            input #base_url name="base_url" type="url" autocomplete="off" spellcheck="false" value=(typed.base_url)
+            input #base_url name="base_url" type="text" inputmode="url" autocomplete="off" spellcheck="false" value=(typed.base_url)
                 aria-describedby=[problems.described_by("base_url")];
             p.help { "Empty keeps the template's: " code { (t.connector.get("base_url").and_then(Value::as_str).unwrap_or("")) } }
             (problems.under("base_url"))
@@ -670,7 +677,7 @@ mod tests {
     fn every_template_lands_in_a_group_with_a_heading() {
         for t in providers::all() {
             let g = group_of(t);
-            let (_, _, methods) = GROUPS.iter().find(|(name, _, _)| *name == g).unwrap();
+            let (_, _, _, methods) = GROUPS.iter().find(|(name, _, _, _)| *name == g).unwrap();
             assert!(methods.contains(&t.method().unwrap_or_default()), "{}: {:?} is in no group", t.name, t.method());
         }
     }

@@ -169,9 +169,13 @@ form.card, fieldset { display: grid; gap: .5rem; max-width: 32rem; padding: 1rem
 form.inline { display: inline; }
 form.filters { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: end; margin-bottom: 1rem; }
 form.filters label { display: grid; gap: .25rem; }
+form.filters input, form.filters select { font-weight: 400; }
 label { font-weight: 600; }
 input, select, textarea, button { font: inherit; padding: .45rem .6rem; border: 1px solid var(--line); border-radius: 6px; color: var(--fg); background: var(--bg); min-height: 2.5rem; }
 textarea { min-height: 5rem; }
+input, select, textarea { max-width: 100%; }
+p, li { overflow-wrap: anywhere; }
+legend { font-weight: 600; padding: 0 .25rem; }
 button { cursor: pointer; background: var(--accent); color: #fff; border-color: var(--accent); }
 button.danger { background: var(--bad); border-color: var(--bad); }
 .shown-once { display: block; padding: .75rem; border: 2px dashed var(--ok); word-break: break-all; }

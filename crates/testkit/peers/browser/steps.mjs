@@ -80,7 +80,9 @@ let navigations = 0;
 async function finish(code) {
   if (browser) await Promise.race([browser.close().catch(() => {}), sleep(5000)]);
   rmSync(userDataDir, { recursive: true, force: true });
-  emit(report);
+  // A report over 64 KiB (a page of the whole provider catalog) is cut off by an exit before
+  // the pipe has taken it: exit once it is written.
+  await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
   process.exit(code);
 }
 
