@@ -113,6 +113,10 @@ pub struct ServerConfig {
     /// limit allows); past it, new connections wait in the listen backlog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// Per-user connections kept in memory (with their prepared signers), least recently
+    /// used first out (default 10,000): a call for a user not kept reads the store once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_cache: Option<u32>,
     /// How log lines are written: `text` (the default) or `json` (one object per line);
     /// `LATCHKEY_LOG_FORMAT` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +177,17 @@ impl ServerConfig {
     /// Whether `/console` is served (`[server.console] enabled`, on by default).
     pub fn console_enabled(&self) -> bool {
         self.console.as_ref().is_none_or(|c| c.enabled)
+    }
+}
+
+impl ServerConfig {
+    /// `connection_cache` when none is given: at about 1 KB an entry (BENCHMARKS.md), some
+    /// 10 MB at most.
+    pub const DEFAULT_CONNECTION_CACHE: usize = 10_000;
+
+    /// How many per-user connections memory keeps (`connection_cache`, or its default).
+    pub fn connection_cache(&self) -> usize {
+        self.connection_cache.map_or(Self::DEFAULT_CONNECTION_CACHE, |n| n.max(1) as usize)
     }
 }
 

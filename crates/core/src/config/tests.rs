@@ -235,6 +235,15 @@ fn inbound_limits_are_checked() {
 }
 
 #[test]
+fn the_connection_cache_bound_is_checked_and_defaults_to_ten_thousand() {
+    let p = one_problem("[server]\nconnection_cache = 0\n");
+    assert!(p.contains("server.connection_cache") && p.contains("give 1 to 100000000 (or leave it out: 10000)"), "{p}");
+    let c = Config::parse("[server]\nconnection_cache = 250\n", "f").unwrap();
+    assert_eq!(c.server.connection_cache(), 250);
+    assert_eq!(Config::parse("", "f").unwrap().server.connection_cache(), 10_000);
+}
+
+#[test]
 fn unknown_fields_and_semantic_problems_show_together_each_at_its_line() {
     let text = "[server]\nnonsense = 3\n\n[connectors.a]\nbase_url = \"https://a.example\"\nbogus = 1\n\
                 auth = { method = \"api_key_query\", name = \"\", key = { secret = \"x\" }, extra = 2 }\n\n\

@@ -86,6 +86,7 @@ pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) 
         ("keepalive_idle_s", s.keepalive_idle_s, 86_400, "75"),
         ("http2_keepalive_interval_s", s.http2_keepalive_interval_s, 3_600, "30"),
         ("max_connections", s.max_connections.map(u64::from), 1_000_000, "10000"),
+        ("connection_cache", s.connection_cache.map(u64::from), 100_000_000, "10000"),
     ] {
         if let Some(v) = value
             && !(1..=max).contains(&v)

@@ -194,7 +194,7 @@ impl Mirror {
         rt.identity = current.identity.clone();
         let rt = Arc::new(rt);
         self.runtime.store(rt.clone());
-        self.user_connections.clear();
+        self.user_connections.clear_to(config.server.connection_cache());
         (current, rt)
     }
 

@@ -140,7 +140,7 @@ impl Engine {
         // there when it is made.
         let clock: Arc<dyn Clock> = settings.clock.unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
         let callers = Callers::new(store.clone(), settings.bootstrap_admin_key.as_ref(), clock.clone());
-        let cache = Arc::new(connections::ConnectionCache::default());
+        let cache = Arc::new(connections::ConnectionCache::new(settings.config.server.connection_cache()));
         let mirror = Arc::new(mirror::Mirror::new(
             store.clone(),
             vault.clone(),

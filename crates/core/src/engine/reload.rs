@@ -69,6 +69,7 @@ pub fn server_fields() -> &'static [(&'static str, ServerField)] {
         ("keepalive_idle_s", NeedsRestart),
         ("http2_keepalive_interval_s", NeedsRestart),
         ("max_connections", NeedsRestart),
+        ("connection_cache", Reloads),
         ("log_format", NeedsRestart),
         ("watch_config", Reloads),
         ("connect_page", Reloads),
@@ -239,6 +240,7 @@ header_read_timeout_s = 5
 keepalive_idle_s = 5
 http2_keepalive_interval_s = 5
 max_connections = 5
+connection_cache = 5
 log_format = "json"
 watch_config = true
 console = { enabled = false }

@@ -9,10 +9,11 @@ mod page;
 mod rules;
 mod values;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use hashlink::LruCache;
 use latchkey_vault::{Aad, Vault};
 use serde_json::json;
 
@@ -56,23 +57,43 @@ pub(crate) struct CachedConnection {
 /// The per-user connections calls looked up: (connector, env, owner) -> row (and signer).
 /// Filled by [`Connections::user_connection`] and [`Connections::user_signer`], emptied by the
 /// [`Mirror`] on every swap of the runtime (so a change anywhere, which bumps the store's
-/// generation, takes effect everywhere within a second). `epoch` moves with every removal, so
-/// that a lookup that read the store before a removal does not put back what was removed.
-#[derive(Default)]
+/// generation, takes effect everywhere within a second). Bounded by `[server]
+/// connection_cache` entries: past it the least recently used goes, and its next lookup reads
+/// the store as a cold start does. `epoch` moves with every removal (an eviction is not one:
+/// what it drops was current), so that a lookup that read the store before a removal does
+/// not put back what was removed.
 pub(crate) struct ConnectionCache {
-    map: Mutex<HashMap<ConnectionKey, Arc<CachedConnection>>>,
+    map: Mutex<LruCache<ConnectionKey, Arc<CachedConnection>>>,
     epoch: AtomicU64,
 }
 
 impl ConnectionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionKey, Arc<CachedConnection>>> {
+    /// An empty cache that keeps at most `capacity` connections (at least one).
+    pub(crate) fn new(capacity: usize) -> ConnectionCache {
+        ConnectionCache { map: Mutex::new(LruCache::new(capacity.max(1))), epoch: AtomicU64::new(0) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<ConnectionKey, Arc<CachedConnection>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry of `key`, now the most recently used.
+    fn get(&self, key: &ConnectionKey) -> Option<Arc<CachedConnection>> {
+        self.lock().get(key).cloned()
     }
 
     pub(crate) fn clear(&self) {
         let mut map = self.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         map.clear();
+    }
+
+    /// Empties the cache and bounds it at `capacity` from now on (a reload of the file).
+    pub(crate) fn clear_to(&self, capacity: usize) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        map.clear();
+        map.set_capacity(capacity.max(1));
     }
 
     fn remove(&self, key: &ConnectionKey) {
@@ -85,12 +106,20 @@ impl ConnectionCache {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Keeps `entry` unless something was removed since `epoch` was read (before the store).
+    /// Keeps `entry` unless something was removed since `epoch` was read (before the store);
+    /// at the bound, the least recently used entry makes room.
     fn insert_since(&self, epoch: u64, key: ConnectionKey, entry: Arc<CachedConnection>) {
         let mut map = self.lock();
         if self.epoch.load(Ordering::SeqCst) == epoch {
             map.insert(key, entry);
         }
+    }
+
+    /// Entries held and the bound (tests and `/metrics`-like measurements).
+    #[cfg(test)]
+    pub(crate) fn len_and_capacity(&self) -> (usize, usize) {
+        let map = self.lock();
+        (map.len(), map.capacity())
     }
 }
 
@@ -165,7 +194,7 @@ impl Connections {
         owner: &str,
     ) -> Result<Option<ConnectionRow>, CallError> {
         let key = (connector.to_owned(), env, owner.to_owned());
-        if let Some(c) = self.cache.lock().get(&key) {
+        if let Some(c) = self.cache.get(&key) {
             return Ok(Some(c.row.clone()));
         }
         let epoch = self.cache.epoch();
@@ -175,6 +204,12 @@ impl Connections {
             self.cache.insert_since(epoch, key, Arc::new(CachedConnection { row: r.clone(), signer: None }));
         }
         Ok(row)
+    }
+
+    /// Connections memory holds, and its bound (tests).
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> (usize, usize) {
+        self.cache.len_and_capacity()
     }
 
     /// Whether `owner` has a connection on `connector` in `env` (the MCP server's connect
@@ -277,19 +312,65 @@ mod tests {
         Arc::new(CachedConnection { row, signer: None })
     }
 
+    /// A connection as an OAuth provider fills it (the fields of a typical GitHub one).
+    fn full_entry(i: usize) -> (ConnectionKey, Arc<CachedConnection>) {
+        let owner = format!("0b6f1c2e-5d4a-4f3b-9a8c-{i:012}");
+        let row = ConnectionRow {
+            id: format!("conn_{i:020}"),
+            connector: "github".into(),
+            env: Env::Live,
+            owner: owner.clone(),
+            provider_user_id: Some(format!("{i:08}")),
+            email: Some(format!("user{i}@example.com")),
+            scopes: Some("repo read:user user:email".into()),
+            metadata: "{}".into(),
+            return_to: Some("https://app.example.com/settings/integrations".into()),
+            created_at: 0,
+            updated_at: 0,
+        };
+        (("github".to_owned(), Env::Live, owner), Arc::new(CachedConnection { row, signer: None }))
+    }
+
+    /// Twice the bound goes in, the bound stays, and the entries kept are the latest. Prints
+    /// what an entry costs in resident memory (BENCHMARKS.md; not asserted: other tests share
+    /// the process, so the number is only read from a run of this test alone).
+    #[test]
+    fn a_full_cache_keeps_its_bound_and_the_latest_entries() {
+        const BOUND: usize = 20_000;
+        let cache = ConnectionCache::new(BOUND);
+        let before = resident_bytes();
+        for i in 0..2 * BOUND {
+            let (key, entry) = full_entry(i);
+            cache.insert_since(cache.epoch(), key, entry);
+        }
+        assert_eq!(cache.len_and_capacity(), (BOUND, BOUND));
+        assert!(cache.get(&full_entry(0).0).is_none(), "the oldest went");
+        assert!(cache.get(&full_entry(2 * BOUND - 1).0).is_some(), "the latest stayed");
+        if let (Some(b), Some(a)) = (before, resident_bytes()) {
+            eprintln!("{} bytes of resident memory per cached connection", a.saturating_sub(b) / BOUND as u64);
+        }
+    }
+
+    /// This process's resident memory (Linux), for the measurement above.
+    fn resident_bytes() -> Option<u64> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4096)
+    }
+
     /// A lookup that read the store before new values were stored (or the connection deleted)
     /// does not put back what it read; one that read after does.
     #[test]
     fn a_lookup_from_before_a_removal_is_not_kept() {
-        let cache = ConnectionCache::default();
+        let cache = ConnectionCache::new(10);
         let key = ("keys".to_owned(), Env::Live, "alice".to_owned());
         let read_at = cache.epoch();
         cache.remove(&key);
         cache.insert_since(read_at, key.clone(), entry("alice"));
-        assert!(cache.lock().get(&key).is_none(), "a stale lookup was kept");
+        assert!(cache.get(&key).is_none(), "a stale lookup was kept");
         let read_at = cache.epoch();
         cache.insert_since(read_at, key.clone(), entry("alice"));
-        assert!(cache.lock().get(&key).is_some());
+        assert!(cache.get(&key).is_some());
         let read_at = cache.epoch();
         cache.clear();
         cache.insert_since(read_at, key.clone(), entry("alice"));

@@ -49,7 +49,7 @@ impl Connections {
         auth: &PerUserAuth,
     ) -> Result<Arc<UserSigner>, CallError> {
         let key = (connector.to_owned(), env, owner.to_owned());
-        if let Some(signer) = self.cache.lock().get(&key).and_then(|c| c.signer.clone()) {
+        if let Some(signer) = self.cache.get(&key).and_then(|c| c.signer.clone()) {
             return Ok(signer);
         }
         let epoch = self.cache.epoch();

@@ -3,6 +3,7 @@
 //! No network, no real sleeping. Each test starts an engine from a TOML configuration.
 
 mod admin;
+mod cache;
 mod callers;
 mod connect;
 mod console;

@@ -160,3 +160,20 @@ async fn values_go_only_to_per_user_connectors_with_every_field_and_a_user() {
     h.engine.connections().require_user_connector("keys").unwrap();
     assert!(h.engine.connections().require_user_connector("plain").is_err());
 }
+
+/// A user's prepared signer dropped at the cache's bound is read, opened and prepared again
+/// from the store on the next call, with the values stored now.
+#[tokio::test(start_paused = true)]
+async fn a_signer_dropped_at_the_bound_is_prepared_again_from_the_store() {
+    let h = Harness::start(&format!("[server]\nconnection_cache = 1\n{CONFIG}")).await;
+    h.engine.put_user_values(Env::Live, "keys", "alice", key("canary-alice-1")).await.unwrap();
+    h.engine.put_user_values(Env::Live, "keys", "bob", key("canary-bob-1")).await.unwrap();
+    assert_eq!(signed_key(&h, "alice").await.unwrap(), "canary-alice-1");
+    let reads = h.store.calls("find_connection");
+    assert_eq!(signed_key(&h, "alice").await.unwrap(), "canary-alice-1");
+    assert_eq!(h.store.calls("find_connection"), reads, "kept while it fits");
+    assert_eq!(signed_key(&h, "bob").await.unwrap(), "canary-bob-1", "bob takes alice's place");
+    assert_eq!(h.engine.connections.cached(), (1, 1));
+    assert_eq!(signed_key(&h, "alice").await.unwrap(), "canary-alice-1");
+    assert_eq!(h.store.calls("find_connection"), reads + 2, "alice was read again");
+}
