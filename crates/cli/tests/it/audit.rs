@@ -105,6 +105,56 @@ async fn an_unwritable_audit_log_refuses_calls_and_changes_and_nothing_reaches_t
     assert!(lk.output().contains("the audit log cannot be written"), "{}", lk.output());
 }
 
+/// `DELETE /v1/users/{id}` with an app key writes `user.delete` (caller, environment, the user
+/// as its HMAC) before the user goes, as the console's deletion does; the user's connection is
+/// recorded as deleted in the events table; an unknown user is 404 and writes nothing.
+#[tokio::test]
+async fn a_user_deleted_by_an_app_key_is_audited_first_with_the_user_hashed() {
+    const USER: &str = "canary-user-5e2a91";
+    let up = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut text = config(&up, &log.display().to_string(), "{ secret = \"k\" }");
+    text.push_str(&format!(
+        "[connectors.mine]\nbase_url = \"{}/api\"\nper_user = true\nauth = {{ method = \"api_key_header\", name = \"X-Api-Key\" }}\n",
+        up.base_url
+    ));
+    let lk = Latchkey::start(bin(), &text);
+    let app = lk.app_key("live").await;
+    let r = lk.http.post(lk.url("/v1/users")).bearer_auth(&app).json(&json!({"id": USER})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = json!({"user": USER, "credentials": {"key": "canary-value-77c1"}});
+    let r =
+        Reply::read(lk.http.put(lk.url("/v1/connections/mine")).bearer_auth(&app).json(&body).send().await.unwrap())
+            .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let r = lk.http.delete(lk.url(&format!("/v1/users/{USER}"))).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = lk.http.delete(lk.url("/v1/users/nobody")).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = lk.http.get(lk.url(&format!("/v1/users/{USER}"))).bearer_auth(&app).send().await.unwrap();
+    assert_eq!(r.status(), 404, "the user is gone");
+
+    let (text, records) = records(&log);
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["key.create", "connection.put", "user.delete"], "{text}");
+    let deletion = &records[2];
+    assert_eq!(deletion["caller"], &app["lk_live_".len().."lk_live_".len() + 12], "{deletion}");
+    assert_eq!(deletion["environment"], "live");
+    let r = lk.admin_req(Method::POST, "/v1/admin/audit-hash").json(&json!({ "value": USER })).send().await.unwrap();
+    assert_eq!(deletion["user"], Reply::read(r).await.json()["hash"], "{deletion}");
+    for canary in [USER, "canary-value"] {
+        assert!(!text.contains(canary), "{canary} in the audit log:\n{text}");
+    }
+    let r =
+        Reply::read(lk.admin_req(Method::GET, "/v1/admin/events?kind=connection.deleted").send().await.unwrap()).await;
+    let events = r.json()["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{}", r.body);
+    assert_eq!(events[0]["connector"], "mine", "{}", r.body);
+    assert_eq!(events[0]["detail"]["actor"], "user_deleted", "{}", r.body);
+}
+
 /// The commands that use or change a credential from the command line (`secret set`, `secret
 /// rm`, `key create`, `call`, `keys rotate`, `vault rotate`) write to the same log first, as
 /// caller `cli`, with the user hashed; when the log cannot be written the command fails and

@@ -59,12 +59,24 @@ pub async fn get_user(
 }
 
 /// `DELETE /v1/users/{id}`: its connections (revoked at the providers) and tokens go too.
+/// Audited as `user.delete` (the console's deletion writes the same record), before anything
+/// is deleted; each of its connections is then recorded as `connection.deleted`.
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "identity", params(("id" = String, Path)), security(("app_key" = [])), responses((status = 204, description = "Deleted, with its connections and tokens.")))]
 pub async fn delete_user(
     State(state): State<AppState>,
     caller: AppCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if state.engine.identity().get_user(caller.env, &id).await?.is_none() {
+        return Err(CallError::not_found(format!("no user `{id}`")).into());
+    }
+    state.audit("user.delete", |a| {
+        let mut f = serde_json::Map::new();
+        f.insert("caller".into(), caller.key_id.as_str().into());
+        f.insert("environment".into(), caller.env.as_str().into());
+        f.insert("user".into(), a.hash(&id).into());
+        f
+    })?;
     if state.engine.identity().delete_user(caller.env, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
