@@ -98,12 +98,14 @@ pub async fn import(settings: Settings, cmd: ImportCommand) -> anyhow::Result<Ex
         ImportCommand::Openapi { source, tag, operation, common } => {
             let text = read_source(&source).await?;
             let imported =
-                openapi::import(&text, common.name.as_deref(), &openapi::Select { tags: tag, operations: operation })?;
+                openapi::import(&text, common.name.as_deref(), &openapi::Select { tags: tag, operations: operation })
+                    .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
             (common, imported)
         }
         ImportCommand::Postman { file, common } => {
             let text = read_file(&file)?;
-            let imported = postman::import(&text, common.name.as_deref())?;
+            let imported = postman::import(&text, common.name.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             (common, imported)
         }
     };
@@ -119,7 +121,11 @@ pub async fn import(settings: Settings, cmd: ImportCommand) -> anyhow::Result<Ex
         conn.base_url = https;
     }
     if conn.calls.is_empty() {
-        bail!("nothing to import: the document has no operations (or none that --tag/--operation chose)");
+        bail!(
+            "nothing to import: the document has no operations (or none that --tag/--operation chose); check \
+             --tag and --operation against the document's tags and operationIds, or leave them out to import \
+             every operation"
+        );
     }
     let text = conn.to_toml(&name);
     // The one validator: what is printed or written is a file `latchkey check` accepts.
@@ -199,23 +205,39 @@ fn plural(n: usize) -> &'static str {
 
 fn read_stdin() -> anyhow::Result<String> {
     let mut text = String::new();
-    std::io::stdin()
-        .take(MAX_DOCUMENT as u64)
-        .read_to_string(&mut text)
-        .context("cannot read the command from standard input")?;
+    std::io::stdin().take(MAX_DOCUMENT as u64).read_to_string(&mut text).context(
+        "cannot read the command from standard input (it must be UTF-8 text): paste the `curl …` command, or \
+             give it as one quoted argument",
+    )?;
     Ok(text)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let unreadable = |e: std::io::Error| {
+        anyhow::anyhow!("cannot read {} ({e}): check the path and that this user may read the file", path.display())
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
-    file.take(MAX_DOCUMENT as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    file.take(MAX_DOCUMENT as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    document_text(bytes, &path.display().to_string())
+}
+
+/// The text of a document read whole from `from` (a file or a URL), or why it cannot be
+/// imported and what to give instead.
+fn document_text(bytes: Vec<u8>, from: &str) -> anyhow::Result<String> {
     if bytes.len() > MAX_DOCUMENT {
-        bail!("{} is larger than {} MiB", path.display(), MAX_DOCUMENT >> 20);
+        bail!(
+            "{from} is larger than {} MiB, more than an import reads: give a smaller document (one part of an API \
+             published in several, or this one without its examples)",
+            MAX_DOCUMENT >> 20
+        );
     }
-    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))
+    String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "{from} is not UTF-8 text: give the document itself (JSON or YAML, not compressed), converted to \
+             UTF-8 if it is in another encoding (`iconv -t UTF-8`)"
+        )
+    })
 }
 
 /// A file, or a document fetched from an http(s) URL (bounded in size and time, through the
@@ -225,21 +247,36 @@ async fn read_source(source: &str) -> anyhow::Result<String> {
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return read_file(Path::new(source));
     }
-    let client =
-        latchkey_core::http::client_builder().timeout(FETCH_TIMEOUT).build().context("cannot make an HTTP client")?;
+    let client = latchkey_core::http::client_builder().timeout(FETCH_TIMEOUT).build().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot make an HTTP client to fetch the document ({e}): check the system's CA certificates, or \
+             download the document and give the file"
+        )
+    })?;
+    let failed = |what: &str, e: reqwest::Error| {
+        anyhow::anyhow!(
+            "cannot {what} {source} ({e}): check the URL and the network (fetching takes at most {} s), or \
+             download the document and give the file",
+            FETCH_TIMEOUT.as_secs()
+        )
+    };
     let fetch = async {
-        let mut response = client.get(source).send().await.with_context(|| format!("cannot fetch {source}"))?;
+        let mut response = client.get(source).send().await.map_err(|e| failed("fetch", e))?;
         if !response.status().is_success() {
-            bail!("{source} answered {} (redirects are not followed: give the final URL)", response.status());
+            bail!(
+                "{source} answered {}: give the URL that answers the document itself (redirects are not followed: \
+                 give the final URL), or download it and give the file",
+                response.status()
+            );
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.with_context(|| format!("cannot read {source}"))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed("read", e))? {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_DOCUMENT {
-                bail!("{source} is larger than {} MiB", MAX_DOCUMENT >> 20);
+                break;
             }
         }
-        String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{source} is not UTF-8 text"))
+        document_text(bytes, source)
     };
     fetch.await
 }
@@ -250,13 +287,19 @@ fn write_into(path: &Path, name: &str, conn: &Connector, force: bool) -> anyhow:
     let existing = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => bail!(
+            "cannot read {} ({e}), the configuration file --write merges into: check the path (--config) and \
+             that this user may read it, or import without --write to print the connector",
+            path.display()
+        ),
     };
     let merged = merge(&existing, name, conn, force).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let file = path.display().to_string();
     if let Err(problems) = Config::parse(&merged, &file) {
         bail!(
-            "{file} with the imported connector `{name}` would not pass `latchkey check`, so it was not changed:\n{problems}"
+            "{file} with the imported connector `{name}` would not pass `latchkey check`, so it was not changed:\n{problems}\n\
+             (fix what is listed: a problem elsewhere in the file shows with `latchkey check`; or import without \
+             --write to print the connector)"
         );
     }
     let tmp = path.with_file_name(format!(
@@ -264,16 +307,32 @@ fn write_into(path: &Path, name: &str, conn: &Connector, force: bool) -> anyhow:
         path.file_name().map_or("latchkey.toml".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
-    std::fs::write(&tmp, merged.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let unwritable = |e: std::io::Error, what: &str, file: &Path| {
+        anyhow::anyhow!(
+            "cannot {what} {} ({e}), so {} was not changed: check that this user may write to its directory, or \
+             import without --write to print the connector",
+            file.display(),
+            path.display()
+        )
+    };
+    std::fs::write(&tmp, merged.as_bytes()).map_err(|e| unwritable(e, "write", &tmp))?;
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(&tmp, meta.permissions());
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        unwritable(e, "replace", path)
+    })
 }
 
 /// The text of `existing` with `[connectors.NAME]` added (or, with `force`, replaced).
 fn merge(existing: &str, name: &str, conn: &Connector, force: bool) -> anyhow::Result<String> {
-    let mut doc: toml_edit::DocumentMut = existing.parse().map_err(|e| anyhow::anyhow!("not valid TOML: {e}"))?;
+    let mut doc: toml_edit::DocumentMut = existing.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "not valid TOML, so nothing was merged into it ({e}): fix the file (`latchkey check` shows where), \
+             or import without --write to print the connector"
+        )
+    })?;
     let connectors = doc
         .entry("connectors")
         .or_insert_with(|| {
@@ -282,7 +341,7 @@ fn merge(existing: &str, name: &str, conn: &Connector, force: bool) -> anyhow::R
             toml_edit::Item::Table(t)
         })
         .as_table_like_mut()
-        .ok_or_else(|| anyhow::anyhow!("`connectors` is not a table"))?;
+        .ok_or_else(not_a_table)?;
     if connectors.contains_key(name) {
         if !force {
             bail!("it already has a connector `{name}`: choose another name with --name, or replace it with --force");
@@ -293,8 +352,7 @@ fn merge(existing: &str, name: &str, conn: &Connector, force: bool) -> anyhow::R
     // After everything the file has: new tables are placed last, in order.
     let mut position = doc_max_position(existing);
     table.set_position(Some(next(&mut position)));
-    let connectors =
-        doc["connectors"].as_table_like_mut().ok_or_else(|| anyhow::anyhow!("`connectors` is not a table"))?;
+    let connectors = doc["connectors"].as_table_like_mut().ok_or_else(not_a_table)?;
     let mut table = toml_edit::Item::Table(table);
     if let Some(calls) = table.get_mut("calls").and_then(toml_edit::Item::as_table_mut) {
         for (_, call) in calls.iter_mut() {
@@ -313,6 +371,14 @@ fn merge(existing: &str, name: &str, conn: &Connector, force: bool) -> anyhow::R
         text = text.replacen(existing, &format!("{existing}\n"), 1);
     }
     Ok(text)
+}
+
+/// The file's `connectors` is a value, not the table of `[connectors.NAME]` tables.
+fn not_a_table() -> anyhow::Error {
+    anyhow::anyhow!(
+        "`connectors` is not a table, so nothing was merged into it: connectors are `[connectors.NAME]` \
+         tables; fix the file, or import without --write to print the connector"
+    )
 }
 
 fn next(position: &mut isize) -> isize {
@@ -368,6 +434,67 @@ mod tests {
         assert_eq!(upgraded("http://127.0.0.1:8080"), None);
         assert_eq!(upgraded("http://localhost/x"), None);
         assert_eq!(upgraded("https://a.example"), None);
+    }
+
+    /// Each error an import can meet says where (the file, URL or field), what is wrong, and
+    /// what to do about it.
+    #[test]
+    fn every_import_error_says_what_to_do() {
+        let openapi = |text: &str| {
+            openapi::import(text, None, &openapi::Select { tags: vec![], operations: vec![] }).unwrap_err().to_string()
+        };
+        let postman = |text: &str| postman::import(text, None).unwrap_err().to_string();
+        let cases = [
+            (openapi("{\"openapi\": "), "not valid JSON", "give the whole document"),
+            (openapi("a: [b\n  c: {"), "neither JSON nor valid YAML", "give the OpenAPI or Swagger document itself"),
+            (openapi(""), "the document is empty", "give the file or URL"),
+            (openapi("openapi: 4.0.0\npaths: {}"), "OpenAPI 4.0.0 is not read here", "convert the document"),
+            (openapi("{\"a\": 1}"), "not an OpenAPI document", "`latchkey import postman`"),
+            (openapi("openapi: 3.0.0\ninfo: {title: x}"), "has no `paths`", "bundled into one file"),
+            (postman("{\"info\": "), "not valid JSON", "export the collection again"),
+            (postman("{\"a\": 1}"), "not a Postman collection", "export it as Collection v2.1"),
+            (
+                document_text(vec![b'{', 0xff, b'}'], "spec.json").unwrap_err().to_string(),
+                "spec.json is not UTF-8 text",
+                "give the document itself",
+            ),
+            (
+                document_text(vec![b' '; MAX_DOCUMENT + 1], "https://api.example/big.json").unwrap_err().to_string(),
+                "https://api.example/big.json is larger than 16 MiB",
+                "give a smaller document",
+            ),
+            (
+                read_file(Path::new("/nonexistent/doc.yaml")).unwrap_err().to_string(),
+                "cannot read /nonexistent/doc.yaml",
+                "check the path",
+            ),
+            (merge("a = [", "new", &conn(), false).unwrap_err().to_string(), "not valid TOML", "fix the file"),
+            (
+                merge("connectors = 1\n", "new", &conn(), false).unwrap_err().to_string(),
+                "`connectors` is not a table",
+                "fix the file, or import without --write",
+            ),
+        ];
+        for (message, wrong, advice) in cases {
+            assert!(message.contains(wrong) && message.contains(advice), "`{wrong}` / `{advice}` not in: {message}");
+        }
+    }
+
+    #[test]
+    fn write_errors_name_the_file_and_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, "connectors = 1\n").unwrap();
+        let e = write_into(&path, "new", &conn(), false).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: `connectors` is not a table", path.display())), "{e}");
+        std::fs::write(&path, "[server]\nlisten = \"nowhere\"\n").unwrap();
+        let e = write_into(&path, "new", &conn(), false).unwrap_err().to_string();
+        assert!(e.contains("server.listen") && e.contains("fix what is listed"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[server]\nlisten = \"nowhere\"\n", "changed");
+        let missing = dir.path().join("no-such-dir").join("latchkey.toml");
+        let e = write_into(&missing, "new", &conn(), false).unwrap_err().to_string();
+        assert!(e.contains("cannot write") && e.contains("may write to its directory"), "{e}");
+        assert!(e.contains(&missing.display().to_string()), "{e}");
     }
 
     #[test]

@@ -38,12 +38,18 @@ const MAX_YAML_NODES: u64 = 4_000_000;
 pub fn parse_document(text: &str) -> anyhow::Result<Value> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') {
-        return serde_json::from_str(trimmed).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"));
+        return serde_json::from_str(trimmed).map_err(|e| {
+            anyhow::anyhow!(
+                "not valid JSON ({e}): give the whole document as the API publishes it (a download cut short or \
+                 a hand edit fails here), or its YAML form"
+            )
+        });
     }
     yaml_budget(trimmed)?;
-    let docs = yaml_rust2::YamlLoader::load_from_str(trimmed)
-        .map_err(|e| anyhow::anyhow!("neither JSON nor valid YAML: {e}"))?;
-    let Some(doc) = docs.into_iter().next() else { bail!("the document is empty") };
+    let docs = yaml_rust2::YamlLoader::load_from_str(trimmed).map_err(not_yaml)?;
+    let Some(doc) = docs.into_iter().next() else {
+        bail!("the document is empty: give the file or URL of the API's OpenAPI (or Swagger) document")
+    };
     Ok(yaml_to_json(doc))
 }
 
@@ -55,7 +61,7 @@ fn yaml_budget(text: &str) -> anyhow::Result<()> {
     let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
     let mut stack: Vec<(usize, u64)> = vec![(0, 0)];
     loop {
-        let (event, _) = parser.next_token().map_err(|e| anyhow::anyhow!("neither JSON nor valid YAML: {e}"))?;
+        let (event, _) = parser.next_token().map_err(not_yaml)?;
         let leaf = match event {
             Event::StreamEnd => break,
             Event::SequenceStart(aid, _) | Event::MappingStart(aid, _) => {
@@ -80,11 +86,22 @@ fn yaml_budget(text: &str) -> anyhow::Result<()> {
         if let (Some(n), Some(top)) = (leaf, stack.last_mut()) {
             top.1 = top.1.saturating_add(n);
             if top.1 > MAX_YAML_NODES {
-                bail!("the YAML document expands to more than {MAX_YAML_NODES} values (aliases): refused");
+                bail!(
+                    "the YAML document expands to more than {MAX_YAML_NODES} values (aliases): refused; give its \
+                     JSON form, or a YAML document whose anchors are not repeated so often"
+                );
             }
         }
     }
     Ok(())
+}
+
+/// A text that is neither JSON nor YAML: most often not the document at all (an HTML page).
+fn not_yaml(e: yaml_rust2::ScanError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "neither JSON nor valid YAML ({e}): give the OpenAPI or Swagger document itself as JSON or YAML (a \
+         documentation page's URL answers HTML: look there for the link to `openapi.json` or `swagger.yaml`)"
+    )
 }
 
 fn yaml_to_json(y: yaml_rust2::Yaml) -> Value {
@@ -144,8 +161,15 @@ pub fn import(text_in: &str, name: Option<&str>, select: &Select) -> anyhow::Res
     let v2 = match (text(&root, "openapi"), text(&root, "swagger")) {
         (Some(v), _) if v.starts_with('3') => false,
         (_, Some(v)) if v.starts_with('2') => true,
-        (Some(v), _) | (_, Some(v)) => bail!("OpenAPI {v} is not read here: OpenAPI 3.x and Swagger 2.0 are"),
-        (None, None) => bail!("not an OpenAPI document: it has neither `openapi: 3.x` nor `swagger: \"2.0\"`"),
+        (Some(v), _) | (_, Some(v)) => bail!(
+            "OpenAPI {v} is not read here, only OpenAPI 3.x and Swagger 2.0: convert the document to one of \
+             those (or ask the API for it) and import that"
+        ),
+        (None, None) => bail!(
+            "not an OpenAPI document: it has neither `openapi: 3.x` nor `swagger: \"2.0\"`; give the API's \
+             OpenAPI or Swagger document (a Postman collection is imported with `latchkey import postman`, a \
+             single request with `latchkey import curl`)"
+        ),
     };
     let doc = Doc { root: &root, v2 };
     let title = root.get("info").and_then(|i| text(i, "title")).unwrap_or("api");
@@ -157,7 +181,10 @@ pub fn import(text_in: &str, name: Option<&str>, select: &Select) -> anyhow::Res
     let mut used_schemes: Vec<(String, Vec<String>)> = Vec::new();
     let global_security = root.get("security");
     let Some(paths) = root.get("paths").and_then(Value::as_object) else {
-        bail!("the document has no `paths`");
+        bail!(
+            "the document has no `paths` (no operations to make calls of): give the document that lists the \
+             API's operations, bundled into one file when it is split across several"
+        );
     };
     for (path, item) in paths {
         let item = doc.resolve(item);

@@ -95,7 +95,12 @@ fn kv(list: Option<&Value>) -> Vec<(String, String, bool)> {
 }
 
 pub fn import(text: &str, name: Option<&str>) -> anyhow::Result<(String, Connector)> {
-    let root: Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
+    let root: Value = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "not valid JSON ({e}): export the collection again from Postman (Export, Collection v2.1) and give \
+             that file whole"
+        )
+    })?;
     let info = root.get("info").unwrap_or(&Value::Null);
     let schema = str_of(info, "schema").unwrap_or("");
     if root.get("item").is_none() || (!schema.is_empty() && !schema.contains("collection")) {
