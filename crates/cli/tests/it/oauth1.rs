@@ -638,3 +638,108 @@ async fn a_form_body_past_2_mib_is_refused_and_other_bodies_stream_unsigned() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["params"], json!([["x", "1"]]), "{}", r.body);
 }
+
+/// Connects `user` on `connector` through the flow (the provider approves at once); returns
+/// the connection's id.
+async fn connect_through(lk: &Latchkey, key: &str, link: &str) -> String {
+    let mut cookies = Vec::new();
+    let authorize = hop(&lk.http, link, &mut cookies).await;
+    let callback = hop(&lk.http, &authorize, &mut cookies).await;
+    let back = hop(&lk.http, &callback, &mut cookies).await;
+    let q = query_of(&back);
+    assert_eq!(q.get("status").map(String::as_str), Some("connected"), "{back} ({key:.0})");
+    q["connection"].clone()
+}
+
+async fn echo_as(lk: &Latchkey, key: &str, user: &str, mark: &str) -> Reply {
+    let req = lk.http.get(lk.url(&format!("/v1/proxy/hmac/api/echo?mark={mark}"))).bearer_auth(key);
+    Reply::read(req.header("latchkey-user", user).send().await.unwrap()).await
+}
+
+/// A user's token that the provider reports revoked (`oauth_problem=token_revoked` in
+/// `WWW-Authenticate`, or `token_rejected` in a form body) marks the connection as needing
+/// reconnection: `409 reauthorization_required` with a `reconnect_url`, the state and events of
+/// a refused OAuth 2 refresh, and no more requests to the provider until the user connects
+/// again through that link. A `401` without such a problem (a wrong consumer secret) passes
+/// through and leaves the connection as it was.
+#[tokio::test]
+async fn a_token_the_provider_reports_revoked_asks_the_user_to_connect_again() {
+    let peer = oauth1_peer();
+    let config = format!(
+        r#"[server]
+return_to_allow = ["https://app.example.com/"]
+
+[connectors.hmac]
+base_url = "{base}"
+auth = {{ method = "oauth1_authorization", consumer_key = "{ck}", consumer_secret = {{ secret = "cs" }}, request_token_url = "{base}/oauth/request_token", authorize_url = "{base}/oauth/authorize", access_token_url = "{base}/oauth/access_token" }}
+"#,
+        base = peer.base_url,
+        ck = peer.consumer_key,
+    );
+    let lk = Latchkey::start(bin(), &config);
+    lk.put_secret("cs", "live", peer.secret("live")).await;
+    let app = lk.app_key("live").await;
+    let mark = |what: &str| format!("{}-{what}", canary("o1mark"));
+
+    for (user, problem, in_body) in [("rev-header", "token_revoked", false), ("rev-body", "token_rejected", true)] {
+        let r = Reply::read(
+            lk.http
+                .post(lk.url("/v1/connect/hmac"))
+                .bearer_auth(&app)
+                .json(&json!({"user": user, "return_to": RETURN_TO}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = connect_through(&lk, &app, r.json()["url"].as_str().unwrap()).await;
+        let first = mark(user);
+        let r = echo_as(&lk, &app, user, &first).await;
+        assert_eq!((r.status, &r.json()["token"]), (200, &json!("user:ada")), "{}", r.body);
+
+        peer.revoke(&first, problem, in_body);
+        let r = echo_as(&lk, &app, user, &mark("after")).await;
+        assert_eq!((r.status, r.error_code()), (409, Some("reauthorization_required")), "{}", r.body);
+        let e = &r.json()["error"];
+        assert_eq!((e["provider_error"].as_str(), e["connection"].as_str()), (Some(problem), Some(id.as_str())), "{e}");
+        let reconnect = e["reconnect_url"].as_str().expect("a reconnect_url").to_owned();
+        assert!(reconnect.starts_with(&lk.url("/oauth/hmac/start?session=")), "{reconnect}");
+
+        // Marked: listed so, with its events, and calls no longer reach the provider.
+        let r = Reply::read(
+            lk.http.get(lk.url(&format!("/v1/connections/hmac?user={user}"))).bearer_auth(&app).send().await.unwrap(),
+        )
+        .await;
+        assert!(r.body.contains("\"reauthorization_required\""), "{}", r.body);
+        let refused = peer.stats()["refused"].as_u64().unwrap();
+        let r = echo_as(&lk, &app, user, &mark("again")).await;
+        assert_eq!((r.status, r.error_code()), (409, Some("reauthorization_required")), "{}", r.body);
+        assert!(r.json()["error"]["reconnect_url"].is_string(), "{}", r.body);
+        assert_eq!(peer.stats()["refused"].as_u64().unwrap(), refused, "a call reached the provider");
+        let r = Reply::read(
+            lk.admin_req(reqwest::Method::GET, "/v1/admin/events?kind=token.reauthorization_required")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(r.body.contains(&id) && r.body.contains(problem), "{}", r.body);
+
+        // The user connects again through the link: the same connection, calls work again.
+        assert_eq!(connect_through(&lk, &app, &reconnect).await, id);
+        let r = echo_as(&lk, &app, user, &mark("reconnected")).await;
+        assert_eq!((r.status, &r.json()["token"]), (200, &json!("user:ada")), "{}", r.body);
+    }
+
+    // A 401 that reports no revoked token is the provider's answer, passed through.
+    lk.put_secret("cs", "live", "not-the-consumer-secret").await;
+    let r = echo_as(&lk, &app, "rev-header", &mark("wrong")).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_request", "{}", r.body);
+    let r = Reply::read(
+        lk.http.get(lk.url("/v1/connections/hmac?user=rev-header")).bearer_auth(&app).send().await.unwrap(),
+    )
+    .await;
+    assert!(!r.body.contains("\"reauthorization_required\""), "{}", r.body);
+}

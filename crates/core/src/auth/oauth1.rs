@@ -443,6 +443,45 @@ impl OAuth1Auth {
 }
 
 /// Appends `params` to a query or form text, §3.6-encoded.
+/// The `oauth_problem` values that say the token credentials themselves are no longer good
+/// (the OAuth Problem Reporting extension to OAuth 1.0a, which Twitter, Garmin, Xero, Etsy
+/// and others answer with): the user must authorize again.
+pub const REVOKED_TOKEN_PROBLEMS: [&str; 3] = ["token_revoked", "token_rejected", "token_expired"];
+
+/// Which of [`REVOKED_TOKEN_PROBLEMS`] a `401` reports, in a `WWW-Authenticate` header
+/// (`OAuth realm="…", oauth_problem="token_revoked"`) or in the body's first bytes
+/// (`oauth_problem=token_rejected&…` as a form, or `"oauth_problem": "token_expired"` in
+/// JSON). Any other problem (a bad signature, a nonce used twice, a consumer key refused) is
+/// not the user's token and is passed through.
+pub fn revoked_token_problem(headers: &HeaderMap, body: &[u8]) -> Option<&'static str> {
+    headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .chain(std::iter::once(body))
+        .find_map(problem_in)
+}
+
+/// The first `oauth_problem` value of `text` that is one of [`REVOKED_TOKEN_PROBLEMS`].
+fn problem_in(text: &[u8]) -> Option<&'static str> {
+    const NAME: &[u8] = b"oauth_problem";
+    let mut rest = text;
+    while let Some(at) = rest.windows(NAME.len()).position(|w| w == NAME) {
+        rest = &rest[at + NAME.len()..];
+        // `=` (a header's or a form's) or `:` (JSON), quotes and spaces around either.
+        let value = rest.trim_ascii_start();
+        let value = value.strip_prefix(b"\"").unwrap_or(value).trim_ascii_start();
+        let Some(value) = value.strip_prefix(b"=").or_else(|| value.strip_prefix(b":")) else { continue };
+        let value = value.trim_ascii_start();
+        let value = value.strip_prefix(b"\"").unwrap_or(value);
+        let end = value.iter().position(|b| !(b.is_ascii_lowercase() || *b == b'_')).unwrap_or(value.len());
+        if let Some(p) = REVOKED_TOKEN_PROBLEMS.iter().find(|p| p.as_bytes() == &value[..end]) {
+            return Some(p);
+        }
+    }
+    None
+}
+
 fn append(text: &mut String, params: &[(&str, &str)]) {
     for (k, v) in params {
         if !text.is_empty() {

@@ -13,7 +13,13 @@ Routes:
   ANY  /api/echo            protected resource: 200 {"client_key", "token" (its label, or
                             "user:<name>", "user:<name>@dev"), "signature_method", "signature_type", "params"} or
                             401 {"error": "invalid_request"}; without oauth_token the signature
-                            alone is checked (two-legged without a token)
+                            alone is checked (two-legged without a token). `?mark=M` remembers
+                            the token that signed it under M. A revoked token is answered 401
+                            with its `oauth_problem` (the Problem Reporting extension), in
+                            `WWW-Authenticate` or in a form body
+  POST /test/revoke         form mark=M, problem=token_revoked|token_rejected|token_expired,
+                            where=header|body: revokes the token that signed the last echo
+                            marked M (404 when none did)
   POST /oauth/request_token temporary credentials (RFC 5849 §2.1)
   GET  /oauth/authorize     approves at once for `user` and redirects to the callback (§2.2)
   POST /oauth/access_token  token credentials (§2.3)
@@ -22,6 +28,7 @@ Routes:
 
 import json
 import os
+import re
 import secrets
 import string
 import threading
@@ -64,6 +71,11 @@ REQUEST_TOKENS = {}
 STATS = {"ok": 0, "refused": 0, "request_token": 0, "access_token": 0}
 # The secrets the last three-legged flow was given (for the tests' canary scans).
 ISSUED = {}
+# mark -> the access token that signed the last echo marked so
+MARKS = {}
+# revoked access token -> (oauth_problem, "header" or "body")
+REVOKED = {}
+TOKEN_PARAM = re.compile(r'oauth_token="?([A-Za-z0-9._~%-]+)')
 
 SAFE = set(string.ascii_letters + string.digits + "-_.~")
 
@@ -227,9 +239,44 @@ def signature_type(uri, body, headers):
     return "BODY"
 
 
+def presented_token(uri, body, headers):
+    """The oauth_token a request carries, wherever it is."""
+    from urllib.parse import unquote
+
+    for text in (headers.get("Authorization", ""), uri, body or ""):
+        m = TOKEN_PARAM.search(text)
+        if m:
+            return unquote(m.group(1))
+    return None
+
+
+def problem_answer(problem, where):
+    """A 401 reporting `problem` as the OAuth Problem Reporting extension does."""
+    if where == "body":
+        return Response(
+            "oauth_problem=" + problem + "&oauth_problem_advice=authorize%20the%20application%20again",
+            status=401,
+            headers={"WWW-Authenticate": 'OAuth realm="latchkey-test"'},
+            mimetype="application/x-www-form-urlencoded",
+        )
+    return Response(
+        json.dumps({"error": "invalid_request"}),
+        status=401,
+        headers={"WWW-Authenticate": 'OAuth realm="latchkey-test", oauth_problem="' + problem + '"'},
+        mimetype="application/json",
+    )
+
+
 @app.route("/api/echo", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def echo():
     uri, method, body, headers = parts()
+    presented = presented_token(uri, body, headers)
+    with LOCK:
+        revoked = REVOKED.get(presented)
+    if revoked:
+        with LOCK:
+            STATS["refused"] += 1
+        return problem_answer(*revoked)
     has_token = "oauth_token" in (headers.get("Authorization", "") + uri + (body or ""))
     endpoint = RESOURCE if has_token else SIGNATURE_ONLY
     if has_token:
@@ -244,6 +291,10 @@ def echo():
         STATS["ok"] += 1
     token = req.resource_owner_key
     label = ACCESS[token]["label"] if token else None
+    mark = request.args.get("mark")
+    if mark and token:
+        with LOCK:
+            MARKS[mark] = token
     params = [[k, v] for k, v in req.params if not k.startswith("oauth_")]
     out = {
         "client_key": req.client_key,
@@ -285,6 +336,20 @@ def authorize():
 @app.route("/oauth/access_token", methods=["POST"])
 def access_token():
     return answer(*ACCESS_TOKEN.create_access_token_response(*parts()))
+
+
+@app.route("/test/revoke", methods=["POST"])
+def revoke():
+    mark = request.form.get("mark", "")
+    problem = request.form.get("problem", "token_revoked")
+    where = request.form.get("where", "header")
+    with LOCK:
+        token = MARKS.pop(mark, None)
+        if token is None:
+            return Response(json.dumps({"error": "no echo was marked " + mark}), status=404, mimetype="application/json")
+        ACCESS.pop(token, None)
+        REVOKED[token] = (problem, where)
+    return Response(json.dumps({"revoked": True}), mimetype="application/json")
 
 
 @app.route("/test/health")

@@ -18,6 +18,9 @@
 //!   consumer secret, then the dev one; its tokens keep the environment that verified it
 //!   (labels `user:<name>` and `user:<name>@dev`). [`OAuth1Peer::issued`] tells the secrets
 //!   the last flow was given.
+//! - Revocation: an echo with `?mark=M` remembers its token; [`OAuth1Peer::revoke`] revokes it,
+//!   and the token is then answered `401` with an `oauth_problem` (the OAuth Problem Reporting
+//!   extension) in `WWW-Authenticate` or in a form body.
 
 use std::path::Path;
 use std::process::Command;
@@ -92,6 +95,18 @@ impl OAuth1Peer {
     /// "access_token", "access_token_secret"}` (for canary scans).
     pub fn issued(&self) -> serde_json::Value {
         self.get_json("/test/issued")
+    }
+
+    /// Revokes the token that signed the last `/api/echo?mark={mark}`: it is answered `401`
+    /// with `oauth_problem={problem}` from then on, in the body when `in_body`, else in
+    /// `WWW-Authenticate`. Panics when no echo was marked so.
+    pub fn revoke(&self, mark: &str, problem: &str, in_body: bool) {
+        let form = format!("mark={mark}&problem={problem}&where={}", if in_body { "body" } else { "header" });
+        let body = ("application/x-www-form-urlencoded", form.as_bytes());
+        match raw_http(self.port, "POST", "/test/revoke", Some(body)) {
+            Ok((200, _)) => {}
+            other => self.process.fail(&format!("answered /test/revoke ({form}) with {other:?}")),
+        }
     }
 
     fn get_json(&self, path: &str) -> serde_json::Value {

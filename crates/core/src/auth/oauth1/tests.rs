@@ -257,3 +257,49 @@ fn nonces_differ_and_debug_shows_no_secret() {
     let shown = format!("{a:?}");
     assert!(!shown.contains("cs-canary") && !shown.contains("dh893hdasih9") && !shown.contains("kkk9d7"), "{shown}");
 }
+
+/// A `401`'s `oauth_problem` (the OAuth Problem Reporting extension) says the user's token is
+/// gone only for `token_revoked`, `token_rejected` and `token_expired`, in the header, a form
+/// body or a JSON one; other problems are the request's, not the token's.
+#[test]
+fn a_revoked_token_is_told_from_other_problems() {
+    use http::HeaderValue;
+    use http::header::WWW_AUTHENTICATE;
+    let header = |v: &'static str| {
+        let mut h = HeaderMap::new();
+        h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"other\""));
+        h.append(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        h
+    };
+    let none = HeaderMap::new();
+    assert_eq!(
+        revoked_token_problem(&header(r#"OAuth realm="api", oauth_problem="token_revoked""#), b""),
+        Some("token_revoked")
+    );
+    assert_eq!(revoked_token_problem(&header("OAuth oauth_problem=token_expired"), b"{}"), Some("token_expired"));
+    assert_eq!(
+        revoked_token_problem(&none, b"oauth_problem=token_rejected&oauth_problem_advice=authorize%20again"),
+        Some("token_rejected")
+    );
+    assert_eq!(
+        revoked_token_problem(&none, br#"{"errors": [], "oauth_problem" : "token_expired"}"#),
+        Some("token_expired")
+    );
+    // The request's own problems, a longer name, nothing said: not the token's.
+    for body in [
+        &b"oauth_problem=signature_invalid"[..],
+        b"oauth_problem=nonce_used&oauth_problem=timestamp_refused",
+        b"oauth_problem=token_revoked_not",
+        b"oauth_problem_advice=token_revoked",
+        b"{\"error\": \"invalid_request\"}",
+        b"",
+    ] {
+        assert_eq!(revoked_token_problem(&none, body), None, "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(revoked_token_problem(&header(r#"OAuth oauth_problem="consumer_key_rejected""#), b""), None);
+    assert_eq!(
+        revoked_token_problem(&none, b"oauth_problem=signature_invalid&x=1 oauth_problem=token_revoked"),
+        Some("token_revoked"),
+        "the first problem that is the token's"
+    );
+}

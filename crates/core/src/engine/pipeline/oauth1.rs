@@ -13,7 +13,8 @@ use crate::auth::Prepared;
 use crate::auth::oauth1::{self, OAuth1Auth, Token};
 use crate::engine::Engine;
 use crate::engine::runtime::ConnectorRuntime;
-use crate::store::TokenKey;
+use crate::store::{ConnectionRow, TokenKey};
+use crate::token::TokenSet;
 use crate::{CallError, Env, ErrorCode};
 
 /// [`send_with_oauth1`] boxed, built out of line, as Digest's: neither its state nor its code
@@ -40,8 +41,8 @@ async fn send_with_oauth1(
     user: Option<&str>,
     request: &mut Outgoing,
 ) -> Result<UpstreamResponse, CallError> {
-    let set = match (&auth.flow, user) {
-        (None, None) => None,
+    let (set, row) = match (&auth.flow, user) {
+        (None, None) => (None, None),
         (Some(_), Some(owner)) => {
             let row = engine.user_connection(env, &conn.name, owner).await?.ok_or_else(|| {
                 CallError::not_found(format!(
@@ -71,7 +72,7 @@ async fn send_with_oauth1(
                 }
                 return Err(e);
             };
-            Some(set)
+            (Some(set), Some(row))
         }
         (Some(_), None) => {
             return Err(CallError::invalid_params(format!(
@@ -116,7 +117,42 @@ async fn send_with_oauth1(
     if let Some(b) = body {
         request.body = OutBody::Bytes(b);
     }
-    send::send_outgoing(conn, prepared, request).await
+    let response = send::send_outgoing(conn, prepared, request).await?;
+    match (set, row, &auth.flow) {
+        (Some(set), Some(row), Some(flow)) if response.status == http::StatusCode::UNAUTHORIZED => {
+            revoked(engine, conn, flow, &row, &set, response).await
+        }
+        _ => Ok(response),
+    }
+}
+
+/// A `401` to a user's call: when it reports the user's token revoked (`oauth_problem`, see
+/// [`oauth1::revoked_token_problem`]), the connection is marked as needing reconnection and
+/// the caller answered `reauthorization_required` with a `reconnect_url`, as an OAuth 2
+/// connection whose refresh token is refused; any other `401` is passed through.
+async fn revoked(
+    engine: &Engine,
+    conn: &ConnectorRuntime,
+    flow: &oauth1::Flow,
+    row: &ConnectionRow,
+    set: &TokenSet,
+    response: UpstreamResponse,
+) -> Result<UpstreamResponse, CallError> {
+    let (head, response) = send::sniff(response).await;
+    let Some(problem) = oauth1::revoked_token_problem(&response.headers, &head) else {
+        return Ok(response);
+    };
+    drop(response);
+    let src = flow.for_connection(&row.id);
+    let reason = format!("the upstream answered 401 with oauth_problem={problem}: the user must connect again");
+    if let Err(e) = engine.tokens.revoked(&src, &set.access_token, &reason).await {
+        // The caller is told to reconnect all the same; the next call sees the token refused
+        // again and tries once more to mark it.
+        tracing::warn!(connector = %conn.name, env = %row.env, error = %e, "could not mark the revoked OAuth 1.0a token");
+    }
+    let mut refused = CallError::new(ErrorCode::ReauthorizationRequired, reason);
+    refused.details.insert("provider_error".into(), serde_json::Value::String(problem.to_owned()));
+    Err(engine.reauthorization(refused, Some(row)).await)
 }
 
 /// A streamed form body read into memory, up to [`super::digest::BODY_LIMIT`].

@@ -15,7 +15,8 @@ use crate::engine::runtime::ConnectorRuntime;
 use crate::upstream::{ReqBody, SendError};
 use crate::{CallError, ErrorCode};
 
-/// How much of an upstream error body is read to look for a `refresh_on.body_contains` match.
+/// How much of an upstream error body is read to look for a `refresh_on.body_contains` match
+/// (or OAuth 1.0a's `oauth_problem`).
 const SNIFF_LIMIT: usize = 64 * 1024;
 
 /// Sends a signed request once (nothing to refresh).
@@ -85,6 +86,14 @@ pub(super) async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> 
     let Some(needle) = rule.and_then(|r| r.body_contains.clone()) else {
         return (true, resp);
     };
+    let (head, resp) = sniff(resp).await;
+    let found = head.windows(needle.len().max(1)).any(|w| w == needle.as_bytes());
+    (found, resp)
+}
+
+/// The first [`SNIFF_LIMIT`] bytes of the answer's body (or all of it, when shorter), read to
+/// decide what the answer means, and the answer with them put back in front of the rest.
+pub(super) async fn sniff(resp: UpstreamResponse) -> (Bytes, UpstreamResponse) {
     let UpstreamResponse { status, headers, body, upstream_time } = resp;
     let mut body = http_body_util::BodyStream::new(body);
     let mut head = Vec::new();
@@ -103,12 +112,12 @@ pub(super) async fn token_refused(src: &TokenSource, resp: UpstreamResponse) -> 
             None => break,
         }
     }
-    let found = head.windows(needle.len().max(1)).any(|w| w == needle.as_bytes());
+    let head = Bytes::from(head);
     let prefix = futures_util::stream::iter(
-        std::iter::once(Ok(http_body::Frame::data(Bytes::from(head)))).chain(rest_error.map(Err)),
+        std::iter::once(Ok(http_body::Frame::data(head.clone()))).chain(rest_error.map(Err)),
     );
     let body = http_body_util::StreamBody::new(prefix.chain(body)).boxed_unsync();
-    (found, UpstreamResponse { status, headers, body, upstream_time })
+    (head, UpstreamResponse { status, headers, body, upstream_time })
 }
 
 /// Says what went wrong without ever showing the URL (which may carry a query key).

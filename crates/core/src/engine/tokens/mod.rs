@@ -543,6 +543,51 @@ impl TokenManager {
         Ok(())
     }
 
+    /// The upstream refused `refused`, a token nothing can replace (an OAuth 1.0a connection's,
+    /// reported revoked by the provider): unless the connection holds another token by now
+    /// (connected again, here or elsewhere), the token is erased, in the store and here, and
+    /// the connection marked `reauthorization_required`, with the events (and so the
+    /// `connection.refresh_failed` webhook) of a refused refresh. `reason` says what the
+    /// upstream answered (names and statuses only). Returns whether it was marked now.
+    pub async fn revoked(&self, src: &TokenSource, refused: &AccessToken, reason: &str) -> Result<bool, CallError> {
+        use secrecy::ExposeSecret as _;
+        let key = &src.key;
+        let slot = self.slot(key);
+        let arrived = self.now();
+        let _flight = slot.flight.lock().await;
+        self.settle_pending(key, &slot).await?;
+        let leased = match self.lease(src, &slot, Waiter::Install, &mut None, arrived).await? {
+            Leased::Taken(row) => row,
+            Leased::Answered(_) => return Err(CallError::internal("a revocation was answered from the cache")),
+        };
+        let same = {
+            let mut c = lock(&slot.cached);
+            self.adopt_row(&mut c, &leased);
+            c.set.as_ref().is_some_and(|s| s.access_token.expose_secret() == refused.expose_secret())
+        };
+        if !same {
+            self.release(key, &leased).await;
+            return Ok(false);
+        }
+        let write = TokenWrite {
+            sealed: Some(None),
+            expires_at: Some(None),
+            state: TokenState::ReauthorizationRequired,
+            last_error: Some(reason.to_owned()),
+            last_refresh_at: None,
+        };
+        let committed = bounded(self.store.commit_token(key, leased.epoch, &write, self.now())).await?;
+        let detail = json!({"error": reason, "revoked_at_provider": true});
+        self.events.record(key, EventKind::TokenRefreshFailed, EventOutcome::Terminal, detail.clone()).await;
+        if leased.state != TokenState::ReauthorizationRequired {
+            self.events.record(key, EventKind::TokenReauthorizationRequired, EventOutcome::Terminal, detail).await;
+        }
+        let mut c = lock(&slot.cached);
+        c.set = None;
+        c.version = committed.then_some(leased.version + 1);
+        Ok(committed)
+    }
+
     /// Forgets a key's cached token (after its connection was deleted).
     pub fn forget(&self, key: &TokenKey) {
         lock(&self.slots).remove(key);

@@ -225,3 +225,34 @@ async fn installing_new_tokens_ends_a_cached_refusal() {
     assert_eq!(previous, TokenState::ReauthorizationRequired);
     assert_eq!(access(&h.tokens.get(&src).await.unwrap().token), "user-at-2");
 }
+
+/// A token the upstream reports revoked (OAuth 1.0a's `oauth_problem`) is erased and its
+/// connection marked `reauthorization_required`, with the events of a refused refresh, once;
+/// a report about a token the connection no longer holds (connected again since) changes
+/// nothing.
+#[tokio::test(start_paused = true)]
+async fn a_token_reported_revoked_is_erased_unless_it_was_replaced_meanwhile() {
+    let h = Harness::new();
+    let key = TokenKey { connector: "crm".into(), env: Env::Live, connection: "con_1".into() };
+    let src = source_with(authorization_code_grant(), key.clone());
+    h.tokens.install(&src, token_set("user-at", None, T0, HOUR)).await.unwrap();
+    let old = h.tokens.current(&key).await.unwrap().access_token.clone();
+    // Connected again before the report arrives: the new token stays.
+    h.tokens.install(&src, token_set("user-at-2", None, T0, HOUR)).await.unwrap();
+    assert!(!h.tokens.revoked(&src, &old, "revoked").await.unwrap());
+    assert_eq!(h.row(&key).await.state, TokenState::Ok);
+    assert_eq!(access(&h.tokens.current(&key).await.unwrap()), "user-at-2");
+
+    let current = h.tokens.current(&key).await.unwrap().access_token.clone();
+    assert!(
+        h.tokens.revoked(&src, &current, "the upstream answered 401 with oauth_problem=token_revoked").await.unwrap()
+    );
+    let row = h.row(&key).await;
+    assert_eq!((row.state, row.sealed.is_none()), (TokenState::ReauthorizationRequired, true));
+    assert_eq!(row.last_error.as_deref(), Some("the upstream answered 401 with oauth_problem=token_revoked"));
+    assert!(h.tokens.current(&key).await.is_none(), "erased here too");
+    let kinds = h.kinds().await;
+    assert!(kinds.ends_with(&[EventKind::TokenRefreshFailed, EventKind::TokenReauthorizationRequired]), "{kinds:?}");
+    assert_eq!(h.detail(EventKind::TokenRefreshFailed).await["revoked_at_provider"], true);
+    assert_eq!(h.requests(), 0, "nothing was asked of the token endpoint");
+}
