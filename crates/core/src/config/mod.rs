@@ -21,8 +21,7 @@ pub use methods::{AuthConfig, AuthMethod, LATER_METHODS, MethodTable};
 pub use problems::{ConfigErrors, Problem};
 pub use raw::{
     Access, CallConfig, ConnectLabels, ConnectPageConfig, ConnectorConfig, ConsoleConfig, LogFormat, McpServerConfig,
-    ParamConfig, ParamType,
-    RefreshOn, ServerConfig,
+    ParamConfig, ParamType, RefreshOn, ServerConfig,
 };
 pub use secret_ref::{PemSource, SecretRef};
 pub use value::{BaseUrl, BodyTemplate, FromField, HeaderTable, HeaderText, LoginUrl, Parsed, ValueError};
