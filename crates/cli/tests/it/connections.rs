@@ -83,13 +83,13 @@ pub(super) async fn setup(client_auth: &str, extra: Value) -> Setup {
 
 /// A browser: one cookie jar, redirects followed by hand.
 #[derive(Default)]
-struct Browser {
+pub(super) struct Browser {
     cookies: HashMap<String, String>,
 }
 
 impl Browser {
     /// GETs `url` and returns the redirect's Location (panics on anything else).
-    async fn get(&mut self, http: &reqwest::Client, url: &str) -> String {
+    pub(super) async fn get(&mut self, http: &reqwest::Client, url: &str) -> String {
         let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut req = http.get(url);
         if !cookie.is_empty() {
@@ -128,7 +128,7 @@ async fn connect_link(s: &Setup, user: &str, return_to: &str) -> String {
 }
 
 /// Runs the flow headlessly; returns (callback URL at Latchkey, the browser).
-async fn login(s: &Setup, link: &str, user: &str) -> (String, Browser) {
+pub(super) async fn login(s: &Setup, link: &str, user: &str) -> (String, Browser) {
     let mut browser = Browser::default();
     let provider = browser.get(&s.lk.http, link).await;
     assert!(provider.starts_with(&oidc().authorize_url), "{provider}");

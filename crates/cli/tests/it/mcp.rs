@@ -8,7 +8,7 @@ use latchkey_testkit::peers::mcp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::connections::{Setup, connect, sent_token, setup};
+use super::connections::{Setup, connect, login, sent_token, setup};
 use super::*;
 
 async fn client(request: Value) -> Value {
@@ -161,6 +161,19 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     assert_eq!(s.up.count(), before, "bob's call reached the upstream: {out}");
     let bob_out = format!("{bob_out}{out}");
 
+    // Bob opens the link he was handed and connects at oidc-provider: the same tool, called
+    // again by the same client, now works for him, with his own provider token.
+    let (callback, mut browser) = login(&s, link, "bob").await;
+    let back = browser.get(&s.lk.http, &callback).await;
+    assert!(back.contains("status=connected"), "{back}");
+    let before = s.up.count();
+    let out = client(json!({"url": url, "token": bob, "calls": [{"name": "my_ping"}]})).await;
+    assert_eq!(out["results"][0]["isError"], false, "{out}");
+    assert_eq!(out["results"][0]["structuredContent"], json!({"ok": true, "items": [1, 2, 3]}));
+    assert_eq!(s.up.count(), before + 1, "bob's call reached the upstream once: {out}");
+    let bob_token = sent_token(&s.up);
+    let bob_out = format!("{bob_out}{out}");
+
     let before = s.up.count();
     let out = client(json!({"url": url, "token": alice, "calls": [{"name": "my_ping"}]})).await;
     assert!(out.get("error").is_none(), "{out}");
@@ -173,10 +186,11 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     assert_eq!(names, ["my_ping"], "a user sees no app tools: {out}");
     let alice_out = out.to_string();
 
-    // Nothing secret reached the client: the app's password, the provider's access token,
+    // Nothing secret reached the client: the app's password, the provider access tokens of both users,
     // the app key.
     let seen = format!("{app_out}{bob_out}{alice_out}");
-    let secrets = [password.clone(), provider_token.clone(), s.app.clone()];
+    assert_ne!(bob_token, provider_token, "bob and alice share a provider token");
+    let secrets = [password.clone(), provider_token.clone(), bob_token.clone(), s.app.clone()];
     assert!(find(seen.as_bytes(), &secrets).is_empty(), "a secret reached the MCP client: {seen}");
 }
 
