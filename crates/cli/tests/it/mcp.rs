@@ -186,8 +186,8 @@ async fn the_mcp_sdk_lists_and_calls_tools_for_an_app_key_and_for_users_with_and
     assert_eq!(names, ["my_ping"], "a user sees no app tools: {out}");
     let alice_out = out.to_string();
 
-    // Nothing secret reached the client: the app's password, the provider access tokens of both users,
-    // the app key.
+    // Nothing secret reached the client: the app's password, both users' provider access
+    // tokens, the app key.
     let seen = format!("{app_out}{bob_out}{alice_out}");
     assert_ne!(bob_token, provider_token, "bob and alice share a provider token");
     let secrets = [password.clone(), provider_token.clone(), bob_token.clone(), s.app.clone()];
