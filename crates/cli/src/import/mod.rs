@@ -3,11 +3,6 @@
 //! pure function from text to [`model::Connector`]; this module prints or merges its TOML,
 //! always validated by `Config::parse` (the one validator of `check`) first.
 
-mod curl;
-mod model;
-mod openapi;
-mod postman;
-
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use latchkey_core::Env;
 use latchkey_core::config::Config;
+use latchkey_import::{curl, model, openapi, postman};
 
 use crate::settings::Settings;
 use crate::start::{self, Need};

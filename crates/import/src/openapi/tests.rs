@@ -1,5 +1,5 @@
 use super::*;
-use crate::import::model::Param;
+use crate::model::Param;
 
 fn all() -> Select {
     Select { tags: vec![], operations: vec![] }
