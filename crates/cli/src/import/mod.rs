@@ -1,7 +1,8 @@
 //! `latchkey import curl|openapi|postman`: a pasted cURL command, an OpenAPI (or Swagger)
 //! document or a Postman collection becomes a connector with named calls. Each importer is a
-//! pure function from text to [`model::Connector`]; this module prints or merges its TOML,
-//! always validated by `Config::parse` (the one validator of `check`) first.
+//! pure function from text to a connector in the `latchkey-import` crate (shared with the
+//! console's import page); this module reads the document (a file, standard input or a URL),
+//! then prints or merges the TOML, and sets or prints the credentials found.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use latchkey_core::Env;
 use latchkey_core::config::Config;
-use latchkey_import::{curl, model, openapi, postman};
+use latchkey_import::{Auth, CLIENT_ID_PLACEHOLDER, Connector, Imported, Options, Select};
 
 use crate::settings::Settings;
 use crate::start::{self, Need};
-use model::{Auth, CLIENT_ID_PLACEHOLDER, Connector};
 
 /// The largest document read from a file or a URL.
 const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
@@ -84,53 +84,35 @@ pub struct Common {
     set_secrets: bool,
 }
 
+fn options(common: &Common) -> Options<'_> {
+    Options { name: common.name.as_deref(), base_url: common.base_url.as_deref() }
+}
+
 pub async fn import(settings: Settings, cmd: ImportCommand) -> anyhow::Result<ExitCode> {
     let (common, imported) = match cmd {
         ImportCommand::Curl { command, call, common } => {
             let text = if command == "-" { read_stdin()? } else { command };
-            let imported = curl::import(&text, common.name.as_deref(), call.as_deref())?;
+            let imported = latchkey_import::curl(&text, options(&common), call.as_deref())?;
             (common, imported)
         }
         ImportCommand::Openapi { source, tag, operation, common } => {
             let text = read_source(&source).await?;
-            let imported =
-                openapi::import(&text, common.name.as_deref(), &openapi::Select { tags: tag, operations: operation })
-                    .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+            let select = Select { tags: tag, operations: operation };
+            // The document's own problems name it; the connector's come after.
+            let (name, conn) = latchkey_import::openapi::import(&text, common.name.as_deref(), &select)
+                .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+            let imported = latchkey_import::finish(name, conn, common.base_url.as_deref())?;
             (common, imported)
         }
         ImportCommand::Postman { file, common } => {
             let text = read_file(&file)?;
-            let imported = postman::import(&text, common.name.as_deref())
+            let (name, conn) = latchkey_import::postman::import(&text, common.name.as_deref())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let imported = latchkey_import::finish(name, conn, common.base_url.as_deref())?;
             (common, imported)
         }
     };
-    let (name, mut conn) = imported;
-    if let Some(url) = &common.base_url {
-        conn.base_url = url.trim_end_matches('/').to_owned();
-    } else if let Some(https) = upgraded(&conn.base_url) {
-        conn.notes.push(format!(
-            "the document's server {} is plain http:// to a host that is not loopback: written as {https} \
-             (give --base-url to choose; `allow_insecure_http = true` on the connector allows clear text)",
-            conn.base_url
-        ));
-        conn.base_url = https;
-    }
-    if conn.calls.is_empty() {
-        bail!(
-            "nothing to import: the document has no operations (or none that --tag/--operation chose); check \
-             --tag and --operation against the document's tags and operationIds, or leave them out to import \
-             every operation"
-        );
-    }
-    let text = conn.to_toml(&name);
-    // The one validator: what is printed or written is a file `latchkey check` accepts.
-    if let Err(problems) = Config::parse(&text, "(imported)") {
-        bail!(
-            "the imported connector `{name}` does not pass `latchkey check`, so nothing was written:\n{problems}\n\
-             (--name and --base-url change the name and the URL; a plain http:// URL is allowed to loopback hosts only)"
-        );
-    }
+    let Imported { name, connector: conn, toml: text } = imported;
     for note in &conn.notes {
         eprintln!("note: {note}");
     }
@@ -178,21 +160,6 @@ pub async fn import(settings: Settings, cmd: ImportCommand) -> anyhow::Result<Ex
         eprintln!("note: the connector reads the secret `{secret}`: store it with `latchkey secret set {secret}`");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `http://` to a host that is not loopback, as `https://` (the configuration refuses the
-/// first without `allow_insecure_http`).
-fn upgraded(base_url: &str) -> Option<String> {
-    let url = url::Url::parse(base_url).ok()?;
-    if url.scheme() != "http" {
-        return None;
-    }
-    let loopback = match url.host()? {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
-    (!loopback).then(|| format!("https{}", &base_url[4..]))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -390,7 +357,8 @@ fn doc_max_position(text: &str) -> isize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::Call;
+    use latchkey_import::model::Call;
+    use latchkey_import::{openapi, postman};
 
     fn conn() -> Connector {
         Connector {
@@ -422,14 +390,6 @@ mod tests {
         assert!(!replaced.contains("old.example") && !replaced.contains("calls.a]"), "{replaced}");
         let config = Config::parse(&replaced, "t").unwrap();
         assert_eq!(config.connectors["old"].calls.len(), 1);
-    }
-
-    #[test]
-    fn plain_http_to_another_host_is_written_as_https() {
-        assert_eq!(upgraded("http://petstore.swagger.io/v2").as_deref(), Some("https://petstore.swagger.io/v2"));
-        assert_eq!(upgraded("http://127.0.0.1:8080"), None);
-        assert_eq!(upgraded("http://localhost/x"), None);
-        assert_eq!(upgraded("https://a.example"), None);
     }
 
     /// Each error an import can meet says where (the file, URL or field), what is wrong, and
