@@ -88,6 +88,89 @@ impl Engine {
     }
 }
 
+/// How long the credentials an import found stay sealed in its preview's form (15 minutes):
+/// after that, Create asks for the document again.
+pub const IMPORT_CREDENTIALS_MS: i64 = 15 * 60 * 1000;
+/// The sealed credentials' format: another format never opens.
+const IMPORT_VERSION: &str = "console-import-1";
+/// Longer sealed credentials are not opened (a few credentials seal to well under this).
+const MAX_IMPORT: usize = 64 * 1024;
+
+fn import_aad() -> Aad {
+    Aad::new("console", "import", "credentials", "")
+}
+
+/// The console session (its admin key's id and CSRF token) sealed credentials belong to, as a
+/// SHA-256 fingerprint: another session's form never opens them.
+fn import_binding(key_id: &str, csrf: &SecretString) -> String {
+    let text = Zeroizing::new(format!("{IMPORT_VERSION}\n{key_id}\n{}", csrf.expose_secret()));
+    latchkey_vault::to_hex(&latchkey_vault::sha256(text.as_bytes()))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+fn unb64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).ok().map(Zeroizing::new)
+}
+
+impl Engine {
+    /// The credentials an import found (vault secret name, value), sealed for the console's
+    /// import preview to carry to its Create in a hidden field: bound to the console session
+    /// (`key_id`, `csrf`), good for [`IMPORT_CREDENTIALS_MS`], base64url. The page holds only
+    /// this; the values are never in it.
+    pub fn seal_import_credentials(
+        &self,
+        key_id: &str,
+        csrf: &SecretString,
+        found: &[(String, SecretString)],
+    ) -> String {
+        let expires_at = self.now_ms() + IMPORT_CREDENTIALS_MS;
+        let mut text = Zeroizing::new(format!("{IMPORT_VERSION}\n{expires_at}\n{}\n", import_binding(key_id, csrf)));
+        for (name, value) in found {
+            let line = Zeroizing::new(format!("{} {}\n", b64(name.as_bytes()), b64(value.expose_secret().as_bytes())));
+            text.push_str(&line);
+        }
+        b64(&self.vault.seal(&import_aad(), text.as_bytes()))
+    }
+
+    /// The credentials [`Engine::seal_import_credentials`] sealed for this console session, or
+    /// `None` for anything else: another session's, expired, tampered with, garbage.
+    pub fn open_import_credentials(
+        &self,
+        key_id: &str,
+        csrf: &SecretString,
+        sealed: &str,
+    ) -> Option<Vec<(String, SecretString)>> {
+        if sealed.len() > MAX_IMPORT {
+            return None;
+        }
+        let bytes = unb64(sealed)?;
+        let opened = self.vault.open(&import_aad(), &bytes).ok()?;
+        let text = std::str::from_utf8(opened.expose_secret()).ok()?;
+        let mut lines = text.split('\n');
+        if lines.next()? != IMPORT_VERSION {
+            return None;
+        }
+        let expires_at: i64 = lines.next()?.parse().ok()?;
+        let binding = lines.next()?;
+        if !latchkey_vault::constant_time_eq(binding.as_bytes(), import_binding(key_id, csrf).as_bytes())
+            || self.now_ms() > expires_at
+        {
+            return None;
+        }
+        let mut found = Vec::new();
+        for line in lines.filter(|l| !l.is_empty()) {
+            let (name, value) = line.split_once(' ')?;
+            let name = String::from_utf8(unb64(name)?.to_vec()).ok()?;
+            let value = String::from_utf8(unb64(value)?.to_vec()).ok()?;
+            found.push((name, SecretString::from(value)));
+        }
+        Some(found)
+    }
+}
+
 /// How a value looks percent-encoded in a URL (everything but unreserved characters).
 const ENCODED: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

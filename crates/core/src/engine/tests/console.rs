@@ -42,6 +42,38 @@ async fn a_session_opens_where_it_was_sealed_and_on_another_instance_only() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_imports_credentials_open_for_their_session_only_and_not_for_long() {
+    use crate::engine::console::IMPORT_CREDENTIALS_MS;
+    let h = Harness::new().await;
+    let csrf = SecretString::from("csrf-of-the-session");
+    let found = vec![
+        ("api_key".to_owned(), SecretString::from("CANARY bearer\nwith a newline")),
+        ("other_password".to_owned(), SecretString::from("p@ss w0rd")),
+    ];
+    let sealed = h.engine.seal_import_credentials("key1", &csrf, &found);
+    assert!(!sealed.contains("CANARY") && !sealed.contains("api_key"), "sealed, not encoded");
+    assert!(sealed.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{sealed}");
+    let opened = h.engine.open_import_credentials("key1", &csrf, &sealed).unwrap();
+    let opened: Vec<(&str, &str)> = opened.iter().map(|(n, v)| (n.as_str(), v.expose_secret())).collect();
+    assert_eq!(opened, [("api_key", "CANARY bearer\nwith a newline"), ("other_password", "p@ss w0rd")]);
+    // Another session (another key, or the same key signed in again) does not open them.
+    assert!(h.engine.open_import_credentials("key2", &csrf, &sealed).is_none());
+    assert!(h.engine.open_import_credentials("key1", &SecretString::from("another"), &sealed).is_none());
+    // Nor does a console session cookie pass for them, nor garbage.
+    let cookie = h.engine.seal_console_session(&ConsoleSession::new(SecretString::from("k"), 1));
+    assert!(h.engine.open_import_credentials("key1", &csrf, &cookie).is_none());
+    for garbage in ["", "x", "!!!", &"A".repeat(70_000)] {
+        assert!(h.engine.open_import_credentials("key1", &csrf, garbage).is_none());
+    }
+    // None found seals to an empty list.
+    let none = h.engine.seal_import_credentials("key1", &csrf, &[]);
+    assert!(h.engine.open_import_credentials("key1", &csrf, &none).unwrap().is_empty());
+    // After their time, they are gone.
+    h.clock.advance(IMPORT_CREDENTIALS_MS + 1);
+    assert!(h.engine.open_import_credentials("key1", &csrf, &sealed).is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn signing_keys_are_listed_newest_first_without_their_keys() {
     let h = Harness::new().await;
     h.clock.advance(10_000);
