@@ -76,7 +76,8 @@ pub(crate) async fn catalog(
     found.sort_by_key(|t| t.title.to_lowercase());
     let body = html! {
         p { "Choose the API to connect: its template fills the endpoints, scopes and quirks, and the next page asks only for what is yours. "
-            "Or start from a " a href="/console/blank-connector" { "blank connector" } " (TOML or JSON)." }
+            "Or " a href="/console/import" { "import" } " a cURL command, an OpenAPI document or a Postman collection, "
+            "or start from a " a href="/console/blank-connector" { "blank connector" } " (TOML or JSON)." }
         form.filters method="get" action="/console/catalog" role="search" {
             label { "Search" input name="q" type="search" value=(q.q.as_deref().unwrap_or("")) autocomplete="off" spellcheck="false"; }
             label { "Kind"
@@ -427,7 +428,7 @@ pub(crate) async fn create_from_template(
     create(&state, &operator, &name, Value::Object(json)).await
 }
 
-fn plural(n: usize, word: &str) -> String {
+pub(super) fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
@@ -466,7 +467,7 @@ fn problems_for(t: &Template, problems: &mut Problems, field: &str, message: Str
 }
 
 /// Where a problem of a new connector belongs.
-enum At {
+pub(super) enum At {
     /// The connector's name.
     Name,
     /// A field of the connector (`auth.client_id`).
@@ -475,14 +476,14 @@ enum At {
     Whole,
 }
 
-enum Checked {
+pub(super) enum Checked {
     /// Each problem, from the configuration's checks, the egress rules or the name's.
     Problems(Vec<(At, String)>),
     Failed(Failure),
 }
 
 /// The checks of `PUT /v1/admin/connectors/{name}`, and that the name is free.
-async fn check_new(state: &AppState, name: &str, json: Value) -> Result<(), Checked> {
+pub(super) async fn check_new(state: &AppState, name: &str, json: Value) -> Result<(), Checked> {
     if name.is_empty() {
         return Err(Checked::Problems(vec![(At::Name, "missing: give the connector a name".into())]));
     }
@@ -519,7 +520,12 @@ fn taken(name: &str) -> String {
 
 /// Creates the checked connector (audited as `connector.put`, as the admin API's), then its
 /// page says so.
-async fn create(state: &AppState, operator: &Operator, name: &str, json: Value) -> Result<Response, Failure> {
+pub(super) async fn create(
+    state: &AppState,
+    operator: &Operator,
+    name: &str,
+    json: Value,
+) -> Result<Response, Failure> {
     state.audit("connector.put", |_| super::keys::change(operator, "connector", name))?;
     match state.engine.admin().create_connector(name, json).await {
         Ok(_) => Ok(operator.redirect(&format!("/console/connectors/{}?created=1", enc(name)))),
@@ -572,7 +578,7 @@ fn blank_body(name: &str, definition: &str, problems: &[String], operator: &Oper
 
 /// The connector table a blank connector's text holds, and the name a `[connectors.NAME]`
 /// header gives it.
-fn parse_definition(text: &str) -> Result<(Option<String>, Map<String, Value>), String> {
+pub(super) fn parse_definition(text: &str) -> Result<(Option<String>, Map<String, Value>), String> {
     let trimmed = text.trim();
     let value = if trimmed.starts_with('{') {
         serde_json::from_str::<Value>(trimmed).map_err(|e| format!("the definition is not JSON: {e}"))?

@@ -8,6 +8,8 @@
 //! - `layout.rs`: the page shell, navigation, the stylesheet, error pages.
 //! - one file per page: `connectors.rs` (the list, a connector's page and "try this call"),
 //!   `catalog.rs` (a new connector: the provider catalog, a template's form, a blank one),
+//!   `import.rs` (a new connector imported from a pasted cURL command, OpenAPI document or
+//!   Postman collection),
 //!   `secrets.rs`, `keys.rs`, `connections.rs`, `events.rs`, `users.rs` (users and signing
 //!   keys).
 //!
@@ -23,6 +25,7 @@ mod catalog;
 mod connections;
 mod connectors;
 mod events;
+mod import;
 mod keys;
 pub(crate) mod layout;
 mod secrets;
@@ -52,6 +55,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/console/catalog", &["get"]),
     ("/console/catalog/{provider}", &["get", "post"]),
     ("/console/blank-connector", &["get", "post"]),
+    ("/console/import", &["get", "post"]),
+    ("/console/import/create", &["post"]),
     ("/console/secrets", &["get", "post"]),
     ("/console/secrets/delete", &["post"]),
     ("/console/keys", &["get", "post"]),
@@ -77,6 +82,14 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/console/catalog", get(catalog::catalog))
         .route("/console/catalog/{provider}", get(catalog::provider_form).post(catalog::create_from_template))
         .route("/console/blank-connector", get(catalog::blank_form).post(catalog::create_blank))
+        .route(
+            "/console/import",
+            get(import::form).post(import::preview).layer(axum::extract::DefaultBodyLimit::max(import::BODY_LIMIT)),
+        )
+        .route(
+            "/console/import/create",
+            post(import::create).layer(axum::extract::DefaultBodyLimit::max(import::BODY_LIMIT)),
+        )
         .route("/console/secrets", get(secrets::page).post(secrets::put))
         .route("/console/secrets/delete", post(secrets::delete))
         .route("/console/keys", get(keys::page).post(keys::create))

@@ -129,6 +129,11 @@ impl Operator {
         html! { input type="hidden" name="csrf" value=(self.csrf.expose_secret()); }
     }
 
+    /// The session's CSRF token: what sealed values of this session only are bound to.
+    pub fn csrf(&self) -> &SecretString {
+        &self.csrf
+    }
+
     /// Refuses a form whose token is not this session's (compared in constant time).
     pub fn check(&self, sent: &str) -> Result<(), Failure> {
         let ours = self.csrf.expose_secret().as_bytes();

@@ -719,3 +719,236 @@ async fn a_console_switched_off_is_not_there() {
         }
     }
 }
+
+// ---- New connector: imported from a cURL command, an OpenAPI document, a Postman collection ----
+
+/// The value of the hidden field `name` of a page.
+fn hidden(body: &str, name: &str) -> String {
+    let needle = format!("type=\"hidden\" name=\"{name}\" value=\"");
+    let at = body.find(&needle).unwrap_or_else(|| panic!("no hidden {name}: {body}")) + needle.len();
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+/// The text of the textarea `id` of a page, unescaped.
+fn textarea(body: &str, id: &str) -> String {
+    let start = body.find(&format!("<textarea id=\"{id}\"")).unwrap_or_else(|| panic!("no textarea {id}: {body}"));
+    let open = start + body[start..].find('>').unwrap() + 1;
+    let close = open + body[open..].find("</textarea>").unwrap();
+    body[open..close].replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_curl_command_imports_with_its_credential_sealed_and_never_shown() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let canary = "CANARYimported-bearer-9c2e";
+    let csrf = c.csrf(&session).await;
+    let page = c.get("/console/import", Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<textarea id=\"document\" name=\"document\""), "{}", page.body);
+    assert!(c.get("/console/catalog", Some(&session)).await.body.contains("href=\"/console/import\""));
+    let command = format!("curl -H 'Authorization: Bearer {canary}' https://api.echo.test/v1/users/42");
+    let mut seen = String::new();
+    let preview = c
+        .post(
+            "/console/import",
+            &cookie,
+            form(&[("csrf", &csrf), ("kind", ""), ("document", &command), ("name", "echo"), ("base_url", "")]),
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    seen.push_str(&preview.body);
+    seen.push_str(&format!("{:?}", preview.headers));
+    let definition = textarea(&preview.body, "definition");
+    assert!(definition.contains("[connectors.echo]"), "{definition}");
+    assert!(definition.contains("secret = \"echo_token\""), "{definition}");
+    assert!(preview.body.contains("secret <code>echo_token</code>"), "{}", preview.body);
+    assert!(preview.body.contains("will be stored in the vault"), "{}", preview.body);
+    let sealed = hidden(&preview.body, "credentials");
+    // Nothing stored yet.
+    assert!(c.engine.connector("echo").is_none());
+    assert!(c.engine.admin().list_secrets().await.unwrap().is_empty());
+    // Another session's form does not carry the credentials over.
+    let other = c.sign_in(ADMIN).await;
+    let other_csrf = c.csrf(&other).await;
+    let a = c
+        .post(
+            "/console/import/create",
+            &format!("lk_console={other}"),
+            form(&[("csrf", &other_csrf), ("name", "echo"), ("definition", &definition), ("credentials", &sealed)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("import the document again"), "{}", a.body);
+    seen.push_str(&a.body);
+    // A problem in the edited definition: the review again, nothing written.
+    let broken = definition.replace("https://api.echo.test", "ftp://api.echo.test");
+    let a = c
+        .post(
+            "/console/import/create",
+            &cookie,
+            form(&[("csrf", &csrf), ("name", "echo"), ("definition", &broken), ("credentials", &sealed)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("base_url: "), "{}", a.body);
+    assert_eq!(hidden(&a.body, "credentials"), sealed, "the sealed credentials go round again");
+    seen.push_str(&a.body);
+    assert!(c.engine.connector("echo").is_none());
+    assert!(c.engine.admin().list_secrets().await.unwrap().is_empty(), "a secret was stored for a refused connector");
+    // Create: checked, the secret sealed, the connector created.
+    let a = c
+        .post(
+            "/console/import/create",
+            &cookie,
+            form(&[
+                ("csrf", &csrf),
+                ("name", "echo"),
+                ("definition", &definition),
+                ("credentials", &sealed),
+                ("environment", "live"),
+            ]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/console/connectors/echo?created=1");
+    let made = c.engine.connector("echo").expect("created");
+    assert_eq!(made.config.base_url.as_str(), "https://api.echo.test");
+    assert_eq!(made.credential_status(latchkey_core::Env::Live), Ok(()), "the credential found is the one it names");
+    let stored = latchkey_core::store::Store::list_secrets(&c.store).await.unwrap();
+    assert_eq!(stored.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["echo_token"]);
+    for path in ["/console/connectors", "/console/connectors/echo?created=1", "/console/secrets", "/console/events"] {
+        seen.push_str(&c.get(path, Some(&session)).await.body);
+    }
+    assert!(seen.contains("echo_token"));
+    assert!(!seen.contains(canary), "the credential was put in a page");
+    assert!(!c.audit_log().contains(canary));
+    assert!(c.audit_log().contains("\"kind\":\"connector.put\"") && c.audit_log().contains("\"kind\":\"secret.put\""));
+    // The review is good for 15 minutes only.
+    let late = c
+        .post(
+            "/console/import",
+            &cookie,
+            form(&[("csrf", &csrf), ("kind", "curl"), ("document", &command), ("name", "late")]),
+        )
+        .await;
+    let late_sealed = hidden(&late.body, "credentials");
+    c.clock.advance(latchkey_core::engine::console::IMPORT_CREDENTIALS_MS + 1);
+    let session = c.sign_in(ADMIN).await;
+    let csrf = c.csrf(&session).await;
+    let a = c
+        .post(
+            "/console/import/create",
+            &format!("lk_console={session}"),
+            form(&[("csrf", &csrf), ("name", "late"), ("definition", &definition), ("credentials", &late_sealed)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(c.engine.connector("late").is_none());
+}
+
+const TWO_TAGS: &str = r#"openapi: 3.0.3
+info: { title: Pet Shop, version: "1" }
+servers: [{ url: "https://pets.test/v1" }]
+components:
+  securitySchemes:
+    key: { type: apiKey, in: header, name: X-Api-Key }
+security: [{ key: [] }]
+paths:
+  /pets:
+    get: { operationId: listPets, tags: [pets], responses: { "200": { description: ok } } }
+  /pets/{id}:
+    get:
+      operationId: getPet
+      tags: [pets]
+      parameters: [{ name: id, in: path, required: true, schema: { type: integer } }]
+      responses: { "200": { description: ok } }
+  /orders:
+    get: { operationId: listOrders, tags: [store], responses: { "200": { description: ok } } }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn an_openapi_document_imports_the_tags_chosen() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let csrf = c.csrf(&session).await;
+    let preview = c
+        .post(
+            "/console/import",
+            &cookie,
+            form(&[("csrf", &csrf), ("kind", ""), ("document", TWO_TAGS), ("name", ""), ("tags", "pets")]),
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    let definition = textarea(&preview.body, "definition");
+    assert!(definition.contains("list_pets") && definition.contains("get_pet"), "{definition}");
+    assert!(!definition.contains("list_orders"), "{definition}");
+    assert!(!preview.body.contains("id=\"found\""), "no credential in the document: {}", preview.body);
+    assert!(preview.body.contains("which the document did not hold"), "{}", preview.body);
+    let sealed = hidden(&preview.body, "credentials");
+    let a = c
+        .post(
+            "/console/import/create",
+            &cookie,
+            form(&[("csrf", &csrf), ("name", ""), ("definition", &definition), ("credentials", &sealed)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let made = c.engine.connector("pet_shop").or_else(|| c.engine.connector("pet-shop")).expect(&definition);
+    assert_eq!(made.config.calls.len(), 2);
+    assert!(c.engine.admin().list_secrets().await.unwrap().is_empty());
+    // Both tags: every operation.
+    let both = c
+        .post(
+            "/console/import",
+            &cookie,
+            form(&[("csrf", &csrf), ("document", TWO_TAGS), ("name", "shop2"), ("tags", "pets, store")]),
+        )
+        .await;
+    assert!(textarea(&both.body, "definition").contains("list_orders"), "{}", both.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_document_shows_the_importers_error_next_to_it() {
+    let c = Console::start("https://lk.example.com").await;
+    let session = c.sign_in(ADMIN).await;
+    let cookie = format!("lk_console={session}");
+    let csrf = c.csrf(&session).await;
+    // An OpenAPI document that is not one: its text kept, the importer's message under it.
+    let a = c
+        .post("/console/import", &cookie, form(&[("csrf", &csrf), ("kind", "openapi"), ("document", "{\"a\": 1}")]))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("<p class=\"bad\" id=\"document-problem\">not an OpenAPI document"), "{}", a.body);
+    assert!(a.body.contains("aria-describedby=\"document-problem\""), "{}", a.body);
+    assert!(textarea(&a.body, "document").contains("{\"a\": 1}"), "{}", a.body);
+    // A tag no operation has.
+    let a =
+        c.post("/console/import", &cookie, form(&[("csrf", &csrf), ("document", TWO_TAGS), ("tags", "nope")])).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("nothing to import"), "{}", a.body);
+    // A cURL command that cannot be read: the message, and the text (which may hold a credential)
+    // not put back.
+    let canary = "CANARYbad-curl-31d0";
+    let bad = format!("curl -H 'Authorization: Bearer {canary}' 'https://api.echo.test/x");
+    let a = c.post("/console/import", &cookie, form(&[("csrf", &csrf), ("document", &bad)])).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.body.contains("id=\"document-problem\""), "{}", a.body);
+    assert!(a.body.contains("paste it again"), "{}", a.body);
+    assert!(!a.body.contains(canary), "{}", a.body);
+    // Without the session's token: refused.
+    let a = c.post("/console/import", &cookie, form(&[("csrf", "wrong"), ("document", TWO_TAGS)])).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // Too large: refused before it is read.
+    let huge = "a".repeat(super::import::BODY_LIMIT + 1);
+    let a = c.post("/console/import", &cookie, form(&[("csrf", &csrf), ("document", &huge)])).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &a.body[..a.body.len().min(500)]);
+    assert!(a.body.contains("larger than an import reads"), "{}", &a.body[..a.body.len().min(2000)]);
+    let just_over = "a".repeat(super::import::MAX_DOCUMENT + 1);
+    let a = c.post("/console/import", &cookie, form(&[("csrf", &csrf), ("document", &just_over)])).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("larger than 2 MiB"), "{}", &a.body[..a.body.len().min(2000)]);
+    assert!(!a.body.contains(&just_over[..1000]), "a large text is not echoed");
+}
