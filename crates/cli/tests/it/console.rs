@@ -141,13 +141,14 @@ async fn every_console_control_is_reached_with_the_keyboard() {
         "catalog?q=git",
         "catalog/zendesk",
         "blank-connector",
+        "import",
     ] {
         steps.push(json!({"goto": format!("/console/{page}")}));
         steps.push(json!({"tab_walk": true}));
     }
     let (report, dir) = visit(&lk, "console_keyboard", Value::Array(steps)).await;
     check_visit(&report, &dir);
-    assert_eq!(report["walks"].as_array().unwrap().len(), 11);
+    assert_eq!(report["walks"].as_array().unwrap().len(), 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,6 +173,7 @@ async fn the_console_fits_a_phone() {
         "catalog",
         "catalog/aws",
         "blank-connector",
+        "import",
     ] {
         steps.push(json!({"goto": format!("/console/{page}")}));
         steps.push(json!({"fits": true}));
@@ -254,4 +256,67 @@ async fn an_operator_adds_a_connector_from_the_catalog_in_the_browser() {
     let r = lk.call(&lk.app_key("live").await, "assistant", "echo", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains(&format!("Bearer {value}")), "the secret typed in the browser signs the call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_imports_a_curl_command_in_the_browser() {
+    // The imported connector goes to httpbin on this machine: API connectors may reach it here.
+    let config = format!("[server]\napi_connectors_private_egress = true\n{}", config());
+    let lk = Latchkey::start(bin(), &config);
+    let value = canary("import");
+    let upstream = httpbin().base_url.clone();
+    let command = format!("curl -H 'Authorization: Bearer {value}' {upstream}/headers");
+    let steps = json!([
+        {"goto": "/console"},
+        {"fill": "#admin_key", "value": lk.admin()},
+        {"click": "button:has-text('Sign in')"},
+        {"expect_path": "/console/connectors"},
+        {"click": "a:has-text('New connector')"},
+        {"expect_path": "/console/catalog"},
+        {"click": "a:has-text('import')"},
+        {"expect_path": "/console/import"},
+        // A mistake first: a command that is not one. The importer's message under the text,
+        // and the text (which may hold a credential) not put back.
+        {"fill": "#document", "value": format!("curl -H 'Authorization: Bearer {value}' '{upstream}/headers")},
+        {"click": "button:has-text('Preview')"},
+        {"expect_path": "/console/import"},
+        {"expect_text": "Nothing was imported from the cURL command"},
+        {"expect_text": "paste it again"},
+        {"fill": "#document", "value": command},
+        {"fill": "#name", "value": "echoer"},
+        {"click": "button:has-text('Preview')"},
+        {"expect_path": "/console/import"},
+        {"expect_text": "Credentials found"},
+        {"expect_text": "echoer_token"},
+        {"expect_text": "will be stored in the vault"},
+        {"tab_walk": true},
+        {"click": "button:has-text('Create connector')"},
+        {"expect_path": "/console/connectors/echoer?created=1"},
+        {"expect_text": "The connector was created"},
+        {"expect_text": "ready"},
+        {"click": "button:has-text('Send')"},
+        {"expect_text": "Status 200"},
+        // httpbin echoes the request: the credential it received is not shown.
+        {"expect_text": "\"Authorization\": \"Bearer [secret]\""},
+    ]);
+    let (report, dir) = visit(&lk, "console_import", steps).await;
+    let html = check_visit(&report, &dir);
+    assert!(html.contains("id=\"document-problem\""), "the importer's error was shown next to the text");
+    assert!(html.contains("echoer_token"), "the credential is listed by its secret name");
+    assert!(!html.contains(&value), "the credential's value reached a page");
+    assert!(!report["pages"].to_string().contains(&value), "the credential's value reached a page's text");
+    assert!(!lk.output().contains(&value), "the credential's value reached the log");
+    let secrets = [value.clone()];
+    let found = latchkey_testkit::canary::find(&latchkey_testkit::canary::read_dir_bytes(&lk.data_dir), &secrets);
+    assert_eq!(found, Vec::<&str>::new(), "the credential's value is in the data directory unsealed");
+
+    // What the browser made, through the API: the connector names the secret, whose value
+    // (the one pasted) signs its call.
+    let c = Reply::read(lk.admin_req(reqwest::Method::GET, "/v1/admin/connectors/echoer").send().await.unwrap()).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert!(c.body.contains("echoer_token") && !c.body.contains(&value), "{}", c.body);
+    let call = c.body.split("\"calls\"").nth(1).and_then(|rest| rest.split('"').nth(1)).unwrap().to_owned();
+    let r = lk.call(&lk.app_key("live").await, "echoer", &call, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(&format!("Bearer {value}")), "the credential pasted in the browser signs the call");
 }

@@ -122,20 +122,20 @@ fn form_body(form: &ImportForm, problem: Option<&str>, operator: &Operator) -> M
     }
 }
 
-/// What an import gives, by the form's choices.
-fn run(form: &ImportForm) -> anyhow::Result<Imported> {
+/// What an import gives, by the form's choices, or the importer's message.
+fn run(form: &ImportForm) -> Result<Imported, String> {
     if form.document.len() > MAX_DOCUMENT {
-        anyhow::bail!(
+        return Err(format!(
             "the document is larger than {} MiB, more than an import reads here: paste a smaller one (one part of \
              the API, or without its examples), or use `latchkey import` on the command line",
             MAX_DOCUMENT >> 20
-        );
+        ));
     }
     let options = Options {
         name: Some(form.name.trim()).filter(|n| !n.is_empty()),
         base_url: Some(form.base_url.trim()).filter(|u| !u.is_empty()),
     };
-    match kind_of(form) {
+    let imported = match kind_of(form) {
         Kind::Curl => latchkey_import::curl(&form.document, options, None),
         Kind::Postman => latchkey_import::postman(&form.document, options),
         Kind::Openapi => {
@@ -143,7 +143,8 @@ fn run(form: &ImportForm) -> anyhow::Result<Imported> {
                 form.tags.split([',', ' ']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
             latchkey_import::openapi(&form.document, options, &Select { tags, operations: Vec::new() })
         }
-    }
+    };
+    imported.map_err(|e| e.to_string())
 }
 
 /// `POST /console/import`: the preview, or the form again with the importer's error next to
@@ -159,11 +160,11 @@ pub(crate) async fn preview(
     let imported = match run(&form) {
         Ok(i) => i,
         Err(e) => {
-            let mut message = format!("{e}");
+            let mut message = e;
             // A cURL command or a collection may hold a credential: not put back in the page.
             if kind != Kind::Openapi {
                 form.document.clear();
-                message.push_str(" (The text is not shown again, as it may hold a credential: paste it again.)");
+                message.push_str(". The text is not shown again (it may hold a credential): paste it again.");
             } else if form.document.len() > MAX_DOCUMENT {
                 form.document.clear();
             }
