@@ -31,6 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::AppState;
 use crate::console::layout::{Notice, STYLE, Shell};
 use crate::console::{enc, html as page_response, see_other};
+use crate::cookie::{self, SameSite};
 
 /// The page session's cookie.
 pub const COOKIE: &str = "lk_connect";
@@ -58,31 +59,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(crate::console::secure_headers))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+use crate::cookie::value as cookie_value;
 
 fn set_cookie(state: &AppState, value: &str, max_age_s: i64) -> Option<HeaderValue> {
-    let secure = if state.engine.public_url().starts_with("https://") { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/connect; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"
-    ))
-    .ok()
+    cookie::set(COOKIE, value, "/connect", SameSite::Lax, max_age_s, cookie::secure(state))
 }
 
-fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
-    if let Some(c) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
-}
+use crate::cookie::with as with_cookie;
 
 fn shell() -> Shell<'static> {
     Shell { site: "Latchkey", stylesheet: "/connect/style.css" }

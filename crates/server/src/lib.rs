@@ -6,6 +6,7 @@
 mod audit;
 pub mod connect_page;
 pub mod console;
+mod cookie;
 mod docs;
 mod error;
 mod extract;

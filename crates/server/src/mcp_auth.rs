@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use crate::console::layout::Shell;
 use crate::console::{html as page_response, see_other};
+use crate::cookie::{self, SameSite};
 use crate::extract::AppCaller;
 use crate::routes::oauth::redirect;
 use crate::{ApiError, AppState, wire};
@@ -42,19 +43,10 @@ pub const COOKIE: &str = "lk_authorize";
 const REGISTRATION_MAX: usize = 64 * 1024;
 
 fn set_cookie(state: &AppState, value: &str, max_age_s: i64) -> Option<HeaderValue> {
-    let secure = if state.engine.public_url().starts_with("https://") { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path={AUTHORIZE_PATH}; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"
-    ))
-    .ok()
+    cookie::set(COOKIE, value, AUTHORIZE_PATH, SameSite::Lax, max_age_s, cookie::secure(state))
 }
 
-fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
-    if let Some(c) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
-}
+use crate::cookie::with as with_cookie;
 
 /// `response` carrying the pending authorization's cookie.
 fn keeping(state: &AppState, p: &Pending, response: Response) -> Response {
@@ -68,16 +60,7 @@ fn ending(state: &AppState, response: Response) -> Response {
     with_cookie(response, set_cookie(state, "", 0))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+use crate::cookie::value as cookie_value;
 
 fn pending(state: &AppState, headers: &HeaderMap) -> Option<Pending> {
     cookie_value(headers, COOKIE).and_then(|v| state.engine.mcp_auth().open_pending(v))

@@ -14,7 +14,7 @@
 use axum::extract::{FromRequestParts, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use latchkey_core::callers::Caller;
 use latchkey_core::engine::console::{ConsoleSession, random_token};
 use maud::{Markup, html};
@@ -58,37 +58,17 @@ pub(crate) struct Operator {
     secure: bool,
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+use crate::cookie::value as cookie_value;
 
 /// Whether cookies must say `Secure`: Latchkey is reached over HTTPS.
-fn secure(state: &AppState) -> bool {
-    state.engine.public_url().starts_with("https://")
-}
+use crate::cookie::secure;
 
 /// A console cookie: `Path=/console`, `HttpOnly`, `SameSite=Strict`, `Secure` behind HTTPS.
 fn set_cookie(secure: bool, name: &str, value: &str, max_age_s: i64) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
-    ))
-    .ok()
+    crate::cookie::set(name, value, "/console", crate::cookie::SameSite::Strict, max_age_s, secure)
 }
 
-fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
-    if let Some(c) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
-}
+use crate::cookie::with as with_cookie;
 
 /// Back to the sign-in form, forgetting the session cookie, saying why (`why`, a fixed word).
 fn ended(state: &AppState, why: &str) -> Response {
