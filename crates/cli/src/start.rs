@@ -251,6 +251,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     }
     tokio::spawn(engine.clone().sync_forever(settings.sync_every));
     tokio::spawn(engine.clone().keepalive_forever(Duration::from_secs(60)));
+    tokio::spawn(engine.clone().sweep_forever(latchkey_core::engine::sweep::SWEEP_EVERY));
     crate::reload::spawn(engine.clone(), settings.config_file.clone(), hangup);
     tracing::info!(%public_url, "public URL");
     println!("Latchkey listening on http://{addr}");

@@ -357,7 +357,11 @@ pub async fn decide(
     let to = match form.get("decision").map(String::as_str) {
         Some("approve") => match auth.approve(&p).await {
             Ok(to) => to,
-            Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message).await,
+            // A lapsed registration is the client's to fix (400); the store's trouble is ours (503).
+            Err(e) => {
+                let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return error_page(status, &e.message).await;
+            }
         },
         Some("deny") => auth.refusal(&p, "access_denied", "the user denied access"),
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny.").await,

@@ -22,6 +22,10 @@ mod sql;
 const BUMP_GENERATION: &str = "WITH bumped AS (UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value) \
      SELECT bumped.value FROM bumped, pg_notify('latchkey_changes', bumped.value::text)";
 
+/// The sweep's subquery locks the rows it picks, skipping rows another sweeper (or a writer)
+/// holds, so concurrent sweeps delete disjoint rows and never wait (see `sql/sweep.rs`).
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
 /// Whether the migrations table is there (`sql/schema.rs`).
 const HAS_MIGRATIONS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
 

@@ -371,11 +371,12 @@ pub(crate) struct OAuthClient {
     id: String,
     metadata: String,
     created_at: i64,
+    kept_until: i64,
 }
 
 impl From<OAuthClient> for OAuthClientRow {
-    fn from(OAuthClient { id, metadata, created_at }: OAuthClient) -> Self {
-        OAuthClientRow { id, metadata, created_at }
+    fn from(OAuthClient { id, metadata, created_at, kept_until }: OAuthClient) -> Self {
+        OAuthClientRow { id, metadata, created_at, kept_until }
     }
 }
 

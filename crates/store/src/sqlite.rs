@@ -29,6 +29,9 @@ type ThisStore = SqliteStore;
 /// No one listens on SQLite: other processes notice by polling the generation.
 const BUMP_GENERATION: &str = "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value";
 
+/// The sweep's row-locking clause: none, SQLite serializes writers (see `sql/sweep.rs`).
+const SKIP_LOCKED: &str = "";
+
 /// Writes serialize on SQLite anyway; a few connections let reads go on beside a write.
 const MAX_CONNECTIONS: u32 = 4;
 

@@ -121,6 +121,10 @@ pub struct ServerConfig {
     /// `LATCHKEY_LOG_FORMAT` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Audit events older than this many days are deleted by the background sweep (default:
+    /// kept, the whole log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_kept_days: Option<u64>,
     /// Reload the file when it changes (checked every second), as `SIGHUP` does.
     #[serde(default)]
     pub watch_config: bool,

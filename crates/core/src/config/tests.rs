@@ -244,6 +244,16 @@ fn the_connection_cache_bound_is_checked_and_defaults_to_ten_thousand() {
 }
 
 #[test]
+fn events_kept_days_is_a_number_of_days_or_left_out() {
+    let p = one_problem("[server]\nevents_kept_days = 0\n");
+    assert!(p.contains("server.events_kept_days") && p.contains("give 1 to 36500"), "{p}");
+    assert!(p.contains("the whole audit log is kept"), "{p}");
+    let ok = Config::parse("[server]\nevents_kept_days = 90\n", "latchkey.toml").unwrap();
+    assert_eq!(ok.server.events_kept_days, Some(90));
+    assert_eq!(Config::parse("", "latchkey.toml").unwrap().server.events_kept_days, None);
+}
+
+#[test]
 fn unknown_fields_and_semantic_problems_show_together_each_at_its_line() {
     let text = "[server]\nnonsense = 3\n\n[connectors.a]\nbase_url = \"https://a.example\"\nbogus = 1\n\
                 auth = { method = \"api_key_query\", name = \"\", key = { secret = \"x\" }, extra = 2 }\n\n\

@@ -87,6 +87,7 @@ pub(super) fn server(s: &ServerConfig, file: &str, problems: &mut Vec<Problem>) 
         ("http2_keepalive_interval_s", s.http2_keepalive_interval_s, 3_600, "30"),
         ("max_connections", s.max_connections.map(u64::from), 1_000_000, "10000"),
         ("connection_cache", s.connection_cache.map(u64::from), 100_000_000, "10000"),
+        ("events_kept_days", s.events_kept_days, 36_500, "the whole audit log is kept"),
     ] {
         if let Some(v) = value
             && !(1..=max).contains(&v)

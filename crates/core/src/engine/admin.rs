@@ -147,24 +147,25 @@ impl Admin {
 
     /// Creates a connector as [`Admin::put_connector`] does, refusing (`invalid_params`) when
     /// one of that name exists already, in the file, in memory or in the store (the console's
-    /// "New connector" never replaces one).
+    /// "New connector" never replaces one). The store's insert-if-absent decides: of two
+    /// creations of one name at the same instant, on any instances, exactly one succeeds.
     pub async fn create_connector(
         &self,
         name: &str,
         json: serde_json::Value,
     ) -> Result<ConnectorConfig, PutConnectorError> {
         let config = self.check_connector(name, json).await?;
-        let stored = self
-            .store
-            .list_connectors()
-            .await
-            .map_err(|e| PutConnectorError::Call(unavailable(e)))?
-            .iter()
-            .any(|row| row.name == name);
-        if stored || self.mirror.connector(name).is_some() {
+        if self.mirror.connector(name).is_some() {
             return Err(PutConnectorError::Call(exists(name)));
         }
-        self.write_connector(name, &config).await?;
+        let row = self.connector_row(name, &config)?;
+        let inserted = self.store.insert_connector(&row).await.map_err(|e| {
+            PutConnectorError::Call(write_failed(e, "look at the connectors (GET /v1/admin/connectors)"))
+        })?;
+        if !inserted {
+            return Err(PutConnectorError::Call(exists(name)));
+        }
+        self.mirror.catch_up().await.map_err(|e| PutConnectorError::Call(applied_later(e)))?;
         Ok(config)
     }
 
@@ -205,11 +206,16 @@ impl Admin {
         Ok(config)
     }
 
-    /// Stores a checked connector and brings memory up to date.
-    async fn write_connector(&self, name: &str, config: &ConnectorConfig) -> Result<(), PutConnectorError> {
+    /// The stored form of a checked connector.
+    fn connector_row(&self, name: &str, config: &ConnectorConfig) -> Result<ConnectorRow, PutConnectorError> {
         let definition =
             serde_json::to_string(config).map_err(|e| PutConnectorError::Call(CallError::internal(e.to_string())))?;
-        let row = ConnectorRow { name: name.to_owned(), definition, updated_at: self.clock.now_ms() };
+        Ok(ConnectorRow { name: name.to_owned(), definition, updated_at: self.clock.now_ms() })
+    }
+
+    /// Stores a checked connector (creating or replacing it) and brings memory up to date.
+    async fn write_connector(&self, name: &str, config: &ConnectorConfig) -> Result<(), PutConnectorError> {
+        let row = self.connector_row(name, config)?;
         self.store.put_connector(&row).await.map_err(|e| {
             PutConnectorError::Call(write_failed(e, "look at the connector (GET /v1/admin/connectors)"))
         })?;

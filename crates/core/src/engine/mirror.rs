@@ -131,10 +131,9 @@ impl Mirror {
 
     /// Signing keys and recent revocations: few rows, read whole on every rebuild.
     async fn load_identity(&self) -> Result<IdentityKeys, StoreError> {
-        /// Revocations older than this concern refresh tokens that have expired anyway.
-        const REVOCATIONS_KEPT_MS: i64 = 2 * 86_400_000;
         let keys = self.store.list_signing_keys().await?;
-        let revoked = self.store.revoked_families(self.clock.now_ms() - REVOCATIONS_KEPT_MS).await?;
+        let since = self.clock.now_ms() - super::identity::claims::REVOCATIONS_KEPT_MS;
+        let revoked = self.store.revoked_families(since).await?;
         Ok(IdentityKeys::load(keys, &self.vault, revoked))
     }
 

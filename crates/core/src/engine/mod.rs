@@ -34,6 +34,7 @@ mod pipeline;
 mod reload;
 pub mod rotate;
 mod runtime;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
@@ -107,6 +108,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// The MCP authorization server's fetched client metadata documents.
     mcp: mcp_auth::Shared,
+    /// Rows the sweep deleted, per table.
+    swept: sweep::Swept,
 }
 
 /// The engine's counters and gauges, for `/metrics`.
@@ -186,6 +189,7 @@ impl Engine {
             admin,
             clock,
             mcp: mcp_auth::Shared::default(),
+            swept: sweep::Swept::default(),
         });
         engine.mirror.reload().await?;
         tokio::spawn(webhooks.run(events));

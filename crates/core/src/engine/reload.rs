@@ -71,6 +71,7 @@ pub fn server_fields() -> &'static [(&'static str, ServerField)] {
         ("max_connections", NeedsRestart),
         ("connection_cache", Reloads),
         ("log_format", NeedsRestart),
+        ("events_kept_days", Reloads),
         ("watch_config", Reloads),
         ("connect_page", Reloads),
         ("console", Reloads),
@@ -242,6 +243,7 @@ http2_keepalive_interval_s = 5
 max_connections = 5
 connection_cache = 5
 log_format = "json"
+events_kept_days = 90
 watch_config = true
 console = { enabled = false }
 connect_page = { title = "Connect" }

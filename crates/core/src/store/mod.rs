@@ -149,13 +149,18 @@ pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Se
     async fn touch_key(&self, id: &str, at: i64) -> StoreResult<()>;
 
     async fn put_connector(&self, row: &ConnectorRow) -> StoreResult<()>;
+    /// Inserts the connector unless one of that name is stored, in one statement: of two
+    /// concurrent creators of a name exactly one gets `true`. Bumps the generation only when
+    /// it inserted.
+    async fn insert_connector(&self, row: &ConnectorRow) -> StoreResult<bool>;
     async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>>;
     async fn delete_connector(&self, name: &str) -> StoreResult<bool>;
 
     /// Claims `row`'s `Idempotency-Key` for its scope (a caller), in progress (`status` 0),
-    /// unless a claim is there: then that one is answered, as it is. First forgets every claim
-    /// made before `expired_before`, and claims still in progress made before
-    /// `abandoned_before` (their request never finished: a process died).
+    /// unless a claim is there: then that one is answered, as it is. First forgets this key's
+    /// claim when it was made before `expired_before`, or is still in progress and was made
+    /// before `abandoned_before` (its request never finished: a process died). Other keys'
+    /// old claims are left to [`Store::sweep`].
     async fn claim_idempotency(
         &self,
         row: &IdempotencyRow,
@@ -169,6 +174,12 @@ pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Se
     /// key may be tried again).
     async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()>;
 
+    /// Deletes up to `limit` rows of `what` whose time is before `before` (what "time" is for
+    /// each table: [`Sweep`]), in one bounded statement, and answers how many it deleted.
+    /// Several instances may sweep at once: each row is deleted once, and a sweeper never
+    /// waits for rows another one holds (PostgreSQL: `SKIP LOCKED`).
+    async fn sweep(&self, what: Sweep, before: i64, limit: u32) -> StoreResult<u64>;
+
     /// Notices of other writers' changes as they commit, sooner than polling
     /// [`Store::generation`] notices them, or `None` (the default: the memory store, SQLite)
     /// when this store sends none and polling is all there is. Each call starts a feed of its
@@ -177,6 +188,52 @@ pub trait Store: TokenStore + ConnectionStore + IdentityStore + SealedStore + Se
     /// stays the fallback.
     fn change_feed(&self) -> Option<ChangeFeed> {
         None
+    }
+}
+
+/// A table [`Store::sweep`] deletes old rows of, and the time each row is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sweep {
+    /// Connect sessions and OAuth states (`flows`): their `expires_at`.
+    Flows,
+    /// One-time sign-in codes (`login_codes`): their `expires_at`.
+    LoginCodes,
+    /// The MCP authorization server's codes, sign-in requests and grants (`auth_grants`):
+    /// their `expires_at`.
+    AuthGrants,
+    /// Refresh tokens (`refresh_tokens`): their family's absolute `expires_at` (every token
+    /// of a family has the same), or their `revoked_at` (a family is revoked all at once).
+    RefreshTokens,
+    /// Registered MCP clients (`oauth_clients`): their `kept_until`.
+    OAuthClients,
+    /// `Idempotency-Key` claims and answers (`idempotency_keys`): their `created_at`.
+    IdempotencyKeys,
+    /// The audit log (`events`): their `at` (swept only when `[server] events_kept_days` is set).
+    Events,
+}
+
+impl Sweep {
+    pub const ALL: [Sweep; 7] = [
+        Sweep::Flows,
+        Sweep::LoginCodes,
+        Sweep::AuthGrants,
+        Sweep::RefreshTokens,
+        Sweep::OAuthClients,
+        Sweep::IdempotencyKeys,
+        Sweep::Events,
+    ];
+
+    /// The table's name (also the metric's label).
+    pub fn table(self) -> &'static str {
+        match self {
+            Sweep::Flows => "flows",
+            Sweep::LoginCodes => "login_codes",
+            Sweep::AuthGrants => "auth_grants",
+            Sweep::RefreshTokens => "refresh_tokens",
+            Sweep::OAuthClients => "oauth_clients",
+            Sweep::IdempotencyKeys => "idempotency_keys",
+            Sweep::Events => "events",
+        }
     }
 }
 
@@ -435,8 +492,6 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Reads a flow handle without using it: a request is checked against it first, and only
     /// a request that is otherwise valid takes it (a refused one must not spend it).
     async fn get_flow(&self, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>>;
-    /// Drops flows that expired before `before`.
-    async fn purge_flows(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// A Latchkey user (identity provider): per environment.
@@ -564,6 +619,9 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Registers an OAuth client (RFC 7591); a duplicate id is an error.
     async fn insert_oauth_client(&self, row: &OAuthClientRow) -> StoreResult<()>;
     async fn get_oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRow>>;
+    /// Moves the client's `kept_until` to `until` (never earlier), if it is registered and
+    /// still kept at `now`; `false` (nothing written) when it is unknown or lapsed.
+    async fn keep_oauth_client(&self, id: &str, now: i64, until: i64) -> StoreResult<bool>;
     /// Inserts a single-use handle of the MCP authorization server; a duplicate is an error.
     async fn insert_auth_grant(&self, row: &AuthGrantRow) -> StoreResult<()>;
     /// Marks the handle of `kind` used, atomically: exactly one taker sees `Fresh`; later ones
@@ -579,6 +637,9 @@ pub struct OAuthClientRow {
     pub id: String,
     pub metadata: String,
     pub created_at: i64,
+    /// The registration lapses after this time (then it is unknown, and swept): set at
+    /// registration and moved later by each authorization ([`IdentityStore::keep_oauth_client`]).
+    pub kept_until: i64,
 }
 
 /// A single-use handle of the MCP authorization server, stored as its SHA-256: an

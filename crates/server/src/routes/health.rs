@@ -89,6 +89,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Data keys drawn by this process: each seals at most `[server] data_key_max_seals` values.",
         &[("", &stats.data_keys_drawn)],
     );
+    let swept: Vec<(String, u64)> =
+        state.engine.swept_counts().into_iter().map(|(table, n)| (format!("{{table=\"{table}\"}}"), n)).collect();
+    metric(
+        &mut text,
+        "latchkey_store_swept_rows_total",
+        "counter",
+        "Rows this instance's background sweep deleted, by table (expired sign-in codes, flows and authorization codes, dead refresh-token families, lapsed MCP client registrations, old idempotency keys, and events past `events_kept_days`).",
+        &swept.iter().map(|(l, n)| (l.as_str(), n as &dyn std::fmt::Display)).collect::<Vec<_>>(),
+    );
     // Counted in the store at scrape time, bounded like any store read on a request's path:
     // when the store does not answer, the family is left out (and `/readyz` says why).
     match state.engine.connection_counts().await {

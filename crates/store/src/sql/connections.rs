@@ -44,7 +44,6 @@ const TAKE_FLOW: &str = "UPDATE flows SET used_at = $2 WHERE handle_hash = $1 AN
      RETURNING handle_hash, kind, connector, env, owner, return_to, sealed, binding, created_at, expires_at, used_at";
 const GET_FLOW: &str = "SELECT handle_hash, kind, connector, env, owner, return_to, sealed, binding, \
      created_at, expires_at, used_at FROM flows WHERE handle_hash = $1";
-const PURGE_FLOWS: &str = "DELETE FROM flows WHERE expires_at < $1";
 
 /// Inserts, or updates the row of (connector, env, owner) keeping its id; answers the row as
 /// stored, in the same statement.
@@ -213,10 +212,4 @@ pub(super) async fn get_flow(pool: &Pool, handle_hash: &[u8]) -> StoreResult<Opt
     let row =
         sqlx::query_as::<_, rows::Flow>(GET_FLOW).bind(handle_hash).fetch_optional(pool).await.map_err(fail(OP))?;
     row.map(|row| row.into_row(OP)).transpose()
-}
-
-pub(super) async fn purge_flows(pool: &Pool, before: i64) -> StoreResult<u64> {
-    const OP: &str = "purge_flows";
-    let done = sqlx::query(PURGE_FLOWS).bind(before).execute(pool).await.map_err(fail(OP))?;
-    Ok(done.rows_affected())
 }

@@ -1,12 +1,15 @@
 //! `Idempotency-Key`s (`idempotency_keys`): claimed while the first request runs, then its
-//! answer, kept 24 hours.
+//! answer, kept 24 hours (a claim forgets its own key's stale row; `sweep.rs` the rest).
 
 use latchkey_core::store::{IdempotencyRow, StoreResult};
 
 use super::Pool;
 use crate::{fail, rows};
 
-const FORGET: &str = "DELETE FROM idempotency_keys WHERE created_at < $1 OR (status = 0 AND created_at < $2)";
+/// This key's stale claim only (one row, on the request's path); the background sweep deletes
+/// the others.
+const FORGET: &str = "DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 \
+     AND (created_at < $3 OR (status = 0 AND created_at < $4))";
 const CLAIM: &str = "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, status, answer, created_at) \
      VALUES ($1, $2, $3, 0, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING";
 const GET: &str = "SELECT scope, idem_key, fingerprint, status, answer, created_at FROM idempotency_keys \
@@ -22,7 +25,14 @@ pub(super) async fn claim(
     abandoned_before: i64,
 ) -> StoreResult<Option<IdempotencyRow>> {
     const OP: &str = "claim_idempotency";
-    sqlx::query(FORGET).bind(expired_before).bind(abandoned_before).execute(pool).await.map_err(fail(OP))?;
+    sqlx::query(FORGET)
+        .bind(row.scope.as_str())
+        .bind(row.key.as_str())
+        .bind(expired_before)
+        .bind(abandoned_before)
+        .execute(pool)
+        .await
+        .map_err(fail(OP))?;
     // The claim and the read are two statements: a claim forgotten between them (24 hours
     // old) is read as none, and this request is then answered without one (`claim` again).
     for _ in 0..2 {

@@ -44,8 +44,12 @@ const REVOKED_FAMILIES: &str = "SELECT DISTINCT family FROM refresh_tokens WHERE
 const REVOKE_USER_FAMILIES: &str = "UPDATE refresh_tokens SET revoked_at = $3, successor = NULL \
      WHERE env = $1 AND user_id = $2 AND revoked_at IS NULL";
 
-const INSERT_OAUTH_CLIENT: &str = "INSERT INTO oauth_clients (id, metadata, created_at) VALUES ($1, $2, $3)";
-const GET_OAUTH_CLIENT: &str = "SELECT id, metadata, created_at FROM oauth_clients WHERE id = $1";
+const INSERT_OAUTH_CLIENT: &str =
+    "INSERT INTO oauth_clients (id, metadata, created_at, kept_until) VALUES ($1, $2, $3, $4)";
+const GET_OAUTH_CLIENT: &str = "SELECT id, metadata, created_at, kept_until FROM oauth_clients WHERE id = $1";
+/// Never moves `kept_until` back; a lapsed registration (`kept_until` before now) stays lapsed.
+const KEEP_OAUTH_CLIENT: &str = "UPDATE oauth_clients \
+     SET kept_until = CASE WHEN kept_until < $3 THEN $3 ELSE kept_until END WHERE id = $1 AND kept_until >= $2";
 const INSERT_AUTH_GRANT: &str = "INSERT INTO auth_grants (hash, kind, env, user_id, client_id, data, family, \
      created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)";
 const TAKE_AUTH_GRANT: &str = "UPDATE auth_grants SET used_at = $3 WHERE hash = $1 AND kind = $2 \
@@ -288,6 +292,7 @@ pub(super) async fn insert_oauth_client(pool: &Pool, row: &OAuthClientRow) -> St
         .bind(row.id.as_str())
         .bind(row.metadata.as_str())
         .bind(row.created_at)
+        .bind(row.kept_until)
         .execute(pool)
         .await
         .map_err(fail(OP))?;
@@ -302,6 +307,13 @@ pub(super) async fn get_oauth_client(pool: &Pool, id: &str) -> StoreResult<Optio
         .await
         .map_err(fail(OP))?;
     Ok(row.map(OAuthClientRow::from))
+}
+
+/// `Ok(false)` when the client is unknown or its registration lapsed at `now`.
+pub(super) async fn keep_oauth_client(pool: &Pool, id: &str, now: i64, until: i64) -> StoreResult<bool> {
+    const OP: &str = "keep_oauth_client";
+    let done = sqlx::query(KEEP_OAUTH_CLIENT).bind(id).bind(now).bind(until).execute(pool).await.map_err(fail(OP))?;
+    Ok(done.rows_affected() > 0)
 }
 
 pub(super) async fn insert_auth_grant(pool: &Pool, row: &AuthGrantRow) -> StoreResult<()> {

@@ -14,7 +14,8 @@
 //! structs of [`crate::rows`]. The trait impls below only say which operation each method is.
 //!
 //! The parent also gives the statements whose text differs, `BUMP_GENERATION` (PostgreSQL's
-//! also notifies listeners: SQLite has none) and `HAS_MIGRATIONS` (each catalog's own), and
+//! also notifies listeners: SQLite has none) and `HAS_MIGRATIONS` (each catalog's own), the
+//! sweep's `SKIP_LOCKED` (PostgreSQL's row-locking clause; nothing on SQLite), and
 //! `change_feed`.
 //!
 //! Every write to secrets, api_keys (insert, delete) and connectors runs in one transaction
@@ -33,6 +34,7 @@ mod keys;
 pub(super) mod schema;
 mod sealed;
 mod secrets;
+mod sweep;
 mod tokens;
 
 use latchkey_core::Env;
@@ -40,10 +42,10 @@ use latchkey_core::store::{
     AuthGrantRow, ChangeFeed, ConnectionCount, ConnectionFilter, ConnectionRow, ConnectionStore, ConnectorRow,
     EventFilter, EventRow, FlowRow, FlowTake, GrantTake, IdempotencyRow, IdentityStore, KeyRow, LoginCodeRow,
     OAuthClientRow, RefreshRow, RefreshTake, SealedPlace, SealedStore, SecretRow, SigningKeyRow, Store, StoreChanges,
-    StoreResult, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
+    StoreResult, Sweep, TokenKey, TokenRow, TokenStore, TokenWrite, UserRow,
 };
 
-use super::{BUMP_GENERATION, Db, HAS_MIGRATIONS, ThisStore};
+use super::{BUMP_GENERATION, Db, HAS_MIGRATIONS, SKIP_LOCKED, ThisStore};
 use crate::fail;
 
 type Pool = sqlx::Pool<Db>;
@@ -99,6 +101,9 @@ impl Store for ThisStore {
     async fn list_connectors(&self) -> StoreResult<Vec<ConnectorRow>> {
         connectors::list(&self.pool).await
     }
+    async fn insert_connector(&self, row: &ConnectorRow) -> StoreResult<bool> {
+        connectors::insert(&self.pool, row).await
+    }
     async fn delete_connector(&self, name: &str) -> StoreResult<bool> {
         connectors::delete(&self.pool, name).await
     }
@@ -115,6 +120,9 @@ impl Store for ThisStore {
     }
     async fn release_idempotency(&self, scope: &str, key: &str) -> StoreResult<()> {
         idempotency::release(&self.pool, scope, key).await
+    }
+    async fn sweep(&self, what: Sweep, before: i64, limit: u32) -> StoreResult<u64> {
+        sweep::sweep(&self.pool, what, before, limit).await
     }
     fn change_feed(&self) -> Option<ChangeFeed> {
         ThisStore::change_feed(self)
@@ -198,9 +206,6 @@ impl ConnectionStore for ThisStore {
     async fn get_flow(&self, handle_hash: &[u8]) -> StoreResult<Option<FlowRow>> {
         connections::get_flow(&self.pool, handle_hash).await
     }
-    async fn purge_flows(&self, before: i64) -> StoreResult<u64> {
-        connections::purge_flows(&self.pool, before).await
-    }
 }
 
 #[async_trait::async_trait]
@@ -269,6 +274,9 @@ impl IdentityStore for ThisStore {
     }
     async fn get_oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRow>> {
         identity::get_oauth_client(&self.pool, id).await
+    }
+    async fn keep_oauth_client(&self, id: &str, now: i64, until: i64) -> StoreResult<bool> {
+        identity::keep_oauth_client(&self.pool, id, now, until).await
     }
     async fn insert_auth_grant(&self, row: &AuthGrantRow) -> StoreResult<()> {
         identity::insert_auth_grant(&self.pool, row).await

@@ -1,7 +1,7 @@
 //! What every `Store` must do, each case on a fresh, migrated, empty store.
 
 use latchkey_core::Env;
-use latchkey_core::store::{ConnectorRow, KeyKind, KeyRow, SecretRow, Store, StoreError};
+use latchkey_core::store::{ConnectorRow, KeyKind, KeyRow, SecretRow, Store, StoreError, Sweep};
 
 use crate::Ctx;
 
@@ -820,7 +820,7 @@ pub async fn flows_are_taken_once(ctx: &Ctx) {
     }
     assert_eq!(fresh, 1);
     assert_eq!(s.take_flow(b"nope", 15).await.unwrap(), FlowTake::Unknown);
-    assert_eq!(s.purge_flows(21).await.unwrap(), 1);
+    assert_eq!(s.sweep(Sweep::Flows, 21, 100).await.unwrap(), 1);
     assert_eq!(s.take_flow(&[0x00, 0xff, 1, 2], 22).await.unwrap(), FlowTake::Unknown);
 }
 
@@ -1040,6 +1040,7 @@ pub async fn oauth_clients_are_registered_once(ctx: &Ctx) {
         id: "mcp_1".into(),
         metadata: r#"{"redirect_uris":["http://127.0.0.1/cb"]}"#.into(),
         created_at: 7,
+        kept_until: 1_000,
     };
     s.insert_oauth_client(&row).await.unwrap();
     assert_eq!(s.get_oauth_client("mcp_1").await.unwrap(), Some(row.clone()));
@@ -1117,4 +1118,279 @@ pub async fn refresh_tokens_keep_their_scope_and_audience(ctx: &Ctx) {
         (next.scope.as_deref(), next.audience.as_deref()),
         (Some("tool:a connector:b"), Some("https://lk.example/mcp"))
     );
+}
+
+// ---- create, never replace ----
+
+/// `insert_connector` inserts only a name not stored (and bumps only then); `put_connector`
+/// still replaces.
+pub async fn connector_insert_never_replaces(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let g0 = generation(s).await;
+    assert!(s.insert_connector(&connector("gh", r#"{"v":1}"#, 10)).await.unwrap());
+    assert_eq!(generation(s).await, g0 + 1);
+    assert!(!s.insert_connector(&connector("gh", r#"{"v":2}"#, 20)).await.unwrap());
+    assert_eq!(generation(s).await, g0 + 1, "a refused insert bumped the generation");
+    assert_eq!(s.list_connectors().await.unwrap(), [connector("gh", r#"{"v":1}"#, 10)]);
+    s.put_connector(&connector("gh", r#"{"v":3}"#, 30)).await.unwrap();
+    assert_eq!(s.list_connectors().await.unwrap(), [connector("gh", r#"{"v":3}"#, 30)]);
+    assert!(s.delete_connector("gh").await.unwrap());
+    assert!(s.insert_connector(&connector("gh", r#"{"v":4}"#, 40)).await.unwrap(), "a deleted name is free");
+}
+
+/// Eight creators of one name at the same instant, on two instances: exactly one inserts, the
+/// store holds its definition, and the generation moved once.
+pub async fn concurrent_connector_creations_have_one_winner(ctx: &Ctx) {
+    let other = ctx.second_instance().await;
+    let g0 = generation(&*ctx.store).await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let st = if i % 2 == 0 { ctx.store.clone() } else { other.clone() };
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let row = connector("same", &format!(r#"{{"creator":{i}}}"#), i);
+            (i, st.insert_connector(&row).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (i, inserted) = t.await.unwrap();
+        if inserted {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let stored = ctx.store.list_connectors().await.unwrap();
+    assert_eq!(stored, [connector("same", &format!(r#"{{"creator":{}}}"#, winners[0]), winners[0])]);
+    assert_eq!(generation(&*ctx.store).await, g0 + 1);
+}
+
+// ---- the sweep ----
+
+use latchkey_core::store::{AuthGrantRow, GrantTake, LoginCodeRow, OAuthClientRow, RefreshRow};
+
+fn flow_at(hash: u8, expires_at: i64) -> FlowRow {
+    FlowRow {
+        handle_hash: vec![0x00, hash],
+        kind: "session".into(),
+        connector: "gh".into(),
+        env: Env::Live,
+        owner: "alice".into(),
+        return_to: "https://app/".into(),
+        sealed: None,
+        binding: None,
+        created_at: 0,
+        expires_at,
+        used_at: None,
+    }
+}
+
+fn refresh_at(hash: u8, family: &str, expires_at: i64) -> RefreshRow {
+    RefreshRow {
+        hash: vec![hash; 32],
+        family: family.into(),
+        env: Env::Live,
+        user_id: "alice".into(),
+        created_at: 0,
+        expires_at,
+        used_at: None,
+        revoked_at: None,
+        successor: None,
+        scope: None,
+        audience: None,
+    }
+}
+
+fn grant_at(hash: u8, expires_at: i64) -> AuthGrantRow {
+    AuthGrantRow {
+        hash: vec![0xff, hash],
+        kind: "code".into(),
+        env: Env::Live,
+        user_id: "alice".into(),
+        client_id: "mcp_1".into(),
+        data: "{}".into(),
+        family: "fam".into(),
+        created_at: 0,
+        expires_at,
+        used_at: None,
+    }
+}
+
+fn login_code_at(hash: u8, expires_at: i64) -> LoginCodeRow {
+    LoginCodeRow {
+        hash: vec![0xee, hash],
+        env: Env::Live,
+        user_id: "alice".into(),
+        connection_id: "c1".into(),
+        created_at: 0,
+        expires_at,
+    }
+}
+
+fn client_until(id: &str, kept_until: i64) -> OAuthClientRow {
+    OAuthClientRow { id: id.into(), metadata: "{}".into(), created_at: 0, kept_until }
+}
+
+fn event_at(id: &str, at: i64) -> EventRow {
+    EventRow {
+        id: id.into(),
+        at,
+        kind: EventKind::TokenObtained,
+        connector: "gh".into(),
+        env: Env::Live,
+        connection: String::new(),
+        actor: "system".into(),
+        outcome: EventOutcome::Ok,
+        detail: "{}".into(),
+    }
+}
+
+/// Each table loses exactly its rows whose time is before the bound, and keeps the rest,
+/// used or not; other tables are untouched.
+pub async fn sweep_deletes_only_old_rows_of_its_table(ctx: &Ctx) {
+    let s = &*ctx.store;
+    let before = 1_000;
+    // flows: by expiry, used or not.
+    s.insert_flow(&flow_at(1, 999)).await.unwrap();
+    s.insert_flow(&flow_at(2, 500)).await.unwrap();
+    s.take_flow(&[0x00, 2], 400).await.unwrap();
+    s.insert_flow(&flow_at(3, 1_000)).await.unwrap();
+    // sign-in codes
+    s.insert_login_code(&login_code_at(1, 999)).await.unwrap();
+    s.insert_login_code(&login_code_at(2, 5_000)).await.unwrap();
+    // the MCP authorization server's handles
+    s.insert_auth_grant(&grant_at(1, 999)).await.unwrap();
+    s.insert_auth_grant(&grant_at(2, 1_000)).await.unwrap();
+    // refresh tokens: an expired family (used and unused tokens), a live family with a used
+    // token, a family revoked long ago and one revoked just now.
+    s.insert_refresh(&refresh_at(1, "expired", 999)).await.unwrap();
+    s.rotate_refresh(&[1; 32], 100, &refresh_at(2, "expired", 999), b"pair").await.unwrap();
+    s.insert_refresh(&refresh_at(3, "live", 9_000)).await.unwrap();
+    s.rotate_refresh(&[3; 32], 100, &refresh_at(4, "live", 9_000), b"pair").await.unwrap();
+    s.insert_refresh(&refresh_at(5, "revoked_old", 9_000)).await.unwrap();
+    s.revoke_family("revoked_old", 999).await.unwrap();
+    s.insert_refresh(&refresh_at(6, "revoked_now", 9_000)).await.unwrap();
+    s.revoke_family("revoked_now", 1_000).await.unwrap();
+    // registered clients
+    s.insert_oauth_client(&client_until("lapsed", 999)).await.unwrap();
+    s.insert_oauth_client(&client_until("kept", 1_000)).await.unwrap();
+    // idempotency keys: by their claim's time, answered or not
+    s.claim_idempotency(&claim("c", "old", b"f", 999), 0, 0).await.unwrap();
+    s.claim_idempotency(&claim("c", "new", b"f", 1_000), 0, 0).await.unwrap();
+    // events
+    s.insert_event(&event_at("e_old", 999)).await.unwrap();
+    s.insert_event(&event_at("e_new", 1_000)).await.unwrap();
+
+    let g0 = generation(s).await;
+    let swept = |what| async move { s.sweep(what, before, 100).await.unwrap() };
+    assert_eq!(swept(Sweep::Flows).await, 2);
+    assert_eq!(s.get_flow(&[0x00, 1]).await.unwrap(), None);
+    assert_eq!(s.get_flow(&[0x00, 2]).await.unwrap(), None);
+    assert!(s.get_flow(&[0x00, 3]).await.unwrap().is_some());
+    assert_eq!(swept(Sweep::LoginCodes).await, 1);
+    assert!(s.take_login_code(&[0xee, 2], Env::Live, 1_000).await.unwrap().is_some(), "the fresh code");
+    assert_eq!(swept(Sweep::AuthGrants).await, 1);
+    assert_eq!(s.take_auth_grant(&[0xff, 1], "code", 10).await.unwrap(), GrantTake::Unknown);
+    assert!(matches!(s.take_auth_grant(&[0xff, 2], "code", 10).await.unwrap(), GrantTake::Fresh(_)));
+    assert_eq!(swept(Sweep::RefreshTokens).await, 3);
+    for (hash, kept) in [(1, false), (2, false), (3, true), (4, true), (5, false), (6, true)] {
+        assert_eq!(s.get_refresh(&[hash; 32]).await.unwrap().is_some(), kept, "refresh token {hash}");
+    }
+    assert_eq!(swept(Sweep::OAuthClients).await, 1);
+    assert_eq!(s.get_oauth_client("lapsed").await.unwrap(), None);
+    assert!(s.get_oauth_client("kept").await.unwrap().is_some());
+    assert_eq!(swept(Sweep::IdempotencyKeys).await, 1);
+    assert_eq!(s.claim_idempotency(&claim("c", "old", b"g", 1_001), 0, 0).await.unwrap(), None, "a new claim");
+    assert!(s.claim_idempotency(&claim("c", "new", b"g", 1_001), 0, 0).await.unwrap().is_some());
+    assert_eq!(swept(Sweep::Events).await, 1);
+    let ids: Vec<String> = s.list_events(&EventFilter::default()).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["e_new"]);
+    for what in Sweep::ALL {
+        assert_eq!(swept(what).await, 0, "{what:?} swept twice");
+    }
+    assert_eq!(generation(s).await, g0, "the sweep bumped the generation");
+}
+
+/// A claim forgets only its own key's stale row: the others wait for the sweep.
+pub async fn an_idempotency_claim_forgets_only_its_own_key(ctx: &Ctx) {
+    let s = &*ctx.store;
+    s.claim_idempotency(&claim("c", "a", b"f", 10), 0, 0).await.unwrap();
+    s.claim_idempotency(&claim("c", "b", b"f", 10), 0, 0).await.unwrap();
+    assert_eq!(s.claim_idempotency(&claim("c", "a", b"g", 500), 100, 100).await.unwrap(), None);
+    let b = s.claim_idempotency(&claim("c", "b", b"g", 500), 0, 0).await.unwrap();
+    assert_eq!(b.map(|r| r.created_at), Some(10), "another key's old claim was forgotten by a claim");
+    assert_eq!(s.sweep(Sweep::IdempotencyKeys, 100, 100).await.unwrap(), 1);
+}
+
+/// One statement deletes at most `limit` rows: a backlog goes in several.
+pub async fn sweep_is_bounded_by_its_limit(ctx: &Ctx) {
+    let s = &*ctx.store;
+    for i in 0..5 {
+        s.insert_flow(&flow_at(i, 10)).await.unwrap();
+    }
+    s.insert_flow(&flow_at(9, 2_000)).await.unwrap();
+    let mut runs = Vec::new();
+    loop {
+        let n = s.sweep(Sweep::Flows, 1_000, 2).await.unwrap();
+        runs.push(n);
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(runs, [2, 2, 1, 0]);
+    assert!(s.get_flow(&[0x00, 9]).await.unwrap().is_some());
+}
+
+/// Sweepers on two instances at once, in small batches: every old row is deleted exactly
+/// once (the counts add up), nobody fails, and the fresh rows stay.
+pub async fn concurrent_sweeps_delete_each_row_once(ctx: &Ctx) {
+    let other = ctx.second_instance().await;
+    for i in 0..60u8 {
+        ctx.store.insert_refresh(&refresh_at(i, &format!("fam{}", i % 7), 500)).await.unwrap();
+    }
+    for i in 100..110u8 {
+        ctx.store.insert_refresh(&refresh_at(i, "live", 5_000)).await.unwrap();
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let st = if t % 2 == 0 { ctx.store.clone() } else { other.clone() };
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut total = 0;
+            loop {
+                let n = st.sweep(Sweep::RefreshTokens, 1_000, 7).await.unwrap();
+                total += n;
+                if n == 0 {
+                    return total;
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 60);
+    for i in 100..110u8 {
+        assert!(ctx.store.get_refresh(&[i; 32]).await.unwrap().is_some());
+    }
+    assert_eq!(ctx.store.sweep(Sweep::RefreshTokens, 1_000, 100).await.unwrap(), 0);
+}
+
+/// A registered client's `kept_until` moves forward only, and only while it is kept: a
+/// lapsed or unknown client is not brought back.
+pub async fn oauth_clients_are_kept_only_while_they_have_not_lapsed(ctx: &Ctx) {
+    let s = &*ctx.store;
+    s.insert_oauth_client(&client_until("mcp_1", 1_000)).await.unwrap();
+    assert!(s.keep_oauth_client("mcp_1", 900, 5_000).await.unwrap());
+    assert_eq!(s.get_oauth_client("mcp_1").await.unwrap().unwrap().kept_until, 5_000);
+    assert!(s.keep_oauth_client("mcp_1", 950, 3_000).await.unwrap(), "kept, and not moved back");
+    assert_eq!(s.get_oauth_client("mcp_1").await.unwrap().unwrap().kept_until, 5_000);
+    assert!(!s.keep_oauth_client("mcp_1", 5_001, 9_000).await.unwrap(), "a lapsed client was kept");
+    assert_eq!(s.get_oauth_client("mcp_1").await.unwrap().unwrap().kept_until, 5_000);
+    assert!(!s.keep_oauth_client("mcp_2", 0, 9_000).await.unwrap(), "an unknown client was kept");
 }

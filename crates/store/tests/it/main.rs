@@ -84,6 +84,13 @@ macro_rules! conformance_suite {
             oauth_clients_are_registered_once,
             auth_grants_are_taken_once,
             refresh_tokens_keep_their_scope_and_audience,
+            connector_insert_never_replaces,
+            concurrent_connector_creations_have_one_winner,
+            sweep_deletes_only_old_rows_of_its_table,
+            an_idempotency_claim_forgets_only_its_own_key,
+            sweep_is_bounded_by_its_limit,
+            concurrent_sweeps_delete_each_row_once,
+            oauth_clients_are_kept_only_while_they_have_not_lapsed,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -10,6 +10,10 @@ use crate::store::RefreshRow;
 
 /// A used refresh token returns the same new pair if replayed this soon (clients that retried).
 pub(crate) const GRACE_MS: i64 = 30_000;
+/// A family's revocation is read into memory (and its rows kept by the sweep) this long:
+/// longer than any access token issued with it lives (`access_token_ttl_s` is at most a day).
+/// Its refresh tokens are refused without it (their own rows say revoked, or are gone).
+pub(crate) const REVOCATIONS_KEPT_MS: i64 = 2 * 86_400_000;
 /// User access tokens live this long unless `[server] access_token_ttl_s` says otherwise.
 const ACCESS_TTL_S: i64 = 900;
 /// Refresh-token families live this long unless `[server] refresh_token_ttl_s` says otherwise.

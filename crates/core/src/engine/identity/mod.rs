@@ -4,7 +4,7 @@
 //! rotation that publishes before it signs. The rules apart from the store are in `claims.rs`
 //! (tokens and refresh families) and `keys.rs` (signing keys).
 
-mod claims;
+pub(crate) mod claims;
 mod keys;
 
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl Identity {
         claims::access_ttl_s(self.mirror.config().server.access_token_ttl_s)
     }
 
-    fn refresh_ttl_ms(&self) -> i64 {
+    pub(crate) fn refresh_ttl_ms(&self) -> i64 {
         claims::refresh_ttl_ms(self.mirror.config().server.refresh_token_ttl_s)
     }
 

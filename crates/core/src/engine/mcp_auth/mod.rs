@@ -36,6 +36,10 @@ pub const PENDING_TTL_MS: i64 = 10 * 60_000;
 /// An app sign-in request lives this long; the grant it is answered with much less.
 const SIGN_IN_TTL_MS: i64 = 10 * 60_000;
 const GRANT_TTL_MS: i64 = 2 * 60_000;
+/// A registered client nobody authorized is forgotten this long after its registration; an
+/// authorized one this long after the refresh-token family of its last authorization expired
+/// (then nothing issued to it works any more). See [`McpAuth::client`].
+pub const CLIENT_IDLE_MS: i64 = 30 * 86_400_000;
 /// The longest `state` accepted (it travels in the cookie).
 const MAX_STATE: usize = 400;
 /// Metadata documents kept at most.
@@ -237,13 +241,15 @@ impl McpAuth<'_> {
         let id = format!("mcp_{}", random::token(24));
         let now = self.now();
         let stored = serde_json::to_string(&metadata).map_err(|e| CallError::internal(e.to_string()))?;
-        let row = OAuthClientRow { id: id.clone(), metadata: stored, created_at: now };
+        let row = OAuthClientRow { id: id.clone(), metadata: stored, created_at: now, kept_until: now + CLIENT_IDLE_MS };
         self.engine.store.insert_oauth_client(&row).await.map_err(unavailable)?;
         Ok((id, now / 1000, metadata))
     }
 
     /// The client `client_id` names: a registered one, or the metadata document at that URL
-    /// (fetched, or kept from a recent fetch). The error says what is wrong, for a page.
+    /// (fetched, or kept from a recent fetch). The error says what is wrong, for a page. A
+    /// registration past its `kept_until` (see [`CLIENT_IDLE_MS`]) is unknown, whether or not
+    /// the sweep has deleted it yet.
     pub async fn client(&self, client_id: &str) -> Result<Client, String> {
         let loopback = self.settings().allow_loopback_client_ids;
         if let Some(url) = clients::document_url(client_id, loopback) {
@@ -259,6 +265,7 @@ impl McpAuth<'_> {
             .get_oauth_client(client_id)
             .await
             .map_err(|_| "Latchkey's store did not answer: try again in a moment".to_owned())?
+            .filter(|row| row.kept_until >= self.now())
             .ok_or_else(|| {
                 "this client is not registered here: it must register again (or use a client ID metadata document)"
                     .to_owned()
@@ -532,11 +539,29 @@ impl McpAuth<'_> {
     }
 
     /// The user approved: an authorization code (60 s, single use) and where the browser
-    /// takes it.
+    /// takes it. A registered client is kept for [`CLIENT_IDLE_MS`] after the refresh-token
+    /// family this authorization starts expires; one whose registration lapsed meanwhile is
+    /// refused (`invalid_client`: it must register again).
     pub async fn approve(&self, p: &Pending) -> Result<String, CallError> {
         let user = p.user.as_deref().ok_or_else(|| CallError::invalid_params("nobody has signed in"))?;
         let code = format!("mcpc_{}", random::token(43));
         let now = self.now();
+        if p.client.kind == ClientKind::Registered {
+            let until = now + self.engine.identity.refresh_ttl_ms() + CLIENT_IDLE_MS;
+            let kept = self
+                .engine
+                .store
+                .keep_oauth_client(&p.request.client_id, now, until)
+                .await
+                .map_err(unavailable)?;
+            if !kept {
+                return Err(oauth(
+                    ErrorCode::InvalidParams,
+                    "invalid_client",
+                    "this client is not registered here: it must register again (or use a client ID metadata document)",
+                ));
+            }
+        }
         let data = serde_json::to_string(&CodeData {
             redirect_uri: p.request.redirect_uri.clone(),
             code_challenge: p.request.code_challenge.clone(),

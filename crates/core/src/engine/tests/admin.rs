@@ -70,7 +70,7 @@ async fn create_connector_never_replaces_one_and_check_connector_writes_nothing(
     }
     // Created once; a second creation of the name is refused and changes nothing.
     h.engine.admin().create_connector("mine", api_connector(json!({"secret": "k"}))).await.unwrap();
-    assert_eq!(h.store.calls("put_connector"), 1);
+    assert_eq!((h.store.calls("insert_connector"), h.store.calls("put_connector")), (1, 0));
     let other = json!({"base_url": "https://other.example.com", "auth": {"method": "none"}});
     match h.engine.admin().create_connector("mine", other.clone()).await {
         Err(PutConnectorError::Call(e)) => {
@@ -79,13 +79,45 @@ async fn create_connector_never_replaces_one_and_check_connector_writes_nothing(
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(h.store.calls("put_connector"), 1);
+    assert_eq!((h.store.calls("insert_connector"), h.store.calls("put_connector")), (1, 0));
     assert_eq!(h.engine.connector("mine").unwrap().config.base_url.as_str(), "https://api.example.com");
     // Nor one of the file's.
     match h.engine.admin().create_connector("plain", other).await {
         Err(PutConnectorError::Call(e)) => assert_eq!(e.code, ErrorCode::Forbidden),
         other => panic!("{other:?}"),
     }
+}
+
+/// Two instances create the same name at the same instant: both pass their checks (neither
+/// holds the name in memory), the store's insert-if-absent lets exactly one write, and the
+/// other gets the same "exists" error as a creation that found the name in memory.
+#[tokio::test(start_paused = true)]
+async fn concurrent_creations_of_a_name_have_one_winner() {
+    let a = Harness::new().await;
+    let b = Harness::on(super::CONFIG, a.store.clone(), a.vault.clone()).await;
+    let mine = api_connector(json!({"secret": "a"}));
+    let theirs = json!({"base_url": "https://other.example.com", "auth": {"method": "none"}});
+    let (ra, rb) = tokio::join!(
+        a.engine.admin().create_connector("same", mine),
+        b.engine.admin().create_connector("same", theirs)
+    );
+    let (won, lost) = match (ra, rb) {
+        (Ok(c), Err(e)) | (Err(e), Ok(c)) => (c, e),
+        other => panic!("not exactly one winner: {other:?}"),
+    };
+    match lost {
+        PutConnectorError::Call(e) => {
+            assert_eq!(e.code, ErrorCode::InvalidParams);
+            assert!(e.message.contains("a connector named `same` exists already"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    let rows = a.store.list_connectors().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].definition.contains(won.base_url.as_str()), "the store holds the loser's definition");
+    // A replace (PUT) still replaces.
+    a.engine.admin().put_connector("same", api_connector(json!({"secret": "b"}))).await.unwrap();
+    assert_eq!(a.store.calls("put_connector"), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::Harness;
 use crate::Env;
 use crate::engine::mcp_auth::{AuthorizeError, Pending};
+use crate::store::IdentityStore;
 
 const CONFIG: &str = r#"
 [server.mcp]
@@ -202,4 +203,60 @@ async fn an_app_grant_works_once_in_the_browser_it_was_made_for() {
     assert!(auth.user_of_grant(&mine, &grant).await.is_err(), "a grant worked twice");
     // The user was made in Latchkey.
     assert!(h.engine.identity().get_user(Env::Live, "alice").await.unwrap().is_some());
+}
+
+const DAY: i64 = 86_400_000;
+
+/// A registered client nobody authorizes lapses 30 days after its registration: it is then
+/// unknown (as one never registered), whether or not the sweep has deleted it yet.
+#[tokio::test(start_paused = true)]
+async fn a_client_never_authorized_lapses_after_thirty_days() {
+    let h = harness().await;
+    let client = register(&h).await;
+    h.clock.advance(30 * DAY);
+    assert!(h.engine.mcp_auth().authorize(&query(&client, &[])).await.is_ok(), "kept through its last day");
+    h.clock.advance(1);
+    let refused = h.engine.mcp_auth().authorize(&query(&client, &[])).await;
+    assert!(matches!(&refused, Err(AuthorizeError::Page(m)) if m.contains("not registered")), "{refused:?}");
+    assert!(h.store.get_oauth_client(&client).await.unwrap().is_some(), "not swept yet, and already unknown");
+    h.engine.sweep_once().await;
+    assert_eq!(h.store.get_oauth_client(&client).await.unwrap(), None);
+}
+
+/// Each authorization keeps a client until 30 days after the refresh-token family it starts
+/// expires (30 days by default), so a client whose tokens are still alive is never forgotten.
+#[tokio::test(start_paused = true)]
+async fn an_authorized_client_is_kept_until_thirty_days_after_its_tokens_expire() {
+    let h = harness().await;
+    let client = register(&h).await;
+    h.clock.advance(20 * DAY);
+    let code = code_for(&h, &client, "alice", &[]).await;
+    let pair = h.engine.mcp_auth().exchange_code(&code, Some(VERIFIER), Some(&client), Some(REDIRECT), None).await;
+    assert!(pair.is_ok(), "{pair:?}");
+    // Past the 30 days of an unused registration, within those of its tokens.
+    h.clock.advance(59 * DAY);
+    h.engine.sweep_once().await;
+    assert!(h.engine.mcp_auth().authorize(&query(&client, &[])).await.is_ok());
+    h.clock.advance(DAY + 1);
+    h.engine.sweep_once().await;
+    assert_eq!(h.store.get_oauth_client(&client).await.unwrap(), None);
+    let refused = h.engine.mcp_auth().authorize(&query(&client, &[])).await;
+    assert!(matches!(&refused, Err(AuthorizeError::Page(m)) if m.contains("not registered")), "{refused:?}");
+}
+
+/// A registration that lapses while its user is signing in (the authorization was accepted
+/// before) gets no code: `invalid_client`, and the client must register again.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_lapsed_during_its_authorization_gets_no_code() {
+    let h = harness().await;
+    let client = register(&h).await;
+    h.clock.advance(30 * DAY - 60_000);
+    let auth = h.engine.mcp_auth();
+    let mut p: Pending = auth.authorize(&query(&client, &[])).await.unwrap();
+    p.user = Some("alice".into());
+    h.clock.advance(2 * 60_000);
+    let e = auth.approve(&p).await.unwrap_err();
+    assert_eq!(e.details["oauth_error"], "invalid_client");
+    assert!(e.message.contains("register again"), "{}", e.message);
+    assert_eq!(h.store.calls("insert_auth_grant"), 0, "a code was stored");
 }

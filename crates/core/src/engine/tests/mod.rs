@@ -16,6 +16,7 @@ mod mirror;
 mod per_user;
 mod reload;
 mod signin;
+mod sweep;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

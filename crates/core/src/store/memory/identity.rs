@@ -172,6 +172,16 @@ impl IdentityStore for MemoryStore {
         self.enter("get_oauth_client").await?;
         Ok(self.data().oauth_clients.get(id).cloned())
     }
+    async fn keep_oauth_client(&self, id: &str, now: i64, until: i64) -> StoreResult<bool> {
+        self.enter("keep_oauth_client").await?;
+        Ok(match self.data().oauth_clients.get_mut(id) {
+            Some(row) if row.kept_until >= now => {
+                row.kept_until = row.kept_until.max(until);
+                true
+            }
+            _ => false,
+        })
+    }
     async fn insert_auth_grant(&self, row: &AuthGrantRow) -> StoreResult<()> {
         const OP: &str = "insert_auth_grant";
         self.enter(OP).await?;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{
     ConnectionRow, ConnectorRow, EventRow, FlowRow, IdempotencyRow, KeyRow, LoginCodeRow, RefreshRow, SecretRow,
-    SigningKeyRow, Store, StoreChanges, StoreError, StoreResult, TokenKey, TokenRow, UserRow,
+    SigningKeyRow, Store, StoreChanges, StoreError, StoreResult, Sweep, TokenKey, TokenRow, UserRow,
 };
 
 /// Rows in the SQL stores' order: text columns compared as text (`dev` before `live`).
@@ -292,6 +292,16 @@ impl Store for MemoryStore {
         self.enter("list_connectors").await?;
         Ok(self.data().connectors.values().cloned().collect())
     }
+    async fn insert_connector(&self, row: &ConnectorRow) -> StoreResult<bool> {
+        self.enter("insert_connector").await?;
+        let mut d = self.data();
+        if d.connectors.contains_key(&row.name) {
+            return Ok(false);
+        }
+        d.connectors.insert(row.name.clone(), row.clone());
+        d.bump();
+        Ok(true)
+    }
     async fn delete_connector(&self, name: &str) -> StoreResult<bool> {
         self.enter("delete_connector").await?;
         let mut d = self.data();
@@ -309,9 +319,13 @@ impl Store for MemoryStore {
     ) -> StoreResult<Option<IdempotencyRow>> {
         self.enter("claim_idempotency").await?;
         let mut d = self.data();
-        d.idempotency
-            .retain(|_, r| r.created_at >= expired_before && (r.status != 0 || r.created_at >= abandoned_before));
         let id = (row.scope.clone(), row.key.clone());
+        if d.idempotency
+            .get(&id)
+            .is_some_and(|r| r.created_at < expired_before || (r.status == 0 && r.created_at < abandoned_before))
+        {
+            d.idempotency.remove(&id);
+        }
         if let Some(found) = d.idempotency.get(&id) {
             return Ok(Some(found.clone()));
         }
@@ -326,6 +340,40 @@ impl Store for MemoryStore {
             r.answer = answer.to_vec();
         }
         Ok(())
+    }
+    async fn sweep(&self, what: Sweep, before: i64, limit: u32) -> StoreResult<u64> {
+        self.enter("sweep").await?;
+        let mut d = self.data();
+        let mut left = usize::try_from(limit).unwrap_or(usize::MAX);
+        // Deletes up to `left` entries of `map` that `old` says are swept; answers how many.
+        fn take<K: Ord + Clone, V>(map: &mut BTreeMap<K, V>, left: &mut usize, old: impl Fn(&V) -> bool) -> u64 {
+            let gone: Vec<K> = map.iter().filter(|(_, v)| old(v)).map(|(k, _)| k.clone()).take(*left).collect();
+            for k in &gone {
+                map.remove(k);
+            }
+            *left -= gone.len();
+            u64::try_from(gone.len()).unwrap_or(u64::MAX)
+        }
+        Ok(match what {
+            Sweep::Flows => take(&mut d.flows, &mut left, |f| f.expires_at < before),
+            Sweep::LoginCodes => take(&mut d.login_codes, &mut left, |(c, _)| c.expires_at < before),
+            Sweep::AuthGrants => take(&mut d.auth_grants, &mut left, |g| g.expires_at < before),
+            Sweep::RefreshTokens => take(&mut d.refresh, &mut left, |r| {
+                r.expires_at < before || r.revoked_at.is_some_and(|at| at < before)
+            }),
+            Sweep::OAuthClients => take(&mut d.oauth_clients, &mut left, |c| c.kept_until < before),
+            Sweep::IdempotencyKeys => take(&mut d.idempotency, &mut left, |r| r.created_at < before),
+            Sweep::Events => {
+                let n = d.events.iter().filter(|e| e.at < before).count().min(left);
+                let mut seen = 0;
+                d.events.retain(|e| {
+                    let gone = e.at < before && seen < n;
+                    seen += usize::from(gone);
+                    !gone
+                });
+                u64::try_from(n).unwrap_or(u64::MAX)
+            }
+        })
     }
     fn change_feed(&self) -> Option<crate::store::ChangeFeed> {
         lock(&self.inner.feed).take()

@@ -296,11 +296,4 @@ impl ConnectionStore for MemoryStore {
         self.enter("get_flow").await?;
         Ok(self.data().flows.get(handle_hash).cloned())
     }
-    async fn purge_flows(&self, before: i64) -> StoreResult<u64> {
-        self.enter("purge_flows").await?;
-        let mut d = self.data();
-        let count = d.flows.len();
-        d.flows.retain(|_, f| f.expires_at >= before);
-        Ok(u64::try_from(count - d.flows.len()).unwrap_or(0))
-    }
 }
