@@ -241,7 +241,8 @@ impl McpAuth<'_> {
         let id = format!("mcp_{}", random::token(24));
         let now = self.now();
         let stored = serde_json::to_string(&metadata).map_err(|e| CallError::internal(e.to_string()))?;
-        let row = OAuthClientRow { id: id.clone(), metadata: stored, created_at: now, kept_until: now + CLIENT_IDLE_MS };
+        let row =
+            OAuthClientRow { id: id.clone(), metadata: stored, created_at: now, kept_until: now + CLIENT_IDLE_MS };
         self.engine.store.insert_oauth_client(&row).await.map_err(unavailable)?;
         Ok((id, now / 1000, metadata))
     }
@@ -548,12 +549,8 @@ impl McpAuth<'_> {
         let now = self.now();
         if p.client.kind == ClientKind::Registered {
             let until = now + self.engine.identity.refresh_ttl_ms() + CLIENT_IDLE_MS;
-            let kept = self
-                .engine
-                .store
-                .keep_oauth_client(&p.request.client_id, now, until)
-                .await
-                .map_err(unavailable)?;
+            let kept =
+                self.engine.store.keep_oauth_client(&p.request.client_id, now, until).await.map_err(unavailable)?;
             if !kept {
                 return Err(oauth(
                     ErrorCode::InvalidParams,

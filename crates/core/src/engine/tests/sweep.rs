@@ -110,7 +110,8 @@ async fn rows_past_their_time_are_swept_and_fresh_ones_stay() {
     // revoked at once), a registered MCP client nobody authorizes, an event.
     h.store.insert_flow(&flow(1, t0)).await.unwrap();
     h.store.insert_login_code(&login_code(1, t0)).await.unwrap();
-    let (sign_in, _) = h.engine.mcp_auth().app_sign_in_request(Env::Live, "https://app.test/mcp-sign-in").await.unwrap();
+    let (sign_in, _) =
+        h.engine.mcp_auth().app_sign_in_request(Env::Live, "https://app.test/mcp-sign-in").await.unwrap();
     assert!(!sign_in.is_empty());
     h.store.claim_idempotency(&claim("old", t0), 0, 0).await.unwrap();
     h.store.insert_event(&event("e_t0", t0)).await.unwrap();

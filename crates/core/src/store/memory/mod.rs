@@ -358,9 +358,9 @@ impl Store for MemoryStore {
             Sweep::Flows => take(&mut d.flows, &mut left, |f| f.expires_at < before),
             Sweep::LoginCodes => take(&mut d.login_codes, &mut left, |(c, _)| c.expires_at < before),
             Sweep::AuthGrants => take(&mut d.auth_grants, &mut left, |g| g.expires_at < before),
-            Sweep::RefreshTokens => take(&mut d.refresh, &mut left, |r| {
-                r.expires_at < before || r.revoked_at.is_some_and(|at| at < before)
-            }),
+            Sweep::RefreshTokens => {
+                take(&mut d.refresh, &mut left, |r| r.expires_at < before || r.revoked_at.is_some_and(|at| at < before))
+            }
             Sweep::OAuthClients => take(&mut d.oauth_clients, &mut left, |c| c.kept_until < before),
             Sweep::IdempotencyKeys => take(&mut d.idempotency, &mut left, |r| r.created_at < before),
             Sweep::Events => {
