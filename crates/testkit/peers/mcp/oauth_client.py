@@ -61,7 +61,15 @@ class Callback:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
-                q = parse_qs(urlparse(self.path).query)
+                url = urlparse(self.path)
+                # Only the redirect back counts, and only the first: the browser also asks for
+                # /favicon.ico once the page is shown, which must not overwrite the answer.
+                if url.path != "/callback" or outer.done.is_set():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                q = parse_qs(url.query)
                 outer.result = {k: v[0] for k, v in q.items()}
                 body = b"<!DOCTYPE html><title>Signed in</title><p>Signed in: you can close this window."
                 self.send_response(200)
