@@ -318,7 +318,7 @@ async fn consent(state: &AppState, p: &Pending) -> Response {
             input type="hidden" name="csrf" value=(p.csrf);
             button type="submit" name="decision" value="approve" { "Allow" }
             " "
-            button type="submit" name="decision" value="deny" { "Deny" }
+            button.secondary type="submit" name="decision" value="deny" { "Deny" }
         }
     };
     let mut r = page_response(StatusCode::OK, shell().document("Allow access?", header_markup(), None, body));

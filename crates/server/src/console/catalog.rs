@@ -244,7 +244,7 @@ fn provider_body(t: &Template, typed: &Typed, problems: &Problems, existing: &[S
             label for="name" { "Connector name" }
             input #name name="name" type="text" required autocomplete="off" spellcheck="false" value=(typed.name)
                 aria-describedby=[problems.described_by("name")];
-            p.help { "Letters, digits, " code { "_" } " and " code { "-" } ", as in " code { "/v1/call/NAME/…" } "." }
+            p.help { "Letters, digits, " code { "_" } " and " code { "-" } ", as in " code { "/v1/proxy/NAME/…" } " and " code { "/v1/connectors/NAME/calls/…" } "." }
             (problems.under("name"))
             @for (key, p) in &t.params {
                 @let input = format!("param.{key}");

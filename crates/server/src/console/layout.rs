@@ -178,6 +178,7 @@ p, li { overflow-wrap: anywhere; }
 legend { font-weight: 600; padding: 0 .25rem; }
 button { cursor: pointer; background: var(--accent); color: #fff; border-color: var(--accent); }
 button.danger { background: var(--bad); border-color: var(--bad); }
+button.secondary { background: var(--bg); color: var(--fg); border-color: var(--line); }
 .shown-once { display: block; padding: .75rem; border: 2px dashed var(--ok); word-break: break-all; }
 @media (max-width: 40rem) { main { padding: .75rem; } .signout { margin-left: 0; } th, td { padding: .35rem; } }
 "#;
