@@ -83,8 +83,9 @@ pub struct AuthRequest {
 }
 
 /// The browser's authorization in progress: the request, and once the user signed in, who.
-/// Sealed into the authorization cookie.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Sealed into the authorization cookie. `Debug` leaves out the CSRF token and the app
+/// sign-in request's handle.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Pending {
     pub request: AuthRequest,
     pub client: ClientCard,
@@ -96,6 +97,18 @@ pub struct Pending {
     /// The app sign-in request the browser was sent with (`sign_in_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<String>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("request", &self.request)
+            .field("client", &self.client)
+            .field("env", &self.env)
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the consent page says of a client (the whole client would not fit in a cookie).
